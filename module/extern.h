@@ -1,0 +1,110 @@
+/*
+ * extern.h - module-internal interfaces of the FastCGI responder: the
+ * request as read from FastCGI, the configuration, the response, and the
+ * handlers. Not installed; tools use include/picomdm/ only.
+ */
+#ifndef PICOMDM_EXTERN_H
+#define PICOMDM_EXTERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct identity_ca;
+
+/* Pipeline result: 0 is success, anything else an HTTP status. */
+enum pm_status {
+	PM_OK = 0,
+	PM_BAD_REQUEST = 400,
+	PM_UNAUTHORIZED = 401, /* operator API only, never device endpoints */
+	PM_FORBIDDEN = 403,
+	PM_NOT_FOUND = 404,
+	PM_METHOD = 405,
+	PM_CONFLICT = 409,
+	PM_GONE = 410,
+	PM_TOO_LARGE = 413,
+	PM_MEDIA_TYPE = 415,
+	PM_INTERNAL = 500,
+	PM_UNAVAILABLE = 503
+};
+
+struct config {
+	char    *db;              /* LMDB directory */
+	char    *socket;          /* unix socket path; NULL = fd 0 */
+	char    *device_ca;       /* PEM bundle */
+	char    *api_key_file;
+	char    *log_level;
+	int      workers;         /* worker threads */
+	size_t   checkin_max;     /* body cap, check-in */
+	size_t   connect_max;     /* body cap, command reports */
+	size_t   api_max;         /* body cap, operator API */
+	size_t   map_size;
+	size_t   map_max;
+	int      nosync;          /* bench/tests only */
+	int      allow_retro;     /* bind enrollments that have no binding */
+	char    *user_auth;       /* "decline" (410) or "challenge" */
+	char    *digest_challenge;
+	uint64_t retention_days;  /* results history */
+	int      socket_mode;
+};
+
+/* Defaults, then the file (if any), then command-line overrides. */
+void config_defaults(struct config *);
+int  config_load(struct config *, const char *path); /* 0 / -1, logs why */
+int  config_set(struct config *, const char *key, const char *val);
+void config_free(struct config *);
+
+/* The request as FastCGI gave it; every pointer borrowed from FastCGI's
+ * environment or owned by the request (body). */
+struct request {
+	const char    *method;
+	const char    *uri;          /* path without query */
+	const char    *query;
+	const char    *content_type;
+	const char    *client_cert;  /* PICOMDM_CLIENT_CERT */
+	const char    *client_verify;/* PICOMDM_CLIENT_VERIFY */
+	const char    *mdm_signature;/* HTTP_MDM_SIGNATURE */
+	const char    *authorization;/* HTTP_AUTHORIZATION */
+	char          *path;         /* owned copy of the path */
+	unsigned char *body;         /* owned, NUL-terminated */
+	size_t         body_len;
+	uint64_t       start_us;
+};
+
+/* The reply being built; owned buffers. */
+struct response {
+	int            status;       /* HTTP status; 200 default */
+	const char    *content_type;
+	unsigned char *body;         /* malloc'd */
+	size_t         body_len;
+	const char    *reason;       /* refusal reason for the log */
+	const char    *msgtype;      /* for the log */
+	char           id[520];      /* enrollment ID for the log */
+};
+
+/* Shared read-only state of all workers. */
+struct server {
+	struct config      *cfg;
+	struct store       *store;
+	struct identity_ca *ca;
+	unsigned char      *api_key;
+	size_t              api_key_len;
+};
+
+/* response.c */
+void        response_set(struct response *, int status, const char *reason);
+int         response_set_body(struct response *, const char *ctype,
+            const void *, size_t);
+int         response_json_error(struct response *, int status,
+            const char *error, const char *detail);
+const char *response_status_text(int);
+
+/* checkin.c, connect.c, api.c: decide and store; fill the response. */
+void checkin_handle(const struct server *, const struct request *,
+     struct response *);
+void connect_handle(const struct server *, const struct request *,
+     struct response *);
+void api_handle(const struct server *, const struct request *,
+     struct response *);
+
+#endif
