@@ -1,0 +1,2 @@
+/* checkin.c - not yet written */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* connect.c - not yet written */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* identity.c - not yet written */
+#include "config.h"

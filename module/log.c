@@ -1,0 +1,2 @@
+/* log.c - not yet written */
+#include "config.h"

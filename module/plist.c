@@ -1,0 +1,2 @@
+/* plist.c - not yet written */
+#include "config.h"

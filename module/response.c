@@ -1,0 +1,2 @@
+/* response.c - not yet written */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* schema.c - not yet written */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* schema_tables.c - not yet written */
+#include "config.h"

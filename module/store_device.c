@@ -1,0 +1,2 @@
+/* store_device.c - not yet written */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* store_queue.c - not yet written */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* store_rec.c - not yet written */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* util.c - not yet written */
+#include "config.h"

@@ -1,0 +1,7 @@
+/* not yet written */
+int main(void);
+int
+main(void)
+{
+	return 77;
+}
