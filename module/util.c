@@ -1,2 +1,394 @@
-/* util.c - not yet written */
+/*
+ * util.c - strict numbers, time, hex, base64, percent-decoding, SHA-256,
+ * a bounded growable buffer, and the string functions glibc lacks.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/sha.h>
+
+#include "picomdm/util.h"
+
+/*
+ * Parse the whole of s as a decimal number in [min, max]. strtoll is used
+ * only here; the caller never sees a partial parse.
+ */
+int
+num_parse(const char *s, long long min, long long max, long long *out)
+{
+	char     *end;
+	long long v;
+
+	if (s == NULL || *s == '\0' || *s == ' ' || *s == '\t' ||
+	    *s == '+' || (*s == '-' && min >= 0))
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+uint64_t
+time_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t
+time_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void
+time_format(uint64_t us, char *buf, size_t bufsz)
+{
+	time_t    t = (time_t)(us / 1000000u);
+	struct tm tm;
+
+	if (us == 0 || gmtime_r(&t, &tm) == NULL ||
+	    strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+		if (bufsz > 0)
+			buf[0] = '\0';
+	}
+}
+
+/* Read exactly n digits at *p; advance. -1 if not digits. */
+static int
+digits(const char **p, int n)
+{
+	int v = 0;
+
+	while (n-- > 0) {
+		if (**p < '0' || **p > '9')
+			return -1;
+		v = v * 10 + (**p - '0');
+		(*p)++;
+	}
+	return v;
+}
+
+/*
+ * RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm).
+ * Converted with timegm() after range checks.
+ */
+int
+time_parse_rfc3339(const char *s, uint64_t *out)
+{
+	struct tm tm;
+	int       y, mo, d, h, mi, sec, sign, oh, om;
+	long long frac = 0, scale = 1000000;
+	time_t    t;
+	long long off = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	if ((y = digits(&s, 4)) < 0 || *s++ != '-' ||
+	    (mo = digits(&s, 2)) < 1 || mo > 12 || *s++ != '-' ||
+	    (d = digits(&s, 2)) < 1 || d > 31 ||
+	    (*s != 'T' && *s != 't' && *s != ' '))
+		return -1;
+	s++;
+	if ((h = digits(&s, 2)) < 0 || h > 23 || *s++ != ':' ||
+	    (mi = digits(&s, 2)) < 0 || mi > 59 || *s++ != ':' ||
+	    (sec = digits(&s, 2)) < 0 || sec > 60)
+		return -1;
+	if (*s == '.') {
+		s++;
+		if (*s < '0' || *s > '9')
+			return -1;
+		while (*s >= '0' && *s <= '9') {
+			if (scale > 1) {
+				scale /= 10;
+				frac += (*s - '0') * scale;
+			}
+			s++;
+		}
+	}
+	if (*s == 'Z' || *s == 'z') {
+		s++;
+	} else if (*s == '+' || *s == '-') {
+		sign = *s++ == '-' ? -1 : 1;
+		if ((oh = digits(&s, 2)) < 0 || oh > 23 || *s++ != ':' ||
+		    (om = digits(&s, 2)) < 0 || om > 59)
+			return -1;
+		off = sign * (oh * 3600LL + om * 60LL);
+	} else
+		return -1;
+	if (*s != '\0' || y < 1970)
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	if ((t = timegm(&tm)) == (time_t)-1 || t - off < 0)
+		return -1;
+	*out = (uint64_t)(t - off) * 1000000u + (uint64_t)frac;
+	return 0;
+}
+
+void
+hex_encode(const void *p, size_t len, char *out)
+{
+	static const char    hx[] = "0123456789abcdef";
+	const unsigned char *b = p;
+	size_t               i;
+
+	for (i = 0; i < len; i++) {
+		out[2 * i] = hx[b[i] >> 4];
+		out[2 * i + 1] = hx[b[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+static const char b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *
+base64_encode(const void *p, size_t len)
+{
+	const unsigned char *b = p;
+	char                *out, *o;
+	size_t               i;
+
+	if (len > (SIZE_MAX - 1) / 4 * 3 - 3)
+		return NULL;
+	if ((out = malloc((len + 2) / 3 * 4 + 1)) == NULL)
+		return NULL;
+	o = out;
+	for (i = 0; i + 2 < len; i += 3) {
+		*o++ = b64[b[i] >> 2];
+		*o++ = b64[((b[i] & 3) << 4) | (b[i + 1] >> 4)];
+		*o++ = b64[((b[i + 1] & 15) << 2) | (b[i + 2] >> 6)];
+		*o++ = b64[b[i + 2] & 63];
+	}
+	if (i < len) {
+		*o++ = b64[b[i] >> 2];
+		if (i + 1 < len) {
+			*o++ = b64[((b[i] & 3) << 4) | (b[i + 1] >> 4)];
+			*o++ = b64[(b[i + 1] & 15) << 2];
+		} else {
+			*o++ = b64[(b[i] & 3) << 4];
+			*o++ = '=';
+		}
+		*o++ = '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+static int
+b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/*
+ * Decode standard base64, skipping ASCII whitespace. Padding is optional
+ * but, when present, must end the input. Returns NULL on any other byte.
+ */
+unsigned char *
+base64_decode(const char *s, size_t len, size_t *outlen)
+{
+	unsigned char *out;
+	size_t         i, n = 0, pad = 0;
+	unsigned int   acc = 0;
+	int            bits = 0, v;
+
+	if ((out = malloc(len / 4 * 3 + 3)) == NULL)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+			continue;
+		if (c == '=') {
+			pad++;
+			continue;
+		}
+		if (pad > 0 || (v = b64_val(c)) < 0)
+			goto fail;
+		acc = (acc << 6) | (unsigned int)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	if (pad > 2 || bits >= 6)
+		goto fail;
+	*outlen = n;
+	return out;
+fail:
+	free(out);
+	return NULL;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+char *
+pct_decode(const char *s, size_t len)
+{
+	char  *out;
+	size_t i, n = 0;
+	int    hi, lo;
+
+	if ((out = malloc(len + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		if (s[i] == '%') {
+			if (len - i < 3)
+				goto fail;
+			if ((hi = hexval(s[i + 1])) < 0 ||
+			    (lo = hexval(s[i + 2])) < 0)
+				goto fail;
+			out[n] = (char)(hi << 4 | lo);
+			i += 2;
+		} else
+			out[n] = s[i];
+		if (out[n] == '\0')
+			goto fail;
+		n++;
+	}
+	out[n] = '\0';
+	return out;
+fail:
+	free(out);
+	return NULL;
+}
+
+void
+sha256(const void *p, size_t len, unsigned char out[32])
+{
+	SHA256(p, len, out);
+}
+
+void
+freezero(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, n);
+	free(p);
+}
+
+int
+buf_append(struct buf *b, const void *p, size_t n)
+{
+	size_t max = b->max ? b->max : SIZE_MAX / 2;
+	size_t ncap;
+	void  *np;
+
+	if (n > max || b->len > max - n)
+		return -1;
+	if (b->len + n + 1 > b->cap) {
+		ncap = b->cap ? b->cap : 256;
+		while (ncap < b->len + n + 1)
+			ncap *= 2;
+		if ((np = realloc(b->p, ncap)) == NULL)
+			return -1;
+		b->p = np;
+		b->cap = ncap;
+	}
+	if (n > 0)
+		memcpy(b->p + b->len, p, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+int
+buf_printf(struct buf *b, const char *fmt, ...)
+{
+	char    small[512], *big = NULL;
+	va_list ap;
+	int     n, rc;
+
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	if ((size_t)n < sizeof(small))
+		return buf_append(b, small, (size_t)n);
+	if ((big = malloc((size_t)n + 1)) == NULL)
+		return -1;
+	va_start(ap, fmt);
+	rc = vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	rc = rc == n ? buf_append(b, big, (size_t)n) : -1;
+	free(big);
+	return rc;
+}
+
+void
+buf_free(struct buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+#ifndef HAVE_STRLCPY
+size_t
+strlcpy(char *dst, const char *src, size_t sz)
+{
+	size_t n = strlen(src);
+
+	if (sz > 0) {
+		size_t c = n < sz - 1 ? n : sz - 1;
+
+		memcpy(dst, src, c);
+		dst[c] = '\0';
+	}
+	return n;
+}
+#endif
+
+#ifndef HAVE_STRLCAT
+size_t
+strlcat(char *dst, const char *src, size_t sz)
+{
+	size_t d = strnlen(dst, sz);
+
+	if (d == sz)
+		return sz + strlen(src);
+	return d + strlcpy(dst + d, src, sz - d);
+}
+#endif
