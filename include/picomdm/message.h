@@ -50,10 +50,11 @@ enum cmd_status {
 	CMD_STATUS__MAX
 };
 
-/* Longest enrollment ID we accept (device ID + ":" + user part). */
-#define MSG_ID_MAX 512
+/* Longest enrollment ID we accept (device ID + ":" + user part); it is
+ * an LMDB key, and LMDB keys stop at 511 bytes. */
+#define MSG_ID_MAX 481
 /* Longest identity key (UDID, EnrollmentID, UserID, short name, ...). */
-#define MSG_IDENT_MAX 255
+#define MSG_IDENT_MAX 240
 
 struct mdm_msg {
 	enum msg_kind    kind;
