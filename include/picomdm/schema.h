@@ -1,6 +1,6 @@
 /*
  * schema.h - key tables generated from Apple's device-management schema
- * (mdm/checkin/*.yaml, mdm/commands/*.yaml) by scripts/gen-schema; the
+ * (the mdm/checkin and mdm/commands YAML files) by scripts/gen-schema; the
  * generated module/schema_tables.c is committed.
  */
 #ifndef PICOMDM_SCHEMA_H
