@@ -1,2 +1,247 @@
-/* config.c - not yet written */
+/*
+ * config.c - picomdm.conf: "key = value" lines, '#' comments, blank lines.
+ * Every key is also a long command-line option of picomdm-fcgi (the same
+ * name with '_' as '-'); the command line wins over the file.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "extern.h"
+#include "picomdm/log.h"
+#include "picomdm/util.h"
+
+void
+config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->workers = 8;
+	c->checkin_max = 64 * 1024;
+	c->connect_max = 4 * 1024 * 1024;
+	c->api_max = 8 * 1024 * 1024;
+	c->map_size = (size_t)64 << 20;
+	c->map_max = (size_t)16 << 30;
+	c->retention_days = 90;
+	c->socket_mode = 0660;
+}
+
+void
+config_free(struct config *c)
+{
+	free(c->db);
+	free(c->socket);
+	free(c->device_ca);
+	free(c->api_key_file);
+	free(c->log_level);
+	free(c->user_auth);
+	free(c->digest_challenge);
+	memset(c, 0, sizeof(*c));
+}
+
+/* A size: digits with an optional k, m or g suffix (powers of 1024). */
+static int
+size_parse(const char *s, size_t *out)
+{
+	char      num[32];
+	size_t    n = strlen(s), mul = 1;
+	long long v;
+
+	if (n == 0 || n >= sizeof(num))
+		return -1;
+	memcpy(num, s, n + 1);
+	switch (num[n - 1]) {
+	case 'k': case 'K':
+		mul = 1024;
+		break;
+	case 'm': case 'M':
+		mul = 1024 * 1024;
+		break;
+	case 'g': case 'G':
+		mul = (size_t)1024 * 1024 * 1024;
+		break;
+	default:
+		break;
+	}
+	if (mul != 1)
+		num[n - 1] = '\0';
+	if (num_parse(num, 1, (long long)(SIZE_MAX / 2 / mul), &v) == -1)
+		return -1;
+	*out = (size_t)v * mul;
+	return 0;
+}
+
+static int
+str_set(char **dst, const char *v)
+{
+	char *s;
+
+	if ((s = strdup(v)) == NULL)
+		return -1;
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+static int
+bool_parse(const char *v, int *out)
+{
+	if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ||
+	    strcmp(v, "1") == 0 || strcmp(v, "on") == 0)
+		*out = 1;
+	else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 ||
+	    strcmp(v, "0") == 0 || strcmp(v, "off") == 0)
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
+/*
+ * Set one key. Returns 0, or -1 (logged) for an unknown key or a value out
+ * of range. Keys use '_' or '-' interchangeably.
+ */
+int
+config_set(struct config *c, const char *key, const char *val)
+{
+	char      k[64];
+	size_t    i;
+	long long n;
+	int       rc = 0;
+
+	if (strlcpy(k, key, sizeof(k)) >= sizeof(k))
+		goto bad_key;
+	for (i = 0; k[i] != '\0'; i++)
+		if (k[i] == '-')
+			k[i] = '_';
+	if (strcmp(k, "db") == 0)
+		rc = str_set(&c->db, val);
+	else if (strcmp(k, "socket") == 0)
+		rc = str_set(&c->socket, val);
+	else if (strcmp(k, "device_ca") == 0)
+		rc = str_set(&c->device_ca, val);
+	else if (strcmp(k, "api_key_file") == 0)
+		rc = str_set(&c->api_key_file, val);
+	else if (strcmp(k, "log_level") == 0) {
+		if (log_level_parse(val) < 0)
+			goto bad_val;
+		rc = str_set(&c->log_level, val);
+	} else if (strcmp(k, "workers") == 0) {
+		if (num_parse(val, 1, 256, &n) == -1)
+			goto bad_val;
+		c->workers = (int)n;
+	} else if (strcmp(k, "checkin_max") == 0) {
+		if (size_parse(val, &c->checkin_max) == -1 ||
+		    c->checkin_max > 0x7fffffff)
+			goto bad_val;
+	} else if (strcmp(k, "connect_max") == 0) {
+		if (size_parse(val, &c->connect_max) == -1 ||
+		    c->connect_max > 0x7fffffff)
+			goto bad_val;
+	} else if (strcmp(k, "api_max") == 0) {
+		if (size_parse(val, &c->api_max) == -1 ||
+		    c->api_max > 0x7fffffff)
+			goto bad_val;
+	} else if (strcmp(k, "map_size") == 0) {
+		if (size_parse(val, &c->map_size) == -1)
+			goto bad_val;
+	} else if (strcmp(k, "map_max") == 0) {
+		if (size_parse(val, &c->map_max) == -1)
+			goto bad_val;
+	} else if (strcmp(k, "nosync") == 0) {
+		if (bool_parse(val, &c->nosync) == -1)
+			goto bad_val;
+	} else if (strcmp(k, "allow_retro") == 0) {
+		if (bool_parse(val, &c->allow_retro) == -1)
+			goto bad_val;
+	} else if (strcmp(k, "user_authenticate") == 0) {
+		if (strcmp(val, "decline") != 0 &&
+		    strcmp(val, "challenge") != 0)
+			goto bad_val;
+		rc = str_set(&c->user_auth, val);
+	} else if (strcmp(k, "digest_challenge") == 0)
+		rc = str_set(&c->digest_challenge, val);
+	else if (strcmp(k, "retention_days") == 0) {
+		if (num_parse(val, 0, 36500, &n) == -1)
+			goto bad_val;
+		c->retention_days = (uint64_t)n;
+	} else if (strcmp(k, "socket_mode") == 0) {
+		char *end;
+		long  m;
+
+		errno = 0;
+		m = strtol(val, &end, 8);
+		if (errno != 0 || *end != '\0' || *val == '\0' || m < 0 ||
+		    m > 0777)
+			goto bad_val;
+		c->socket_mode = (int)m;
+	} else
+		goto bad_key;
+	if (rc == -1)
+		log_error("config: out of memory");
+	return rc;
+bad_key:
+	log_error("config: unknown key %s", key);
+	return -1;
+bad_val:
+	log_error("config: %s: bad value \"%s\"", key, val);
+	return -1;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' ||
+	    e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+int
+config_load(struct config *c, const char *path)
+{
+	FILE  *f;
+	char   line[1024], *k, *v, *eq;
+	size_t lineno = 0;
+	int    rc = 0;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		log_error("config: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			log_error("config: %s:%zu: line too long", path,
+			    lineno);
+			rc = -1;
+			break;
+		}
+		k = trim(line);
+		if (*k == '\0' || *k == '#')
+			continue;
+		if ((eq = strchr(k, '=')) == NULL) {
+			log_error("config: %s:%zu: expected key = value", path,
+			    lineno);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		k = trim(k);
+		v = trim(eq + 1);
+		if (config_set(c, k, v) == -1) {
+			log_error("config: %s:%zu: rejected", path, lineno);
+			rc = -1;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}

@@ -1,2 +1,110 @@
-/* connect.c - not yet written */
+/*
+ * connect.c - command reports and next-command delivery (Apple's MDM
+ * command protocol; DESIGN.md section 3).
+ *
+ * The report is stored byte-for-byte with its status, even when it does
+ * not match Apple's response schema, so one odd result never blocks a
+ * queue. The reply is the next command's plist exactly as enqueued, or an
+ * empty 200. Selection is priority, then enqueue order, among commands
+ * with no result; NotNow'd ones are skipped only when the report itself is
+ * NotNow. A command sent and not answered is sent again (at-least-once).
+ */
 #include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "extern.h"
+#include "picomdm/identity.h"
+#include "picomdm/log.h"
+#include "picomdm/message.h"
+#include "picomdm/store.h"
+#include "picomdm/util.h"
+
+struct connect_op {
+	const struct server  *srv;
+	const struct request *req;
+	const struct mdm_msg *msg;
+	unsigned char         hash[IDENTITY_HASH_LEN];
+	/* outputs, reset on every run */
+	const char           *reason;
+	struct store_command *next;
+	int                   known;
+};
+
+static int
+connect_op_run(struct store_txn *t, void *arg)
+{
+	struct connect_op       *op = arg;
+	const struct mdm_msg    *m = op->msg;
+	struct store_enrollment *e = NULL;
+	int                      rc;
+
+	store_command_free(op->next);
+	op->next = NULL;
+	op->reason = NULL;
+	op->known = 0;
+	if ((rc = identity_authorize(t, m->device_id, op->hash, 0,
+	    op->srv->cfg->allow_retro, &op->reason)) != 0)
+		return rc;
+	if ((rc = store_enrollment_get(t, m->id, &e)) == STORE_ENOTFOUND)
+		return op->reason = "enrollment not found", 403;
+	if (rc != 0)
+		return rc;
+	e->last_seen = store_txn_now(t);
+	rc = store_enrollment_put(t, e);
+	store_enrollment_free(e);
+	if (rc != 0)
+		return rc;
+	if (m->status != CMD_STATUS_IDLE &&
+	    (rc = store_result_put(t, m->id, m->command_uuid, m->status,
+	    op->req->body, op->req->body_len, m->well_formed,
+	    &op->known)) != 0)
+		return rc;
+	rc = store_queue_next(t, m->id, m->status == CMD_STATUS_NOT_NOW,
+	    &op->next);
+	return rc == STORE_ENOTFOUND ? 0 : rc;
+}
+
+void
+connect_handle(const struct server *srv, const struct request *req,
+    struct response *resp)
+{
+	struct connect_op op;
+	struct mdm_msg   *m = NULL;
+	const char       *reason = NULL;
+	int               rc;
+
+	memset(&op, 0, sizeof(op));
+	resp->msgtype = "connect";
+	rc = identity_verify(srv->ca, req->client_cert, req->client_verify,
+	    req->mdm_signature, req->body, req->body_len, op.hash, &reason);
+	if (rc != 0) {
+		response_set(resp, rc, reason);
+		return;
+	}
+	if ((rc = msg_parse_connect((const char *)req->body, req->body_len, &m,
+	    &reason)) != 0) {
+		response_set(resp, rc, reason);
+		return;
+	}
+	strlcpy(resp->id, m->id, sizeof(resp->id));
+	resp->msgtype = cmd_status_name(m->status);
+	op.srv = srv;
+	op.req = req;
+	op.msg = m;
+	rc = store_write(srv->store, connect_op_run, &op);
+	if (rc == 0 && !m->well_formed)
+		log_warn("connect %s: result %s kept raw: %s", m->command_uuid,
+		    "not well-formed", m->reason ? m->reason : "-");
+	if (rc == 0 && m->status != CMD_STATUS_IDLE && !op.known)
+		log_warn("connect: report for %s that was not queued "
+		    "(duplicate or unknown), recorded", m->command_uuid);
+	if (rc == 0 && op.next != NULL &&
+	    response_set_body(resp, "application/xml; charset=utf-8",
+	    op.next->raw, op.next->raw_len) == -1)
+		rc = STORE_ENOMEM;
+	response_store_result(resp, rc, op.reason);
+	store_command_free(op.next);
+	msg_free(m);
+}

@@ -98,6 +98,8 @@ int         response_set_body(struct response *, const char *ctype,
 int         response_json_error(struct response *, int status,
             const char *error, const char *detail);
 const char *response_status_text(int);
+void        response_store_result(struct response *, int rc,
+            const char *reason);
 
 /* checkin.c, connect.c, api.c: decide and store; fill the response. */
 void checkin_handle(const struct server *, const struct request *,

@@ -1,7 +1,393 @@
-/* not yet written */
-int main(void);
-int
-main(void)
+/*
+ * main.c - picomdm-fcgi: configuration, start-up, the worker threads and
+ * routing.
+ *
+ * Process model: one process, N worker threads each in its own
+ * FCGX_Accept_r loop on the shared listen socket, and one group-commit
+ * writer thread in the store (store.c). The LMDB environment is opened
+ * after any fork (none here) and shared by all threads; several such
+ * processes may serve one environment.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fcgiapp.h>
+#include <openssl/crypto.h>
+
+#include "extern.h"
+#include "picomdm/identity.h"
+#include "picomdm/log.h"
+#include "picomdm/store.h"
+#include "picomdm/util.h"
+#include "request.h"
+
+#define CHECKIN_TYPE "application/x-apple-aspen-mdm-checkin"
+
+static struct server srv;
+static int           listen_fd = 0;
+static volatile int  stopping;
+
+static void
+usage(void)
 {
-	return 77;
+	fprintf(stderr,
+	    "usage: picomdm-fcgi --db DIR --device-ca PEM [--socket PATH] "
+	    "[--config FILE]\n"
+	    "                    [--workers N] [--api-key-file FILE] "
+	    "[--log-level LEVEL]\n"
+	    "                    [--map-size SIZE] [--map-max SIZE] "
+	    "[--checkin-max SIZE]\n"
+	    "                    [--connect-max SIZE] [--allow-retro] "
+	    "[--nosync]\n");
+	exit(2);
+}
+
+/* Is the content type the check-in one (parameters after ';' ignored)? */
+static int
+is_checkin_type(const char *ct)
+{
+	size_t n = strlen(CHECKIN_TYPE);
+
+	return strncasecmp(ct, CHECKIN_TYPE, n) == 0 &&
+	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+enum route { ROUTE_NONE, ROUTE_CHECKIN, ROUTE_CONNECT, ROUTE_API };
+
+static enum route
+route_of(const struct request *r)
+{
+	if (strcmp(r->uri, "/mdm/checkin") == 0)
+		return ROUTE_CHECKIN;
+	if (strcmp(r->uri, "/mdm/connect") == 0)
+		return ROUTE_CONNECT;
+	if (strcmp(r->uri, "/mdm") == 0 || strcmp(r->uri, "/mdm/") == 0)
+		return is_checkin_type(r->content_type) ? ROUTE_CHECKIN
+		                                        : ROUTE_CONNECT;
+	if (strncmp(r->uri, "/api/", 5) == 0)
+		return ROUTE_API;
+	return ROUTE_NONE;
+}
+
+/* Write status, headers and body. */
+static void
+respond(FCGX_Request *fr, const struct response *resp)
+{
+	FCGX_FPrintF(fr->out, "Status: %d %s\r\n", resp->status,
+	    response_status_text(resp->status));
+	if (resp->body_len > 0 && resp->content_type != NULL)
+		FCGX_FPrintF(fr->out, "Content-Type: %s\r\n",
+		    resp->content_type);
+	FCGX_FPrintF(fr->out, "Content-Length: %zu\r\n\r\n", resp->body_len);
+	if (resp->body_len > 0)
+		FCGX_PutStr((const char *)resp->body, (int)resp->body_len,
+		    fr->out);
+}
+
+/* Copy s into a log-safe form: printable ASCII only, bounded. */
+static void
+log_safe(const char *s, char *out, size_t n)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i + 1 < n; i++)
+		out[i] = s[i] > ' ' && s[i] < 127 ? s[i] : '?';
+	out[i] = '\0';
+}
+
+static void
+serve_one(FCGX_Request *fr)
+{
+	struct request  req;
+	struct response resp;
+	enum route      rt;
+	size_t          cap = 0;
+	int             rc;
+	char            id[128], path[128];
+
+	memset(&resp, 0, sizeof(resp));
+	resp.status = 200;
+	if (request_init(fr, &req) == -1) {
+		response_set(&resp, 500, "out of memory");
+		goto out;
+	}
+	rt = route_of(&req);
+	switch (rt) {
+	case ROUTE_CHECKIN:
+		cap = srv.cfg->checkin_max;
+		resp.msgtype = "checkin";
+		break;
+	case ROUTE_CONNECT:
+		cap = srv.cfg->connect_max;
+		resp.msgtype = "connect";
+		break;
+	case ROUTE_API:
+		cap = srv.cfg->api_max;
+		resp.msgtype = "api";
+		break;
+	case ROUTE_NONE:
+		response_set(&resp, 404, "no such endpoint");
+		goto out;
+	}
+	if (rt != ROUTE_API && strcmp(req.method, "PUT") != 0) {
+		response_set(&resp, 405, "device endpoints take PUT");
+		goto out;
+	}
+	if ((rc = request_read_body(fr, &req, cap)) != 0) {
+		if (rt == ROUTE_API)
+			response_json_error(&resp, rc,
+			    rc == 413 ? "request too large" : "bad request",
+			    rc == 413 ? "body over the configured cap" :
+			    "bad Content-Length or short body");
+		else
+			response_set(&resp, rc, rc == 413 ?
+			    "body over the cap" :
+			    "bad Content-Length or short body");
+		goto out;
+	}
+	if (rt == ROUTE_CHECKIN)
+		checkin_handle(&srv, &req, &resp);
+	else if (rt == ROUTE_CONNECT)
+		connect_handle(&srv, &req, &resp);
+	else
+		api_handle(&srv, &req, &resp);
+out:
+	respond(fr, &resp);
+	log_safe(resp.id[0] ? resp.id : "-", id, sizeof(id));
+	log_safe(req.path ? req.path : "-", path, sizeof(path));
+	if (resp.status >= 400)
+		log_warn("request %s %s id=%s type=%s status=%d us=%llu "
+		    "reason=\"%s\"", req.method ? req.method : "-", path, id,
+		    resp.msgtype ? resp.msgtype : "-", resp.status,
+		    (unsigned long long)(time_mono_us() - req.start_us),
+		    resp.reason ? resp.reason : "-");
+	else
+		log_info("request %s %s id=%s type=%s status=%d us=%llu",
+		    req.method ? req.method : "-", path, id,
+		    resp.msgtype ? resp.msgtype : "-", resp.status,
+		    (unsigned long long)(time_mono_us() - req.start_us));
+	request_free(&req);
+	free(resp.body);
+}
+
+static void *
+worker_main(void *arg)
+{
+	FCGX_Request fr;
+
+	(void)arg;
+	if (FCGX_InitRequest(&fr, listen_fd, 0) != 0) {
+		log_error("fcgi: init request failed");
+		return NULL;
+	}
+	while (!stopping) {
+		if (FCGX_Accept_r(&fr) < 0)
+			break;
+		serve_one(&fr);
+		FCGX_Finish_r(&fr);
+	}
+	FCGX_Free(&fr, 1);
+	return NULL;
+}
+
+/* Read the API key file: one key, surrounding whitespace ignored. */
+static int
+load_api_key(const char *path)
+{
+	FILE  *f;
+	char   buf[512];
+	size_t n;
+	char  *s, *e;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		log_error("api key: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	for (s = buf; *s == ' ' || *s == '\t' || *s == '\n' || *s == '\r';)
+		s++;
+	for (e = s + strlen(s); e > s && (e[-1] == ' ' || e[-1] == '\t' ||
+	     e[-1] == '\n' || e[-1] == '\r');)
+		*--e = '\0';
+	if (e - s < 16 || n == sizeof(buf) - 1) {
+		log_error("api key: %s: want one key of 16 to 510 characters",
+		    path);
+		explicit_bzero(buf, sizeof(buf));
+		return -1;
+	}
+	if ((srv.api_key = malloc((size_t)(e - s))) == NULL)
+		return -1;
+	memcpy(srv.api_key, s, (size_t)(e - s));
+	srv.api_key_len = (size_t)(e - s);
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "db", required_argument, NULL, 'd' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "device-ca", required_argument, NULL, 'c' },
+		{ "config", required_argument, NULL, 'f' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "api-key-file", required_argument, NULL, 'k' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "map-size", required_argument, NULL, 'm' },
+		{ "map-max", required_argument, NULL, 'M' },
+		{ "checkin-max", required_argument, NULL, 'C' },
+		{ "connect-max", required_argument, NULL, 'N' },
+		{ "allow-retro", no_argument, NULL, 'r' },
+		{ "nosync", no_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct config     cfg;
+	struct store_opts so;
+	const char       *cfgfile = NULL;
+	pthread_t        *th = NULL;
+	sigset_t          sigs;
+	char            **ov_key, **ov_val;
+	int               nov = 0, ch, i, sig, rc = 1;
+
+	config_defaults(&cfg);
+	/* First pass finds --config; overrides are applied after the file. */
+	ov_key = calloc((size_t)argc, sizeof(*ov_key));
+	ov_val = calloc((size_t)argc, sizeof(*ov_val));
+	if (ov_key == NULL || ov_val == NULL)
+		return 1;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		const char *name = NULL;
+
+		for (i = 0; longopts[i].name != NULL; i++)
+			if (longopts[i].val == ch)
+				name = longopts[i].name;
+		switch (ch) {
+		case 'f':
+			cfgfile = optarg;
+			break;
+		case 'r':
+		case 'S':
+			ov_key[nov] = (char *)(uintptr_t)name;
+			ov_val[nov++] = (char *)(uintptr_t)"yes";
+			break;
+		case 'h':
+		case '?':
+			usage();
+			break;
+		default:
+			ov_key[nov] = (char *)(uintptr_t)name;
+			ov_val[nov++] = optarg;
+			break;
+		}
+	}
+	if (optind != argc)
+		usage();
+	if (cfgfile != NULL && config_load(&cfg, cfgfile) == -1)
+		return 2;
+	for (i = 0; i < nov; i++)
+		if (config_set(&cfg, ov_key[i], ov_val[i]) == -1)
+			return 2;
+	free(ov_key);
+	free(ov_val);
+	if (cfg.log_level != NULL)
+		log_set_level((enum log_level)log_level_parse(cfg.log_level));
+	if (cfg.db == NULL || cfg.device_ca == NULL) {
+		log_error("--db and --device-ca are required");
+		usage();
+	}
+	srv.cfg = &cfg;
+	if (identity_ca_load(cfg.device_ca, &srv.ca) == -1) {
+		log_error("device ca: cannot load %s", cfg.device_ca);
+		return 1;
+	}
+	if (cfg.api_key_file != NULL && load_api_key(cfg.api_key_file) == -1)
+		return 1;
+
+	if (FCGX_Init() != 0) {
+		log_error("fcgi: init failed");
+		return 1;
+	}
+	if (cfg.socket != NULL) {
+		struct stat st;
+
+		if (stat(cfg.socket, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(cfg.socket);
+		if ((listen_fd = FCGX_OpenSocket(cfg.socket, 1024)) < 0) {
+			log_error("fcgi: listen on %s failed", cfg.socket);
+			return 1;
+		}
+		if (chmod(cfg.socket, (mode_t)cfg.socket_mode) == -1)
+			log_warn("chmod %s: %s", cfg.socket, strerror(errno));
+	}
+
+	memset(&so, 0, sizeof(so));
+	so.map_size = cfg.map_size;
+	so.map_max = cfg.map_max;
+	so.nosync = cfg.nosync;
+	so.max_readers = (unsigned)cfg.workers + 126;
+	if ((rc = store_open(cfg.db, &so, &srv.store)) != 0) {
+		log_error("store: cannot open %s: %s", cfg.db,
+		    store_strerror(rc));
+		return 1;
+	}
+	if (cfg.nosync)
+		log_warn("nosync: commits are not durable (tests and bench "
+		    "only)");
+	if (store_writer_start(srv.store) != 0)
+		return 1;
+
+	/* Signals go to the main thread only, through sigwait. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((th = calloc((size_t)cfg.workers, sizeof(*th))) == NULL)
+		return 1;
+	for (i = 0; i < cfg.workers; i++)
+		if (pthread_create(&th[i], NULL, worker_main, NULL) != 0) {
+			log_error("cannot start worker %d", i);
+			return 1;
+		}
+	log_info("picomdm-fcgi serving %s with %d workers, store %s",
+	    cfg.socket ? cfg.socket : "fd 0", cfg.workers, cfg.db);
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig != SIGHUP)
+			break;
+	}
+	log_info("signal %d: finishing requests in progress", sig);
+	stopping = 1;
+	/* Wake the workers blocked in accept(); those busy finish first. */
+	shutdown(listen_fd, SHUT_RDWR);
+	FCGX_ShutdownPending();
+	for (i = 0; i < cfg.workers; i++)
+		pthread_join(th[i], NULL);
+	free(th);
+	store_close(srv.store);
+	identity_ca_free(srv.ca);
+	freezero(srv.api_key, srv.api_key_len);
+	if (cfg.socket != NULL)
+		unlink(cfg.socket);
+	config_free(&cfg);
+	log_info("stopped");
+	return 0;
 }

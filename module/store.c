@@ -1,2 +1,566 @@
-/* store.c - not yet written */
+/*
+ * store.c - the LMDB environment, transactions, map growth and the
+ * group-commit writer.
+ *
+ * Durability: the environment is opened without MDB_NOSYNC, so a commit
+ * returns only after its pages and meta page are on disk. The writer
+ * thread takes every write waiting at that moment, runs each in a nested
+ * transaction of one parent (so a failing operation discards only its own
+ * changes), commits the parent once, and only then releases the waiting
+ * requests. Reads run in their own read-only transactions and never wait.
+ *
+ * Map growth: an operation that hits MDB_MAP_FULL is discarded, the batch
+ * commits without it, the map doubles (up to map_max) while no transaction
+ * of this process is open (resize_lock), and the operation runs again.
+ * Another process's growth shows up as MDB_MAP_RESIZED and is adopted.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <lmdb.h>
+
+#include "picomdm/log.h"
+#include "picomdm/store.h"
+#include "store_int.h"
+
+const char *const store_dbi_names[DBI__MAX] = {
+	"meta", "device", "enroll", "eid", "uchan", "serial", "cert", "msg",
+	"cmd", "queue", "qpos", "result", "cmdq"
+};
+
+struct store_job {
+	store_op_fn       fn;
+	void             *arg;
+	int               rc;
+	int               done;
+	struct store_job *next;
+};
+
+const char *
+store_strerror(int rc)
+{
+	switch (rc) {
+	case STORE_OK:
+		return "ok";
+	case STORE_ENOTFOUND:
+		return "not found";
+	case STORE_EEXIST:
+		return "already exists";
+	case STORE_EFULL:
+		return "store full (map cannot grow)";
+	case STORE_ECORRUPT:
+		return "record does not decode";
+	case STORE_EINVAL:
+		return "invalid argument";
+	case STORE_EIO:
+		return "store i/o error";
+	case STORE_ENOMEM:
+		return "out of memory";
+	case STORE_EREADONLY:
+		return "store is read-only";
+	case STORE_EREADERS:
+		return "too many readers";
+	default:
+		return rc > 0 ? "refused" : "unknown store error";
+	}
+}
+
+/* Map an LMDB or errno code to a store_err, logging the unexpected. */
+int
+store_rc(int rc)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return STORE_OK;
+	case MDB_NOTFOUND:
+		return STORE_ENOTFOUND;
+	case MDB_KEYEXIST:
+		return STORE_EEXIST;
+	case MDB_MAP_FULL:
+		return STORE_EFULL;
+	case MDB_READERS_FULL:
+		return STORE_EREADERS;
+	case MDB_BAD_VALSIZE:
+		return STORE_EINVAL;
+	case ENOMEM:
+		return STORE_ENOMEM;
+	case EACCES:
+	case EROFS:
+		return STORE_EREADONLY;
+	default:
+		log_error("lmdb: %s", mdb_strerror(rc));
+		return STORE_EIO;
+	}
+}
+
+/* Write the schema version on a new store; refuse a newer one. */
+static int
+store_check_schema(struct store *s)
+{
+	struct store_txn t = { s, NULL, 0, 0 };
+	struct key       k;
+	MDB_val          v;
+	uint64_t         ver = STORE_SCHEMA_VERSION;
+	unsigned char    be[8];
+	int              rc, i;
+
+	if ((rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0,
+	    &t.txn)) != 0)
+		return store_rc(rc);
+	key_init(&k);
+	key_raw(&k, "schema_version", 14);
+	rc = db_get(&t, DBI_META, &k, &v);
+	if (rc == STORE_ENOTFOUND && !s->readonly) {
+		for (i = 7; i >= 0; i--, ver >>= 8)
+			be[i] = (unsigned char)ver;
+		if ((rc = db_put(&t, DBI_META, &k, be, 8, 0)) != 0)
+			goto out;
+		if ((rc = mdb_txn_commit(t.txn)) != 0)
+			return store_rc(rc);
+		return 0;
+	} else if (rc == 0) {
+		if (v.mv_size != 8 ||
+		    key_get_u64(v.mv_data) != STORE_SCHEMA_VERSION) {
+			log_error("store: schema version %llu, this build "
+			    "reads %d", v.mv_size == 8 ?
+			    (unsigned long long)key_get_u64(v.mv_data) : 0ULL,
+			    STORE_SCHEMA_VERSION);
+			rc = STORE_ECORRUPT;
+		}
+	} else if (rc == STORE_ENOTFOUND)
+		rc = 0; /* read-only view of a store never written */
+out:
+	mdb_txn_abort(t.txn);
+	return rc;
+}
+
+/*
+ * Open the environment and every named sub-database. With readonly, the
+ * sub-databases must already exist (the responder or a restore made them).
+ */
+int
+store_open(const char *dir, const struct store_opts *o, struct store **out)
+{
+	struct store *s;
+	MDB_txn      *txn = NULL;
+	struct stat   st;
+	unsigned      flags = MDB_NOTLS;
+	size_t        want;
+	int           rc, i;
+
+	*out = NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return STORE_ENOMEM;
+	s->readonly = o->readonly;
+	s->map_size = o->map_size ? o->map_size : (size_t)64 << 20;
+	s->map_max = o->map_max ? o->map_max : (size_t)16 << 30;
+	if (s->map_max < s->map_size)
+		s->map_max = s->map_size;
+	pthread_rwlock_init(&s->resize_lock, NULL);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv_work, NULL);
+	pthread_cond_init(&s->cv_done, NULL);
+
+	if (!o->readonly && stat(dir, &st) == -1 && errno == ENOENT &&
+	    mkdir(dir, 0700) == -1) {
+		log_error("store: mkdir %s: %s", dir, strerror(errno));
+		rc = STORE_EIO;
+		goto fail;
+	}
+	if ((rc = mdb_env_create(&s->env)) != 0)
+		goto fail_mdb;
+	if ((rc = mdb_env_set_maxdbs(s->env, DBI__MAX)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(s->env,
+	    o->max_readers ? o->max_readers : 126)) != 0)
+		goto fail_mdb;
+	if (o->readonly)
+		flags |= MDB_RDONLY;
+	if (o->nosync)
+		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
+	if ((rc = mdb_env_open(s->env, dir, flags, 0600)) != 0) {
+		log_error("store: open %s: %s", dir, mdb_strerror(rc));
+		goto fail_mdb;
+	}
+	/* An existing larger map (grown earlier) is kept. */
+	{
+		MDB_envinfo ei;
+
+		mdb_env_info(s->env, &ei);
+		want = ei.me_mapsize > s->map_size ? ei.me_mapsize
+		                                   : s->map_size;
+		if (!o->readonly &&
+		    (rc = mdb_env_set_mapsize(s->env, want)) != 0)
+			goto fail_mdb;
+		s->map_size = want;
+	}
+	if ((rc = mdb_txn_begin(s->env, NULL, o->readonly ? MDB_RDONLY : 0,
+	    &txn)) != 0)
+		goto fail_mdb;
+	for (i = 0; i < DBI__MAX; i++) {
+		rc = mdb_dbi_open(txn, store_dbi_names[i],
+		    o->readonly ? 0 : MDB_CREATE, &s->dbi[i]);
+		if (rc == MDB_NOTFOUND && o->readonly) {
+			log_error("store: %s: not a picomdm store", dir);
+			mdb_txn_abort(txn);
+			rc = STORE_ENOTFOUND;
+			goto fail;
+		}
+		if (rc != 0) {
+			mdb_txn_abort(txn);
+			goto fail_mdb;
+		}
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		goto fail_mdb;
+	if ((rc = store_check_schema(s)) != 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail_mdb:
+	if (rc != MDB_NOTFOUND)
+		log_error("store: %s: %s", dir, mdb_strerror(rc));
+	rc = store_rc(rc);
+fail:
+	store_close(s);
+	return rc;
+}
+
+void
+store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	store_writer_stop(s);
+	if (s->env != NULL)
+		mdb_env_close(s->env);
+	pthread_rwlock_destroy(&s->resize_lock);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv_work);
+	pthread_cond_destroy(&s->cv_done);
+	free(s);
+}
+
+/* Adopt a map grown by another process (MDB_MAP_RESIZED). */
+static void
+store_adopt_mapsize(struct store *s)
+{
+	MDB_envinfo ei;
+
+	pthread_rwlock_wrlock(&s->resize_lock);
+	if (mdb_env_set_mapsize(s->env, 0) == 0) {
+		mdb_env_info(s->env, &ei);
+		s->map_size = ei.me_mapsize;
+	}
+	pthread_rwlock_unlock(&s->resize_lock);
+}
+
+/* Double the map (up to map_max). 0, or STORE_EFULL when at the limit. */
+static int
+store_grow(struct store *s)
+{
+	MDB_envinfo ei;
+	size_t      want;
+	int         rc;
+
+	pthread_rwlock_wrlock(&s->resize_lock);
+	mdb_env_info(s->env, &ei);
+	if (ei.me_mapsize > s->map_size)
+		s->map_size = ei.me_mapsize;
+	if (s->map_size >= s->map_max) {
+		pthread_rwlock_unlock(&s->resize_lock);
+		return STORE_EFULL;
+	}
+	want = s->map_size > s->map_max / 2 ? s->map_max : s->map_size * 2;
+	if ((rc = mdb_env_set_mapsize(s->env, want)) != 0) {
+		pthread_rwlock_unlock(&s->resize_lock);
+		log_error("store: grow map to %zu: %s", want, mdb_strerror(rc));
+		return STORE_EFULL;
+	}
+	log_info("store: map grown to %zu bytes", want);
+	s->map_size = want;
+	pthread_rwlock_unlock(&s->resize_lock);
+	return 0;
+}
+
+/* Begin a top-level transaction, holding resize_lock for reading until
+ * txn_end(). Retries once after adopting another process's map growth. */
+static int
+txn_begin(struct store *s, int rdonly, struct store_txn *t)
+{
+	int rc, tries;
+
+	memset(t, 0, sizeof(*t));
+	t->s = s;
+	t->rdonly = rdonly;
+	for (tries = 0; tries < 3; tries++) {
+		pthread_rwlock_rdlock(&s->resize_lock);
+		rc = mdb_txn_begin(s->env, NULL, rdonly ? MDB_RDONLY : 0,
+		    &t->txn);
+		if (rc == 0) {
+			t->now = time_now_us();
+			return 0;
+		}
+		pthread_rwlock_unlock(&s->resize_lock);
+		if (rc != MDB_MAP_RESIZED)
+			return store_rc(rc);
+		store_adopt_mapsize(s);
+	}
+	return STORE_EIO;
+}
+
+static int
+txn_end(struct store_txn *t, int commit)
+{
+	int rc = 0;
+
+	if (commit)
+		rc = mdb_txn_commit(t->txn);
+	else
+		mdb_txn_abort(t->txn);
+	t->txn = NULL;
+	pthread_rwlock_unlock(&t->s->resize_lock);
+	return rc == 0 ? 0 : store_rc(rc);
+}
+
+int
+store_read(struct store *s, store_op_fn fn, void *arg)
+{
+	struct store_txn t;
+	int              rc;
+
+	if ((rc = txn_begin(s, 1, &t)) != 0)
+		return rc;
+	rc = fn(&t, arg);
+	txn_end(&t, 0);
+	return rc;
+}
+
+/*
+ * Run jobs[0..n) in one parent transaction, each in a child. Jobs that hit
+ * a full map are left with rc = STORE_EFULL for the caller to retry after
+ * growth; if the parent cannot commit, every job fails with its error.
+ */
+static void
+store_run_batch(struct store *s, struct store_job **jobs, size_t n)
+{
+	struct store_txn parent, child;
+	size_t           i;
+	int              rc;
+
+	if ((rc = txn_begin(s, 0, &parent)) != 0) {
+		for (i = 0; i < n; i++)
+			jobs[i]->rc = rc;
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		child = parent;
+		if ((rc = mdb_txn_begin(s->env, parent.txn, 0,
+		    &child.txn)) != 0) {
+			jobs[i]->rc = store_rc(rc);
+			continue;
+		}
+		rc = jobs[i]->fn(&child, jobs[i]->arg);
+		if (rc == 0 && (rc = mdb_txn_commit(child.txn)) != 0)
+			rc = store_rc(rc);
+		else if (rc != 0)
+			mdb_txn_abort(child.txn);
+		jobs[i]->rc = rc;
+	}
+	if ((rc = txn_end(&parent, 1)) != 0) {
+		log_error("store: commit: %s", store_strerror(rc));
+		for (i = 0; i < n; i++)
+			if (jobs[i]->rc == 0)
+				jobs[i]->rc = rc;
+	}
+	__atomic_add_fetch(&s->batches, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->ops, n, __ATOMIC_RELAXED);
+}
+
+/* Run a batch, growing the map and rerunning the jobs it could not hold. */
+static void
+store_run_jobs(struct store *s, struct store_job **jobs, size_t n)
+{
+	size_t i, m;
+
+	for (;;) {
+		store_run_batch(s, jobs, n);
+		for (i = m = 0; i < n; i++)
+			if (jobs[i]->rc == STORE_EFULL)
+				jobs[m++] = jobs[i];
+		if (m == 0 || store_grow(s) != 0)
+			return;
+		n = m;
+	}
+}
+
+int
+store_write(struct store *s, store_op_fn fn, void *arg)
+{
+	struct store_job  job = { fn, arg, 0, 0, NULL };
+	struct store_job *jp = &job;
+
+	if (s->readonly)
+		return STORE_EREADONLY;
+	pthread_mutex_lock(&s->mu);
+	if (!s->running) {
+		pthread_mutex_unlock(&s->mu);
+		store_run_jobs(s, &jp, 1);
+		return job.rc;
+	}
+	if (s->tail != NULL)
+		s->tail->next = &job;
+	else
+		s->head = &job;
+	s->tail = &job;
+	pthread_cond_signal(&s->cv_work);
+	while (!job.done)
+		pthread_cond_wait(&s->cv_done, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+	return job.rc;
+}
+
+#define BATCH_MAX 256
+
+static void *
+store_writer_main(void *arg)
+{
+	struct store     *s = arg;
+	struct store_job *jobs[BATCH_MAX], *j;
+	size_t            n, i;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (s->head == NULL && !s->stop)
+			pthread_cond_wait(&s->cv_work, &s->mu);
+		if (s->head == NULL && s->stop)
+			break;
+		for (n = 0; s->head != NULL && n < BATCH_MAX; n++) {
+			j = s->head;
+			s->head = j->next;
+			jobs[n] = j;
+		}
+		if (s->head == NULL)
+			s->tail = NULL;
+		pthread_mutex_unlock(&s->mu);
+		store_run_jobs(s, jobs, n);
+		pthread_mutex_lock(&s->mu);
+		for (i = 0; i < n; i++)
+			jobs[i]->done = 1;
+		pthread_cond_broadcast(&s->cv_done);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+int
+store_writer_start(struct store *s)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->running) {
+		pthread_mutex_unlock(&s->mu);
+		return 0;
+	}
+	s->stop = 0;
+	if ((rc = pthread_create(&s->thread, NULL, store_writer_main, s)) != 0) {
+		pthread_mutex_unlock(&s->mu);
+		log_error("store: writer thread: %s", strerror(rc));
+		return STORE_EIO;
+	}
+	s->running = 1;
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+void
+store_writer_stop(struct store *s)
+{
+	pthread_mutex_lock(&s->mu);
+	if (!s->running) {
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	s->stop = 1;
+	pthread_cond_signal(&s->cv_work);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL);
+	pthread_mutex_lock(&s->mu);
+	s->running = 0;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void
+store_writer_stats(struct store *s, uint64_t *batches, uint64_t *ops)
+{
+	*batches = __atomic_load_n(&s->batches, __ATOMIC_RELAXED);
+	*ops = __atomic_load_n(&s->ops, __ATOMIC_RELAXED);
+}
+
+uint64_t
+store_txn_now(struct store_txn *t)
+{
+	return t->now;
+}
+
+/* Increment and return a u64 counter in the meta database. */
+static int
+meta_counter_next(struct store_txn *t, const char *name, uint64_t *out)
+{
+	struct key    k;
+	MDB_val       v;
+	unsigned char be[8];
+	uint64_t      n = 0, x;
+	int           rc, i;
+
+	key_init(&k);
+	key_raw(&k, name, strlen(name));
+	rc = db_get(t, DBI_META, &k, &v);
+	if (rc == 0) {
+		if (v.mv_size != 8)
+			return STORE_ECORRUPT;
+		n = key_get_u64(v.mv_data);
+	} else if (rc != STORE_ENOTFOUND)
+		return rc;
+	n++;
+	for (i = 7, x = n; i >= 0; i--, x >>= 8)
+		be[i] = (unsigned char)x;
+	if ((rc = db_put(t, DBI_META, &k, be, 8, 0)) != 0)
+		return rc;
+	*out = n;
+	return 0;
+}
+
+int
+store_seq_next(struct store_txn *t, uint64_t *out)
+{
+	return meta_counter_next(t, "seq", out);
+}
+
+int
+store_eid_next(struct store_txn *t, uint64_t *out)
+{
+	return meta_counter_next(t, "eid", out);
+}
+
+int
+store_stat(struct store_txn *t, struct store_dbi_stat *out, size_t n)
+{
+	MDB_stat st;
+	int      i, rc;
+
+	for (i = 0; i < DBI__MAX && (size_t)i < n; i++) {
+		if ((rc = mdb_stat(t->txn, t->s->dbi[i], &st)) != 0)
+			return store_rc(rc);
+		out[i].name = store_dbi_names[i];
+		out[i].entries = st.ms_entries;
+		out[i].pages = st.ms_branch_pages + st.ms_leaf_pages +
+		    st.ms_overflow_pages;
+		out[i].depth = st.ms_depth;
+	}
+	return DBI__MAX;
+}

@@ -1,1 +1,171 @@
-/* store_int.h - not yet written */
+/*
+ * store_int.h - internals shared by the store_*.c files: the environment,
+ * the sub-databases, key building and the record (TLV) codec. Nothing
+ * outside module/store*.c includes this.
+ */
+#ifndef PICOMDM_STORE_INT_H
+#define PICOMDM_STORE_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "picomdm/store.h"
+#include "picomdm/util.h"
+
+/*
+ * Sub-databases. Enrollments get a compact internal number (eid) when
+ * first stored; composite keys use it, so no key depends on a separator
+ * an enrollment ID could contain, and keys stay far below LMDB's limit.
+ */
+enum store_dbi {
+	DBI_META = 0, /* "schema_version", "seq", "eid" -> u64 */
+	DBI_DEVICE,   /* device-channel ID -> device record */
+	DBI_ENROLL,   /* enrollment ID -> enrollment record (holds eid) */
+	DBI_EID,      /* eid -> enrollment ID */
+	DBI_UCHAN,    /* device eid . user eid -> "" */
+	DBI_SERIAL,   /* serial -> device ID */
+	DBI_CERT,     /* SHA-256 of a certificate -> device ID */
+	DBI_MSG,      /* eid . kind -> raw message record */
+	DBI_CMD,      /* CommandUUID -> command record */
+	DBI_QUEUE,    /* eid . (255 - priority) . seq -> queue record */
+	DBI_QPOS,     /* eid . uuid -> (255 - priority) . seq */
+	DBI_RESULT,   /* eid . seq -> result record */
+	DBI_CMDQ,     /* uuid . eid -> command-per-enrollment status record */
+	DBI__MAX
+};
+
+extern const char *const store_dbi_names[DBI__MAX];
+
+struct store_job;
+
+struct store {
+	MDB_env         *env;
+	MDB_dbi          dbi[DBI__MAX];
+	size_t           map_size;
+	size_t           map_max;
+	int              readonly;
+	pthread_rwlock_t resize_lock; /* read: any txn; write: resizing */
+
+	/* group-commit writer */
+	pthread_mutex_t   mu;
+	pthread_cond_t    cv_work;
+	pthread_cond_t    cv_done;
+	struct store_job *head, *tail;
+	int               running;
+	int               stop;
+	pthread_t         thread;
+	uint64_t          batches;
+	uint64_t          ops;
+};
+
+struct store_txn {
+	struct store *s;
+	MDB_txn      *txn;
+	uint64_t      now;
+	int           rdonly;
+};
+
+int store_rc(int mdb_rc); /* LMDB rc -> store_err */
+
+/* ---- keys ---- */
+
+#define KEY_MAX 511
+
+struct key {
+	unsigned char b[KEY_MAX];
+	size_t        len;
+	int           overflow;
+};
+
+void key_init(struct key *);
+void key_u8(struct key *, unsigned);
+void key_u64(struct key *, uint64_t);
+/* Length-prefixed (2 bytes, big-endian) string. */
+void key_str(struct key *, const char *);
+/* Raw bytes, no length (only as the last component). */
+void key_raw(struct key *, const void *, size_t);
+uint64_t key_get_u64(const unsigned char *);
+
+/* get/put/del by key in a sub-database; values are borrowed until the
+ * transaction ends. */
+int db_get(struct store_txn *, enum store_dbi, const struct key *,
+    MDB_val *out);
+int db_put(struct store_txn *, enum store_dbi, const struct key *,
+    const void *, size_t, unsigned flags);
+int db_del(struct store_txn *, enum store_dbi, const struct key *);
+
+/* ---- records: 'p' kind version, then fields: tag(1) len(4 BE) bytes ---- */
+
+enum rec_kind {
+	REC_DEVICE = 1,
+	REC_ENROLL,
+	REC_MSG,
+	REC_CMD,
+	REC_QUEUE,
+	REC_RESULT,
+	REC_CMDQ
+};
+
+#define REC_VERSION 1
+
+struct rec_w {
+	struct buf b;
+	int        err;
+};
+void rec_begin(struct rec_w *, enum rec_kind);
+void rec_str(struct rec_w *, unsigned tag, const char *); /* NULL: omitted */
+void rec_bytes(struct rec_w *, unsigned tag, const void *, size_t);
+void rec_u64(struct rec_w *, unsigned tag, uint64_t);
+
+struct rec_r {
+	const unsigned char *p;
+	size_t               len;
+	size_t               off;
+};
+/* 0, or STORE_ECORRUPT when the header is not of this kind. */
+int rec_open(struct rec_r *, const MDB_val *, enum rec_kind);
+/* 1 with the next field, 0 at the end, STORE_ECORRUPT on a bad length. */
+int rec_next(struct rec_r *, unsigned *tag, const unsigned char **p,
+    size_t *n);
+/* Field decoders: 0 or STORE_ECORRUPT / STORE_ENOMEM. */
+int rec_dup_str(const unsigned char *, size_t, char **out);
+int rec_dup_bytes(const unsigned char *, size_t, unsigned char **out,
+    size_t *outlen);
+int rec_get_u64(const unsigned char *, size_t, uint64_t *out);
+
+/*
+ * Table-driven codec for flat structs: one descriptor per field. F_HASH32
+ * is a 32-byte array at off whose presence flag (int) is at lenoff; F_BYTES
+ * keeps its length (size_t) at lenoff.
+ */
+enum fdesc_type { F_STR, F_BYTES, F_U64, F_INT, F_HASH32 };
+struct fdesc {
+	unsigned        tag;
+	enum fdesc_type type;
+	size_t          off;
+	size_t          lenoff;
+};
+void rec_encode(struct rec_w *, const struct fdesc *, size_t, const void *);
+/* Decode fields into obj (zeroed by the caller); unknown tags skipped and,
+ * when extra is non-NULL, passed to it. 0 or a store_err. */
+typedef int (*rec_extra_fn)(unsigned tag, const unsigned char *, size_t,
+    void *);
+int rec_decode(const MDB_val *, enum rec_kind, const struct fdesc *, size_t,
+    void *obj, rec_extra_fn extra, void *extra_arg);
+/* Free the F_STR and F_BYTES members of obj (secrets wiped). */
+void rec_free_fields(const struct fdesc *, size_t, void *obj);
+
+/* ---- enrollments' internal numbers ---- */
+
+/* Allocate the next eid (persisted counter in meta). */
+int store_eid_next(struct store_txn *, uint64_t *out);
+
+/* eid of an enrollment ID; STORE_ENOTFOUND if none. */
+int enroll_eid(struct store_txn *, const char *id, uint64_t *eid);
+/* The enrollment ID of an eid; caller frees. */
+int enroll_id_of(struct store_txn *, uint64_t eid, char **id);
+
+#endif

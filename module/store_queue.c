@@ -1,2 +1,606 @@
-/* store_queue.c - not yet written */
+/*
+ * store_queue.c - commands, per-enrollment queues and results.
+ *
+ * A queue is the range of DBI_QUEUE keys that start with the enrollment's
+ * eid, ordered by (255 - priority) then the store-wide sequence: LMDB key
+ * order is the delivery order, so finding the next command reads only the
+ * head of the range, however long the queue or the history. Answered
+ * commands leave the queue (only queued and NotNow'd ones stay); results
+ * live apart, keyed by eid and sequence, newest last.
+ */
 #include "config.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lmdb.h>
+
+#include "picomdm/store.h"
+#include "store_int.h"
+
+#define NF(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct fdesc cmd_fields[] = {
+	{ 1, F_STR, offsetof(struct store_command, uuid), 0 },
+	{ 2, F_STR, offsetof(struct store_command, request_type), 0 },
+	{ 3, F_BYTES, offsetof(struct store_command, raw),
+	    offsetof(struct store_command, raw_len) },
+	{ 4, F_U64, offsetof(struct store_command, created_at), 0 },
+};
+
+#define QF(tag, type, m) { tag, type, offsetof(struct store_queue_item, m), 0 }
+static const struct fdesc queue_fields[] = {
+	QF(1, F_STR, uuid),
+	QF(2, F_INT, status),
+	QF(3, F_U64, expires_at),
+	QF(4, F_U64, enqueued_at),
+	QF(5, F_U64, not_now_count),
+	QF(6, F_U64, sent_count),
+	QF(7, F_U64, updated_at),
+	QF(8, F_INT, priority),
+};
+
+#define RF(tag, type, m) { tag, type, offsetof(struct store_result, m), 0 }
+static const struct fdesc result_fields[] = {
+	RF(1, F_STR, uuid),
+	RF(2, F_INT, status),
+	RF(3, F_U64, received_at),
+	{ 4, F_BYTES, offsetof(struct store_result, raw),
+	    offsetof(struct store_result, raw_len) },
+	RF(5, F_INT, known),
+	RF(6, F_INT, well_formed),
+};
+
+/* Per (command, enrollment): where the command stands for it. */
+struct cmdq {
+	int      status;
+	uint64_t updated_at;
+	uint64_t result_seq;
+};
+static const struct fdesc cmdq_fields[] = {
+	{ 1, F_INT, offsetof(struct cmdq, status), 0 },
+	{ 2, F_U64, offsetof(struct cmdq, updated_at), 0 },
+	{ 3, F_U64, offsetof(struct cmdq, result_seq), 0 },
+};
+
+static int
+uuid_ok(const char *uuid)
+{
+	size_t n;
+
+	return uuid != NULL && (n = strlen(uuid)) > 0 && n <= 255;
+}
+
+/* Encode obj with fields as kind and put it under k. */
+static int
+put_rec(struct store_txn *t, enum store_dbi d, const struct key *k,
+    enum rec_kind kind, const struct fdesc *f, size_t n, const void *obj)
+{
+	struct rec_w w;
+	int          rc;
+
+	rec_begin(&w, kind);
+	rec_encode(&w, f, n, obj);
+	rc = w.err ? STORE_ENOMEM : db_put(t, d, k, w.b.p, w.b.len, 0);
+	buf_free(&w.b);
+	return rc;
+}
+
+/* ---- commands ---- */
+
+void
+store_command_free(struct store_command *c)
+{
+	if (c == NULL)
+		return;
+	rec_free_fields(cmd_fields, NF(cmd_fields), c);
+	free(c);
+}
+
+int
+store_command_put(struct store_txn *t, const struct store_command *c)
+{
+	struct store_command tmp;
+	struct key           k;
+	MDB_val              v;
+	int                  rc;
+
+	if (!uuid_ok(c->uuid))
+		return STORE_EINVAL;
+	key_init(&k);
+	key_raw(&k, c->uuid, strlen(c->uuid));
+	if ((rc = db_get(t, DBI_CMD, &k, &v)) == 0)
+		return STORE_EEXIST;
+	if (rc != STORE_ENOTFOUND)
+		return rc;
+	tmp = *c;
+	if (tmp.created_at == 0)
+		tmp.created_at = t->now;
+	return put_rec(t, DBI_CMD, &k, REC_CMD, cmd_fields, NF(cmd_fields),
+	    &tmp);
+}
+
+int
+store_command_get(struct store_txn *t, const char *uuid,
+    struct store_command **out)
+{
+	struct store_command *c;
+	struct key            k;
+	MDB_val               v;
+	int                   rc;
+
+	*out = NULL;
+	if (!uuid_ok(uuid))
+		return STORE_EINVAL;
+	key_init(&k);
+	key_raw(&k, uuid, strlen(uuid));
+	if ((rc = db_get(t, DBI_CMD, &k, &v)) != 0)
+		return rc;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return STORE_ENOMEM;
+	if ((rc = rec_decode(&v, REC_CMD, cmd_fields, NF(cmd_fields), c,
+	    NULL, NULL)) != 0 || c->uuid == NULL || c->raw == NULL) {
+		store_command_free(c);
+		return rc ? rc : STORE_ECORRUPT;
+	}
+	*out = c;
+	return 0;
+}
+
+/* ---- per-command status ---- */
+
+static void
+cmdq_key(struct key *k, const char *uuid, uint64_t eid)
+{
+	key_init(k);
+	key_str(k, uuid);
+	key_u64(k, eid);
+}
+
+static int
+cmdq_set(struct store_txn *t, const char *uuid, uint64_t eid, int status,
+    uint64_t result_seq)
+{
+	struct cmdq q = { status, t->now, result_seq };
+	struct key  k;
+
+	cmdq_key(&k, uuid, eid);
+	return put_rec(t, DBI_CMDQ, &k, REC_CMDQ, cmdq_fields,
+	    NF(cmdq_fields), &q);
+}
+
+/* ---- queues ---- */
+
+void
+store_queue_item_free(struct store_queue_item *q)
+{
+	if (q == NULL)
+		return;
+	rec_free_fields(queue_fields, NF(queue_fields), q);
+	free(q->enrollment_id);
+	free(q);
+}
+
+static void
+qpos_key(struct key *k, uint64_t eid, const char *uuid)
+{
+	key_init(k);
+	key_u64(k, eid);
+	key_raw(k, uuid, strlen(uuid));
+}
+
+static void
+queue_key(struct key *k, uint64_t eid, int priority, uint64_t seq)
+{
+	key_init(k);
+	key_u64(k, eid);
+	key_u8(k, 255u - (unsigned)priority);
+	key_u64(k, seq);
+}
+
+static int
+queue_decode(const MDB_val *v, struct store_queue_item **out)
+{
+	struct store_queue_item *q;
+	int                      rc;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return STORE_ENOMEM;
+	if ((rc = rec_decode(v, REC_QUEUE, queue_fields, NF(queue_fields), q,
+	    NULL, NULL)) != 0 || q->uuid == NULL || q->status < 0 ||
+	    q->status >= CMD_STATUS__MAX) {
+		store_queue_item_free(q);
+		return rc ? rc : STORE_ECORRUPT;
+	}
+	*out = q;
+	return 0;
+}
+
+int
+store_queue_push(struct store_txn *t, const char *enrollment_id,
+    const char *uuid, int priority, uint64_t expires_at)
+{
+	struct store_queue_item q;
+	struct key              k;
+	MDB_val                 v;
+	unsigned char           pos[9];
+	uint64_t                eid, seq, x;
+	int                     rc, i;
+
+	if (!uuid_ok(uuid) || priority < 0 || priority > 255)
+		return STORE_EINVAL;
+	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
+		return rc;
+	key_init(&k);
+	key_raw(&k, uuid, strlen(uuid));
+	if ((rc = db_get(t, DBI_CMD, &k, &v)) != 0)
+		return rc;
+	qpos_key(&k, eid, uuid);
+	if ((rc = db_get(t, DBI_QPOS, &k, &v)) == 0)
+		return STORE_EEXIST;
+	if (rc != STORE_ENOTFOUND)
+		return rc;
+	if ((rc = store_seq_next(t, &seq)) != 0)
+		return rc;
+	pos[0] = (unsigned char)(255 - priority);
+	for (i = 8, x = seq; i >= 1; i--, x >>= 8)
+		pos[i] = (unsigned char)x;
+	if ((rc = db_put(t, DBI_QPOS, &k, pos, sizeof(pos), 0)) != 0)
+		return rc;
+	memset(&q, 0, sizeof(q));
+	q.uuid = (char *)(uintptr_t)uuid;
+	q.priority = priority;
+	q.expires_at = expires_at;
+	q.enqueued_at = t->now;
+	q.updated_at = t->now;
+	queue_key(&k, eid, priority, seq);
+	if ((rc = put_rec(t, DBI_QUEUE, &k, REC_QUEUE, queue_fields,
+	    NF(queue_fields), &q)) != 0)
+		return rc;
+	return cmdq_set(t, uuid, eid, CMD_STATUS_NONE, 0);
+}
+
+/* Remove the queue entry at key qk (and its position) for eid/uuid. */
+static int
+queue_remove(struct store_txn *t, uint64_t eid, const char *uuid,
+    const struct key *qk)
+{
+	struct key pk;
+	int        rc;
+
+	qpos_key(&pk, eid, uuid);
+	if ((rc = db_del(t, DBI_QPOS, &pk)) != 0 && rc != STORE_ENOTFOUND)
+		return rc;
+	if ((rc = db_del(t, DBI_QUEUE, qk)) != 0 && rc != STORE_ENOTFOUND)
+		return rc;
+	return 0;
+}
+
+/*
+ * Look up a queued command's entry: fills qk with its queue key and *out
+ * with the decoded item. STORE_ENOTFOUND if it is not queued.
+ */
+static int
+queue_find(struct store_txn *t, uint64_t eid, const char *uuid,
+    struct key *qk, struct store_queue_item **out)
+{
+	struct key pk;
+	MDB_val    v;
+	int        rc;
+
+	*out = NULL;
+	qpos_key(&pk, eid, uuid);
+	if ((rc = db_get(t, DBI_QPOS, &pk, &v)) != 0)
+		return rc;
+	if (v.mv_size != 9)
+		return STORE_ECORRUPT;
+	key_init(qk);
+	key_u64(qk, eid);
+	key_raw(qk, v.mv_data, 9);
+	if ((rc = db_get(t, DBI_QUEUE, qk, &v)) != 0)
+		return rc == STORE_ENOTFOUND ? STORE_ECORRUPT : rc;
+	return queue_decode(&v, out);
+}
+
+int
+store_queue_next(struct store_txn *t, const char *enrollment_id,
+    int skip_not_now, struct store_command **out)
+{
+	struct store_queue_item *q = NULL;
+	MDB_cursor              *c = NULL;
+	MDB_val                  k, v;
+	struct key               pk, qk;
+	uint64_t                 eid;
+	int                      rc;
+
+	*out = NULL;
+	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
+		return rc;
+	key_init(&pk);
+	key_u64(&pk, eid);
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_QUEUE], &c)) != 0)
+		return store_rc(rc);
+	k.mv_data = pk.b;
+	k.mv_size = pk.len;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != 17 || memcmp(k.mv_data, pk.b, 8) != 0) {
+			rc = MDB_NOTFOUND;
+			break;
+		}
+		if ((rc = queue_decode(&v, &q)) != 0)
+			goto out;
+		if (q->expires_at != 0 && q->expires_at <= t->now) {
+			/*
+			 * Never sent once expired; recorded as expired. Only
+			 * other sub-databases change before mdb_cursor_del,
+			 * after which MDB_NEXT yields the following entry.
+			 */
+			struct key qpk;
+
+			qpos_key(&qpk, eid, q->uuid);
+			if (((rc = db_del(t, DBI_QPOS, &qpk)) != 0 &&
+			    rc != STORE_ENOTFOUND) ||
+			    (rc = cmdq_set(t, q->uuid, eid, CMD_STATUS_EXPIRED,
+			    0)) != 0)
+				goto out;
+			store_queue_item_free(q);
+			q = NULL;
+			if ((rc = mdb_cursor_del(c, 0)) != 0)
+				break;
+			continue;
+		}
+		if (skip_not_now && q->status == CMD_STATUS_NOT_NOW) {
+			store_queue_item_free(q);
+			q = NULL;
+			continue;
+		}
+		break;
+	}
+	if (rc != 0) {
+		rc = rc == MDB_NOTFOUND ? STORE_ENOTFOUND : store_rc(rc);
+		goto out;
+	}
+	key_init(&qk);
+	key_raw(&qk, k.mv_data, k.mv_size);
+	mdb_cursor_close(c);
+	c = NULL;
+	q->sent_count++;
+	q->updated_at = t->now;
+	if ((rc = put_rec(t, DBI_QUEUE, &qk, REC_QUEUE, queue_fields,
+	    NF(queue_fields), q)) != 0)
+		goto out;
+	rc = store_command_get(t, q->uuid, out);
+	if (rc == STORE_ENOTFOUND)
+		rc = STORE_ECORRUPT; /* a queue entry without its command */
+out:
+	if (c != NULL)
+		mdb_cursor_close(c);
+	store_queue_item_free(q);
+	return rc;
+}
+
+int
+store_result_put(struct store_txn *t, const char *enrollment_id,
+    const char *uuid, enum cmd_status status, const void *raw, size_t len,
+    int well_formed, int *known)
+{
+	struct store_queue_item *q = NULL;
+	struct store_result      r;
+	struct key               qk, rk;
+	uint64_t                 eid, seq;
+	int                      rc;
+
+	*known = 0;
+	if (!uuid_ok(uuid))
+		return STORE_EINVAL;
+	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0 ||
+	    (rc = store_seq_next(t, &seq)) != 0)
+		return rc;
+	rc = queue_find(t, eid, uuid, &qk, &q);
+	if (rc == 0) {
+		*known = 1;
+		if (status == CMD_STATUS_NOT_NOW) {
+			q->status = CMD_STATUS_NOT_NOW;
+			q->not_now_count++;
+			q->updated_at = t->now;
+			rc = put_rec(t, DBI_QUEUE, &qk, REC_QUEUE,
+			    queue_fields, NF(queue_fields), q);
+		} else
+			rc = queue_remove(t, eid, uuid, &qk);
+		if (rc == 0)
+			rc = cmdq_set(t, uuid, eid, (int)status, seq);
+		store_queue_item_free(q);
+		if (rc != 0)
+			return rc;
+	} else if (rc != STORE_ENOTFOUND)
+		return rc;
+	memset(&r, 0, sizeof(r));
+	r.uuid = (char *)(uintptr_t)uuid;
+	r.status = status;
+	r.received_at = t->now;
+	r.raw = (unsigned char *)(uintptr_t)raw;
+	r.raw_len = len;
+	r.known = *known;
+	r.well_formed = well_formed;
+	key_init(&rk);
+	key_u64(&rk, eid);
+	key_u64(&rk, seq);
+	return put_rec(t, DBI_RESULT, &rk, REC_RESULT, result_fields,
+	    NF(result_fields), &r);
+}
+
+int
+store_queue_clear(struct store_txn *t, const char *enrollment_id,
+    enum cmd_status why, size_t *count)
+{
+	struct store_queue_item *q;
+	MDB_cursor              *c;
+	MDB_val                  k, v;
+	struct key               pk;
+	uint64_t                 eid;
+	int                      rc;
+
+	*count = 0;
+	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
+		return rc == STORE_ENOTFOUND ? 0 : rc;
+	key_init(&pk);
+	key_u64(&pk, eid);
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_QUEUE], &c)) != 0)
+		return store_rc(rc);
+	for (;;) {
+		k.mv_data = pk.b;
+		k.mv_size = pk.len;
+		if ((rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)) != 0)
+			break;
+		if (k.mv_size != 17 || memcmp(k.mv_data, pk.b, 8) != 0) {
+			rc = MDB_NOTFOUND;
+			break;
+		}
+		if ((rc = queue_decode(&v, &q)) != 0)
+			goto out;
+		{
+			struct key qpk;
+
+			qpos_key(&qpk, eid, q->uuid);
+			rc = db_del(t, DBI_QPOS, &qpk);
+			if (rc == 0 || rc == STORE_ENOTFOUND)
+				rc = cmdq_set(t, q->uuid, eid, (int)why, 0);
+		}
+		store_queue_item_free(q);
+		if (rc != 0)
+			goto out;
+		if ((rc = mdb_cursor_del(c, 0)) != 0)
+			break;
+		(*count)++;
+	}
+	rc = rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+out:
+	mdb_cursor_close(c);
+	return rc;
+}
+
+int
+store_queue_cancel(struct store_txn *t, const char *enrollment_id,
+    const char *uuid)
+{
+	struct store_queue_item *q;
+	struct key               qk;
+	uint64_t                 eid;
+	int                      rc;
+
+	if (!uuid_ok(uuid))
+		return STORE_EINVAL;
+	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0 ||
+	    (rc = queue_find(t, eid, uuid, &qk, &q)) != 0)
+		return rc;
+	store_queue_item_free(q);
+	if ((rc = queue_remove(t, eid, uuid, &qk)) != 0)
+		return rc;
+	return cmdq_set(t, uuid, eid, CMD_STATUS_CANCELLED, 0);
+}
+
+int
+store_queue_iter(struct store_txn *t, const char *enrollment_id,
+    store_queue_cb fn, void *arg)
+{
+	struct store_queue_item *q;
+	MDB_cursor              *c;
+	MDB_val                  k, v;
+	struct key               pk;
+	uint64_t                 eid;
+	int                      rc;
+
+	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
+		return rc;
+	key_init(&pk);
+	key_u64(&pk, eid);
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_QUEUE], &c)) != 0)
+		return store_rc(rc);
+	k.mv_data = pk.b;
+	k.mv_size = pk.len;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != 17 || memcmp(k.mv_data, pk.b, 8) != 0)
+			break;
+		if ((rc = queue_decode(&v, &q)) != 0)
+			break;
+		q->seq = key_get_u64((unsigned char *)k.mv_data + 9);
+		if ((q->enrollment_id = strdup(enrollment_id)) == NULL)
+			rc = STORE_ENOMEM;
+		else
+			rc = fn(q, arg);
+		store_queue_item_free(q);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND || rc == 1)
+		return 0;
+	return rc < 0 ? rc : store_rc(rc);
+}
+
+/* ---- results ---- */
+
+void
+store_result_free(struct store_result *r)
+{
+	if (r == NULL)
+		return;
+	rec_free_fields(result_fields, NF(result_fields), r);
+	free(r->enrollment_id);
+	free(r);
+}
+
+int
+store_result_iter(struct store_txn *t, const char *enrollment_id,
+    uint64_t before_seq, store_result_cb fn, void *arg)
+{
+	struct store_result *r;
+	MDB_cursor          *c;
+	MDB_val              k, v;
+	struct key           pk;
+	uint64_t             eid;
+	int                  rc;
+
+	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
+		return rc;
+	key_init(&pk);
+	key_u64(&pk, eid);
+	key_u64(&pk, before_seq ? before_seq : UINT64_MAX);
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_RESULT], &c)) != 0)
+		return store_rc(rc);
+	k.mv_data = pk.b;
+	k.mv_size = pk.len;
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	if (rc == MDB_NOTFOUND)
+		rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+	else if (rc == 0)
+		rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+	for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_PREV)) {
+		if (k.mv_size != 16 || memcmp(k.mv_data, pk.b, 8) != 0)
+			break;
+		if (key_get_u64((unsigned char *)k.mv_data + 8) >=
+		    (before_seq ? before_seq : UINT64_MAX))
+			continue;
+		if ((r = calloc(1, sizeof(*r))) == NULL) {
+			rc = STORE_ENOMEM;
+			break;
+		}
+		r->seq = key_get_u64((unsigned char *)k.mv_data + 8);
+		if ((rc = rec_decode(&v, REC_RESULT, result_fields,
+		    NF(result_fields), r, NULL, NULL)) == 0 &&
+		    (r->enrollment_id = strdup(enrollment_id)) == NULL)
+			rc = STORE_ENOMEM;
+		if (rc == 0)
+			rc = fn(r, arg);
+		store_result_free(r);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND || rc == 1)
+		return 0;
+	return rc < 0 ? rc : store_rc(rc);
+}
