@@ -1,2 +1,554 @@
-/* identity.c - not yet written */
+/*
+ * identity.c - who is calling. The device identity certificate comes from
+ * the TLS client certificate nginx forwards ($ssl_client_escaped_cert, or
+ * an RFC 9440 ":base64(DER):" value) or from the Mdm-Signature header (a
+ * detached CMS SignedData over the request body, RFC 5652); its chain and
+ * validity are verified against the device CA; its SHA-256 is then bound
+ * to the device-channel ID (DESIGN.md section 4).
+ *
+ * Everything here runs on worker threads at once: the X509_STORE is
+ * shared and never modified after identity_ca_load(); every call makes
+ * its own X509_STORE_CTX and leaves the thread's OpenSSL error queue
+ * empty.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+#include "picomdm/identity.h"
+#include "picomdm/log.h"
+#include "picomdm/store.h"
+#include "picomdm/util.h"
+
+/* Caps on the encoded inputs, checked before anything is decoded. */
+#define IDENTITY_CERT_MAX (16 * 1024)
+#define IDENTITY_SIG_MAX  (32 * 1024)
+
+struct identity_ca {
+	X509_STORE *store; /* read-only once loaded */
+};
+
+/*
+ * Empty this thread's OpenSSL error queue, logging each entry at debug
+ * level after what. Entries name OpenSSL functions and reasons, never key
+ * material.
+ */
+static void
+identity_ssl_drain(const char *what)
+{
+	unsigned long e;
+	char	      buf[256];
+
+	while ((e = ERR_get_error()) != 0) {
+		if (what != NULL && log_enabled(LOG_DEBUG)) {
+			ERR_error_string_n(e, buf, sizeof(buf));
+			log_debug("%s: %s", what, buf);
+		}
+	}
+}
+
+/*
+ * Load a PEM bundle of one or more trusted device CA certificates (PEM
+ * blocks of other types are skipped). Every certificate in the bundle is
+ * a trust anchor, an intermediate too (identity_chain_verify uses
+ * X509_V_FLAG_PARTIAL_CHAIN, as Go's x509 root pools do for NanoMDM).
+ * Returns 0 with *out owned by the caller (identity_ca_free), or -1 after
+ * logging why.
+ */
+int
+identity_ca_load(const char *path, struct identity_ca **out)
+{
+	struct identity_ca *ca = NULL;
+	BIO		   *bio = NULL;
+	X509		   *x = NULL;
+	unsigned long	    e;
+	int		    n = 0, rc = -1;
+
+	*out = NULL;
+	if ((ca = calloc(1, sizeof(*ca))) == NULL) {
+		log_error("calloc: %s", strerror(errno));
+		goto out;
+	}
+	if ((ca->store = X509_STORE_new()) == NULL) {
+		log_error("X509_STORE_new failed");
+		goto out;
+	}
+	if ((bio = BIO_new_file(path, "r")) == NULL) {
+		log_error("cannot open device CA bundle %s", path);
+		goto out;
+	}
+	for (;;) {
+		if ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+			e = ERR_peek_last_error();
+			if (n > 0 && ERR_GET_LIB(e) == ERR_LIB_PEM &&
+			    ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+				break;
+			if (n == 0)
+				log_error("no certificate in device CA bundle "
+					  "%s",
+				    path);
+			else
+				log_error("bad certificate %d in device CA "
+					  "bundle %s",
+				    n + 1, path);
+			goto out;
+		}
+		/* Also caches the extensions before threads share x. */
+		if (X509_check_ca(x) == 0)
+			log_warn("certificate %d in device CA bundle %s is not "
+				 "a CA certificate",
+			    n + 1, path);
+		if (X509_STORE_add_cert(ca->store, x) <= 0) {
+			log_error("cannot add certificate %d of device CA "
+				  "bundle %s",
+			    n + 1, path);
+			goto out;
+		}
+		X509_free(x);
+		x = NULL;
+		n++;
+	}
+	*out = ca;
+	ca = NULL;
+	rc = 0;
+out:
+	X509_free(x);
+	BIO_free(bio);
+	identity_ca_free(ca);
+	identity_ssl_drain(rc == 0 ? NULL : "device CA");
+	return rc;
+}
+
+void
+identity_ca_free(struct identity_ca *ca)
+{
+	if (ca == NULL)
+		return;
+	X509_STORE_free(ca->store);
+	free(ca);
+}
+
+/*
+ * Parse the certificate nginx forwarded: a URL-escaped PEM certificate
+ * ($ssl_client_escaped_cert; only the first certificate is used), or,
+ * when the value starts with ':', the RFC 9440 Client-Cert form
+ * ":base64(DER):". Returns 0 with *leaf owned by the caller, or 400 (or
+ * 500 when out of memory) with *reason.
+ */
+static int
+identity_cert_parse(const char *s, X509 **leaf, const char **reason)
+{
+	unsigned char	    *der = NULL;
+	const unsigned char *p;
+	char		    *pem = NULL;
+	BIO		    *bio = NULL;
+	size_t		     n, derlen = 0;
+	int		     rc = 400;
+
+	if ((n = strnlen(s, IDENTITY_CERT_MAX + 1)) > IDENTITY_CERT_MAX) {
+		*reason = "client certificate too large";
+		goto out;
+	}
+	if (s[0] == ':') {
+		/* RFC 9440 section 2.2: an sf-binary byte sequence. */
+		if (n < 3 || s[n - 1] != ':' ||
+		    (der = base64_decode(s + 1, n - 2, &derlen)) == NULL ||
+		    derlen == 0) {
+			*reason = "client certificate is not base64";
+			goto out;
+		}
+		p = der;
+		if ((*leaf = d2i_X509(NULL, &p, (long)derlen)) == NULL ||
+		    p != der + derlen) {
+			*reason = "client certificate does not parse";
+			goto out;
+		}
+	} else {
+		if ((pem = pct_decode(s, n)) == NULL) {
+			*reason = "client certificate is not URL-escaped";
+			goto out;
+		}
+		if ((bio = BIO_new_mem_buf(pem, -1)) == NULL) {
+			rc = 500;
+			*reason = "out of memory";
+			goto out;
+		}
+		if ((*leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL)) ==
+		    NULL) {
+			*reason = "client certificate does not parse";
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (rc != 0) {
+		X509_free(*leaf);
+		*leaf = NULL;
+	}
+	BIO_free(bio);
+	free(pem);
+	free(der);
+	return rc;
+}
+
+/*
+ * Verify the Mdm-Signature header: base64 of a DER CMS ContentInfo holding
+ * a SignedData (RFC 5652 section 5) with detached content, exactly one
+ * signer, and the signer certificate among its certificates. The
+ * signature (and the signed attributes, when present) must verify over
+ * exactly body/len. The signer certificate is not verified here; it is
+ * returned in *leaf, and the message (whose certificates are the untrusted
+ * intermediates) in *cmsp, both owned by the caller. Returns 0, or 400
+ * (500 when out of memory) with *reason.
+ */
+static int
+identity_sig_verify(const char *sig, const void *body, size_t len, X509 **leaf,
+    CMS_ContentInfo **cmsp, const char **reason)
+{
+	unsigned char	    *der = NULL;
+	const unsigned char *p;
+	CMS_ContentInfo	    *cms = NULL;
+	X509		    *signer = NULL;
+	BIO		    *dcont = NULL;
+	size_t		     n, derlen = 0;
+	int		     rc = 400;
+	STACK_OF(CMS_SignerInfo) *sis = NULL;
+
+	if ((n = strnlen(sig, IDENTITY_SIG_MAX + 1)) > IDENTITY_SIG_MAX) {
+		*reason = "Mdm-Signature too large";
+		goto out;
+	}
+	if ((der = base64_decode(sig, n, &derlen)) == NULL || derlen == 0) {
+		*reason = "Mdm-Signature is not base64";
+		goto out;
+	}
+	p = der;
+	if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)derlen)) == NULL ||
+	    p != der + derlen) {
+		*reason = "Mdm-Signature is not a CMS message";
+		goto out;
+	}
+	if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
+		*reason = "Mdm-Signature is not a CMS SignedData";
+		goto out;
+	}
+	if (CMS_is_detached(cms) != 1) {
+		*reason = "Mdm-Signature is not detached";
+		goto out;
+	}
+	if ((sis = CMS_get0_SignerInfos(cms)) == NULL ||
+	    sk_CMS_SignerInfo_num(sis) != 1) {
+		*reason = "Mdm-Signature must have exactly one signer";
+		goto out;
+	}
+	/* Match the signer to a certificate of the message, if there is. */
+	if (CMS_set1_signers_certs(cms, NULL, 0) < 0) {
+		*reason = "Mdm-Signature is not a CMS SignedData";
+		goto out;
+	}
+	CMS_SignerInfo_get0_algs(
+	    sk_CMS_SignerInfo_value(sis, 0), NULL, &signer, NULL, NULL);
+	if (signer == NULL) {
+		*reason = "Mdm-Signature has no signer certificate";
+		goto out;
+	}
+	if (len > INT_MAX) {
+		*reason = "body too large";
+		goto out;
+	}
+	if ((dcont = BIO_new_mem_buf(len > 0 ? body : "", (int)len)) == NULL) {
+		rc = 500;
+		*reason = "out of memory";
+		goto out;
+	}
+	/* Binary content: no MIME canonicalisation of the body. */
+	if (CMS_verify(cms, NULL, NULL, dcont, NULL,
+		CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) <= 0) {
+		*reason = "Mdm-Signature does not verify";
+		goto out;
+	}
+	/* signer is borrowed from cms: take a reference. */
+	if (X509_up_ref(signer) <= 0) {
+		rc = 500;
+		*reason = "out of memory";
+		goto out;
+	}
+	*leaf = signer;
+	*cmsp = cms;
+	cms = NULL;
+	rc = 0;
+out:
+	BIO_free(dcont);
+	CMS_ContentInfo_free(cms);
+	free(der);
+	return rc;
+}
+
+/*
+ * Verify leaf (with the certificates of cms, when not NULL, as untrusted
+ * intermediates) against the
+ * device CA at the current time (RFC 5280 section 6 as OpenSSL implements
+ * it), for client authentication: an extendedKeyUsage without clientAuth
+ * is refused, a certificate without extendedKeyUsage is accepted. Not
+ * X509_V_FLAG_X509_STRICT. A CA certificate is never a device identity.
+ * Returns 0, 403 with *reason, or 500.
+ */
+static int
+identity_chain_verify(const struct identity_ca *ca, X509 *leaf,
+    CMS_ContentInfo *cms, const char **reason)
+{
+	X509_STORE_CTX *ctx = NULL;
+	int		rc = 500, err;
+	STACK_OF(X509) *untrusted = NULL;
+
+	*reason = "certificate verification failed";
+	if (X509_check_ca(leaf) != 0) {
+		rc = 403;
+		*reason = "certificate is a CA certificate";
+		goto out;
+	}
+	/* The message's certificates; it has at least the signer's. */
+	if (cms != NULL && (untrusted = CMS_get1_certs(cms)) == NULL) {
+		*reason = "out of memory";
+		goto out;
+	}
+	if ((ctx = X509_STORE_CTX_new()) == NULL ||
+	    X509_STORE_CTX_init(ctx, ca->store, leaf, untrusted) <= 0 ||
+	    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) <= 0) {
+		log_error("cannot set up certificate verification");
+		goto out;
+	}
+	X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_PARTIAL_CHAIN);
+	if (X509_verify_cert(ctx) > 0) {
+		rc = 0;
+		*reason = NULL;
+		goto out;
+	}
+	err = X509_STORE_CTX_get_error(ctx);
+	log_debug(
+	    "certificate verification: %s", X509_verify_cert_error_string(err));
+	rc = 403;
+	switch (err) {
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		*reason = "certificate expired";
+		break;
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		*reason = "certificate not yet valid";
+		break;
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+	case X509_V_ERR_CERT_UNTRUSTED:
+	case X509_V_ERR_CERT_REJECTED:
+		*reason = "certificate not issued by the device CA";
+		break;
+	case X509_V_ERR_INVALID_PURPOSE:
+		*reason = "certificate not valid for client authentication";
+		break;
+	case X509_V_ERR_OUT_OF_MEM:
+		rc = 500;
+		*reason = "out of memory";
+		break;
+	default:
+		*reason = "certificate chain does not verify";
+		break;
+	}
+out:
+	X509_STORE_CTX_free(ctx);
+	sk_X509_pop_free(untrusted, X509_free);
+	return rc;
+}
+
+/*
+ * Establish and verify the caller's certificate (see identity.h): nginx's
+ * verdict first, then the forwarded TLS certificate or else the
+ * Mdm-Signature (RFC 5652 detached SignedData), then the chain against the
+ * device CA. On success hash is the SHA-256 of the certificate's DER.
+ * Returns 0, 400 or 403 with *reason (a static string), or 500 when out
+ * of memory. The thread's OpenSSL error queue is empty on return.
+ */
+int
+identity_verify(const struct identity_ca *ca, const char *escaped_cert,
+    const char *verify, const char *mdm_signature, const void *body, size_t len,
+    unsigned char hash[IDENTITY_HASH_LEN], const char **reason)
+{
+	X509		*leaf = NULL;
+	CMS_ContentInfo *cms = NULL;
+	unsigned char	*der = NULL;
+	int		 derlen, rc;
+
+	*reason = NULL;
+	memset(hash, 0, IDENTITY_HASH_LEN);
+	if (ca == NULL) {
+		rc = 500;
+		*reason = "no device CA";
+		goto out;
+	}
+	/* $ssl_client_verify: SUCCESS, FAILED:reason or NONE. */
+	if (verify != NULL && verify[0] != '\0' &&
+	    strcmp(verify, "NONE") != 0 && strcmp(verify, "SUCCESS") != 0) {
+		rc = 403;
+		*reason = "nginx client verification failed";
+		goto out;
+	}
+	if (escaped_cert != NULL && escaped_cert[0] != '\0')
+		rc = identity_cert_parse(escaped_cert, &leaf, reason);
+	else if (mdm_signature != NULL && mdm_signature[0] != '\0')
+		rc = identity_sig_verify(
+		    mdm_signature, body, len, &leaf, &cms, reason);
+	else {
+		rc = 400;
+		*reason = "no client certificate";
+	}
+	if (rc != 0)
+		goto out;
+	if ((rc = identity_chain_verify(ca, leaf, cms, reason)) != 0)
+		goto out;
+	if ((derlen = i2d_X509(leaf, &der)) <= 0) {
+		rc = 500;
+		*reason = "out of memory";
+		goto out;
+	}
+	sha256(der, (size_t)derlen, hash);
+	rc = 0;
+out:
+	OPENSSL_free(der);
+	CMS_ContentInfo_free(cms);
+	X509_free(leaf);
+	identity_ssl_drain(rc == 0 ? NULL : "identity");
+	return rc;
+}
+
+/* Map a store error to the status identity_authorize returns. */
+static int
+identity_store_status(int src, const char *what, const char **reason)
+{
+	log_error("%s: %s", what, store_strerror(src));
+	if (src == STORE_EFULL) {
+		*reason = "store full";
+		return 503;
+	}
+	*reason = "store error";
+	return 500;
+}
+
+/*
+ * Bind hash to device_id: the certificate index entry, and the device
+ * record's current certificate. dev is the device record or NULL; a new
+ * record gets only its ID, certificate and creation time, the check-in
+ * handler fills the rest. Returns 0 or a store error.
+ */
+static int
+identity_bind(struct store_txn *txn, const char *device_id,
+    struct store_device *dev, const unsigned char hash[IDENTITY_HASH_LEN])
+{
+	struct store_device *nd = NULL;
+	int		     src;
+
+	if ((src = store_cert_put(txn, hash, device_id)) != 0)
+		goto out;
+	if (dev == NULL) {
+		if ((nd = calloc(1, sizeof(*nd))) == NULL ||
+		    (nd->id = strdup(device_id)) == NULL) {
+			src = STORE_ENOMEM;
+			goto out;
+		}
+		nd->created_at = store_txn_now(txn);
+		dev = nd;
+	}
+	memcpy(dev->cert_hash, hash, IDENTITY_HASH_LEN);
+	dev->has_cert = 1;
+	src = store_device_put(txn, dev);
+out:
+	store_device_free(nd);
+	return src;
+}
+
+/*
+ * The certauth rules (DESIGN.md section 4; NanoMDM certauth with its KV
+ * semantics, where only a device's latest certificate is valid), inside
+ * the caller's write transaction:
+ *
+ *  - the device's current certificate is always accepted;
+ *  - a certificate ever bound to another device is refused;
+ *  - Authenticate binds a never-seen certificate (enrollment, renewal),
+ *    and rebinds one bound to this device when the device has no current
+ *    certificate; an older certificate of a renewed device is refused;
+ *  - other messages with allow_retro bind a never-seen certificate to an
+ *    existing device that has no binding yet; anything else is refused.
+ *
+ * Returns 0, 403 with *reason, or 500/503 on store errors.
+ */
+int
+identity_authorize(struct store_txn *txn, const char *device_id,
+    const unsigned char hash[IDENTITY_HASH_LEN], int authenticate,
+    int allow_retro, const char **reason)
+{
+	struct store_device *dev = NULL;
+	char		    *bound = NULL;
+	int		     rc, src, mine;
+
+	*reason = NULL;
+	if (device_id == NULL || device_id[0] == '\0') {
+		rc = 500;
+		*reason = "no device ID";
+		goto out;
+	}
+	src = store_device_get(txn, device_id, &dev);
+	if (src == STORE_ENOTFOUND)
+		dev = NULL;
+	else if (src != 0) {
+		rc = identity_store_status(src, "store_device_get", reason);
+		goto out;
+	}
+	if (dev != NULL && dev->has_cert &&
+	    CRYPTO_memcmp(dev->cert_hash, hash, IDENTITY_HASH_LEN) == 0) {
+		rc = 0;
+		goto out;
+	}
+	src = store_cert_get(txn, hash, &bound);
+	if (src == STORE_ENOTFOUND)
+		bound = NULL;
+	else if (src != 0) {
+		rc = identity_store_status(src, "store_cert_get", reason);
+		goto out;
+	}
+	if (bound != NULL && strcmp(bound, device_id) != 0) {
+		rc = 403;
+		*reason = "certificate bound to another enrollment";
+		goto out;
+	}
+	mine = bound != NULL; /* bound to this device, but not current */
+	rc = 403;
+	if (mine && dev != NULL && dev->has_cert)
+		*reason = "certificate superseded by a renewal";
+	else if (authenticate ||
+	    (allow_retro && !mine && dev != NULL && !dev->has_cert)) {
+		if ((src = identity_bind(txn, device_id, dev, hash)) != 0)
+			rc = identity_store_status(
+			    src, "certificate binding", reason);
+		else
+			rc = 0;
+	} else
+		*reason = "certificate not bound to this enrollment";
+out:
+	free(bound);
+	store_device_free(dev);
+	return rc;
+}

@@ -26,7 +26,8 @@ void identity_ca_free(struct identity_ca *);
  * validity are verified against the CA here, whatever nginx said.
  * On success returns 0 and fills hash with SHA-256 of the DER; otherwise
  * returns 400 (no or unreadable certificate, bad signature) or 403 (not
- * from our CA, expired, nginx verification failed) with *reason set.
+ * from our CA, expired, nginx verification failed) with *reason set, or
+ * 500 when out of memory. *reason is a static string.
  */
 int identity_verify(const struct identity_ca *, const char *escaped_cert,
     const char *verify, const char *mdm_signature, const void *body,
