@@ -604,3 +604,230 @@ store_result_iter(struct store_txn *t, const char *enrollment_id,
 		return 0;
 	return rc < 0 ? rc : store_rc(rc);
 }
+
+/* ---- per-command views and retention ---- */
+
+int
+store_command_targets(struct store_txn *t, const char *uuid,
+    store_target_cb fn, void *arg)
+{
+	struct store_target tg;
+	struct cmdq         q;
+	MDB_cursor         *c;
+	MDB_val             k, v;
+	struct key          pk;
+	int                 rc;
+
+	if (!uuid_ok(uuid))
+		return STORE_EINVAL;
+	key_init(&pk);
+	key_str(&pk, uuid);
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_CMDQ], &c)) != 0)
+		return store_rc(rc);
+	k.mv_data = pk.b;
+	k.mv_size = pk.len;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != pk.len + 8 ||
+		    memcmp(k.mv_data, pk.b, pk.len) != 0)
+			break;
+		memset(&q, 0, sizeof(q));
+		memset(&tg, 0, sizeof(tg));
+		if ((rc = rec_decode(&v, REC_CMDQ, cmdq_fields,
+		    NF(cmdq_fields), &q, NULL, NULL)) != 0)
+			break;
+		rc = enroll_id_of(t, key_get_u64((unsigned char *)k.mv_data +
+		    pk.len), &tg.enrollment_id);
+		if (rc == STORE_ENOTFOUND)
+			continue; /* enrollment purged */
+		if (rc != 0)
+			break;
+		tg.status = (enum cmd_status)q.status;
+		tg.updated_at = q.updated_at;
+		tg.result_seq = q.result_seq;
+		rc = fn(&tg, arg);
+		free(tg.enrollment_id);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND || rc == 1)
+		return 0;
+	return rc < 0 ? rc : store_rc(rc);
+}
+
+int
+store_result_get(struct store_txn *t, const char *enrollment_id,
+    uint64_t seq, struct store_result **out)
+{
+	struct store_result *r;
+	struct key           k;
+	MDB_val              v;
+	uint64_t             eid;
+	int                  rc;
+
+	*out = NULL;
+	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
+		return rc;
+	key_init(&k);
+	key_u64(&k, eid);
+	key_u64(&k, seq);
+	if ((rc = db_get(t, DBI_RESULT, &k, &v)) != 0)
+		return rc;
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return STORE_ENOMEM;
+	r->seq = seq;
+	if ((rc = rec_decode(&v, REC_RESULT, result_fields, NF(result_fields),
+	    r, NULL, NULL)) == 0 &&
+	    (r->enrollment_id = strdup(enrollment_id)) == NULL)
+		rc = STORE_ENOMEM;
+	if (rc != 0) {
+		store_result_free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+/* Is the command still queued for any enrollment? */
+static int
+command_in_use(struct store_txn *t, const char *uuid, int *in_use)
+{
+	struct cmdq q;
+	MDB_cursor *c;
+	MDB_val     k, v;
+	struct key  pk;
+	int         rc;
+
+	*in_use = 0;
+	key_init(&pk);
+	key_str(&pk, uuid);
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_CMDQ], &c)) != 0)
+		return store_rc(rc);
+	k.mv_data = pk.b;
+	k.mv_size = pk.len;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != pk.len + 8 ||
+		    memcmp(k.mv_data, pk.b, pk.len) != 0)
+			break;
+		memset(&q, 0, sizeof(q));
+		if ((rc = rec_decode(&v, REC_CMDQ, cmdq_fields,
+		    NF(cmdq_fields), &q, NULL, NULL)) != 0)
+			break;
+		if (q.status == CMD_STATUS_NONE ||
+		    q.status == CMD_STATUS_NOT_NOW) {
+			*in_use = 1;
+			break;
+		}
+	}
+	mdb_cursor_close(c);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : rc < 0 ? rc : store_rc(rc);
+}
+
+/* Delete every cmdq entry of a command. */
+static int
+command_targets_delete(struct store_txn *t, const char *uuid, uint64_t *n)
+{
+	MDB_cursor *c;
+	MDB_val     k, v;
+	struct key  pk;
+	int         rc;
+
+	key_init(&pk);
+	key_str(&pk, uuid);
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_CMDQ], &c)) != 0)
+		return store_rc(rc);
+	for (;;) {
+		k.mv_data = pk.b;
+		k.mv_size = pk.len;
+		if ((rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)) != 0)
+			break;
+		if (k.mv_size != pk.len + 8 ||
+		    memcmp(k.mv_data, pk.b, pk.len) != 0) {
+			rc = MDB_NOTFOUND;
+			break;
+		}
+		if ((rc = mdb_cursor_del(c, 0)) != 0)
+			break;
+		(*n)++;
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+}
+
+int
+store_prune(struct store_txn *t, uint64_t before, uint64_t limit,
+    struct store_prune_count *removed)
+{
+	MDB_cursor *c;
+	MDB_val     k, v;
+	uint64_t    done = 0;
+	int         rc, in_use;
+
+	memset(removed, 0, sizeof(*removed));
+	/* Results: a full scan (retention runs rarely, in batches). */
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_RESULT], &c)) != 0)
+		return store_rc(rc);
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;) {
+		struct store_result r;
+
+		memset(&r, 0, sizeof(r));
+		if (rec_decode(&v, REC_RESULT, result_fields,
+		    NF(result_fields), &r, NULL, NULL) == 0 &&
+		    r.received_at < before) {
+			rec_free_fields(result_fields, NF(result_fields), &r);
+			if ((rc = mdb_cursor_del(c, 0)) != 0)
+				break;
+			removed->results++;
+			if (limit && ++done >= limit)
+				break;
+			/* After a delete, MDB_NEXT yields the next entry. */
+			rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+			continue;
+		}
+		rec_free_fields(result_fields, NF(result_fields), &r);
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_rc(rc);
+	/* Commands no queue holds any more. */
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_CMD], &c)) != 0)
+		return store_rc(rc);
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;) {
+		struct store_command cmd;
+		char                *uuid = NULL;
+
+		memset(&cmd, 0, sizeof(cmd));
+		if (limit && done >= limit)
+			break;
+		if (rec_decode(&v, REC_CMD, cmd_fields, NF(cmd_fields), &cmd,
+		    NULL, NULL) != 0 || cmd.uuid == NULL ||
+		    cmd.created_at >= before) {
+			rec_free_fields(cmd_fields, NF(cmd_fields), &cmd);
+			rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+			continue;
+		}
+		uuid = cmd.uuid;
+		cmd.uuid = NULL;
+		rec_free_fields(cmd_fields, NF(cmd_fields), &cmd);
+		rc = command_in_use(t, uuid, &in_use);
+		if (rc == 0 && !in_use) {
+			rc = command_targets_delete(t, uuid, &removed->targets);
+			if (rc == 0 && (rc = mdb_cursor_del(c, 0)) == 0) {
+				removed->commands++;
+				done++;
+				rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+				free(uuid);
+				continue;
+			}
+		}
+		free(uuid);
+		if (rc != 0)
+			break;
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : rc < 0 ? rc : store_rc(rc);
+}

@@ -272,6 +272,36 @@ int  store_result_iter(struct store_txn *, const char *enrollment_id,
      uint64_t before_seq, store_result_cb, void *);
 void store_result_free(struct store_result *);
 
+/* Where one command stands for each enrollment it was queued to. */
+struct store_target {
+	char           *enrollment_id;
+	enum cmd_status status;     /* NONE (queued), NOT_NOW, a result, ... */
+	uint64_t        updated_at;
+	uint64_t        result_seq; /* 0 when no result */
+};
+typedef int (*store_target_cb)(const struct store_target *, void *);
+/* Iterate the enrollments a command was queued to, in eid order. */
+int store_command_targets(struct store_txn *, const char *uuid,
+    store_target_cb, void *);
+/* One result of an enrollment by its sequence number; caller frees. */
+int store_result_get(struct store_txn *, const char *enrollment_id,
+    uint64_t seq, struct store_result **out);
+
+/*
+ * Retention: remove results received before `before` (µs), then commands
+ * that no queue holds any more and that were created before it, with their
+ * per-enrollment status. At most `limit` records go per call (0: no limit)
+ * so a long prune can run in several short transactions; *removed counts
+ * what went. Returns 0 or a store_err.
+ */
+struct store_prune_count {
+	uint64_t results;
+	uint64_t commands;
+	uint64_t targets;
+};
+int store_prune(struct store_txn *, uint64_t before, uint64_t limit,
+    struct store_prune_count *removed);
+
 /* ---- inspection (picomdmctl) ---- */
 
 struct store_dbi_stat {

@@ -331,6 +331,12 @@ op_hist(struct store_txn *t, void *arg)
 	return store_result_iter(t, "Q", 0, hist_cb, arg);
 }
 
+static int
+op_prune(struct store_txn *t, void *arg)
+{
+	return store_prune(t, store_txn_now(t) + 1, 0, arg);
+}
+
 static void
 test_clear_and_history(void)
 {
@@ -353,6 +359,20 @@ test_clear_and_history(void)
 	CHECK_EQ(store_read(s, op_hist, &h), 0);
 	CHECK_EQ(h.n, 2);
 	CHECK_EQ(h.ordered, 1);
+	/* Retention: old results go, and commands no queue holds. */
+	enqueue(s, "Q", "D2", 0);
+	{
+		struct store_prune_count pc;
+
+		CHECK_EQ(store_write(s, op_prune, &pc), 0);
+		CHECK_EQ(pc.results, 2);
+		CHECK_EQ(pc.commands, 3); /* A2, B2, C2; D2 is queued */
+		CHECK_EQ(pc.targets, 3);
+	}
+	h.n = 0;
+	CHECK_EQ(store_read(s, op_hist, &h), 0);
+	CHECK_EQ(h.n, 0);
+	CHECK_STR(report(s, "Q", NULL, CMD_STATUS_IDLE), "D2");
 	store_close(s);
 }
 
