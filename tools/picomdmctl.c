@@ -12,280 +12,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
+#include "ctl.h"
 #include "picomdm/log.h"
-#include "picomdm/message.h"
 #include "picomdm/store.h"
-#include "picomdm/util.h"
 
-#define EXIT_NOTFOUND 1
-#define EXIT_USAGE    2
+static const struct ctl_cmd cmds[] = {
+	{ "devices", ctl_devices, CTL_OPEN_READ, "" },
+	{ "show", ctl_show, CTL_OPEN_READ, "ID|SERIAL" },
+	{ "stats", ctl_stats, CTL_OPEN_READ, "" },
+};
 
 static void
 usage(void)
 {
-	fprintf(stderr,
-	    "usage: picomdmctl --db DIR devices\n"
-	    "       picomdmctl --db DIR show ID|SERIAL\n"
-	    "       picomdmctl --db DIR stats\n");
+	size_t i;
+
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(stderr, "%s picomdmctl --db DIR %s%s%s\n",
+		    i == 0 ? "usage:" : "      ", cmds[i].name,
+		    *cmds[i].usage ? " " : "", cmds[i].usage);
 	exit(EXIT_USAGE);
 }
 
-static void
-fmt_time(uint64_t us, char *buf, size_t n)
-{
-	if (us == 0)
-		strlcpy(buf, "-", n);
-	else
-		time_format(us, buf, n);
-}
-
-/* A secret as {"length": N, "sha256": hex}: never the value itself. */
-static json_t *
-json_secret(const void *p, size_t n)
-{
-	unsigned char h[32];
-	char          hex[65];
-
-	if (p == NULL)
-		return json_null();
-	sha256(p, n, h);
-	hex_encode(h, sizeof(h), hex);
-	return json_pack("{s:I, s:s}", "length", (json_int_t)n, "sha256", hex);
-}
-
-static json_t *
-json_time(uint64_t us)
-{
-	char buf[40];
-
-	if (us == 0)
-		return json_null();
-	time_format(us, buf, sizeof(buf));
-	return json_string(buf);
-}
-
-static json_t *
-json_str(const char *s)
-{
-	return s ? json_string(s) : json_null();
-}
-
-/* ---- devices ---- */
-
-static int
-devices_cb(const struct store_enrollment *e, void *arg)
-{
-	struct store_txn    *t = arg;
-	struct store_device *d = NULL;
-	char                 seen[40];
-
-	if (strcmp(e->id, e->device_id ? e->device_id : e->id) == 0)
-		(void)store_device_get(t, e->id, &d);
-	fmt_time(e->last_seen, seen, sizeof(seen));
-	printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e->id,
-	    enroll_type_name(e->type),
-	    d && d->serial ? d->serial : "-",
-	    d && d->model ? d->model : (d && d->product_name ?
-	    d->product_name : "-"),
-	    d && d->os_version ? d->os_version : "-",
-	    e->enabled ? "enabled" : "disabled", seen);
-	store_device_free(d);
-	return 0;
-}
-
-static int
-devices_op(struct store_txn *t, void *arg)
-{
-	(void)arg;
-	return store_enrollment_iter(t, NULL, devices_cb, t);
-}
-
-/* ---- show ---- */
-
-struct show_ctx {
-	const char *arg;
-	json_t     *out;
-};
-
-static json_t *
-enrollment_json(const struct store_enrollment *e)
-{
-	return json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:b, "
-	    "s:b, s:I, s:o, s:o, s:o, s:o}",
-	    "id", e->id, "device_id", json_str(e->device_id),
-	    "type", enroll_type_name(e->type),
-	    "user_id", json_str(e->user_id),
-	    "user_short_name", json_str(e->user_short_name),
-	    "user_long_name", json_str(e->user_long_name),
-	    "topic", json_str(e->topic),
-	    "push_magic", json_secret(e->push_magic, e->push_magic ?
-	    strlen(e->push_magic) : 0),
-	    "token", json_secret(e->token, e->token_len),
-	    "enabled", e->enabled, "awaiting_configuration",
-	    e->awaiting_configuration,
-	    "token_update_tally", (json_int_t)e->token_update_tally,
-	    "created_at", json_time(e->created_at),
-	    "last_seen", json_time(e->last_seen),
-	    "token_updated_at", json_time(e->token_updated_at),
-	    "checked_out_at", json_time(e->checked_out_at));
-}
-
-static json_t *
-device_json(const struct store_device *d)
-{
-	char hex[65];
-
-	if (d->has_cert)
-		hex_encode(d->cert_hash, 32, hex);
-	return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
-	    "s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-	    "id", d->id, "serial_number", json_str(d->serial),
-	    "udid", json_str(d->udid),
-	    "enrollment_id", json_str(d->enrollment_id),
-	    "model", json_str(d->model), "model_name", json_str(d->model_name),
-	    "device_name", json_str(d->device_name),
-	    "product_name", json_str(d->product_name),
-	    "os_version", json_str(d->os_version),
-	    "build_version", json_str(d->build_version),
-	    "imei", json_str(d->imei), "meid", json_str(d->meid),
-	    "topic", json_str(d->topic),
-	    "identity_cert_sha256", d->has_cert ? json_string(hex) :
-	    json_null(),
-	    "unlock_token", json_secret(d->unlock_token, d->unlock_token_len),
-	    "unlock_token_at", json_time(d->unlock_token_at),
-	    "bootstrap_token", json_secret(d->bootstrap_token,
-	    d->bootstrap_token_len),
-	    "bootstrap_token_at", json_time(d->bootstrap_token_at),
-	    "created_at", json_time(d->created_at),
-	    "authenticated_at", json_time(d->authenticated_at));
-}
-
-static int
-msg_cb(const struct store_msg *m, void *arg)
-{
-	unsigned char h[32];
-	char          hex[65];
-
-	sha256(m->raw, m->raw_len, h);
-	hex_encode(h, sizeof(h), hex);
-	json_array_append_new(arg, json_pack("{s:s, s:o, s:o, s:I, s:s}",
-	    "message", msg_kind_name(m->kind),
-	    "received_at", json_time(m->received_at),
-	    "topic", json_str(m->topic), "length", (json_int_t)m->raw_len,
-	    "sha256", hex));
-	return 0;
-}
-
-static int
-queue_cb(const struct store_queue_item *q, void *arg)
-{
-	json_array_append_new(arg, json_pack("{s:s, s:i, s:s, s:o, s:o, s:I, "
-	    "s:I}", "command_uuid", q->uuid, "priority", q->priority,
-	    "status", q->status == CMD_STATUS_NOT_NOW ? "NotNow" : "queued",
-	    "enqueued_at", json_time(q->enqueued_at),
-	    "expires_at", json_time(q->expires_at),
-	    "sent_count", (json_int_t)q->sent_count,
-	    "not_now_count", (json_int_t)q->not_now_count));
-	return 0;
-}
-
-/* One enrollment with its messages and queue, appended to arr. */
-static int
-show_enrollment(struct store_txn *t, const char *id, json_t *arr)
-{
-	struct store_enrollment *e;
-	json_t                  *o, *msgs, *queue;
-	int                      rc;
-
-	if ((rc = store_enrollment_get(t, id, &e)) != 0)
-		return rc;
-	o = enrollment_json(e);
-	store_enrollment_free(e);
-	msgs = json_array();
-	queue = json_array();
-	if ((rc = store_msg_iter(t, id, msg_cb, msgs)) == 0)
-		rc = store_queue_iter(t, id, queue_cb, queue);
-	json_object_set_new(o, "messages", msgs);
-	json_object_set_new(o, "queue", queue);
-	json_array_append_new(arr, o);
-	return rc;
-}
-
-static int
-show_uchan_cb(const char *id, void *arg)
-{
-	void **a = arg;
-
-	return show_enrollment(a[0], id, a[1]);
-}
-
-static int
-show_op(struct store_txn *t, void *arg)
-{
-	struct show_ctx         *c = arg;
-	struct store_enrollment *e = NULL;
-	struct store_device     *d = NULL;
-	char                    *devid = NULL;
-	json_t                  *arr;
-	void                    *a[2];
-	int                      rc;
-
-	/* An enrollment ID (device or user channel), else a serial. */
-	rc = store_enrollment_get(t, c->arg, &e);
-	if (rc == 0)
-		devid = strdup(e->device_id ? e->device_id : e->id);
-	else if (rc == STORE_ENOTFOUND)
-		rc = store_device_by_serial(t, c->arg, &devid);
-	store_enrollment_free(e);
-	if (rc != 0)
-		return rc;
-	if (devid == NULL)
-		return STORE_ENOMEM;
-	c->out = json_object();
-	rc = store_device_get(t, devid, &d);
-	if (rc == 0) {
-		json_object_set_new(c->out, "device", device_json(d));
-		store_device_free(d);
-	} else if (rc == STORE_ENOTFOUND)
-		json_object_set_new(c->out, "device", json_null());
-	else
-		goto out;
-	arr = json_array();
-	json_object_set_new(c->out, "enrollments", arr);
-	rc = show_enrollment(t, devid, arr);
-	if (rc == STORE_ENOTFOUND)
-		rc = 0;
-	a[0] = t;
-	a[1] = arr;
-	if (rc == 0)
-		rc = store_user_channels(t, devid, show_uchan_cb, a);
-out:
-	free(devid);
-	return rc;
-}
-
-/* ---- stats ---- */
-
-static int
-stats_op(struct store_txn *t, void *arg)
-{
-	struct store_dbi_stat st[32];
-	int                   n, i;
-
-	(void)arg;
-	if ((n = store_stat(t, st, 32)) < 0)
-		return n;
-	for (i = 0; i < n; i++)
-		printf("%-8s entries=%llu pages=%llu depth=%u\n", st[i].name,
-		    (unsigned long long)st[i].entries,
-		    (unsigned long long)st[i].pages, st[i].depth);
-	return 0;
-}
-
-static int
-exit_for(int rc, const char *what)
+int
+ctl_exit(int rc, const char *what)
 {
 	if (rc == 0)
 		return 0;
@@ -293,6 +43,8 @@ exit_for(int rc, const char *what)
 		fprintf(stderr, "picomdmctl: %s: not found\n", what);
 		return EXIT_NOTFOUND;
 	}
+	if (rc > 0) /* already reported by the command */
+		return rc;
 	fprintf(stderr, "picomdmctl: %s: %s\n", what, store_strerror(rc));
 	return EXIT_USAGE;
 }
@@ -305,15 +57,17 @@ main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct store_opts so;
-	struct store     *s = NULL;
-	const char       *db = NULL, *cmd;
-	int               ch, rc;
+	const struct ctl_cmd *cmd = NULL;
+	struct store_opts     so;
+	struct ctl            c;
+	size_t                i;
+	int                   ch, rc;
 
+	memset(&c, 0, sizeof(c));
 	while ((ch = getopt_long(argc, argv, "+d:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
-			db = optarg;
+			c.db = optarg;
 			break;
 		default:
 			usage();
@@ -321,35 +75,31 @@ main(int argc, char *argv[])
 	}
 	argc -= optind;
 	argv += optind;
-	if (db == NULL || argc < 1)
+	if (argc < 1)
 		usage();
-	cmd = argv[0];
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(argv[0], cmds[i].name) == 0)
+			cmd = &cmds[i];
+	if (cmd == NULL || c.db == NULL)
+		usage();
+	c.argc = argc;
+	c.argv = argv;
 	log_set_level(LOG_WARN);
-	memset(&so, 0, sizeof(so));
-	so.readonly = 1;
-	if ((rc = store_open(db, &so, &s)) != 0) {
-		fprintf(stderr, "picomdmctl: %s: %s\n", db, store_strerror(rc));
+	if (cmd->open != CTL_OPEN_NONE) {
+		memset(&so, 0, sizeof(so));
+		so.readonly = cmd->open == CTL_OPEN_READ;
+		if ((rc = store_open(c.db, &so, &c.store)) != 0) {
+			fprintf(stderr, "picomdmctl: %s: %s\n", c.db,
+			    store_strerror(rc));
+			return EXIT_USAGE;
+		}
+	}
+	rc = cmd->fn(&c);
+	store_close(c.store);
+	if (rc == -1) {
+		fprintf(stderr, "usage: picomdmctl --db DIR %s %s\n",
+		    cmd->name, cmd->usage);
 		return EXIT_USAGE;
 	}
-	if (strcmp(cmd, "devices") == 0 && argc == 1) {
-		rc = exit_for(store_read(s, devices_op, NULL), "devices");
-	} else if (strcmp(cmd, "show") == 0 && argc == 2) {
-		struct show_ctx c = { argv[1], NULL };
-
-		rc = store_read(s, show_op, &c);
-		if (rc == 0)
-			json_dumpf(c.out, stdout, JSON_INDENT(2) |
-			    JSON_PRESERVE_ORDER);
-		if (rc == 0)
-			putchar('\n');
-		json_decref(c.out);
-		rc = exit_for(rc, argv[1]);
-	} else if (strcmp(cmd, "stats") == 0 && argc == 1) {
-		rc = exit_for(store_read(s, stats_op, NULL), "stats");
-	} else {
-		store_close(s);
-		usage();
-	}
-	store_close(s);
 	return rc;
 }

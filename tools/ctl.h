@@ -1,0 +1,51 @@
+/*
+ * ctl.h - picomdmctl's sub-commands. picomdmctl.c parses the global
+ * options, opens the store as the command's table entry asks, and calls
+ * it; each family of sub-commands lives in its own tools/ctl_*.c file.
+ */
+#ifndef PICOMDM_CTL_H
+#define PICOMDM_CTL_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct store;
+
+#define EXIT_NOTFOUND 1
+#define EXIT_USAGE    2
+
+struct ctl {
+	const char   *db;    /* --db */
+	struct store *store; /* opened per the entry's mode; NULL for OPEN_NONE */
+	int           argc;  /* the sub-command's arguments, argv[0] = name */
+	char        **argv;
+};
+
+enum ctl_open {
+	CTL_OPEN_READ = 0, /* read-only; the store must exist */
+	CTL_OPEN_WRITE,    /* read-write; created when absent */
+	CTL_OPEN_NONE      /* the command opens (or creates) it itself */
+};
+
+struct ctl_cmd {
+	const char   *name;
+	int         (*fn)(struct ctl *);
+	enum ctl_open open;
+	const char   *usage; /* arguments after the name, for usage() */
+};
+
+/* Exit status for a store result, with a message on stderr. */
+int ctl_exit(int rc, const char *what);
+
+/* JSON helpers shared by the sub-commands. */
+json_t *ctl_json_time(uint64_t us);
+json_t *ctl_json_str(const char *);
+json_t *ctl_json_secret(const void *, size_t);
+
+/* ctl_show.c */
+int ctl_devices(struct ctl *);
+int ctl_show(struct ctl *);
+int ctl_stats(struct ctl *);
+
+#endif

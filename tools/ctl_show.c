@@ -1,0 +1,305 @@
+/*
+ * ctl_show.c - picomdmctl devices, show and stats: read-only views of the
+ * store. Secrets (push token, PushMagic, UnlockToken, BootstrapToken) are
+ * shown as length and SHA-256 only.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ctl.h"
+#include "picomdm/message.h"
+#include "picomdm/store.h"
+#include "picomdm/util.h"
+
+static void
+fmt_time(uint64_t us, char *buf, size_t n)
+{
+	if (us == 0)
+		strlcpy(buf, "-", n);
+	else
+		time_format(us, buf, n);
+}
+
+/* A secret as {"length": N, "sha256": hex}: never the value itself. */
+json_t *
+ctl_json_secret(const void *p, size_t n)
+{
+	unsigned char h[32];
+	char          hex[65];
+
+	if (p == NULL)
+		return json_null();
+	sha256(p, n, h);
+	hex_encode(h, sizeof(h), hex);
+	return json_pack("{s:I, s:s}", "length", (json_int_t)n, "sha256", hex);
+}
+
+json_t *
+ctl_json_time(uint64_t us)
+{
+	char buf[40];
+
+	if (us == 0)
+		return json_null();
+	time_format(us, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+json_t *
+ctl_json_str(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+/* ---- devices ---- */
+
+static int
+devices_cb(const struct store_enrollment *e, void *arg)
+{
+	struct store_txn    *t = arg;
+	struct store_device *d = NULL;
+	char                 seen[40];
+
+	if (strcmp(e->id, e->device_id ? e->device_id : e->id) == 0)
+		(void)store_device_get(t, e->id, &d);
+	fmt_time(e->last_seen, seen, sizeof(seen));
+	printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e->id,
+	    enroll_type_name(e->type),
+	    d && d->serial ? d->serial : "-",
+	    d && d->model ? d->model : (d && d->product_name ?
+	    d->product_name : "-"),
+	    d && d->os_version ? d->os_version : "-",
+	    e->enabled ? "enabled" : "disabled", seen);
+	store_device_free(d);
+	return 0;
+}
+
+static int
+devices_op(struct store_txn *t, void *arg)
+{
+	(void)arg;
+	return store_enrollment_iter(t, NULL, devices_cb, t);
+}
+
+/* ---- show ---- */
+
+struct show_ctx {
+	const char *arg;
+	json_t     *out;
+};
+
+static json_t *
+enrollment_json(const struct store_enrollment *e)
+{
+	return json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:b, "
+	    "s:b, s:I, s:o, s:o, s:o, s:o}",
+	    "id", e->id, "device_id", ctl_json_str(e->device_id),
+	    "type", enroll_type_name(e->type),
+	    "user_id", ctl_json_str(e->user_id),
+	    "user_short_name", ctl_json_str(e->user_short_name),
+	    "user_long_name", ctl_json_str(e->user_long_name),
+	    "topic", ctl_json_str(e->topic),
+	    "push_magic", ctl_json_secret(e->push_magic, e->push_magic ?
+	    strlen(e->push_magic) : 0),
+	    "token", ctl_json_secret(e->token, e->token_len),
+	    "enabled", e->enabled, "awaiting_configuration",
+	    e->awaiting_configuration,
+	    "token_update_tally", (json_int_t)e->token_update_tally,
+	    "created_at", ctl_json_time(e->created_at),
+	    "last_seen", ctl_json_time(e->last_seen),
+	    "token_updated_at", ctl_json_time(e->token_updated_at),
+	    "checked_out_at", ctl_json_time(e->checked_out_at));
+}
+
+static json_t *
+device_json(const struct store_device *d)
+{
+	char hex[65];
+
+	if (d->has_cert)
+		hex_encode(d->cert_hash, 32, hex);
+	return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
+	    "s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	    "id", d->id, "serial_number", ctl_json_str(d->serial),
+	    "udid", ctl_json_str(d->udid),
+	    "enrollment_id", ctl_json_str(d->enrollment_id),
+	    "model", ctl_json_str(d->model), "model_name", ctl_json_str(d->model_name),
+	    "device_name", ctl_json_str(d->device_name),
+	    "product_name", ctl_json_str(d->product_name),
+	    "os_version", ctl_json_str(d->os_version),
+	    "build_version", ctl_json_str(d->build_version),
+	    "imei", ctl_json_str(d->imei), "meid", ctl_json_str(d->meid),
+	    "topic", ctl_json_str(d->topic),
+	    "identity_cert_sha256", d->has_cert ? json_string(hex) :
+	    json_null(),
+	    "unlock_token", ctl_json_secret(d->unlock_token, d->unlock_token_len),
+	    "unlock_token_at", ctl_json_time(d->unlock_token_at),
+	    "bootstrap_token", ctl_json_secret(d->bootstrap_token,
+	    d->bootstrap_token_len),
+	    "bootstrap_token_at", ctl_json_time(d->bootstrap_token_at),
+	    "created_at", ctl_json_time(d->created_at),
+	    "authenticated_at", ctl_json_time(d->authenticated_at));
+}
+
+static int
+msg_cb(const struct store_msg *m, void *arg)
+{
+	unsigned char h[32];
+	char          hex[65];
+
+	sha256(m->raw, m->raw_len, h);
+	hex_encode(h, sizeof(h), hex);
+	json_array_append_new(arg, json_pack("{s:s, s:o, s:o, s:I, s:s}",
+	    "message", msg_kind_name(m->kind),
+	    "received_at", ctl_json_time(m->received_at),
+	    "topic", ctl_json_str(m->topic), "length", (json_int_t)m->raw_len,
+	    "sha256", hex));
+	return 0;
+}
+
+static int
+queue_cb(const struct store_queue_item *q, void *arg)
+{
+	json_array_append_new(arg, json_pack("{s:s, s:i, s:s, s:o, s:o, s:I, "
+	    "s:I}", "command_uuid", q->uuid, "priority", q->priority,
+	    "status", q->status == CMD_STATUS_NOT_NOW ? "NotNow" : "queued",
+	    "enqueued_at", ctl_json_time(q->enqueued_at),
+	    "expires_at", ctl_json_time(q->expires_at),
+	    "sent_count", (json_int_t)q->sent_count,
+	    "not_now_count", (json_int_t)q->not_now_count));
+	return 0;
+}
+
+/* One enrollment with its messages and queue, appended to arr. */
+static int
+show_enrollment(struct store_txn *t, const char *id, json_t *arr)
+{
+	struct store_enrollment *e;
+	json_t                  *o, *msgs, *queue;
+	int                      rc;
+
+	if ((rc = store_enrollment_get(t, id, &e)) != 0)
+		return rc;
+	o = enrollment_json(e);
+	store_enrollment_free(e);
+	msgs = json_array();
+	queue = json_array();
+	if ((rc = store_msg_iter(t, id, msg_cb, msgs)) == 0)
+		rc = store_queue_iter(t, id, queue_cb, queue);
+	json_object_set_new(o, "messages", msgs);
+	json_object_set_new(o, "queue", queue);
+	json_array_append_new(arr, o);
+	return rc;
+}
+
+static int
+show_uchan_cb(const char *id, void *arg)
+{
+	void **a = arg;
+
+	return show_enrollment(a[0], id, a[1]);
+}
+
+static int
+show_op(struct store_txn *t, void *arg)
+{
+	struct show_ctx         *c = arg;
+	struct store_enrollment *e = NULL;
+	struct store_device     *d = NULL;
+	char                    *devid = NULL;
+	json_t                  *arr;
+	void                    *a[2];
+	int                      rc;
+
+	/* An enrollment ID (device or user channel), else a serial. */
+	rc = store_enrollment_get(t, c->arg, &e);
+	if (rc == 0)
+		devid = strdup(e->device_id ? e->device_id : e->id);
+	else if (rc == STORE_ENOTFOUND)
+		rc = store_device_by_serial(t, c->arg, &devid);
+	store_enrollment_free(e);
+	if (rc != 0)
+		return rc;
+	if (devid == NULL)
+		return STORE_ENOMEM;
+	c->out = json_object();
+	rc = store_device_get(t, devid, &d);
+	if (rc == 0) {
+		json_object_set_new(c->out, "device", device_json(d));
+		store_device_free(d);
+	} else if (rc == STORE_ENOTFOUND)
+		json_object_set_new(c->out, "device", json_null());
+	else
+		goto out;
+	arr = json_array();
+	json_object_set_new(c->out, "enrollments", arr);
+	rc = show_enrollment(t, devid, arr);
+	if (rc == STORE_ENOTFOUND)
+		rc = 0;
+	a[0] = t;
+	a[1] = arr;
+	if (rc == 0)
+		rc = store_user_channels(t, devid, show_uchan_cb, a);
+out:
+	free(devid);
+	return rc;
+}
+
+/* ---- stats ---- */
+
+static int
+stats_op(struct store_txn *t, void *arg)
+{
+	struct store_dbi_stat st[32];
+	int                   n, i;
+
+	(void)arg;
+	if ((n = store_stat(t, st, 32)) < 0)
+		return n;
+	for (i = 0; i < n; i++)
+		printf("%-8s entries=%llu pages=%llu depth=%u\n", st[i].name,
+		    (unsigned long long)st[i].entries,
+		    (unsigned long long)st[i].pages, st[i].depth);
+	return 0;
+}
+
+
+int
+ctl_devices(struct ctl *c)
+{
+	if (c->argc != 1)
+		return -1;
+	return ctl_exit(store_read(c->store, devices_op, NULL), "devices");
+}
+
+int
+ctl_show(struct ctl *c)
+{
+	struct show_ctx sc;
+	int             rc;
+
+	if (c->argc != 2)
+		return -1;
+	sc.arg = c->argv[1];
+	sc.out = NULL;
+	rc = store_read(c->store, show_op, &sc);
+	if (rc == 0) {
+		json_dumpf(sc.out, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		putchar('\n');
+	}
+	json_decref(sc.out);
+	return ctl_exit(rc, c->argv[1]);
+}
+
+int
+ctl_stats(struct ctl *c)
+{
+	if (c->argc != 1)
+		return -1;
+	return ctl_exit(store_read(c->store, stats_op, NULL), "stats");
+}
