@@ -1,0 +1,271 @@
+/*
+ * fuzz-checkin.c - fuzz the device-message parsers: each input is a
+ * request body given to msg_parse_checkin() and to msg_parse_connect(),
+ * which run the depth scanner, the XML parse (libplist) and validation.
+ * The buffer is passed as is, not NUL-terminated, so that a read past the
+ * body is caught.
+ *
+ * Beyond "no crash", accepted messages must keep the invariants handlers
+ * rely on (IDs within MSG_ID_MAX and consistent with the channel, a
+ * CommandUUID on every report but Idle, a reason whenever a report is not
+ * well-formed); a violation aborts.
+ *
+ * Built with -DPICOMDM_LIBFUZZER (clang -fsanitize=fuzzer,...) this is a
+ * libFuzzer target. Otherwise main() replays the files and directories
+ * given as arguments, or tests/fuzz/corpus/checkin (found through
+ * PICOMDM_TEST_DATA) when there are none, which is how make check runs it.
+ * A corpus file named "expect-NNN-MMM-..." must also give check-in status
+ * NNN and connect status MMM (0 for success); other files (crashes kept
+ * as regressions) only must not crash.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "picomdm/message.h"
+#include "picomdm/plist.h"
+
+#define FUZZ_INPUT_MAX (4 * 1024 * 1024)
+
+/* Abort unless an accepted message keeps the documented invariants. */
+static void
+fuzz_check_msg(const struct mdm_msg *m)
+{
+	size_t idlen = strnlen(m->id, sizeof(m->id));
+	size_t devlen = strnlen(m->device_id, sizeof(m->device_id));
+
+	if (idlen == 0 || idlen > MSG_ID_MAX || devlen == 0 ||
+	    devlen > MSG_IDENT_MAX || strncmp(m->id, m->device_id, devlen) != 0)
+		abort();
+	if (m->user_channel != (idlen != devlen))
+		abort();
+	if (m->user_channel && m->id[devlen] != ':')
+		abort();
+	if (m->type <= ENROLL_NONE || m->type >= ENROLL__MAX)
+		abort();
+	if (m->root == NULL || plist_get_node_type(m->root) != PLIST_DICT)
+		abort();
+	if (!m->well_formed && m->reason == NULL)
+		abort();
+	if (msg_str(m, "Nope") != NULL)
+		abort();
+	/* Touch what handlers read, so ASan sees every byte. */
+	(void)msg_kind_name(m->kind);
+	(void)enroll_type_name(m->type);
+}
+
+/*
+ * Run one body through both parsers; returns the two statuses packed as
+ * checkin * 1000 + connect.
+ */
+static int
+fuzz_one(const uint8_t *data, size_t size)
+{
+	struct mdm_msg	    *m = NULL;
+	const char	    *r = NULL;
+	const unsigned char *d;
+	size_t		     n;
+	int		     rc1, rc2;
+
+	rc1 = msg_parse_checkin((const char *)data, size, &m, &r);
+	if (rc1 == 0) {
+		if (m == NULL || m->kind >= MSG_CONNECT)
+			abort();
+		fuzz_check_msg(m);
+		(void)msg_str(m, "Topic");
+		(void)msg_str(m, "PushMagic");
+		(void)msg_bool(m, "AwaitingConfiguration", 0);
+		if ((d = msg_data(m, "Token", &n)) != NULL &&
+		    (n == 0 || n > 256))
+			abort();
+		msg_free(m);
+	} else if (m != NULL || r == NULL)
+		abort();
+
+	m = NULL;
+	r = NULL;
+	rc2 = msg_parse_connect((const char *)data, size, &m, &r);
+	if (rc2 == 0) {
+		if (m == NULL || m->kind != MSG_CONNECT)
+			abort();
+		fuzz_check_msg(m);
+		if (m->status < CMD_STATUS_IDLE ||
+		    m->status > CMD_STATUS_NOT_NOW)
+			abort();
+		if ((m->status == CMD_STATUS_IDLE) != (m->command_uuid == NULL))
+			abort();
+		if (m->command_uuid != NULL &&
+		    (m->command_uuid[0] == '\0' ||
+			strlen(m->command_uuid) > 255))
+			abort();
+		if ((r != NULL) != !m->well_formed)
+			abort();
+		(void)msg_node(m, "ErrorChain");
+		msg_free(m);
+	} else if (m != NULL || r == NULL)
+		abort();
+	return rc1 * 1000 + rc2;
+}
+
+#ifdef PICOMDM_LIBFUZZER
+
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	fuzz_one(data, size);
+	return 0;
+}
+
+#else
+
+static int fuzz_files, fuzz_bad;
+
+/*
+ * The statuses an "expect-NNN-MMM-" name promises, packed like
+ * fuzz_one()'s result; -1 when the name makes no promise or is malformed
+ * (*bad set).
+ */
+static int
+expect_of(const char *base, int *bad)
+{
+	int i, v[2] = {0, 0};
+
+	*bad = 0;
+	if (strncmp(base, "expect-", 7) != 0)
+		return -1;
+	for (i = 0; i < 7; i++) {
+		char c = base[7 + i];
+
+		if (i == 3) {
+			if (c != '-')
+				break;
+			continue;
+		}
+		if (c < '0' || c > '9')
+			break;
+		v[i > 3] = v[i > 3] * 10 + (c - '0');
+	}
+	if (i != 7 || base[14] != '-') {
+		*bad = 1;
+		return -1;
+	}
+	return v[0] * 1000 + v[1];
+}
+
+/* Replay one file; check the statuses its name promises. */
+static void
+replay_file(const char *path)
+{
+	const char *base;
+	FILE	   *f;
+	uint8_t	   *buf;
+	size_t	    n;
+	int	    rc, want, bad;
+
+	if ((f = fopen(path, "rb")) == NULL) {
+		fprintf(stderr, "fuzz-checkin: cannot open %s\n", path);
+		fuzz_bad++;
+		return;
+	}
+	if ((buf = malloc(FUZZ_INPUT_MAX)) == NULL)
+		abort();
+	n = fread(buf, 1, FUZZ_INPUT_MAX, f);
+	fclose(f);
+	/* An exactly sized copy, so reads past the body are caught. */
+	{
+		uint8_t *exact = malloc(n > 0 ? n : 1);
+
+		if (exact == NULL)
+			abort();
+		memcpy(exact, buf, n);
+		free(buf);
+		buf = exact;
+	}
+	rc = fuzz_one(buf, n);
+	free(buf);
+	fuzz_files++;
+
+	base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	want = expect_of(base, &bad);
+	if (bad) {
+		fprintf(stderr, "fuzz-checkin: %s: bad expect- name\n", path);
+		fuzz_bad++;
+	} else if (want != -1 && want != rc) {
+		fprintf(stderr,
+		    "fuzz-checkin: %s: statuses %03d-%03d, expected %.7s\n",
+		    path, rc / 1000, rc % 1000, base + 7);
+		fuzz_bad++;
+	}
+}
+
+/* Replay a file, or every regular file of a directory. */
+static void
+replay_path(const char *path)
+{
+	struct stat    st;
+	DIR	      *d;
+	struct dirent *de;
+	char	       sub[4096];
+	int	       w;
+
+	if (stat(path, &st) == -1) {
+		fprintf(stderr, "fuzz-checkin: cannot stat %s\n", path);
+		fuzz_bad++;
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		replay_file(path);
+		return;
+	}
+	if ((d = opendir(path)) == NULL) {
+		fprintf(stderr, "fuzz-checkin: cannot open %s\n", path);
+		fuzz_bad++;
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		w = snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+		if (w < 0 || (size_t)w >= sizeof(sub))
+			continue;
+		if (stat(sub, &st) == 0 && S_ISREG(st.st_mode))
+			replay_file(sub);
+	}
+	closedir(d);
+}
+
+int
+main(int argc, char *argv[])
+{
+	const char *data;
+	char	    dir[4096];
+	int	    i, w;
+
+	if (argc > 1)
+		for (i = 1; i < argc; i++)
+			replay_path(argv[i]);
+	else {
+		if ((data = getenv("PICOMDM_TEST_DATA")) == NULL) {
+			fprintf(stderr, "usage: fuzz-checkin file|dir ...\n");
+			return 2;
+		}
+		w = snprintf(
+		    dir, sizeof(dir), "%s/../fuzz/corpus/checkin", data);
+		if (w < 0 || (size_t)w >= sizeof(dir))
+			return 2;
+		replay_path(dir);
+	}
+	printf("fuzz-checkin: %d inputs replayed, %d failed\n", fuzz_files,
+	    fuzz_bad);
+	return fuzz_bad == 0 && fuzz_files > 0 ? 0 : 1;
+}
+
+#endif
