@@ -1,0 +1,321 @@
+# shellcheck shell=bash
+#
+# lib.sh - harness for the integration tests: a private nginx (real TLS,
+# real device client certificates from scripts/mkcerts) in front of a
+# private picomdm-fcgi with its own LMDB store, on free ports in a temp
+# directory, and helpers that talk to it like a device.
+#
+# A test is an executable tests/integration/test-NAME.sh:
+#
+#	. "$(dirname "$0")/lib.sh"
+#	it_start    # IT_RESPONDER_ARGS=(--allow-retro) first for extra options
+#	checkin "$(auth_plist UDID SERIAL)" device1
+#	expect_status 200 "Authenticate accepted"
+#	expect_jq "$(ctl show UDID)" .device.serial_number SERIAL "serial"
+#	it_done
+#
+# Every expect_* and pass/fail prints one line, "ok N - what" or
+# "not ok N - what (detail)", and is tallied; it_done prints the totals
+# and exits 1 if anything failed. When scripts/test runs the tests it sets
+# PICOMDM_IT_TALLY to a file that gets one "pass" or "fail" line per case.
+#
+# Environment:
+#	PICOMDM_BUILD       build directory (default: build/ in the checkout)
+#	PICOMDM_IT_CERTS    certificate directory to share between tests
+#	                    (made with scripts/mkcerts if missing)
+#	PICOMDM_IT_RESPONDER=null   serve with tests/fcgi-null instead of
+#	                    picomdm-fcgi (checks the harness itself)
+#	PICOMDM_IT_KEEP=1   keep the temp directory even when all passed
+#
+# After a request: STATUS holds the HTTP status (000 when curl failed),
+# BODY the file holding the response body, HEADERS the response headers.
+
+IT_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib.sh
+. "$IT_LIB_DIR/../../scripts/lib.sh"
+
+IT_NAME=$(basename "$0" .sh)
+IT_PASS=0
+IT_FAIL=0
+IT_N=0
+IT_DIR=
+IT_PORT=
+IT_CERTS=
+IT_DB=
+IT_SOCK=
+IT_URL=
+IT_RESPONDER=
+IT_RESPONDER_CMD=()
+[[ -n ${IT_RESPONDER_ARGS+x} ]] || IT_RESPONDER_ARGS=()
+STATUS=
+BODY=
+HEADERS=
+
+# The content types devices send (Apple: check-in; command reports).
+IT_CHECKIN_TYPE=application/x-apple-aspen-mdm-checkin
+IT_CONNECT_TYPE=application/x-apple-aspen-mdm
+
+# A Topic such as a push certificate would have.
+IT_TOPIC=com.apple.mgmt.External.1f3a5b7c-9d2e-4f60-8a1b-2c3d4e5f6a7b
+
+it_tally() {
+	[[ -z ${PICOMDM_IT_TALLY-} ]] || printf '%s\n' "$1" >>"$PICOMDM_IT_TALLY"
+}
+
+# pass WHAT / fail WHAT [DETAIL]: record one case.
+pass() {
+	IT_N=$((IT_N + 1))
+	IT_PASS=$((IT_PASS + 1))
+	it_tally pass
+	printf 'ok %d - %s: %s\n' "$IT_N" "$IT_NAME" "$1"
+}
+
+fail() {
+	IT_N=$((IT_N + 1))
+	IT_FAIL=$((IT_FAIL + 1))
+	it_tally fail
+	printf 'not ok %d - %s: %s%s\n' "$IT_N" "$IT_NAME" "$1" \
+	    "${2:+ ($2)}"
+}
+
+# it_abort WHAT: record a failure and stop this test (logs are kept).
+it_abort() {
+	fail "$1" "${2-}"
+	it_done
+}
+
+# it_start: make certificates, a store directory, start picomdm-fcgi
+# (with the extra arguments in the array IT_RESPONDER_ARGS) and nginx. Everything is
+# stopped and removed when the test exits (kept if a case failed).
+it_start() {
+	local port
+
+	IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
+	trap it_cleanup EXIT
+	IT_CERTS=${PICOMDM_IT_CERTS:-$IT_DIR/certs}
+	"$PM_ROOT/scripts/mkcerts" "$IT_CERTS" ||
+	    it_abort "setup: scripts/mkcerts $IT_CERTS"
+	IT_DB=$IT_DIR/db
+	IT_SOCK=$IT_DIR/fcgi.sock
+	mkdir -p "$IT_DB" "$IT_DIR/nginx"
+	(umask 077 && openssl rand -hex 32 >"$IT_DIR/api.key")
+
+	if [[ ${PICOMDM_IT_RESPONDER-} == null ]]; then
+		IT_RESPONDER=fcgi-null
+		IT_RESPONDER_CMD=("$PM_BUILD/tests/fcgi-null" --socket "$IT_SOCK"
+		    --workers 2)
+	else
+		IT_RESPONDER=picomdm-fcgi
+		IT_RESPONDER_CMD=("$PM_BUILD/picomdm-fcgi" --db "$IT_DB"
+		    --socket "$IT_SOCK" --device-ca "$IT_CERTS/ca.pem"
+		    --api-key-file "$IT_DIR/api.key" --workers 2
+		    --log-level debug "${IT_RESPONDER_ARGS[@]}")
+	fi
+	it_start_responder
+
+	# nginx binds at start-up; retry if another test took the port.
+	for _ in 1 2 3; do
+		port=$(free_ports 1)
+		render_nginx_conf "$PM_ROOT/nginx/picomdm.conf.in" \
+		    "$IT_DIR/nginx/nginx.conf" PREFIX="$IT_DIR/nginx" \
+		    PORT="$port" ERROR_LOG_LEVEL=info \
+		    ACCESS_LOG="$IT_DIR/nginx/access.log" \
+		    SERVER_CERT="$IT_CERTS/server.pem" \
+		    SERVER_KEY="$IT_CERTS/server.key" \
+		    DEVICE_CA="$IT_CERTS/ca.pem" SOCKET="$IT_SOCK"
+		if (start_nginx "$IT_DIR/nginx" "$IT_DIR/nginx/nginx.conf") \
+		    2>>"$IT_DIR/nginx/start.log"; then
+			IT_PORT=$port
+			break
+		fi
+	done
+	[[ -n $IT_PORT ]] || it_abort "setup: nginx did not start" \
+	    "$(tail -n 3 "$IT_DIR/nginx/start.log" | tr '\n' ' ')"
+	IT_URL=https://localhost:$IT_PORT
+}
+
+# it_start_responder / it_stop_responder: start the responder again with
+# the same command line (after it_stop_responder, or after a test killed
+# it), or stop it (SIGTERM) and wait for it to exit.
+it_start_responder() {
+	[[ -x ${IT_RESPONDER_CMD[0]} ]] ||
+	    it_abort "setup: ${IT_RESPONDER_CMD[0]} not built"
+	start_responder "$IT_DIR/fcgi.pid" "$IT_DIR/fcgi.log" \
+	    "${IT_RESPONDER_CMD[@]}"
+	wait_for_socket "$IT_SOCK" 10 "$IT_DIR/fcgi.pid" ||
+	    it_abort "setup: $IT_RESPONDER did not start" \
+	    "$(tail -n 3 "$IT_DIR/fcgi.log" | tr '\n' ' ')"
+}
+
+it_stop_responder() {
+	stop_responder "$IT_DIR/fcgi.pid" "$IT_RESPONDER"
+}
+
+it_cleanup() {
+	local rc=$?
+	[[ -n $IT_DIR ]] || return 0
+	stop_nginx "$IT_DIR/nginx"
+	stop_responder "$IT_DIR/fcgi.pid" "${IT_RESPONDER:-picomdm-fcgi}"
+	if ((IT_FAIL > 0 || rc != 0)) || [[ -n ${PICOMDM_IT_KEEP-} ]]; then
+		echo "# $IT_NAME: kept $IT_DIR (responder log fcgi.log," \
+		    "nginx logs in nginx/)"
+		if ((IT_FAIL > 0 || rc != 0)); then
+			echo "# last lines of fcgi.log:"
+			tail -n 10 "$IT_DIR/fcgi.log" 2>/dev/null | sed 's/^/#   /'
+		fi
+	else
+		rm -rf "$IT_DIR"
+	fi
+}
+
+# it_done: stop nginx and the responder, count a sanitizer report in the
+# responder's log as a failure, print the totals; exit 0 when nothing
+# failed.
+it_done() {
+	if [[ -n $IT_DIR && -f $IT_DIR/fcgi.pid ]]; then
+		stop_nginx "$IT_DIR/nginx"
+		it_stop_responder
+		if grep -q -e 'ERROR: AddressSanitizer' -e 'ERROR: LeakSanitizer' \
+		    -e 'runtime error:' "$IT_DIR/fcgi.log" 2>/dev/null; then
+			fail "$IT_RESPONDER: no sanitizer reports" \
+			    "see $IT_DIR/fcgi.log"
+		fi
+	fi
+	echo "# $IT_NAME: $IT_PASS passed, $IT_FAIL failed"
+	((IT_FAIL == 0)) || exit 1
+	exit 0
+}
+
+# put_raw PATH [CURL_ARG...]: PUT to PATH on the test server. CURL_ARG
+# adds headers (-H), a body (--data-binary @FILE), a client certificate
+# (--cert/--key), a different method (-X GET)... Sets STATUS, BODY and
+# HEADERS.
+put_raw() {
+	local path=$1
+	shift
+	BODY=$IT_DIR/last.body
+	HEADERS=$IT_DIR/last.headers
+	: >"$BODY"
+	STATUS=$(curl -sS -o "$BODY" -D "$HEADERS" -w '%{http_code}' \
+	    --resolve "localhost:$IT_PORT:127.0.0.1" \
+	    --cacert "$IT_CERTS/server-ca.pem" --max-time 30 \
+	    -X PUT -A MDM/1.0 "$@" "$IT_URL$path" 2>"$IT_DIR/last.curl") ||
+	    true
+	[[ -n $STATUS ]] || STATUS=000
+}
+
+# it_cert_args NAME: curl arguments for device identity NAME
+# (devices/NAME.pem), nothing for "none".
+it_cert_args() {
+	[[ $1 == none ]] && return 0
+	printf '%s\n' --cert "$IT_CERTS/devices/$1.pem" \
+	    --key "$IT_CERTS/devices/$1.key"
+}
+
+# checkin FILE [CERT] [CURL_ARG...]: PUT the plist FILE to /mdm/checkin
+# as a device with identity CERT (default device1; "none" for no client
+# certificate).
+checkin() {
+	local file=$1 cert=${2:-device1}
+	local -a certargs
+	shift $(($# >= 2 ? 2 : 1))
+	mapfile -t certargs < <(it_cert_args "$cert")
+	put_raw /mdm/checkin "${certargs[@]}" \
+	    -H "Content-Type: $IT_CHECKIN_TYPE" --data-binary "@$file" "$@"
+}
+
+# connect FILE [CERT] [CURL_ARG...]: PUT a command report to /mdm/connect.
+connect() {
+	local file=$1 cert=${2:-device1}
+	local -a certargs
+	shift $(($# >= 2 ? 2 : 1))
+	mapfile -t certargs < <(it_cert_args "$cert")
+	put_raw /mdm/connect "${certargs[@]}" \
+	    -H "Content-Type: $IT_CONNECT_TYPE" --data-binary "@$file" "$@"
+}
+
+# ctl ARG...: picomdmctl on the test store.
+ctl() {
+	"$PM_BUILD/picomdmctl" --db "$IT_DB" "$@"
+}
+
+# expect_status CODE WHAT: the last request got HTTP status CODE.
+expect_status() {
+	if [[ $STATUS == "$1" ]]; then
+		pass "$2"
+	else
+		fail "$2" "status $STATUS, want $1$(it_body_hint)"
+	fi
+}
+
+it_body_hint() {
+	local b
+	[[ -s $BODY ]] || return 0
+	b=$(head -c 120 "$BODY" | tr -c '[:print:]' ' ')
+	printf '; body: %s' "$b"
+}
+
+# expect_eq GOT WANT WHAT
+expect_eq() {
+	if [[ $1 == "$2" ]]; then
+		pass "$3"
+	else
+		fail "$3" "got '$1', want '$2'"
+	fi
+}
+
+# expect_jq JSON FILTER WANT WHAT: jq -r FILTER on JSON prints WANT.
+expect_jq() {
+	local got
+	got=$(jq -r "$2" <<<"$1" 2>&1) || got="(jq: $got)"
+	expect_eq "$got" "$3" "$4"
+}
+
+# expect_exit CODE WHAT CMD...: CMD exits with status CODE.
+expect_exit() {
+	local want=$1 what=$2 rc=0
+	shift 2
+	"$@" >/dev/null 2>&1 || rc=$?
+	expect_eq "$rc" "$want" "$what"
+}
+
+# sha256_b64 BASE64: hex SHA-256 of the decoded bytes.
+sha256_b64() {
+	base64 -d <<<"$1" | sha256sum | cut -d ' ' -f 1
+}
+
+# it_file NAME: a path for a request body in the test directory.
+it_file() {
+	printf '%s/%s\n' "$IT_DIR" "$1"
+}
+
+# auth_plist UDID SERIAL [KEY=VALUE...]: write an Authenticate message
+# for a device and print its path.
+auth_plist() {
+	local f
+	f=$(it_file "auth-$1-$RANDOM.plist")
+	plist_write "$f" BuildVersion=21F90 DeviceName="Test iPhone" \
+	    MessageType=Authenticate Model=MLPF3LL/A ModelName=iPhone \
+	    OSVersion=17.5.1 ProductName=iPhone14,5 SerialNumber="$2" \
+	    Topic="$IT_TOPIC" UDID="$1" "${@:3}"
+	printf '%s\n' "$f"
+}
+
+# token_plist UDID TOKEN_B64 [KEY=VALUE...]: a TokenUpdate; prints its path.
+token_plist() {
+	local f
+	f=$(it_file "token-$1-$RANDOM.plist")
+	plist_write "$f" AwaitingConfiguration:bool=false \
+	    MessageType=TokenUpdate \
+	    PushMagic=8B0E2D3C-7A61-4F59-9E1C-4D2B6A8F0C13 \
+	    Token:data="$2" Topic="$IT_TOPIC" UDID="$1" "${@:3}"
+	printf '%s\n' "$f"
+}
+
+# checkout_plist UDID: a CheckOut; prints its path.
+checkout_plist() {
+	local f
+	f=$(it_file "checkout-$1-$RANDOM.plist")
+	plist_write "$f" MessageType=CheckOut Topic="$IT_TOPIC" UDID="$1"
+	printf '%s\n' "$f"
+}
