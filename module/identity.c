@@ -222,7 +222,7 @@ identity_sig_verify(const char *sig, const void *body, size_t len, X509 **leaf,
 	const unsigned char *p;
 	CMS_ContentInfo	    *cms = NULL;
 	X509		    *signer = NULL;
-	BIO		    *dcont = NULL;
+	BIO		    *mem = NULL, *dcont = NULL;
 	size_t		     n, derlen = 0;
 	int		     rc = 400;
 	STACK_OF(CMS_SignerInfo) *sis = NULL;
@@ -269,11 +269,19 @@ identity_sig_verify(const char *sig, const void *body, size_t len, X509 **leaf,
 		*reason = "body too large";
 		goto out;
 	}
-	if ((dcont = BIO_new_mem_buf(len > 0 ? body : "", (int)len)) == NULL) {
+	/*
+	 * The body behind a pass-through filter: OpenSSL 3.0's CMS_verify
+	 * copies a memory BIO into one it leaks when the message's digest
+	 * is unknown (found by fuzz-cms); any other BIO type it leaves to us.
+	 */
+	if ((mem = BIO_new_mem_buf(len > 0 ? body : "", (int)len)) == NULL ||
+	    (dcont = BIO_new(BIO_f_null())) == NULL) {
 		rc = 500;
 		*reason = "out of memory";
 		goto out;
 	}
+	dcont = BIO_push(dcont, mem);
+	mem = NULL;
 	/* Binary content: no MIME canonicalisation of the body. */
 	if (CMS_verify(cms, NULL, NULL, dcont, NULL,
 		CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) <= 0) {
@@ -291,7 +299,8 @@ identity_sig_verify(const char *sig, const void *body, size_t len, X509 **leaf,
 	cms = NULL;
 	rc = 0;
 out:
-	BIO_free(dcont);
+	BIO_free_all(dcont);
+	BIO_free(mem);
 	CMS_ContentInfo_free(cms);
 	free(der);
 	return rc;
