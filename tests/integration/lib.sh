@@ -234,6 +234,30 @@ connect() {
 	    -H "Content-Type: $IT_CONNECT_TYPE" --data-binary "@$file" "$@"
 }
 
+# mdm_signature FILE CERT: print the Mdm-Signature header value a device
+# with identity CERT sends for body FILE: base64 of a detached CMS
+# SignedData over the exact bytes, signer certificate included.
+mdm_signature() {
+	openssl cms -sign -binary -in "$1" -outform DER \
+	    -signer "$IT_CERTS/devices/$2.pem" -inkey "$IT_CERTS/devices/$2.key" |
+	    base64 -w 0
+}
+
+# checkin_signed FILE CERT [CURL_ARG...]: a check-in without a TLS client
+# certificate, identified by Mdm-Signature made with CERT.
+checkin_signed() {
+	local file=$1 cert=$2 sig
+	shift 2
+	sig=$(mdm_signature "$file" "$cert") || it_abort "openssl cms -sign"
+	checkin "$file" none -H "Mdm-Signature: $sig" "$@"
+}
+
+# db_digest: a digest of everything in the test store (mdb_dump of every
+# sub-database), to show that a refused request wrote nothing.
+db_digest() {
+	mdb_dump -a "$IT_DB" 2>&1 | sha256sum | cut -d ' ' -f 1
+}
+
 # ctl ARG...: picomdmctl on the test store.
 ctl() {
 	"$PM_BUILD/picomdmctl" --db "$IT_DB" "$@"
