@@ -79,8 +79,10 @@ int msg_resolve_ids(plist_t, struct mdm_msg *, const char **reason);
 
 /*
  * Validate a check-in body. Returns 0 and a message the caller frees with
- * msg_free(), or an HTTP-ish status (400) with *reason set (a static string
- * naming the key).
+ * msg_free(), or an HTTP-ish status (400; 500 when memory runs out) with
+ * *reason set (a static string naming the key, or one formatted into a
+ * per-thread buffer that stays valid until this thread's next msg_*
+ * call; reasons never echo values from the body).
  */
 int msg_parse_checkin(const char *, size_t, struct mdm_msg **,
     const char **reason);
@@ -89,7 +91,8 @@ int msg_parse_checkin(const char *, size_t, struct mdm_msg **,
  * Validate a command report. Identity keys and Status must be right (else
  * 400); command-specific keys that do not match Apple's response schema
  * leave the message usable with well_formed = 0, so the raw result is still
- * stored and the queue moves on.
+ * stored and the queue moves on. Then msg->reason (and *reason) is the
+ * message's own copy, freed with it.
  */
 int msg_parse_connect(const char *, size_t, struct mdm_msg **,
     const char **reason);

@@ -61,8 +61,54 @@ fuzz_check_msg(const struct mdm_msg *m)
 }
 
 /*
+ * Nesting depth of dicts and arrays in a parsed tree (the root dict is 1).
+ * Called only on trees plist_safe_parse() accepted, so the recursion is
+ * shallow unless the depth scanner undercounted, which is what it checks.
+ */
+static int
+fuzz_tree_depth(plist_t node)
+{
+	plist_type t = plist_get_node_type(node);
+	int	   max = 0, d;
+
+	if (t == PLIST_DICT) {
+		plist_dict_iter it = NULL;
+		plist_t		v = NULL;
+		char	       *key = NULL;
+
+		plist_dict_new_iter(node, &it);
+		if (it == NULL)
+			abort();
+		for (;;) {
+			v = NULL;
+			plist_dict_next_item(node, it, &key, &v);
+			free(key);
+			key = NULL;
+			if (v == NULL)
+				break;
+			if ((d = fuzz_tree_depth(v)) > max)
+				max = d;
+		}
+		free(it);
+		return max + 1;
+	}
+	if (t == PLIST_ARRAY) {
+		uint32_t i, n = plist_array_get_size(node);
+
+		for (i = 0; i < n; i++)
+			if ((d = fuzz_tree_depth(
+				 plist_array_get_item(node, i))) > max)
+				max = d;
+		return max + 1;
+	}
+	return 0;
+}
+
+/*
  * Run one body through both parsers; returns the two statuses packed as
- * checkin * 1000 + connect.
+ * checkin * 1000 + connect. First, the depth scanner must never report
+ * less nesting than libplist then builds (self-closing empty containers
+ * aside, which it does not count and which add at most one leaf level).
  */
 static int
 fuzz_one(const uint8_t *data, size_t size)
@@ -71,7 +117,16 @@ fuzz_one(const uint8_t *data, size_t size)
 	const char	    *r = NULL;
 	const unsigned char *d;
 	size_t		     n;
-	int		     rc1, rc2;
+	int		     rc1, rc2, depth;
+	plist_t		     p = NULL;
+
+	if (plist_safe_parse((const char *)data, size, &p) == PLIST_SAFE_OK) {
+		depth = plist_xml_depth((const char *)data, size, 1000000);
+		/* + 1: a self-closing <dict/> or <array/> leaf is a node. */
+		if (depth > PLIST_DEPTH_MAX || fuzz_tree_depth(p) > depth + 1)
+			abort();
+		plist_free(p);
+	}
 
 	rc1 = msg_parse_checkin((const char *)data, size, &m, &r);
 	if (rc1 == 0) {
