@@ -48,4 +48,10 @@ int ctl_devices(struct ctl *);
 int ctl_show(struct ctl *);
 int ctl_stats(struct ctl *);
 
+/* ctl_queue.c */
+int ctl_enqueue(struct ctl *);
+int ctl_queue(struct ctl *);
+int ctl_results(struct ctl *);
+int ctl_cancel(struct ctl *);
+
 #endif

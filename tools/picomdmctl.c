@@ -20,6 +20,12 @@ static const struct ctl_cmd cmds[] = {
 	{ "devices", ctl_devices, CTL_OPEN_READ, "" },
 	{ "show", ctl_show, CTL_OPEN_READ, "ID|SERIAL" },
 	{ "stats", ctl_stats, CTL_OPEN_READ, "" },
+	{ "enqueue", ctl_enqueue, CTL_OPEN_WRITE,
+	    "ID[,ID...] FILE|- [--priority N] [--expires T]" },
+	{ "queue", ctl_queue, CTL_OPEN_READ, "ID" },
+	{ "results", ctl_results, CTL_OPEN_READ,
+	    "ID [--limit N] [--before SEQ]" },
+	{ "cancel", ctl_cancel, CTL_OPEN_WRITE, "ID [UUID]" },
 };
 
 static void

@@ -17,12 +17,26 @@
 
 static char dir[512];
 
+/* Remove the last test's directory (make distcheck wants a clean tree). */
+static void
+remove_dir(void)
+{
+	char cmd[1100];
+
+	if (dir[0] == '\0')
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+	dir[0] = '\0';
+}
+
 static void
 fresh_dir(const char *name)
 {
 	const char *tmp = getenv("PICOMDM_TEST_TMP");
 	char        cmd[1100];
 
+	remove_dir();
 	snprintf(dir, sizeof(dir), "%s/store-%s-%d", tmp ? tmp : "/tmp", name,
 	    (int)getpid());
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s'", dir, dir);
@@ -536,5 +550,6 @@ main(void)
 	test_group_commit();
 	test_map_full();
 	test_corrupt();
+	remove_dir();
 	REGRESS_DONE();
 }

@@ -1,0 +1,425 @@
+/*
+ * ctl_queue.c - picomdmctl enqueue, queue, results and cancel: the
+ * command queue on the same store as the responder, without it. The
+ * output is the JSON the operator API gives (module/api.c), and the
+ * checks on a command are the API's (command.h): a raw command plist or
+ * its JSON form, told apart by the first character.
+ *
+ *	enqueue ID[,ID...] FILE|- [--priority N] [--expires T]
+ *	queue ID
+ *	results ID [--limit N] [--before SEQ]
+ *	cancel ID [UUID]
+ *
+ * Enrollment IDs are given as they are (no percent-encoding here).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ctl.h"
+#include "picomdm/command.h"
+#include "picomdm/message.h"
+#include "picomdm/store.h"
+#include "picomdm/util.h"
+
+/* A command file is at most this big (the API's default cap). */
+#define CTL_COMMAND_MAX (8u * 1024 * 1024)
+#define CTL_LIMIT_MAX	1000
+
+/* Print o (reference taken) indented, as picomdmctl show does. */
+static void
+print_json(json_t *o)
+{
+	if (o == NULL) {
+		fprintf(stderr, "picomdmctl: out of memory\n");
+		return;
+	}
+	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	putchar('\n');
+	json_decref(o);
+}
+
+/*
+ * Split argv[1..argc) into positional arguments (at most npos) and the
+ * options named in opts, each taking a value ("--name V" or
+ * "--name=V"). vals[i] borrows from argv. Returns the number of
+ * positional arguments, or -1 on a usage error.
+ */
+static int
+ctl_args(struct ctl *c, const char **pos, int npos, const char *const *opts,
+    const char **vals, int nopts)
+{
+	int    i, j, n = 0;
+	size_t l;
+
+	for (j = 0; j < nopts; j++)
+		vals[j] = NULL;
+	for (i = 1; i < c->argc; i++) {
+		const char *a = c->argv[i];
+
+		if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+			if (n == npos)
+				return -1;
+			pos[n++] = a;
+			continue;
+		}
+		for (j = 0; j < nopts; j++) {
+			l = strlen(opts[j]);
+			if (strncmp(a + 2, opts[j], l) != 0)
+				continue;
+			if (a[2 + l] == '=') {
+				vals[j] = a + 3 + l;
+				break;
+			}
+			if (a[2 + l] == '\0' && i + 1 < c->argc) {
+				vals[j] = c->argv[++i];
+				break;
+			}
+		}
+		if (j == nopts)
+			return -1;
+	}
+	return n;
+}
+
+/* Read FILE (or stdin for "-") up to CTL_COMMAND_MAX. 0 or -1. */
+static int
+read_file(const char *path, struct buf *b)
+{
+	unsigned char chunk[65536];
+	FILE	     *f;
+	size_t	      n;
+	int	      rc = 0;
+
+	memset(b, 0, sizeof(*b));
+	b->max = CTL_COMMAND_MAX;
+	if (strcmp(path, "-") == 0)
+		f = stdin;
+	else if ((f = fopen(path, "rb")) == NULL) {
+		fprintf(stderr, "picomdmctl: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (buf_append(b, chunk, n) == -1) {
+			fprintf(stderr, "picomdmctl: %s: over %u bytes\n", path,
+			    CTL_COMMAND_MAX);
+			rc = -1;
+			break;
+		}
+	if (rc == 0 && ferror(f)) {
+		fprintf(stderr, "picomdmctl: %s: read error\n", path);
+		rc = -1;
+	}
+	if (f != stdin)
+		fclose(f);
+	return rc;
+}
+
+/* Split a comma-separated ID list, dropping repeats; caller frees. */
+static int
+split_ids(const char *list, char ***out, size_t *nout)
+{
+	char	  **v;
+	const char *p = list, *e;
+	size_t	    n = 0, i;
+
+	if ((v = calloc(COMMAND_IDS_MAX, sizeof(*v))) == NULL)
+		return -1;
+	for (;;) {
+		e = strchr(p, ',');
+		if (e == NULL)
+			e = p + strlen(p);
+		if (e == p || (size_t)(e - p) > MSG_ID_MAX ||
+		    n == COMMAND_IDS_MAX)
+			goto fail;
+		for (i = 0; i < n; i++)
+			if (strlen(v[i]) == (size_t)(e - p) &&
+			    memcmp(v[i], p, (size_t)(e - p)) == 0)
+				break;
+		if (i == n && (v[n++] = strndup(p, (size_t)(e - p))) == NULL)
+			goto fail;
+		if (*e == '\0')
+			break;
+		p = e + 1;
+	}
+	*out = v;
+	*nout = n;
+	return 0;
+fail:
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	return -1;
+}
+
+/*
+ * enqueue: like PUT/POST /api/v1/enqueue. Exit 0 when every ID got the
+ * command, 1 when some or all did not (unknown enrollment), 2 for a bad
+ * command, a CommandUUID already known or a store error.
+ */
+int
+ctl_enqueue(struct ctl *c)
+{
+	static const char *const opts[] = {"priority", "expires"};
+	enum command_outcome	*oc = NULL;
+	struct command		*cmd = NULL;
+	struct buf		 b;
+	const char		*pos[2], *vals[2];
+	char		       **ids = NULL, err[COMMAND_ERR_SIZE];
+	json_t			*o = NULL, *st = NULL;
+	long long		 prio = 0;
+	uint64_t		 expires = 0;
+	size_t			 nids = 0, nq = 0, i, off = 0;
+	int			 rc, ex = EXIT_USAGE;
+
+	memset(&b, 0, sizeof(b));
+	if (ctl_args(c, pos, 2, opts, vals, 2) != 2)
+		return -1;
+	if (vals[0] != NULL && num_parse(vals[0], 0, 255, &prio) == -1) {
+		fprintf(stderr, "picomdmctl: --priority: want 0 to 255\n");
+		return EXIT_USAGE;
+	}
+	if (vals[1] != NULL &&
+	    command_expires_parse(vals[1], time_now_us(), &expires) == -1) {
+		fprintf(stderr,
+		    "picomdmctl: --expires: want a future RFC "
+		    "3339 time or seconds from now\n");
+		return EXIT_USAGE;
+	}
+	if (split_ids(pos[0], &ids, &nids) == -1) {
+		fprintf(stderr,
+		    "picomdmctl: bad enrollment ID list (empty "
+		    "IDs, over %d bytes, or over %d IDs)\n",
+		    MSG_ID_MAX, COMMAND_IDS_MAX);
+		return EXIT_USAGE;
+	}
+	if (read_file(pos[1], &b) == -1)
+		goto out;
+	if (b.len >= 3 && memcmp(b.p, "\xef\xbb\xbf", 3) == 0)
+		off = 3;
+	while (off < b.len &&
+	    (b.p[off] == ' ' || b.p[off] == '\t' || b.p[off] == '\n' ||
+		b.p[off] == '\r'))
+		off++;
+	if (off < b.len && b.p[off] == '{')
+		rc = command_from_json(
+		    (const char *)b.p, b.len, &cmd, err, sizeof(err));
+	else
+		rc = command_from_plist(
+		    (const char *)b.p, b.len, &cmd, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "picomdmctl: %s: %s\n", pos[1], err);
+		goto out;
+	}
+	if ((oc = calloc(nids, sizeof(*oc))) == NULL)
+		goto out;
+	rc = command_enqueue(
+	    c->store, cmd, ids, nids, (int)prio, expires, oc, &nq);
+	if (rc == STORE_EEXIST) {
+		fprintf(stderr,
+		    "picomdmctl: CommandUUID %s is already "
+		    "known\n",
+		    cmd->uuid);
+		goto out;
+	}
+	if (rc != 0 && rc != STORE_ENOTFOUND) {
+		ex = ctl_exit(rc, "enqueue");
+		goto out;
+	}
+	if ((o = json_object()) == NULL || (st = json_object()) == NULL)
+		goto out;
+	json_object_set_new(o, "command_uuid", json_string(cmd->uuid));
+	json_object_set_new(o, "request_type", json_string(cmd->request_type));
+	for (i = 0; i < nids; i++)
+		json_object_set_new(st, ids[i],
+		    json_pack("{s:s}", "status", command_outcome_name(oc[i])));
+	json_object_set_new(o, "status", st);
+	st = NULL;
+	print_json(o);
+	o = NULL;
+	ex = nq == nids ? 0 : EXIT_NOTFOUND;
+out:
+	json_decref(st);
+	json_decref(o);
+	free(oc);
+	command_free(cmd);
+	buf_free(&b);
+	for (i = 0; i < nids; i++)
+		free(ids[i]);
+	free(ids);
+	return ex;
+}
+
+struct queue_ctx {
+	const char	 *id;
+	const char	 *uuid;
+	struct store_txn *t;
+	json_t		 *arr;
+	size_t		  count;
+	uint64_t	  before;
+	size_t		  limit;
+	uint64_t	  last;
+	int		  more;
+};
+
+static int
+queue_cb(const struct store_queue_item *q, void *arg)
+{
+	struct queue_ctx     *qc = arg;
+	struct store_command *cmd = NULL;
+	json_t		     *j;
+
+	(void)store_command_get(qc->t, q->uuid, &cmd);
+	j = command_queue_item_json(
+	    q, cmd ? cmd->request_type : NULL, store_txn_now(qc->t));
+	store_command_free(cmd);
+	return json_array_append_new(qc->arr, j) == -1 ? STORE_ENOMEM : 0;
+}
+
+static int
+queue_op(struct store_txn *t, void *arg)
+{
+	struct queue_ctx	*qc = arg;
+	struct store_enrollment *e = NULL;
+	int			 rc;
+
+	qc->t = t;
+	if ((rc = store_enrollment_get(t, qc->id, &e)) != 0)
+		return rc;
+	store_enrollment_free(e);
+	return store_queue_iter(t, qc->id, queue_cb, qc);
+}
+
+/* queue ID: the pending commands in delivery order. */
+int
+ctl_queue(struct ctl *c)
+{
+	struct queue_ctx qc;
+	int		 rc;
+
+	if (c->argc != 2)
+		return -1;
+	memset(&qc, 0, sizeof(qc));
+	qc.id = c->argv[1];
+	if ((qc.arr = json_array()) == NULL)
+		return EXIT_USAGE;
+	rc = store_read(c->store, queue_op, &qc);
+	if (rc == 0)
+		print_json(json_pack(
+		    "{s:s, s:O}", "enrollment_id", qc.id, "queue", qc.arr));
+	json_decref(qc.arr);
+	return ctl_exit(rc, qc.id);
+}
+
+static int
+results_cb(const struct store_result *r, void *arg)
+{
+	struct queue_ctx *qc = arg;
+
+	if (qc->count == qc->limit) {
+		qc->more = 1;
+		return 1;
+	}
+	if (json_array_append_new(qc->arr, command_result_json(r, 0)) == -1)
+		return STORE_ENOMEM;
+	qc->count++;
+	qc->last = r->seq;
+	return 0;
+}
+
+static int
+results_op(struct store_txn *t, void *arg)
+{
+	struct queue_ctx	*qc = arg;
+	struct store_enrollment *e = NULL;
+	int			 rc;
+
+	if ((rc = store_enrollment_get(t, qc->id, &e)) != 0)
+		return rc;
+	store_enrollment_free(e);
+	return store_result_iter(t, qc->id, qc->before, results_cb, qc);
+}
+
+/* results ID [--limit N] [--before SEQ]: the history, newest first. */
+int
+ctl_results(struct ctl *c)
+{
+	static const char *const opts[] = {"limit", "before"};
+	struct queue_ctx	 qc;
+	const char		*pos[1], *vals[2];
+	long long		 v;
+	int			 rc;
+
+	if (ctl_args(c, pos, 1, opts, vals, 2) != 1)
+		return -1;
+	memset(&qc, 0, sizeof(qc));
+	qc.id = pos[0];
+	qc.limit = 100;
+	if (vals[0] != NULL) {
+		if (num_parse(vals[0], 1, CTL_LIMIT_MAX, &v) == -1) {
+			fprintf(stderr, "picomdmctl: --limit: want 1 to %d\n",
+			    CTL_LIMIT_MAX);
+			return EXIT_USAGE;
+		}
+		qc.limit = (size_t)v;
+	}
+	if (vals[1] != NULL) {
+		if (num_parse(vals[1], 1, INT64_MAX, &v) == -1) {
+			fprintf(stderr, "picomdmctl: --before: want a seq\n");
+			return EXIT_USAGE;
+		}
+		qc.before = (uint64_t)v;
+	}
+	if ((qc.arr = json_array()) == NULL)
+		return EXIT_USAGE;
+	rc = store_read(c->store, results_op, &qc);
+	if (rc == 0)
+		print_json(json_pack("{s:s, s:O, s:o}", "enrollment_id", qc.id,
+		    "results", qc.arr, "next",
+		    qc.more ? json_integer((json_int_t)qc.last) : json_null()));
+	json_decref(qc.arr);
+	return ctl_exit(rc, qc.id);
+}
+
+static int
+cancel_op(struct store_txn *t, void *arg)
+{
+	struct queue_ctx	*qc = arg;
+	struct store_enrollment *e = NULL;
+	int			 rc;
+
+	qc->count = 0;
+	if ((rc = store_enrollment_get(t, qc->id, &e)) != 0)
+		return rc;
+	store_enrollment_free(e);
+	if (qc->uuid == NULL)
+		return store_queue_clear(
+		    t, qc->id, CMD_STATUS_CANCELLED, &qc->count);
+	if ((rc = store_queue_cancel(t, qc->id, qc->uuid)) == 0)
+		qc->count = 1;
+	return rc;
+}
+
+/* cancel ID [UUID]: cancel one queued command, or all of them. */
+int
+ctl_cancel(struct ctl *c)
+{
+	struct queue_ctx qc;
+	int		 rc;
+
+	if (c->argc != 2 && c->argc != 3)
+		return -1;
+	memset(&qc, 0, sizeof(qc));
+	qc.id = c->argv[1];
+	qc.uuid = c->argc == 3 ? c->argv[2] : NULL;
+	rc = store_write(c->store, cancel_op, &qc);
+	if (rc == 0)
+		print_json(json_pack("{s:s, s:I}", "enrollment_id", qc.id,
+		    "cancelled", (json_int_t)qc.count));
+	return ctl_exit(rc, qc.uuid != NULL ? qc.uuid : qc.id);
+}
