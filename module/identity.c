@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+#include <time.h>
+
 #include <openssl/bio.h>
 #include <openssl/cms.h>
 #include <openssl/crypto.h>
@@ -37,9 +40,85 @@
 #define IDENTITY_CERT_MAX (16 * 1024)
 #define IDENTITY_SIG_MAX  (32 * 1024)
 
-struct identity_ca {
-	X509_STORE *store; /* read-only once loaded */
+/*
+ * Verified-certificate cache. Parsing the forwarded PEM and verifying its
+ * chain costs about 170 µs a request; a device sends the same certificate
+ * every time. An entry maps SHA-256 of the exact forwarded string (or, for
+ * Mdm-Signature, of the signer's DER) to the DER hash and the validity
+ * window; only successful verifications are cached, and a hit is honoured
+ * only inside the window. The CA bundle never changes while the process
+ * runs, so nothing else can invalidate an entry. Direct-mapped, with one
+ * lock per stripe of slots.
+ */
+#define IDCACHE_SLOTS   4096
+#define IDCACHE_STRIPES 64
+
+struct idcache_entry {
+	unsigned char key[32];
+	unsigned char hash[IDENTITY_HASH_LEN];
+	time_t        not_before;
+	time_t        not_after;
+	int           used;
 };
+
+struct idcache {
+	pthread_mutex_t      lock[IDCACHE_STRIPES];
+	struct idcache_entry slot[IDCACHE_SLOTS];
+};
+
+struct identity_ca {
+	X509_STORE     *store; /* read-only once loaded */
+	struct idcache *cache; /* mutable, locked per stripe */
+};
+
+static size_t
+idcache_index(const unsigned char key[32])
+{
+	return ((size_t)key[0] << 8 | key[1]) % IDCACHE_SLOTS;
+}
+
+/* 1 and the DER hash when key is cached and now inside its window. */
+static int
+idcache_get(struct idcache *c, const unsigned char key[32],
+    unsigned char hash[IDENTITY_HASH_LEN])
+{
+	size_t                i = idcache_index(key);
+	struct idcache_entry *e = &c->slot[i];
+	time_t                now = time(NULL);
+	int                   hit = 0;
+
+	pthread_mutex_lock(&c->lock[i % IDCACHE_STRIPES]);
+	if (e->used && memcmp(e->key, key, 32) == 0 &&
+	    now >= e->not_before && now <= e->not_after) {
+		memcpy(hash, e->hash, IDENTITY_HASH_LEN);
+		hit = 1;
+	}
+	pthread_mutex_unlock(&c->lock[i % IDCACHE_STRIPES]);
+	return hit;
+}
+
+/* Remember a verified certificate (its validity window from leaf). */
+static void
+idcache_put(struct idcache *c, const unsigned char key[32],
+    const unsigned char hash[IDENTITY_HASH_LEN], X509 *leaf)
+{
+	struct idcache_entry e;
+	struct tm            tm;
+	size_t               i = idcache_index(key);
+
+	memset(&e, 0, sizeof(e));
+	if (ASN1_TIME_to_tm(X509_get0_notBefore(leaf), &tm) != 1 ||
+	    (e.not_before = timegm(&tm)) == (time_t)-1 ||
+	    ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &tm) != 1 ||
+	    (e.not_after = timegm(&tm)) == (time_t)-1)
+		return;
+	memcpy(e.key, key, 32);
+	memcpy(e.hash, hash, IDENTITY_HASH_LEN);
+	e.used = 1;
+	pthread_mutex_lock(&c->lock[i % IDCACHE_STRIPES]);
+	c->slot[i] = e;
+	pthread_mutex_unlock(&c->lock[i % IDCACHE_STRIPES]);
+}
 
 /*
  * Empty this thread's OpenSSL error queue, logging each entry at debug
@@ -82,6 +161,13 @@ identity_ca_load(const char *path, struct identity_ca **out)
 		log_error("calloc: %s", strerror(errno));
 		goto out;
 	}
+	if ((ca->cache = calloc(1, sizeof(*ca->cache))) == NULL) {
+		log_error("calloc: %s", strerror(errno));
+		goto out;
+	}
+	for (n = 0; n < IDCACHE_STRIPES; n++)
+		pthread_mutex_init(&ca->cache->lock[n], NULL);
+	n = 0;
 	if ((ca->store = X509_STORE_new()) == NULL) {
 		log_error("X509_STORE_new failed");
 		goto out;
@@ -138,6 +224,13 @@ identity_ca_free(struct identity_ca *ca)
 	if (ca == NULL)
 		return;
 	X509_STORE_free(ca->store);
+	if (ca->cache != NULL) {
+		int i;
+
+		for (i = 0; i < IDCACHE_STRIPES; i++)
+			pthread_mutex_destroy(&ca->cache->lock[i]);
+		free(ca->cache);
+	}
 	free(ca);
 }
 
@@ -400,7 +493,8 @@ identity_verify(const struct identity_ca *ca, const char *escaped_cert,
 	X509		*leaf = NULL;
 	CMS_ContentInfo *cms = NULL;
 	unsigned char	*der = NULL;
-	int		 derlen, rc;
+	unsigned char	 key[32];
+	int		 derlen, rc, cached = 0;
 
 	*reason = NULL;
 	memset(hash, 0, IDENTITY_HASH_LEN);
@@ -416,9 +510,16 @@ identity_verify(const struct identity_ca *ca, const char *escaped_cert,
 		*reason = "nginx client verification failed";
 		goto out;
 	}
-	if (escaped_cert != NULL && escaped_cert[0] != '\0')
+	if (escaped_cert != NULL && escaped_cert[0] != '\0') {
+		/* The same forwarded string verified before: done. */
+		sha256(escaped_cert, strlen(escaped_cert), key);
+		if (idcache_get(ca->cache, key, hash)) {
+			rc = 0;
+			goto out;
+		}
+		cached = 1;
 		rc = identity_cert_parse(escaped_cert, &leaf, reason);
-	else if (mdm_signature != NULL && mdm_signature[0] != '\0')
+	} else if (mdm_signature != NULL && mdm_signature[0] != '\0')
 		rc = identity_sig_verify(
 		    mdm_signature, body, len, &leaf, &cms, reason);
 	else {
@@ -427,14 +528,25 @@ identity_verify(const struct identity_ca *ca, const char *escaped_cert,
 	}
 	if (rc != 0)
 		goto out;
-	if ((rc = identity_chain_verify(ca, leaf, cms, reason)) != 0)
-		goto out;
 	if ((derlen = i2d_X509(leaf, &der)) <= 0) {
 		rc = 500;
 		*reason = "out of memory";
 		goto out;
 	}
 	sha256(der, (size_t)derlen, hash);
+	/* A signature was verified above; its signer's chain may be known. */
+	if (!cached) {
+		memcpy(key, hash, sizeof(key));
+		if (idcache_get(ca->cache, key, hash)) {
+			rc = 0;
+			goto out;
+		}
+	}
+	if ((rc = identity_chain_verify(ca, leaf, cms, reason)) != 0) {
+		memset(hash, 0, IDENTITY_HASH_LEN);
+		goto out;
+	}
+	idcache_put(ca->cache, key, hash, leaf);
 	rc = 0;
 out:
 	OPENSSL_free(der);

@@ -374,6 +374,19 @@ test_escaped(void)
 	CHECK_EQ(
 	    verify(esc, "SUCCESS", "!!", body, sizeof(body) - 1, hash, &reason),
 	    0);
+	/* Verified results are cached per CA: another CA does not see them. */
+	{
+		struct identity_ca *other = NULL;
+
+		path_of(path, sizeof(path), "other-ca", "pem");
+		CHECK_EQ(identity_ca_load(path, &other), 0);
+		CHECK_EQ(identity_verify(other, esc, "SUCCESS", NULL, NULL, 0,
+			     hash, &reason),
+		    403);
+		identity_ca_free(other);
+		CHECK_EQ(verify(esc, "SUCCESS", NULL, NULL, 0, hash, &reason), 0);
+		CHECK(memcmp(hash, want, 32) == 0);
+	}
 	free(esc);
 
 	/* Plain PEM (nothing escaped) is read as well. */
