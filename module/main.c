@@ -80,19 +80,35 @@ route_of(const struct request *r)
 	return ROUTE_NONE;
 }
 
-/* Write status, headers and body. */
+/*
+ * Write status, headers and body. The header block is formatted here with
+ * snprintf: libfcgi's own FCGX_FPrintF knows no %zu and fails the stream
+ * on it.
+ */
 static void
 respond(FCGX_Request *fr, const struct response *resp)
 {
-	FCGX_FPrintF(fr->out, "Status: %d %s\r\n", resp->status,
-	    response_status_text(resp->status));
+	char hdr[512];
+	int  n;
+
 	if (resp->body_len > 0 && resp->content_type != NULL)
-		FCGX_FPrintF(fr->out, "Content-Type: %s\r\n",
-		    resp->content_type);
-	FCGX_FPrintF(fr->out, "Content-Length: %zu\r\n\r\n", resp->body_len);
-	if (resp->body_len > 0)
-		FCGX_PutStr((const char *)resp->body, (int)resp->body_len,
-		    fr->out);
+		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n"
+		    "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+		    resp->status, response_status_text(resp->status),
+		    resp->content_type, resp->body_len);
+	else
+		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n"
+		    "Content-Length: %zu\r\n\r\n", resp->status,
+		    response_status_text(resp->status), resp->body_len);
+	if (n < 0 || (size_t)n >= sizeof(hdr) ||
+	    FCGX_PutStr(hdr, n, fr->out) != n) {
+		log_error("fcgi: cannot write the response header");
+		return;
+	}
+	if (resp->body_len > 0 &&
+	    FCGX_PutStr((const char *)resp->body, (int)resp->body_len,
+	    fr->out) != (int)resp->body_len)
+		log_error("fcgi: cannot write the response body");
 }
 
 /* Copy s into a log-safe form: printable ASCII only, bounded. */
