@@ -6,11 +6,13 @@
 #ifndef PICOMDM_CTL_H
 #define PICOMDM_CTL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
 
 struct store;
+struct store_progress;
 
 #define EXIT_NOTFOUND 1
 #define EXIT_USAGE    2
@@ -53,5 +55,28 @@ int ctl_enqueue(struct ctl *);
 int ctl_queue(struct ctl *);
 int ctl_results(struct ctl *);
 int ctl_cancel(struct ctl *);
+
+/* ctl_data.c: stats, dump, restore (load), backup, check */
+int ctl_data_stats(struct ctl *);
+int ctl_dump(struct ctl *);
+int ctl_restore(struct ctl *);
+int ctl_backup(struct ctl *);
+int ctl_check(struct ctl *);
+
+/* Open c->store for a command that opens it itself (CTL_OPEN_NONE):
+ * read-only, or read-write with an initial map size (0: default).
+ * Returns 0 or an exit status (message printed). */
+int ctl_open(struct ctl *, int readonly, size_t map_size);
+/* Progress reporting on stderr when it is a terminal; NULL otherwise. */
+const struct store_progress *ctl_progress(void);
+/* Print a sub-command's usage: on stdout with status 0 for --help, else
+ * on stderr with EXIT_USAGE. Returns the status. */
+int ctl_usage(const char *name, const char *synopsis, const char *help,
+    int ok);
+
+/* ctl_privacy.c: inventory, purge, prune */
+int ctl_inventory(struct ctl *);
+int ctl_purge(struct ctl *);
+int ctl_prune(struct ctl *);
 
 #endif

@@ -19,13 +19,24 @@
 static const struct ctl_cmd cmds[] = {
 	{ "devices", ctl_devices, CTL_OPEN_READ, "" },
 	{ "show", ctl_show, CTL_OPEN_READ, "ID|SERIAL" },
-	{ "stats", ctl_stats, CTL_OPEN_READ, "" },
+	{ "stats", ctl_data_stats, CTL_OPEN_NONE, "[--json]" },
 	{ "enqueue", ctl_enqueue, CTL_OPEN_WRITE,
 	    "ID[,ID...] FILE|- [--priority N] [--expires T]" },
 	{ "queue", ctl_queue, CTL_OPEN_READ, "ID" },
 	{ "results", ctl_results, CTL_OPEN_READ,
 	    "ID [--limit N] [--before SEQ]" },
 	{ "cancel", ctl_cancel, CTL_OPEN_WRITE, "ID [UUID]" },
+	{ "dump", ctl_dump, CTL_OPEN_NONE, "[--secrets] [--raw] [-o FILE]" },
+	{ "restore", ctl_restore, CTL_OPEN_NONE, "[--force] FILE" },
+	{ "load", ctl_restore, CTL_OPEN_NONE, "[--force] FILE" },
+	{ "backup", ctl_backup, CTL_OPEN_NONE, "DIR" },
+	{ "check", ctl_check, CTL_OPEN_NONE, "[--repair]" },
+	{ "inventory", ctl_inventory, CTL_OPEN_NONE,
+	    "ID|SERIAL [--json] | --catalogue [--json]" },
+	{ "purge", ctl_purge, CTL_OPEN_NONE,
+	    "ID|SERIAL | --topic TOPIC | --token NAME [--yes] [--verify]" },
+	{ "prune", ctl_prune, CTL_OPEN_NONE,
+	    "[--results-days N] [--checked-out-days N]" },
 };
 
 static void
@@ -86,7 +97,7 @@ main(int argc, char *argv[])
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[0], cmds[i].name) == 0)
 			cmd = &cmds[i];
-	if (cmd == NULL || c.db == NULL)
+	if (cmd == NULL || (c.db == NULL && cmd->open != CTL_OPEN_NONE))
 		usage();
 	c.argc = argc;
 	c.argv = argv;

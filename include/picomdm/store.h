@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "picomdm/message.h"
 
@@ -312,5 +313,159 @@ struct store_dbi_stat {
 };
 /* Fill up to n entries; returns the number of sub-databases. */
 int store_stat(struct store_txn *, struct store_dbi_stat *, size_t n);
+
+/* ---- administration (picomdmctl stats, dump, restore, backup, check,
+ * purge, prune; module/store_admin.c) ---- */
+
+/*
+ * Long operations report progress through this (picomdmctl prints it on
+ * a terminal): what is being done, how far, out of how much (0: unknown).
+ */
+struct store_progress {
+	void (*fn)(void *arg, const char *what, uint64_t done, uint64_t total);
+	void *arg;
+};
+
+/* The environment as a whole. */
+struct store_env_stat {
+	uint64_t map_size;    /* bytes mapped (the file may grow to this) */
+	uint64_t page_size;
+	uint64_t pages_used;  /* high-water mark: last page + 1 */
+	uint64_t pages_free;  /* on the free list, reusable */
+	uint64_t last_txn;    /* ID of the last committed transaction */
+	uint32_t readers;     /* reader slots in use, this process included */
+	uint32_t max_readers;
+};
+int store_env_stat(struct store_txn *, struct store_env_stat *);
+
+/*
+ * Write every record of every sub-database to out, in key order, from one
+ * read transaction (a consistent snapshot; the responder may keep
+ * serving). Default: JSON Lines, a header line then one decoded record
+ * per line; raw Apple messages and commands as XML text (base64 when not
+ * text); secrets as length and SHA-256 and raw messages with their
+ * secret keys redacted, unless STORE_DUMP_SECRETS. STORE_DUMP_RAW writes
+ * the mdb_dump format (VERSION=3, bytevalue, one section per
+ * sub-database), which mdb_load reads; it holds every byte and so needs
+ * STORE_DUMP_SECRETS too. The output is deterministic: the same store
+ * dumps to the same bytes. *records counts what was written.
+ */
+#define STORE_DUMP_SECRETS 0x1
+#define STORE_DUMP_RAW     0x2
+int store_dump(struct store *, FILE *out, unsigned flags,
+    const struct store_progress *, uint64_t *records);
+
+/*
+ * Load a dump (either format, detected) into this store in one durable
+ * transaction. The store must be empty (a new one holds only its schema
+ * version) unless STORE_RESTORE_FORCE, which first empties it in the same
+ * transaction. A JSON dump made without secrets is refused (it would lose
+ * push tokens). Returns 0, STORE_EEXIST (not empty), STORE_EINVAL (the
+ * dump is malformed; err says where), or a store_err. err gets a
+ * NUL-terminated message on failure.
+ */
+#define STORE_RESTORE_FORCE 0x1
+int store_restore(struct store *, const void *dump, size_t len,
+    unsigned flags, const struct store_progress *, uint64_t *records,
+    char *err, size_t errlen);
+
+/*
+ * Consistent, compacting copy of the environment into dir (created when
+ * absent; must not hold a data.mdb), made from a read transaction while
+ * the store stays in use. The copy is a store of its own.
+ */
+int store_backup(struct store *, const char *dir);
+
+/* One problem found by store_check. */
+struct store_problem {
+	const char *db;   /* sub-database */
+	const char *key;  /* the entry, printable */
+	const char *what; /* what is wrong */
+	int         repaired;
+};
+typedef int (*store_problem_cb)(const struct store_problem *, void *);
+struct store_check_count {
+	uint64_t records;  /* entries looked at */
+	uint64_t problems;
+	uint64_t repaired;
+};
+/*
+ * Check that every index points at an existing record and every record
+ * decodes: serial and certificate bindings to devices, enrollments and
+ * their numbers both ways, user channels, queue entries and their
+ * positions both ways, queue entries and per-command status to commands,
+ * results and raw messages to enrollments, counters above every number
+ * in use. With repair, in one write transaction, what is safe is fixed:
+ * dangling index entries and orphans are dropped, missing index entries
+ * added, counters raised; undecodable records are only reported. cb gets
+ * every problem after the check (and any repair) finished.
+ */
+int store_check(struct store *, int repair, const struct store_progress *,
+    store_problem_cb, void *, struct store_check_count *);
+
+/* Resolve an enrollment ID, device ID or serial number to the device ID
+ * (device channel); caller frees. STORE_ENOTFOUND when nothing matches. */
+int store_device_resolve(struct store_txn *, const char *id_or_serial,
+    char **device_id);
+
+/* What a purge removed. */
+#define STORE_REPORT_DB_MAX 32
+struct store_purge_report {
+	size_t      ndb;
+	const char *db[STORE_REPORT_DB_MAX];      /* sub-database names */
+	uint64_t    removed[STORE_REPORT_DB_MAX]; /* entries removed in each */
+	char      **devices;                      /* device IDs removed */
+	size_t      ndevices;
+	char      **enrollments;                  /* enrollment IDs removed */
+	size_t      nenrollments;
+};
+/* Free the ID lists and zero the report. */
+void store_purge_report_free(struct store_purge_report *);
+
+/*
+ * Remove everything about these devices in the caller's transaction: the
+ * device channels and user channels, their numbers, raw messages, queue
+ * entries and positions, results, per-command status, commands no other
+ * enrollment references, device records, serial and certificate
+ * bindings. The report is reset first (ops may be run again). Devices
+ * that do not exist are skipped; STORE_ENOTFOUND when none existed.
+ */
+int store_purge_devices(struct store_txn *, const char *const *ids,
+    size_t n, struct store_purge_report *);
+/* The same for single enrollments (user channels); a device channel
+ * given here takes its whole device. */
+int store_purge_enrollments(struct store_txn *, const char *const *ids,
+    size_t n, struct store_purge_report *);
+
+/*
+ * Every stored record from Apple knows the service and token it came
+ * through: check-ins their APNs topic; ADE and VPP records (when they
+ * exist) their token. Purge every device with any record that arrived
+ * through this source, and everything about it. STORE_ENOTFOUND when no
+ * record names the source (an unknown topic or token).
+ */
+enum store_source {
+	STORE_SOURCE_TOPIC = 0, /* an APNs topic (push certificate) */
+	STORE_SOURCE_TOKEN,     /* an ADE or VPP token, by name */
+	STORE_SOURCE__MAX
+};
+int store_purge_source(struct store_txn *, enum store_source,
+    const char *name, struct store_purge_report *);
+
+/*
+ * Look for byte strings in every key and value of every sub-database
+ * (purge --verify). cb gets each hit with the index of the needle; the
+ * key is borrowed until cb returns. Returns the number of hits, or a
+ * store_err.
+ */
+typedef int (*store_hit_cb)(const char *db, const void *key, size_t keylen,
+    size_t needle, void *);
+long long store_scan(struct store_txn *, const void *const *needles,
+    const size_t *lens, size_t n, store_hit_cb, void *);
+
+/* IDs of enrollments checked out before `before` (µs), device channels
+ * and user channels alike, in ID order (prune). */
+int store_checked_out(struct store_txn *, uint64_t before, store_id_cb,
+    void *);
 
 #endif

@@ -1,0 +1,809 @@
+/*
+ * inventory.c - the catalogue of the data picomdm holds about devices
+ * (DESIGN.md section 6), one row per field of each Apple service.
+ *
+ * Sources for the keys: Apple's device-management schema (mdm/checkin and
+ * mdm/commands YAML, as generated into schema_tables.c), the ADE device
+ * record of the device-services API and the Apps and Books (VPP) API.
+ * The check-in rows are kept in step with schema_checkin by test-admin.
+ *
+ * Secrets are the values that let someone act for a device or an
+ * organisation: push token and PushMagic (wake the device), UnlockToken
+ * (clears the passcode), BootstrapToken, activation-lock bypass codes,
+ * passcodes and PINs in commands, and the service tokens of ADE and VPP.
+ */
+#include "config.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "picomdm/inventory.h"
+#include "picomdm/message.h"
+#include "picomdm/plist.h"
+#include "picomdm/store.h"
+#include "picomdm/util.h"
+
+/* One-line initialisers for the rows: service, kept as, secret. */
+/* clang-format off */
+#define CI(m, f, p) { INV_CHECKIN, m, f, p, 0, INV_KEPT_FIELD }
+#define CR(m, f, p) { INV_CHECKIN, m, f, p, 0, INV_KEPT_RAW }
+#define CS(m, f, p) { INV_CHECKIN, m, f, p, 1, INV_KEPT_FIELD }
+#define MF(m, f, p) { INV_COMMAND, m, f, p, 0, INV_KEPT_FIELD }
+#define MR(m, f, p) { INV_COMMAND, m, f, p, 0, INV_KEPT_RAW }
+#define MS(m, f, p) { INV_COMMAND, m, f, p, 1, INV_KEPT_RAW }
+#define AD(m, f, p) { INV_ADE, m, f, p, 0, INV_KEPT_PLANNED }
+#define AS(m, f, p) { INV_ADE, m, f, p, 1, INV_KEPT_PLANNED }
+#define VP(m, f, p) { INV_VPP, m, f, p, 0, INV_KEPT_PLANNED }
+#define VS(m, f, p) { INV_VPP, m, f, p, 1, INV_KEPT_PLANNED }
+/* clang-format on */
+
+/* The purposes shared by many rows. */
+#define P_ID	  "identifies the enrollment; key of its records"
+#define P_MSGTYPE "selects how the check-in is handled"
+#define P_TOPIC                                                               \
+	"APNs topic of the push certificate; addresses pushes and names the " \
+	"service the data arrived through (purge --topic)"
+#define P_USER	   "identifies the user channel; shown to the operator"
+#define P_AWAITING "device waits for DeviceConfigured (ADE Setup Assistant)"
+#define P_RAWONLY  "not used; kept in the raw message as received"
+
+const struct inv_row inventory_catalogue[] = {
+    /* ---- APNs / check-in: every message ---- */
+    CI("*", "MessageType", P_MSGTYPE),
+    CI("*", "UDID", P_ID),
+    CI("*", "EnrollmentID", P_ID " (User Enrollment, no UDID)"),
+    CI("*", "UserID", P_USER),
+    CI("*", "UserShortName", P_USER " (Shared iPad: the user part of its ID)"),
+    CI("*", "UserLongName", P_USER),
+    CI("*", "EnrollmentUserID", P_USER " (User Enrollment)"),
+
+    /* Authenticate */
+    CI("Authenticate", "Topic", P_TOPIC),
+    CI("Authenticate", "SerialNumber",
+	"finds the device by serial; ties it to ADE and VPP records"),
+    CI("Authenticate", "Model", "shown to the operator (inventory)"),
+    CI("Authenticate", "ModelName", "shown to the operator (inventory)"),
+    CI("Authenticate", "ProductName", "shown to the operator (inventory)"),
+    CI("Authenticate", "DeviceName", "shown to the operator (inventory)"),
+    CI("Authenticate", "OSVersion",
+	"shown to the operator; decides which commands apply"),
+    CI("Authenticate", "BuildVersion", "shown to the operator (inventory)"),
+    CI("Authenticate", "IMEI", "shown to the operator (cellular devices)"),
+    CI("Authenticate", "MEID", "shown to the operator (cellular devices)"),
+
+    /* TokenUpdate */
+    CI("TokenUpdate", "Topic", P_TOPIC),
+    CS("TokenUpdate", "Token", "APNs device token: wakes the device"),
+    CS("TokenUpdate", "PushMagic", "sent in every push; the device checks it"),
+    CS("TokenUpdate", "UnlockToken",
+	"clears the passcode (ClearPasscode command)"),
+    CI("TokenUpdate", "AwaitingConfiguration", P_AWAITING),
+    CR("TokenUpdate", "NotOnConsole", P_RAWONLY),
+
+    /* CheckOut */
+    CR("CheckOut", "Topic", "matches the enrollment being checked out"),
+
+    /* UserAuthenticate */
+    CR("UserAuthenticate", "DigestResponse",
+	"answer to the DigestChallenge; accepted, not verified"),
+
+    /* SetBootstrapToken / GetBootstrapToken */
+    CS("SetBootstrapToken", "BootstrapToken",
+	"escrowed for the device; returned by GetBootstrapToken"),
+    CR("SetBootstrapToken", "AwaitingConfiguration", P_AWAITING),
+    CR("GetBootstrapToken", "AwaitingConfiguration", P_AWAITING),
+
+    /* DeclarativeManagement */
+    CR("DeclarativeManagement", "Endpoint",
+	"selects the declarative-management answer"),
+    CR("DeclarativeManagement", "Data",
+	"status report of declarative management (latest kept)"),
+
+    /* GetToken */
+    CR("GetToken", "TokenServiceType", "selects the token service"),
+    CR("GetToken", "TokenParameters", "parameters of the token request"),
+    {INV_CHECKIN, "GetToken", "TokenParameters.SecurityToken",
+	"watch pairing security token", 1, INV_KEPT_RAW},
+    CR("GetToken", "TokenParameters.PhoneUDID", "watch pairing: the phone"),
+    CR("GetToken", "TokenParameters.WatchUDID", "watch pairing: the watch"),
+
+    /* The TLS layer in front of every check-in and report. */
+    CI("TLS client certificate", "certificate SHA-256",
+	"binds the device to its identity certificate; every message "
+	"must present it"),
+
+    /* ---- MDM command protocol: reports (connect endpoint) ---- */
+    MF("report", "Status", "moves the queue on; NotNow keeps the command"),
+    MF("report", "CommandUUID", "matches the report to the queued command"),
+    MR("report", "UDID", P_ID),
+    MR("report", "EnrollmentID", P_ID),
+    MR("report", "UserID", P_USER),
+    MR("report", "UserShortName", P_USER),
+    MR("report", "UserLongName", P_USER),
+    MR("report", "EnrollmentUserID", P_USER),
+    MR("report", "RequestType", "echo of the command's type, if sent"),
+    MR("report", "ErrorChain", "why a command failed, for the operator"),
+    MR("report", "ErrorChain.ErrorCode", "error number, for the operator"),
+    MR("report", "ErrorChain.ErrorDomain", "error domain, for the operator"),
+    MR("report", "ErrorChain.LocalizedDescription",
+	"error text in the device's language, for the operator"),
+    MR("report", "ErrorChain.USEnglishDescription",
+	"error text in US English, for the operator"),
+    MR("report", "NotOnConsole", P_RAWONLY),
+    MR("report", "*",
+	"the command's answer (command-specific keys), kept for the "
+	"operator who sent it"),
+    MS("report", "ActivationLockBypassCode",
+	"lifts Activation Lock (ActivationLockBypassCode answer)"),
+    MS("report", "UnlockToken",
+	"clears the passcode (RequestUnlockToken "
+	"answer)"),
+    MS("report", "QueryResponses.PushToken",
+	"APNs token of the device (DeviceInformation answer)"),
+    MS("report", "RotateResult.EncryptedNewRecoveryKey",
+	"FileVault recovery key (RotateFileVaultKey answer)"),
+    MS("report", "SecurityInfo.FileVaultUnlock.PrivateKeyExport",
+	"FileVault unlock key (SecurityInfo answer)"),
+
+    /* Commands as enqueued by the operator (not from Apple, but held). */
+    MF("command", "CommandUUID", "identifies the command"),
+    MF("command", "Command.RequestType", "what the command does"),
+    MR("command", "*", "the command plist, sent to the device as is"),
+    MS("command", "Command.UnlockToken", "ClearPasscode: the UnlockToken"),
+    MS("command", "Command.PIN", "DeviceLock / EraseDevice PIN"),
+    MS("command", "Command.NewPassword", "firmware or recovery-lock password"),
+    MS("command", "Command.CurrentPassword",
+	"firmware or recovery-lock password"),
+    MS("command", "Command.Password", "password sent in a command"),
+    MS("command", "Command.RedemptionCode", "app redemption code"),
+    MS("command", "Command.PrivateKeyExportPassword",
+	"password of an exported key"),
+
+    /* ---- ADE: device records from Apple Business/School Manager ---- */
+    AD("device record", "serial_number",
+	"ties the ADE record to the enrolled device (purge by serial)"),
+    AD("device record", "model", "shown to the operator"),
+    AD("device record", "description", "shown to the operator"),
+    AD("device record", "color", "shown to the operator"),
+    AD("device record", "asset_tag", "shown to the operator"),
+    AD("device record", "profile_status",
+	"whether our enrollment profile is assigned or pushed"),
+    AD("device record", "profile_uuid", "which profile is assigned"),
+    AD("device record", "profile_assign_time", "when it was assigned"),
+    AD("device record", "profile_push_time", "when the device fetched it"),
+    AD("device record", "device_assigned_date",
+	"when the device was assigned to this MDM server"),
+    AD("device record", "device_assigned_by",
+	"who assigned it (an e-mail address)"),
+    AD("device record", "os", "shown to the operator; profile choice"),
+    AD("device record", "device_family",
+	"shown to the operator; profile choice"),
+    AD("device record", "op_type",
+	"sync bookkeeping (added, modified, "
+	"deleted)"),
+    AD("device record", "op_date", "sync bookkeeping"),
+    AD("account", "org_name", "names the organisation of the token"),
+    AD("account", "org_id", "identifies the organisation of the token"),
+    AD("account", "server_uuid", "identifies this MDM server at Apple"),
+    AD("account", "admin_id", "who made the token (an Apple ID)"),
+    AS("server token", "consumer_key", "OAuth credential of the token"),
+    AS("server token", "consumer_secret", "OAuth credential of the token"),
+    AS("server token", "access_token", "OAuth credential of the token"),
+    AS("server token", "access_secret", "OAuth credential of the token"),
+
+    /* ---- VPP: Apps and Books ---- */
+    VP("client config", "appleId", "Apple ID of the token's owner"),
+    VP("client config", "countryCode", "store country of the location"),
+    VP("client config", "locationName", "the location the token is for"),
+    VP("client config", "organizationId", "the organisation of the token"),
+    VP("client config", "facilitatorMemberId",
+	"the facilitator member of the organisation"),
+    VP("assets", "adamId", "identifies the app or book"),
+    VP("assets", "pricingParam", "the licence's price tier (STDQ, PLUS)"),
+    VP("assets", "productType", "App or Book"),
+    VP("assets", "deviceAssignable", "can be assigned to a device serial"),
+    VP("assets", "isIrrevocable", "whether a licence can be taken back"),
+    VP("assets", "assignedCount", "licences in use"),
+    VP("assets", "availableCount", "licences free to assign"),
+    VP("assets", "retiredCount", "licences retired"),
+    VP("assets", "totalCount", "licences bought"),
+    VP("app metadata", "name", "shown to the operator"),
+    VP("app metadata", "description", "shown to the operator"),
+    VP("app metadata", "artworkUrl", "icon shown to the operator"),
+    VP("app metadata", "bundleId", "matches installed apps to licences"),
+    VP("app metadata", "copyright", "shown to the operator"),
+    VP("app metadata", "genres", "shown to the operator"),
+    VP("app metadata", "url", "App Store page, shown to the operator"),
+    VP("licences", "licenseId", "identifies a licence (API v1)"),
+    VP("licences", "serialNumber",
+	"device a licence is assigned to (purge by serial)"),
+    VP("licences", "clientUserIdStr", "user a licence is assigned to"),
+    VP("users", "userId", "Apple's number for the user"),
+    VP("users", "itsIdHash", "Apple's hash of the user's account"),
+    VP("users", "clientUserId", "our GUID for the user, registered with Apple"),
+    VP("users", "managedAppleId", "the user's Managed Apple ID"),
+    VP("users", "status", "Registered, Associated, Retired or Deleted"),
+    VS("server token", "sToken", "authenticates every VPP request"),
+};
+
+const size_t inventory_catalogue_len =
+    sizeof(inventory_catalogue) / sizeof(inventory_catalogue[0]);
+
+static const char *const service_names[INV__MAX] = {
+    [INV_CHECKIN] = "check-in",
+    [INV_COMMAND] = "command",
+    [INV_ADE] = "ADE",
+    [INV_VPP] = "VPP",
+};
+
+static const char *const service_titles[INV__MAX] = {
+    [INV_CHECKIN] = "APNs / check-in protocol",
+    [INV_COMMAND] = "MDM command protocol",
+    [INV_ADE] = "Automated Device Enrollment (Apple Business/School "
+		"Manager)",
+    [INV_VPP] = "Apps and Books (VPP)",
+};
+
+static const char *const kept_names[INV_KEPT__MAX] = {
+    [INV_KEPT_FIELD] = "record",
+    [INV_KEPT_RAW] = "raw",
+    [INV_KEPT_PLANNED] = "planned",
+};
+
+const char *
+inventory_service_name(enum inv_service s)
+{
+	return (unsigned)s < INV__MAX ? service_names[s] : "unknown";
+}
+
+const char *
+inventory_service_title(enum inv_service s)
+{
+	return (unsigned)s < INV__MAX ? service_titles[s] : "unknown";
+}
+
+const char *
+inventory_kept_name(enum inv_kept k)
+{
+	return (unsigned)k < INV_KEPT__MAX ? kept_names[k] : "unknown";
+}
+
+/*
+ * Compare a catalogue field with a path that may hold array indices:
+ * "ErrorChain[1].ErrorCode" matches "ErrorChain.ErrorCode".
+ */
+static int
+path_eq(const char *row, const char *path)
+{
+	while (*row != '\0' || *path != '\0') {
+		if (*path == '[') {
+			while (*path != '\0' && *path != ']')
+				path++;
+			if (*path == ']')
+				path++;
+			continue;
+		}
+		if (*row != *path)
+			return 0;
+		row++;
+		path++;
+	}
+	return 1;
+}
+
+const struct inv_row *
+inventory_find(enum inv_service svc, const char *message, const char *field)
+{
+	const struct inv_row *r, *any_field = NULL, *any_msg = NULL;
+	size_t		      i;
+
+	for (i = 0; i < inventory_catalogue_len; i++) {
+		r = &inventory_catalogue[i];
+		if (r->service != svc)
+			continue;
+		if (strcmp(r->message, message) == 0) {
+			if (path_eq(r->field, field))
+				return r;
+			if (strcmp(r->field, "*") == 0 && any_field == NULL)
+				any_field = r;
+		} else if (strcmp(r->message, "*") == 0 &&
+		    path_eq(r->field, field) && any_msg == NULL)
+			any_msg = r;
+	}
+	/* A shared row (identity keys) is more precise than a catch-all. */
+	return any_msg != NULL ? any_msg : any_field;
+}
+
+int
+inventory_secret_key(enum inv_service svc, const char *key)
+{
+	const struct inv_row *r;
+	const char	     *last;
+	size_t		      i;
+
+	for (i = 0; i < inventory_catalogue_len; i++) {
+		r = &inventory_catalogue[i];
+		if (r->service != svc || !r->secret)
+			continue;
+		last = strrchr(r->field, '.');
+		last = last != NULL ? last + 1 : r->field;
+		if (strcmp(last, key) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* ---- the inventory of one device ---- */
+
+/*
+ * The raw messages as Apple sent them (every key, known or not) and the
+ * command reports are walked key by key, and each key is labelled with
+ * its row of the catalogue: service, message, purpose, secret or not.
+ * Fields kept in decoded records are listed too, with the time they were
+ * set, since a record may keep what the latest message no longer carries
+ * (an UnlockToken from an earlier TokenUpdate).
+ */
+
+static json_t *
+j_time(uint64_t us)
+{
+	char buf[40];
+
+	if (us == 0)
+		return json_null();
+	time_format(us, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+static json_t *
+j_str(const char *s)
+{
+	return s != NULL ? json_string(s) : json_null();
+}
+
+/* Seconds from the Unix epoch to Apple's (2001-01-01). */
+#define APPLE_EPOCH 978307200LL
+
+#define P_UNKNOWN "not used; kept in the raw message as received"
+
+/* ---- inventory ---- */
+
+struct inv_ctx {
+	const char *arg;
+	char	   *device_id;
+	char	   *serial;
+	json_t	   *enrollments;
+	json_t	   *rows[INV__MAX];
+	int	    found;
+};
+
+/* Where a walked plist came from. */
+struct inv_src {
+	enum inv_service svc;
+	const char	*enrollment;
+	const char	*message;     /* shown */
+	const char	*cat_message; /* catalogue message */
+	const char	*source;      /* "message", "report", "record" */
+	uint64_t	 at;
+	const char	*topic;
+	json_t		*extra; /* more members for each row (borrowed) */
+};
+
+static json_t *
+j_digest(const void *p, size_t n, int secret)
+{
+	unsigned char h[32];
+	char	      hex[65];
+
+	sha256(p, n, h);
+	hex_encode(h, sizeof(h), hex);
+	if (secret)
+		return json_pack("{s:b, s:I, s:s}", "secret", 1, "length",
+		    (json_int_t)n, "sha256", hex);
+	return json_pack("{s:I, s:s}", "length", (json_int_t)n, "sha256", hex);
+}
+
+/* Append one row: what is held, where from, and what it is for. */
+static void
+inv_row(struct inv_ctx *c, const struct inv_src *s, const char *field,
+    json_t *value)
+{
+	const struct inv_row *r;
+	json_t		     *row;
+	const char	     *k;
+	json_t		     *v;
+
+	r = inventory_find(s->svc, s->cat_message, field);
+	row = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:s}",
+	    "enrollment", s->enrollment, "source", s->source, "message",
+	    s->message, "field", field, "value",
+	    value != NULL ? value : json_null(), "received_at", j_time(s->at),
+	    "topic", j_str(s->topic), "purpose",
+	    r != NULL ? r->purpose : P_UNKNOWN, "kept",
+	    r != NULL ? inventory_kept_name(r->kept) : "raw");
+	if (row == NULL)
+		return;
+	if (s->extra != NULL)
+		json_object_foreach(s->extra, k, v) json_object_set(row, k, v);
+	json_array_append_new(c->rows[s->svc], row);
+}
+
+/* A plist date as RFC 3339. */
+static json_t *
+plist_date_json(plist_t node)
+{
+	int32_t sec = 0, usec = 0;
+	char	buf[40];
+
+	plist_get_date_val(node, &sec, &usec);
+	time_format((uint64_t)(APPLE_EPOCH + sec) * 1000000u +
+		(uint64_t)(usec > 0 ? usec : 0),
+	    buf, sizeof(buf));
+	return json_string(buf);
+}
+
+/*
+ * List every key of a plist node, depth first: one row per key (dicts
+ * and arrays as a count, their items after them). The values of keys
+ * the catalogue calls secret are replaced by length and SHA-256, and
+ * what is under them is not walked.
+ */
+static void
+inv_walk(struct inv_ctx *c, const struct inv_src *s, plist_t node,
+    const char *path, const char *key, int depth)
+{
+	plist_dict_iter it = NULL;
+	plist_t		val;
+	char	       *k, *str = NULL, sub[1024];
+	uint64_t	len = 0, u = 0;
+	uint32_t	i, n;
+	uint8_t		b = 0;
+	double		d = 0;
+	int		secret;
+	json_t	       *v;
+
+	secret = key != NULL && inventory_secret_key(s->svc, key);
+	switch (plist_get_node_type(node)) {
+	case PLIST_DICT:
+		if (secret) {
+			inv_row(c, s, path, json_pack("{s:b}", "secret", 1));
+			return;
+		}
+		if (*path != '\0')
+			inv_row(c, s, path,
+			    json_pack("{s:i}", "keys",
+				(int)plist_dict_get_size(node)));
+		if (depth >= PLIST_DEPTH_MAX)
+			return;
+		plist_dict_new_iter(node, &it);
+		for (;;) {
+			k = NULL;
+			val = NULL;
+			plist_dict_next_item(node, it, &k, &val);
+			if (k == NULL || val == NULL) {
+				free(k);
+				break;
+			}
+			snprintf(sub, sizeof(sub), "%s%s%s", path,
+			    *path ? "." : "", k);
+			inv_walk(c, s, val, sub, k, depth + 1);
+			free(k);
+		}
+		free(it);
+		return;
+	case PLIST_ARRAY:
+		n = plist_array_get_size(node);
+		inv_row(c, s, path,
+		    secret ? json_pack("{s:b}", "secret", 1)
+			   : json_pack("{s:i}", "items", (int)n));
+		if (secret || depth >= PLIST_DEPTH_MAX)
+			return;
+		for (i = 0; i < n; i++) {
+			snprintf(sub, sizeof(sub), "%s[%u]", path, i);
+			inv_walk(c, s, plist_array_get_item(node, i), sub, key,
+			    depth + 1);
+		}
+		return;
+	case PLIST_STRING:
+		plist_get_string_val(node, &str);
+		len = str != NULL ? strlen(str) : 0;
+		if (secret)
+			v = j_digest(str ? str : "", (size_t)len, 1);
+		else if ((v = json_string(str ? str : "")) == NULL)
+			v = j_digest(str ? str : "", (size_t)len, 0);
+		freezero(str, (size_t)len);
+		break;
+	case PLIST_DATA:
+		plist_get_data_val(node, &str, &len);
+		v = j_digest(str ? str : "", (size_t)len, secret);
+		freezero(str, (size_t)len);
+		break;
+	case PLIST_BOOLEAN:
+		plist_get_bool_val(node, &b);
+		v = secret ? json_pack("{s:b}", "secret", 1) : json_boolean(b);
+		break;
+	case PLIST_UINT:
+		plist_get_uint_val(node, &u);
+		v = secret ? json_pack("{s:b}", "secret", 1)
+			   : json_integer((json_int_t)u);
+		break;
+	case PLIST_REAL:
+		plist_get_real_val(node, &d);
+		v = secret ? json_pack("{s:b}", "secret", 1) : json_real(d);
+		break;
+	case PLIST_DATE:
+		v = secret ? json_pack("{s:b}", "secret", 1)
+			   : plist_date_json(node);
+		break;
+	default:
+		v = json_null();
+		break;
+	}
+	inv_row(c, s, path, v);
+}
+
+/* Parse a raw plist and walk it; one row for raw bytes that do not parse
+ * (their content is not shown: it may hold anything). */
+static void
+inv_raw(struct inv_ctx *c, const struct inv_src *s, const unsigned char *raw,
+    size_t len)
+{
+	plist_t root = NULL;
+
+	if (plist_safe_parse((const char *)raw, len, &root) != PLIST_SAFE_OK) {
+		inv_row(c, s, "(unparsed raw bytes)", j_digest(raw, len, 0));
+		return;
+	}
+	inv_walk(c, s, root, "", NULL, 0);
+	plist_free(root);
+}
+
+static int
+inv_msg_cb(const struct store_msg *m, void *arg)
+{
+	struct inv_ctx *c = arg;
+	struct inv_src	s;
+
+	memset(&s, 0, sizeof(s));
+	s.svc = m->kind == MSG_CONNECT ? INV_COMMAND : INV_CHECKIN;
+	s.enrollment = m->enrollment_id;
+	s.message = msg_kind_name(m->kind);
+	s.cat_message = m->kind == MSG_CONNECT ? "report" : s.message;
+	s.source = "message";
+	s.at = m->received_at;
+	s.topic = m->topic;
+	inv_raw(c, &s, m->raw, m->raw_len);
+	return 0;
+}
+
+struct inv_res {
+	struct inv_ctx	 *c;
+	struct store_txn *t;
+};
+
+static int
+inv_result_cb(const struct store_result *r, void *arg)
+{
+	struct inv_res	     *ir = arg;
+	struct store_command *cmd = NULL;
+	struct inv_src	      s;
+
+	memset(&s, 0, sizeof(s));
+	(void)store_command_get(ir->t, r->uuid, &cmd);
+	s.svc = INV_COMMAND;
+	s.enrollment = r->enrollment_id;
+	s.message = "report";
+	s.cat_message = "report";
+	s.source = "report";
+	s.at = r->received_at;
+	s.extra = json_pack("{s:s, s:o, s:s, s:I}", "command_uuid", r->uuid,
+	    "request_type", j_str(cmd ? cmd->request_type : NULL), "status",
+	    cmd_status_name(r->status), "seq", (json_int_t)r->seq);
+	store_command_free(cmd);
+	inv_raw(ir->c, &s, r->raw, r->raw_len);
+	json_decref(s.extra);
+	return 0;
+}
+
+/* A field kept in a record (source "record"). */
+static void
+inv_kept(struct inv_ctx *c, enum inv_service svc, const char *enrollment,
+    const char *message, const char *field, json_t *value, uint64_t at)
+{
+	struct inv_src s;
+
+	if (value == NULL)
+		return;
+	memset(&s, 0, sizeof(s));
+	s.svc = svc;
+	s.enrollment = enrollment;
+	s.message = message;
+	s.cat_message = message;
+	s.source = "record";
+	s.at = at;
+	inv_row(c, &s, field, value);
+}
+
+static json_t *
+opt_str(const char *s)
+{
+	return s != NULL ? json_string(s) : NULL;
+}
+
+/* The secret-or-not form of a byte string from a record. */
+static json_t *
+opt_bytes(enum inv_service svc, const char *msg, const char *field,
+    const void *p, size_t n)
+{
+	const struct inv_row *r = inventory_find(svc, msg, field);
+
+	if (p == NULL)
+		return NULL;
+	return j_digest(p, n, r != NULL && r->secret);
+}
+
+static void
+inv_device_record(struct inv_ctx *c, const struct store_device *d)
+{
+	static const struct {
+		const char *field;
+		size_t	    off;
+	} auth[] = {
+	    {"SerialNumber", offsetof(struct store_device, serial)},
+	    {"UDID", offsetof(struct store_device, udid)},
+	    {"EnrollmentID", offsetof(struct store_device, enrollment_id)},
+	    {"Model", offsetof(struct store_device, model)},
+	    {"ModelName", offsetof(struct store_device, model_name)},
+	    {"DeviceName", offsetof(struct store_device, device_name)},
+	    {"ProductName", offsetof(struct store_device, product_name)},
+	    {"OSVersion", offsetof(struct store_device, os_version)},
+	    {"BuildVersion", offsetof(struct store_device, build_version)},
+	    {"IMEI", offsetof(struct store_device, imei)},
+	    {"MEID", offsetof(struct store_device, meid)},
+	    {"Topic", offsetof(struct store_device, topic)},
+	};
+	char   hex[65];
+	size_t i;
+
+	for (i = 0; i < sizeof(auth) / sizeof(auth[0]); i++)
+		inv_kept(c, INV_CHECKIN, d->id, "Authenticate", auth[i].field,
+		    opt_str(*(char *const *)((const char *)d + auth[i].off)),
+		    d->authenticated_at);
+	if (d->has_cert) {
+		hex_encode(d->cert_hash, sizeof(d->cert_hash), hex);
+		inv_kept(c, INV_CHECKIN, d->id, "TLS client certificate",
+		    "certificate SHA-256", json_string(hex),
+		    d->authenticated_at);
+	}
+	inv_kept(c, INV_CHECKIN, d->id, "TokenUpdate", "UnlockToken",
+	    opt_bytes(INV_CHECKIN, "TokenUpdate", "UnlockToken",
+		d->unlock_token, d->unlock_token_len),
+	    d->unlock_token_at);
+	inv_kept(c, INV_CHECKIN, d->id, "SetBootstrapToken", "BootstrapToken",
+	    opt_bytes(INV_CHECKIN, "SetBootstrapToken", "BootstrapToken",
+		d->bootstrap_token, d->bootstrap_token_len),
+	    d->bootstrap_token_at);
+}
+
+static void
+inv_enroll_record(struct inv_ctx *c, const struct store_enrollment *e)
+{
+	uint64_t at = e->token_updated_at ? e->token_updated_at : e->created_at;
+
+	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "Topic",
+	    opt_str(e->topic), at);
+	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "Token",
+	    opt_bytes(
+		INV_CHECKIN, "TokenUpdate", "Token", e->token, e->token_len),
+	    e->token_updated_at);
+	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "PushMagic",
+	    opt_bytes(INV_CHECKIN, "TokenUpdate", "PushMagic", e->push_magic,
+		e->push_magic ? strlen(e->push_magic) : 0),
+	    e->token_updated_at);
+	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "AwaitingConfiguration",
+	    e->token_updated_at ? json_boolean(e->awaiting_configuration)
+				: NULL,
+	    e->token_updated_at);
+	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "UserID",
+	    opt_str(e->user_id), at);
+	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "UserShortName",
+	    opt_str(e->user_short_name), at);
+	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "UserLongName",
+	    opt_str(e->user_long_name), at);
+}
+
+/* Everything about one enrollment. */
+static int
+inv_enrollment(struct inv_ctx *c, struct store_txn *t, const char *id)
+{
+	struct store_enrollment *e = NULL;
+	struct inv_res		 ir = {c, t};
+	int			 rc;
+
+	if ((rc = store_enrollment_get(t, id, &e)) != 0)
+		return rc == STORE_ENOTFOUND ? 0 : rc;
+	c->found = 1;
+	json_array_append_new(c->enrollments,
+	    json_pack("{s:s, s:s, s:b}", "id", e->id, "type",
+		enroll_type_name(e->type), "enabled", e->enabled));
+	inv_enroll_record(c, e);
+	store_enrollment_free(e);
+	if ((rc = store_msg_iter(t, id, inv_msg_cb, c)) != 0)
+		return rc;
+	return store_result_iter(t, id, 0, inv_result_cb, &ir);
+}
+
+static int
+inv_uchan_cb(const char *id, void *arg)
+{
+	void **a = arg;
+
+	return inv_enrollment(a[0], a[1], id);
+}
+
+static int
+inv_collect(struct store_txn *t, struct inv_ctx *c)
+{
+	struct store_device *d = NULL;
+	void		    *a[2] = {c, t};
+	int		     rc, i;
+
+	c->enrollments = json_array();
+	for (i = 0; i < INV__MAX; i++)
+		c->rows[i] = json_array();
+	if ((rc = store_device_resolve(t, c->arg, &c->device_id)) != 0)
+		return rc;
+	rc = store_device_get(t, c->device_id, &d);
+	if (rc == 0) {
+		c->found = 1;
+		if (d->serial != NULL &&
+		    (c->serial = strdup(d->serial)) == NULL)
+			rc = STORE_ENOMEM;
+		inv_device_record(c, d);
+		store_device_free(d);
+	} else if (rc == STORE_ENOTFOUND)
+		rc = 0;
+	if (rc == 0)
+		rc = inv_enrollment(c, t, c->device_id);
+	if (rc == 0)
+		rc = store_user_channels(t, c->device_id, inv_uchan_cb, a);
+	if (rc == 0 && !c->found)
+		rc = STORE_ENOTFOUND;
+	return rc;
+}
+
+int
+inventory_device(struct store_txn *t, const char *id_or_serial, json_t **out)
+{
+	struct inv_ctx c;
+	json_t	      *svcs;
+	int	       rc, s;
+
+	*out = NULL;
+	memset(&c, 0, sizeof(c));
+	c.arg = id_or_serial;
+	if ((rc = inv_collect(t, &c)) == 0) {
+		svcs = json_array();
+		for (s = 0; s < INV__MAX; s++)
+			json_array_append_new(svcs,
+			    json_pack("{s:s, s:s, s:O}", "service",
+				inventory_service_name((enum inv_service)s),
+				"title",
+				inventory_service_title((enum inv_service)s),
+				"fields", c.rows[s]));
+		*out = json_pack("{s:s, s:o, s:O, s:o}", "device_id",
+		    c.device_id, "serial_number", j_str(c.serial),
+		    "enrollments", c.enrollments, "services", svcs);
+		if (*out == NULL)
+			rc = STORE_ENOMEM;
+	}
+	free(c.device_id);
+	free(c.serial);
+	json_decref(c.enrollments);
+	for (s = 0; s < INV__MAX; s++)
+		json_decref(c.rows[s]);
+	return rc;
+}
