@@ -368,44 +368,43 @@ store_enrollment_iter(struct store_txn *t, const char *after,
 	return rc < 0 ? rc : store_rc(rc);
 }
 
+struct uchan_ctx {
+	store_id_cb fn;
+	void       *arg;
+};
+
+static int
+uchan_each(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct uchan_ctx *c = arg;
+	char             *id;
+	int               rc;
+
+	(void)v;
+	rc = enroll_id_of(t, key_get_u64((unsigned char *)k->mv_data + 8), &id);
+	if (rc == STORE_ENOTFOUND)
+		return 0; /* a removed channel */
+	if (rc != 0)
+		return rc;
+	rc = c->fn(id, c->arg);
+	free(id);
+	return rc;
+}
+
 int
 store_user_channels(struct store_txn *t, const char *device_id,
     store_id_cb fn, void *arg)
 {
-	MDB_cursor *c;
-	MDB_val     k, v;
-	struct key  pk;
-	uint64_t    deid;
-	char       *id;
-	int         rc;
+	struct uchan_ctx c = { fn, arg };
+	struct key       pk;
+	uint64_t         deid;
+	int              rc;
 
 	if ((rc = enroll_eid(t, device_id, &deid)) != 0)
 		return rc == STORE_ENOTFOUND ? 0 : rc;
 	key_init(&pk);
 	key_u64(&pk, deid);
-	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_UCHAN], &c)) != 0)
-		return store_rc(rc);
-	k.mv_data = pk.b;
-	k.mv_size = pk.len;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != 16 || memcmp(k.mv_data, pk.b, 8) != 0)
-			break;
-		rc = enroll_id_of(t, key_get_u64((unsigned char *)k.mv_data + 8),
-		    &id);
-		if (rc == STORE_ENOTFOUND)
-			continue; /* a removed channel */
-		if (rc != 0)
-			break;
-		rc = fn(id, arg);
-		free(id);
-		if (rc != 0)
-			break;
-	}
-	mdb_cursor_close(c);
-	if (rc == MDB_NOTFOUND || rc == 1)
-		return 0;
-	return rc < 0 ? rc : store_rc(rc);
+	return db_prefix_each(t, DBI_UCHAN, pk.b, pk.len, 16, uchan_each, &c);
 }
 
 /* ---- certificate bindings ---- */
@@ -488,42 +487,41 @@ store_msg_put(struct store_txn *t, const char *enrollment_id,
 	return rc;
 }
 
+struct msg_ctx {
+	store_msg_cb fn;
+	void        *arg;
+};
+
+static int
+msg_each(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct msg_ctx   *c = arg;
+	struct store_msg *m;
+	int               rc;
+
+	(void)t;
+	(void)k;
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return STORE_ENOMEM;
+	if ((rc = rec_decode(v, REC_MSG, msg_fields, NF(msg_fields), m, NULL,
+	    NULL)) == 0)
+		rc = c->fn(m, c->arg);
+	store_msg_free(m);
+	return rc;
+}
+
 int
 store_msg_iter(struct store_txn *t, const char *enrollment_id,
     store_msg_cb fn, void *arg)
 {
-	struct store_msg *m;
-	MDB_cursor       *c;
-	MDB_val           k, v;
-	struct key        pk;
-	uint64_t          eid;
-	int               rc;
+	struct msg_ctx c = { fn, arg };
+	struct key     pk;
+	uint64_t       eid;
+	int            rc;
 
 	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
 		return rc;
 	key_init(&pk);
 	key_u64(&pk, eid);
-	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_MSG], &c)) != 0)
-		return store_rc(rc);
-	k.mv_data = pk.b;
-	k.mv_size = pk.len;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != 9 || memcmp(k.mv_data, pk.b, 8) != 0)
-			break;
-		if ((m = calloc(1, sizeof(*m))) == NULL) {
-			rc = STORE_ENOMEM;
-			break;
-		}
-		if ((rc = rec_decode(&v, REC_MSG, msg_fields, NF(msg_fields),
-		    m, NULL, NULL)) == 0)
-			rc = fn(m, arg);
-		store_msg_free(m);
-		if (rc != 0)
-			break;
-	}
-	mdb_cursor_close(c);
-	if (rc == MDB_NOTFOUND || rc == 1)
-		return 0;
-	return rc < 0 ? rc : store_rc(rc);
+	return db_prefix_each(t, DBI_MSG, pk.b, pk.len, 9, msg_each, &c);
 }

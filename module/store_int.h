@@ -97,6 +97,17 @@ int db_put(struct store_txn *, enum store_dbi, const struct key *,
     const void *, size_t, unsigned flags);
 int db_del(struct store_txn *, enum store_dbi, const struct key *);
 
+/*
+ * Call fn(t, key, value, arg) for every entry of d whose key starts with
+ * the plen bytes of prefix and is klen bytes long (0: any length), in key
+ * order. fn returns 0 to go on, 1 to stop (not an error) or a store_err,
+ * which is returned. fn must not write to d.
+ */
+typedef int (*db_each_fn)(struct store_txn *, const MDB_val *,
+    const MDB_val *, void *);
+int db_prefix_each(struct store_txn *, enum store_dbi, const void *prefix,
+    size_t plen, size_t klen, db_each_fn, void *arg);
+
 /* ---- records: 'p' kind version, then fields: tag(1) len(4 BE) bytes ---- */
 
 enum rec_kind {

@@ -501,44 +501,45 @@ store_queue_cancel(struct store_txn *t, const char *enrollment_id,
 	return cmdq_set(t, uuid, eid, CMD_STATUS_CANCELLED, 0);
 }
 
+struct queue_ctx {
+	const char    *enrollment_id;
+	store_queue_cb fn;
+	void          *arg;
+};
+
+static int
+queue_each(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct queue_ctx        *c = arg;
+	struct store_queue_item *q;
+	int                      rc;
+
+	(void)t;
+	if ((rc = queue_decode(v, &q)) != 0)
+		return rc;
+	q->seq = key_get_u64((unsigned char *)k->mv_data + 9);
+	if ((q->enrollment_id = strdup(c->enrollment_id)) == NULL)
+		rc = STORE_ENOMEM;
+	else
+		rc = c->fn(q, c->arg);
+	store_queue_item_free(q);
+	return rc;
+}
+
 int
 store_queue_iter(struct store_txn *t, const char *enrollment_id,
     store_queue_cb fn, void *arg)
 {
-	struct store_queue_item *q;
-	MDB_cursor              *c;
-	MDB_val                  k, v;
-	struct key               pk;
-	uint64_t                 eid;
-	int                      rc;
+	struct queue_ctx c = { enrollment_id, fn, arg };
+	struct key       pk;
+	uint64_t         eid;
+	int              rc;
 
 	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
 		return rc;
 	key_init(&pk);
 	key_u64(&pk, eid);
-	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_QUEUE], &c)) != 0)
-		return store_rc(rc);
-	k.mv_data = pk.b;
-	k.mv_size = pk.len;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != 17 || memcmp(k.mv_data, pk.b, 8) != 0)
-			break;
-		if ((rc = queue_decode(&v, &q)) != 0)
-			break;
-		q->seq = key_get_u64((unsigned char *)k.mv_data + 9);
-		if ((q->enrollment_id = strdup(enrollment_id)) == NULL)
-			rc = STORE_ENOMEM;
-		else
-			rc = fn(q, arg);
-		store_queue_item_free(q);
-		if (rc != 0)
-			break;
-	}
-	mdb_cursor_close(c);
-	if (rc == MDB_NOTFOUND || rc == 1)
-		return 0;
-	return rc < 0 ? rc : store_rc(rc);
+	return db_prefix_each(t, DBI_QUEUE, pk.b, pk.len, 17, queue_each, &c);
 }
 
 /* ---- results ---- */
@@ -607,53 +608,56 @@ store_result_iter(struct store_txn *t, const char *enrollment_id,
 
 /* ---- per-command views and retention ---- */
 
+struct target_ctx {
+	size_t          plen;
+	store_target_cb fn;
+	void           *arg;
+};
+
+static int
+target_each(struct store_txn *t, const MDB_val *k, const MDB_val *v,
+    void *arg)
+{
+	struct target_ctx  *c = arg;
+	struct store_target tg;
+	struct cmdq         q;
+	int                 rc;
+
+	memset(&q, 0, sizeof(q));
+	memset(&tg, 0, sizeof(tg));
+	if ((rc = rec_decode(v, REC_CMDQ, cmdq_fields, NF(cmdq_fields), &q,
+	    NULL, NULL)) != 0)
+		return rc;
+	rc = enroll_id_of(t, key_get_u64((unsigned char *)k->mv_data +
+	    c->plen), &tg.enrollment_id);
+	if (rc == STORE_ENOTFOUND)
+		return 0; /* enrollment purged */
+	if (rc != 0)
+		return rc;
+	tg.status = (enum cmd_status)q.status;
+	tg.updated_at = q.updated_at;
+	tg.result_seq = q.result_seq;
+	rc = c->fn(&tg, c->arg);
+	free(tg.enrollment_id);
+	return rc;
+}
+
 int
 store_command_targets(struct store_txn *t, const char *uuid,
     store_target_cb fn, void *arg)
 {
-	struct store_target tg;
-	struct cmdq         q;
-	MDB_cursor         *c;
-	MDB_val             k, v;
-	struct key          pk;
-	int                 rc;
+	struct target_ctx c;
+	struct key        pk;
 
 	if (!uuid_ok(uuid))
 		return STORE_EINVAL;
 	key_init(&pk);
 	key_str(&pk, uuid);
-	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_CMDQ], &c)) != 0)
-		return store_rc(rc);
-	k.mv_data = pk.b;
-	k.mv_size = pk.len;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != pk.len + 8 ||
-		    memcmp(k.mv_data, pk.b, pk.len) != 0)
-			break;
-		memset(&q, 0, sizeof(q));
-		memset(&tg, 0, sizeof(tg));
-		if ((rc = rec_decode(&v, REC_CMDQ, cmdq_fields,
-		    NF(cmdq_fields), &q, NULL, NULL)) != 0)
-			break;
-		rc = enroll_id_of(t, key_get_u64((unsigned char *)k.mv_data +
-		    pk.len), &tg.enrollment_id);
-		if (rc == STORE_ENOTFOUND)
-			continue; /* enrollment purged */
-		if (rc != 0)
-			break;
-		tg.status = (enum cmd_status)q.status;
-		tg.updated_at = q.updated_at;
-		tg.result_seq = q.result_seq;
-		rc = fn(&tg, arg);
-		free(tg.enrollment_id);
-		if (rc != 0)
-			break;
-	}
-	mdb_cursor_close(c);
-	if (rc == MDB_NOTFOUND || rc == 1)
-		return 0;
-	return rc < 0 ? rc : store_rc(rc);
+	c.plen = pk.len;
+	c.fn = fn;
+	c.arg = arg;
+	return db_prefix_each(t, DBI_CMDQ, pk.b, pk.len, pk.len + 8,
+	    target_each, &c);
 }
 
 int
@@ -689,40 +693,37 @@ store_result_get(struct store_txn *t, const char *enrollment_id,
 	return 0;
 }
 
-/* Is the command still queued for any enrollment? */
+/* Is the command still queued (or NotNow'd) for any enrollment? */
+static int
+in_use_each(struct store_txn *t, const MDB_val *k, const MDB_val *v,
+    void *arg)
+{
+	struct cmdq q;
+	int         rc;
+
+	(void)t;
+	(void)k;
+	memset(&q, 0, sizeof(q));
+	if ((rc = rec_decode(v, REC_CMDQ, cmdq_fields, NF(cmdq_fields), &q,
+	    NULL, NULL)) != 0)
+		return rc;
+	if (q.status == CMD_STATUS_NONE || q.status == CMD_STATUS_NOT_NOW) {
+		*(int *)arg = 1;
+		return 1;
+	}
+	return 0;
+}
+
 static int
 command_in_use(struct store_txn *t, const char *uuid, int *in_use)
 {
-	struct cmdq q;
-	MDB_cursor *c;
-	MDB_val     k, v;
-	struct key  pk;
-	int         rc;
+	struct key pk;
 
 	*in_use = 0;
 	key_init(&pk);
 	key_str(&pk, uuid);
-	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_CMDQ], &c)) != 0)
-		return store_rc(rc);
-	k.mv_data = pk.b;
-	k.mv_size = pk.len;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != pk.len + 8 ||
-		    memcmp(k.mv_data, pk.b, pk.len) != 0)
-			break;
-		memset(&q, 0, sizeof(q));
-		if ((rc = rec_decode(&v, REC_CMDQ, cmdq_fields,
-		    NF(cmdq_fields), &q, NULL, NULL)) != 0)
-			break;
-		if (q.status == CMD_STATUS_NONE ||
-		    q.status == CMD_STATUS_NOT_NOW) {
-			*in_use = 1;
-			break;
-		}
-	}
-	mdb_cursor_close(c);
-	return rc == 0 || rc == MDB_NOTFOUND ? 0 : rc < 0 ? rc : store_rc(rc);
+	return db_prefix_each(t, DBI_CMDQ, pk.b, pk.len, pk.len + 8,
+	    in_use_each, in_use);
 }
 
 /* Delete every cmdq entry of a command. */

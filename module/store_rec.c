@@ -117,6 +117,33 @@ db_del(struct store_txn *t, enum store_dbi d, const struct key *k)
 	return store_rc(mdb_del(t->txn, t->s->dbi[d], &kv, NULL));
 }
 
+int
+db_prefix_each(struct store_txn *t, enum store_dbi d, const void *prefix,
+    size_t plen, size_t klen, db_each_fn fn, void *arg)
+{
+	MDB_cursor *c;
+	MDB_val     k, v;
+	int         rc, frc = 0;
+
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[d], &c)) != 0)
+		return store_rc(rc);
+	k.mv_data = (void *)(uintptr_t)prefix;
+	k.mv_size = plen;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		if (klen != 0 && k.mv_size != klen)
+			continue;
+		if ((frc = fn(t, &k, &v, arg)) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (frc != 0) /* fn stopped: 1 is not an error */
+		return frc == 1 ? 0 : frc;
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+}
+
 void
 rec_begin(struct rec_w *w, enum rec_kind kind)
 {
