@@ -806,6 +806,10 @@ command_from_plist(
 		conv_fail(&c, "%s", plist_safe_strerror(pe));
 		goto out;
 	}
+	if (!command_utf8_valid(buf, len)) {
+		conv_fail(&c, "the plist is not valid UTF-8");
+		goto out;
+	}
 	uuid = plist_dict_str(root, "CommandUUID");
 	if (uuid == NULL || !uuid_ok(uuid, strlen(uuid))) {
 		conv_fail(&c,
@@ -1107,6 +1111,8 @@ command_plist_json(plist_t node)
 			plist_dict_next_item(node, it, &key, &v);
 			if (v == NULL || key == NULL)
 				break;
+			/* JSON keys must be UTF-8; a device's may not be. */
+			command_utf8_fix(key);
 			child = command_plist_json(v);
 			if (obj_set(j, key, child) == -1)
 				goto fail;

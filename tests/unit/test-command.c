@@ -517,6 +517,11 @@ test_raw(void)
 	command_free(c);
 
 	plist_bad("", "empty");
+	plist_bad(PLIST_HEAD
+	    "<key>Command</key><dict><key>RequestType</key>"
+	    "<string>ProfileList</string><key>x\xff</key><true/></dict>"
+	    "<key>CommandUUID</key><string>x</string>" PLIST_TAIL,
+	    "not valid UTF-8");
 	plist_bad("bplist00\x01", "not an XML plist");
 	plist_bad("{\"request_type\": \"ProfileList\"}", "not an XML plist");
 	plist_bad(PLIST_HEAD "<key>Command</key><dict><key>RequestType</key>"
@@ -751,6 +756,15 @@ test_plist_json(void)
 	    "2026-11-27T10:53:10Z");
 	CHECK(json_is_object(json_array_get(json_object_get(j, "a"), 0)));
 	CHECK(json_is_array(json_array_get(json_object_get(j, "a"), 1)));
+	json_decref(j);
+	plist_free(root);
+
+	/* A key that is not UTF-8 (a device may send one) still converts. */
+	root = plist_new_dict();
+	plist_dict_set_item(root, "k\xff\xfey", plist_new_bool(1));
+	j = command_plist_json(root);
+	CHECK(j != NULL);
+	CHECK(json_is_true(json_object_get(j, "k??y")));
 	json_decref(j);
 	plist_free(root);
 }

@@ -1,0 +1,274 @@
+/*
+ * fuzz-api.c - fuzz the operator API's command builders: each input is
+ * an enqueue body given to command_from_json() (the POST form: jansson,
+ * then conversion against Apple's command schema) and to
+ * command_from_plist() (the PUT form: the depth scanner, libplist, the
+ * schema checks). The buffer is passed as is, not NUL-terminated, so that
+ * a read past the body is caught.
+ *
+ * Beyond "no crash", an accepted command must keep the invariants the
+ * store and devices rely on: a CommandUUID of 1 to COMMAND_UUID_MAX
+ * printable bytes, a RequestType the schema knows, and stored bytes that
+ * parse back (plist_safe_parse) to a dict whose CommandUUID and
+ * Command.RequestType are those; for the PUT form, the stored bytes are
+ * the body. A refusal must be 400 (or 500) with a message. The accepted
+ * plist is also turned back into JSON (command_plist_json), as the API
+ * shows it. A violation aborts.
+ *
+ * Built with -DPICOMDM_LIBFUZZER (clang -fsanitize=fuzzer,...) this is a
+ * libFuzzer target. Otherwise main() replays the files and directories
+ * given as arguments, or tests/fuzz/corpus/api (found through
+ * PICOMDM_TEST_DATA) when there are none, which is how make check runs it.
+ * A corpus file named "expect-NNN-MMM-..." must also give JSON status NNN
+ * and plist status MMM (0 for success); other files (crashes kept as
+ * regressions) only must not crash.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <plist/plist.h>
+
+#include "picomdm/command.h"
+#include "picomdm/plist.h"
+#include "picomdm/schema.h"
+
+#define FUZZ_INPUT_MAX (1024 * 1024)
+
+/* Abort unless an accepted command keeps the documented invariants. */
+static void
+fuzz_check_cmd(const struct command *c)
+{
+	plist_t	    root = NULL, cmd;
+	const char *s;
+	json_t	   *j;
+	size_t	    i, n;
+
+	if (c == NULL || c->uuid == NULL || c->request_type == NULL ||
+	    c->raw == NULL || c->raw_len == 0)
+		abort();
+	n = strlen(c->uuid);
+	if (n == 0 || n > COMMAND_UUID_MAX)
+		abort();
+	for (i = 0; i < n; i++)
+		if (c->uuid[i] <= ' ' || c->uuid[i] > '~')
+			abort();
+	if (schema_command_find(c->request_type) == NULL)
+		abort();
+	if (plist_safe_parse((const char *)c->raw, c->raw_len, &root) !=
+	    PLIST_SAFE_OK)
+		abort();
+	if ((s = plist_dict_str(root, "CommandUUID")) == NULL ||
+	    strcmp(s, c->uuid) != 0)
+		abort();
+	cmd = plist_dict_get_item(root, "Command");
+	if ((s = plist_dict_str(cmd, "RequestType")) == NULL ||
+	    strcmp(s, c->request_type) != 0)
+		abort();
+	if ((j = command_plist_json(root)) == NULL)
+		abort();
+	json_decref(j);
+	plist_free(root);
+}
+
+/* A refusal: a known status with a NUL-terminated, non-empty message. */
+static void
+fuzz_check_refusal(
+    int rc, const struct command *c, const char *err, size_t errsz)
+{
+	if ((rc != 400 && rc != 500) || c != NULL)
+		abort();
+	if (memchr(err, '\0', errsz) == NULL || err[0] == '\0')
+		abort();
+}
+
+/*
+ * Run one body through both builders; returns the two statuses packed as
+ * json * 1000 + plist.
+ */
+static int
+fuzz_one(const uint8_t *data, size_t size)
+{
+	struct command *c = NULL;
+	char		err[COMMAND_ERR_SIZE];
+	int		rc1, rc2;
+
+	memset(err, 'x', sizeof(err));
+	rc1 = command_from_json((const char *)data, size, &c, err, sizeof(err));
+	if (rc1 == 0)
+		fuzz_check_cmd(c);
+	else
+		fuzz_check_refusal(rc1, c, err, sizeof(err));
+	command_free(c);
+	c = NULL;
+
+	memset(err, 'x', sizeof(err));
+	rc2 =
+	    command_from_plist((const char *)data, size, &c, err, sizeof(err));
+	if (rc2 == 0) {
+		fuzz_check_cmd(c);
+		if (c->raw_len != size || memcmp(c->raw, data, size) != 0)
+			abort();
+	} else
+		fuzz_check_refusal(rc2, c, err, sizeof(err));
+	command_free(c);
+	return rc1 * 1000 + rc2;
+}
+
+#ifdef PICOMDM_LIBFUZZER
+
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	fuzz_one(data, size);
+	return 0;
+}
+
+#else
+
+static int fuzz_files, fuzz_bad;
+
+/*
+ * The statuses an "expect-NNN-MMM-" name promises, packed like
+ * fuzz_one()'s result; -1 when the name makes no promise or is malformed
+ * (*bad set).
+ */
+static int
+expect_of(const char *base, int *bad)
+{
+	int i, v[2] = {0, 0};
+
+	*bad = 0;
+	if (strncmp(base, "expect-", 7) != 0)
+		return -1;
+	for (i = 0; i < 7; i++) {
+		char c = base[7 + i];
+
+		if (i == 3) {
+			if (c != '-')
+				break;
+			continue;
+		}
+		if (c < '0' || c > '9')
+			break;
+		v[i > 3] = v[i > 3] * 10 + (c - '0');
+	}
+	if (i != 7 || base[14] != '-') {
+		*bad = 1;
+		return -1;
+	}
+	return v[0] * 1000 + v[1];
+}
+
+/* Replay one file; check the statuses its name promises. */
+static void
+replay_file(const char *path)
+{
+	const char *base;
+	FILE	   *f;
+	uint8_t	   *buf, *exact;
+	size_t	    n;
+	int	    rc, want, bad;
+
+	if ((f = fopen(path, "rb")) == NULL) {
+		fprintf(stderr, "fuzz-api: cannot open %s\n", path);
+		fuzz_bad++;
+		return;
+	}
+	if ((buf = malloc(FUZZ_INPUT_MAX)) == NULL)
+		abort();
+	n = fread(buf, 1, FUZZ_INPUT_MAX, f);
+	fclose(f);
+	/* An exactly sized copy, so reads past the body are caught. */
+	if ((exact = malloc(n > 0 ? n : 1)) == NULL)
+		abort();
+	memcpy(exact, buf, n);
+	free(buf);
+	rc = fuzz_one(exact, n);
+	free(exact);
+	fuzz_files++;
+
+	base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	want = expect_of(base, &bad);
+	if (bad) {
+		fprintf(stderr, "fuzz-api: %s: bad expect- name\n", path);
+		fuzz_bad++;
+	} else if (want != -1 && want != rc) {
+		fprintf(stderr,
+		    "fuzz-api: %s: statuses %03d-%03d, expected %.7s\n", path,
+		    rc / 1000, rc % 1000, base + 7);
+		fuzz_bad++;
+	}
+}
+
+/* Replay a file, or every regular file of a directory. */
+static void
+replay_path(const char *path)
+{
+	struct stat    st;
+	DIR	      *d;
+	struct dirent *de;
+	char	       sub[4096];
+	int	       w;
+
+	if (stat(path, &st) == -1) {
+		fprintf(stderr, "fuzz-api: cannot stat %s\n", path);
+		fuzz_bad++;
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		replay_file(path);
+		return;
+	}
+	if ((d = opendir(path)) == NULL) {
+		fprintf(stderr, "fuzz-api: cannot open %s\n", path);
+		fuzz_bad++;
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		w = snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+		if (w < 0 || (size_t)w >= sizeof(sub))
+			continue;
+		if (stat(sub, &st) == 0 && S_ISREG(st.st_mode))
+			replay_file(sub);
+	}
+	closedir(d);
+}
+
+int
+main(int argc, char *argv[])
+{
+	const char *data;
+	char	    dir[4096];
+	int	    i, w;
+
+	if (argc > 1)
+		for (i = 1; i < argc; i++)
+			replay_path(argv[i]);
+	else {
+		if ((data = getenv("PICOMDM_TEST_DATA")) == NULL) {
+			fprintf(stderr, "usage: fuzz-api file|dir ...\n");
+			return 2;
+		}
+		w = snprintf(dir, sizeof(dir), "%s/../fuzz/corpus/api", data);
+		if (w < 0 || (size_t)w >= sizeof(dir))
+			return 2;
+		replay_path(dir);
+	}
+	printf(
+	    "fuzz-api: %d inputs replayed, %d failed\n", fuzz_files, fuzz_bad);
+	return fuzz_bad == 0 && fuzz_files > 0 ? 0 : 1;
+}
+
+#endif

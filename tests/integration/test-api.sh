@@ -1,0 +1,383 @@
+#!/usr/bin/env bash
+#
+# test-api.sh - the operator API through real nginx and TLS: the API key
+# (missing, wrong scheme, wrong key), unknown paths and wrong methods,
+# every endpoint, enrollment filters and paging, enqueue in both forms
+# with per-enrollment outcomes, bad JSON and wrong types against Apple's
+# schema, query parameters, the JSON 413, percent-encoded IDs with ':'
+# and '@', cancelling, a command's targets, result history with paging
+# and one result decoded.
+
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib-api.sh
+. "$(dirname "$0")/lib-api.sh"
+
+it_start
+
+# A responder with a 1 MiB API cap, below nginx's 8m, so that the 413 is
+# the responder's JSON one.
+printf 'api_max = 1m\n' >"$IT_DIR/api.conf"
+it_stop_responder
+IT_RESPONDER_CMD+=(--config "$IT_DIR/api.conf")
+it_start_responder
+
+udid1=00008110-000A1B2C3D4E5F60
+udid2=00008110-000F6E5D4C3B2A10
+serial1=APITEST00001
+serial2=APITEST00002
+shared=student.42@school.example.edu
+uid1="$udid1:$shared"
+
+# ---- authentication ----
+
+put_raw /api/v1/enrollments -X GET
+expect_api_error 401 "no Authorization: 401" "Bearer"
+put_raw /api/v1/enrollments -X GET -H "Authorization: Basic dXNlcjpwYXNz"
+expect_api_error 401 "Basic scheme: 401" "Bearer"
+put_raw /api/v1/enrollments -X GET -H "Authorization: Bearer wrong-key"
+expect_api_error 403 "wrong key: 403" "wrong API key"
+put_raw /api/v1/enrollments -X GET \
+    -H "Authorization: Bearer $(cat "$IT_DIR/api.key")x"
+expect_api_error 403 "key with an extra character: 403"
+put_raw /api/v1/nope -X GET
+expect_api_error 401 "unknown path without a key: 401 (nothing revealed)"
+put_raw /api/v1/enrollments -X GET \
+    -H "Authorization: bearer $(cat "$IT_DIR/api.key")"
+expect_status 200 "scheme name is case-insensitive"
+
+# ---- routing ----
+
+api GET /api/v1/nope
+expect_api_error 404 "unknown endpoint: 404"
+api GET /api/v2/enrollments
+expect_api_error 404 "unknown version: 404"
+api GET /api/v1/enrollments/a/b/c
+expect_api_error 404 "too many segments: 404"
+api POST /api/v1/enrollments
+expect_api_error 405 "POST enrollments: 405"
+api GET /api/v1/enqueue/x
+expect_api_error 405 "GET enqueue: 405"
+api PUT /api/v1/queue/x
+expect_api_error 405 "PUT queue: 405"
+api GET /api/v1/queue/x/y
+expect_api_error 405 "GET one queued command: 405"
+api DELETE /api/v1/results/x
+expect_api_error 405 "DELETE results: 405"
+api GET /api/v1/enrollments/
+expect_status 200 "a trailing slash is ignored"
+
+# ---- enrollments ----
+
+api GET /api/v1/enrollments
+expect_status 200 "empty store: list answers"
+expect_body_jq '.enrollments | length' 0 "empty store: no enrollments"
+expect_body_jq .next null "empty store: next is null"
+
+enroll "$udid1" device1 "$serial1"
+enroll "$udid2" device2 "$serial2"
+checkin "$(token_plist "$udid1" "$(openssl rand -base64 32)" \
+    UserID=FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF UserShortName="$shared" \
+    UserLongName="Student Forty-Two")" device1
+expect_status 200 "Shared iPad user channel enrolled"
+
+api GET /api/v1/enrollments
+expect_status 200 "list enrollments"
+expect_body_jq '[.enrollments[].id] | join(",")' "$udid1,$uid1,$udid2" \
+    "all three in ID order"
+expect_body_jq '.enrollments[0].serial_number' "$serial1" \
+    "list shows the serial number"
+expect_body_jq '.enrollments[1].serial_number' "$serial1" \
+    "a user channel shows its device's serial"
+expect_body_jq '.enrollments[1].type' SharediPad "user channel type"
+expect_body_jq '.enrollments[0].enabled' true "enabled after TokenUpdate"
+expect_body_jq '.enrollments[0] | has("token")' false \
+    "the list carries no push token"
+expect_body_jq .next null "one page: next is null"
+
+# Paging: limit 1 walks all three.
+ids=() after=
+for _ in 1 2 3 4; do
+	api GET "/api/v1/enrollments?limit=1${after:+&after=$(pct "$after")}"
+	[[ $STATUS == 200 ]] || break
+	ids+=("$(jq -r '.enrollments[0].id // empty' "$BODY")")
+	after=$(jq -r '.next // empty' "$BODY")
+	[[ -n $after ]] || break
+done
+expect_eq "$(IFS=,; echo "${ids[*]}")" "$udid1,$uid1,$udid2" \
+    "paging with limit=1 and after visits each once"
+expect_eq "$after" "" "the last page has next null"
+
+checkin "$(checkout_plist "$udid2")" device2
+expect_status 200 "CheckOut of the second device"
+api GET "/api/v1/enrollments?enabled=false"
+expect_body_jq '[.enrollments[].id] | join(",")' "$udid2" "filter enabled=false"
+api GET "/api/v1/enrollments?enabled=true&type=device"
+expect_body_jq '[.enrollments[].id] | join(",")' "$udid1" \
+    "filter enabled=true and type=device"
+api GET "/api/v1/enrollments?type=SharediPad"
+expect_body_jq '[.enrollments[].id] | join(",")' "$uid1" "filter type=SharediPad"
+api GET "/api/v1/enrollments?serial=$serial1"
+expect_body_jq '.enrollments | length' 2 "filter serial: device and its user"
+api GET "/api/v1/enrollments?topic=$IT_TOPIC&limit=1000"
+expect_body_jq '.enrollments | length' 3 "filter topic"
+api GET "/api/v1/enrollments?topic=com.apple.mgmt.other"
+expect_body_jq '.enrollments | length' 0 "filter on another topic"
+api GET "/api/v1/enrollments?seen_since=2000-01-01T00:00:00Z"
+expect_body_jq '.enrollments | length' 3 "seen_since in the past"
+api GET "/api/v1/enrollments?seen_since=2099-01-01T00:00:00%2B01:00"
+expect_body_jq '.enrollments | length' 0 "seen_since in the future"
+api GET "/api/v1/enrollments?enabled=maybe"
+expect_api_error 400 "enabled=maybe: 400" "enabled"
+api GET "/api/v1/enrollments?type=Printer"
+expect_api_error 400 "unknown type: 400" "type"
+api GET "/api/v1/enrollments?limit=0"
+expect_api_error 400 "limit=0: 400" "limit"
+api GET "/api/v1/enrollments?limit=1001"
+expect_api_error 400 "limit=1001: 400" "limit"
+api GET "/api/v1/enrollments?seen_since=yesterday"
+expect_api_error 400 "seen_since not RFC 3339: 400" "seen_since"
+api GET "/api/v1/enrollments?colour=blue"
+expect_api_error 400 "unknown parameter: 400" "colour"
+api GET "/api/v1/enrollments?limit=1&limit=2"
+expect_api_error 400 "repeated parameter: 400" "twice"
+
+api GET "/api/v1/enrollments/$udid1"
+expect_status 200 "one enrollment"
+expect_body_jq .device.serial_number "$serial1" "device facts included"
+expect_body_jq .device.product_name iPhone14,5 "product name included"
+expect_body_jq '.enrollment.token.length' 32 "push token as its length"
+expect_body_jq '.enrollment.token.sha256 | length' 64 "and its SHA-256"
+expect_body_jq '.enrollment.push_magic | has("sha256")' true \
+    "PushMagic as length and SHA-256"
+expect_body_jq '.user_channels | join(",")' "$uid1" "user channels listed"
+expect_body_jq .queued 0 "nothing queued yet"
+api GET "/api/v1/enrollments/$(pct "$uid1")"
+expect_status 200 "percent-encoded user channel ID (':' and '@')"
+expect_body_jq .enrollment.user_short_name "$shared" "user channel details"
+expect_body_jq .enrollment.device_id "$udid1" "user channel's device"
+api GET /api/v1/enrollments/NOSUCHDEVICE
+expect_api_error 404 "unknown enrollment: 404" "NOSUCHDEVICE"
+
+# ---- enqueue, raw ----
+
+u1=11111111-2222-4333-8444-555555555551
+enqueue_raw "$udid1" "$u1" ProfileList
+expect_status 200 "raw enqueue to one enrollment"
+expect_body_jq .command_uuid "$u1" "answer names the CommandUUID"
+expect_body_jq .request_type ProfileList "answer names the RequestType"
+expect_body_jq ".status[\"$udid1\"].status" queued "per-ID status queued"
+api PUT "/api/v1/enqueue/$udid2" --data-binary "@$(it_file "cmd-$u1.plist")"
+expect_api_error 409 "same CommandUUID again: 409" "$u1"
+
+u2=11111111-2222-4333-8444-555555555552
+enqueue_raw "$udid1,NOSUCH,$(pct "$uid1")" "$u2" ProfileList
+expect_status 207 "some IDs unknown: 207"
+expect_body_jq ".status[\"$udid1\"].status" queued "known device queued"
+expect_body_jq ".status[\"$uid1\"].status" queued "user channel queued"
+expect_body_jq '.status.NOSUCH.status' "unknown enrollment" \
+    "unknown ID reported"
+
+u3=11111111-2222-4333-8444-555555555553
+enqueue_raw "NOSUCH,OTHER" "$u3" ProfileList
+expect_api_error 404 "no ID known: 404"
+expect_body_jq '.status.OTHER.status' "unknown enrollment" \
+    "404 still gives per-ID status"
+api GET "/api/v1/commands/$u3"
+expect_api_error 404 "a command queued nowhere is not kept"
+
+api PUT "/api/v1/enqueue/$udid1" --data-binary "bplist00garbage"
+expect_api_error 400 "binary plist refused" "not an XML plist"
+api PUT "/api/v1/enqueue/$udid1" --data-binary \
+    "@$(cmd_plist 11111111-2222-4333-8444-55555555555f NoSuchCommand)"
+expect_api_error 400 "unknown RequestType refused" "NoSuchCommand"
+api PUT "/api/v1/enqueue/$udid1" --data-binary \
+    "@$(cmd_plist 11111111-2222-4333-8444-55555555555e DeviceInformation \
+    '<key>Queries</key><string>UDID</string>')"
+expect_api_error 400 "raw plist with a wrong key type" \
+    "Command.Queries: want array, got string"
+api PUT "/api/v1/enqueue/$udid1" -H "Content-Length: 0"
+expect_api_error 400 "empty body refused" "empty body"
+api PUT "/api/v1/enqueue/$udid1," --data-binary "@$(it_file "cmd-$u1.plist")"
+expect_api_error 400 "empty ID in the list refused" "empty"
+
+# ---- enqueue, JSON ----
+
+api POST "/api/v1/enqueue/$udid1?priority=7" -H 'Content-Type: application/json' \
+    --data-binary '{"request_type": "DeviceInformation",
+    "Queries": ["UDID", "SerialNumber"]}'
+expect_status 200 "JSON enqueue"
+ju=$(jq -r .command_uuid "$BODY")
+expect_eq "$(grep -Ec '^[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}$' <<<"$ju")" \
+    1 "a version 4 CommandUUID is made"
+api GET "/api/v1/commands/$ju"
+expect_status 200 "the JSON command is stored"
+expect_body_jq '.command.Command.Queries | join(",")' UDID,SerialNumber \
+    "converted plist holds the queries"
+expect_body_jq '.command.CommandUUID' "$ju" "and its CommandUUID"
+expect_body_jq '.raw | startswith("<?xml")' true "stored as an XML plist"
+
+api POST "/api/v1/enqueue/$udid1" --data-binary '{"request_type": "InstallProfile",
+    "command_uuid": "json-profile-1", "Payload": "PD94bWwgdmVyc2lvbj0iMS4wIj8+"}'
+expect_status 200 "JSON with base64 data"
+api GET /api/v1/commands/json-profile-1
+expect_body_jq '.command.Command.Payload' PD94bWwgdmVyc2lvbj0iMS4wIj8+ \
+    "data kept (shown as base64)"
+expect_body_jq '.raw | contains("<data>")' true "sent as <data>"
+
+api POST "/api/v1/enqueue/$udid1" --data-binary '{"request_type": '
+expect_api_error 400 "truncated JSON: 400" "invalid JSON"
+api POST "/api/v1/enqueue/$udid1" --data-binary '[1, 2]'
+expect_api_error 400 "JSON array: 400" "JSON object"
+api POST "/api/v1/enqueue/$udid1" --data-binary '{"Queries": []}'
+expect_api_error 400 "no request_type: 400" "request_type"
+api POST "/api/v1/enqueue/$udid1" --data-binary '{"request_type": "Reboot"}'
+expect_api_error 400 "unknown request_type: 400" '"Reboot"'
+api POST "/api/v1/enqueue/$udid1" --data-binary \
+    '{"request_type": "DeviceInformation", "Queries": "UDID"}'
+expect_api_error 400 "wrong type names the key" \
+    "Queries: want array, got string"
+api POST "/api/v1/enqueue/$udid1" --data-binary \
+    '{"request_type": "DeviceInformation", "Queries": ["UDID", 5]}'
+expect_api_error 400 "wrong item type names the index" "Queries[1]"
+api POST "/api/v1/enqueue/$udid1" --data-binary \
+    '{"request_type": "InstallProfile", "Payload": "***"}'
+expect_api_error 400 "data that is not base64" "Payload: want base64"
+api POST "/api/v1/enqueue/$udid1" --data-binary \
+    '{"request_type": "InstallApplication", "iTunesStoreID": "12"}'
+expect_api_error 400 "string for an integer" "iTunesStoreID: want integer"
+api POST "/api/v1/enqueue/$udid1" --data-binary \
+    '{"request_type": "EraseDevice", "ReturnToService": {"Enabled": 1}}'
+expect_api_error 400 "nested key named by its path" \
+    "ReturnToService.Enabled: want boolean"
+api POST "/api/v1/enqueue/$udid1" --data-binary \
+    '{"request_type": "DeviceInformation", "Queries": [], "Extra": true}'
+expect_api_error 400 "unknown key refused" "Extra: unknown key"
+api POST "/api/v1/enqueue/$udid1" --data-binary \
+    '{"request_type": "DeviceInformation"}'
+expect_api_error 400 "missing required key" "Queries: required key missing"
+
+api POST "/api/v1/enqueue/$udid1?priority=256" --data-binary \
+    '{"request_type": "ProfileList"}'
+expect_api_error 400 "priority 256: 400" "priority"
+api POST "/api/v1/enqueue/$udid1?expires=2001-01-01T00:00:00Z" \
+    --data-binary '{"request_type": "ProfileList"}'
+expect_api_error 400 "expiry in the past: 400" "expires"
+api POST "/api/v1/enqueue/$udid1?expires=soon" --data-binary \
+    '{"request_type": "ProfileList"}'
+expect_api_error 400 "expiry not a time: 400" "expires"
+api POST "/api/v1/enqueue/$udid1?push=1" --data-binary \
+    '{"request_type": "ProfileList"}'
+expect_api_error 400 "unknown enqueue parameter: 400" "push"
+api POST "/api/v1/enqueue/$udid1?nopush=1&expires=3600&priority=0" \
+    --data-binary '{"request_type": "ProfileList", "command_uuid": "exp-1"}'
+expect_status 200 "nopush, expires and priority accepted"
+
+head -c $((1024 * 1024 + 1)) /dev/zero | tr '\0' ' ' >"$(it_file big.json)"
+api POST "/api/v1/enqueue/$udid1" --data-binary "@$(it_file big.json)"
+expect_api_error 413 "body over api_max: JSON 413" "cap"
+
+# ---- queue ----
+
+api GET "/api/v1/queue/$udid1"
+expect_status 200 "queue of the device"
+expect_body_jq '[.queue[].command_uuid] | join(",")' \
+    "$ju,$u1,$u2,json-profile-1,exp-1" "queue in delivery order (priority first)"
+expect_body_jq '.queue[0].priority' 7 "priority shown"
+expect_body_jq '.queue[0].request_type' DeviceInformation "RequestType shown"
+expect_body_jq '.queue[0].status' Queued "status Queued"
+expect_body_jq '.queue[4].expires_at | length' 20 "expiry shown (RFC 3339)"
+api GET "/api/v1/queue/$(pct "$uid1")"
+expect_body_jq '[.queue[].command_uuid] | join(",")' "$u2" \
+    "the user channel's queue is its own"
+api GET /api/v1/queue/NOSUCH
+expect_api_error 404 "queue of an unknown enrollment: 404"
+
+api DELETE "/api/v1/queue/$udid1/$u1"
+expect_status 200 "cancel one"
+expect_body_jq .cancelled 1 "one cancelled"
+api DELETE "/api/v1/queue/$udid1/$u1"
+expect_api_error 404 "cancel it again: 404" "not queued"
+api DELETE "/api/v1/queue/NOSUCH/$u1"
+expect_api_error 404 "cancel on an unknown enrollment: 404"
+api GET "/api/v1/commands/$u1"
+expect_body_jq ".targets[] | select(.enrollment_id == \"$udid1\") | .status" \
+    Cancelled "the command shows Cancelled for the device"
+
+api DELETE "/api/v1/queue/$(pct "$uid1")"
+expect_status 200 "cancel all of the user channel"
+expect_body_jq .cancelled 1 "its one command cancelled"
+api GET "/api/v1/commands/$u2"
+expect_body_jq '.counts | to_entries | map("\(.key)=\(.value)") | join(",")' \
+    "Queued=1,Cancelled=1" "command counts per status"
+expect_body_jq '.targets | length' 2 "two targets"
+
+# ---- results ----
+
+# The device polls: it gets the first command, acknowledges it, and so on.
+got=$(send "$udid1" device1 Idle)
+expect_eq "$got" "$ju" "Idle gets the highest priority command"
+got=$(send "$udid1" device1 Acknowledged "$ju" \
+    QueryResponses:raw='<dict><key>UDID</key><string>x</string></dict>')
+expect_eq "$got" "$u2" "Acknowledged gets the next"
+got=$(send "$udid1" device1 Error "$u2" \
+    ErrorChain:raw='<array><dict><key>ErrorCode</key><integer>12021</integer><key>ErrorDomain</key><string>MCMDMErrorDomain</string><key>LocalizedDescription</key><string>Nope</string><key>USEnglishDescription</key><string>Nope</string></dict></array>')
+expect_eq "$got" json-profile-1 "Error gets the next"
+got=$(send "$udid1" device1 Acknowledged json-profile-1)
+expect_eq "$got" exp-1 "then the last"
+
+api GET "/api/v1/results/$udid1"
+expect_status 200 "result history"
+expect_body_jq '[.results[].command_uuid] | join(",")' \
+    "json-profile-1,$u2,$ju" "newest first"
+expect_body_jq '.results[1].status' Error "status decoded"
+expect_body_jq '.results[1].error_chain[0].code' 12021 "ErrorChain code"
+expect_body_jq '.results[1].error_chain[0].domain' MCMDMErrorDomain \
+    "ErrorChain domain"
+expect_body_jq '.results[1].error_chain[0].us_english_description' Nope \
+    "ErrorChain description"
+expect_body_jq '.results[0].known' true "known command"
+expect_body_jq '.results[0].well_formed' true "well-formed"
+expect_body_jq .next null "one page"
+seq_err=$(jq -r '.results[1].seq' "$BODY")
+api GET "/api/v1/results/$udid1?limit=2"
+expect_body_jq '.results | length' 2 "limit=2"
+next=$(jq -r .next "$BODY")
+api GET "/api/v1/results/$udid1?limit=2&before=$next"
+expect_body_jq '[.results[].command_uuid] | join(",")' "$ju" \
+    "before=next gives the rest"
+expect_body_jq .next null "and ends"
+api GET "/api/v1/results/$udid1/$seq_err"
+expect_status 200 "one result"
+expect_body_jq .plist.Status Error "decoded plist"
+expect_body_jq '.plist.ErrorChain[0].ErrorCode' 12021 "decoded ErrorChain"
+expect_body_jq '.raw | contains("<string>MCMDMErrorDomain</string>")' true \
+    "raw plist as text"
+expect_body_jq .request_type ProfileList "RequestType of the command"
+api GET "/api/v1/results/$udid1/999999"
+expect_api_error 404 "unknown seq: 404"
+api GET "/api/v1/results/$udid1/abc"
+expect_api_error 404 "non-numeric seq: 404"
+api GET /api/v1/results/NOSUCH
+expect_api_error 404 "results of an unknown enrollment: 404"
+api GET "/api/v1/results/$udid1?before=0"
+expect_api_error 400 "before=0: 400" "before"
+
+api GET "/api/v1/commands/$u2"
+expect_body_jq ".targets[] | select(.enrollment_id == \"$udid1\") | .status" \
+    Error "command status per enrollment: Error"
+expect_body_jq ".targets[] | select(.enrollment_id == \"$udid1\") |
+    .result_seq" "$seq_err" "with its result's seq"
+api GET /api/v1/commands/NOSUCH
+expect_api_error 404 "unknown command: 404"
+
+# No key file: the API is disabled.
+it_stop_responder
+mapfile -t IT_RESPONDER_CMD < <(printf '%s\n' "${IT_RESPONDER_CMD[@]}" |
+    sed '/^--api-key-file$/,+1d')
+it_start_responder
+api GET /api/v1/enrollments
+expect_api_error 503 "no API key configured: 503" "disabled"
+
+it_done
