@@ -14,6 +14,8 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,14 +49,15 @@ print_json(json_t *o)
 /*
  * Split argv[1..argc) into positional arguments (at most npos) and the
  * options named in opts, each taking a value ("--name V" or
- * "--name=V"). vals[i] borrows from argv. Returns the number of
- * positional arguments, or -1 on a usage error.
+ * "--name=V"); "--" ends the options. vals[i] borrows from argv.
+ * Returns the number of positional arguments, -1 on a usage error, or -2
+ * for --help (-h).
  */
 static int
 ctl_args(struct ctl *c, const char **pos, int npos, const char *const *opts,
     const char **vals, int nopts)
 {
-	int    i, j, n = 0;
+	int    i, j, n = 0, dashdash = 0;
 	size_t l;
 
 	for (j = 0; j < nopts; j++)
@@ -62,7 +65,14 @@ ctl_args(struct ctl *c, const char **pos, int npos, const char *const *opts,
 	for (i = 1; i < c->argc; i++) {
 		const char *a = c->argv[i];
 
-		if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+		if (!dashdash && strcmp(a, "--") == 0) {
+			dashdash = 1;
+			continue;
+		}
+		if (!dashdash &&
+		    (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0))
+			return -2;
+		if (dashdash || strncmp(a, "--", 2) != 0) {
 			if (n == npos)
 				return -1;
 			pos[n++] = a;
@@ -85,6 +95,31 @@ ctl_args(struct ctl *c, const char **pos, int npos, const char *const *opts,
 			return -1;
 	}
 	return n;
+}
+
+/*
+ * Open the store: read-only, or read-write for the commands that change
+ * it, which must find an existing store (queueing into a store that was
+ * just created, with no enrollments, is always a mistake). 0 or an exit
+ * status (message printed).
+ */
+static int
+queue_open(struct ctl *c, int readonly)
+{
+	struct stat st;
+	char	    path[4096];
+	int	    n;
+
+	if (!readonly && c->db != NULL) {
+		n = snprintf(path, sizeof(path), "%s/data.mdb", c->db);
+		if (n < 0 || (size_t)n >= sizeof(path) ||
+		    stat(path, &st) == -1) {
+			fprintf(
+			    stderr, "picomdmctl: %s: no store there\n", c->db);
+			return EXIT_USAGE;
+		}
+	}
+	return ctl_open(c, readonly, 0);
 }
 
 /* Read FILE (or stdin for "-") up to CTL_COMMAND_MAX. 0 or -1. */
@@ -157,6 +192,30 @@ fail:
 	return -1;
 }
 
+#define ENQUEUE_SYNOPSIS "ID[,ID...] FILE|- [--priority N] [--expires T]"
+#define RESULTS_SYNOPSIS "ID [--limit N] [--before SEQ]"
+
+static const char enqueue_help[] =
+    "Queue a command to one or more enrollments, as the operator API's\n"
+    "enqueue does: FILE (or - for stdin) is a raw command plist, sent byte\n"
+    "for byte, or its JSON form when it starts with '{' (see\n"
+    "picomdm-api(7)); both are checked against Apple's command schema.\n"
+    "  --priority N   0 to 255 (default 0), higher first\n"
+    "  --expires T    RFC 3339 time or seconds from now; never sent after\n"
+    "Prints the CommandUUID and each ID's outcome as JSON. Exit 0 when\n"
+    "every ID got it, 1 when some did not (unknown enrollment), 2 for a\n"
+    "bad command or a CommandUUID already known.\n";
+static const char queue_help[] =
+    "The enrollment's pending commands in the order they will be sent.\n";
+static const char results_help[] =
+    "The enrollment's command results, newest first, with ErrorChains\n"
+    "decoded.\n"
+    "  --limit N      at most N (1 to 1000, default 100)\n"
+    "  --before SEQ   older than this result (the \"next\" of a page)\n";
+static const char cancel_help[] =
+    "Cancel one pending command of the enrollment, or all of them; they\n"
+    "are reported as Cancelled.\n";
+
 /*
  * enqueue: like PUT/POST /api/v1/enqueue. Exit 0 when every ID got the
  * command, 1 when some or all did not (unknown enrollment), 2 for a bad
@@ -178,8 +237,9 @@ ctl_enqueue(struct ctl *c)
 	int			 rc, ex = EXIT_USAGE;
 
 	memset(&b, 0, sizeof(b));
-	if (ctl_args(c, pos, 2, opts, vals, 2) != 2)
-		return -1;
+	if ((rc = ctl_args(c, pos, 2, opts, vals, 2)) != 2)
+		return ctl_usage(
+		    "enqueue", ENQUEUE_SYNOPSIS, enqueue_help, rc == -2);
 	if (vals[0] != NULL && num_parse(vals[0], 0, 255, &prio) == -1) {
 		fprintf(stderr, "picomdmctl: --priority: want 0 to 255\n");
 		return EXIT_USAGE;
@@ -200,6 +260,9 @@ ctl_enqueue(struct ctl *c)
 	}
 	if (read_file(pos[1], &b) == -1)
 		goto out;
+	if ((ex = queue_open(c, 0)) != 0)
+		goto out;
+	ex = EXIT_USAGE;
 	if (b.len >= 3 && memcmp(b.p, "\xef\xbb\xbf", 3) == 0)
 		off = 3;
 	while (off < b.len &&
@@ -300,12 +363,15 @@ int
 ctl_queue(struct ctl *c)
 {
 	struct queue_ctx qc;
+	const char	*pos[1];
 	int		 rc;
 
-	if (c->argc != 2)
-		return -1;
+	if ((rc = ctl_args(c, pos, 1, NULL, NULL, 0)) != 1)
+		return ctl_usage("queue", "ID", queue_help, rc == -2);
+	if ((rc = queue_open(c, 1)) != 0)
+		return rc;
 	memset(&qc, 0, sizeof(qc));
-	qc.id = c->argv[1];
+	qc.id = pos[0];
 	if ((qc.arr = json_array()) == NULL)
 		return EXIT_USAGE;
 	rc = store_read(c->store, queue_op, &qc);
@@ -355,8 +421,9 @@ ctl_results(struct ctl *c)
 	long long		 v;
 	int			 rc;
 
-	if (ctl_args(c, pos, 1, opts, vals, 2) != 1)
-		return -1;
+	if ((rc = ctl_args(c, pos, 1, opts, vals, 2)) != 1)
+		return ctl_usage(
+		    "results", RESULTS_SYNOPSIS, results_help, rc == -2);
 	memset(&qc, 0, sizeof(qc));
 	qc.id = pos[0];
 	qc.limit = 100;
@@ -375,6 +442,8 @@ ctl_results(struct ctl *c)
 		}
 		qc.before = (uint64_t)v;
 	}
+	if ((rc = queue_open(c, 1)) != 0)
+		return rc;
 	if ((qc.arr = json_array()) == NULL)
 		return EXIT_USAGE;
 	rc = store_read(c->store, results_op, &qc);
@@ -410,13 +479,16 @@ int
 ctl_cancel(struct ctl *c)
 {
 	struct queue_ctx qc;
-	int		 rc;
+	const char	*pos[2];
+	int		 rc, n;
 
-	if (c->argc != 2 && c->argc != 3)
-		return -1;
+	if ((n = ctl_args(c, pos, 2, NULL, NULL, 0)) != 1 && n != 2)
+		return ctl_usage("cancel", "ID [UUID]", cancel_help, n == -2);
+	if ((rc = queue_open(c, 0)) != 0)
+		return rc;
 	memset(&qc, 0, sizeof(qc));
-	qc.id = c->argv[1];
-	qc.uuid = c->argc == 3 ? c->argv[2] : NULL;
+	qc.id = pos[0];
+	qc.uuid = n == 2 ? pos[1] : NULL;
 	rc = store_write(c->store, cancel_op, &qc);
 	if (rc == 0)
 		print_json(json_pack("{s:s, s:I}", "enrollment_id", qc.id,
