@@ -135,7 +135,8 @@ struct lg_conn {
 };
 
 struct lg_stats {
-	uint64_t  done;
+	uint64_t  all;	/* whole responses, warm-up included */
+	uint64_t  done; /* whole responses in the measured window */
 	uint64_t  status[LG_STATUS_MAX];
 	uint64_t  err[LG_E__MAX];
 	uint64_t  handshakes;
@@ -835,6 +836,7 @@ lg_done(
 	struct lg_stats *s = &c->th->st;
 	uint64_t	 now = lg_now();
 
+	s->all++;
 	if (lg_in_window(now)) {
 		s->done++;
 		s->status[status < LG_STATUS_MAX ? status : 0]++;
@@ -1299,6 +1301,7 @@ main(int argc, char *argv[])
 	for (i = 0; i < g.threads; i++) {
 		struct lg_stats *s = &ths[i].st;
 
+		tot.all += s->all;
 		tot.done += s->done;
 		tot.handshakes += s->handshakes;
 		tot.resumed += s->resumed;
@@ -1339,8 +1342,8 @@ main(int argc, char *argv[])
 	if (g.chain)
 		printf("\"chain_empty\":%llu,",
 		    (unsigned long long)tot.chain_empty);
-	printf("\"cpu_s\":%.3f,\"cores\":%.2f,\"status\":{", cpu,
-	    secs > 0 ? cpu / secs : 0.0);
+	printf("\"all\":%llu,\"cpu_s\":%.3f,\"cores\":%.2f,\"status\":{",
+	    (unsigned long long)tot.all, cpu, secs > 0 ? cpu / secs : 0.0);
 	for (j = 0, first = 1; j < LG_STATUS_MAX; j++)
 		if (tot.status[j] > 0) {
 			printf("%s\"%d\":%llu", first ? "" : ",", j,
