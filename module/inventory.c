@@ -561,6 +561,7 @@ inv_raw(struct inv_ctx *c, const struct inv_src *s, const unsigned char *raw,
 	plist_free(root);
 }
 
+/* A stored raw message: every key it holds. */
 static int
 inv_msg_cb(const struct store_msg *m, void *arg)
 {
@@ -584,6 +585,7 @@ struct inv_res {
 	struct store_txn *t;
 };
 
+/* A stored command report: every key, with its command. */
 static int
 inv_result_cb(const struct store_result *r, void *arg)
 {
@@ -645,6 +647,7 @@ opt_bytes(enum inv_service svc, const char *msg, const char *field,
 	return j_digest(p, n, r != NULL && r->secret);
 }
 
+/* The fields the device record keeps, with when each was set. */
 static void
 inv_device_record(struct inv_ctx *c, const struct store_device *d)
 {
@@ -688,6 +691,7 @@ inv_device_record(struct inv_ctx *c, const struct store_device *d)
 	    d->bootstrap_token_at);
 }
 
+/* The fields an enrollment record keeps. */
 static void
 inv_enroll_record(struct inv_ctx *c, const struct store_enrollment *e)
 {
@@ -744,6 +748,8 @@ inv_uchan_cb(const char *id, void *arg)
 	return inv_enrollment(a[0], a[1], id);
 }
 
+/* The device (by any of its IDs or its serial), then its device
+ * channel and user channels. */
 static int
 inv_collect(struct store_txn *t, struct inv_ctx *c)
 {
@@ -775,6 +781,7 @@ inv_collect(struct store_txn *t, struct inv_ctx *c)
 	return rc;
 }
 
+/* See inventory.h. */
 int
 inventory_device(struct store_txn *t, const char *id_or_serial, json_t **out)
 {

@@ -66,6 +66,7 @@ struct strset {
 	size_t n, cap;
 };
 
+/* Add a copy of p[0..n) (NUL-terminated); 0 or STORE_ENOMEM. */
 static int
 strset_add(struct strset *s, const void *p, size_t n)
 {
@@ -93,6 +94,7 @@ strp_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Sort and drop duplicates, ready for strset_has. */
 static void
 strset_sort(struct strset *s)
 {
@@ -150,6 +152,7 @@ struct u64set {
 	size_t	  n, cap;
 };
 
+/* Add a number; 0 or STORE_ENOMEM. */
 static int
 u64set_add(struct u64set *s, uint64_t x)
 {
@@ -1338,6 +1341,7 @@ struct dump_ctx {
 	uint64_t		     records;
 	uint64_t		     total;
 	struct buf		     tmp;
+	struct buf		     line;
 	int			     ioerr;
 };
 
@@ -1348,19 +1352,130 @@ dump_write(struct dump_ctx *c, const void *p, size_t n)
 		c->ioerr = 1;
 }
 
-/* Write a JSON value compactly, then a newline. */
+/* Append a JSON string: only the escapes JSON requires (jansson keeps
+ * its strings valid UTF-8, which is copied as is). */
+static int
+json_emit_str(struct buf *b, const char *s, size_t n)
+{
+	static const char hx[] = "0123456789abcdef";
+	unsigned char	  c;
+	char		  esc[6];
+	size_t		  i, run;
+	int		  rc = buf_append(b, "\"", 1);
+
+	for (i = 0; i < n && rc == 0;) {
+		for (run = i; run < n; run++) {
+			c = (unsigned char)s[run];
+			if (c < 0x20 || c == '"' || c == '\\')
+				break;
+		}
+		if (run > i && (rc = buf_append(b, s + i, run - i)) != 0)
+			break;
+		if ((i = run) == n)
+			break;
+		c = (unsigned char)s[i++];
+		esc[0] = '\\';
+		switch (c) {
+		case '"':
+		case '\\':
+			esc[1] = (char)c;
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		default:
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
+			esc[4] = hx[c >> 4];
+			esc[5] = hx[c & 15];
+			rc = buf_append(b, esc, 6);
+			continue;
+		}
+		rc = buf_append(b, esc, 2);
+	}
+	return rc == 0 ? buf_append(b, "\"", 1) : rc;
+}
+
+/*
+ * Append the compact JSON of j: objects in the order their members were
+ * set, which is the stored order of a record's fields. Faster than
+ * json_dumps on large strings, and as deterministic.
+ */
+static int
+json_emit(struct buf *b, json_t *j)
+{
+	const char *k;
+	json_t	   *v;
+	size_t	    i;
+	char	    num[32];
+	int	    rc = 0, first = 1;
+
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+		rc = buf_append(b, "{", 1);
+		json_object_foreach(j, k, v)
+		{
+			if (rc == 0 && !first)
+				rc = buf_append(b, ",", 1);
+			first = 0;
+			if (rc == 0)
+				rc = json_emit_str(b, k, strlen(k));
+			if (rc == 0)
+				rc = buf_append(b, ":", 1);
+			if (rc == 0)
+				rc = json_emit(b, v);
+		}
+		return rc == 0 ? buf_append(b, "}", 1) : rc;
+	case JSON_ARRAY:
+		rc = buf_append(b, "[", 1);
+		json_array_foreach(j, i, v)
+		{
+			if (rc == 0 && i > 0)
+				rc = buf_append(b, ",", 1);
+			if (rc == 0)
+				rc = json_emit(b, v);
+		}
+		return rc == 0 ? buf_append(b, "]", 1) : rc;
+	case JSON_STRING:
+		return json_emit_str(
+		    b, json_string_value(j), json_string_length(j));
+	case JSON_INTEGER:
+		snprintf(
+		    num, sizeof(num), "%lld", (long long)json_integer_value(j));
+		return buf_append(b, num, strlen(num));
+	case JSON_REAL:
+		snprintf(num, sizeof(num), "%.17g", json_real_value(j));
+		return buf_append(b, num, strlen(num));
+	case JSON_TRUE:
+		return buf_append(b, "true", 4);
+	case JSON_FALSE:
+		return buf_append(b, "false", 5);
+	default:
+		return buf_append(b, "null", 4);
+	}
+}
+
+/* Write a JSON value compactly, then a newline; j is released. */
 static int
 dump_json_line(struct dump_ctx *c, json_t *j)
 {
-	char *s;
+	int rc;
 
-	if (j == NULL ||
-	    (s = json_dumps(j,
-		 JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY)) == NULL)
+	if (j == NULL)
 		return STORE_ENOMEM;
-	dump_write(c, s, strlen(s));
-	dump_write(c, "\n", 1);
-	free(s);
+	c->line.len = 0;
+	rc = json_emit(&c->line, j);
+	json_decref(j);
+	if (rc != 0 || buf_append(&c->line, "\n", 1) != 0)
+		return STORE_ENOMEM;
+	dump_write(c, c->line.p, c->line.len);
 	return c->ioerr ? STORE_EIO : 0;
 }
 
@@ -1377,7 +1492,6 @@ dump_json_entry(
 	json_t	   *line, *jk, *jv, *shown;
 	struct key  kk;
 	const char *why;
-	int	    rc;
 
 	if ((line = json_object()) == NULL)
 		return STORE_ENOMEM;
@@ -1419,9 +1533,7 @@ dump_json_entry(
 	else
 		json_object_set_new(
 		    line, "value_undecoded", j_secret(v->mv_data, v->mv_size));
-	rc = dump_json_line(c, line);
-	json_decref(line);
-	return rc;
+	return dump_json_line(c, line);
 }
 
 /* Write " HEX\n" of p[0..n) (the mdb_dump bytevalue line). */
@@ -1479,6 +1591,11 @@ dump_map_size(struct store_txn *t, uint64_t *out)
 	return 0;
 }
 
+/*
+ * The dump, in one read transaction: a header line (JSON), then every
+ * sub-database in enum order, every entry in key order, then the end line
+ * with the count (JSON) or DATA=END per section (raw).
+ */
 static int
 dump_op(struct store_txn *t, void *arg)
 {
@@ -1550,6 +1667,7 @@ dump_op(struct store_txn *t, void *arg)
 	return rc != 0 ? rc : c->ioerr ? STORE_EIO : 0;
 }
 
+/* See store.h. */
 int
 store_dump(struct store *s, FILE *out, unsigned flags,
     const struct store_progress *prog, uint64_t *records)
@@ -1568,6 +1686,7 @@ store_dump(struct store *s, FILE *out, unsigned flags,
 	c.prog = prog;
 	rc = store_read(s, dump_op, &c);
 	freezero(c.tmp.p, c.tmp.cap);
+	freezero(c.line.p, c.line.cap);
 	if (rc == 0 && fflush(out) != 0)
 		rc = STORE_EIO;
 	if (records != NULL)
@@ -1587,6 +1706,9 @@ struct restore_ctx {
 	char			    *err;
 	size_t			     errlen;
 	struct buf		     val;
+	/* the last key put in each sub-database (appends when in order) */
+	unsigned char last[DBI__MAX][KEY_MAX];
+	size_t	      lastlen[DBI__MAX];
 };
 
 static int
@@ -1622,21 +1744,34 @@ restore_next_line(struct restore_ctx *c, size_t *off, const char **p, size_t *n)
 	return 1;
 }
 
-/* Put one entry; a key given twice is an error. */
+/*
+ * Put one entry; a key given twice is an error. A dump is in key order,
+ * so entries are appended (no search, full pages) while their keys keep
+ * growing, in LMDB's order: bytes compared, then the shorter first.
+ */
 static int
 restore_put(struct restore_ctx *c, struct store_txn *t, int d, const void *k,
     size_t kn, const void *v, size_t vn)
 {
-	MDB_val kv, vv;
-	int	rc;
+	MDB_val	 kv, vv;
+	size_t	 ln = c->lastlen[d];
+	unsigned flags = MDB_NOOVERWRITE;
+	int	 rc, cmp;
 
 	if (kn == 0 || kn > KEY_MAX)
 		return restore_fail(c, STORE_EINVAL, "bad key length");
+	cmp = memcmp(c->last[d], k, ln < kn ? ln : kn);
+	if (ln == 0 || cmp < 0 || (cmp == 0 && ln < kn))
+		flags |= MDB_APPEND;
 	kv.mv_data = (void *)(uintptr_t)k;
 	kv.mv_size = kn;
 	vv.mv_data = (void *)(uintptr_t)v;
 	vv.mv_size = vn;
-	rc = mdb_put(t->txn, t->s->dbi[d], &kv, &vv, MDB_NOOVERWRITE);
+	rc = mdb_put(t->txn, t->s->dbi[d], &kv, &vv, flags);
+	if (rc == 0 && (flags & MDB_APPEND)) {
+		memcpy(c->last[d], k, kn);
+		c->lastlen[d] = kn;
+	}
 	if (rc == MDB_KEYEXIST)
 		return restore_fail(c, STORE_EINVAL, "key given twice");
 	if (rc != 0)
@@ -1702,6 +1837,12 @@ restore_json_entry(struct restore_ctx *c, struct store_txn *t, json_t *o)
 	return rc;
 }
 
+/*
+ * A JSON Lines dump: the header (format, version, schema version, and
+ * secrets, without which it is refused), the entries, the end line whose
+ * count must match. Anything after the end line, or no end line, is an
+ * error: a truncated dump never loads.
+ */
 static int
 restore_json(struct restore_ctx *c, struct store_txn *t)
 {
@@ -1890,6 +2031,7 @@ restore_op(struct store_txn *t, void *arg)
 	c->records = 0;
 	c->line = 0;
 	c->err[0] = '\0';
+	memset(c->lastlen, 0, sizeof(c->lastlen));
 	for (d = 0; d < DBI__MAX; d++) {
 		if ((rc = mdb_stat(t->txn, t->s->dbi[d], &st)) != 0)
 			return store_rc(rc);
@@ -1925,6 +2067,8 @@ restore_op(struct store_txn *t, void *arg)
 	return 0;
 }
 
+/* See store.h. The dump is read from memory, so the operation can run
+ * again from the start after the map grows. */
 int
 store_restore(struct store *s, const void *dump, size_t len, unsigned flags,
     const struct store_progress *prog, uint64_t *records, char *err,
@@ -1953,6 +2097,10 @@ store_restore(struct store *s, const void *dump, size_t len, unsigned flags,
 
 /* ---- backup and environment figures ---- */
 
+/*
+ * See store.h. mdb_env_copy2 makes data.mdb in dir from a read
+ * transaction; the copy is then synced, as LMDB does not.
+ */
 int
 store_backup(struct store *s, const char *dir)
 {
@@ -2010,6 +2158,7 @@ reader_line(const char *msg, void *arg)
 	return 0;
 }
 
+/* See store.h. The free pages are counted as mdb_stat -f counts them. */
 int
 store_env_stat(struct store_txn *t, struct store_env_stat *out)
 {
@@ -2209,6 +2358,10 @@ rec_problem(const MDB_val *v, enum rec_kind kind, const unsigned *req)
 	return NULL;
 }
 
+/*
+ * DEVICE: the record decodes and holds its own ID; its serial number and
+ * certificate are indexed (repair: index them).
+ */
 static int
 check_device(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
@@ -2297,6 +2450,12 @@ check_cert(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return check_binding(t, DBI_CERT, k, v, arg);
 }
 
+/*
+ * ENROLL: the record decodes and holds its ID and number; the number is
+ * indexed to it (repair: index it); a user channel's device channel
+ * exists and indexes it (repair: add the entry); a device channel has a
+ * device record.
+ */
 static int
 check_enroll(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
@@ -2385,6 +2544,10 @@ out:
 	return rc < 0 ? rc : 0;
 }
 
+/*
+ * EID: each number names an enrollment that has that number (repair:
+ * drop the entry). Sound numbers are collected for the passes after.
+ */
 static int
 check_eid(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
@@ -2454,6 +2617,7 @@ check_malformed(struct check_ctx *c, enum store_dbi d, const MDB_val *k)
 	return c->repair;
 }
 
+/* UCHAN: both numbers are in use (repair: drop the entry). */
 static int
 check_uchan(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
@@ -2482,6 +2646,7 @@ check_uchan(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return 0;
 }
 
+/* MSG: the enrollment exists (repair: drop); the record decodes. */
 static int
 check_msg(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
@@ -2500,6 +2665,7 @@ check_msg(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return 0;
 }
 
+/* RESULT: the enrollment exists (repair: drop); the record decodes. */
 static int
 check_result(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
@@ -2521,6 +2687,12 @@ check_result(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return 0;
 }
 
+/*
+ * QUEUE: the enrollment exists (repair: drop); the record decodes; the
+ * command exists (repair: drop the entry and its position, as the queue
+ * would stop at it); the position entry points back (repair: add it, or
+ * drop this entry when the command is queued elsewhere already).
+ */
 static int
 check_queue(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
@@ -2587,6 +2759,8 @@ out:
 	return rc;
 }
 
+/* QPOS: the enrollment exists and the queue entry it points at is of
+ * this command (repair: drop). */
 static int
 check_qpos(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
@@ -2624,6 +2798,8 @@ check_qpos(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return c->repair;
 }
 
+/* CMDQ: the command and the enrollment exist (repair: drop); the
+ * record decodes. */
 static int
 check_cmdq(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
@@ -2666,6 +2842,7 @@ check_cmdq(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return 0;
 }
 
+/* CMD: the record decodes and holds its own UUID. */
 static int
 check_cmd(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
@@ -2718,6 +2895,7 @@ check_counter(
 	    (unsigned long long)have, (unsigned long long)in_use);
 }
 
+/* All passes, in an order where each can rely on the ones before. */
 static int
 check_op(struct store_txn *t, void *arg)
 {
@@ -2772,6 +2950,8 @@ check_op(struct store_txn *t, void *arg)
 	return 0;
 }
 
+/* See store.h. Problems are handed to cb once the transaction is over,
+ * so that a repair run again after map growth reports them once. */
 int
 store_check(struct store *s, int repair, const struct store_progress *prog,
     store_problem_cb cb, void *arg, struct store_check_count *count)
@@ -3142,6 +3322,7 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 	return total == 0 ? STORE_ENOTFOUND : 0;
 }
 
+/* See store.h. */
 int
 store_purge_devices(struct store_txn *t, const char *const *ids, size_t n,
     struct store_purge_report *r)
@@ -3161,6 +3342,7 @@ store_purge_devices(struct store_txn *t, const char *const *ids, size_t n,
 	return rc;
 }
 
+/* See store.h. A device channel given here takes its whole device. */
 int
 store_purge_enrollments(struct store_txn *t, const char *const *ids, size_t n,
     struct store_purge_report *r)
@@ -3237,6 +3419,8 @@ struct source_ctx {
 	size_t			  matched;
 };
 
+/* A record whose source field names the topic or token: note the device
+ * it belongs to (its enrollment's device, for a raw message). */
 static int
 source_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
@@ -3281,6 +3465,7 @@ source_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return rc;
 }
 
+/* See store.h: every row of sources[] for this kind of source. */
 int
 store_purge_source(struct store_txn *t, enum store_source src, const char *name,
     struct store_purge_report *r)
@@ -3313,44 +3498,211 @@ store_purge_source(struct store_txn *t, enum store_source src, const char *name,
 
 /* ---- verify scan, resolution, retention listing ---- */
 
+/*
+ * Many needles (a purge by topic proves thousands of devices gone) are
+ * searched by length: a rolling hash of every window of that length is
+ * looked up in a bit filter, then in the sorted hashes of the needles,
+ * and a candidate is compared byte for byte. One pass over the data per
+ * distinct length, whatever the number of needles.
+ */
+#define SCAN_BASE	 0x100000001b3ULL
+#define SCAN_FILTER_BITS 20
+
+struct scan_hash {
+	uint64_t h;
+	size_t	 idx;
+};
+
+struct scan_group {
+	size_t		  len;
+	uint64_t	  pow; /* SCAN_BASE^(len-1) */
+	struct scan_hash *v;
+	size_t		  n;
+	unsigned char	 *filter;
+};
+
+struct scan_ctx {
+	const void *const *needles;
+	const size_t	  *lens;
+	size_t		   n;
+	struct scan_group *g;
+	size_t		   ng;
+	size_t		  *found; /* needles found in the current entry */
+	size_t		   nfound;
+};
+
+static uint64_t
+scan_hash_of(const unsigned char *p, size_t n)
+{
+	uint64_t h = 0;
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		h = h * SCAN_BASE + p[i];
+	return h;
+}
+
+static int
+scan_hash_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct scan_hash *)a)->h;
+	uint64_t y = ((const struct scan_hash *)b)->h;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+scan_ctx_free(struct scan_ctx *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->ng; i++) {
+		free(c->g[i].v);
+		free(c->g[i].filter);
+	}
+	free(c->g);
+	free(c->found);
+}
+
+/* Group the needles by length, hash them and build each group's bit
+ * filter. */
+static int
+scan_ctx_init(struct scan_ctx *c, const void *const *needles,
+    const size_t *lens, size_t n)
+{
+	struct scan_group *g;
+	size_t		   i, j, k;
+	uint64_t	   h;
+
+	memset(c, 0, sizeof(*c));
+	c->needles = needles;
+	c->lens = lens;
+	c->n = n;
+	if ((c->g = calloc(n + 1, sizeof(*c->g))) == NULL ||
+	    (c->found = calloc(n + 1, sizeof(*c->found))) == NULL)
+		return STORE_ENOMEM;
+	for (i = 0; i < n; i++) {
+		if (lens[i] == 0)
+			continue;
+		for (j = 0; j < c->ng && c->g[j].len != lens[i]; j++)
+			continue;
+		g = &c->g[j];
+		if (j == c->ng) {
+			c->ng++;
+			g->len = lens[i];
+			for (g->pow = 1, k = 1; k < lens[i]; k++)
+				g->pow *= SCAN_BASE;
+			if ((g->v = calloc(n, sizeof(*g->v))) == NULL ||
+			    (g->filter = calloc(1,
+				 (size_t)1 << (SCAN_FILTER_BITS - 3))) == NULL)
+				return STORE_ENOMEM;
+		}
+		h = scan_hash_of(needles[i], lens[i]);
+		g->v[g->n].h = h;
+		g->v[g->n++].idx = i;
+		g->filter[(h & ((1u << SCAN_FILTER_BITS) - 1)) >> 3] |=
+		    (unsigned char)(1u << (h & 7));
+	}
+	for (j = 0; j < c->ng; j++)
+		qsort(c->g[j].v, c->g[j].n, sizeof(*c->g[j].v), scan_hash_cmp);
+	return 0;
+}
+
+/* Note every needle found in p[0..n) (once per entry). */
+static void
+scan_buf(struct scan_ctx *c, const unsigned char *p, size_t n)
+{
+	const struct scan_group *g;
+	const struct scan_hash	*e;
+	struct scan_hash	 key;
+	size_t			 j, i, f, lo, hi;
+	uint64_t		 h, fb;
+
+	for (j = 0; j < c->ng; j++) {
+		g = &c->g[j];
+		if (n < g->len)
+			continue;
+		h = scan_hash_of(p, g->len);
+		for (i = 0;; i++) {
+			fb = h & ((1u << SCAN_FILTER_BITS) - 1);
+			if (g->filter[fb >> 3] & (1u << (fb & 7))) {
+				key.h = h;
+				e = bsearch(&key, g->v, g->n, sizeof(*g->v),
+				    scan_hash_cmp);
+				/* Equal hashes sit together: try each. */
+				for (lo = e ? (size_t)(e - g->v) : g->n;
+				     lo > 0 && g->v[lo - 1].h == h; lo--)
+					continue;
+				for (hi = lo; hi < g->n && g->v[hi].h == h;
+				     hi++) {
+					size_t idx = g->v[hi].idx;
+
+					if (memcmp(p + i, c->needles[idx],
+						g->len) != 0)
+						continue;
+					for (f = 0; f < c->nfound &&
+					     c->found[f] != idx;
+					     f++)
+						continue;
+					if (f == c->nfound)
+						c->found[c->nfound++] = idx;
+				}
+			}
+			if (i + g->len >= n)
+				break;
+			h = (h - p[i] * g->pow) * SCAN_BASE + p[i + g->len];
+		}
+	}
+}
+
+/* See store.h. */
 long long
 store_scan(struct store_txn *t, const void *const *needles, const size_t *lens,
     size_t n, store_hit_cb cb, void *arg)
 {
-	MDB_cursor *c;
-	MDB_val	    k, v;
-	long long   hits = 0;
-	size_t	    i;
-	int	    d, rc;
+	struct scan_ctx c;
+	MDB_cursor     *cur;
+	MDB_val		k, v;
+	long long	hits = 0;
+	size_t		i;
+	int		d, rc, stop = 0;
 
-	for (d = 0; d < DBI__MAX; d++) {
-		if ((rc = mdb_cursor_open(t->txn, t->s->dbi[d], &c)) != 0)
-			return store_rc(rc);
-		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-			for (i = 0; i < n; i++) {
-				if (lens[i] == 0 ||
-				    (memmem(k.mv_data, k.mv_size, needles[i],
-					 lens[i]) == NULL &&
-					memmem(v.mv_data, v.mv_size, needles[i],
-					    lens[i]) == NULL))
-					continue;
+	if ((rc = scan_ctx_init(&c, needles, lens, n)) != 0)
+		goto out;
+	for (d = 0; d < DBI__MAX && !stop; d++) {
+		if ((rc = mdb_cursor_open(t->txn, t->s->dbi[d], &cur)) != 0) {
+			rc = store_rc(rc);
+			goto out;
+		}
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		     rc == 0 && !stop;
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			c.nfound = 0;
+			scan_buf(&c, k.mv_data, k.mv_size);
+			scan_buf(&c, v.mv_data, v.mv_size);
+			for (i = 0; i < c.nfound && !stop; i++) {
 				hits++;
 				if (cb != NULL &&
-				    (rc = cb(store_dbi_names[d], k.mv_data,
-					 k.mv_size, i, arg)) != 0) {
-					mdb_cursor_close(c);
-					return rc < 0 ? rc : hits;
-				}
+				    (stop = cb(store_dbi_names[d], k.mv_data,
+					 k.mv_size, c.found[i], arg)) != 0)
+					break;
 			}
 		}
-		mdb_cursor_close(c);
-		if (rc != MDB_NOTFOUND)
-			return store_rc(rc);
+		mdb_cursor_close(cur);
+		if (!stop && rc != MDB_NOTFOUND) {
+			rc = store_rc(rc);
+			goto out;
+		}
+		rc = 0;
 	}
-	return hits;
+	if (stop < 0)
+		rc = stop;
+out:
+	scan_ctx_free(&c);
+	return rc != 0 ? rc : hits;
 }
 
+/* See store.h: an enrollment ID, then a device ID, then a serial. */
 int
 store_device_resolve(struct store_txn *t, const char *arg, char **device_id)
 {
@@ -3378,6 +3730,7 @@ store_device_resolve(struct store_txn *t, const char *arg, char **device_id)
 	return store_device_by_serial(t, arg, device_id);
 }
 
+/* See store.h. */
 int
 store_checked_out(
     struct store_txn *t, uint64_t before, store_id_cb fn, void *arg)

@@ -76,6 +76,7 @@ ctl_usage(const char *name, const char *synopsis, const char *help, int ok)
 	return ok ? 0 : EXIT_USAGE;
 }
 
+/* See ctl.h. */
 int
 ctl_open(struct ctl *c, int readonly, size_t map_size)
 {
@@ -132,6 +133,7 @@ static const char stats_help[] =
     "environment: map size, bytes in use, pages in use and free, readers.\n"
     "  --json   one JSON object\n";
 
+/* stats [--json]: entries per sub-database and the environment. */
 int
 ctl_data_stats(struct ctl *c)
 {
@@ -221,6 +223,7 @@ static const char dump_help[] =
 
 #define DUMP_SYNOPSIS "[--secrets] [--raw] [-o FILE]"
 
+/* dump [--secrets] [--raw] [-o FILE]. */
 int
 ctl_dump(struct ctl *c)
 {
@@ -290,6 +293,7 @@ struct input {
 	int	       mapped;
 };
 
+/* Read a whole file (mapped) or standard input; 0 or -1 (reported). */
 static int
 input_read(const char *path, struct input *in)
 {
@@ -352,6 +356,8 @@ static const char restore_help[] =
 
 #define RESTORE_SYNOPSIS "[--force] FILE"
 
+/* restore|load [--force] FILE: the map is sized from the dump so the
+ * load runs once. */
 int
 ctl_restore(struct ctl *c)
 {
@@ -425,6 +431,7 @@ static const char backup_help[] =
     "The copy is a store: serve it, or point picomdmctl --db at it. It\n"
     "holds only live pages, so purged data is not in it.\n";
 
+/* backup DIR, then open the copy to show it is a store. */
 int
 ctl_backup(struct ctl *c)
 {
@@ -494,6 +501,7 @@ static const char check_help[] =
     "             index entries and orphans, add missing index entries,\n"
     "             raise counters; undecodable records are only reported\n";
 
+/* check [--repair]: exit 1 when problems remain. */
 int
 ctl_check(struct ctl *c)
 {

@@ -123,6 +123,7 @@ inventory_print(const json_t *inv)
 	}
 }
 
+/* The catalogue as JSON, or as text with a heading per service. */
 static void
 catalogue_print(int json)
 {
@@ -183,6 +184,7 @@ static const char inventory_help[] =
 
 #define INVENTORY_SYNOPSIS "ID|SERIAL [--json] | --catalogue [--json]"
 
+/* inventory ID|SERIAL [--json] | --catalogue [--json]. */
 int
 ctl_inventory(struct ctl *c)
 {
@@ -241,11 +243,11 @@ struct purge_ctx {
 	int			  dry;
 	struct store_purge_report r;
 	/* identifiers to look for afterwards (--verify) */
-	char  *needle[256];
-	size_t nneedle;
-	size_t skipped;
+	char **needle;
+	size_t nneedle, cap;
 };
 
+/* The purge (or its dry run) in one write transaction. */
 static int
 purge_op(struct store_txn *t, void *arg)
 {
@@ -278,22 +280,31 @@ resolve_op(struct store_txn *t, void *arg)
 	return store_device_resolve(t, p->arg, &p->device_id);
 }
 
-static void
+/* Add an identifier to look for; 0 or STORE_ENOMEM. */
+static int
 needle_add(struct purge_ctx *p, const char *s)
 {
+	char **nv;
 	size_t i;
 
 	if (s == NULL || *s == '\0')
-		return;
-	for (i = 0; i < p->nneedle; i++)
-		if (strcmp(p->needle[i], s) == 0)
-			return;
-	if (p->nneedle == sizeof(p->needle) / sizeof(p->needle[0])) {
-		p->skipped++;
-		return;
+		return 0;
+	/* A device's ID and UDID are usually the same string. */
+	for (i = p->nneedle; i > 0 && i + 4 > p->nneedle; i--)
+		if (strcmp(p->needle[i - 1], s) == 0)
+			return 0;
+	if (p->nneedle == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 64;
+
+		if ((nv = reallocarray(p->needle, cap, sizeof(*nv))) == NULL)
+			return STORE_ENOMEM;
+		p->needle = nv;
+		p->cap = cap;
 	}
-	if ((p->needle[p->nneedle] = strdup(s)) != NULL)
-		p->nneedle++;
+	if ((p->needle[p->nneedle] = strdup(s)) == NULL)
+		return STORE_ENOMEM;
+	p->nneedle++;
+	return 0;
 }
 
 /* Collect the identifiers of what is about to go: device ID, UDID,
@@ -304,19 +315,23 @@ needles_op(struct store_txn *t, void *arg)
 	struct purge_ctx    *p = arg;
 	struct store_device *d;
 	size_t		     i;
+	int		     rc = 0;
 
 	if (p->mode == PURGE_TOPIC)
-		needle_add(p, p->arg);
-	for (i = 0; i < p->r.ndevices; i++) {
-		needle_add(p, p->r.devices[i]);
-		if (store_device_get(t, p->r.devices[i], &d) != 0)
+		rc = needle_add(p, p->arg);
+	for (i = 0; i < p->r.ndevices && rc == 0; i++) {
+		if ((rc = needle_add(p, p->r.devices[i])) != 0)
+			break;
+		if ((rc = store_device_get(t, p->r.devices[i], &d)) != 0) {
+			rc = rc == STORE_ENOTFOUND ? 0 : rc;
 			continue;
-		needle_add(p, d->udid);
-		needle_add(p, d->enrollment_id);
-		needle_add(p, d->serial);
+		}
+		if ((rc = needle_add(p, d->udid)) == 0 &&
+		    (rc = needle_add(p, d->enrollment_id)) == 0)
+			rc = needle_add(p, d->serial);
 		store_device_free(d);
 	}
-	return 0;
+	return rc;
 }
 
 static int
@@ -334,23 +349,29 @@ verify_hit(
 	return 0;
 }
 
+/* Scan for the identifiers of what was purged; 1 when any is left. */
 static int
 verify_op(struct store_txn *t, void *arg)
 {
 	struct purge_ctx *p = arg;
-	const void	 *nv[256];
-	size_t		  nl[256], i;
-	long long	  hits;
+	const void	**nv;
+	size_t		 *nl, i;
+	long long	  hits = STORE_ENOMEM;
 
-	for (i = 0; i < p->nneedle; i++) {
-		nv[i] = p->needle[i];
-		nl[i] = strlen(p->needle[i]);
+	nv = calloc(p->nneedle + 1, sizeof(*nv));
+	nl = calloc(p->nneedle + 1, sizeof(*nl));
+	if (nv != NULL && nl != NULL) {
+		for (i = 0; i < p->nneedle; i++) {
+			nv[i] = p->needle[i];
+			nl[i] = strlen(p->needle[i]);
+		}
+		hits = store_scan(t, nv, nl, p->nneedle, verify_hit, p);
 	}
-	hits = store_scan(t, nv, nl, p->nneedle, verify_hit, p);
+	free(nv);
+	free(nl);
 	if (hits < 0)
 		return (int)hits;
-	printf("verify\t%lld hits\t%zu identifiers%s\n", hits, p->nneedle,
-	    p->skipped ? " (more not checked)" : "");
+	printf("verify\t%lld hits\t%zu identifiers\n", hits, p->nneedle);
 	return hits > 0 ? 1 : 0;
 }
 
@@ -400,6 +421,11 @@ static const char purge_help[] =
 #define PURGE_SYNOPSIS \
 	"ID|SERIAL | --topic TOPIC | --token NAME [--yes] [--verify]"
 
+/*
+ * purge ID|SERIAL | --topic TOPIC | --token NAME [--yes] [--verify]:
+ * resolve, dry run (which also names the identifiers to verify), ask,
+ * purge, verify.
+ */
 int
 ctl_purge(struct ctl *c)
 {
@@ -506,6 +532,7 @@ out:
 	fflush(stdout);
 	for (i = 0; i < p.nneedle; i++)
 		free(p.needle[i]);
+	free(p.needle);
 	free(p.device_id);
 	store_purge_report_free(&p.r);
 	return ex;
@@ -534,6 +561,7 @@ prune_results_op(struct store_txn *t, void *arg)
 	return store_prune(t, p->before, PRUNE_BATCH, &p->n);
 }
 
+/* Remember an enrollment ID (checked out long ago). */
 static int
 prune_collect(const char *id, void *arg)
 {
@@ -587,6 +615,11 @@ static const char prune_help[] =
 
 #define PRUNE_SYNOPSIS "[--results-days N] [--checked-out-days N]"
 
+/*
+ * prune: results and commands in batches of PRUNE_BATCH until none is
+ * left, then checked-out enrollments PURGE_BATCH at a time, each batch
+ * one transaction so the responder is never held up for long.
+ */
 int
 ctl_prune(struct ctl *c)
 {

@@ -10,7 +10,8 @@
  * would have sent, --queue commands waiting in its queue, and --results
  * answered commands (every third an Error with an ErrorChain). Commands
  * are shared by all devices, as when an operator sends one command to a
- * fleet. With --topics K, device i uses topic number i mod K.
+ * fleet. With --topics K, device i uses topic number i mod K; --topic
+ * gives all of them one topic.
  *
  * The store is opened without fsync (the data reach the file when the
  * program exits) unless --sync.
@@ -37,6 +38,7 @@ struct gen {
 	unsigned      queue;
 	unsigned      results;
 	unsigned      topics;
+	const char   *topic; /* one topic for all, else numbered ones */
 };
 
 static void
@@ -45,7 +47,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: picomdm-gen --db DIR --devices N [--queue N] "
 	    "[--results N] [--start N]\n"
-	    "                   [--topics N] [--batch N] [--sync]\n");
+	    "                   [--topics N | --topic TOPIC] [--batch N] "
+	    "[--sync]\n");
 	exit(2);
 }
 
@@ -59,7 +62,10 @@ ids_of(uint64_t i, char *udid, size_t un, char *serial, size_t sn)
 static void
 topic_of(const struct gen *g, uint64_t i, char *buf, size_t n)
 {
-	snprintf(buf, n, TOPIC_FMT, (unsigned)(i % g->topics));
+	if (g->topic != NULL)
+		snprintf(buf, n, "%s", g->topic);
+	else
+		snprintf(buf, n, TOPIC_FMT, (unsigned)(i % g->topics));
 }
 
 /* The command plists, and the commands themselves (once). */
@@ -72,6 +78,7 @@ cmd_name(char *buf, size_t n, const char *kind, unsigned j)
 	return r < 0 || (size_t)r >= n ? -1 : 0;
 }
 
+/* The shared commands, once (GENQ-n queued, GENR-n answered). */
 static int
 commands_op(struct store_txn *t, void *arg)
 {
@@ -258,6 +265,8 @@ batch_op(struct store_txn *t, void *arg)
 	return 0;
 }
 
+/* Open (nosync unless --sync), make the commands, then the devices in
+ * transactions of --batch devices each. */
 int
 main(int argc, char *argv[])
 {
@@ -267,12 +276,13 @@ main(int argc, char *argv[])
 	    {"results", required_argument, NULL, 'r'},
 	    {"start", required_argument, NULL, 's'},
 	    {"topics", required_argument, NULL, 't'},
+	    {"topic", required_argument, NULL, 'T'},
 	    {"batch", required_argument, NULL, 'b'},
 	    {"sync", no_argument, NULL, 'S'}, {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
 	struct store_opts	   so;
 	struct gen		   g;
-	const char		  *db = NULL;
+	const char		  *db = NULL, *topic = NULL;
 	long long devices = -1, queue = 0, results = 0, start = 1, topics = 1,
 		  batch = 1000, v;
 	uint64_t t0, done;
@@ -281,6 +291,10 @@ main(int argc, char *argv[])
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		if (ch == 'd') {
 			db = optarg;
+			continue;
+		}
+		if (ch == 'T') {
+			topic = optarg;
 			continue;
 		}
 		if (ch == 'S') {
@@ -327,6 +341,7 @@ main(int argc, char *argv[])
 	g.queue = (unsigned)queue;
 	g.results = (unsigned)results;
 	g.topics = (unsigned)topics;
+	g.topic = topic;
 	t0 = time_mono_us();
 	if ((rc = store_write(g.store, commands_op, &g)) != 0)
 		goto fail;

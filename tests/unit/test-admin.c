@@ -597,6 +597,35 @@ op_scan(struct store_txn *t, void *arg)
 	return s->hits < 0 ? (int)s->hits : 0;
 }
 
+/* 500 needles, three of which are in the store (device B, a command). */
+struct scan_many {
+	char	  buf[500][32];
+	long long hits;
+};
+
+static int
+op_scan_many(struct store_txn *t, void *arg)
+{
+	struct scan_many *sm = arg;
+	const void	 *nv[500];
+	size_t		  nl[500], i;
+
+	for (i = 0; i < 500; i++) {
+		snprintf(sm->buf[i], sizeof(sm->buf[i]), "%s-%zu",
+		    i % 2 ? "UDID-BBBB" : "NEEDLE", i);
+		if (i == 100)
+			strlcpy(sm->buf[i], devs[1].udid, sizeof(sm->buf[i]));
+		if (i == 200)
+			strlcpy(sm->buf[i], devs[1].serial, sizeof(sm->buf[i]));
+		if (i == 300)
+			strlcpy(sm->buf[i], "CMD-SHARED", sizeof(sm->buf[i]));
+		nv[i] = sm->buf[i];
+		nl[i] = strlen(sm->buf[i]);
+	}
+	sm->hits = store_scan(t, nv, nl, 500, NULL, NULL);
+	return sm->hits < 0 ? (int)sm->hits : 0;
+}
+
 static long long
 scan_for(struct store *s, const char *a, const char *b)
 {
@@ -688,6 +717,20 @@ test_purge(struct store *s)
 	CHECK_EQ(check_run(s, 0, &ps), 0);
 	CHECK_EQ(store_write(s, op_purge, &p), STORE_ENOTFOUND);
 	store_purge_report_free(&p.r);
+
+	/* Many needles at once find what one at a time finds. */
+	{
+		struct scan_many sm;
+		long long	 one;
+
+		one = scan_for(s, devs[1].udid, NULL) +
+		    scan_for(s, devs[1].serial, NULL) +
+		    scan_for(s, "CMD-SHARED", NULL);
+		memset(&sm, 0, sizeof(sm));
+		CHECK_EQ(store_read(s, op_scan_many, &sm), 0);
+		CHECK(one > 3);
+		CHECK_EQ(sm.hits, one);
+	}
 
 	/* Tokens of ADE and VPP: none exist yet, and it says so. */
 	memset(&p, 0, sizeof(p));
