@@ -1225,7 +1225,7 @@ static const struct api_route {
 static int
 api_split(struct api *a)
 {
-	const char *p = a->req->uri, *e;
+	const char *p = a->req->raw_path ? a->req->raw_path : a->req->uri, *e;
 	size_t	    n;
 
 	if (strncmp(p, API_PREFIX, strlen(API_PREFIX)) != 0)

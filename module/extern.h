@@ -66,6 +66,9 @@ struct request {
 	const char    *mdm_signature;/* HTTP_MDM_SIGNATURE */
 	const char    *authorization;/* HTTP_AUTHORIZATION */
 	char          *path;         /* owned copy of the path */
+	char          *raw_path;     /* owned: REQUEST_URI's path, still
+	                              * percent-encoded (API IDs may hold
+	                              * an encoded '/', ',' or '%') */
 	unsigned char *body;         /* owned, NUL-terminated */
 	size_t         body_len;
 	uint64_t       start_us;
@@ -77,7 +80,9 @@ struct response {
 	const char    *content_type;
 	unsigned char *body;         /* malloc'd */
 	size_t         body_len;
-	const char    *reason;       /* refusal reason for the log */
+	const char    *reason;       /* refusal reason for the log;
+	                              * points into reason_buf */
+	char           reason_buf[160];
 	const char    *msgtype;      /* for the log */
 	char           id[520];      /* enrollment ID for the log */
 };

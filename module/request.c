@@ -40,6 +40,12 @@ request_init(FCGX_Request *fr, struct request *r)
 	r->mdm_signature = param(fr, "HTTP_MDM_SIGNATURE");
 	r->authorization = param(fr, "HTTP_AUTHORIZATION");
 	r->query = param(fr, "QUERY_STRING");
+	/* The raw path: REQUEST_URI without its query, not yet decoded. */
+	uri = param(fr, "REQUEST_URI");
+	q = strchr(uri, '?');
+	r->raw_path = q ? strndup(uri, (size_t)(q - uri)) : strdup(uri);
+	if (r->raw_path == NULL)
+		return -1;
 	uri = FCGX_GetParam("DOCUMENT_URI", fr->envp);
 	if (uri == NULL || *uri == '\0')
 		uri = param(fr, "REQUEST_URI");
@@ -56,8 +62,10 @@ void
 request_free(struct request *r)
 {
 	free(r->path);
+	free(r->raw_path);
 	free(r->body);
 	r->path = NULL;
+	r->raw_path = NULL;
 	r->body = NULL;
 }
 

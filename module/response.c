@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "extern.h"
+#include "picomdm/util.h"
 #include "picomdm/store.h"
 
 static const struct {
@@ -46,12 +47,19 @@ response_status_text(int code)
 	return "Unknown";
 }
 
-/* Set the status (0 means 200) and the reason logged for a refusal. */
+/*
+ * Set the status (0 means 200) and the reason logged for a refusal. The
+ * reason is copied (cut to fit), so a caller may pass a buffer of its own.
+ */
 void
 response_set(struct response *r, int status, const char *reason)
 {
 	r->status = status == 0 ? 200 : status;
-	r->reason = reason;
+	r->reason = NULL;
+	if (reason != NULL) {
+		strlcpy(r->reason_buf, reason, sizeof(r->reason_buf));
+		r->reason = r->reason_buf;
+	}
 }
 
 /* Replace the body with a copy of p[0..n). 0 or -1 (out of memory). */

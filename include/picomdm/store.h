@@ -267,7 +267,8 @@ struct store_result {
 	size_t          raw_len;
 };
 
-/* Iterate an enrollment's results, newest first, skipping `skip`. */
+/* Iterate an enrollment's results, newest first, from before_seq (0: the
+ * newest) down. */
 typedef int (*store_result_cb)(const struct store_result *, void *);
 int  store_result_iter(struct store_txn *, const char *enrollment_id,
      uint64_t before_seq, store_result_cb, void *);

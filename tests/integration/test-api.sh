@@ -187,6 +187,14 @@ expect_body_jq '.status.OTHER.status' "unknown enrollment" \
 api GET "/api/v1/commands/$u3"
 expect_api_error 404 "a command queued nowhere is not kept"
 
+# IDs holding '/', ',' and '%' are addressed percent-encoded: the API reads
+# the raw path, so an encoded '/' or ',' is part of the ID, not a separator.
+u3b=11111111-2222-4333-8444-55555555555b
+enqueue_raw "$(pct 'odd/id,with%chars'),NOSUCH2" "$u3b" ProfileList
+expect_body_jq '.status["odd/id,with%chars"].status' "unknown enrollment" \
+    "an encoded '/', ',' and '%' stay inside one ID"
+expect_body_jq '.status | length' 2 "two IDs, not four"
+
 api PUT "/api/v1/enqueue/$udid1" --data-binary "bplist00garbage"
 expect_api_error 400 "binary plist refused" "not an XML plist"
 api PUT "/api/v1/enqueue/$udid1" --data-binary \
