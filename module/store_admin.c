@@ -1024,16 +1024,18 @@ field_json(const struct afield *f, const unsigned char *p, size_t n,
     int secrets, enum inv_service svc)
 {
 	uint64_t x = 0;
+	json_t	*j;
 
 	if (n == 8)
 		x = key_get_u64(p);
 	switch (f->type) {
 	case A_STR:
-		if (!secrets && afield_secret(f))
-			return json_stringn((const char *)p, n) != NULL
-			    ? j_secret(p, n)
-			    : NULL;
-		return json_stringn((const char *)p, n);
+		if ((j = json_stringn((const char *)p, n)) == NULL || secrets ||
+		    !afield_secret(f))
+			return j;
+		/* Text, so it decodes; but shown as length and hash. */
+		json_decref(j);
+		return j_secret(p, n);
 	case A_BYTES:
 		if (!secrets && afield_secret(f))
 			return j_secret(p, n);
@@ -1153,13 +1155,13 @@ field_from_json(
 		    w, f->tag, json_string_value(j), json_string_length(j));
 		return 0;
 	case A_PLIST:
-		if (json_is_string(j)) {
+	case A_BYTES:
+		/* A plist is its text, or base64 when it is not text. */
+		if (f->type == A_PLIST && json_is_string(j)) {
 			rec_bytes(w, f->tag, json_string_value(j),
 			    json_string_length(j));
 			return 0;
 		}
-		/* FALLTHROUGH */
-	case A_BYTES:
 		if (j_get_b64(j, &b, &n) == -1)
 			return -1;
 		rec_bytes(w, f->tag, b, n);
