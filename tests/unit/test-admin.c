@@ -48,6 +48,16 @@ fresh_dir(char *dir, size_t n, const char *name)
 	CHECK(system(cmd) == 0); /* test code only: not in module/ */
 }
 
+/* Remove a test directory (on success: distcheck wants a clean tree). */
+static void
+remove_dir(const char *dir)
+{
+	char cmd[1200];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+}
+
 static struct store *
 open_at(const char *dir)
 {
@@ -341,6 +351,8 @@ test_dump_restore(struct store *s)
 	free(d1);
 	store_close(s2);
 	store_close(s3);
+	remove_dir(dir2);
+	remove_dir(dir3);
 }
 
 /* ---- check ---- */
@@ -916,5 +928,6 @@ main(void)
 	test_inventory(s);
 	test_purge(s);
 	store_close(s);
+	remove_dir(base);
 	REGRESS_DONE();
 }
