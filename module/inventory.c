@@ -378,6 +378,7 @@ struct inv_ctx {
 	json_t	   *enrollments;
 	json_t	   *rows[INV__MAX];
 	int	    found;
+	const char *rec_topic; /* topic of the record being listed */
 };
 
 /* Where a walked plist came from. */
@@ -626,6 +627,7 @@ inv_kept(struct inv_ctx *c, enum inv_service svc, const char *enrollment,
 	s.cat_message = message;
 	s.source = "record";
 	s.at = at;
+	s.topic = c->rec_topic;
 	inv_row(c, &s, field, value);
 }
 
@@ -733,7 +735,9 @@ inv_enrollment(struct inv_ctx *c, struct store_txn *t, const char *id)
 	json_array_append_new(c->enrollments,
 	    json_pack("{s:s, s:s, s:b}", "id", e->id, "type",
 		enroll_type_name(e->type), "enabled", e->enabled));
+	c->rec_topic = e->topic;
 	inv_enroll_record(c, e);
+	c->rec_topic = NULL;
 	store_enrollment_free(e);
 	if ((rc = store_msg_iter(t, id, inv_msg_cb, c)) != 0)
 		return rc;
@@ -768,7 +772,9 @@ inv_collect(struct store_txn *t, struct inv_ctx *c)
 		if (d->serial != NULL &&
 		    (c->serial = strdup(d->serial)) == NULL)
 			rc = STORE_ENOMEM;
+		c->rec_topic = d->topic;
 		inv_device_record(c, d);
+		c->rec_topic = NULL;
 		store_device_free(d);
 	} else if (rc == STORE_ENOTFOUND)
 		rc = 0;
