@@ -274,12 +274,18 @@ EOF
 
 # xml_escape STRING: print STRING with &, < and > escaped for XML text.
 xml_escape() {
-	local s=$1
+	pm_xml_escape "$1"
+	printf '%s' "$REPLY"
+}
+
+# pm_xml_escape STRING: the same into REPLY, without a subshell (plists
+# are written in loops; each command substitution costs a fork).
+pm_xml_escape() {
+	REPLY=$1
 	# Quoted replacements: bash 5.2 reads a bare & as the match.
-	s=${s//&/"&amp;"}
-	s=${s//</"&lt;"}
-	s=${s//>/"&gt;"}
-	printf '%s' "$s"
+	REPLY=${REPLY//&/"&amp;"}
+	REPLY=${REPLY//</"&lt;"}
+	REPLY=${REPLY//>/"&gt;"}
 }
 
 # plist_write FILE|- KEY[:TYPE]=VALUE...: write an XML plist whose top
@@ -311,9 +317,13 @@ pm_plist_print() {
 			type=${key##*:}
 			key=${key%:*}
 		fi
-		printf '\t<key>%s</key>\n' "$(xml_escape "$key")"
+		pm_xml_escape "$key"
+		printf '\t<key>%s</key>\n' "$REPLY"
 		case $type in
-		string) printf '\t<string>%s</string>\n' "$(xml_escape "$val")" ;;
+		string)
+			pm_xml_escape "$val"
+			printf '\t<string>%s</string>\n' "$REPLY"
+			;;
 		data) printf '\t<data>%s</data>\n' "$val" ;;
 		bool) printf '\t<%s/>\n' "$val" ;;
 		integer) printf '\t<integer>%s</integer>\n' "$val" ;;

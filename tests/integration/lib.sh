@@ -46,6 +46,7 @@ IT_SOCK=
 IT_URL=
 IT_RESPONDER=
 IT_RESPONDER_CMD=()
+IT_CERT_ARGS=()
 [[ -n ${IT_RESPONDER_ARGS+x} ]] || IT_RESPONDER_ARGS=()
 STATUS=
 BODY=
@@ -204,33 +205,41 @@ put_raw() {
 	[[ -n $STATUS ]] || STATUS=000
 }
 
-# it_cert_args NAME: curl arguments for device identity NAME
-# (devices/NAME.pem), nothing for "none".
+# it_cert_args NAME: print the curl arguments for device identity NAME
+# (devices/NAME.pem), one a line, nothing for "none":
+#	mapfile -t certargs < <(it_cert_args device1)
 it_cert_args() {
-	[[ $1 == none ]] && return 0
-	printf '%s\n' --cert "$IT_CERTS/devices/$1.pem" \
-	    --key "$IT_CERTS/devices/$1.key"
+	it_cert_array "$1"
+	((${#IT_CERT_ARGS[@]} == 0)) || printf '%s\n' "${IT_CERT_ARGS[@]}"
+}
+
+# it_cert_array NAME: the same into the array IT_CERT_ARGS, without a
+# subshell.
+it_cert_array() {
+	IT_CERT_ARGS=()
+	if [[ $1 != none ]]; then
+		IT_CERT_ARGS=(--cert "$IT_CERTS/devices/$1.pem"
+		    --key "$IT_CERTS/devices/$1.key")
+	fi
 }
 
 # checkin FILE [CERT] [CURL_ARG...]: PUT the plist FILE to /mdm/checkin
 # as a device with identity CERT (default device1; "none" for no client
 # certificate).
 checkin() {
-	local file=$1 cert=${2:-device1}
-	local -a certargs
+	local file=$1
+	it_cert_array "${2:-device1}"
 	shift $(($# >= 2 ? 2 : 1))
-	mapfile -t certargs < <(it_cert_args "$cert")
-	put_raw /mdm/checkin "${certargs[@]}" \
+	put_raw /mdm/checkin "${IT_CERT_ARGS[@]}" \
 	    -H "Content-Type: $IT_CHECKIN_TYPE" --data-binary "@$file" "$@"
 }
 
 # connect FILE [CERT] [CURL_ARG...]: PUT a command report to /mdm/connect.
 connect() {
-	local file=$1 cert=${2:-device1}
-	local -a certargs
+	local file=$1
+	it_cert_array "${2:-device1}"
 	shift $(($# >= 2 ? 2 : 1))
-	mapfile -t certargs < <(it_cert_args "$cert")
-	put_raw /mdm/connect "${certargs[@]}" \
+	put_raw /mdm/connect "${IT_CERT_ARGS[@]}" \
 	    -H "Content-Type: $IT_CONNECT_TYPE" --data-binary "@$file" "$@"
 }
 
@@ -317,7 +326,7 @@ it_file() {
 # for a device and print its path.
 auth_plist() {
 	local f
-	f=$(it_file "auth-$1-$RANDOM.plist")
+	f=$IT_DIR/auth-$1-$RANDOM.plist
 	plist_write "$f" BuildVersion=21F90 DeviceName="Test iPhone" \
 	    MessageType=Authenticate Model=MLPF3LL/A ModelName=iPhone \
 	    OSVersion=17.5.1 ProductName=iPhone14,5 SerialNumber="$2" \
@@ -328,7 +337,7 @@ auth_plist() {
 # token_plist UDID TOKEN_B64 [KEY=VALUE...]: a TokenUpdate; prints its path.
 token_plist() {
 	local f
-	f=$(it_file "token-$1-$RANDOM.plist")
+	f=$IT_DIR/token-$1-$RANDOM.plist
 	plist_write "$f" AwaitingConfiguration:bool=false \
 	    MessageType=TokenUpdate \
 	    PushMagic=8B0E2D3C-7A61-4F59-9E1C-4D2B6A8F0C13 \
@@ -339,7 +348,7 @@ token_plist() {
 # checkout_plist UDID: a CheckOut; prints its path.
 checkout_plist() {
 	local f
-	f=$(it_file "checkout-$1-$RANDOM.plist")
+	f=$IT_DIR/checkout-$1-$RANDOM.plist
 	plist_write "$f" MessageType=CheckOut Topic="$IT_TOPIC" UDID="$1"
 	printf '%s\n' "$f"
 }
