@@ -2988,6 +2988,9 @@ store_check(struct store *s, int repair, const struct store_progress *prog,
 
 /* ---- purge ---- */
 
+_Static_assert(DBI__MAX <= STORE_REPORT_DB_MAX,
+    "a purge report counts every sub-database");
+
 struct purge_ctx {
 	struct store_purge_report *r;
 	struct strset		   devs;  /* device IDs to remove */
