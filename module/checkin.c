@@ -111,6 +111,36 @@ enrollment_load(struct store_txn *t, const struct mdm_msg *m,
 	return 0;
 }
 
+/*
+ * Keep the raw message byte-for-byte with the APNs topic it came through:
+ * its own Topic key, else the enrollment's, else its device's (messages
+ * such as SetBootstrapToken carry none), so that every stored message
+ * knows the service token it belongs to (picomdmctl purge --topic).
+ */
+static int
+keep_raw(struct store_txn *t, const struct checkin_op *op,
+    const struct store_enrollment *e)
+{
+	const struct mdm_msg *m = op->msg;
+	const char           *topic = msg_str(m, "Topic");
+	struct store_device  *d = NULL;
+	int                   rc;
+
+	if (topic == NULL && e != NULL)
+		topic = e->topic;
+	if (topic == NULL) {
+		rc = store_device_get(t, m->device_id, &d);
+		if (rc != 0 && rc != STORE_ENOTFOUND)
+			return rc;
+		if (d != NULL)
+			topic = d->topic;
+	}
+	rc = store_msg_put(t, m->id, m->kind, topic, op->req->body,
+	    op->req->body_len);
+	store_device_free(d);
+	return rc;
+}
+
 struct disable_ctx {
 	struct store_txn *t;
 	int               clear_queue;
@@ -183,8 +213,7 @@ do_authenticate(struct store_txn *t, struct checkin_op *op)
 	    (rc = store_user_channels(t, m->device_id, disable_channel,
 	    &dc)) != 0)
 		goto out;
-	rc = store_msg_put(t, m->id, m->kind, msg_str(m, "Topic"),
-	    op->req->body, op->req->body_len);
+	rc = keep_raw(t, op, e);
 out:
 	store_device_free(d);
 	store_enrollment_free(e);
@@ -240,8 +269,7 @@ do_token_update(struct store_txn *t, struct checkin_op *op)
 		if ((rc = store_device_put(t, d)) != 0)
 			goto out;
 	}
-	rc = store_msg_put(t, m->id, m->kind, msg_str(m, "Topic"),
-	    op->req->body, op->req->body_len);
+	rc = keep_raw(t, op, e);
 out:
 	store_enrollment_free(e);
 	store_device_free(d);
@@ -277,8 +305,7 @@ do_check_out(struct store_txn *t, struct checkin_op *op)
 	if ((rc = store_enrollment_put(t, e)) == 0 && !m->user_channel)
 		rc = store_user_channels(t, m->device_id, disable_channel, &dc);
 	if (rc == 0)
-		rc = store_msg_put(t, m->id, m->kind, msg_str(m, "Topic"),
-		    op->req->body, op->req->body_len);
+		rc = keep_raw(t, op, e);
 	store_enrollment_free(e);
 	return rc;
 }
@@ -322,8 +349,7 @@ do_user_authenticate(struct store_txn *t, struct checkin_op *op)
 	if (e->token_update_tally == 0)
 		e->enabled = 0;
 	if ((rc = store_enrollment_put(t, e)) == 0)
-		rc = store_msg_put(t, m->id, m->kind, NULL, op->req->body,
-		    op->req->body_len);
+		rc = keep_raw(t, op, e);
 	store_enrollment_free(e);
 	if (rc == 0 && msg_str(m, "DigestResponse") == NULL)
 		rc = reply_plist(op, "DigestChallenge", plist_new_string(
@@ -361,8 +387,7 @@ do_set_bootstrap(struct store_txn *t, struct checkin_op *op)
 	}
 	d->bootstrap_token_at = store_txn_now(t);
 	if ((rc = store_device_put(t, d)) == 0)
-		rc = store_msg_put(t, m->id, m->kind, NULL, op->req->body,
-		    op->req->body_len);
+		rc = keep_raw(t, op, e);
 out:
 	store_device_free(d);
 	store_enrollment_free(e);
@@ -384,8 +409,7 @@ do_get_bootstrap(struct store_txn *t, struct checkin_op *op)
 		return rc;
 	if ((rc = store_enrollment_put(t, e)) != 0 ||
 	    (rc = store_device_get(t, m->device_id, &d)) != 0 ||
-	    (rc = store_msg_put(t, m->id, m->kind, NULL, op->req->body,
-	    op->req->body_len)) != 0)
+	    (rc = keep_raw(t, op, e)) != 0)
 		goto out;
 	if (d->bootstrap_token != NULL && d->bootstrap_token_len > 0)
 		rc = reply_plist(op, "BootstrapToken", plist_new_data(
@@ -433,9 +457,8 @@ do_declarative(struct store_txn *t, struct checkin_op *op)
 	if ((rc = enrollment_existing(t, op, &e)) != 0)
 		return rc;
 	rc = store_enrollment_put(t, e);
-	store_enrollment_free(e);
 	if (rc != 0)
-		return rc;
+		goto out;
 	if (strcmp(ep, "tokens") == 0)
 		rc = reply_json(op, json_pack("{s:{s:s, s:s}}", "SyncTokens",
 		    "DeclarationsToken", token, "Timestamp",
@@ -445,15 +468,21 @@ do_declarative(struct store_txn *t, struct checkin_op *op)
 		    "s:s}", "Declarations", "Activations", "Configurations",
 		    "Assets", "Management", "DeclarationsToken", token));
 	else if (strcmp(ep, "status") == 0) {
-		if (msg_data(m, "Data", NULL) == NULL)
-			return op->reason = "status report without Data", 400;
-	} else if (strncmp(ep, "declaration/", 12) == 0)
-		return op->reason = "no such declaration", 404;
-	else
-		return op->reason = "unknown declarative Endpoint", 400;
+		if (msg_data(m, "Data", NULL) == NULL) {
+			op->reason = "status report without Data";
+			rc = 400;
+		}
+	} else if (strncmp(ep, "declaration/", 12) == 0) {
+		op->reason = "no such declaration";
+		rc = 404;
+	} else {
+		op->reason = "unknown declarative Endpoint";
+		rc = 400;
+	}
 	if (rc == 0)
-		rc = store_msg_put(t, m->id, m->kind, NULL, op->req->body,
-		    op->req->body_len);
+		rc = keep_raw(t, op, e);
+out:
+	store_enrollment_free(e);
 	return rc;
 }
 

@@ -48,7 +48,6 @@ json_t *ctl_json_secret(const void *, size_t);
 /* ctl_show.c */
 int ctl_devices(struct ctl *);
 int ctl_show(struct ctl *);
-int ctl_stats(struct ctl *);
 
 /* ctl_queue.c */
 int ctl_enqueue(struct ctl *);

@@ -1,5 +1,5 @@
 /*
- * ctl_show.c - picomdmctl devices, show and stats: read-only views of the
+ * ctl_show.c - picomdmctl devices and show: read-only views of the
  * store. Secrets (push token, PushMagic, UnlockToken, BootstrapToken) are
  * shown as length and SHA-256 only.
  */
@@ -250,25 +250,6 @@ out:
 	return rc;
 }
 
-/* ---- stats ---- */
-
-static int
-stats_op(struct store_txn *t, void *arg)
-{
-	struct store_dbi_stat st[32];
-	int                   n, i;
-
-	(void)arg;
-	if ((n = store_stat(t, st, 32)) < 0)
-		return n;
-	for (i = 0; i < n; i++)
-		printf("%-8s entries=%llu pages=%llu depth=%u\n", st[i].name,
-		    (unsigned long long)st[i].entries,
-		    (unsigned long long)st[i].pages, st[i].depth);
-	return 0;
-}
-
-
 int
 ctl_devices(struct ctl *c)
 {
@@ -294,12 +275,4 @@ ctl_show(struct ctl *c)
 	}
 	json_decref(sc.out);
 	return ctl_exit(rc, c->argv[1]);
-}
-
-int
-ctl_stats(struct ctl *c)
-{
-	if (c->argc != 1)
-		return -1;
-	return ctl_exit(store_read(c->store, stats_op, NULL), "stats");
 }

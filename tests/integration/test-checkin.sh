@@ -237,6 +237,12 @@ checkin "$f" renewed
 expect_status 200 "UserAuthenticate second request (DigestResponse)"
 expect_eq "$(wc -c <"$BODY")" 0 "second UserAuthenticate: empty body"
 
+# Every kept message knows the APNs topic it came through, even those
+# that carry no Topic key (purge --topic relies on it).
+expect_jq "$(ctl show "$udid")" \
+    '[.enrollments[].messages[].topic] | all(. == "'"$IT_TOPIC"'")' true \
+    "every stored message of the device carries its topic"
+
 # ---- the single /mdm URL, routed by content type ----
 mudid=0000FE00-MDM1-0000-0000-000000000001
 gen mdm1 >/dev/null
