@@ -155,13 +155,25 @@ fuzz_load_op(struct store_txn *t, void *arg)
 	return 0;
 }
 
+/*
+ * Read every byte of a string the store handed out, so a bad pointer or
+ * a missing terminator shows. NULL is allowed: a record that lacks a
+ * field decodes with that member NULL (store.h does not promise more),
+ * which every consumer must check.
+ */
+static void
+touch(const char *s)
+{
+	if (s != NULL)
+		(void)strlen(s);
+}
+
 static int
 fuzz_problem(const struct store_problem *p, void *arg)
 {
-	/* Touch every string, so a bad pointer shows. */
-	(void)strlen(p->db);
-	(void)strlen(p->key);
-	(void)strlen(p->what);
+	touch(p->db);
+	touch(p->key);
+	touch(p->what);
 	(void)arg;
 	return 0;
 }
@@ -169,7 +181,7 @@ fuzz_problem(const struct store_problem *p, void *arg)
 static int
 fuzz_target_cb(const struct store_target *tg, void *arg)
 {
-	(void)strlen(tg->enrollment_id);
+	touch(tg->enrollment_id);
 	(void)arg;
 	return 0;
 }
@@ -187,8 +199,11 @@ fuzz_queue_cb(const struct store_queue_item *q, void *arg)
 
 	if (w->n++ > 64)
 		return 1;
+	touch(q->enrollment_id);
+	if (q->uuid == NULL)
+		return 0;
 	if (store_command_get(w->t, q->uuid, &c) == 0) {
-		(void)strlen(c->uuid);
+		touch(c->uuid);
 		store_command_free(c);
 	}
 	(void)store_command_targets(w->t, q->uuid, fuzz_target_cb, NULL);
@@ -203,8 +218,9 @@ fuzz_result_cb(const struct store_result *r, void *arg)
 
 	if (w->n++ > 64)
 		return 1;
-	(void)strlen(r->uuid);
-	if (store_result_get(w->t, r->enrollment_id, r->seq, &one) == 0)
+	touch(r->uuid);
+	if (r->enrollment_id != NULL &&
+	    store_result_get(w->t, r->enrollment_id, r->seq, &one) == 0)
 		store_result_free(one);
 	return 0;
 }
@@ -212,7 +228,8 @@ fuzz_result_cb(const struct store_result *r, void *arg)
 static int
 fuzz_msg_cb(const struct store_msg *m, void *arg)
 {
-	(void)strlen(m->enrollment_id);
+	touch(m->enrollment_id);
+	touch(m->topic);
 	(void)arg;
 	return 0;
 }
@@ -220,7 +237,7 @@ fuzz_msg_cb(const struct store_msg *m, void *arg)
 static int
 fuzz_id_cb(const char *id, void *arg)
 {
-	(void)strlen(id);
+	touch(id);
 	(void)arg;
 	return 0;
 }
@@ -234,6 +251,8 @@ fuzz_enroll_cb(const struct store_enrollment *e, void *arg)
 
 	if (w->n++ > 256)
 		return 1;
+	if (e->id == NULL)
+		return 0;
 	if (e->device_id != NULL &&
 	    store_device_get(w->t, e->device_id, &d) == 0) {
 		if (d->serial != NULL &&
@@ -275,6 +294,8 @@ fuzz_next_cb(const struct store_enrollment *e, void *arg)
 		;
 	if (i == 8)
 		return 1;
+	if (e->id == NULL)
+		return 0;
 	if ((ids[i] = strdup(e->id)) == NULL)
 		return STORE_ENOMEM;
 	return 0;

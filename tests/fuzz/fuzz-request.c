@@ -28,7 +28,8 @@
  * main() replays the files and directories given, or
  * tests/fuzz/corpus/request (through PICOMDM_TEST_DATA), as make check
  * does. A file named "expect-NNN-..." must give request_read_body()
- * status NNN (000 for success; "acc" when libfcgi refuses the stream).
+ * status NNN (000 for success; "acc" when libfcgi refuses the stream,
+ * "bug" when the stream would make libfcgi abort and is not run).
  */
 #include "config.h"
 
@@ -53,6 +54,7 @@
 #define FUZZ_STREAM_MAX (160 * 1024)
 #define FUZZ_INPUT_MAX	(FUZZ_STREAM_MAX - 4096)
 #define FUZZ_ACCEPT	(-1) /* libfcgi refused the stream */
+#define FUZZ_LIBFCGI	(-5) /* not run: would abort inside libfcgi */
 
 static const size_t fuzz_caps[8] = {
     0, 1, 16, 100, 1024, 16384, 65536, 4 * 1024 * 1024};
@@ -201,6 +203,79 @@ fuzz_build(const uint8_t *d, size_t n, unsigned mode, struct buf *b,
 	return b->len > FUZZ_STREAM_MAX ? -1 : 0;
 }
 
+/* Whether a name-value pair list holds a pair whose lengths overflow
+ * libfcgi's int arithmetic (see fuzz_libfcgi_abort). */
+static int
+fuzz_pairs_overflow(const unsigned char *p, size_t n)
+{
+	unsigned long long len[2];
+	size_t		   off = 0;
+	int		   i;
+
+	while (off < n) {
+		for (i = 0; i < 2; i++) {
+			if (off >= n)
+				return 0;
+			if (p[off] & 0x80) {
+				if (n - off < 4)
+					return 0;
+				len[i] = (unsigned long long)(p[off] & 0x7f)
+					<< 24 |
+				    (unsigned long long)p[off + 1] << 16 |
+				    (unsigned long long)p[off + 2] << 8 |
+				    p[off + 3];
+				off += 4;
+			} else
+				len[i] = p[off++];
+		}
+		if (len[0] + len[1] + 2 > 0x7fffffffULL)
+			return 1;
+		if (len[0] + len[1] > n - off)
+			return 0;
+		off += (size_t)(len[0] + len[1]);
+	}
+	return 0;
+}
+
+/*
+ * libfcgi 2.4.2 (Debian 12's 2.4.2-2+deb12u1 included) computes a
+ * name-value pair's size as nameLen + valueLen + 2 in an int: lengths
+ * whose sum passes INT_MAX make its Malloc() assert, which aborts the
+ * whole responder (ReadParams in fcgiapp.c; found by this target, kept as
+ * corpus files expect-bug-*). Only a peer that can write to the FastCGI
+ * socket can send that, and nginx never does: such streams are not run.
+ * This looks at the content of FCGI_PARAMS records joined up (pairs span
+ * records) and of every management record (request ID 0) on its own.
+ */
+static int
+fuzz_libfcgi_abort(const unsigned char *s, size_t n)
+{
+	struct buf params;
+	size_t	   off = 0, clen, plen;
+	int	   bad = 0, rid, type;
+
+	memset(&params, 0, sizeof(params));
+	while (!bad && n - off >= 8) {
+		type = s[off + 1];
+		rid = s[off + 2] << 8 | s[off + 3];
+		clen = (size_t)(s[off + 4] << 8 | s[off + 5]);
+		plen = s[off + 6];
+		off += 8;
+		if (clen > n - off)
+			clen = n - off;
+		if (rid == 0)
+			bad = fuzz_pairs_overflow(s + off, clen);
+		else if (type == 4 && buf_append(&params, s + off, clen) == -1)
+			abort();
+		off += clen;
+		off += plen < n - off ? plen : n - off;
+	}
+	if (!bad && params.len > 0)
+		bad = fuzz_pairs_overflow(params.p, params.len);
+	buf_free(&params);
+	return bad;
+}
+
 /*
  * Feed stream[0..n) to libfcgi and, if it yields a request, to
  * request.c with the cap. Returns request_read_body()'s status,
@@ -217,6 +292,8 @@ fuzz_serve(const unsigned char *stream, size_t n, size_t cap,
 	size_t	       off = 0;
 	ssize_t	       w;
 
+	if (fuzz_libfcgi_abort(stream, n))
+		return FUZZ_LIBFCGI;
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
 		return -2;
 	{
@@ -345,6 +422,8 @@ expect_of(const char *base)
 		return -3;
 	if (strncmp(base + 7, "acc-", 4) == 0)
 		return FUZZ_ACCEPT;
+	if (strncmp(base + 7, "bug-", 4) == 0)
+		return FUZZ_LIBFCGI;
 	for (i = 7; i < 10; i++) {
 		if (base[i] < '0' || base[i] > '9')
 			return -4;
