@@ -242,8 +242,7 @@ static const char *const service_names[INV__MAX] = {
 static const char *const service_titles[INV__MAX] = {
     [INV_CHECKIN] = "APNs / check-in protocol",
     [INV_COMMAND] = "MDM command protocol",
-    [INV_ADE] = "Automated Device Enrollment (Apple Business/School "
-		"Manager)",
+    [INV_ADE] = "Automated Device Enrollment (ABM/ASM)",
     [INV_VPP] = "Apps and Books (VPP)",
 };
 
