@@ -148,11 +148,19 @@ render_nginx_conf() {
 pm_pid_is() {
 	local pid
 	[[ -f $1 ]] || return 1
-	pid=$(head -n 1 "$1")
-	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	[[ -r /proc/$pid/cmdline ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2" || return 1
+	read -r pid <"$1" || [[ -n $pid ]] || return 1
+	pm_pid_cmd_has "$pid" "$2" || return 1
 	printf '%s\n' "$pid"
+}
+
+# pm_pid_cmd_has PID TEXT: succeed when PID is alive and its command line
+# contains TEXT. (No pipeline: with pipefail, "tr | grep -q" can fail when
+# grep exits first.)
+pm_pid_cmd_has() {
+	local cmd
+	[[ $1 =~ ^[0-9]+$ && -r /proc/$1/cmdline ]] || return 1
+	cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+	[[ $cmd == *"$2"* ]]
 }
 
 # pm_wait_gone PID SECONDS: wait until PID exits; fail on timeout.

@@ -47,6 +47,8 @@ IT_URL=
 IT_RESPONDER=
 IT_RESPONDER_CMD=()
 IT_CERT_ARGS=()
+IT_PIDS=()
+IT_MAIN_PID=
 [[ -n ${IT_RESPONDER_ARGS+x} ]] || IT_RESPONDER_ARGS=()
 STATUS=
 BODY=
@@ -91,6 +93,7 @@ it_abort() {
 it_start() {
 	local port
 
+	IT_MAIN_PID=$BASHPID
 	IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
 	trap it_cleanup EXIT
 	IT_CERTS=${PICOMDM_IT_CERTS:-$IT_DIR/certs}
@@ -127,6 +130,7 @@ it_start() {
 		if (start_nginx "$IT_DIR/nginx" "$IT_DIR/nginx/nginx.conf") \
 		    2>>"$IT_DIR/nginx/start.log"; then
 			IT_PORT=$port
+			IT_PIDS+=("$(head -n 1 "$IT_DIR/nginx/nginx.pid")")
 			break
 		fi
 	done
@@ -143,6 +147,7 @@ it_start_responder() {
 	    it_abort "setup: ${IT_RESPONDER_CMD[0]} not built"
 	start_responder "$IT_DIR/fcgi.pid" "$IT_DIR/fcgi.log" \
 	    "${IT_RESPONDER_CMD[@]}"
+	IT_PIDS+=("$(head -n 1 "$IT_DIR/fcgi.pid")")
 	wait_for_socket "$IT_SOCK" 10 "$IT_DIR/fcgi.pid" ||
 	    it_abort "setup: $IT_RESPONDER did not start" \
 	    "$(tail -n 3 "$IT_DIR/fcgi.log" | tr '\n' ' ')"
@@ -152,11 +157,24 @@ it_stop_responder() {
 	stop_responder "$IT_DIR/fcgi.pid" "$IT_RESPONDER"
 }
 
+# it_cleanup [STATUS]: the EXIT trap (a test that sets its own EXIT trap
+# calls it from there). Stops nginx and the responder, also when their pid
+# files are gone, and removes the temp directory unless something failed.
+# Does nothing in a subshell: only the test's own shell tears down.
 it_cleanup() {
-	local rc=$?
-	[[ -n $IT_DIR ]] || return 0
+	local rc=${1:-$?} pid
+	set +e
+	[[ -n $IT_DIR && $BASHPID == "$IT_MAIN_PID" ]] || return 0
 	stop_nginx "$IT_DIR/nginx"
 	stop_responder "$IT_DIR/fcgi.pid" "${IT_RESPONDER:-picomdm-fcgi}"
+	# Started by this test and still there (pid file removed or
+	# overwritten): stop by the pid noted at start, if it is still ours.
+	for pid in "${IT_PIDS[@]}"; do
+		if pm_pid_cmd_has "$pid" "$IT_DIR"; then
+			kill -TERM "$pid" 2>/dev/null
+			pm_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null
+		fi
+	done
 	if ((IT_FAIL > 0 || rc != 0)) || [[ -n ${PICOMDM_IT_KEEP-} ]]; then
 		echo "# $IT_NAME: kept $IT_DIR (responder log fcgi.log," \
 		    "nginx logs in nginx/)"
@@ -167,12 +185,17 @@ it_cleanup() {
 	else
 		rm -rf "$IT_DIR"
 	fi
+	return 0
 }
 
 # it_done: stop nginx and the responder, count a sanitizer report in the
 # responder's log as a failure, print the totals; exit 0 when nothing
 # failed.
 it_done() {
+	if [[ -n $IT_MAIN_PID && $BASHPID != "$IT_MAIN_PID" ]]; then
+		# it_abort in a subshell: only that subshell ends.
+		exit 1
+	fi
 	if [[ -n $IT_DIR && -f $IT_DIR/fcgi.pid ]]; then
 		stop_nginx "$IT_DIR/nginx"
 		it_stop_responder
