@@ -17,7 +17,7 @@ start_responder "$IT_DIR/fcgi2.pid" "$IT_DIR/fcgi2.log" \
     --device-ca "$IT_CERTS/ca.pem" --workers 2 --log-level info
 wait_for_socket "$sock2" 10 "$IT_DIR/fcgi2.pid" ||
     it_abort "second responder did not start"
-trap 'stop_responder "$IT_DIR/fcgi2.pid" picomdm-fcgi; it_cleanup' EXIT
+trap 'it_rc=$?; stop_responder "$IT_DIR/fcgi2.pid" picomdm-fcgi; (exit $it_rc); it_cleanup' EXIT
 sed -i "s|server unix:$IT_SOCK;|server unix:$IT_SOCK;\n\t\tserver unix:$sock2;|" \
     "$IT_DIR/nginx/nginx.conf"
 nginx -p "$IT_DIR/nginx/" -e "$IT_DIR/nginx/error.log" \

@@ -83,7 +83,7 @@ load_stop() {
 	wait "$LOAD_PID" 2>/dev/null || true
 	LOAD_PID=
 }
-trap 'load_stop; it_cleanup' EXIT
+trap 'it_rc=$?; load_stop; (exit $it_rc); it_cleanup' EXIT
 
 : >"$IT_DIR/load.codes"
 load_loop &
