@@ -686,7 +686,10 @@ lg_handshake(struct lg_conn *c)
 	if (c->ssl == NULL) {
 		if ((c->ssl = SSL_new(c->dev->ctx)) == NULL ||
 		    SSL_set_fd(c->ssl, c->fd) != 1 ||
-		    SSL_set_tlsext_host_name(c->ssl, g.servername) != 1 ||
+		    /* A function, not the macro: it casts away const. */
+		    SSL_ctrl(c->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME,
+		    TLSEXT_NAMETYPE_host_name,
+		    (void *)(uintptr_t)g.servername) != 1 ||
 		    SSL_set1_host(c->ssl, g.servername) != 1)
 			lg_die("SSL_new");
 		if (g.resume && c->sess != NULL)
