@@ -188,6 +188,7 @@ static struct {
 } g;
 
 static void usage(void) __attribute__((noreturn));
+static int  lg_new_session(SSL *, SSL_SESSION *);
 
 static void
 usage(void)
@@ -472,6 +473,7 @@ lg_dev_init(struct lg_dev *d, const char *body, const char *cert,
 		SSL_CTX_set_verify(d->ctx, SSL_VERIFY_PEER, NULL);
 		SSL_CTX_set_session_cache_mode(d->ctx,
 		    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(d->ctx, lg_new_session);
 		if (SSL_CTX_use_certificate(d->ctx, d->cert) != 1 ||
 		    SSL_CTX_use_PrivateKey(d->ctx, d->key) != 1 ||
 		    SSL_CTX_check_private_key(d->ctx) != 1)
@@ -574,19 +576,38 @@ lg_want(struct lg_conn *c, uint32_t ev)
 	c->ev = ev;
 }
 
+/* The connection an SSL object belongs to (ex_data index). */
+static int lg_exidx = -1;
+
+/*
+ * A new session to resume with (--resume): with TLS 1.3 it comes with a
+ * NewSessionTicket after the handshake, not with the handshake itself, so
+ * it is taken from this callback rather than from SSL_get1_session().
+ * Keeps the reference (returns 1).
+ */
+static int
+lg_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct lg_conn *c = SSL_get_ex_data(ssl, lg_exidx);
+
+	if (c == NULL || !g.resume)
+		return 0;
+	SSL_SESSION_free(c->sess);
+	c->sess = sess;
+	return 1;
+}
+
+/*
+ * Close c. With keep_session (an orderly close between requests) a TLS
+ * close_notify is sent first: OpenSSL marks the session of a connection
+ * freed without one as not resumable, which would defeat --resume.
+ */
 static void
 lg_conn_close(struct lg_conn *c, int keep_session)
 {
 	if (c->ssl != NULL) {
-		if (keep_session && g.resume) {
-			SSL_SESSION *s = SSL_get1_session(c->ssl);
-
-			if (s != NULL && SSL_SESSION_is_resumable(s)) {
-				SSL_SESSION_free(c->sess);
-				c->sess = s;
-			} else
-				SSL_SESSION_free(s);
-		}
+		if (keep_session)
+			(void)SSL_shutdown(c->ssl);
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 	}
@@ -688,10 +709,12 @@ lg_handshake(struct lg_conn *c)
 		    SSL_set_fd(c->ssl, c->fd) != 1 ||
 		    /* A function, not the macro: it casts away const. */
 		    SSL_ctrl(c->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME,
-		    TLSEXT_NAMETYPE_host_name,
-		    (void *)(uintptr_t)g.servername) != 1 ||
+			TLSEXT_NAMETYPE_host_name,
+			(void *)(uintptr_t)g.servername) != 1 ||
 		    SSL_set1_host(c->ssl, g.servername) != 1)
 			lg_die("SSL_new");
+		if (SSL_set_ex_data(c->ssl, lg_exidx, c) != 1)
+			lg_die("SSL_set_ex_data");
 		if (g.resume && c->sess != NULL)
 			SSL_set_session(c->ssl, c->sess);
 	}
@@ -1234,6 +1257,9 @@ main(int argc, char *argv[])
 	if (inet_pton(AF_INET, g.host, &g.addr.sin_addr) != 1)
 		lg_die("--host: want an IPv4 address, got \"%s\"", g.host);
 	if (g.tls) {
+		lg_exidx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+		if (lg_exidx < 0)
+			lg_die("SSL_get_ex_new_index");
 		if ((g.castore = X509_STORE_new()) == NULL ||
 		    X509_STORE_load_file(g.castore, g.cacert) != 1)
 			lg_die("%s: cannot load", g.cacert);
