@@ -130,7 +130,7 @@ test_config(void)
 	int           fd;
 
 	config_defaults(&c);
-	CHECK_EQ(c.workers, 8);
+	CHECK_EQ(c.workers, 64);
 	CHECK_EQ(config_set(&c, "workers", "4"), 0);
 	CHECK_EQ(c.workers, 4);
 	CHECK_EQ(config_set(&c, "workers", "0"), -1);
