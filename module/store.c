@@ -32,6 +32,8 @@ const char *const store_dbi_names[DBI__MAX] = {
 	"cmd", "queue", "qpos", "result", "cmdq"
 };
 
+#define BATCH_MAX 256 /* jobs in one group commit, at most */
+
 struct store_job {
 	store_op_fn       fn;
 	void             *arg;
@@ -380,19 +382,25 @@ store_run_batch(struct store *s, struct store_job **jobs, size_t n)
 	__atomic_add_fetch(&s->ops, n, __ATOMIC_RELAXED);
 }
 
-/* Run a batch, growing the map and rerunning the jobs it could not hold. */
+/*
+ * Run a batch, growing the map and rerunning the jobs it could not hold.
+ * jobs[] is left as given (the caller marks every one done afterwards);
+ * the reruns go through a separate list.
+ */
 static void
 store_run_jobs(struct store *s, struct store_job **jobs, size_t n)
 {
-	size_t i, m;
+	struct store_job *retry[BATCH_MAX], **run = jobs;
+	size_t            i, m;
 
 	for (;;) {
-		store_run_batch(s, jobs, n);
+		store_run_batch(s, run, n);
 		for (i = m = 0; i < n; i++)
-			if (jobs[i]->rc == STORE_EFULL)
-				jobs[m++] = jobs[i];
+			if (run[i]->rc == STORE_EFULL)
+				retry[m++] = run[i];
 		if (m == 0 || store_grow(s) != 0)
 			return;
+		run = retry;
 		n = m;
 	}
 }
@@ -422,8 +430,6 @@ store_write(struct store *s, store_op_fn fn, void *arg)
 	pthread_mutex_unlock(&s->mu);
 	return job.rc;
 }
-
-#define BATCH_MAX 256
 
 static void *
 store_writer_main(void *arg)

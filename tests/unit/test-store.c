@@ -510,6 +510,50 @@ test_map_full(void)
 	store_close(s);
 }
 
+/* ---- map growth while the writer batches concurrent requests ---- */
+
+static struct store *grow_store;
+
+static void *
+grow_thread(void *arg)
+{
+	char uuid[32];
+	int  i, k = (int)(intptr_t)arg;
+
+	for (i = 0; i < 60; i++) {
+		snprintf(uuid, sizeof(uuid), "grow-%d-%d", k, i);
+		CHECK_EQ(store_write(grow_store, op_big, uuid), 0);
+	}
+	return NULL;
+}
+
+/*
+ * Batches in which some requests hit the full map: those rerun after the
+ * map grows, and every request of every batch must be released (a lost
+ * one would leave its thread waiting forever; alarm() catches that).
+ */
+static void
+test_growth_concurrent(void)
+{
+	pthread_t th[8];
+	uint64_t  batches, ops;
+	int       i;
+
+	fresh_dir("grow");
+	grow_store = open_store(1 << 20, 512 << 20);
+	CHECK_EQ(store_writer_start(grow_store), 0);
+	alarm(120);
+	for (i = 0; i < 8; i++)
+		CHECK(pthread_create(&th[i], NULL, grow_thread,
+		    (void *)(intptr_t)i) == 0);
+	for (i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	alarm(0);
+	store_writer_stats(grow_store, &batches, &ops);
+	CHECK(ops >= 480);
+	store_close(grow_store);
+}
+
 /* A record that does not decode is reported, never trusted. */
 static void
 test_corrupt(void)
@@ -549,6 +593,7 @@ main(void)
 	test_clear_and_history();
 	test_group_commit();
 	test_map_full();
+	test_growth_concurrent();
 	test_corrupt();
 	remove_dir();
 	REGRESS_DONE();
