@@ -199,6 +199,8 @@ store_open(const char *dir, const struct store_opts *o, struct store **out)
 			goto fail_mdb;
 		s->map_size = want;
 	}
+	/* Reader slots left by processes that died are reclaimed now. */
+	(void)mdb_reader_check(s->env, &i);
 	if ((rc = mdb_txn_begin(s->env, NULL, o->readonly ? MDB_RDONLY : 0,
 	    &txn)) != 0)
 		goto fail_mdb;
@@ -307,6 +309,17 @@ txn_begin(struct store *s, int rdonly, struct store_txn *t)
 			return 0;
 		}
 		pthread_rwlock_unlock(&s->resize_lock);
+		if (rc == MDB_READERS_FULL) {
+			/* Slots of processes that died (kill -9) are stale. */
+			int dead = 0;
+
+			if (mdb_reader_check(s->env, &dead) == 0 && dead > 0) {
+				log_warn("store: cleared %d stale reader slots",
+				    dead);
+				continue;
+			}
+			return STORE_EREADERS;
+		}
 		if (rc != MDB_MAP_RESIZED)
 			return store_rc(rc);
 		store_adopt_mapsize(s);
