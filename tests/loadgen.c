@@ -41,6 +41,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -254,18 +255,20 @@ lg_seconds(const char *s, const char *what)
 static char *
 lg_slurp(const char *path, size_t *len)
 {
-	FILE  *f;
-	char  *p;
-	size_t n;
+	struct stat st;
+	FILE	   *f;
+	char	   *p;
+	size_t	    n;
 
-	if ((f = fopen(path, "rb")) == NULL)
+	if ((f = fopen(path, "rb")) == NULL || fstat(fileno(f), &st) == -1)
 		lg_die("%s: %s", path, strerror(errno));
-	if ((p = malloc(LG_FILE_MAX + 1)) == NULL)
+	if (st.st_size < 0 || st.st_size > LG_FILE_MAX)
+		lg_die("%s: larger than %d bytes", path, LG_FILE_MAX);
+	if ((p = malloc((size_t)st.st_size + 1)) == NULL)
 		lg_die("out of memory");
-	n = fread(p, 1, LG_FILE_MAX + 1, f);
-	if (ferror(f) || n > LG_FILE_MAX)
-		lg_die("%s: unreadable or larger than %d bytes", path,
-		    LG_FILE_MAX);
+	n = fread(p, 1, (size_t)st.st_size, f);
+	if (ferror(f) || n != (size_t)st.st_size)
+		lg_die("%s: cannot read", path);
 	fclose(f);
 	p[n] = '\0';
 	*len = n;
@@ -1067,6 +1070,44 @@ lg_thread_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Free everything at the end (the connections cut off by the end of the
+ * run included), so that a sanitizer build reports only real leaks.
+ */
+static void
+lg_free(struct lg_thread *ths, struct lg_conn *conns)
+{
+	int i;
+
+	for (i = 0; i < g.conns; i++) {
+		lg_conn_close(&conns[i], 0);
+		SSL_SESSION_free(conns[i].sess);
+		buf_free(&conns[i].out);
+		buf_free(&conns[i].in);
+	}
+	for (i = 0; i < g.threads; i++) {
+		close(ths[i].ep);
+		free(ths[i].conns);
+		free(ths[i].st.lat);
+	}
+	for (i = 0; i < g.ndevs; i++) {
+		struct lg_dev *d = &g.devs[i];
+
+		free(d->body);
+		free(d->idle);
+		free(d->req);
+		free(d->ireq);
+		X509_free(d->cert);
+		EVP_PKEY_free(d->key);
+		SSL_CTX_free(d->ctx);
+	}
+	free(g.devs);
+	X509_STORE_free(g.castore);
+	buf_free(&g.headers);
+	free(conns);
+	free(ths);
+}
+
 static int
 lg_cmp_u32(const void *a, const void *b)
 {
@@ -1136,7 +1177,7 @@ main(int argc, char *argv[])
 	uint32_t	 *all;
 	uint64_t	  t_first, t_last;
 	double		  secs, cpu;
-	size_t		  nall, k;
+	size_t		  nall;
 	int		  ch, i, j, first;
 
 	memset(&g, 0, sizeof(g));
@@ -1388,8 +1429,7 @@ main(int argc, char *argv[])
 
 	if (g.record != NULL && fclose(g.record) != 0)
 		lg_die("%s: %s", record, strerror(errno));
-	for (k = 0; k < (size_t)g.threads; k++)
-		free(ths[k].st.lat);
+	lg_free(ths, conns);
 	free(all);
 	return 0;
 }
