@@ -31,7 +31,9 @@
 struct checkin_op {
 	const struct server  *srv;
 	const struct request *req;
-	const struct mdm_msg *msg;
+	struct mdm_msg       *msg;
+	struct response      *resp;
+	struct exchange      *x;
 	unsigned char         hash[IDENTITY_HASH_LEN];
 	/* outputs, reset on every run */
 	int                   status;
@@ -533,43 +535,74 @@ checkin_op_run(struct store_txn *t, void *arg)
 	}
 }
 
-void
-checkin_handle(const struct server *srv, const struct request *req,
-    struct response *resp)
+/*
+ * After the commit, in the writer thread: fill the reply and hand the
+ * exchange back to main.c to be sent.
+ */
+static void
+checkin_done(int rc, void *arg)
 {
-	struct checkin_op op;
-	struct mdm_msg   *m = NULL;
-	const char       *reason = NULL;
-	int               rc;
+	struct checkin_op *op = arg;
+	struct exchange   *x = op->x;
 
-	memset(&op, 0, sizeof(op));
+	if (rc == 0 && op->body != NULL &&
+	    response_set_body(op->resp, op->ctype, op->body,
+	    op->body_len) == -1)
+		rc = STORE_ENOMEM;
+	response_store_result(op->resp, rc, op->reason);
+	free(op->body);
+	msg_free(op->msg);
+	free(op);
+	exchange_done(x);
+}
+
+int
+checkin_handle(const struct server *srv, const struct request *req,
+    struct response *resp, struct exchange *x)
+{
+	struct checkin_op *op;
+	struct mdm_msg    *m = NULL;
+	unsigned char      hash[IDENTITY_HASH_LEN];
+	const char        *reason = NULL;
+	int                rc;
+
 	resp->msgtype = "checkin";
 	if (strncasecmp(req->content_type,
 	    "application/x-apple-aspen-mdm-checkin", 37) != 0) {
 		response_set(resp, 415, "check-in needs Content-Type "
 		    "application/x-apple-aspen-mdm-checkin");
-		return;
+		return HANDLED;
 	}
 	rc = identity_verify(srv->ca, req->client_cert, req->client_verify,
-	    req->mdm_signature, req->body, req->body_len, op.hash, &reason);
+	    req->mdm_signature, req->body, req->body_len, hash, &reason);
 	if (rc != 0) {
 		response_set(resp, rc, reason);
-		return;
+		return HANDLED;
 	}
 	if ((rc = msg_parse_checkin((const char *)req->body, req->body_len, &m,
 	    &reason)) != 0) {
 		response_set(resp, rc, reason);
-		return;
+		return HANDLED;
 	}
 	strlcpy(resp->id, m->id, sizeof(resp->id));
 	resp->msgtype = msg_kind_name(m->kind);
-	op.srv = srv;
-	op.req = req;
-	op.msg = m;
-	rc = store_write(srv->store, checkin_op_run, &op);
-	if (rc == 0 && op.body != NULL)
-		response_set_body(resp, op.ctype, op.body, op.body_len);
-	response_store_result(resp, rc, op.reason);
-	free(op.body);
-	msg_free(m);
+	if ((op = calloc(1, sizeof(*op))) == NULL) {
+		msg_free(m);
+		response_store_result(resp, STORE_ENOMEM, NULL);
+		return HANDLED;
+	}
+	op->srv = srv;
+	op->req = req;
+	op->msg = m;
+	op->resp = resp;
+	op->x = x;
+	memcpy(op->hash, hash, sizeof(hash));
+	if ((rc = store_submit(srv->store, checkin_op_run, op, checkin_done,
+	    op)) != 0) {
+		msg_free(m);
+		free(op);
+		response_store_result(resp, rc, NULL);
+		return HANDLED;
+	}
+	return PENDING;
 }

@@ -19,6 +19,7 @@ config_defaults(struct config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->workers = 64;
+	c->max_inflight = 256;
 	c->checkin_max = 64 * 1024;
 	c->connect_max = 4 * 1024 * 1024;
 	c->api_max = 8 * 1024 * 1024;
@@ -132,6 +133,10 @@ config_set(struct config *c, const char *key, const char *val)
 		if (num_parse(val, 1, 256, &n) == -1)
 			goto bad_val;
 		c->workers = (int)n;
+	} else if (strcmp(k, "max_inflight") == 0) {
+		if (num_parse(val, 1, 65536, &n) == -1)
+			goto bad_val;
+		c->max_inflight = (int)n;
 	} else if (strcmp(k, "checkin_max") == 0) {
 		if (size_parse(val, &c->checkin_max) == -1 ||
 		    c->checkin_max > 0x7fffffff)

@@ -24,7 +24,9 @@
 struct connect_op {
 	const struct server  *srv;
 	const struct request *req;
-	const struct mdm_msg *msg;
+	struct mdm_msg       *msg;
+	struct response      *resp;
+	struct exchange      *x;
 	unsigned char         hash[IDENTITY_HASH_LEN];
 	/* outputs, reset on every run */
 	const char           *reason;
@@ -66,45 +68,75 @@ connect_op_run(struct store_txn *t, void *arg)
 	return rc == STORE_ENOTFOUND ? 0 : rc;
 }
 
-void
-connect_handle(const struct server *srv, const struct request *req,
-    struct response *resp)
+/*
+ * After the commit, in the writer thread: the next command (if any) is the
+ * reply; the exchange goes back to main.c to be sent.
+ */
+static void
+connect_done(int rc, void *arg)
 {
-	struct connect_op op;
-	struct mdm_msg   *m = NULL;
-	const char       *reason = NULL;
-	int               rc;
+	struct connect_op    *op = arg;
+	const struct mdm_msg *m = op->msg;
+	struct exchange      *x = op->x;
 
-	memset(&op, 0, sizeof(op));
+	if (rc == 0 && !m->well_formed)
+		log_warn("connect %s: result %s kept raw: %s", m->command_uuid,
+		    "not well-formed", m->reason ? m->reason : "-");
+	if (rc == 0 && m->status != CMD_STATUS_IDLE && !op->known)
+		log_warn("connect: report for %s that was not queued "
+		    "(duplicate or unknown), recorded", m->command_uuid);
+	if (rc == 0 && op->next != NULL &&
+	    response_set_body(op->resp, "application/xml; charset=utf-8",
+	    op->next->raw, op->next->raw_len) == -1)
+		rc = STORE_ENOMEM;
+	response_store_result(op->resp, rc, op->reason);
+	store_command_free(op->next);
+	msg_free(op->msg);
+	free(op);
+	exchange_done(x);
+}
+
+int
+connect_handle(const struct server *srv, const struct request *req,
+    struct response *resp, struct exchange *x)
+{
+	struct connect_op *op;
+	struct mdm_msg    *m = NULL;
+	unsigned char      hash[IDENTITY_HASH_LEN];
+	const char        *reason = NULL;
+	int                rc;
+
 	resp->msgtype = "connect";
 	rc = identity_verify(srv->ca, req->client_cert, req->client_verify,
-	    req->mdm_signature, req->body, req->body_len, op.hash, &reason);
+	    req->mdm_signature, req->body, req->body_len, hash, &reason);
 	if (rc != 0) {
 		response_set(resp, rc, reason);
-		return;
+		return HANDLED;
 	}
 	if ((rc = msg_parse_connect((const char *)req->body, req->body_len, &m,
 	    &reason)) != 0) {
 		response_set(resp, rc, reason);
-		return;
+		return HANDLED;
 	}
 	strlcpy(resp->id, m->id, sizeof(resp->id));
 	resp->msgtype = cmd_status_name(m->status);
-	op.srv = srv;
-	op.req = req;
-	op.msg = m;
-	rc = store_write(srv->store, connect_op_run, &op);
-	if (rc == 0 && !m->well_formed)
-		log_warn("connect %s: result %s kept raw: %s", m->command_uuid,
-		    "not well-formed", m->reason ? m->reason : "-");
-	if (rc == 0 && m->status != CMD_STATUS_IDLE && !op.known)
-		log_warn("connect: report for %s that was not queued "
-		    "(duplicate or unknown), recorded", m->command_uuid);
-	if (rc == 0 && op.next != NULL &&
-	    response_set_body(resp, "application/xml; charset=utf-8",
-	    op.next->raw, op.next->raw_len) == -1)
-		rc = STORE_ENOMEM;
-	response_store_result(resp, rc, op.reason);
-	store_command_free(op.next);
-	msg_free(m);
+	if ((op = calloc(1, sizeof(*op))) == NULL) {
+		msg_free(m);
+		response_store_result(resp, STORE_ENOMEM, NULL);
+		return HANDLED;
+	}
+	op->srv = srv;
+	op->req = req;
+	op->msg = m;
+	op->resp = resp;
+	op->x = x;
+	memcpy(op->hash, hash, sizeof(hash));
+	if ((rc = store_submit(srv->store, connect_op_run, op, connect_done,
+	    op)) != 0) {
+		msg_free(m);
+		free(op);
+		response_store_result(resp, rc, NULL);
+		return HANDLED;
+	}
+	return PENDING;
 }

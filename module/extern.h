@@ -35,6 +35,7 @@ struct config {
 	char    *api_key_file;
 	char    *log_level;
 	int      workers;         /* worker threads */
+	int      max_inflight;    /* requests accepted, not yet answered */
 	size_t   checkin_max;     /* body cap, check-in */
 	size_t   connect_max;     /* body cap, command reports */
 	size_t   api_max;         /* body cap, operator API */
@@ -72,6 +73,7 @@ struct request {
 	unsigned char *body;         /* owned, NUL-terminated */
 	size_t         body_len;
 	uint64_t       start_us;
+	int            input_done;   /* FastCGI input read to its end */
 };
 
 /* The reply being built; owned buffers. */
@@ -106,11 +108,23 @@ const char *response_status_text(int);
 void        response_store_result(struct response *, int rc,
             const char *reason);
 
-/* checkin.c, connect.c, api.c: decide and store; fill the response. */
-void checkin_handle(const struct server *, const struct request *,
-     struct response *);
-void connect_handle(const struct server *, const struct request *,
-     struct response *);
+/*
+ * One request from accept to reply (main.c). A handler that queues a
+ * write returns PENDING and keeps the exchange: the write's completion
+ * fills the response and calls exchange_done(), from the store's writer
+ * thread, only once the write is durable. HANDLED: the response is
+ * complete and the caller sends it.
+ */
+struct exchange;
+enum handler_rc { HANDLED = 0, PENDING = 1 };
+void exchange_done(struct exchange *);
+
+/* checkin.c, connect.c: decide and store (asynchronously). */
+int checkin_handle(const struct server *, const struct request *,
+    struct response *, struct exchange *);
+int connect_handle(const struct server *, const struct request *,
+    struct response *, struct exchange *);
+/* api.c: the operator API (answers before returning). */
 void api_handle(const struct server *, const struct request *,
      struct response *);
 

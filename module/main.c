@@ -2,11 +2,15 @@
  * main.c - picomdm-fcgi: configuration, start-up, the worker threads and
  * routing.
  *
- * Process model: one process, N worker threads each in its own
- * FCGX_Accept_r loop on the shared listen socket, and one group-commit
- * writer thread in the store (store.c). The LMDB environment is opened
- * after any fork (none here) and shared by all threads; several such
- * processes may serve one environment.
+ * Process model: one process; N worker threads each in its own
+ * FCGX_Accept_r loop on the shared listen socket; one group-commit writer
+ * thread in the store (store.c); one completion thread that sends the
+ * replies of committed writes. A worker never waits for the disk: it hands
+ * a check-in or report to the writer with store_submit() and accepts the
+ * next request, so a batch holds every request in flight, bounded by
+ * max_inflight. The LMDB environment is opened after any fork (none here)
+ * and shared by all threads; several such processes may serve one
+ * environment.
  */
 #include "config.h"
 
@@ -44,12 +48,13 @@ usage(void)
 	fprintf(stderr,
 	    "usage: picomdm-fcgi --db DIR --device-ca PEM [--socket PATH] "
 	    "[--config FILE]\n"
-	    "                    [--workers N] [--api-key-file FILE] "
-	    "[--log-level LEVEL]\n"
-	    "                    [--map-size SIZE] [--map-max SIZE] "
-	    "[--checkin-max SIZE]\n"
-	    "                    [--connect-max SIZE] [--allow-retro] "
-	    "[--nosync]\n");
+	    "                    [--workers N] [--max-inflight N] "
+	    "[--api-key-file FILE]\n"
+	    "                    [--log-level LEVEL] [--map-size SIZE] "
+	    "[--map-max SIZE]\n"
+	    "                    [--checkin-max SIZE] [--connect-max SIZE] "
+	    "[--allow-retro]\n"
+	    "                    [--nosync]\n");
 	exit(2);
 }
 
@@ -122,98 +127,255 @@ log_safe(const char *s, char *out, size_t n)
 	out[i] = '\0';
 }
 
-static void
-serve_one(FCGX_Request *fr)
-{
-	struct request  req;
-	struct response resp;
-	enum route      rt;
-	size_t          cap = 0;
-	int             rc;
-	char            id[128], path[128];
+/*
+ * One request from accept to reply. A fixed pool of max_inflight of them
+ * bounds the requests accepted and not yet answered: a worker takes one
+ * to accept into and goes on to the next as soon as its request is
+ * handled or handed to the store's writer; the reply is sent by the
+ * worker (HANDLED) or by the completion thread once the write it waited
+ * for is durable (PENDING), and the exchange goes back to the pool.
+ */
+struct exchange {
+	FCGX_Request     fr;
+	struct request   req;
+	struct response  resp;
+	struct exchange *next;
+};
 
-	memset(&resp, 0, sizeof(resp));
-	resp.status = 200;
-	if (request_init(fr, &req) == -1) {
-		response_set(&resp, 500, "out of memory");
-		goto out;
+static struct {
+	struct exchange *all;
+	int              n;
+	pthread_mutex_t  mu;       /* free list */
+	pthread_cond_t   cv_free;
+	struct exchange *free;
+	pthread_mutex_t  rmu;      /* replies ready to send */
+	pthread_cond_t   cv_ready;
+	struct exchange *ready, *ready_tail;
+	int              rstop;
+	pthread_t        thread;
+	int              unix_sock; /* listen socket is AF_UNIX */
+} ex;
+
+static struct exchange *
+pool_take(void)
+{
+	struct exchange *x;
+
+	pthread_mutex_lock(&ex.mu);
+	while (ex.free == NULL && !stopping)
+		pthread_cond_wait(&ex.cv_free, &ex.mu);
+	if ((x = ex.free) != NULL && !stopping)
+		ex.free = x->next;
+	else
+		x = NULL;
+	pthread_mutex_unlock(&ex.mu);
+	return x;
+}
+
+static void
+pool_put(struct exchange *x)
+{
+	pthread_mutex_lock(&ex.mu);
+	x->next = ex.free;
+	ex.free = x;
+	pthread_cond_signal(&ex.cv_free);
+	pthread_mutex_unlock(&ex.mu);
+}
+
+/*
+ * Send the reply, log the request, release it. libfcgi closes a
+ * connection by shutting down its side and waiting until nginx closes
+ * too (lingering, so unread input cannot turn into a reset on TCP). On a
+ * unix socket whose input has been read to the end there is nothing to
+ * wait for: the request is detached, and closed without the wait.
+ */
+static void
+exchange_finish(struct exchange *x)
+{
+	struct request  *req = &x->req;
+	struct response *resp = &x->resp;
+	char             id[128], path[128];
+
+	respond(&x->fr, resp);
+	log_safe(resp->id[0] ? resp->id : "-", id, sizeof(id));
+	log_safe(req->path ? req->path : "-", path, sizeof(path));
+	if (resp->status >= 400)
+		log_warn("request %s %s id=%s type=%s status=%d us=%llu "
+		    "reason=\"%s\"", req->method ? req->method : "-", path, id,
+		    resp->msgtype ? resp->msgtype : "-", resp->status,
+		    (unsigned long long)(time_mono_us() - req->start_us),
+		    resp->reason ? resp->reason : "-");
+	else
+		log_info("request %s %s id=%s type=%s status=%d us=%llu",
+		    req->method ? req->method : "-", path, id,
+		    resp->msgtype ? resp->msgtype : "-", resp->status,
+		    (unsigned long long)(time_mono_us() - req->start_us));
+	if (ex.unix_sock && req->input_done)
+		FCGX_Detach(&x->fr);
+	request_free(req);
+	free(resp->body);
+	resp->body = NULL;
+	FCGX_Finish_r(&x->fr);
+	pool_put(x);
+}
+
+/* Called from the store's writer thread: queue the reply to be sent. */
+void
+exchange_done(struct exchange *x)
+{
+	x->next = NULL;
+	pthread_mutex_lock(&ex.rmu);
+	if (ex.ready_tail != NULL)
+		ex.ready_tail->next = x;
+	else
+		ex.ready = x;
+	ex.ready_tail = x;
+	pthread_cond_signal(&ex.cv_ready);
+	pthread_mutex_unlock(&ex.rmu);
+}
+
+/*
+ * The completion thread sends the replies of committed writes, so the
+ * writer never waits on a socket and no worker waits on the disk.
+ */
+static void *
+completion_main(void *arg)
+{
+	struct exchange *x, *next;
+
+	(void)arg;
+	pthread_mutex_lock(&ex.rmu);
+	for (;;) {
+		while (ex.ready == NULL && !ex.rstop)
+			pthread_cond_wait(&ex.cv_ready, &ex.rmu);
+		if (ex.ready == NULL)
+			break;
+		x = ex.ready;
+		ex.ready = ex.ready_tail = NULL;
+		pthread_mutex_unlock(&ex.rmu);
+		for (; x != NULL; x = next) {
+			next = x->next;
+			exchange_finish(x);
+		}
+		pthread_mutex_lock(&ex.rmu);
 	}
-	rt = route_of(&req);
+	pthread_mutex_unlock(&ex.rmu);
+	return NULL;
+}
+
+static int
+exchanges_init(int n)
+{
+	int i;
+
+	if ((ex.all = calloc((size_t)n, sizeof(*ex.all))) == NULL)
+		return -1;
+	ex.n = n;
+	pthread_mutex_init(&ex.mu, NULL);
+	pthread_cond_init(&ex.cv_free, NULL);
+	pthread_mutex_init(&ex.rmu, NULL);
+	pthread_cond_init(&ex.cv_ready, NULL);
+	for (i = n - 1; i >= 0; i--) {
+		if (FCGX_InitRequest(&ex.all[i].fr, listen_fd, 0) != 0)
+			return -1;
+		ex.all[i].next = ex.free;
+		ex.free = &ex.all[i];
+	}
+	if (pthread_create(&ex.thread, NULL, completion_main, NULL) != 0)
+		return -1;
+	return 0;
+}
+
+/* After the workers and the writer have stopped: send what is left. */
+static void
+exchanges_stop(void)
+{
+	int i;
+
+	pthread_mutex_lock(&ex.rmu);
+	ex.rstop = 1;
+	pthread_cond_signal(&ex.cv_ready);
+	pthread_mutex_unlock(&ex.rmu);
+	pthread_join(ex.thread, NULL);
+	for (i = 0; i < ex.n; i++)
+		FCGX_Free(&ex.all[i].fr, 1);
+	free(ex.all);
+}
+
+/* Route and handle one accepted request; HANDLED or PENDING. */
+static int
+serve(struct exchange *x)
+{
+	struct request  *req = &x->req;
+	struct response *resp = &x->resp;
+	enum route       rt;
+	size_t           cap = 0;
+	int              rc;
+
+	memset(resp, 0, sizeof(*resp));
+	resp->status = 200;
+	if (request_init(&x->fr, req) == -1) {
+		response_set(resp, 500, "out of memory");
+		return HANDLED;
+	}
+	rt = route_of(req);
 	switch (rt) {
 	case ROUTE_CHECKIN:
 		cap = srv.cfg->checkin_max;
-		resp.msgtype = "checkin";
+		resp->msgtype = "checkin";
 		break;
 	case ROUTE_CONNECT:
 		cap = srv.cfg->connect_max;
-		resp.msgtype = "connect";
+		resp->msgtype = "connect";
 		break;
 	case ROUTE_API:
 		cap = srv.cfg->api_max;
-		resp.msgtype = "api";
+		resp->msgtype = "api";
 		break;
 	case ROUTE_NONE:
-		response_set(&resp, 404, "no such endpoint");
-		goto out;
+		response_set(resp, 404, "no such endpoint");
+		return HANDLED;
 	}
-	if (rt != ROUTE_API && strcmp(req.method, "PUT") != 0) {
-		response_set(&resp, 405, "device endpoints take PUT");
-		goto out;
+	if (rt != ROUTE_API && strcmp(req->method, "PUT") != 0) {
+		response_set(resp, 405, "device endpoints take PUT");
+		return HANDLED;
 	}
-	if ((rc = request_read_body(fr, &req, cap)) != 0) {
+	if ((rc = request_read_body(&x->fr, req, cap)) != 0) {
 		if (rt == ROUTE_API)
-			response_json_error(&resp, rc,
+			response_json_error(resp, rc,
 			    rc == 413 ? "request too large" : "bad request",
 			    rc == 413 ? "body over the configured cap" :
 			    "bad Content-Length or short body");
 		else
-			response_set(&resp, rc, rc == 413 ?
+			response_set(resp, rc, rc == 413 ?
 			    "body over the cap" :
 			    "bad Content-Length or short body");
-		goto out;
+		return HANDLED;
 	}
 	if (rt == ROUTE_CHECKIN)
-		checkin_handle(&srv, &req, &resp);
-	else if (rt == ROUTE_CONNECT)
-		connect_handle(&srv, &req, &resp);
-	else
-		api_handle(&srv, &req, &resp);
-out:
-	respond(fr, &resp);
-	log_safe(resp.id[0] ? resp.id : "-", id, sizeof(id));
-	log_safe(req.path ? req.path : "-", path, sizeof(path));
-	if (resp.status >= 400)
-		log_warn("request %s %s id=%s type=%s status=%d us=%llu "
-		    "reason=\"%s\"", req.method ? req.method : "-", path, id,
-		    resp.msgtype ? resp.msgtype : "-", resp.status,
-		    (unsigned long long)(time_mono_us() - req.start_us),
-		    resp.reason ? resp.reason : "-");
-	else
-		log_info("request %s %s id=%s type=%s status=%d us=%llu",
-		    req.method ? req.method : "-", path, id,
-		    resp.msgtype ? resp.msgtype : "-", resp.status,
-		    (unsigned long long)(time_mono_us() - req.start_us));
-	request_free(&req);
-	free(resp.body);
+		return checkin_handle(&srv, req, resp, x);
+	if (rt == ROUTE_CONNECT)
+		return connect_handle(&srv, req, resp, x);
+	api_handle(&srv, req, resp);
+	return HANDLED;
 }
 
 static void *
 worker_main(void *arg)
 {
-	FCGX_Request fr;
+	struct exchange *x;
 
 	(void)arg;
-	if (FCGX_InitRequest(&fr, listen_fd, 0) != 0) {
-		log_error("fcgi: init request failed");
-		return NULL;
-	}
 	while (!stopping) {
-		if (FCGX_Accept_r(&fr) < 0)
+		if ((x = pool_take()) == NULL)
 			break;
-		serve_one(&fr);
-		FCGX_Finish_r(&fr);
+		if (FCGX_Accept_r(&x->fr) < 0) {
+			pool_put(x);
+			break;
+		}
+		if (serve(x) == HANDLED)
+			exchange_finish(x);
 	}
-	FCGX_Free(&fr, 1);
 	return NULL;
 }
 
@@ -261,6 +423,7 @@ main(int argc, char *argv[])
 		{ "device-ca", required_argument, NULL, 'c' },
 		{ "config", required_argument, NULL, 'f' },
 		{ "workers", required_argument, NULL, 'w' },
+		{ "max-inflight", required_argument, NULL, 'i' },
 		{ "api-key-file", required_argument, NULL, 'k' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "map-size", required_argument, NULL, 'm' },
@@ -375,6 +538,17 @@ main(int argc, char *argv[])
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	{
+		struct sockaddr_storage ss;
+		socklen_t               sl = sizeof(ss);
+
+		ex.unix_sock = getsockname(listen_fd, (struct sockaddr *)&ss,
+		    &sl) == 0 && ss.ss_family == AF_UNIX;
+	}
+	if (exchanges_init(cfg.max_inflight) == -1) {
+		log_error("cannot set up %d request slots", cfg.max_inflight);
+		return 1;
+	}
 	if ((th = calloc((size_t)cfg.workers, sizeof(*th))) == NULL)
 		return 1;
 	for (i = 0; i < cfg.workers; i++)
@@ -382,8 +556,9 @@ main(int argc, char *argv[])
 			log_error("cannot start worker %d", i);
 			return 1;
 		}
-	log_info("picomdm-fcgi serving %s with %d workers, store %s",
-	    cfg.socket ? cfg.socket : "fd 0", cfg.workers, cfg.db);
+	log_info("picomdm-fcgi serving %s with %d workers, %d requests in "
+	    "flight at most, store %s", cfg.socket ? cfg.socket : "fd 0",
+	    cfg.workers, cfg.max_inflight, cfg.db);
 	for (;;) {
 		if (sigwait(&sigs, &sig) != 0)
 			continue;
@@ -395,9 +570,15 @@ main(int argc, char *argv[])
 	/* Wake the workers blocked in accept(); those busy finish first. */
 	shutdown(listen_fd, SHUT_RDWR);
 	FCGX_ShutdownPending();
+	pthread_mutex_lock(&ex.mu);
+	pthread_cond_broadcast(&ex.cv_free);
+	pthread_mutex_unlock(&ex.mu);
 	for (i = 0; i < cfg.workers; i++)
 		pthread_join(th[i], NULL);
 	free(th);
+	/* The writer commits what is queued; then its replies are sent. */
+	store_writer_stop(srv.store);
+	exchanges_stop();
 	store_close(srv.store);
 	identity_ca_free(srv.ca);
 	freezero(srv.api_key, srv.api_key_len);

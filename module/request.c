@@ -115,5 +115,6 @@ request_read_body(FCGX_Request *fr, struct request *r, size_t max)
 	/* More bytes than announced: refuse rather than guess. */
 	if (FCGX_GetChar(fr->in) != EOF)
 		return 400;
+	r->input_done = 1;
 	return 0;
 }

@@ -8,6 +8,9 @@
  * transaction of one parent (so a failing operation discards only its own
  * changes), commits the parent once, and only then releases the waiting
  * requests. Reads run in their own read-only transactions and never wait.
+ * A request is released either by waking its thread (store_write) or by
+ * calling its completion from the writer thread (store_submit), so the
+ * thread that read the request need not wait for the disk.
  *
  * Map growth: an operation that hits MDB_MAP_FULL is discarded, the batch
  * commits without it, the map doubles (up to map_max) while no transaction
@@ -34,9 +37,16 @@ const char *const store_dbi_names[DBI__MAX] = {
 
 #define BATCH_MAX 256 /* jobs in one group commit, at most */
 
+/*
+ * A write waiting for the writer. store_write()'s job lives on its
+ * caller's stack and is released by done; store_submit()'s is allocated
+ * and carries the completion to call.
+ */
 struct store_job {
 	store_op_fn       fn;
 	void             *arg;
+	store_done_fn     done_fn;   /* NULL: a store_write() caller waits */
+	void             *done_arg;
 	int               rc;
 	int               done;
 	struct store_job *next;
@@ -418,10 +428,22 @@ store_run_jobs(struct store *s, struct store_job **jobs, size_t n)
 	}
 }
 
+/* Append a job to the writer's queue; s->mu held. */
+static void
+enqueue_job(struct store *s, struct store_job *j)
+{
+	if (s->tail != NULL)
+		s->tail->next = j;
+	else
+		s->head = j;
+	s->tail = j;
+	pthread_cond_signal(&s->cv_work);
+}
+
 int
 store_write(struct store *s, store_op_fn fn, void *arg)
 {
-	struct store_job  job = { fn, arg, 0, 0, NULL };
+	struct store_job  job = { fn, arg, NULL, NULL, 0, 0, NULL };
 	struct store_job *jp = &job;
 
 	if (s->readonly)
@@ -432,16 +454,65 @@ store_write(struct store *s, store_op_fn fn, void *arg)
 		store_run_jobs(s, &jp, 1);
 		return job.rc;
 	}
-	if (s->tail != NULL)
-		s->tail->next = &job;
-	else
-		s->head = &job;
-	s->tail = &job;
-	pthread_cond_signal(&s->cv_work);
+	enqueue_job(s, &job);
 	while (!job.done)
 		pthread_cond_wait(&s->cv_done, &s->mu);
 	pthread_mutex_unlock(&s->mu);
 	return job.rc;
+}
+
+int
+store_submit(struct store *s, store_op_fn fn, void *arg, store_done_fn done,
+    void *done_arg)
+{
+	struct store_job *j;
+
+	if (s->readonly)
+		return STORE_EREADONLY;
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return STORE_ENOMEM;
+	j->fn = fn;
+	j->arg = arg;
+	j->done_fn = done;
+	j->done_arg = done_arg;
+	pthread_mutex_lock(&s->mu);
+	if (!s->running) {
+		pthread_mutex_unlock(&s->mu);
+		store_run_jobs(s, &j, 1);
+		done(j->rc, done_arg);
+		free(j);
+		return 0;
+	}
+	enqueue_job(s, j);
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+/*
+ * Release the jobs of a committed batch: completions first (outside the
+ * lock, in batch order), then the waiting store_write() callers, with
+ * one broadcast for the batch only if it held any.
+ */
+static void
+release_jobs(struct store *s, struct store_job **jobs, size_t n)
+{
+	size_t i, waiters = 0;
+
+	for (i = 0; i < n; i++) {
+		if (jobs[i]->done_fn == NULL) {
+			jobs[waiters++] = jobs[i];
+			continue;
+		}
+		jobs[i]->done_fn(jobs[i]->rc, jobs[i]->done_arg);
+		free(jobs[i]);
+	}
+	if (waiters == 0)
+		return;
+	pthread_mutex_lock(&s->mu);
+	for (i = 0; i < waiters; i++)
+		jobs[i]->done = 1;
+	pthread_cond_broadcast(&s->cv_done);
+	pthread_mutex_unlock(&s->mu);
 }
 
 static void *
@@ -449,7 +520,7 @@ store_writer_main(void *arg)
 {
 	struct store     *s = arg;
 	struct store_job *jobs[BATCH_MAX], *j;
-	size_t            n, i;
+	size_t            n;
 
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
@@ -466,10 +537,8 @@ store_writer_main(void *arg)
 			s->tail = NULL;
 		pthread_mutex_unlock(&s->mu);
 		store_run_jobs(s, jobs, n);
+		release_jobs(s, jobs, n);
 		pthread_mutex_lock(&s->mu);
-		for (i = 0; i < n; i++)
-			jobs[i]->done = 1;
-		pthread_cond_broadcast(&s->cv_done);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return NULL;
@@ -499,6 +568,8 @@ store_writer_start(struct store *s)
 void
 store_writer_stop(struct store *s)
 {
+	struct store_job *j;
+
 	pthread_mutex_lock(&s->mu);
 	if (!s->running) {
 		pthread_mutex_unlock(&s->mu);
@@ -508,8 +579,18 @@ store_writer_stop(struct store *s)
 	pthread_cond_signal(&s->cv_work);
 	pthread_mutex_unlock(&s->mu);
 	pthread_join(s->thread, NULL);
+	/* Jobs queued after the writer's last look run here, one by one. */
 	pthread_mutex_lock(&s->mu);
 	s->running = 0;
+	while ((j = s->head) != NULL) {
+		s->head = j->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		pthread_mutex_unlock(&s->mu);
+		store_run_jobs(s, &j, 1);
+		release_jobs(s, &j, 1);
+		pthread_mutex_lock(&s->mu);
+	}
 	pthread_mutex_unlock(&s->mu);
 }
 

@@ -73,10 +73,22 @@ typedef int (*store_op_fn)(struct store_txn *, void *arg);
  * cannot grow, returns STORE_EFULL and nothing of op is kept.
  */
 int store_write(struct store *, store_op_fn, void *arg);
+/*
+ * Queue op for the writer's next group commit and return at once.
+ * done(rc, done_arg) is called with what store_write() would have
+ * returned, once the commit is durable (or has failed): from the writer
+ * thread, so it must be quick and must not block or call store_write();
+ * without a writer thread, before store_submit() returns. Returns 0, or
+ * STORE_ENOMEM / STORE_EREADONLY without calling done.
+ */
+typedef void (*store_done_fn)(int rc, void *done_arg);
+int store_submit(struct store *, store_op_fn, void *arg, store_done_fn,
+    void *done_arg);
 /* Run op in a read-only transaction (a consistent snapshot). */
 int store_read(struct store *, store_op_fn, void *arg);
 
-/* Start / stop the group-commit writer thread (the responder does). */
+/* Start / stop the group-commit writer thread (the responder does). Stop
+ * first runs every queued operation and calls its completion. */
 int  store_writer_start(struct store *);
 void store_writer_stop(struct store *);
 

@@ -9,6 +9,8 @@
 #      larger --map-max takes the same request;
 #      and the map growing, from 1 MiB, under concurrent load: every
 #      request answered, and the responder still stops on SIGTERM;
+#      and more connections than request slots (--max-inflight 2): every
+#      request answered;
 #   2. the store directory read-only for the responder (run as nobody,
 #      since root ignores permissions): a clear error and a non-zero exit
 #      at start-up;
@@ -346,6 +348,36 @@ else
 fi
 rm -f "$IT_DIR/fcgi.pid"
 expect_exit 0 "picomdmctl check is clean after growth under load" ctl check
+
+# ---- 1c. more devices than request slots ----
+# With --max-inflight 2 and 3 workers, at most two requests are accepted
+# and not yet answered; 16 connections of TokenUpdates must all be served
+# (workers wait for a slot, nginx holds the connections), and the
+# responder must still stop on SIGTERM with workers waiting for slots.
+it_stop_responder
+IT_RESPONDER_CMD+=(--workers 3 --max-inflight 2)
+it_start_responder
+tok=$(token_plist "$udid" "$token")
+out=$("$LG" --port "$IT_PORT" --tls --cacert "$IT_CERTS/server-ca.pem" \
+    --body "$tok" --cert "$IT_CERTS/devices/device1.pem" \
+    --key "$IT_CERTS/devices/device1.key" --path /mdm/checkin \
+    --content-type "$IT_CHECKIN_TYPE" --connections 16 --requests 2000 \
+    --timeout 10000 2>&1) || true
+echo "# loadgen: $out"
+expect_eq "$(jq -r '.status["200"] // 0' <<<"$out" 2>/dev/null)" 2000 \
+    "2000 TokenUpdates from 16 connections through 2 request slots"
+expect_eq "$(jq -r '.errors.timeout // 0' <<<"$out" 2>/dev/null)" 0 \
+    "no request left unanswered waiting for a slot"
+pid=$(head -n 1 "$IT_DIR/fcgi.pid")
+kill -TERM "$pid" 2>/dev/null || true
+if pm_wait_gone "$pid" 10; then
+	pass "the responder stops on SIGTERM with workers waiting for slots"
+else
+	fail "the responder stops on SIGTERM with workers waiting for slots"
+	kill -KILL "$pid" 2>/dev/null || true
+	pm_wait_gone "$pid" 5 || true
+fi
+rm -f "$IT_DIR/fcgi.pid"
 
 # ---- 2. a read-only store directory ----
 it_stop_responder
