@@ -48,7 +48,9 @@
  * window; only successful verifications are cached, and a hit is honoured
  * only inside the window. The CA bundle never changes while the process
  * runs, so nothing else can invalidate an entry. Direct-mapped, with one
- * lock per stripe of slots.
+ * lock per stripe of slots. A signer's entry also keeps the parsed
+ * certificate: OpenSSL 3.0 spends most of a signature check decoding the
+ * certificates inside the message, which the fast path below skips.
  */
 #define IDCACHE_SLOTS   4096
 #define IDCACHE_STRIPES 64
@@ -59,11 +61,13 @@ struct idcache_entry {
 	time_t        not_before;
 	time_t        not_after;
 	int           used;
+	X509         *cert;  /* signers only; one reference */
 };
 
 struct idcache {
 	pthread_mutex_t      lock[IDCACHE_STRIPES];
 	struct idcache_entry slot[IDCACHE_SLOTS];
+	unsigned long        sig_fast; /* atomic: fast-path verifications */
 };
 
 struct identity_ca {
@@ -97,14 +101,36 @@ idcache_get(struct idcache *c, const unsigned char key[32],
 	return hit;
 }
 
-/* Remember a verified certificate (its validity window from leaf). */
+/* The parsed certificate of a cached signer (a new reference), or NULL. */
+static X509 *
+idcache_get_cert(struct idcache *c, const unsigned char key[32])
+{
+	size_t                i = idcache_index(key);
+	struct idcache_entry *e = &c->slot[i];
+	time_t                now = time(NULL);
+	X509                 *x = NULL;
+
+	pthread_mutex_lock(&c->lock[i % IDCACHE_STRIPES]);
+	if (e->used && e->cert != NULL && memcmp(e->key, key, 32) == 0 &&
+	    now >= e->not_before && now <= e->not_after &&
+	    X509_up_ref(e->cert) == 1)
+		x = e->cert;
+	pthread_mutex_unlock(&c->lock[i % IDCACHE_STRIPES]);
+	return x;
+}
+
+/*
+ * Remember a verified certificate (its validity window from leaf); with
+ * keep, the entry holds a reference to leaf too.
+ */
 static void
 idcache_put(struct idcache *c, const unsigned char key[32],
-    const unsigned char hash[IDENTITY_HASH_LEN], X509 *leaf)
+    const unsigned char hash[IDENTITY_HASH_LEN], X509 *leaf, int keep)
 {
 	struct idcache_entry e;
 	struct tm            tm;
 	size_t               i = idcache_index(key);
+	X509                *old;
 
 	memset(&e, 0, sizeof(e));
 	if (ASN1_TIME_to_tm(X509_get0_notBefore(leaf), &tm) != 1 ||
@@ -112,12 +138,17 @@ idcache_put(struct idcache *c, const unsigned char key[32],
 	    ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &tm) != 1 ||
 	    (e.not_after = timegm(&tm)) == (time_t)-1)
 		return;
+	if (keep && X509_up_ref(leaf) != 1)
+		return;
 	memcpy(e.key, key, 32);
 	memcpy(e.hash, hash, IDENTITY_HASH_LEN);
 	e.used = 1;
+	e.cert = keep ? leaf : NULL;
 	pthread_mutex_lock(&c->lock[i % IDCACHE_STRIPES]);
+	old = c->slot[i].cert;
 	c->slot[i] = e;
 	pthread_mutex_unlock(&c->lock[i % IDCACHE_STRIPES]);
+	X509_free(old);
 }
 
 /*
@@ -229,6 +260,8 @@ identity_ca_free(struct identity_ca *ca)
 
 		for (i = 0; i < IDCACHE_STRIPES; i++)
 			pthread_mutex_destroy(&ca->cache->lock[i]);
+		for (i = 0; i < IDCACHE_SLOTS; i++)
+			X509_free(ca->cache->slot[i].cert);
 		free(ca->cache);
 	}
 	free(ca);
@@ -298,8 +331,244 @@ out:
 }
 
 /*
- * Verify the Mdm-Signature header: base64 of a DER CMS ContentInfo holding
- * a SignedData (RFC 5652 section 5) with detached content, exactly one
+ * The body as CMS_verify's detached content: behind a pass-through
+ * filter, because OpenSSL 3.0's CMS_verify copies a memory BIO into one
+ * it leaks when the message's digest is unknown (found by fuzz-cms); any
+ * other BIO type it leaves to us. 0, 400 or 500 with *reason.
+ */
+static int
+sig_content(const void *body, size_t len, BIO **out, const char **reason)
+{
+	BIO *mem, *f;
+
+	*out = NULL;
+	if (len > INT_MAX) {
+		*reason = "body too large";
+		return 400;
+	}
+	if ((mem = BIO_new_mem_buf(len > 0 ? body : "", (int)len)) == NULL ||
+	    (f = BIO_new(BIO_f_null())) == NULL) {
+		BIO_free(mem);
+		*reason = "out of memory";
+		return 500;
+	}
+	*out = BIO_push(f, mem);
+	return 0;
+}
+
+/*
+ * DER, just enough to find the certificates of a SignedData (RFC 5652
+ * section 5.1) without decoding them. der_elem reads one element at
+ * p[0..n): low tag number, definite length of at most 4 bytes; anything
+ * else (BER's indefinite length included) is -1 and leaves the message
+ * to the full path.
+ */
+static int
+der_elem(const unsigned char *p, size_t n, unsigned *tag, size_t *hlen,
+    size_t *clen)
+{
+	size_t i, k, l;
+
+	if (n < 2 || (p[0] & 0x1f) == 0x1f)
+		return -1;
+	*tag = p[0];
+	if (p[1] < 0x80) {
+		l = p[1];
+		i = 2;
+	} else {
+		k = p[1] & 0x7f;
+		if (k == 0 || k > 4 || n < 2 + k)
+			return -1;
+		for (l = 0, i = 0; i < k; i++)
+			l = l << 8 | p[2 + i];
+		i = 2 + k;
+	}
+	if (l > n - i)
+		return -1;
+	*hlen = i;
+	*clen = l;
+	return 0;
+}
+
+/* Write a DER header for tag and len at out (6 bytes at most). */
+static size_t
+der_hdr(unsigned char *out, unsigned tag, size_t len)
+{
+	size_t k = 0, i;
+
+	out[0] = (unsigned char)tag;
+	if (len < 0x80) {
+		out[1] = (unsigned char)len;
+		return 2;
+	}
+	for (i = len; i > 0; i >>= 8)
+		k++;
+	out[1] = (unsigned char)(0x80 | k);
+	for (i = 0; i < k; i++)
+		out[2 + i] = (unsigned char)(len >> (8 * (k - 1 - i)));
+	return 2 + k;
+}
+
+#define SIG_CERTS_MAX 8
+
+struct sig_split {
+	unsigned char       *bare;     /* the message without certificates */
+	size_t               bare_len;
+	const unsigned char *cert[SIG_CERTS_MAX];
+	size_t               cert_len[SIG_CERTS_MAX];
+	int                  ncert;
+};
+
+/*
+ * Split a DER ContentInfo holding a SignedData into its certificates (each
+ * an X.509 Certificate SEQUENCE; pointers into der) and a copy of the
+ * message without the certificates field (sp->bare, the caller frees it).
+ * -1 when the message has any other shape: the full path then decides,
+ * with its own reasons.
+ */
+static int
+sig_split(const unsigned char *der, size_t n, struct sig_split *sp)
+{
+	static const unsigned char signed_data[] = { 0x06, 0x09, 0x2a, 0x86,
+		0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02 };
+	const unsigned char *p, *end, *sd, *cf = NULL, *c0 = NULL, *c1 = NULL;
+	unsigned char        hdr[3][6], *o;
+	unsigned             tag;
+	size_t               h, l, hl[3], sd_len, e0_len, ci_len;
+	int                  field;
+
+	memset(sp, 0, sizeof(*sp));
+	/* ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT content } */
+	if (der_elem(der, n, &tag, &h, &l) == -1 || tag != 0x30 || h + l != n)
+		return -1;
+	p = der + h;
+	end = der + n;
+	if ((size_t)(end - p) < sizeof(signed_data) ||
+	    memcmp(p, signed_data, sizeof(signed_data)) != 0)
+		return -1;
+	p += sizeof(signed_data);
+	if (der_elem(p, (size_t)(end - p), &tag, &h, &l) == -1 ||
+	    tag != 0xa0 || p + h + l != end)
+		return -1;
+	p += h;
+	if (der_elem(p, (size_t)(end - p), &tag, &h, &l) == -1 ||
+	    tag != 0x30 || p + h + l != end)
+		return -1;
+	sd = p += h;
+	/* SignedData: version, digestAlgorithms, encapContentInfo,
+	 * [0] IMPLICIT certificates, [1] crls, signerInfos. */
+	for (field = 0; p < end; field++) {
+		if (der_elem(p, (size_t)(end - p), &tag, &h, &l) == -1)
+			return -1;
+		if (field == 3 && tag == 0xa0) {
+			cf = p;
+			c0 = p + h;
+			c1 = p + h + l;
+		}
+		p += h + l;
+	}
+	if (cf == NULL)
+		return -1;
+	for (p = c0; p < c1; p += h + l) {
+		if (sp->ncert == SIG_CERTS_MAX ||
+		    der_elem(p, (size_t)(c1 - p), &tag, &h, &l) == -1 ||
+		    tag != 0x30)
+			return -1;
+		sp->cert[sp->ncert] = p;
+		sp->cert_len[sp->ncert++] = h + l;
+	}
+	/* The three enclosing elements, re-encoded without the field. */
+	sd_len = (size_t)(cf - sd) + (size_t)(end - c1);
+	hl[2] = der_hdr(hdr[2], 0x30, sd_len);
+	e0_len = hl[2] + sd_len;
+	hl[1] = der_hdr(hdr[1], 0xa0, e0_len);
+	ci_len = sizeof(signed_data) + hl[1] + e0_len;
+	hl[0] = der_hdr(hdr[0], 0x30, ci_len);
+	if ((o = sp->bare = malloc(hl[0] + ci_len)) == NULL)
+		return -1;
+	sp->bare_len = hl[0] + ci_len;
+	memcpy(o, hdr[0], hl[0]);
+	o += hl[0];
+	memcpy(o, signed_data, sizeof(signed_data));
+	o += sizeof(signed_data);
+	memcpy(o, hdr[1], hl[1]);
+	o += hl[1];
+	memcpy(o, hdr[2], hl[2]);
+	o += hl[2];
+	memcpy(o, sd, (size_t)(cf - sd));
+	o += cf - sd;
+	memcpy(o, c1, (size_t)(end - c1));
+	return 0;
+}
+
+/*
+ * The fast path for a signer seen before: the message without its
+ * certificates is verified against the cached, already chain-verified
+ * certificates among them. 0 with hash set, or -1: not known, or not
+ * verified this way (the full path then decides and reports why).
+ */
+static int
+identity_sig_fast(struct idcache *c, const unsigned char *der, size_t derlen,
+    const void *body, size_t len, unsigned char hash[IDENTITY_HASH_LEN])
+{
+	struct sig_split          sp;
+	STACK_OF(X509)           *certs = NULL;
+	STACK_OF(CMS_SignerInfo) *sis;
+	CMS_ContentInfo          *cms = NULL;
+	const unsigned char      *p;
+	unsigned char             key[SIG_CERTS_MAX][32];
+	BIO                      *dcont = NULL;
+	X509                     *x, *signer = NULL;
+	const char               *reason;
+	int                       i, rc = -1;
+
+	if (sig_split(der, derlen, &sp) == -1)
+		goto out;
+	if ((certs = sk_X509_new_null()) == NULL)
+		goto out;
+	for (i = 0; i < sp.ncert; i++) {
+		sha256(sp.cert[i], sp.cert_len[i], key[i]);
+		if ((x = idcache_get_cert(c, key[i])) == NULL)
+			continue;
+		if (sk_X509_push(certs, x) <= 0) {
+			X509_free(x);
+			goto out;
+		}
+	}
+	if (sk_X509_num(certs) == 0)
+		goto out;
+	p = sp.bare;
+	if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)sp.bare_len)) == NULL ||
+	    p != sp.bare + sp.bare_len || CMS_is_detached(cms) != 1 ||
+	    (sis = CMS_get0_SignerInfos(cms)) == NULL ||
+	    sk_CMS_SignerInfo_num(sis) != 1 ||
+	    sig_content(body, len, &dcont, &reason) != 0)
+		goto out;
+	if (CMS_verify(cms, certs, NULL, dcont, NULL, CMS_BINARY |
+	    CMS_NO_SIGNER_CERT_VERIFY | CMS_NOINTERN) <= 0)
+		goto out;
+	CMS_SignerInfo_get0_algs(
+	    sk_CMS_SignerInfo_value(sis, 0), NULL, &signer, NULL, NULL);
+	for (i = 0; signer != NULL && i < sp.ncert; i++) {
+		if ((x = idcache_get_cert(c, key[i])) == NULL)
+			continue;
+		if (x == signer && idcache_get(c, key[i], hash))
+			rc = 0;
+		X509_free(x);
+		if (rc == 0)
+			break;
+	}
+out:
+	BIO_free_all(dcont);
+	CMS_ContentInfo_free(cms);
+	sk_X509_pop_free(certs, X509_free);
+	free(sp.bare);
+	return rc;
+}
+
+/*
+ * Verify an Mdm-Signature (its base64 decoded): a DER CMS ContentInfo
+ * holding a SignedData (RFC 5652 section 5) with detached content, exactly one
  * signer, and the signer certificate among its certificates. The
  * signature (and the signed attributes, when present) must verify over
  * exactly body/len. The signer certificate is not verified here; it is
@@ -308,26 +577,16 @@ out:
  * (500 when out of memory) with *reason.
  */
 static int
-identity_sig_verify(const char *sig, const void *body, size_t len, X509 **leaf,
-    CMS_ContentInfo **cmsp, const char **reason)
+identity_sig_verify(const unsigned char *der, size_t derlen, const void *body,
+    size_t len, X509 **leaf, CMS_ContentInfo **cmsp, const char **reason)
 {
-	unsigned char	    *der = NULL;
 	const unsigned char *p;
 	CMS_ContentInfo	    *cms = NULL;
 	X509		    *signer = NULL;
-	BIO		    *mem = NULL, *dcont = NULL;
-	size_t		     n, derlen = 0;
+	BIO		    *dcont = NULL;
 	int		     rc = 400;
 	STACK_OF(CMS_SignerInfo) *sis = NULL;
 
-	if ((n = strnlen(sig, IDENTITY_SIG_MAX + 1)) > IDENTITY_SIG_MAX) {
-		*reason = "Mdm-Signature too large";
-		goto out;
-	}
-	if ((der = base64_decode(sig, n, &derlen)) == NULL || derlen == 0) {
-		*reason = "Mdm-Signature is not base64";
-		goto out;
-	}
 	p = der;
 	if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)derlen)) == NULL ||
 	    p != der + derlen) {
@@ -358,23 +617,9 @@ identity_sig_verify(const char *sig, const void *body, size_t len, X509 **leaf,
 		*reason = "Mdm-Signature has no signer certificate";
 		goto out;
 	}
-	if (len > INT_MAX) {
-		*reason = "body too large";
+	if ((rc = sig_content(body, len, &dcont, reason)) != 0)
 		goto out;
-	}
-	/*
-	 * The body behind a pass-through filter: OpenSSL 3.0's CMS_verify
-	 * copies a memory BIO into one it leaks when the message's digest
-	 * is unknown (found by fuzz-cms); any other BIO type it leaves to us.
-	 */
-	if ((mem = BIO_new_mem_buf(len > 0 ? body : "", (int)len)) == NULL ||
-	    (dcont = BIO_new(BIO_f_null())) == NULL) {
-		rc = 500;
-		*reason = "out of memory";
-		goto out;
-	}
-	dcont = BIO_push(dcont, mem);
-	mem = NULL;
+	rc = 400;
 	/* Binary content: no MIME canonicalisation of the body. */
 	if (CMS_verify(cms, NULL, NULL, dcont, NULL,
 		CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) <= 0) {
@@ -393,9 +638,7 @@ identity_sig_verify(const char *sig, const void *body, size_t len, X509 **leaf,
 	rc = 0;
 out:
 	BIO_free_all(dcont);
-	BIO_free(mem);
 	CMS_ContentInfo_free(cms);
-	free(der);
 	return rc;
 }
 
@@ -492,8 +735,9 @@ identity_verify(const struct identity_ca *ca, const char *escaped_cert,
 {
 	X509		*leaf = NULL;
 	CMS_ContentInfo *cms = NULL;
-	unsigned char	*der = NULL;
+	unsigned char	*der = NULL, *sig = NULL;
 	unsigned char	 key[32];
+	size_t		 n, siglen = 0;
 	int		 derlen, rc, cached = 0;
 
 	*reason = NULL;
@@ -519,10 +763,30 @@ identity_verify(const struct identity_ca *ca, const char *escaped_cert,
 		}
 		cached = 1;
 		rc = identity_cert_parse(escaped_cert, &leaf, reason);
-	} else if (mdm_signature != NULL && mdm_signature[0] != '\0')
-		rc = identity_sig_verify(
-		    mdm_signature, body, len, &leaf, &cms, reason);
-	else {
+	} else if (mdm_signature != NULL && mdm_signature[0] != '\0') {
+		n = strnlen(mdm_signature, IDENTITY_SIG_MAX + 1);
+		if (n > IDENTITY_SIG_MAX) {
+			rc = 400;
+			*reason = "Mdm-Signature too large";
+			goto out;
+		}
+		if ((sig = base64_decode(mdm_signature, n, &siglen)) == NULL ||
+		    siglen == 0) {
+			rc = 400;
+			*reason = "Mdm-Signature is not base64";
+			goto out;
+		}
+		/* A signer verified before: no certificate decoded again. */
+		if (identity_sig_fast(ca->cache, sig, siglen, body, len,
+		    hash) == 0) {
+			__atomic_add_fetch(&ca->cache->sig_fast, 1,
+			    __ATOMIC_RELAXED);
+			rc = 0;
+			goto out;
+		}
+		rc = identity_sig_verify(sig, siglen, body, len, &leaf, &cms,
+		    reason);
+	} else {
 		rc = 400;
 		*reason = "no client certificate";
 	}
@@ -546,14 +810,21 @@ identity_verify(const struct identity_ca *ca, const char *escaped_cert,
 		memset(hash, 0, IDENTITY_HASH_LEN);
 		goto out;
 	}
-	idcache_put(ca->cache, key, hash, leaf);
+	idcache_put(ca->cache, key, hash, leaf, cms != NULL);
 	rc = 0;
 out:
+	free(sig);
 	OPENSSL_free(der);
 	CMS_ContentInfo_free(cms);
 	X509_free(leaf);
 	identity_ssl_drain(rc == 0 ? NULL : "identity");
 	return rc;
+}
+
+unsigned long
+identity_sig_fast_count(const struct identity_ca *ca)
+{
+	return __atomic_load_n(&ca->cache->sig_fast, __ATOMIC_RELAXED);
 }
 
 /* Map a store error to the status identity_authorize returns. */

@@ -34,6 +34,13 @@ int identity_verify(const struct identity_ca *, const char *escaped_cert,
     size_t len, unsigned char hash[IDENTITY_HASH_LEN], const char **reason);
 
 /*
+ * Mdm-Signatures verified by the fast path since the CA was loaded: a
+ * signer verified before is recognised by its certificate's bytes and
+ * not decoded again (for tests and the log).
+ */
+unsigned long identity_sig_fast_count(const struct identity_ca *);
+
+/*
  * Certificate-to-enrollment binding (DESIGN.md section 4), inside the
  * write transaction, before anything is written. device_id is the
  * device-channel ID. On Authenticate (authenticate = 1) a certificate never

@@ -479,6 +479,108 @@ test_rfc9440(void)
 	CHECK_STR(reason, "client certificate does not parse");
 }
 
+/*
+ * A signer verified once is recognised from then on by its certificate's
+ * bytes, without decoding it again (the fast path); that path accepts
+ * exactly what the full path accepts and names the same certificate.
+ */
+static void
+test_signature_fast(void)
+{
+	struct identity_ca *saved = ca;
+	unsigned char	    hash[32], want1[32], want2[32];
+	const char	   *reason;
+	char		    path[PATH_MAX], *sig, *mixed, *borrowed;
+	unsigned long	    n;
+
+	path_of(path, sizeof(path), "ca", "pem");
+	CHECK(identity_ca_load(path, &ca) == 0);
+	cert_hash("devices/device1", want1);
+	cert_hash("devices/device2", want2);
+	sig = sign("devices/device1", body, sizeof(body) - 1);
+	CHECK_EQ(identity_sig_fast_count(ca), 0);
+	CHECK_EQ(
+	    verify(NULL, NULL, sig, body, sizeof(body) - 1, hash, &reason), 0);
+	CHECK_EQ(identity_sig_fast_count(ca), 0); /* first time: full */
+	memset(hash, 0, sizeof(hash));
+	CHECK_EQ(
+	    verify(NULL, NULL, sig, body, sizeof(body) - 1, hash, &reason), 0);
+	CHECK_EQ(identity_sig_fast_count(ca), 1);
+	CHECK(memcmp(hash, want1, 32) == 0);
+	/* A known signer and an altered body: refused, same reason. */
+	{
+		char alt[sizeof(body)];
+
+		memcpy(alt, body, sizeof(body));
+		alt[70] ^= 4;
+		CHECK_EQ(verify(NULL, NULL, sig, alt, sizeof(body) - 1, hash,
+			     &reason),
+		    400);
+		CHECK_STR(reason, "Mdm-Signature does not verify");
+		CHECK_EQ(identity_sig_fast_count(ca), 1);
+	}
+	free(sig);
+
+	/* device2 signs and also carries device1's (known) certificate:
+	 * the signer is device2, by the full path and then the fast one. */
+	{
+		X509		*x1 = cert_load("devices/device1");
+		X509		*x2 = cert_load("devices/device2");
+		EVP_PKEY	*k2 = key_load("devices/device2");
+		STACK_OF(X509)	*extra = sk_X509_new_null();
+		BIO		*in;
+		CMS_ContentInfo *cms;
+
+		CHECK(extra != NULL && sk_X509_push(extra, x1) > 0);
+		CHECK((in = BIO_new_mem_buf(body, (int)sizeof(body) - 1)) !=
+		    NULL);
+		CHECK((cms = CMS_sign(x2, k2, extra, in,
+			   CMS_DETACHED | CMS_BINARY)) != NULL);
+		mixed = cms_base64(cms);
+		CMS_ContentInfo_free(cms);
+		BIO_free(in);
+		/* The same, but without the signer's own certificate. */
+		CHECK((in = BIO_new_mem_buf(body, (int)sizeof(body) - 1)) !=
+		    NULL);
+		CHECK((cms = CMS_sign(x2, k2, extra, in,
+			   CMS_DETACHED | CMS_BINARY | CMS_NOCERTS)) != NULL);
+		borrowed = cms_base64(cms);
+		CMS_ContentInfo_free(cms);
+		BIO_free(in);
+		sk_X509_free(extra);
+		EVP_PKEY_free(k2);
+		X509_free(x1);
+		X509_free(x2);
+	}
+	/* Only device1's certificate, which did not sign: never device1. */
+	n = identity_sig_fast_count(ca);
+	CHECK_EQ(verify(NULL, NULL, borrowed, body, sizeof(body) - 1, hash,
+		     &reason),
+	    400);
+	CHECK_STR(reason, "Mdm-Signature has no signer certificate");
+	CHECK_EQ(identity_sig_fast_count(ca), n);
+	CHECK_EQ(verify(NULL, NULL, mixed, body, sizeof(body) - 1, hash,
+		     &reason),
+	    0);
+	CHECK(memcmp(hash, want2, 32) == 0);
+	CHECK_EQ(identity_sig_fast_count(ca), n);
+	memset(hash, 0, sizeof(hash));
+	CHECK_EQ(verify(NULL, NULL, mixed, body, sizeof(body) - 1, hash,
+		     &reason),
+	    0);
+	CHECK(memcmp(hash, want2, 32) == 0);
+	CHECK_EQ(identity_sig_fast_count(ca), n + 1);
+	/* Now both are known: still not device1 without device2's cert. */
+	CHECK_EQ(verify(NULL, NULL, borrowed, body, sizeof(body) - 1, hash,
+		     &reason),
+	    400);
+	CHECK_EQ(identity_sig_fast_count(ca), n + 1);
+	free(mixed);
+	free(borrowed);
+	identity_ca_free(ca);
+	ca = saved;
+}
+
 /* The Mdm-Signature header. */
 static void
 test_signature(void)
@@ -1030,6 +1132,7 @@ main(void)
 	test_escaped();
 	test_rfc9440();
 	test_signature();
+	test_signature_fast();
 	test_chain();
 	test_threads();
 	test_authorize();
