@@ -20,9 +20,6 @@
  */
 #include "config.h"
 
-#include <sys/stat.h>
-
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,146 +178,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #else
 
-static int fuzz_files, fuzz_bad;
+#include "replay.h"
 
-/*
- * The statuses an "expect-NNN-MMM-" name promises, packed like
- * fuzz_one()'s result; -1 when the name makes no promise or is malformed
- * (*bad set).
- */
-static int
-expect_of(const char *base, int *bad)
-{
-	int i, v[2] = {0, 0};
-
-	*bad = 0;
-	if (strncmp(base, "expect-", 7) != 0)
-		return -1;
-	for (i = 0; i < 7; i++) {
-		char c = base[7 + i];
-
-		if (i == 3) {
-			if (c != '-')
-				break;
-			continue;
-		}
-		if (c < '0' || c > '9')
-			break;
-		v[i > 3] = v[i > 3] * 10 + (c - '0');
-	}
-	if (i != 7 || base[14] != '-') {
-		*bad = 1;
-		return -1;
-	}
-	return v[0] * 1000 + v[1];
-}
-
-/* Replay one file; check the statuses its name promises. */
-static void
-replay_file(const char *path)
-{
-	const char *base;
-	FILE	   *f;
-	uint8_t	   *buf;
-	size_t	    n;
-	int	    rc, want, bad;
-
-	if ((f = fopen(path, "rb")) == NULL) {
-		fprintf(stderr, "fuzz-checkin: cannot open %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	if ((buf = malloc(FUZZ_INPUT_MAX)) == NULL)
-		abort();
-	n = fread(buf, 1, FUZZ_INPUT_MAX, f);
-	fclose(f);
-	/* An exactly sized copy, so reads past the body are caught. */
-	{
-		uint8_t *exact = malloc(n > 0 ? n : 1);
-
-		if (exact == NULL)
-			abort();
-		memcpy(exact, buf, n);
-		free(buf);
-		buf = exact;
-	}
-	rc = fuzz_one(buf, n);
-	free(buf);
-	fuzz_files++;
-
-	base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	want = expect_of(base, &bad);
-	if (bad) {
-		fprintf(stderr, "fuzz-checkin: %s: bad expect- name\n", path);
-		fuzz_bad++;
-	} else if (want != -1 && want != rc) {
-		fprintf(stderr,
-		    "fuzz-checkin: %s: statuses %03d-%03d, expected %.7s\n",
-		    path, rc / 1000, rc % 1000, base + 7);
-		fuzz_bad++;
-	}
-}
-
-/* Replay a file, or every regular file of a directory. */
-static void
-replay_path(const char *path)
-{
-	struct stat    st;
-	DIR	      *d;
-	struct dirent *de;
-	char	       sub[4096];
-	int	       w;
-
-	if (stat(path, &st) == -1) {
-		fprintf(stderr, "fuzz-checkin: cannot stat %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		replay_file(path);
-		return;
-	}
-	if ((d = opendir(path)) == NULL) {
-		fprintf(stderr, "fuzz-checkin: cannot open %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		w = snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-		if (w < 0 || (size_t)w >= sizeof(sub))
-			continue;
-		if (stat(sub, &st) == 0 && S_ISREG(st.st_mode))
-			replay_file(sub);
-	}
-	closedir(d);
-}
+static const struct replay fuzz_replay = {
+    .name = "fuzz-checkin",
+    .corpus = "checkin",
+    .max = FUZZ_INPUT_MAX,
+    .exact = 1,
+    .statuses = 2,
+    .one = fuzz_one,
+};
 
 int
 main(int argc, char *argv[])
 {
-	const char *data;
-	char	    dir[4096];
-	int	    i, w;
-
-	if (argc > 1)
-		for (i = 1; i < argc; i++)
-			replay_path(argv[i]);
-	else {
-		if ((data = getenv("PICOMDM_TEST_DATA")) == NULL) {
-			fprintf(stderr, "usage: fuzz-checkin file|dir ...\n");
-			return 2;
-		}
-		w = snprintf(
-		    dir, sizeof(dir), "%s/../fuzz/corpus/checkin", data);
-		if (w < 0 || (size_t)w >= sizeof(dir))
-			return 2;
-		replay_path(dir);
-	}
-	printf("fuzz-checkin: %d inputs replayed, %d failed\n", fuzz_files,
-	    fuzz_bad);
-	return fuzz_bad == 0 && fuzz_files > 0 ? 0 : 1;
+	return replay_main(&fuzz_replay, argc, argv);
 }
 
 #endif

@@ -26,9 +26,6 @@
  */
 #include "config.h"
 
-#include <sys/stat.h>
-
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,110 +171,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #else
 
-static int fuzz_files, fuzz_bad;
+#include "replay.h"
 
-/* Replay one file; check the status its name promises. */
-static void
-replay_file(const char *path)
-{
-	const char *base;
-	FILE	   *f;
-	uint8_t	   *buf;
-	size_t	    n;
-	long long   want;
-	char	    num[4];
-	int	    rc;
-
-	if ((f = fopen(path, "rb")) == NULL) {
-		fprintf(stderr, "fuzz-cms: cannot open %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	if ((buf = malloc(FUZZ_INPUT_MAX)) == NULL)
-		abort();
-	n = fread(buf, 1, FUZZ_INPUT_MAX, f);
-	fclose(f);
-	rc = fuzz_one(buf, n);
-	free(buf);
-	fuzz_files++;
-
-	base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	if (strncmp(base, "expect-", 7) != 0)
-		return;
-	if (strlen(base) < 11 || base[10] != '-') {
-		fprintf(stderr, "fuzz-cms: %s: bad expect- name\n", path);
-		fuzz_bad++;
-		return;
-	}
-	memcpy(num, base + 7, 3);
-	num[3] = '\0';
-	if (num_parse(num, 0, 999, &want) == -1 || want != rc) {
-		fprintf(stderr, "fuzz-cms: %s: status %d, expected %s\n", path,
-		    rc, num);
-		fuzz_bad++;
-	}
-}
-
-/* Replay a file, or every regular file of a directory. */
-static void
-replay_path(const char *path)
-{
-	struct stat    st;
-	DIR	      *d;
-	struct dirent *de;
-	char	       sub[4096];
-
-	if (stat(path, &st) == -1) {
-		fprintf(stderr, "fuzz-cms: cannot stat %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		replay_file(path);
-		return;
-	}
-	if ((d = opendir(path)) == NULL) {
-		fprintf(stderr, "fuzz-cms: cannot open %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", path,
-			de->d_name) >= sizeof(sub))
-			continue;
-		if (stat(sub, &st) == 0 && S_ISREG(st.st_mode))
-			replay_file(sub);
-	}
-	closedir(d);
-}
+static const struct replay fuzz_replay = {
+    .name = "fuzz-cms",
+    .corpus = "cms",
+    .max = FUZZ_INPUT_MAX,
+    .statuses = 1,
+    .one = fuzz_one,
+};
 
 int
 main(int argc, char *argv[])
 {
-	const char *data;
-	char	    dir[4096];
-	int	    i;
+	int rc;
 
 	fuzz_init();
-	if (argc > 1)
-		for (i = 1; i < argc; i++)
-			replay_path(argv[i]);
-	else {
-		if ((data = getenv("PICOMDM_TEST_DATA")) == NULL) {
-			fprintf(stderr, "usage: fuzz-cms file|dir ...\n");
-			return 2;
-		}
-		if ((size_t)snprintf(dir, sizeof(dir), "%s/../fuzz/corpus/cms",
-			data) >= sizeof(dir))
-			return 2;
-		replay_path(dir);
-	}
+	rc = replay_main(&fuzz_replay, argc, argv);
 	identity_ca_free(fuzz_ca);
-	printf(
-	    "fuzz-cms: %d inputs replayed, %d failed\n", fuzz_files, fuzz_bad);
-	return fuzz_bad == 0 && fuzz_files > 0 ? 0 : 1;
+	return rc;
 }
 
 #endif

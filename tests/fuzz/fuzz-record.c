@@ -35,7 +35,6 @@
 
 #include <sys/stat.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -324,7 +323,7 @@ fuzz_write_op(struct store_txn *t, void *arg)
 	return 0;
 }
 
-static void
+static int
 fuzz_one(const uint8_t *data, size_t size)
 {
 	struct fuzz_in		 in = {data, size};
@@ -335,7 +334,7 @@ fuzz_one(const uint8_t *data, size_t size)
 
 	fuzz_init();
 	if (size == 0)
-		return;
+		return 0;
 	writes = data[0] & 1;
 	if (data[0] == 'R') {
 		(void)store_restore(fz_store, data + 1, size - 1,
@@ -344,7 +343,7 @@ fuzz_one(const uint8_t *data, size_t size)
 		in.p = data + 1;
 		in.n = size - 1;
 		if (store_write(fz_store, fuzz_load_op, &in) != 0)
-			return;
+			return 0;
 	}
 	(void)store_dump(fz_store, fz_null, 0, NULL, &n);
 	(void)store_dump(fz_store, fz_null, STORE_DUMP_SECRETS, NULL, &n);
@@ -355,6 +354,7 @@ fuzz_one(const uint8_t *data, size_t size)
 		(void)store_check(fz_store, 1, NULL, fuzz_problem, NULL, &cc);
 	}
 	(void)fflush(fz_null);
+	return 0;
 }
 
 #ifdef PICOMDM_LIBFUZZER
@@ -370,68 +370,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #else
 
-static int fuzz_files, fuzz_bad;
-
-static void
-replay_file(const char *path)
-{
-	FILE	*f;
-	uint8_t *buf, *exact;
-	size_t	 n;
-
-	if ((f = fopen(path, "rb")) == NULL) {
-		fprintf(stderr, "fuzz-record: cannot open %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	if ((buf = malloc(FUZZ_INPUT_MAX)) == NULL)
-		abort();
-	n = fread(buf, 1, FUZZ_INPUT_MAX, f);
-	fclose(f);
-	/* An exactly sized copy, so reads past the input are caught. */
-	if ((exact = malloc(n > 0 ? n : 1)) == NULL)
-		abort();
-	memcpy(exact, buf, n);
-	free(buf);
-	fuzz_one(exact, n);
-	free(exact);
-	fuzz_files++;
-}
-
-static void
-replay_path(const char *path)
-{
-	struct stat    st;
-	DIR	      *d;
-	struct dirent *de;
-	char	       sub[4096];
-	int	       w;
-
-	if (stat(path, &st) == -1) {
-		fprintf(stderr, "fuzz-record: cannot stat %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		replay_file(path);
-		return;
-	}
-	if ((d = opendir(path)) == NULL) {
-		fprintf(stderr, "fuzz-record: cannot open %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		w = snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-		if (w < 0 || (size_t)w >= sizeof(sub))
-			continue;
-		if (stat(sub, &st) == 0 && S_ISREG(st.st_mode))
-			replay_file(sub);
-	}
-	closedir(d);
-}
+#include "replay.h"
 
 /* ---- --seed: a store with every kind of record, serialised ---- */
 
@@ -590,34 +529,21 @@ seed(const char *path)
 	return 0;
 }
 
+static const struct replay fuzz_replay = {
+    .name = "fuzz-record",
+    .corpus = "record",
+    .usage = "       fuzz-record --seed FILE\n",
+    .max = FUZZ_INPUT_MAX,
+    .exact = 1,
+    .one = fuzz_one,
+};
+
 int
 main(int argc, char *argv[])
 {
-	const char *data;
-	char	    dir[4096];
-	int	    i, w;
-
 	if (argc == 3 && strcmp(argv[1], "--seed") == 0)
 		return seed(argv[2]);
-	if (argc > 1)
-		for (i = 1; i < argc; i++)
-			replay_path(argv[i]);
-	else {
-		if ((data = getenv("PICOMDM_TEST_DATA")) == NULL) {
-			fprintf(stderr,
-			    "usage: fuzz-record file|dir ...\n"
-			    "       fuzz-record --seed FILE\n");
-			return 2;
-		}
-		w = snprintf(
-		    dir, sizeof(dir), "%s/../fuzz/corpus/record", data);
-		if (w < 0 || (size_t)w >= sizeof(dir))
-			return 2;
-		replay_path(dir);
-	}
-	printf("fuzz-record: %d inputs replayed, %d failed\n", fuzz_files,
-	    fuzz_bad);
-	return fuzz_bad == 0 && fuzz_files > 0 ? 0 : 1;
+	return replay_main(&fuzz_replay, argc, argv);
 }
 
 #endif

@@ -34,9 +34,7 @@
 #include "config.h"
 
 #include <sys/socket.h>
-#include <sys/stat.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -410,124 +408,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #else
 
-static int fuzz_files, fuzz_bad;
+#include "replay.h"
 
-/* The status an "expect-NNN-" name promises; -3 for none, -4 malformed. */
-static int
-expect_of(const char *base)
-{
-	int i, v = 0;
+static const struct replay_word fuzz_words[] = {
+    {"acc", FUZZ_ACCEPT}, {"bug", FUZZ_LIBFCGI}, {NULL, 0}};
 
-	if (strncmp(base, "expect-", 7) != 0)
-		return -3;
-	if (strncmp(base + 7, "acc-", 4) == 0)
-		return FUZZ_ACCEPT;
-	if (strncmp(base + 7, "bug-", 4) == 0)
-		return FUZZ_LIBFCGI;
-	for (i = 7; i < 10; i++) {
-		if (base[i] < '0' || base[i] > '9')
-			return -4;
-		v = v * 10 + (base[i] - '0');
-	}
-	return base[10] == '-' ? v : -4;
-}
-
-static void
-replay_file(const char *path)
-{
-	const char *base;
-	FILE	   *f;
-	uint8_t	   *buf;
-	size_t	    n;
-	int	    rc, want;
-
-	if ((f = fopen(path, "rb")) == NULL) {
-		fprintf(stderr, "fuzz-request: cannot open %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	if ((buf = malloc(FUZZ_INPUT_MAX + 1)) == NULL)
-		abort();
-	n = fread(buf, 1, FUZZ_INPUT_MAX + 1, f);
-	fclose(f);
-	rc = fuzz_one(buf, n);
-	free(buf);
-	fuzz_files++;
-	base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	want = expect_of(base);
-	if (want == -4) {
-		fprintf(stderr, "fuzz-request: %s: bad expect- name\n", path);
-		fuzz_bad++;
-	} else if (rc == -2) {
-		fprintf(stderr, "fuzz-request: %s: harness could not run it\n",
-		    path);
-		fuzz_bad++;
-	} else if (want != -3 && want != rc) {
-		fprintf(stderr, "fuzz-request: %s: status %d, expected %d\n",
-		    path, rc, want);
-		fuzz_bad++;
-	}
-}
-
-static void
-replay_path(const char *path)
-{
-	struct stat    st;
-	DIR	      *d;
-	struct dirent *de;
-	char	       sub[4096];
-	int	       w;
-
-	if (stat(path, &st) == -1) {
-		fprintf(stderr, "fuzz-request: cannot stat %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		replay_file(path);
-		return;
-	}
-	if ((d = opendir(path)) == NULL) {
-		fprintf(stderr, "fuzz-request: cannot open %s\n", path);
-		fuzz_bad++;
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		w = snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-		if (w < 0 || (size_t)w >= sizeof(sub))
-			continue;
-		if (stat(sub, &st) == 0 && S_ISREG(st.st_mode))
-			replay_file(sub);
-	}
-	closedir(d);
-}
+static const struct replay fuzz_replay = {
+    .name = "fuzz-request",
+    .corpus = "request",
+    .max = FUZZ_INPUT_MAX + 1, /* so that fuzz_one() refuses more */
+    .statuses = 1,
+    .words = fuzz_words,
+    .norun = -2, /* the harness could not run it */
+    .one = fuzz_one,
+};
 
 int
 main(int argc, char *argv[])
 {
-	const char *data;
-	char	    dir[4096];
-	int	    i, w;
-
-	if (argc > 1)
-		for (i = 1; i < argc; i++)
-			replay_path(argv[i]);
-	else {
-		if ((data = getenv("PICOMDM_TEST_DATA")) == NULL) {
-			fprintf(stderr, "usage: fuzz-request file|dir ...\n");
-			return 2;
-		}
-		w = snprintf(
-		    dir, sizeof(dir), "%s/../fuzz/corpus/request", data);
-		if (w < 0 || (size_t)w >= sizeof(dir))
-			return 2;
-		replay_path(dir);
-	}
-	printf("fuzz-request: %d inputs replayed, %d failed\n", fuzz_files,
-	    fuzz_bad);
-	return fuzz_bad == 0 && fuzz_files > 0 ? 0 : 1;
+	return replay_main(&fuzz_replay, argc, argv);
 }
 
 #endif
