@@ -29,12 +29,7 @@
 #define CT_JSON  "application/json"
 
 struct checkin_op {
-	const struct server  *srv;
-	const struct request *req;
-	struct mdm_msg       *msg;
-	struct response      *resp;
-	struct exchange      *x;
-	unsigned char         hash[IDENTITY_HASH_LEN];
+	struct device_op      d;
 	/* outputs, reset on every run */
 	int                   status;
 	const char           *reason;
@@ -123,7 +118,7 @@ static int
 keep_raw(struct store_txn *t, const struct checkin_op *op,
     const struct store_enrollment *e)
 {
-	const struct mdm_msg *m = op->msg;
+	const struct mdm_msg *m = op->d.msg;
 	const char           *topic = msg_str(m, "Topic");
 	struct store_device  *d = NULL;
 	int                   rc;
@@ -137,8 +132,8 @@ keep_raw(struct store_txn *t, const struct checkin_op *op,
 		if (d != NULL)
 			topic = d->topic;
 	}
-	rc = store_msg_put(t, m->id, m->kind, topic, op->req->body,
-	    op->req->body_len);
+	rc = store_msg_put(t, m->id, m->kind, topic, op->d.req->body,
+	    op->d.req->body_len);
 	store_device_free(d);
 	return rc;
 }
@@ -177,7 +172,7 @@ disable_channel(const char *id, void *arg)
 static int
 do_authenticate(struct store_txn *t, struct checkin_op *op)
 {
-	const struct mdm_msg    *m = op->msg;
+	const struct mdm_msg    *m = op->d.msg;
 	struct store_device     *d = NULL;
 	struct store_enrollment *e = NULL;
 	struct disable_ctx       dc = { t, 1 };
@@ -230,7 +225,7 @@ out:
 static int
 do_token_update(struct store_txn *t, struct checkin_op *op)
 {
-	const struct mdm_msg    *m = op->msg;
+	const struct mdm_msg    *m = op->d.msg;
 	struct store_enrollment *e = NULL;
 	struct store_device     *d = NULL;
 	const unsigned char     *tok;
@@ -285,7 +280,7 @@ enrollment_existing(struct store_txn *t, struct checkin_op *op,
 {
 	int rc;
 
-	if ((rc = store_enrollment_get(t, op->msg->id, e)) == STORE_ENOTFOUND)
+	if ((rc = store_enrollment_get(t, op->d.msg->id, e)) == STORE_ENOTFOUND)
 		return op->reason = "enrollment not found", 403;
 	if (rc == 0)
 		(*e)->last_seen = store_txn_now(t);
@@ -295,7 +290,7 @@ enrollment_existing(struct store_txn *t, struct checkin_op *op,
 static int
 do_check_out(struct store_txn *t, struct checkin_op *op)
 {
-	const struct mdm_msg    *m = op->msg;
+	const struct mdm_msg    *m = op->d.msg;
 	struct store_enrollment *e = NULL;
 	struct disable_ctx       dc = { t, 0 };
 	int                      rc;
@@ -337,8 +332,8 @@ reply_plist(struct checkin_op *op, const char *key, plist_t value)
 static int
 do_user_authenticate(struct store_txn *t, struct checkin_op *op)
 {
-	const struct mdm_msg    *m = op->msg;
-	const struct config     *cfg = op->srv->cfg;
+	const struct mdm_msg    *m = op->d.msg;
+	const struct config     *cfg = op->d.srv->cfg;
 	struct store_enrollment *e = NULL;
 	int                      rc;
 
@@ -363,7 +358,7 @@ do_user_authenticate(struct store_txn *t, struct checkin_op *op)
 static int
 do_set_bootstrap(struct store_txn *t, struct checkin_op *op)
 {
-	const struct mdm_msg    *m = op->msg;
+	const struct mdm_msg    *m = op->d.msg;
 	struct store_device     *d = NULL;
 	struct store_enrollment *e = NULL;
 	const unsigned char     *tok;
@@ -400,7 +395,7 @@ out:
 static int
 do_get_bootstrap(struct store_txn *t, struct checkin_op *op)
 {
-	const struct mdm_msg    *m = op->msg;
+	const struct mdm_msg    *m = op->d.msg;
 	struct store_device     *d = NULL;
 	struct store_enrollment *e = NULL;
 	int                      rc;
@@ -451,7 +446,7 @@ static int
 do_declarative(struct store_txn *t, struct checkin_op *op)
 {
 	static const char        token[] = "picomdm-empty-v1";
-	const struct mdm_msg    *m = op->msg;
+	const struct mdm_msg    *m = op->d.msg;
 	struct store_enrollment *e = NULL;
 	const char              *ep = msg_str(m, "Endpoint");
 	int                      rc;
@@ -508,12 +503,12 @@ checkin_op_run(struct store_txn *t, void *arg)
 	op->body_len = 0;
 	op->ctype = NULL;
 	op->reason = NULL;
-	rc = identity_authorize(t, op->msg->device_id, op->hash,
-	    op->msg->kind == MSG_AUTHENTICATE, op->srv->cfg->allow_retro,
+	rc = identity_authorize(t, op->d.msg->device_id, op->d.hash,
+	    op->d.msg->kind == MSG_AUTHENTICATE, op->d.srv->cfg->allow_retro,
 	    &op->reason);
 	if (rc != 0)
 		return rc;
-	switch (op->msg->kind) {
+	switch (op->d.msg->kind) {
 	case MSG_AUTHENTICATE:
 		return do_authenticate(t, op);
 	case MSG_TOKEN_UPDATE:
@@ -535,25 +530,18 @@ checkin_op_run(struct store_txn *t, void *arg)
 	}
 }
 
-/*
- * After the commit, in the writer thread: fill the reply and hand the
- * exchange back to main.c to be sent.
- */
+/* After the commit, in the writer thread: the reply, then it is sent. */
 static void
 checkin_done(int rc, void *arg)
 {
 	struct checkin_op *op = arg;
-	struct exchange   *x = op->x;
 
 	if (rc == 0 && op->body != NULL &&
-	    response_set_body(op->resp, op->ctype, op->body,
+	    response_set_body(op->d.resp, op->ctype, op->body,
 	    op->body_len) == -1)
 		rc = STORE_ENOMEM;
-	response_store_result(op->resp, rc, op->reason);
 	free(op->body);
-	msg_free(op->msg);
-	free(op);
-	exchange_done(x);
+	device_finish(&op->d, op, rc, op->reason);
 }
 
 int
@@ -561,10 +549,6 @@ checkin_handle(const struct server *srv, const struct request *req,
     struct response *resp, struct exchange *x)
 {
 	struct checkin_op *op;
-	struct mdm_msg    *m = NULL;
-	unsigned char      hash[IDENTITY_HASH_LEN];
-	const char        *reason = NULL;
-	int                rc;
 
 	resp->msgtype = "checkin";
 	if (strncasecmp(req->content_type,
@@ -573,36 +557,14 @@ checkin_handle(const struct server *srv, const struct request *req,
 		    "application/x-apple-aspen-mdm-checkin");
 		return HANDLED;
 	}
-	rc = identity_verify(srv->ca, req->client_cert, req->client_verify,
-	    req->mdm_signature, req->body, req->body_len, hash, &reason);
-	if (rc != 0) {
-		response_set(resp, rc, reason);
-		return HANDLED;
-	}
-	if ((rc = msg_parse_checkin((const char *)req->body, req->body_len, &m,
-	    &reason)) != 0) {
-		response_set(resp, rc, reason);
-		return HANDLED;
-	}
-	strlcpy(resp->id, m->id, sizeof(resp->id));
-	resp->msgtype = msg_kind_name(m->kind);
 	if ((op = calloc(1, sizeof(*op))) == NULL) {
-		msg_free(m);
 		response_store_result(resp, STORE_ENOMEM, NULL);
 		return HANDLED;
 	}
-	op->srv = srv;
-	op->req = req;
-	op->msg = m;
-	op->resp = resp;
-	op->x = x;
-	memcpy(op->hash, hash, sizeof(hash));
-	if ((rc = store_submit(srv->store, checkin_op_run, op, checkin_done,
-	    op)) != 0) {
-		msg_free(m);
+	if (device_begin(&op->d, srv, req, resp, x, msg_parse_checkin) != 0) {
 		free(op);
-		response_store_result(resp, rc, NULL);
 		return HANDLED;
 	}
-	return PENDING;
+	resp->msgtype = msg_kind_name(op->d.msg->kind);
+	return device_submit(&op->d, op, checkin_op_run, checkin_done);
 }

@@ -22,12 +22,7 @@
 #include "picomdm/util.h"
 
 struct connect_op {
-	const struct server  *srv;
-	const struct request *req;
-	struct mdm_msg       *msg;
-	struct response      *resp;
-	struct exchange      *x;
-	unsigned char         hash[IDENTITY_HASH_LEN];
+	struct device_op      d;
 	/* outputs, reset on every run */
 	const char           *reason;
 	struct store_command *next;
@@ -38,7 +33,7 @@ static int
 connect_op_run(struct store_txn *t, void *arg)
 {
 	struct connect_op       *op = arg;
-	const struct mdm_msg    *m = op->msg;
+	const struct mdm_msg    *m = op->d.msg;
 	struct store_enrollment *e = NULL;
 	int                      rc;
 
@@ -46,8 +41,8 @@ connect_op_run(struct store_txn *t, void *arg)
 	op->next = NULL;
 	op->reason = NULL;
 	op->known = 0;
-	if ((rc = identity_authorize(t, m->device_id, op->hash, 0,
-	    op->srv->cfg->allow_retro, &op->reason)) != 0)
+	if ((rc = identity_authorize(t, m->device_id, op->d.hash, 0,
+	    op->d.srv->cfg->allow_retro, &op->reason)) != 0)
 		return rc;
 	if ((rc = store_enrollment_get(t, m->id, &e)) == STORE_ENOTFOUND)
 		return op->reason = "enrollment not found", 403;
@@ -60,7 +55,7 @@ connect_op_run(struct store_txn *t, void *arg)
 		return rc;
 	if (m->status != CMD_STATUS_IDLE &&
 	    (rc = store_result_put(t, m->id, m->command_uuid, m->status,
-	    op->req->body, op->req->body_len, m->well_formed,
+	    op->d.req->body, op->d.req->body_len, m->well_formed,
 	    &op->known)) != 0)
 		return rc;
 	rc = store_queue_next(t, m->id, m->status == CMD_STATUS_NOT_NOW,
@@ -70,14 +65,13 @@ connect_op_run(struct store_txn *t, void *arg)
 
 /*
  * After the commit, in the writer thread: the next command (if any) is the
- * reply; the exchange goes back to main.c to be sent.
+ * reply; then it is sent.
  */
 static void
 connect_done(int rc, void *arg)
 {
 	struct connect_op    *op = arg;
-	const struct mdm_msg *m = op->msg;
-	struct exchange      *x = op->x;
+	const struct mdm_msg *m = op->d.msg;
 
 	if (rc == 0 && !m->well_formed)
 		log_warn("connect %s: result %s kept raw: %s", m->command_uuid,
@@ -86,14 +80,11 @@ connect_done(int rc, void *arg)
 		log_warn("connect: report for %s that was not queued "
 		    "(duplicate or unknown), recorded", m->command_uuid);
 	if (rc == 0 && op->next != NULL &&
-	    response_set_body(op->resp, "application/xml; charset=utf-8",
+	    response_set_body(op->d.resp, "application/xml; charset=utf-8",
 	    op->next->raw, op->next->raw_len) == -1)
 		rc = STORE_ENOMEM;
-	response_store_result(op->resp, rc, op->reason);
 	store_command_free(op->next);
-	msg_free(op->msg);
-	free(op);
-	exchange_done(x);
+	device_finish(&op->d, op, rc, op->reason);
 }
 
 int
@@ -101,42 +92,16 @@ connect_handle(const struct server *srv, const struct request *req,
     struct response *resp, struct exchange *x)
 {
 	struct connect_op *op;
-	struct mdm_msg    *m = NULL;
-	unsigned char      hash[IDENTITY_HASH_LEN];
-	const char        *reason = NULL;
-	int                rc;
 
 	resp->msgtype = "connect";
-	rc = identity_verify(srv->ca, req->client_cert, req->client_verify,
-	    req->mdm_signature, req->body, req->body_len, hash, &reason);
-	if (rc != 0) {
-		response_set(resp, rc, reason);
-		return HANDLED;
-	}
-	if ((rc = msg_parse_connect((const char *)req->body, req->body_len, &m,
-	    &reason)) != 0) {
-		response_set(resp, rc, reason);
-		return HANDLED;
-	}
-	strlcpy(resp->id, m->id, sizeof(resp->id));
-	resp->msgtype = cmd_status_name(m->status);
 	if ((op = calloc(1, sizeof(*op))) == NULL) {
-		msg_free(m);
 		response_store_result(resp, STORE_ENOMEM, NULL);
 		return HANDLED;
 	}
-	op->srv = srv;
-	op->req = req;
-	op->msg = m;
-	op->resp = resp;
-	op->x = x;
-	memcpy(op->hash, hash, sizeof(hash));
-	if ((rc = store_submit(srv->store, connect_op_run, op, connect_done,
-	    op)) != 0) {
-		msg_free(m);
+	if (device_begin(&op->d, srv, req, resp, x, msg_parse_connect) != 0) {
 		free(op);
-		response_store_result(resp, rc, NULL);
 		return HANDLED;
 	}
-	return PENDING;
+	resp->msgtype = cmd_status_name(op->d.msg->status);
+	return device_submit(&op->d, op, connect_op_run, connect_done);
 }

@@ -9,6 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "picomdm/identity.h"
+#include "picomdm/store.h"
+
 struct store;
 struct identity_ca;
 
@@ -118,6 +121,35 @@ void        response_store_result(struct response *, int rc,
 struct exchange;
 enum handler_rc { HANDLED = 0, PENDING = 1 };
 void exchange_done(struct exchange *);
+
+/*
+ * device.c: what a device request's handler holds, first in its
+ * operation, from identification to the reply.
+ */
+struct mdm_msg;
+struct device_op {
+	const struct server  *srv;
+	const struct request *req;
+	struct response      *resp;
+	struct exchange      *x;
+	struct mdm_msg       *msg;                      /* owned */
+	unsigned char         hash[IDENTITY_HASH_LEN];  /* the caller's cert */
+};
+typedef int (*device_parse_fn)(const char *, size_t, struct mdm_msg **,
+    const char **reason);
+/* Identify the caller and parse its message into d. 0, or -1 with the
+ * refusal in resp. */
+int  device_begin(struct device_op *, const struct server *,
+     const struct request *, struct response *, struct exchange *,
+     device_parse_fn);
+/* Queue op (its first member d) for the writer: PENDING, or HANDLED with
+ * the error in the response and op freed. */
+int  device_submit(struct device_op *d, void *op, store_op_fn,
+     store_done_fn);
+/* From op's completion: the store's verdict into the response, op freed,
+ * the exchange passed on to be sent. */
+void device_finish(struct device_op *d, void *op, int rc,
+     const char *reason);
 
 /* checkin.c, connect.c: decide and store (asynchronously). */
 int checkin_handle(const struct server *, const struct request *,
