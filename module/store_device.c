@@ -15,13 +15,14 @@
 #include "store_int.h"
 
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
-#define DF(tag, type, m) { tag, type, offsetof(struct store_device, m), 0 }
+#define DF(tag, type, m) \
+	{ tag, type, offsetof(struct store_device, m), 0, 0 }
 #define DB(tag, m, l)                                                         \
 	{ tag, F_BYTES, offsetof(struct store_device, m),                     \
-	    offsetof(struct store_device, l) }
+	    offsetof(struct store_device, l), 0 }
 
 static const struct fdesc device_fields[] = {
-	DF(1, F_STR, id),
+	{ 1, F_STR, offsetof(struct store_device, id), 0, 1 },
 	DF(2, F_STR, serial),
 	DF(3, F_STR, udid),
 	DF(4, F_STR, enrollment_id),
@@ -35,7 +36,7 @@ static const struct fdesc device_fields[] = {
 	DF(12, F_STR, meid),
 	DF(13, F_STR, topic),
 	{ 14, F_HASH32, offsetof(struct store_device, cert_hash),
-	    offsetof(struct store_device, has_cert) },
+	    offsetof(struct store_device, has_cert), 0 },
 	DB(15, unlock_token, unlock_token_len),
 	DF(16, F_U64, unlock_token_at),
 	DB(17, bootstrap_token, bootstrap_token_len),
@@ -44,10 +45,11 @@ static const struct fdesc device_fields[] = {
 	DF(20, F_U64, authenticated_at),
 };
 
-#define EF(tag, type, m) { tag, type, offsetof(struct store_enrollment, m), 0 }
+#define EF(tag, type, m) \
+	{ tag, type, offsetof(struct store_enrollment, m), 0, 0 }
 
 static const struct fdesc enroll_fields[] = {
-	EF(1, F_STR, id),
+	{ 1, F_STR, offsetof(struct store_enrollment, id), 0, 1 },
 	EF(2, F_STR, device_id),
 	EF(3, F_INT, type),
 	EF(4, F_STR, user_id),
@@ -56,7 +58,7 @@ static const struct fdesc enroll_fields[] = {
 	EF(7, F_STR, topic),
 	EF(8, F_STR, push_magic),
 	{ 9, F_BYTES, offsetof(struct store_enrollment, token),
-	    offsetof(struct store_enrollment, token_len) },
+	    offsetof(struct store_enrollment, token_len), 0 },
 	EF(10, F_INT, enabled),
 	EF(11, F_INT, awaiting_configuration),
 	EF(12, F_U64, token_update_tally),
@@ -438,15 +440,16 @@ store_cert_put(struct store_txn *t, const unsigned char hash[32],
 
 /* ---- raw messages ---- */
 
-#define MF(tag, type, m) { tag, type, offsetof(struct store_msg, m), 0 }
+#define MF(tag, type, m) \
+	{ tag, type, offsetof(struct store_msg, m), 0, 0 }
 
 static const struct fdesc msg_fields[] = {
-	MF(1, F_STR, enrollment_id),
+	{ 1, F_STR, offsetof(struct store_msg, enrollment_id), 0, 1 },
 	MF(2, F_INT, kind),
 	MF(3, F_U64, received_at),
 	MF(4, F_STR, topic),
 	{ 5, F_BYTES, offsetof(struct store_msg, raw),
-	    offsetof(struct store_msg, raw_len) },
+	    offsetof(struct store_msg, raw_len), 1 },
 };
 
 void

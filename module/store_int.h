@@ -158,10 +158,12 @@ struct fdesc {
 	enum fdesc_type type;
 	size_t          off;
 	size_t          lenoff;
+	int             required; /* a record without it does not decode */
 };
 void rec_encode(struct rec_w *, const struct fdesc *, size_t, const void *);
 /* Decode fields into obj (zeroed by the caller); unknown tags skipped and,
- * when extra is non-NULL, passed to it. 0 or a store_err. */
+ * when extra is non-NULL, passed to it. A record missing a required field
+ * is STORE_ECORRUPT. 0 or a store_err. At most 64 descriptors. */
 typedef int (*rec_extra_fn)(unsigned tag, const unsigned char *, size_t,
     void *);
 int rec_decode(const MDB_val *, enum rec_kind, const struct fdesc *, size_t,

@@ -22,16 +22,17 @@
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct fdesc cmd_fields[] = {
-	{ 1, F_STR, offsetof(struct store_command, uuid), 0 },
-	{ 2, F_STR, offsetof(struct store_command, request_type), 0 },
+	{ 1, F_STR, offsetof(struct store_command, uuid), 0, 1 },
+	{ 2, F_STR, offsetof(struct store_command, request_type), 0, 0 },
 	{ 3, F_BYTES, offsetof(struct store_command, raw),
-	    offsetof(struct store_command, raw_len) },
-	{ 4, F_U64, offsetof(struct store_command, created_at), 0 },
+	    offsetof(struct store_command, raw_len), 1 },
+	{ 4, F_U64, offsetof(struct store_command, created_at), 0, 0 },
 };
 
-#define QF(tag, type, m) { tag, type, offsetof(struct store_queue_item, m), 0 }
+#define QF(tag, type, m) \
+	{ tag, type, offsetof(struct store_queue_item, m), 0, 0 }
 static const struct fdesc queue_fields[] = {
-	QF(1, F_STR, uuid),
+	{ 1, F_STR, offsetof(struct store_queue_item, uuid), 0, 1 },
 	QF(2, F_INT, status),
 	QF(3, F_U64, expires_at),
 	QF(4, F_U64, enqueued_at),
@@ -41,13 +42,14 @@ static const struct fdesc queue_fields[] = {
 	QF(8, F_INT, priority),
 };
 
-#define RF(tag, type, m) { tag, type, offsetof(struct store_result, m), 0 }
+#define RF(tag, type, m) \
+	{ tag, type, offsetof(struct store_result, m), 0, 0 }
 static const struct fdesc result_fields[] = {
-	RF(1, F_STR, uuid),
+	{ 1, F_STR, offsetof(struct store_result, uuid), 0, 1 },
 	RF(2, F_INT, status),
 	RF(3, F_U64, received_at),
 	{ 4, F_BYTES, offsetof(struct store_result, raw),
-	    offsetof(struct store_result, raw_len) },
+	    offsetof(struct store_result, raw_len), 1 },
 	RF(5, F_INT, known),
 	RF(6, F_INT, well_formed),
 };
@@ -59,9 +61,9 @@ struct cmdq {
 	uint64_t result_seq;
 };
 static const struct fdesc cmdq_fields[] = {
-	{ 1, F_INT, offsetof(struct cmdq, status), 0 },
-	{ 2, F_U64, offsetof(struct cmdq, updated_at), 0 },
-	{ 3, F_U64, offsetof(struct cmdq, result_seq), 0 },
+	{ 1, F_INT, offsetof(struct cmdq, status), 0, 0 },
+	{ 2, F_U64, offsetof(struct cmdq, updated_at), 0, 0 },
+	{ 3, F_U64, offsetof(struct cmdq, result_seq), 0, 0 },
 };
 
 static int

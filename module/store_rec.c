@@ -314,9 +314,11 @@ rec_decode(const MDB_val *v, enum rec_kind kind, const struct fdesc *f,
 	const unsigned char *p;
 	size_t               len, i;
 	unsigned             tag;
-	uint64_t             u;
+	uint64_t             u, seen = 0;
 	int                  rc;
 
+	if (n > 64)
+		return STORE_EINVAL;
 	if ((rc = rec_open(&r, v, kind)) != 0)
 		return rc;
 	while ((rc = rec_next(&r, &tag, &p, &len)) == 1) {
@@ -357,7 +359,11 @@ rec_decode(const MDB_val *v, enum rec_kind kind, const struct fdesc *f,
 		}
 		if (rc != 0)
 			return rc;
+		seen |= (uint64_t)1 << i;
 	}
+	for (i = 0; rc == 0 && i < n; i++)
+		if (f[i].required && !(seen & (uint64_t)1 << i))
+			rc = STORE_ECORRUPT;
 	return rc;
 }
 

@@ -156,15 +156,22 @@ fuzz_load_op(struct store_txn *t, void *arg)
 
 /*
  * Read every byte of a string the store handed out, so a bad pointer or
- * a missing terminator shows. NULL is allowed: a record that lacks a
- * field decodes with that member NULL (store.h does not promise more),
- * which every consumer must check.
+ * a missing terminator shows. NULL is allowed for optional members; a
+ * record without a field that store.h promises (the one naming it, its
+ * raw bytes) must not decode at all, which need() checks.
  */
 static void
 touch(const char *s)
 {
 	if (s != NULL)
 		(void)strlen(s);
+}
+
+static void
+need(const void *p)
+{
+	if (p == NULL)
+		abort();
 }
 
 static int
@@ -199,10 +206,12 @@ fuzz_queue_cb(const struct store_queue_item *q, void *arg)
 	if (w->n++ > 64)
 		return 1;
 	touch(q->enrollment_id);
-	if (q->uuid == NULL)
-		return 0;
+	need(q->uuid);
 	if (store_command_get(w->t, q->uuid, &c) == 0) {
+		need(c->uuid);
+		need(c->raw);
 		touch(c->uuid);
+		touch(c->request_type);
 		store_command_free(c);
 	}
 	(void)store_command_targets(w->t, q->uuid, fuzz_target_cb, NULL);
@@ -217,6 +226,8 @@ fuzz_result_cb(const struct store_result *r, void *arg)
 
 	if (w->n++ > 64)
 		return 1;
+	need(r->uuid);
+	need(r->raw);
 	touch(r->uuid);
 	if (r->enrollment_id != NULL &&
 	    store_result_get(w->t, r->enrollment_id, r->seq, &one) == 0)
@@ -227,6 +238,8 @@ fuzz_result_cb(const struct store_result *r, void *arg)
 static int
 fuzz_msg_cb(const struct store_msg *m, void *arg)
 {
+	need(m->enrollment_id);
+	need(m->raw);
 	touch(m->enrollment_id);
 	touch(m->topic);
 	(void)arg;
@@ -250,10 +263,10 @@ fuzz_enroll_cb(const struct store_enrollment *e, void *arg)
 
 	if (w->n++ > 256)
 		return 1;
-	if (e->id == NULL)
-		return 0;
+	need(e->id);
 	if (e->device_id != NULL &&
 	    store_device_get(w->t, e->device_id, &d) == 0) {
+		need(d->id);
 		if (d->serial != NULL &&
 		    store_device_by_serial(w->t, d->serial, &id) == 0)
 			free(id);
