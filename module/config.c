@@ -18,7 +18,7 @@ void
 config_defaults(struct config *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->workers = 64;
+	c->workers = 16;
 	c->max_inflight = 256;
 	c->checkin_max = 64 * 1024;
 	c->connect_max = 4 * 1024 * 1024;
