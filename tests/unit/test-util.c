@@ -130,10 +130,15 @@ test_config(void)
 	int           fd;
 
 	config_defaults(&c);
-	CHECK_EQ(c.workers, 64);
+	CHECK_EQ(c.workers, 16);
+	CHECK_EQ(c.max_inflight, 256);
 	CHECK_EQ(config_set(&c, "workers", "4"), 0);
 	CHECK_EQ(c.workers, 4);
 	CHECK_EQ(config_set(&c, "workers", "0"), -1);
+	CHECK_EQ(config_set(&c, "max-inflight", "2"), 0);
+	CHECK_EQ(c.max_inflight, 2);
+	CHECK_EQ(config_set(&c, "max_inflight", "0"), -1);
+	CHECK_EQ(config_set(&c, "max_inflight", "65537"), -1);
 	CHECK_EQ(config_set(&c, "checkin-max", "128k"), 0);
 	CHECK_EQ(c.checkin_max, 128 * 1024);
 	CHECK_EQ(config_set(&c, "map_max", "2g"), 0);
