@@ -298,6 +298,22 @@ done
 expect_status 200 "and the map keeps growing"
 expect_exit 0 "picomdmctl check is clean after growth" ctl check
 
+# term_stops WHAT: SIGTERM the responder; it must be gone within 10 s
+# (a worker or request left waiting would keep it alive).
+term_stops() {
+	local pid
+	pid=$(head -n 1 "$IT_DIR/fcgi.pid")
+	kill -TERM "$pid" 2>/dev/null || true
+	if pm_wait_gone "$pid" 10; then
+		pass "$1"
+	else
+		fail "$1"
+		kill -KILL "$pid" 2>/dev/null || true
+		pm_wait_gone "$pid" 5 || true
+	fi
+	rm -f "$IT_DIR/fcgi.pid"
+}
+
 # ---- 1b. map growth under concurrent load ----
 # Reports of about 20 kB with fresh CommandUUIDs from 16 connections
 # into a 1 MiB map that may grow to 256 MiB, with 8 workers: the map
@@ -337,16 +353,7 @@ if ((grows >= 3)); then
 else
 	fail "the map grew several times meanwhile" "$grows"
 fi
-pid=$(head -n 1 "$IT_DIR/fcgi.pid")
-kill -TERM "$pid" 2>/dev/null || true
-if pm_wait_gone "$pid" 10; then
-	pass "the responder stops on SIGTERM after map growth (no worker stuck)"
-else
-	fail "the responder stops on SIGTERM after map growth (no worker stuck)"
-	kill -KILL "$pid" 2>/dev/null || true
-	pm_wait_gone "$pid" 5 || true
-fi
-rm -f "$IT_DIR/fcgi.pid"
+term_stops "the responder stops on SIGTERM after map growth (no worker stuck)"
 expect_exit 0 "picomdmctl check is clean after growth under load" ctl check
 
 # ---- 1c. more devices than request slots ----
@@ -368,16 +375,7 @@ expect_eq "$(jq -r '.status["200"] // 0' <<<"$out" 2>/dev/null)" 2000 \
     "2000 TokenUpdates from 16 connections through 2 request slots"
 expect_eq "$(jq -r '.errors.timeout // 0' <<<"$out" 2>/dev/null)" 0 \
     "no request left unanswered waiting for a slot"
-pid=$(head -n 1 "$IT_DIR/fcgi.pid")
-kill -TERM "$pid" 2>/dev/null || true
-if pm_wait_gone "$pid" 10; then
-	pass "the responder stops on SIGTERM with workers waiting for slots"
-else
-	fail "the responder stops on SIGTERM with workers waiting for slots"
-	kill -KILL "$pid" 2>/dev/null || true
-	pm_wait_gone "$pid" 5 || true
-fi
-rm -f "$IT_DIR/fcgi.pid"
+term_stops "the responder stops on SIGTERM with workers waiting for slots"
 
 # ---- 2. a read-only store directory ----
 it_stop_responder
