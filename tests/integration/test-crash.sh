@@ -3,8 +3,9 @@
 # test-crash.sh - durability under kill -9. Several devices send
 # TokenUpdates, each with a fresh push token, through real nginx and TLS
 # (tests/loadgen, one connection per device, so each device's requests
-# are in order) while the responder is killed with SIGKILL at random
-# moments and restarted, many times. loadgen records every request: the
+# are in order) while the responder is killed with SIGKILL (every
+# fourth time stopped with SIGTERM) at random moments and restarted, many
+# times. loadgen records every request: the
 # device, the status it got (0 for a transport error, -1 when the run
 # ended before the answer) and the token it carried.
 #
@@ -68,22 +69,32 @@ secs=$((kills + 8))
     2>"$(it_file loadgen.err)" &
 lgpid=$!
 
-# Kill at random moments (0.2 to 1.2 s apart), restart at once.
+# Kill at random moments (0.2 to 1.2 s apart), restart at once. Every
+# fourth time it is SIGTERM instead: the responder then stops accepting,
+# commits and answers what it holds, and must be gone within 10 s.
 sleep 1
 restarts=0
+terms=0
 for ((k = 0; k < kills; k++)); do
 	sleep "0.$((RANDOM % 10 + 2))"
 	pid=$(pm_pid_is "$IT_DIR/fcgi.pid" picomdm-fcgi) || {
 		fail "responder running before kill $((k + 1))"
 		break
 	}
-	kill -KILL "$pid"
-	pm_wait_gone "$pid" 5 || it_abort "responder $pid survived SIGKILL"
+	if ((k % 4 == 3)); then
+		kill -TERM "$pid"
+		pm_wait_gone "$pid" 10 ||
+		    it_abort "responder $pid still running 10 s after SIGTERM"
+		terms=$((terms + 1))
+	else
+		kill -KILL "$pid"
+		pm_wait_gone "$pid" 5 || it_abort "responder $pid survived SIGKILL"
+	fi
 	rm -f "$IT_SOCK"
 	it_start_responder
 	restarts=$((restarts + 1))
 done
-expect_eq "$restarts" "$kills" "responder killed with SIGKILL and restarted $kills times"
+expect_eq "$restarts" "$kills" "responder stopped under load and restarted $kills times ($terms of them by SIGTERM, the rest by SIGKILL)"
 
 rc=0
 wait "$lgpid" || rc=$?
