@@ -948,22 +948,38 @@ out:
 
 struct cmd_op {
 	const char	     *uuid;
+	const char	     *after;   /* list targets after this ID */
+	size_t		      limit;
 	struct store_command *cmd;
 	json_t		     *targets;
 	json_t		     *counts;
+	size_t		      n;
+	int		      started; /* past after */
+	const char	     *last;    /* in targets: the last listed ID */
+	int		      more;
 };
 
+/* Count every target; list a page of them (after, limit). */
 static int
 target_cb(const struct store_target *tg, void *arg)
 {
 	struct cmd_op *op = arg;
 	const char    *st = cmd_status_name(tg->status);
-	json_t	      *n;
+	json_t	      *n, *t;
 
 	n = json_object_get(op->counts, st);
 	if (set(op->counts, st,
-		json_integer(n ? json_integer_value(n) + 1 : 1)) == -1 ||
-	    json_array_append_new(op->targets,
+		json_integer(n ? json_integer_value(n) + 1 : 1)) == -1)
+		return STORE_ENOMEM;
+	if (!op->started) {
+		op->started = strcmp(tg->enrollment_id, op->after) == 0;
+		return 0;
+	}
+	if (op->n == op->limit) {
+		op->more = 1;
+		return 0;
+	}
+	if (json_array_append_new(op->targets,
 		json_pack("{s:s, s:s, s:o, "
 			  "s:o}",
 		    "enrollment_id", tg->enrollment_id, "status", st,
@@ -972,6 +988,8 @@ target_cb(const struct store_target *tg, void *arg)
 		    tg->result_seq ? json_integer((json_int_t)tg->result_seq)
 				   : json_null())) == -1)
 		return STORE_ENOMEM;
+	t = json_array_get(op->targets, op->n++);
+	op->last = json_string_value(json_object_get(t, "enrollment_id"));
 	return 0;
 }
 
@@ -1004,21 +1022,33 @@ raw_json(json_t *o, const unsigned char *p, size_t n)
 
 /*
  * GET /api/v1/commands/{uuid}: the command as stored (text and decoded),
- * and where it stands for each enrollment it was queued to, with counts
- * per status.
+ * with counts per status over every enrollment it was queued to, and a
+ * page of those enrollments with where it stands for each, in the order
+ * they were first queued: limit (default 100, at most 1000) and after (an
+ * enrollment ID of the previous page); "next" is the after of the next
+ * page, or null at the end.
  */
 static void
 api_command(struct api *a)
 {
+	static const char *const qn[] = {"limit", "after"};
 	struct cmd_op op;
 	plist_t	      root = NULL;
 	json_t	     *o = NULL;
+	char	     *qv[2];
+	long long     limit;
 	int	      rc;
 
-	if (api_query(a, NULL, 0, NULL) == -1)
+	if (api_query(a, qn, 2, qv) == -1)
 		return;
 	memset(&op, 0, sizeof(op));
 	op.uuid = a->seg[1];
+	if (api_num(a, "limit", qv[0], 1, API_LIMIT_MAX, API_LIMIT_DEF,
+		&limit) == -1)
+		goto out;
+	op.limit = (size_t)limit;
+	op.after = qv[1];
+	op.started = op.after == NULL;
 	if ((op.targets = json_array()) == NULL ||
 	    (op.counts = json_object()) == NULL) {
 		api_fail(a, 500, "internal error", "out of memory");
@@ -1031,6 +1061,11 @@ api_command(struct api *a)
 	}
 	if (rc != 0) {
 		api_store_fail(a, rc);
+		goto out;
+	}
+	if (!op.started) {
+		api_fail(a, 400, "bad request",
+		    "after: %.255s is not a target of this command", op.after);
 		goto out;
 	}
 	(void)plist_safe_parse(
@@ -1046,7 +1081,9 @@ api_command(struct api *a)
 	    set(o, "command",
 		root != NULL ? command_plist_json(root) : json_null()) == -1 ||
 	    set(o, "counts", json_incref(op.counts)) == -1 ||
-	    set(o, "targets", json_incref(op.targets)) == -1) {
+	    set(o, "targets", json_incref(op.targets)) == -1 ||
+	    set(o, "next", op.more && op.last != NULL ? json_string(op.last)
+						      : json_null()) == -1) {
 		api_fail(a, 500, "internal error", "out of memory");
 		goto out;
 	}
@@ -1058,6 +1095,7 @@ out:
 	json_decref(op.targets);
 	json_decref(op.counts);
 	store_command_free(op.cmd);
+	api_query_free(qv, 2);
 }
 
 /* ---- results ---- */

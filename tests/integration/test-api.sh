@@ -320,6 +320,24 @@ api GET "/api/v1/commands/$u2"
 expect_body_jq '.counts | to_entries | map("\(.key)=\(.value)") | join(",")' \
     "Queued=1,Cancelled=1" "command counts per status"
 expect_body_jq '.targets | length' 2 "two targets"
+expect_body_jq .next null "no next page"
+# Paging the targets: counts stay over all of them.
+api GET "/api/v1/commands/$u2?limit=1"
+expect_body_jq '.targets | length' 1 "limit=1: one target"
+expect_body_jq '[.counts[]] | add' 2 "limit=1: counts over both targets"
+first=$(jq -r '.targets[0].enrollment_id' "$BODY")
+expect_body_jq .next "$first" "next names the page's last target"
+api GET "/api/v1/commands/$u2?limit=1&after=$(pct "$first")"
+expect_body_jq '.targets | length' 1 "the second page: one target"
+expect_body_jq '.targets[0].enrollment_id != "'"$first"'"' true \
+    "the second page holds the other target"
+expect_body_jq .next null "the second page is the last"
+api GET "/api/v1/commands/$u2?after=NOSUCH"
+expect_api_error 400 "after: not a target: 400" "not a target"
+api GET "/api/v1/commands/$u2?limit=0"
+expect_api_error 400 "limit=0: 400"
+api GET "/api/v1/commands/$u2?page=2"
+expect_api_error 400 "unknown query parameter: 400"
 
 # ---- results ----
 
