@@ -23,7 +23,7 @@
 
 static const struct fdesc cmd_fields[] = {
 	{ 1, F_STR, offsetof(struct store_command, uuid), 0, 1 },
-	{ 2, F_STR, offsetof(struct store_command, request_type), 0, 0 },
+	{ 2, F_STR, offsetof(struct store_command, request_type), 0, 1 },
 	{ 3, F_BYTES, offsetof(struct store_command, raw),
 	    offsetof(struct store_command, raw_len), 1 },
 	{ 4, F_U64, offsetof(struct store_command, created_at), 0, 0 },

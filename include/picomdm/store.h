@@ -14,11 +14,11 @@
  * Records are versioned TLV; decoders reject anything malformed with
  * STORE_ECORRUPT rather than trusting lengths, and so a record without
  * the field that names it (a device's or enrollment's ID, a command's
- * UUID and plist, a queue entry's or result's UUID, a result's or
- * message's raw bytes, a message's enrollment ID). Other string members
- * may be NULL when the device never sent them. Records handed out are
- * owned by the caller (free with the matching *_free); nothing points into
- * LMDB memory after a transaction ends.
+ * UUID, RequestType and plist, a queue entry's or result's UUID, a
+ * result's or message's raw bytes, a message's enrollment ID). Other
+ * string members may be NULL when the device never sent them. Records
+ * handed out are owned by the caller (free with the matching *_free);
+ * nothing points into LMDB memory after a transaction ends.
  */
 #ifndef PICOMDM_STORE_H
 #define PICOMDM_STORE_H
