@@ -209,6 +209,7 @@ fuzz_queue_cb(const struct store_queue_item *q, void *arg)
 	need(q->uuid);
 	if (store_command_get(w->t, q->uuid, &c) == 0) {
 		need(c->uuid);
+		need(c->request_type);
 		need(c->raw);
 		touch(c->uuid);
 		touch(c->request_type);
