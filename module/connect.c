@@ -3,7 +3,8 @@
  * command protocol; DESIGN.md section 3).
  *
  * The report is stored byte-for-byte with its status, even when it does
- * not match Apple's response schema, so one odd result never blocks a
+ * not match Apple's response schema (checked against the response keys
+ * of its command's RequestType), so one odd result never blocks a
  * queue. The reply is the next command's plist exactly as enqueued, or an
  * empty 200. Selection is priority, then enqueue order, among commands
  * with no result; NotNow'd ones are skipped only when the report itself is
@@ -63,6 +64,37 @@ connect_op_run(struct store_txn *t, void *arg)
 	return rc == STORE_ENOTFOUND ? 0 : rc;
 }
 
+struct type_op {
+	const char *uuid;
+	char       *rtype;
+};
+
+static int
+type_op_run(struct store_txn *t, void *arg)
+{
+	struct type_op *op = arg;
+
+	return store_command_type(t, op->uuid, &op->rtype);
+}
+
+/*
+ * An Acknowledged report's keys against Apple's response schema for its
+ * command's RequestType, read before the write (in the worker, not the
+ * writer). A CommandUUID we never stored, or a failed read, leaves the
+ * report as parsed: it is stored either way.
+ */
+static void
+check_response(const struct server *srv, struct mdm_msg *m)
+{
+	struct type_op op = { m->command_uuid, NULL };
+
+	if (m->status != CMD_STATUS_ACKNOWLEDGED)
+		return;
+	if (store_read(srv->store, type_op_run, &op) == 0)
+		msg_check_response(m, op.rtype);
+	free(op.rtype);
+}
+
 /*
  * After the commit, in the writer thread: the next command (if any) is the
  * reply; then it is sent.
@@ -103,5 +135,6 @@ connect_handle(const struct server *srv, const struct request *req,
 		return HANDLED;
 	}
 	resp->msgtype = cmd_status_name(op->d.msg->status);
+	check_response(srv, op->d.msg);
 	return device_submit(&op->d, op, connect_op_run, connect_done);
 }

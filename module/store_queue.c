@@ -384,6 +384,31 @@ out:
 }
 
 int
+store_command_type(struct store_txn *t, const char *uuid, char **out)
+{
+	struct rec_r         r;
+	struct key           k;
+	MDB_val              v;
+	const unsigned char *p;
+	size_t               n;
+	unsigned             tag;
+	int                  rc;
+
+	*out = NULL;
+	if (!uuid_ok(uuid))
+		return STORE_EINVAL;
+	key_init(&k);
+	key_raw(&k, uuid, strlen(uuid));
+	if ((rc = db_get(t, DBI_CMD, &k, &v)) != 0 ||
+	    (rc = rec_open(&r, &v, REC_CMD)) != 0)
+		return rc;
+	while ((rc = rec_next(&r, &tag, &p, &n)) == 1)
+		if (tag == 2) /* cmd_fields: request_type */
+			return rec_dup_str(p, n, out);
+	return rc == 0 ? STORE_ECORRUPT : rc;
+}
+
+int
 store_result_put(struct store_txn *t, const char *enrollment_id,
     const char *uuid, enum cmd_status status, const void *raw, size_t len,
     int well_formed, int *known)

@@ -728,6 +728,30 @@ fail:
 	return rc;
 }
 
+/*
+ * Check an Acknowledged report against Apple's response keys for its
+ * command's RequestType (the rkeys of the generated command table). A
+ * mismatch only clears well_formed, with the reason; reports of another
+ * status, and RequestTypes without response keys, are left as they are.
+ */
+void
+msg_check_response(struct mdm_msg *m, const char *request_type)
+{
+	const struct schema_msg *sm;
+	const char		*r = NULL;
+
+	if (m == NULL || m->root == NULL || request_type == NULL ||
+	    m->status != CMD_STATUS_ACKNOWLEDGED || !m->well_formed)
+		return;
+	if ((sm = schema_command_find(request_type)) == NULL ||
+	    sm->nrkeys == 0)
+		return;
+	if (check_dict(m->root, sm->rkeys, sm->nrkeys, NULL, &r) == -1) {
+		m->well_formed = 0;
+		msg_set_reason(m, r != NULL ? r : "response keys");
+	}
+}
+
 /* Free a message and its plist; NULL is a no-op. */
 void
 msg_free(struct mdm_msg *m)

@@ -97,6 +97,12 @@ int msg_parse_checkin(const char *, size_t, struct mdm_msg **,
 int msg_parse_connect(const char *, size_t, struct mdm_msg **,
     const char **reason);
 
+/*
+ * An Acknowledged report against the response keys of its command's
+ * RequestType (Apple's schema): a mismatch clears well_formed and sets
+ * reason; nothing else changes.
+ */
+void msg_check_response(struct mdm_msg *, const char *request_type);
 void msg_free(struct mdm_msg *);
 
 const char *msg_kind_name(enum msg_kind);

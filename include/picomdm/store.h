@@ -222,6 +222,8 @@ struct store_command {
 int  store_command_put(struct store_txn *, const struct store_command *);
 int  store_command_get(struct store_txn *, const char *uuid,
      struct store_command **out);
+/* Only a command's RequestType, without copying its plist; caller frees. */
+int  store_command_type(struct store_txn *, const char *uuid, char **out);
 void store_command_free(struct store_command *);
 
 /* One queued command of an enrollment. */

@@ -1,7 +1,9 @@
 /*
  * fuzz-checkin.c - fuzz the device-message parsers: each input is a
  * request body given to msg_parse_checkin() and to msg_parse_connect(),
- * which run the depth scanner, the XML parse (libplist) and validation.
+ * which run the depth scanner, the XML parse (libplist) and validation,
+ * and an accepted report to msg_check_response() against one command's
+ * response keys.
  * The buffer is passed as is, not NUL-terminated, so that a read past the
  * body is caught.
  *
@@ -27,6 +29,7 @@
 
 #include "picomdm/message.h"
 #include "picomdm/plist.h"
+#include "picomdm/schema.h"
 
 #define FUZZ_INPUT_MAX (4 * 1024 * 1024)
 
@@ -159,6 +162,18 @@ fuzz_one(const uint8_t *data, size_t size)
 		if ((r != NULL) != !m->well_formed)
 			abort();
 		(void)msg_node(m, "ErrorChain");
+		{
+			/* Against one RequestType's response keys, picked
+			 * by the input's length so each table is reached. */
+			const struct schema_msg *sm =
+			    &schema_commands[size % schema_commands_len];
+			int was = m->well_formed;
+
+			msg_check_response(m, sm->name);
+			if ((m->well_formed && !was) ||
+			    (!m->well_formed && m->reason == NULL))
+				abort();
+		}
 		msg_free(m);
 	} else if (m != NULL || r == NULL)
 		abort();

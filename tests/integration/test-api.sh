@@ -398,6 +398,31 @@ expect_body_jq ".targets[] | select(.enrollment_id == \"$udid1\") |
 api GET /api/v1/commands/NOSUCH
 expect_api_error 404 "unknown command: 404"
 
+# An Acknowledged report is checked against the response keys of its
+# command's RequestType: stored either way, well_formed says whether it
+# matched (ProfileList needs a ProfileList array).
+u5=11111111-2222-4333-8444-555555555559
+enqueue_raw "$udid1" "$u5" ProfileList
+expect_status 200 "a ProfileList command queued"
+send "$udid1" device1 Acknowledged "$u5" \
+    ProfileList:raw='<string>not a list</string>' >/dev/null
+api GET "/api/v1/results/$udid1?limit=1"
+expect_body_jq '.results[0].command_uuid' "$u5" "the report is stored"
+expect_body_jq '.results[0].well_formed' false \
+    "ProfileList as a string: not well-formed"
+send "$udid1" device1 Acknowledged "$u5" \
+    ProfileList:raw='<array><dict><key>PayloadUUID</key><string>P1</string><key>PayloadIdentifier</key><string>com.example.p1</string></dict></array>' \
+    >/dev/null
+api GET "/api/v1/results/$udid1?limit=1"
+expect_body_jq '.results[0].well_formed' true \
+    "ProfileList as Apple describes it: well-formed"
+if grep -q 'kept raw: ProfileList' "$IT_DIR/fcgi.log"; then
+	pass "the mismatch is logged with its reason"
+else
+	fail "the mismatch is logged with its reason" \
+	    "$(grep 'kept raw' "$IT_DIR/fcgi.log" | tail -n 1)"
+fi
+
 # No key file: the API is disabled.
 it_stop_responder
 mapfile -t IT_RESPONDER_CMD < <(printf '%s\n' "${IT_RESPONDER_CMD[@]}" |

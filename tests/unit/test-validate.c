@@ -1042,6 +1042,76 @@ test_connect(void)
 	msg_free(m);
 }
 
+/*
+ * An Acknowledged report against its command's response keys: ProfileList
+ * must carry a ProfileList array of dictionaries with PayloadUUID and
+ * PayloadIdentifier (Apple's schema); other statuses and RequestTypes
+ * without response keys are left alone.
+ */
+static void
+test_check_response(void)
+{
+	struct mdm_msg *m = NULL;
+	const char     *r = NULL;
+	static const char ack[] = "<key>Status</key><string>Acknowledged</string>"
+				  "<key>CommandUUID</key><string>u</string>" UDID_KV;
+	static const char good[] =
+	    "<key>ProfileList</key><array><dict><key>PayloadUUID</key>"
+	    "<string>P</string><key>PayloadIdentifier</key><string>com.x</string>"
+	    "</dict></array>";
+	char   body[1024];
+	size_t i;
+
+	/* The right shape, and an empty list. */
+	snprintf(body, sizeof(body), "%s%s", ack, good);
+	CHECK_EQ(connect_inline(body, &m, &r), 0);
+	msg_check_response(m, "ProfileList");
+	CHECK_EQ(m->well_formed, 1);
+	CHECK(m->reason == NULL);
+	msg_free(m);
+	snprintf(body, sizeof(body), "%s%s", ack,
+	    "<key>ProfileList</key><array/>");
+	CHECK_EQ(connect_inline(body, &m, &r), 0);
+	msg_check_response(m, "ProfileList");
+	CHECK_EQ(m->well_formed, 1);
+	msg_free(m);
+
+	/* Missing, of the wrong type, an item without a required key. */
+	static const char *const bad[] = {
+	    "",
+	    "<key>ProfileList</key><string>x</string>",
+	    "<key>ProfileList</key><array><dict><key>PayloadUUID</key>"
+	    "<string>P</string></dict></array>",
+	};
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(body, sizeof(body), "%s%s", ack, bad[i]);
+		CHECK_EQ(connect_inline(body, &m, &r), 0);
+		CHECK_EQ(m->well_formed, 1);
+		msg_check_response(m, "ProfileList");
+		CHECK_EQ(m->well_formed, 0);
+		CHECK(m->reason != NULL &&
+		    strstr(m->reason, "ProfileList") != NULL);
+		msg_free(m);
+	}
+
+	/* The same body for another status, an unknown RequestType, or
+	 * none: unchanged. */
+	snprintf(body, sizeof(body), "%s%s",
+	    "<key>Status</key><string>Error</string>"
+	    "<key>CommandUUID</key><string>u</string>" UDID_KV,
+	    bad[1]);
+	CHECK_EQ(connect_inline(body, &m, &r), 0);
+	msg_check_response(m, "ProfileList");
+	CHECK_EQ(m->well_formed, 1);
+	msg_free(m);
+	snprintf(body, sizeof(body), "%s%s", ack, bad[1]);
+	CHECK_EQ(connect_inline(body, &m, &r), 0);
+	msg_check_response(m, "NoSuchRequestType");
+	msg_check_response(m, NULL);
+	CHECK_EQ(m->well_formed, 1);
+	msg_free(m);
+}
+
 /* Bodies no device should send. None may crash; all get 400. */
 static void
 test_hostile(void)
@@ -1216,6 +1286,7 @@ main(void)
 	test_checkin_types();
 	test_getters();
 	test_connect();
+	test_check_response();
 	test_hostile();
 	test_names();
 	REGRESS_DONE();
