@@ -1080,8 +1080,8 @@ test_check_response(void)
 	static const char *const bad[] = {
 	    "",
 	    "<key>ProfileList</key><string>x</string>",
-	    "<key>ProfileList</key><array><dict><key>PayloadUUID</key>"
-	    "<string>P</string></dict></array>",
+	    ("<key>ProfileList</key><array><dict><key>PayloadUUID</key>"
+		"<string>P</string></dict></array>"),
 	};
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(body, sizeof(body), "%s%s", ack, bad[i]);
