@@ -81,39 +81,44 @@ idcache_index(const unsigned char key[32])
 	return ((size_t)key[0] << 8 | key[1]) % IDCACHE_SLOTS;
 }
 
+/* Is e the entry of key, and now inside its window? Its stripe locked. */
+static int
+idcache_hit(const struct idcache_entry *e, const unsigned char key[32])
+{
+	time_t now = time(NULL);
+
+	return e->used && memcmp(e->key, key, 32) == 0 &&
+	    now >= e->not_before && now <= e->not_after;
+}
+
 /* 1 and the DER hash when key is cached and now inside its window. */
 static int
 idcache_get(struct idcache *c, const unsigned char key[32],
     unsigned char hash[IDENTITY_HASH_LEN])
 {
-	size_t                i = idcache_index(key);
-	struct idcache_entry *e = &c->slot[i];
-	time_t                now = time(NULL);
-	int                   hit = 0;
+	size_t i = idcache_index(key);
+	int    hit;
 
 	pthread_mutex_lock(&c->lock[i % IDCACHE_STRIPES]);
-	if (e->used && memcmp(e->key, key, 32) == 0 &&
-	    now >= e->not_before && now <= e->not_after) {
-		memcpy(hash, e->hash, IDENTITY_HASH_LEN);
-		hit = 1;
-	}
+	if ((hit = idcache_hit(&c->slot[i], key)))
+		memcpy(hash, c->slot[i].hash, IDENTITY_HASH_LEN);
 	pthread_mutex_unlock(&c->lock[i % IDCACHE_STRIPES]);
 	return hit;
 }
 
-/* The parsed certificate of a cached signer (a new reference), or NULL. */
+/*
+ * The parsed certificate of a cached signer (a new reference), or NULL. A
+ * signer's key is the SHA-256 of its DER, which is also its hash.
+ */
 static X509 *
 idcache_get_cert(struct idcache *c, const unsigned char key[32])
 {
 	size_t                i = idcache_index(key);
 	struct idcache_entry *e = &c->slot[i];
-	time_t                now = time(NULL);
 	X509                 *x = NULL;
 
 	pthread_mutex_lock(&c->lock[i % IDCACHE_STRIPES]);
-	if (e->used && e->cert != NULL && memcmp(e->key, key, 32) == 0 &&
-	    now >= e->not_before && now <= e->not_after &&
-	    X509_up_ref(e->cert) == 1)
+	if (e->cert != NULL && idcache_hit(e, key) && X509_up_ref(e->cert) == 1)
 		x = e->cert;
 	pthread_mutex_unlock(&c->lock[i % IDCACHE_STRIPES]);
 	return x;
@@ -517,6 +522,7 @@ identity_sig_fast(struct idcache *c, const unsigned char *der, size_t derlen,
 	CMS_ContentInfo          *cms = NULL;
 	const unsigned char      *p;
 	unsigned char             key[SIG_CERTS_MAX][32];
+	int                       of[SIG_CERTS_MAX]; /* certs[j] is cert of[j] */
 	BIO                      *dcont = NULL;
 	X509                     *x, *signer = NULL;
 	const char               *reason;
@@ -530,6 +536,7 @@ identity_sig_fast(struct idcache *c, const unsigned char *der, size_t derlen,
 		sha256(sp.cert[i], sp.cert_len[i], key[i]);
 		if ((x = idcache_get_cert(c, key[i])) == NULL)
 			continue;
+		of[sk_X509_num(certs)] = i;
 		if (sk_X509_push(certs, x) <= 0) {
 			X509_free(x);
 			goto out;
@@ -549,15 +556,13 @@ identity_sig_fast(struct idcache *c, const unsigned char *der, size_t derlen,
 		goto out;
 	CMS_SignerInfo_get0_algs(
 	    sk_CMS_SignerInfo_value(sis, 0), NULL, &signer, NULL, NULL);
-	for (i = 0; signer != NULL && i < sp.ncert; i++) {
-		if ((x = idcache_get_cert(c, key[i])) == NULL)
-			continue;
-		if (x == signer && idcache_get(c, key[i], hash))
+	/* The signer is one of ours: its key is its DER hash. */
+	for (i = 0; signer != NULL && i < sk_X509_num(certs); i++)
+		if (sk_X509_value(certs, i) == signer) {
+			memcpy(hash, key[of[i]], IDENTITY_HASH_LEN);
 			rc = 0;
-		X509_free(x);
-		if (rc == 0)
 			break;
-	}
+		}
 out:
 	BIO_free_all(dcont);
 	CMS_ContentInfo_free(cms);
