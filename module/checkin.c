@@ -541,7 +541,7 @@ checkin_done(int rc, void *arg)
 	    op->body_len) == -1)
 		rc = STORE_ENOMEM;
 	free(op->body);
-	device_finish(&op->d, op, rc, op->reason);
+	device_finish(&op->d, rc, op->reason);
 }
 
 int
@@ -557,14 +557,9 @@ checkin_handle(const struct server *srv, const struct request *req,
 		    "application/x-apple-aspen-mdm-checkin");
 		return HANDLED;
 	}
-	if ((op = calloc(1, sizeof(*op))) == NULL) {
-		response_store_result(resp, STORE_ENOMEM, NULL);
+	if ((op = (void *)device_begin(sizeof(*op), srv, req, resp, x,
+	    msg_parse_checkin)) == NULL)
 		return HANDLED;
-	}
-	if (device_begin(&op->d, srv, req, resp, x, msg_parse_checkin) != 0) {
-		free(op);
-		return HANDLED;
-	}
 	resp->msgtype = msg_kind_name(op->d.msg->kind);
-	return device_submit(&op->d, op, checkin_op_run, checkin_done);
+	return device_submit(&op->d, checkin_op_run, checkin_done);
 }

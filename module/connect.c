@@ -116,7 +116,7 @@ connect_done(int rc, void *arg)
 	    op->next->raw, op->next->raw_len) == -1)
 		rc = STORE_ENOMEM;
 	store_command_free(op->next);
-	device_finish(&op->d, op, rc, op->reason);
+	device_finish(&op->d, rc, op->reason);
 }
 
 int
@@ -126,15 +126,10 @@ connect_handle(const struct server *srv, const struct request *req,
 	struct connect_op *op;
 
 	resp->msgtype = "connect";
-	if ((op = calloc(1, sizeof(*op))) == NULL) {
-		response_store_result(resp, STORE_ENOMEM, NULL);
+	if ((op = (void *)device_begin(sizeof(*op), srv, req, resp, x,
+	    msg_parse_connect)) == NULL)
 		return HANDLED;
-	}
-	if (device_begin(&op->d, srv, req, resp, x, msg_parse_connect) != 0) {
-		free(op);
-		return HANDLED;
-	}
 	resp->msgtype = cmd_status_name(op->d.msg->status);
 	check_response(srv, op->d.msg);
-	return device_submit(&op->d, op, connect_op_run, connect_done);
+	return device_submit(&op->d, connect_op_run, connect_done);
 }

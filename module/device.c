@@ -16,19 +16,22 @@
 #include "picomdm/store.h"
 #include "picomdm/util.h"
 
-int
-device_begin(struct device_op *d, const struct server *srv,
-    const struct request *req, struct response *resp, struct exchange *x,
-    device_parse_fn parse)
+struct device_op *
+device_begin(size_t size, const struct server *srv, const struct request *req,
+    struct response *resp, struct exchange *x, device_parse_fn parse)
 {
-	const char *reason = NULL;
-	int         rc;
+	struct device_op *d;
+	const char       *reason = NULL;
+	int               rc;
 
+	if ((d = calloc(1, size)) == NULL) {
+		response_store_result(resp, STORE_ENOMEM, NULL);
+		return NULL;
+	}
 	d->srv = srv;
 	d->req = req;
 	d->resp = resp;
 	d->x = x;
-	d->msg = NULL;
 	rc = identity_verify(srv->ca, req->client_cert, req->client_verify,
 	    req->mdm_signature, req->body, req->body_len, d->hash, &reason);
 	if (rc == 0)
@@ -36,33 +39,34 @@ device_begin(struct device_op *d, const struct server *srv,
 		    &reason);
 	if (rc != 0) {
 		response_set(resp, rc, reason);
-		return -1;
+		free(d);
+		return NULL;
 	}
 	strlcpy(resp->id, d->msg->id, sizeof(resp->id));
-	return 0;
+	return d;
 }
 
+/* The operation is d itself: d is its first member. */
 int
-device_submit(struct device_op *d, void *op, store_op_fn run,
-    store_done_fn done)
+device_submit(struct device_op *d, store_op_fn run, store_done_fn done)
 {
 	int rc;
 
-	if ((rc = store_submit(d->srv->store, run, op, done, op)) == 0)
+	if ((rc = store_submit(d->srv->store, run, d, done, d)) == 0)
 		return PENDING;
 	response_store_result(d->resp, rc, NULL);
 	msg_free(d->msg);
-	free(op);
+	free(d);
 	return HANDLED;
 }
 
 void
-device_finish(struct device_op *d, void *op, int rc, const char *reason)
+device_finish(struct device_op *d, int rc, const char *reason)
 {
 	struct exchange *x = d->x;
 
 	response_store_result(d->resp, rc, reason);
 	msg_free(d->msg);
-	free(op);
+	free(d);
 	exchange_done(x);
 }

@@ -137,19 +137,20 @@ struct device_op {
 };
 typedef int (*device_parse_fn)(const char *, size_t, struct mdm_msg **,
     const char **reason);
-/* Identify the caller and parse its message into d. 0, or -1 with the
- * refusal in resp. */
-int  device_begin(struct device_op *, const struct server *,
-     const struct request *, struct response *, struct exchange *,
-     device_parse_fn);
-/* Queue op (its first member d) for the writer: PENDING, or HANDLED with
- * the error in the response and op freed. */
-int  device_submit(struct device_op *d, void *op, store_op_fn,
-     store_done_fn);
-/* From op's completion: the store's verdict into the response, op freed,
- * the exchange passed on to be sent. */
-void device_finish(struct device_op *d, void *op, int rc,
-     const char *reason);
+/*
+ * Allocate an operation of size bytes (its first member a struct
+ * device_op), identify the caller and parse its message into it. The
+ * operation, or NULL with the refusal in resp.
+ */
+struct device_op *device_begin(size_t size, const struct server *,
+    const struct request *, struct response *, struct exchange *,
+    device_parse_fn);
+/* Queue the operation d begins for the writer: PENDING, or HANDLED with
+ * the error in the response and the operation freed. */
+int  device_submit(struct device_op *d, store_op_fn, store_done_fn);
+/* From the operation's completion: the store's verdict into the
+ * response, the operation freed, the exchange passed on to be sent. */
+void device_finish(struct device_op *d, int rc, const char *reason);
 
 /* checkin.c, connect.c: decide and store (asynchronously). */
 int checkin_handle(const struct server *, const struct request *,
