@@ -403,6 +403,10 @@ enroll_profile_check(plist_t root, char *err, size_t errsz)
 		snprintf(err, errsz, "profile: PayloadType not Configuration");
 		return -1;
 	}
+	if (!uuid_like(plist_dict_str(root, "PayloadUUID"))) {
+		snprintf(err, errsz, "profile.PayloadUUID: not a UUID");
+		return -1;
+	}
 	pl = plist_dict_get_item(root, "PayloadContent");
 	if ((n = plist_array_get_size(pl)) == 0) {
 		snprintf(err, errsz, "profile: no payload");
@@ -700,16 +704,27 @@ load_signer(struct enroll *e, const char *path, char *err, size_t errsz)
 	return 0;
 }
 
+/* No passphrase prompt on a terminal: an encrypted key is refused. */
+static int
+no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
 static int
 load_key(struct enroll *e, const char *path, char *err, size_t errsz)
 {
 	BIO *bio;
 
 	if ((bio = BIO_new_file(path, "r")) == NULL ||
-	    (e->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)) ==
-	    NULL) {
-		snprintf(err, errsz, "profile_sign_key: no private key in %s",
-		    path);
+	    (e->key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase,
+	    NULL)) == NULL) {
+		snprintf(err, errsz, "profile_sign_key: no unencrypted "
+		    "private key in %s", path);
 		BIO_free(bio);
 		ERR_clear_error();
 		return -1;

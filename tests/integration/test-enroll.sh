@@ -29,6 +29,7 @@ scep_pid=
 it_setup_hook() {
 	"$PM_ROOT/scripts/mkenroll" "$IT_CERTS" ||
 	    it_abort "setup: scripts/mkenroll $IT_CERTS"
+	# shellcheck disable=SC2034 # read by it_start (lib.sh)
 	IT_DEVICE_CA=$IT_CERTS/device-ca-bundle.pem
 	scep_port=$(free_ports 1)
 	cat >"$IT_DIR/picomdm.conf" <<EOF

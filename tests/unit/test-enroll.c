@@ -302,6 +302,8 @@ test_check(struct enroll *e)
 	mutant(e, NULL, "PayloadType", plist_new_string("Other"),
 	    "not Configuration");
 	mutant(e, NULL, "Extra", plist_new_bool(1), "unknown key Extra");
+	mutant(e, NULL, "PayloadUUID", plist_new_string("1-2-3-4-5"),
+	    "not a UUID");
 
 	/* A payload type the schema does not know. */
 	CHECK((root = enroll_profile_plist(e, NULL)) != NULL);
