@@ -50,6 +50,9 @@ IT_CERT_ARGS=()
 IT_PIDS=()
 IT_MAIN_PID=
 [[ -n ${IT_RESPONDER_ARGS+x} ]] || IT_RESPONDER_ARGS=()
+# More NAME=VALUE for render_nginx_conf (e.g. HTTP_PORT=...), set by a
+# test before it_start or in its it_setup_hook.
+[[ -n ${IT_NGINX_ARGS+x} ]] || IT_NGINX_ARGS=()
 STATUS=
 BODY=
 HEADERS=
@@ -129,7 +132,8 @@ it_start() {
 		    ACCESS_LOG="$IT_DIR/nginx/access.log" \
 		    SERVER_CERT="$IT_CERTS/server.pem" \
 		    SERVER_KEY="$IT_CERTS/server.key" \
-		    DEVICE_CA="${IT_DEVICE_CA:-$IT_CERTS/ca.pem}" SOCKET="$IT_SOCK"
+		    DEVICE_CA="${IT_DEVICE_CA:-$IT_CERTS/ca.pem}" SOCKET="$IT_SOCK" \
+		    "${IT_NGINX_ARGS[@]}"
 		if (start_nginx "$IT_DIR/nginx" "$IT_DIR/nginx/nginx.conf") \
 		    2>>"$IT_DIR/nginx/start.log"; then
 			IT_PORT=$port

@@ -22,6 +22,7 @@ done
 challenge=chal-$(openssl rand -hex 12)
 scep_port=
 scep_pid=
+http_port=
 
 # Before anything starts: the SCEP CA, the profile signer, the stand-in
 # device-signing CA, the configuration, and the device CA bundle that
@@ -31,7 +32,9 @@ it_setup_hook() {
 	    it_abort "setup: scripts/mkenroll $IT_CERTS"
 	# shellcheck disable=SC2034 # read by it_start (lib.sh)
 	IT_DEVICE_CA=$IT_CERTS/device-ca-bundle.pem
-	scep_port=$(free_ports 1)
+	read -r scep_port http_port < <(free_ports 2)
+	# A plain HTTP listener (as the benchmark has): enrollment refuses it.
+	IT_NGINX_ARGS=(HTTP_PORT="$http_port")
 	cat >"$IT_DIR/picomdm.conf" <<EOF
 # enrollment (picomdm.conf(5)); the URLs are filled in below
 enroll_access = open
@@ -240,6 +243,16 @@ head -c 70000 /dev/zero >"$IT_DIR/big"
 get /mdm/enroll -X POST -H 'Content-Type: application/pkcs7-signature' \
     --data-binary @"$IT_DIR/big"
 expect_status 413 "MachineInfo over 64 KiB: 413"
+
+BODY=$IT_DIR/last.body
+: >"$BODY"
+HEADERS=$IT_DIR/last.headers
+STATUS=$(curl -sS -o "$BODY" -D "$HEADERS" -w '%{http_code}' --max-time 30 \
+    "http://127.0.0.1:$http_port/mdm/enroll" 2>"$IT_DIR/last.curl") ||
+    STATUS=000
+# The responder would serve it (200): the 403 is nginx's TLS-only rule.
+expect_status 403 "GET /mdm/enroll without TLS: 403 (nginx)"
+no_challenge "the plain-HTTP refusal carries no challenge"
 
 # ---- MachineInfo (ADE)
 
