@@ -228,6 +228,16 @@ else
 fi
 expect_eq "$(stat -c %a "$IT_DIR/ctl.der" 2>/dev/null)" 600 \
     "picomdmctl writes the profile mode 0600"
+expect_exit 2 "picomdmctl enrollment-profile without --config: exit 2" \
+    "$PM_BUILD/picomdmctl" enrollment-profile
+grep -v '^server_url' "$IT_DIR/picomdm.conf" >"$IT_DIR/noserver.conf"
+expect_exit 2 "picomdmctl enrollment-profile, no server_url: exit 2" \
+    "$PM_BUILD/picomdmctl" --config "$IT_DIR/noserver.conf" \
+    enrollment-profile
+printf 'scep_key_size = 3000\n' | cat "$IT_DIR/picomdm.conf" - \
+    >"$IT_DIR/bad.conf"
+expect_exit 2 "picomdmctl enrollment-profile, a bad key: exit 2" \
+    "$PM_BUILD/picomdmctl" --config "$IT_DIR/bad.conf" enrollment-profile
 
 # ---- refusals never carry the challenge
 

@@ -152,6 +152,28 @@ test_conf_set(void)
 	enroll_conf_free(&c);
 }
 
+/* Through picomdm.conf's parser: '-' or '_', bad values refused. */
+static void
+test_config(void)
+{
+	struct config c;
+
+	config_defaults(&c);
+	CHECK_EQ(c.enroll.scep_key_size, 2048);
+	CHECK_EQ(config_set(&c, "scep-key-size", "1024"), 0);
+	CHECK_EQ(c.enroll.scep_key_size, 1024);
+	CHECK_EQ(config_set(&c, "enroll_access", "open"), 0);
+	CHECK_EQ(c.enroll.access, ENROLL_ACCESS_OPEN);
+	CHECK_EQ(config_set(&c, "scep_challenge", CHALLENGE), 0);
+	CHECK_STR(c.enroll.scep_challenge, CHALLENGE);
+	CHECK_EQ(config_set(&c, "scep_key_size", "512"), -1);
+	CHECK_EQ(c.enroll.scep_key_size, 1024);
+	CHECK_EQ(config_set(&c, "enroll_bogus", "1"), -1);
+	CHECK_EQ(config_set(&c, "workers", "4"), 0);
+	config_free(&c);
+	CHECK(c.enroll.scep_challenge == NULL);
+}
+
 /* enroll_load refuses conf and says why (err contains want). */
 static void
 load_refused(struct enroll_conf *c, const char *want)
@@ -623,6 +645,7 @@ main(void)
 
 	make_certs();
 	test_conf_set();
+	test_config();
 	test_load();
 	conf_good(&c);
 	if (enroll_load(&c, &e, err, sizeof(err)) != 0)
