@@ -40,31 +40,32 @@
 #include "picomdm/schema.h"
 #include "picomdm/util.h"
 
-#define PROFILE_TYPE     "application/x-apple-aspen-config"
+#define PROFILE_TYPE	 "application/x-apple-aspen-config"
 #define MACHINEINFO_TYPE "application/pkcs7-signature"
 
 /* Every string key of the configuration, for _set and _free. */
-#define CONF_STRINGS(c)                                                    \
-	{ &(c)->server_url, &(c)->checkin_url, &(c)->push_topic,           \
-	  &(c)->scep_url, &(c)->scep_challenge, &(c)->scep_name,           \
-	  &(c)->scep_organization, &(c)->profile_identifier,               \
-	  &(c)->profile_organization, &(c)->profile_display_name,          \
-	  &(c)->profile_sign_cert, &(c)->profile_sign_key,                 \
-	  &(c)->machineinfo_ca }
-static const char *const conf_string_keys[] = {
-	"server_url", "checkin_url", "push_topic", "scep_url",
-	"scep_challenge", "scep_name", "scep_organization",
-	"profile_identifier", "profile_organization", "profile_display_name",
-	"profile_sign_cert", "profile_sign_key", "machineinfo_ca"
-};
+#define CONF_STRINGS(c)                                                     \
+	{                                                                   \
+		&(c)->server_url, &(c)->checkin_url, &(c)->push_topic,      \
+		    &(c)->scep_url, &(c)->scep_challenge, &(c)->scep_name,  \
+		    &(c)->scep_organization, &(c)->profile_identifier,      \
+		    &(c)->profile_organization, &(c)->profile_display_name, \
+		    &(c)->profile_sign_cert, &(c)->profile_sign_key,        \
+		    &(c)->machineinfo_ca                                    \
+	}
+static const char *const conf_string_keys[] = {"server_url", "checkin_url",
+    "push_topic", "scep_url", "scep_challenge", "scep_name",
+    "scep_organization", "profile_identifier", "profile_organization",
+    "profile_display_name", "profile_sign_cert", "profile_sign_key",
+    "machineinfo_ca"};
 
 struct enroll {
 	const struct enroll_conf *conf;
-	struct config            *own;   /* enroll_load_file's */
-	X509                     *signer;
-	STACK_OF(X509)           *chain; /* certificates after the signer */
-	EVP_PKEY                 *key;
-	X509_STORE               *mi_ca; /* NULL: MachineInfo refused */
+	struct config		 *own; /* enroll_load_file's */
+	X509			 *signer;
+	STACK_OF(X509) * chain; /* certificates after the signer */
+	EVP_PKEY   *key;
+	X509_STORE *mi_ca; /* NULL: MachineInfo refused */
 };
 
 void
@@ -110,10 +111,10 @@ conf_bool(const char *v, int *out)
 int
 enroll_conf_set(struct enroll_conf *c, const char *key, const char *val)
 {
-	char    **s[] = CONF_STRINGS(c);
-	char     *dup;
+	char	**s[] = CONF_STRINGS(c);
+	char	 *dup;
 	long long n;
-	size_t    i;
+	size_t	  i;
 
 	for (i = 0; i < sizeof(conf_string_keys) / sizeof(conf_string_keys[0]);
 	     i++) {
@@ -148,8 +149,8 @@ enroll_conf_set(struct enroll_conf *c, const char *key, const char *val)
 			return -1;
 		c->scep_key_size = (int)n;
 	} else if (strcmp(key, "scep_key_usage") == 0) {
-		if (num_parse(val, 1, 5, &n) == -1 || (n != 1 && n != 4 &&
-		    n != 5))
+		if (num_parse(val, 1, 5, &n) == -1 ||
+		    (n != 1 && n != 4 && n != 5))
 			return -1;
 		c->scep_key_usage = (int)n;
 	} else
@@ -165,28 +166,28 @@ enroll_conf_set(struct enroll_conf *c, const char *key, const char *val)
  * presence.
  */
 static const struct schema_key common_keys[] = {
-	{ "PayloadType", SCHEMA_STRING, 1, NULL, 0 },
-	{ "PayloadVersion", SCHEMA_INTEGER, 1, NULL, 0 },
-	{ "PayloadIdentifier", SCHEMA_STRING, 1, NULL, 0 },
-	{ "PayloadUUID", SCHEMA_STRING, 1, NULL, 0 },
-	{ "PayloadDisplayName", SCHEMA_STRING, 0, NULL, 0 },
-	{ "PayloadDescription", SCHEMA_STRING, 0, NULL, 0 },
-	{ "PayloadOrganization", SCHEMA_STRING, 0, NULL, 0 },
+    {"PayloadType", SCHEMA_STRING, 1, NULL, 0},
+    {"PayloadVersion", SCHEMA_INTEGER, 1, NULL, 0},
+    {"PayloadIdentifier", SCHEMA_STRING, 1, NULL, 0},
+    {"PayloadUUID", SCHEMA_STRING, 1, NULL, 0},
+    {"PayloadDisplayName", SCHEMA_STRING, 0, NULL, 0},
+    {"PayloadDescription", SCHEMA_STRING, 0, NULL, 0},
+    {"PayloadOrganization", SCHEMA_STRING, 0, NULL, 0},
 };
 static const struct schema_key payload_item[] = {
-	{ NULL, SCHEMA_DICT, 0, NULL, 0 }, /* checked per PayloadType */
+    {NULL, SCHEMA_DICT, 0, NULL, 0}, /* checked per PayloadType */
 };
 static const struct schema_key top_keys[] = {
-	{ "PayloadContent", SCHEMA_ARRAY, 1, payload_item, 1 },
-	{ "PayloadType", SCHEMA_STRING, 1, NULL, 0 },
-	{ "PayloadVersion", SCHEMA_INTEGER, 1, NULL, 0 },
-	{ "PayloadIdentifier", SCHEMA_STRING, 1, NULL, 0 },
-	{ "PayloadUUID", SCHEMA_STRING, 1, NULL, 0 },
-	{ "PayloadDisplayName", SCHEMA_STRING, 0, NULL, 0 },
-	{ "PayloadDescription", SCHEMA_STRING, 0, NULL, 0 },
-	{ "PayloadOrganization", SCHEMA_STRING, 0, NULL, 0 },
-	{ "PayloadRemovalDisallowed", SCHEMA_BOOL, 0, NULL, 0 },
-	{ "PayloadScope", SCHEMA_STRING, 0, NULL, 0 },
+    {"PayloadContent", SCHEMA_ARRAY, 1, payload_item, 1},
+    {"PayloadType", SCHEMA_STRING, 1, NULL, 0},
+    {"PayloadVersion", SCHEMA_INTEGER, 1, NULL, 0},
+    {"PayloadIdentifier", SCHEMA_STRING, 1, NULL, 0},
+    {"PayloadUUID", SCHEMA_STRING, 1, NULL, 0},
+    {"PayloadDisplayName", SCHEMA_STRING, 0, NULL, 0},
+    {"PayloadDescription", SCHEMA_STRING, 0, NULL, 0},
+    {"PayloadOrganization", SCHEMA_STRING, 0, NULL, 0},
+    {"PayloadRemovalDisallowed", SCHEMA_BOOL, 0, NULL, 0},
+    {"PayloadScope", SCHEMA_STRING, 0, NULL, 0},
 };
 
 static const struct schema_msg *
@@ -232,24 +233,24 @@ static int check_dict(plist_t, const struct schema_key *, size_t,
 
 /* One value against its key: type, then contents. 0 or -1 with err. */
 static int
-check_value(plist_t v, const struct schema_key *k, const char *path,
-    char *err, size_t errsz)
+check_value(plist_t v, const struct schema_key *k, const char *path, char *err,
+    size_t errsz)
 {
 	uint32_t i, n;
 
 	if (!node_is(v, k->type)) {
-		snprintf(err, errsz, "%s: want %s", path,
-		    schema_type_name(k->type));
+		snprintf(
+		    err, errsz, "%s: want %s", path, schema_type_name(k->type));
 		return -1;
 	}
 	if (k->type == SCHEMA_DICT && k->subkeys != NULL)
-		return check_dict(v, k->subkeys, k->nsubkeys, NULL, 0, path,
-		    err, errsz);
+		return check_dict(
+		    v, k->subkeys, k->nsubkeys, NULL, 0, path, err, errsz);
 	if (k->type == SCHEMA_ARRAY && k->subkeys != NULL) {
 		n = plist_array_get_size(v);
 		for (i = 0; i < n; i++)
 			if (check_value(plist_array_get_item(v, i),
-			    &k->subkeys[0], path, err, errsz) == -1)
+				&k->subkeys[0], path, err, errsz) == -1)
 				return -1;
 	}
 	return 0;
@@ -261,15 +262,15 @@ check_value(plist_t v, const struct schema_key *k, const char *path,
  */
 static int
 check_dict(plist_t dict, const struct schema_key *keys, size_t n,
-    const struct schema_key *extra, size_t nextra, const char *path,
-    char *err, size_t errsz)
+    const struct schema_key *extra, size_t nextra, const char *path, char *err,
+    size_t errsz)
 {
 	const struct schema_key *k;
-	plist_dict_iter          it = NULL;
-	plist_t                  v = NULL;
-	char                    *name = NULL, sub[256];
-	size_t                   i;
-	int                      rc = 0;
+	plist_dict_iter		 it = NULL;
+	plist_t			 v = NULL;
+	char			*name = NULL, sub[256];
+	size_t			 i;
+	int			 rc = 0;
 
 	for (i = 0; i < n + nextra; i++) {
 		k = i < n ? &keys[i] : &extra[i - n];
@@ -291,10 +292,11 @@ check_dict(plist_t dict, const struct schema_key *keys, size_t n,
 			break;
 		if ((k = schema_key_find(keys, n, name)) == NULL &&
 		    (extra == NULL ||
-		    (k = schema_key_find(extra, nextra, name)) == NULL)) {
+			(k = schema_key_find(extra, nextra, name)) == NULL)) {
 			snprintf(err, errsz, "%s: unknown key %s", path, name);
 			rc = -1;
-		} else if (snprintf(sub, sizeof(sub), "%s.%s", path, name) < 0 ||
+		} else if (snprintf(sub, sizeof(sub), "%s.%s", path, name) <
+			0 ||
 		    check_value(v, k, sub, err, errsz) == -1)
 			rc = -1;
 		free(name);
@@ -309,13 +311,14 @@ check_dict(plist_t dict, const struct schema_key *keys, size_t n,
 static int
 uuid_like(const char *s)
 {
-	static const int groups[] = { 8, 4, 4, 4, 12 };
-	size_t           i, j;
+	static const int groups[] = {8, 4, 4, 4, 12};
+	size_t		 i, j;
 
 	for (i = 0; i < 5; i++) {
 		for (j = 0; j < (size_t)groups[i]; j++, s++)
 			if (!((*s >= '0' && *s <= '9') ||
-			    (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+				(*s >= 'a' && *s <= 'z') ||
+				(*s >= 'A' && *s <= 'Z')))
 				return 0;
 		if (*s++ != (i < 4 ? '-' : '\0'))
 			return 0;
@@ -331,51 +334,57 @@ https_url(const char *s)
 
 /* The rules Apple states in prose or as format/rangelist. */
 static int
-check_payload_rules(plist_t p, const char *type, const char *path,
-    char *err, size_t errsz)
+check_payload_rules(
+    plist_t p, const char *type, const char *path, char *err, size_t errsz)
 {
-	plist_t  pc, v;
+	plist_t	 pc, v;
 	uint64_t u;
 
 	if (strcmp(type, "com.apple.mdm") == 0) {
 		if (!https_url(plist_dict_str(p, "ServerURL")) ||
 		    ((v = plist_dict_get_item(p, "CheckInURL")) != NULL &&
-		    !https_url(plist_dict_str(p, "CheckInURL")))) {
+			!https_url(plist_dict_str(p, "CheckInURL")))) {
 			snprintf(err, errsz, "%s: URLs must be https://", path);
 			return -1;
 		}
 		if (strncmp(plist_dict_str(p, "Topic"), "com.apple.mgmt.",
-		    15) != 0) {
-			snprintf(err, errsz, "%s.Topic: not com.apple.mgmt.*",
-			    path);
+			15) != 0) {
+			snprintf(
+			    err, errsz, "%s.Topic: not com.apple.mgmt.*", path);
 			return -1;
 		}
 		if (!uuid_like(plist_dict_str(p, "IdentityCertificateUUID"))) {
-			snprintf(err, errsz, "%s.IdentityCertificateUUID: "
-			    "not a UUID", path);
+			snprintf(err, errsz,
+			    "%s.IdentityCertificateUUID: "
+			    "not a UUID",
+			    path);
 			return -1;
 		}
 		if ((v = plist_dict_get_item(p, "AccessRights")) != NULL) {
 			plist_get_uint_val(v, &u);
 			if (u == 0 || u > 8191 || ((u & 2) && !(u & 1)) ||
 			    ((u & 128) && !(u & 64))) {
-				snprintf(err, errsz, "%s.AccessRights: not "
-				    "allowed", path);
+				snprintf(err, errsz,
+				    "%s.AccessRights: not "
+				    "allowed",
+				    path);
 				return -1;
 			}
 		}
 	} else if (strcmp(type, "com.apple.security.scep") == 0) {
 		pc = plist_dict_get_item(p, "PayloadContent");
 		if (plist_dict_str(pc, "URL") == NULL) {
-			snprintf(err, errsz, "%s.PayloadContent.URL missing",
-			    path);
+			snprintf(
+			    err, errsz, "%s.PayloadContent.URL missing", path);
 			return -1;
 		}
 		if ((v = plist_dict_get_item(pc, "Keysize")) != NULL) {
 			plist_get_uint_val(v, &u);
 			if (u != 1024 && u != 2048 && u != 4096) {
-				snprintf(err, errsz, "%s.PayloadContent."
-				    "Keysize: not 1024, 2048 or 4096", path);
+				snprintf(err, errsz,
+				    "%s.PayloadContent."
+				    "Keysize: not 1024, 2048 or 4096",
+				    path);
 				return -1;
 			}
 		}
@@ -387,17 +396,17 @@ int
 enroll_profile_check(plist_t root, char *err, size_t errsz)
 {
 	const struct schema_msg *s;
-	const char              *type, *idc, *scep_uuid = NULL;
-	plist_t                  pl, p;
-	uint32_t                 i, n;
-	char                     path[64];
+	const char		*type, *idc, *scep_uuid = NULL;
+	plist_t			 pl, p;
+	uint32_t		 i, n;
+	char			 path[64];
 
 	if (root == NULL || plist_get_node_type(root) != PLIST_DICT) {
 		snprintf(err, errsz, "profile: not a dictionary");
 		return -1;
 	}
 	if (check_dict(root, top_keys, sizeof(top_keys) / sizeof(top_keys[0]),
-	    NULL, 0, "profile", err, errsz) == -1)
+		NULL, 0, "profile", err, errsz) == -1)
 		return -1;
 	if (strcmp(plist_dict_str(root, "PayloadType"), "Configuration") != 0) {
 		snprintf(err, errsz, "profile: PayloadType not Configuration");
@@ -420,18 +429,21 @@ enroll_profile_check(plist_t root, char *err, size_t errsz)
 			return -1;
 		}
 		if ((s = profile_schema(type)) == NULL) {
-			snprintf(err, errsz, "%s: payload type %s not in the "
-			    "schema", path, type);
+			snprintf(err, errsz,
+			    "%s: payload type %s not in the "
+			    "schema",
+			    path, type);
 			return -1;
 		}
 		snprintf(path, sizeof(path), "%s", s->name);
 		if (check_dict(p, s->keys, s->nkeys, common_keys,
-		    sizeof(common_keys) / sizeof(common_keys[0]), path, err,
-		    errsz) == -1 ||
+			sizeof(common_keys) / sizeof(common_keys[0]), path, err,
+			errsz) == -1 ||
 		    check_payload_rules(p, type, path, err, errsz) == -1)
 			return -1;
 		if (!uuid_like(plist_dict_str(p, "PayloadUUID"))) {
-			snprintf(err, errsz, "%s.PayloadUUID: not a UUID", path);
+			snprintf(
+			    err, errsz, "%s.PayloadUUID: not a UUID", path);
 			return -1;
 		}
 		if (strcmp(type, "com.apple.security.scep") == 0)
@@ -445,7 +457,8 @@ enroll_profile_check(plist_t root, char *err, size_t errsz)
 			continue;
 		idc = plist_dict_str(p, "IdentityCertificateUUID");
 		if (scep_uuid == NULL || strcmp(idc, scep_uuid) != 0) {
-			snprintf(err, errsz, "com.apple.mdm: "
+			snprintf(err, errsz,
+			    "com.apple.mdm: "
 			    "IdentityCertificateUUID names no SCEP payload");
 			return -1;
 		}
@@ -457,9 +470,9 @@ enroll_profile_check(plist_t root, char *err, size_t errsz)
 static plist_t
 subject_new(const char *org, const char *cn)
 {
-	plist_t subj = plist_new_array(), rdn, pair;
-	const char *kv[2][2] = { { "O", org }, { "CN", cn } };
-	size_t      i;
+	plist_t	    subj = plist_new_array(), rdn, pair;
+	const char *kv[2][2] = {{"O", org}, {"CN", cn}};
+	size_t	    i;
 
 	for (i = 0; i < 2; i++) {
 		if (kv[i][1] == NULL)
@@ -476,8 +489,8 @@ subject_new(const char *org, const char *cn)
 
 /* The common keys of a payload. */
 static void
-payload_common(plist_t p, const char *type, const char *ident,
-    const char *uuid, const char *name, const char *org)
+payload_common(plist_t p, const char *type, const char *ident, const char *uuid,
+    const char *name, const char *org)
 {
 	plist_dict_set_item(p, "PayloadType", plist_new_string(type));
 	plist_dict_set_item(p, "PayloadVersion", plist_new_uint(1));
@@ -485,36 +498,38 @@ payload_common(plist_t p, const char *type, const char *ident,
 	plist_dict_set_item(p, "PayloadUUID", plist_new_string(uuid));
 	plist_dict_set_item(p, "PayloadDisplayName", plist_new_string(name));
 	if (org != NULL)
-		plist_dict_set_item(p, "PayloadOrganization",
-		    plist_new_string(org));
+		plist_dict_set_item(
+		    p, "PayloadOrganization", plist_new_string(org));
 }
 
 plist_t
 enroll_profile_plist(const struct enroll *e, const char *cn)
 {
 	const struct enroll_conf *c = e->conf;
-	plist_t                   root, scep, sc, mdm, caps, content;
-	char                      u_top[37], u_scep[37], u_mdm[37];
-	char                      ident[300], cnbuf[300];
-	const char               *id = c->profile_identifier;
-	const char               *org = c->profile_organization;
+	plist_t			  root, scep, sc, mdm, caps, content;
+	char			  u_top[37], u_scep[37], u_mdm[37];
+	char			  ident[300], cnbuf[300];
+	const char		 *id = c->profile_identifier;
+	const char		 *org = c->profile_organization;
 
 	if (command_uuid_new(u_top) == -1 || command_uuid_new(u_scep) == -1 ||
 	    command_uuid_new(u_mdm) == -1)
 		return NULL;
 	if (snprintf(cnbuf, sizeof(cnbuf), "picomdm device %s",
-	    cn != NULL ? cn : u_top) >= (int)sizeof(cnbuf))
+		cn != NULL ? cn : u_top) >= (int)sizeof(cnbuf))
 		return NULL;
 
 	root = plist_new_dict();
 	content = plist_new_array();
 	plist_dict_set_item(root, "PayloadContent", content);
 	payload_common(root, "Configuration", id, u_top,
-	    c->profile_display_name != NULL ? c->profile_display_name :
-	    "Device management", org);
+	    c->profile_display_name != NULL ? c->profile_display_name
+					    : "Device management",
+	    org);
 	plist_dict_set_item(root, "PayloadDescription",
-	    plist_new_string("Enrolls this device in device management: a "
-	    "device identity certificate from SCEP, then MDM."));
+	    plist_new_string(
+		"Enrolls this device in device management: a "
+		"device identity certificate from SCEP, then MDM."));
 
 	scep = plist_new_dict();
 	snprintf(ident, sizeof(ident), "%s.scep", id);
@@ -524,34 +539,34 @@ enroll_profile_plist(const struct enroll *e, const char *cn)
 	plist_dict_set_item(sc, "URL", plist_new_string(c->scep_url));
 	if (c->scep_name != NULL)
 		plist_dict_set_item(sc, "Name", plist_new_string(c->scep_name));
-	plist_dict_set_item(sc, "Subject",
-	    subject_new(c->scep_organization, cnbuf));
+	plist_dict_set_item(
+	    sc, "Subject", subject_new(c->scep_organization, cnbuf));
 	if (c->scep_challenge != NULL)
-		plist_dict_set_item(sc, "Challenge",
-		    plist_new_string(c->scep_challenge));
-	plist_dict_set_item(sc, "Keysize",
-	    plist_new_uint((uint64_t)c->scep_key_size));
+		plist_dict_set_item(
+		    sc, "Challenge", plist_new_string(c->scep_challenge));
+	plist_dict_set_item(
+	    sc, "Keysize", plist_new_uint((uint64_t)c->scep_key_size));
 	plist_dict_set_item(sc, "Key Type", plist_new_string("RSA"));
-	plist_dict_set_item(sc, "Key Usage",
-	    plist_new_uint((uint64_t)c->scep_key_usage));
+	plist_dict_set_item(
+	    sc, "Key Usage", plist_new_uint((uint64_t)c->scep_key_usage));
 	plist_dict_set_item(scep, "PayloadContent", sc);
 	plist_array_append_item(content, scep);
 
 	mdm = plist_new_dict();
 	snprintf(ident, sizeof(ident), "%s.mdm", id);
-	payload_common(mdm, "com.apple.mdm", ident, u_mdm,
-	    "Device management", org);
+	payload_common(
+	    mdm, "com.apple.mdm", ident, u_mdm, "Device management", org);
 	plist_dict_set_item(mdm, "ServerURL", plist_new_string(c->server_url));
 	if (c->checkin_url != NULL)
-		plist_dict_set_item(mdm, "CheckInURL",
-		    plist_new_string(c->checkin_url));
+		plist_dict_set_item(
+		    mdm, "CheckInURL", plist_new_string(c->checkin_url));
 	plist_dict_set_item(mdm, "Topic", plist_new_string(c->push_topic));
-	plist_dict_set_item(mdm, "IdentityCertificateUUID",
-	    plist_new_string(u_scep));
-	plist_dict_set_item(mdm, "SignMessage",
-	    plist_new_bool(c->sign_message ? 1 : 0));
-	plist_dict_set_item(mdm, "AccessRights",
-	    plist_new_uint((uint64_t)c->access_rights));
+	plist_dict_set_item(
+	    mdm, "IdentityCertificateUUID", plist_new_string(u_scep));
+	plist_dict_set_item(
+	    mdm, "SignMessage", plist_new_bool(c->sign_message ? 1 : 0));
+	plist_dict_set_item(
+	    mdm, "AccessRights", plist_new_uint((uint64_t)c->access_rights));
 	plist_dict_set_item(mdm, "CheckOutWhenRemoved",
 	    plist_new_bool(c->check_out_when_removed ? 1 : 0));
 	/*
@@ -560,10 +575,10 @@ enroll_profile_plist(const struct enroll *e, const char *cn)
 	 * answered 501 (README.md, "The protocol as implemented").
 	 */
 	caps = plist_new_array();
-	plist_array_append_item(caps,
-	    plist_new_string("com.apple.mdm.per-user-connections"));
-	plist_array_append_item(caps,
-	    plist_new_string("com.apple.mdm.bootstraptoken"));
+	plist_array_append_item(
+	    caps, plist_new_string("com.apple.mdm.per-user-connections"));
+	plist_array_append_item(
+	    caps, plist_new_string("com.apple.mdm.bootstraptoken"));
 	plist_dict_set_item(mdm, "ServerCapabilities", caps);
 	plist_array_append_item(content, mdm);
 	return root;
@@ -574,15 +589,15 @@ static int
 cms_sign_der(const struct enroll *e, const void *data, size_t len,
     unsigned char **out, size_t *outlen)
 {
-	BIO             *in = NULL;
+	BIO		*in = NULL;
 	CMS_ContentInfo *cms = NULL;
-	unsigned char   *der = NULL;
-	int              n, rc = -1;
+	unsigned char	*der = NULL;
+	int		 n, rc = -1;
 
 	if ((in = BIO_new_mem_buf(data, (int)len)) == NULL)
 		goto out;
 	if ((cms = CMS_sign(e->signer, e->key, e->chain, in,
-	    CMS_BINARY | CMS_NOSMIMECAP)) == NULL)
+		 CMS_BINARY | CMS_NOSMIMECAP)) == NULL)
 		goto out;
 	if ((n = i2d_CMS_ContentInfo(cms, &der)) <= 0)
 		goto out;
@@ -604,13 +619,13 @@ out:
 }
 
 int
-enroll_profile_signed(const struct enroll *e, const char *cn,
-    unsigned char **out, size_t *outlen)
+enroll_profile_signed(
+    const struct enroll *e, const char *cn, unsigned char **out, size_t *outlen)
 {
 	plist_t root;
 	char   *xml = NULL, err[256];
-	size_t  xlen = 0;
-	int     rc = -1;
+	size_t	xlen = 0;
+	int	rc = -1;
 
 	if ((root = enroll_profile_plist(e, cn)) == NULL) {
 		log_error("enroll: cannot build the profile");
@@ -638,9 +653,9 @@ static X509_STORE *
 store_from_pem(const char *path, char *err, size_t errsz)
 {
 	X509_STORE *st = NULL;
-	BIO        *bio = NULL;
-	X509       *x;
-	int         n = 0;
+	BIO	   *bio = NULL;
+	X509	   *x;
+	int	    n = 0;
 
 	if ((bio = BIO_new_file(path, "r")) == NULL ||
 	    (st = X509_STORE_new()) == NULL) {
@@ -650,16 +665,18 @@ store_from_pem(const char *path, char *err, size_t errsz)
 	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
 		if (X509_STORE_add_cert(st, x) <= 0) {
 			X509_free(x);
-			snprintf(err, errsz, "machineinfo_ca: %s: bad "
-			    "certificate", path);
+			snprintf(err, errsz,
+			    "machineinfo_ca: %s: bad "
+			    "certificate",
+			    path);
 			goto fail;
 		}
 		X509_free(x);
 		n++;
 	}
 	if (n == 0) {
-		snprintf(err, errsz, "machineinfo_ca: no certificate in %s",
-		    path);
+		snprintf(
+		    err, errsz, "machineinfo_ca: no certificate in %s", path);
 		goto fail;
 	}
 	/* Apple's device certificates carry no S/MIME purpose. */
@@ -683,8 +700,10 @@ load_signer(struct enroll *e, const char *path, char *err, size_t errsz)
 
 	if ((bio = BIO_new_file(path, "r")) == NULL ||
 	    (e->signer = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
-		snprintf(err, errsz, "profile_sign_cert: no certificate in "
-		    "%s", path);
+		snprintf(err, errsz,
+		    "profile_sign_cert: no certificate in "
+		    "%s",
+		    path);
 		BIO_free(bio);
 		ERR_clear_error();
 		return -1;
@@ -721,18 +740,22 @@ load_key(struct enroll *e, const char *path, char *err, size_t errsz)
 	BIO *bio;
 
 	if ((bio = BIO_new_file(path, "r")) == NULL ||
-	    (e->key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase,
-	    NULL)) == NULL) {
-		snprintf(err, errsz, "profile_sign_key: no unencrypted "
-		    "private key in %s", path);
+	    (e->key = PEM_read_bio_PrivateKey(
+		 bio, NULL, no_passphrase, NULL)) == NULL) {
+		snprintf(err, errsz,
+		    "profile_sign_key: no unencrypted "
+		    "private key in %s",
+		    path);
 		BIO_free(bio);
 		ERR_clear_error();
 		return -1;
 	}
 	BIO_free(bio);
 	if (X509_check_private_key(e->signer, e->key) != 1) {
-		snprintf(err, errsz, "profile_sign_key: %s does not match "
-		    "profile_sign_cert", path);
+		snprintf(err, errsz,
+		    "profile_sign_key: %s does not match "
+		    "profile_sign_cert",
+		    path);
 		ERR_clear_error();
 		return -1;
 	}
@@ -740,12 +763,12 @@ load_key(struct enroll *e, const char *path, char *err, size_t errsz)
 }
 
 int
-enroll_load(const struct enroll_conf *c, struct enroll **out, char *err,
-    size_t errsz)
+enroll_load(
+    const struct enroll_conf *c, struct enroll **out, char *err, size_t errsz)
 {
 	struct enroll *e = NULL;
 	unsigned char *der = NULL;
-	size_t         derlen = 0;
+	size_t	       derlen = 0;
 	const char    *missing = NULL;
 
 	*out = NULL;
@@ -776,8 +799,7 @@ enroll_load(const struct enroll_conf *c, struct enroll **out, char *err,
 	    load_key(e, c->profile_sign_key, err, errsz) == -1)
 		goto fail;
 	if (c->machineinfo_ca != NULL &&
-	    (e->mi_ca = store_from_pem(c->machineinfo_ca, err, errsz)) ==
-	    NULL)
+	    (e->mi_ca = store_from_pem(c->machineinfo_ca, err, errsz)) == NULL)
 		goto fail;
 	/* One profile now: a configuration Apple's schema refuses (a topic
 	 * outside com.apple.mgmt., an http URL) stops start-up. */
@@ -847,8 +869,10 @@ enroll_load_file(const char *path, char *err, size_t errsz)
 	if (enroll_load(&cfg->enroll, &e, err, errsz) == -1)
 		goto fail;
 	if (e == NULL) {
-		snprintf(err, errsz, "%s: enrollment is not configured "
-		    "(server_url)", path);
+		snprintf(err, errsz,
+		    "%s: enrollment is not configured "
+		    "(server_url)",
+		    path);
 		goto fail;
 	}
 	e->own = cfg;
@@ -863,21 +887,21 @@ fail:
 #define MI_STR_MAX 240
 
 int
-enroll_machineinfo_verify(const struct enroll *e, const void *body,
-    size_t len, struct enroll_machineinfo *mi, const char **reason)
+enroll_machineinfo_verify(const struct enroll *e, const void *body, size_t len,
+    struct enroll_machineinfo *mi, const char **reason)
 {
 	const unsigned char *p = body;
-	CMS_ContentInfo     *cms = NULL;
-	STACK_OF(CMS_SignerInfo) *si;
-	BIO                 *out = NULL;
-	BUF_MEM             *bm;
-	const char         **fields[] = { &mi->udid, &mi->serial, &mi->product,
-		&mi->version, &mi->imei, &mi->meid, &mi->language };
-	static const char *const names[] = { "UDID", "SERIAL", "PRODUCT",
-		"VERSION", "IMEI", "MEID", "LANGUAGE" };
-	plist_t              v;
-	size_t               i;
-	int                  rc = 400;
+	CMS_ContentInfo	    *cms = NULL;
+	STACK_OF(CMS_SignerInfo) * si;
+	BIO	    *out = NULL;
+	BUF_MEM	    *bm;
+	const char **fields[] = {&mi->udid, &mi->serial, &mi->product,
+	    &mi->version, &mi->imei, &mi->meid, &mi->language};
+	static const char *const names[] = {
+	    "UDID", "SERIAL", "PRODUCT", "VERSION", "IMEI", "MEID", "LANGUAGE"};
+	plist_t v;
+	size_t	i;
+	int	rc = 400;
 
 	memset(mi, 0, sizeof(*mi));
 	if (len == 0 || len > ENROLL_MACHINEINFO_MAX) {
@@ -907,7 +931,7 @@ enroll_machineinfo_verify(const struct enroll *e, const void *body,
 	}
 	if (CMS_verify(cms, NULL, e->mi_ca, NULL, out, CMS_BINARY) != 1) {
 		*reason = "MachineInfo: signature does not verify against "
-		    "machineinfo_ca";
+			  "machineinfo_ca";
 		rc = 403;
 		goto out;
 	}
@@ -964,14 +988,14 @@ type_is(const char *ct, const char *want)
  * never its challenge. Writes nothing.
  */
 void
-enroll_handle(const struct server *srv, const struct request *req,
-    struct response *resp)
+enroll_handle(
+    const struct server *srv, const struct request *req, struct response *resp)
 {
 	struct enroll_machineinfo mi;
-	unsigned char            *der = NULL;
-	size_t                    derlen = 0;
-	const char               *reason = NULL, *cn = NULL;
-	int                       rc;
+	unsigned char		 *der = NULL;
+	size_t			  derlen = 0;
+	const char		 *reason = NULL, *cn = NULL;
+	int			  rc;
 
 	if (enroll_access(srv->enroll) == ENROLL_ACCESS_OFF) {
 		response_set(resp, 404, "enrollment not enabled");
@@ -980,20 +1004,21 @@ enroll_handle(const struct server *srv, const struct request *req,
 	memset(&mi, 0, sizeof(mi));
 	if (strcmp(req->method, "POST") == 0) {
 		if (!type_is(req->content_type, MACHINEINFO_TYPE)) {
-			response_set(resp, 415, "MachineInfo: want "
-			    MACHINEINFO_TYPE);
+			response_set(
+			    resp, 415, "MachineInfo: want " MACHINEINFO_TYPE);
 			return;
 		}
-		rc = enroll_machineinfo_verify(srv->enroll, req->body,
-		    req->body_len, &mi, &reason);
+		rc = enroll_machineinfo_verify(
+		    srv->enroll, req->body, req->body_len, &mi, &reason);
 		if (rc != 0) {
 			response_set(resp, rc, reason);
 			return;
 		}
 		strlcpy(resp->id, mi.udid, sizeof(resp->id));
 		log_info("enroll: MachineInfo verified udid=%s serial=%s "
-		    "product=%s version=%s", mi.udid,
-		    mi.serial ? mi.serial : "-", mi.product ? mi.product : "-",
+			 "product=%s version=%s",
+		    mi.udid, mi.serial ? mi.serial : "-",
+		    mi.product ? mi.product : "-",
 		    mi.version ? mi.version : "-");
 		cn = mi.udid;
 	} else if (strcmp(req->method, "GET") != 0) {

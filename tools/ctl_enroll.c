@@ -48,14 +48,14 @@ int
 ctl_enroll_profile(struct ctl *c)
 {
 	static const struct option lo[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+	    {"output", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	struct enroll *e = NULL;
 	unsigned char *der = NULL;
 	const char    *file = NULL;
-	char           err[256];
-	size_t         len = 0;
-	int            ch, fd = STDOUT_FILENO, rc = EXIT_USAGE;
+	char	       err[256];
+	size_t	       len = 0;
+	int	       ch, fd = STDOUT_FILENO, rc = EXIT_USAGE;
 
 	optind = 0;
 	while ((ch = getopt_long(c->argc, c->argv, "o:", lo, NULL)) != -1) {
@@ -69,10 +69,11 @@ ctl_enroll_profile(struct ctl *c)
 		}
 	}
 	if (optind != c->argc)
-		return ctl_usage("enrollment-profile", ENROLL_SYNOPSIS, NULL,
-		    0);
+		return ctl_usage(
+		    "enrollment-profile", ENROLL_SYNOPSIS, NULL, 0);
 	if (c->config == NULL) {
-		fprintf(stderr, "picomdmctl: enrollment-profile: --config "
+		fprintf(stderr,
+		    "picomdmctl: enrollment-profile: --config "
 		    "FILE is required\n");
 		return EXIT_USAGE;
 	}
@@ -81,7 +82,8 @@ ctl_enroll_profile(struct ctl *c)
 		return EXIT_USAGE;
 	}
 	if (enroll_profile_signed(e, NULL, &der, &len) == -1) {
-		fprintf(stderr, "picomdmctl: enrollment-profile: cannot make "
+		fprintf(stderr,
+		    "picomdmctl: enrollment-profile: cannot make "
 		    "the profile\n");
 		goto out;
 	}

@@ -15,25 +15,25 @@
 
 /* The picomdm.conf keys of enrollment (picomdm.conf(5)); owned strings. */
 struct enroll_conf {
-	int   access;            /* ENROLL_ACCESS_* */
-	char *server_url;        /* ServerURL (https://) */
-	char *checkin_url;       /* CheckInURL, NULL when ServerURL serves both */
-	char *push_topic;        /* Topic (com.apple.mgmt.*) */
-	int   sign_message;      /* SignMessage */
+	int   access;	    /* ENROLL_ACCESS_* */
+	char *server_url;   /* ServerURL (https://) */
+	char *checkin_url;  /* CheckInURL, NULL when ServerURL serves both */
+	char *push_topic;   /* Topic (com.apple.mgmt.*) */
+	int   sign_message; /* SignMessage */
 	int   check_out_when_removed;
-	int   access_rights;     /* AccessRights, 1..8191 */
-	char *scep_url;          /* the SCEP payload's URL */
-	char *scep_challenge;    /* its Challenge (a secret) */
-	char *scep_name;         /* its Name (CA-IDENT), optional */
-	char *scep_organization; /* O= of the Subject, optional */
-	int   scep_key_size;     /* Keysize: 1024, 2048 or 4096 */
-	int   scep_key_usage;    /* Key Usage: 1 signing, 4 encryption, 5 */
+	int   access_rights;	    /* AccessRights, 1..8191 */
+	char *scep_url;		    /* the SCEP payload's URL */
+	char *scep_challenge;	    /* its Challenge (a secret) */
+	char *scep_name;	    /* its Name (CA-IDENT), optional */
+	char *scep_organization;    /* O= of the Subject, optional */
+	int   scep_key_size;	    /* Keysize: 1024, 2048 or 4096 */
+	int   scep_key_usage;	    /* Key Usage: 1 signing, 4 encryption, 5 */
 	char *profile_identifier;   /* PayloadIdentifier prefix */
 	char *profile_organization; /* PayloadOrganization */
 	char *profile_display_name; /* PayloadDisplayName */
 	char *profile_sign_cert; /* PEM: signer certificate, then its chain */
-	char *profile_sign_key;  /* PEM: the signer's private key */
-	char *machineinfo_ca;    /* PEM bundle that signs MachineInfo */
+	char *profile_sign_key;	 /* PEM: the signer's private key */
+	char *machineinfo_ca;	 /* PEM bundle that signs MachineInfo */
 };
 
 enum enroll_access {
@@ -65,8 +65,8 @@ struct enroll;
  * or -1 with why in err (never the challenge). The conf is borrowed and
  * must outlive the result.
  */
-int  enroll_load(const struct enroll_conf *, struct enroll **out,
-     char *err, size_t errsz);
+int enroll_load(
+    const struct enroll_conf *, struct enroll **out, char *err, size_t errsz);
 void enroll_free(struct enroll *);
 int  enroll_access(const struct enroll *); /* ENROLL_ACCESS_* */
 
@@ -99,12 +99,12 @@ int enroll_profile_check(plist_t, char *err, size_t errsz);
  * plist, signed by the configured certificate (its chain included).
  * Caller frees *out with free(). Returns 0 or -1 (logged).
  */
-int enroll_profile_signed(const struct enroll *, const char *cn,
-    unsigned char **out, size_t *outlen);
+int enroll_profile_signed(
+    const struct enroll *, const char *cn, unsigned char **out, size_t *outlen);
 
 /* What a verified MachineInfo said; borrowed strings, NULL when absent. */
 struct enroll_machineinfo {
-	plist_t     root;   /* owned: free with enroll_machineinfo_free */
+	plist_t	    root;   /* owned: free with enroll_machineinfo_free */
 	const char *udid;   /* UDID (required) */
 	const char *serial; /* SERIAL */
 	const char *product, *version, *imei, *meid, *language;

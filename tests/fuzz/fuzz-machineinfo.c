@@ -46,24 +46,22 @@ static const char fuzz_ca_pem[] =
     "FIxLL8qtW/LEFNfzmMpe2OlrsckjMAoGCCqGSM49BAMCA0gAMEUCIQC00j22oUNJ\n"
     "2CtH8xqtbFA0DuPYMDAW8IbzVsymy2GfFAIgCC55OUZB2lnjGSPAOiH0wmyo1JEF\n"
     "mNDpEfhTixSAw80=\n"
-    "-----END CERTIFICATE-----\n"
-    ;
+    "-----END CERTIFICATE-----\n";
 
 static struct enroll_conf fuzz_conf;
-static struct enroll     *fuzz_enroll;
+static struct enroll	 *fuzz_enroll;
 
 /* Write len bytes to a new temporary file; its path into path. */
 static void
 tmp_write(char *path, size_t sz, const char *what, const void *p, size_t len)
 {
 	const char *tmp;
-	FILE       *f;
-	int         fd;
+	FILE	   *f;
+	int	    fd;
 
 	if ((tmp = getenv("TMPDIR")) == NULL || tmp[0] == '\0')
 		tmp = "/tmp";
-	if ((size_t)snprintf(path, sz, "%s/fuzz-mi-%s.XXXXXX", tmp, what) >=
-	    sz)
+	if ((size_t)snprintf(path, sz, "%s/fuzz-mi-%s.XXXXXX", tmp, what) >= sz)
 		abort();
 	if ((fd = mkstemp(path)) == -1 || (f = fdopen(fd, "w")) == NULL)
 		abort();
@@ -76,9 +74,9 @@ static void
 make_signer(char *cert, char *key, size_t sz)
 {
 	EVP_PKEY *k;
-	X509     *x;
-	BIO      *b;
-	BUF_MEM  *m;
+	X509	 *x;
+	BIO	 *b;
+	BUF_MEM	 *m;
 
 	if ((k = EVP_EC_gen("P-256")) == NULL || (x = X509_new()) == NULL)
 		abort();
@@ -87,8 +85,8 @@ make_signer(char *cert, char *key, size_t sz)
 	    X509_gmtime_adj(X509_getm_notBefore(x), -3600) == NULL ||
 	    X509_gmtime_adj(X509_getm_notAfter(x), 3600) == NULL ||
 	    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
-	    MBSTRING_ASC, (const unsigned char *)"fuzz profile signer", -1, -1,
-	    0) != 1 ||
+		MBSTRING_ASC, (const unsigned char *)"fuzz profile signer", -1,
+		-1, 0) != 1 ||
 	    X509_set_issuer_name(x, X509_get_subject_name(x)) != 1 ||
 	    X509_set_pubkey(x, k) != 1 || X509_sign(x, k, EVP_sha256()) <= 0)
 		abort();
@@ -119,12 +117,12 @@ fuzz_init(void)
 	tmp_write(ca, sizeof(ca), "ca", fuzz_ca_pem, sizeof(fuzz_ca_pem) - 1);
 	enroll_conf_defaults(&fuzz_conf);
 	if (enroll_conf_set(&fuzz_conf, "enroll_access", "open") != 0 ||
-	    enroll_conf_set(&fuzz_conf, "server_url",
-	    "https://mdm.example.com/mdm") != 0 ||
+	    enroll_conf_set(
+		&fuzz_conf, "server_url", "https://mdm.example.com/mdm") != 0 ||
 	    enroll_conf_set(&fuzz_conf, "push_topic",
-	    "com.apple.mgmt.External.fuzz") != 0 ||
-	    enroll_conf_set(&fuzz_conf, "scep_url",
-	    "https://mdm.example.com/scep") != 0 ||
+		"com.apple.mgmt.External.fuzz") != 0 ||
+	    enroll_conf_set(
+		&fuzz_conf, "scep_url", "https://mdm.example.com/scep") != 0 ||
 	    enroll_conf_set(&fuzz_conf, "profile_identifier", "fuzz") != 0 ||
 	    enroll_conf_set(&fuzz_conf, "profile_sign_cert", cert) != 0 ||
 	    enroll_conf_set(&fuzz_conf, "profile_sign_key", key) != 0 ||
@@ -144,9 +142,9 @@ static int
 fuzz_one(const uint8_t *data, size_t size)
 {
 	struct enroll_machineinfo mi;
-	const char               *reason = NULL;
-	unsigned char            *body;
-	int                       rc;
+	const char		 *reason = NULL;
+	unsigned char		 *body;
+	int			  rc;
 
 	/* An exact-size copy, so that an over-read is caught. */
 	if ((body = malloc(size > 0 ? size : 1)) == NULL)

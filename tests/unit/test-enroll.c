@@ -33,7 +33,7 @@
 #include "regress.h"
 
 #define CHALLENGE "unit-test-challenge-0f9e8d"
-#define TOPIC     "com.apple.mgmt.External.1f3a5b7c-9d2e-4f60-8a1b-2c3d4e5f6a7b"
+#define TOPIC	  "com.apple.mgmt.External.1f3a5b7c-9d2e-4f60-8a1b-2c3d4e5f6a7b"
 
 static char certdir[PATH_MAX];
 static char tmpdir[PATH_MAX];
@@ -46,8 +46,8 @@ script_path(char *buf, size_t sz, const char *name)
 	if ((s = getenv("PICOMDM_SRCDIR")) != NULL)
 		CHECK((size_t)snprintf(buf, sz, "%s/scripts/%s", s, name) < sz);
 	else if ((s = getenv("PICOMDM_TEST_DATA")) != NULL)
-		CHECK((size_t)snprintf(buf, sz, "%s/../../scripts/%s", s,
-		    name) < sz);
+		CHECK((size_t)snprintf(
+			  buf, sz, "%s/../../scripts/%s", s, name) < sz);
 	else
 		CHECK((size_t)snprintf(buf, sz, "scripts/%s", name) < sz);
 }
@@ -78,7 +78,7 @@ make_certs(void)
 		base = "/tmp";
 	CHECK(mkdir(base, 0755) == 0 || errno == EEXIST);
 	CHECK((size_t)snprintf(tmpdir, sizeof(tmpdir), "%s/enroll.XXXXXX",
-	    base) < sizeof(tmpdir));
+		  base) < sizeof(tmpdir));
 	CHECK(mkdtemp(tmpdir) != NULL);
 	CHECK((size_t)snprintf(certdir, sizeof(certdir), "%s/certs", tmpdir) <
 	    sizeof(certdir));
@@ -106,8 +106,8 @@ set_path(struct enroll_conf *c, const char *k, const char *name)
 {
 	char p[PATH_MAX];
 
-	CHECK((size_t)snprintf(p, sizeof(p), "%s/%s", certdir, name) <
-	    sizeof(p));
+	CHECK(
+	    (size_t)snprintf(p, sizeof(p), "%s/%s", certdir, name) < sizeof(p));
 	set(c, k, p);
 }
 
@@ -179,7 +179,7 @@ static void
 load_refused(struct enroll_conf *c, const char *want)
 {
 	struct enroll *e = (struct enroll *)1;
-	char           err[256] = "";
+	char	       err[256] = "";
 
 	CHECK_EQ(enroll_load(c, &e, err, sizeof(err)), -1);
 	CHECK(e == NULL);
@@ -194,8 +194,8 @@ static void
 test_load(void)
 {
 	struct enroll_conf c;
-	struct enroll     *e = NULL;
-	char               err[256];
+	struct enroll	  *e = NULL;
+	char		   err[256];
 
 	enroll_conf_defaults(&c);
 	CHECK_EQ(enroll_load(&c, &e, err, sizeof(err)), 0);
@@ -245,7 +245,7 @@ test_load(void)
 static plist_t
 payload(plist_t root, const char *type)
 {
-	plist_t  pl = plist_dict_get_item(root, "PayloadContent"), p;
+	plist_t	 pl = plist_dict_get_item(root, "PayloadContent"), p;
 	uint32_t i;
 
 	for (i = 0; i < plist_array_get_size(pl); i++) {
@@ -263,7 +263,7 @@ mutant(struct enroll *e, const char *type, const char *key, plist_t val,
     const char *want)
 {
 	plist_t root, p;
-	char    err[256] = "";
+	char	err[256] = "";
 
 	CHECK((root = enroll_profile_plist(e, NULL)) != NULL);
 	CHECK_EQ(enroll_profile_check(root, err, sizeof(err)), 0);
@@ -286,19 +286,20 @@ static void
 test_check(struct enroll *e)
 {
 	plist_t root, a, b;
-	char    err[256];
+	char	err[256];
 
 	CHECK((root = enroll_profile_plist(e, "UDID-1")) != NULL);
 	CHECK_EQ(enroll_profile_check(root, err, sizeof(err)), 0);
 	CHECK_STR(plist_dict_str(root, "PayloadIdentifier"), "com.example.mdm");
+	CHECK_STR(
+	    plist_dict_str(payload(root, "com.apple.mdm"), "PayloadIdentifier"),
+	    "com.example.mdm.mdm");
 	CHECK_STR(plist_dict_str(payload(root, "com.apple.mdm"),
-	    "PayloadIdentifier"), "com.example.mdm.mdm");
-	CHECK_STR(plist_dict_str(payload(root, "com.apple.mdm"),
-	    "IdentityCertificateUUID"),
-	    plist_dict_str(payload(root, "com.apple.security.scep"),
-	    "PayloadUUID"));
-	CHECK(plist_dict_get_item(payload(root, "com.apple.mdm"),
-	    "CheckInURL") == NULL);
+		      "IdentityCertificateUUID"),
+	    plist_dict_str(
+		payload(root, "com.apple.security.scep"), "PayloadUUID"));
+	CHECK(plist_dict_get_item(
+		  payload(root, "com.apple.mdm"), "CheckInURL") == NULL);
 	plist_free(root);
 
 	mutant(e, "com.apple.mdm", "NotAKey", plist_new_string("x"),
@@ -330,8 +331,8 @@ test_check(struct enroll *e)
 	/* A payload type the schema does not know. */
 	CHECK((root = enroll_profile_plist(e, NULL)) != NULL);
 	a = plist_copy(payload(root, "com.apple.mdm"));
-	plist_dict_set_item(a, "PayloadType",
-	    plist_new_string("com.apple.wifi.managed"));
+	plist_dict_set_item(
+	    a, "PayloadType", plist_new_string("com.apple.wifi.managed"));
 	plist_array_append_item(plist_dict_get_item(root, "PayloadContent"), a);
 	CHECK_EQ(enroll_profile_check(root, err, sizeof(err)), -1);
 	CHECK(strstr(err, "not in the schema") != NULL);
@@ -341,12 +342,14 @@ test_check(struct enroll *e)
 	a = enroll_profile_plist(e, NULL);
 	b = enroll_profile_plist(e, NULL);
 	CHECK(strcmp(plist_dict_str(a, "PayloadUUID"),
-	    plist_dict_str(b, "PayloadUUID")) != 0);
-	CHECK(strcmp(plist_dict_str(payload(a, "com.apple.security.scep"),
-	    "PayloadUUID"), plist_dict_str(payload(b,
-	    "com.apple.security.scep"), "PayloadUUID")) != 0);
+		  plist_dict_str(b, "PayloadUUID")) != 0);
+	CHECK(strcmp(plist_dict_str(
+			 payload(a, "com.apple.security.scep"), "PayloadUUID"),
+		  plist_dict_str(payload(b, "com.apple.security.scep"),
+		      "PayloadUUID")) != 0);
 	CHECK_STR(plist_dict_str(payload(a, "com.apple.security.scep"),
-	    "PayloadIdentifier"), "com.example.mdm.scep");
+		      "PayloadIdentifier"),
+	    "com.example.mdm.scep");
 	plist_free(a);
 	plist_free(b);
 }
@@ -355,9 +358,9 @@ static X509_STORE *
 store_of(const char *name)
 {
 	X509_STORE *st;
-	X509       *x;
-	BIO        *bio;
-	char        p[PATH_MAX];
+	X509	   *x;
+	BIO	   *bio;
+	char	    p[PATH_MAX];
 
 	CHECK((size_t)snprintf(p, sizeof(p), "%s/%s.pem", certdir, name) <
 	    sizeof(p));
@@ -375,11 +378,11 @@ static char *
 cms_content(const unsigned char *der, size_t len, const char *ca)
 {
 	const unsigned char *p = der;
-	CMS_ContentInfo     *cms;
-	X509_STORE          *st = store_of(ca);
-	BIO                 *out;
-	BUF_MEM             *bm;
-	char                *s = NULL;
+	CMS_ContentInfo	    *cms;
+	X509_STORE	    *st = store_of(ca);
+	BIO		    *out;
+	BUF_MEM		    *bm;
+	char		    *s = NULL;
 
 	CHECK((cms = d2i_CMS_ContentInfo(NULL, &p, (long)len)) != NULL);
 	CHECK((out = BIO_new(BIO_s_mem())) != NULL);
@@ -398,10 +401,10 @@ static void
 test_signed(struct enroll *e)
 {
 	unsigned char *der = NULL;
-	size_t         len = 0;
-	char          *xml;
-	plist_t        root;
-	char           err[256];
+	size_t	       len = 0;
+	char	      *xml;
+	plist_t	       root;
+	char	       err[256];
 
 	CHECK_EQ(enroll_profile_signed(e, "SERIAL-9", &der, &len), 0);
 	CHECK((xml = cms_content(der, len, "server-ca")) != NULL);
@@ -420,12 +423,12 @@ static unsigned char *
 mi_sign(const char *plist, const char *name, size_t *len)
 {
 	CMS_ContentInfo *cms;
-	X509            *x;
-	EVP_PKEY        *k;
-	BIO             *in, *bio;
-	unsigned char   *der = NULL, *copy;
-	char             p[PATH_MAX];
-	int              n;
+	X509		*x;
+	EVP_PKEY	*k;
+	BIO		*in, *bio;
+	unsigned char	*der = NULL, *copy;
+	char		 p[PATH_MAX];
+	int		 n;
 
 	CHECK((size_t)snprintf(p, sizeof(p), "%s/%s.pem", certdir, name) <
 	    sizeof(p));
@@ -451,8 +454,8 @@ mi_sign(const char *plist, const char *name, size_t *len)
 	return copy;
 }
 
-#define MI_PLIST(body)                                                     \
-	"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist "              \
+#define MI_PLIST(body)                                        \
+	"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist " \
 	"version=\"1.0\">\n<dict>\n" body "</dict>\n</plist>\n"
 
 static void
@@ -464,15 +467,15 @@ test_machineinfo(struct enroll *e)
 	    "<key>PRODUCT</key><string>iPad13,1</string>\n"
 	    "<key>VERSION</key><string>21F90</string>\n"
 	    "<key>LANGUAGE</key><string>de</string>\n");
-	static const char noudid[] = MI_PLIST(
-	    "<key>SERIAL</key><string>C02UNIT00001</string>\n");
+	static const char noudid[] =
+	    MI_PLIST("<key>SERIAL</key><string>C02UNIT00001</string>\n");
 	static const char badtype[] = MI_PLIST(
 	    "<key>UDID</key><string>00008030-0011223344556677</string>\n"
 	    "<key>SERIAL</key><integer>7</integer>\n");
 	struct enroll_machineinfo mi;
-	const char               *reason;
-	unsigned char            *der;
-	size_t                    len;
+	const char		 *reason;
+	unsigned char		 *der;
+	size_t			  len;
 
 	der = mi_sign(good, "machineinfo", &len);
 	CHECK_EQ(enroll_machineinfo_verify(e, der, len, &mi, &reason), 0);
@@ -490,8 +493,8 @@ test_machineinfo(struct enroll *e)
 
 		CHECK(at != NULL);
 		at[0] = 'X';
-		CHECK_EQ(enroll_machineinfo_verify(e, der, len, &mi, &reason),
-		    403);
+		CHECK_EQ(
+		    enroll_machineinfo_verify(e, der, len, &mi, &reason), 403);
 	}
 	free(der);
 
@@ -504,8 +507,9 @@ test_machineinfo(struct enroll *e)
 	CHECK_EQ(enroll_machineinfo_verify(e, der, len, &mi, &reason), 403);
 	free(der);
 
-	CHECK_EQ(enroll_machineinfo_verify(e, good, sizeof(good) - 1, &mi,
-	    &reason), 400);
+	CHECK_EQ(
+	    enroll_machineinfo_verify(e, good, sizeof(good) - 1, &mi, &reason),
+	    400);
 	CHECK(strstr(reason, "not signed") != NULL);
 	CHECK_EQ(enroll_machineinfo_verify(e, "", 0, &mi, &reason), 400);
 
@@ -548,11 +552,11 @@ test_handle(struct enroll *e, struct enroll_conf *c)
 {
 	static const char mi[] = MI_PLIST(
 	    "<key>UDID</key><string>00008030-00AABBCCDDEEFF00</string>\n");
-	struct server   srv;
+	struct server	srv;
 	struct response r;
 	unsigned char  *der;
-	size_t          len;
-	char           *xml;
+	size_t		len;
+	char	       *xml;
 
 	memset(&srv, 0, sizeof(srv));
 	srv.enroll = e;
@@ -582,8 +586,8 @@ test_handle(struct enroll *e, struct enroll_conf *c)
 	CHECK_EQ(r.status, 403);
 	CHECK(!has_challenge(&r) && r.body == NULL);
 	free(der);
-	handle(&srv, "POST", "application/pkcs7-signature", mi,
-	    sizeof(mi) - 1, &r);
+	handle(&srv, "POST", "application/pkcs7-signature", mi, sizeof(mi) - 1,
+	    &r);
 	CHECK_EQ(r.status, 400);
 	CHECK(r.body == NULL);
 	handle(&srv, "DELETE", "", NULL, 0, &r);
@@ -617,13 +621,13 @@ test_no_ca(void)
 {
 	static const char mi[] = MI_PLIST(
 	    "<key>UDID</key><string>00008030-00AABBCCDDEEFF00</string>\n");
-	struct enroll_conf        c;
-	struct enroll            *e;
+	struct enroll_conf	  c;
+	struct enroll		 *e;
 	struct enroll_machineinfo m;
-	const char               *reason;
-	unsigned char            *der;
-	size_t                    len;
-	char                      err[256];
+	const char		 *reason;
+	unsigned char		 *der;
+	size_t			  len;
+	char			  err[256];
 
 	conf_good(&c);
 	free(c.machineinfo_ca);
@@ -640,8 +644,8 @@ int
 main(void)
 {
 	struct enroll_conf c;
-	struct enroll     *e = NULL;
-	char               err[256];
+	struct enroll	  *e = NULL;
+	char		   err[256];
 
 	make_certs();
 	test_conf_set();
