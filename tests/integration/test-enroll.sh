@@ -62,7 +62,8 @@ scepserver -depot "$IT_DIR/depot" -port "$scep_port" \
     -challenge "$challenge" -capass "$(cat "$IT_CERTS/scep/capass")" \
     >"$IT_DIR/scepserver.log" 2>&1 &
 scep_pid=$!
-trap 'kill "$scep_pid" 2>/dev/null; wait "$scep_pid" 2>/dev/null; it_cleanup' EXIT
+trap 'rc=$?; kill "$scep_pid" 2>/dev/null; wait "$scep_pid" 2>/dev/null || true
+    it_cleanup "$rc"' EXIT
 for _ in $(seq 50); do
 	port_in_use "$scep_port" && break
 	sleep 0.1
