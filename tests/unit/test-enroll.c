@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -615,6 +616,66 @@ test_handle(struct enroll *e, struct enroll_conf *c)
 	CHECK_EQ(r.status, 404);
 }
 
+/*
+ * Workers share one struct enroll: profiles signed and MachineInfo
+ * verified from several threads at once, each result checked.
+ */
+struct thread_arg {
+	struct enroll	    *e;
+	const unsigned char *mi;
+	size_t		     milen;
+	int		     ok;
+};
+
+static void *
+thread_main(void *p)
+{
+	struct thread_arg	 *a = p;
+	struct enroll_machineinfo m;
+	const char		 *reason;
+	unsigned char		 *der;
+	size_t			  len;
+	int			  i;
+
+	for (i = 0; i < 40; i++) {
+		if (enroll_profile_signed(a->e, NULL, &der, &len) != 0)
+			return NULL;
+		free(der);
+		if (enroll_machineinfo_verify(
+			a->e, a->mi, a->milen, &m, &reason) != 0 ||
+		    strcmp(m.udid, "00008030-00AABBCCDDEEFF00") != 0)
+			return NULL;
+		enroll_machineinfo_free(&m);
+	}
+	a->ok = 1;
+	return NULL;
+}
+
+static void
+test_threads(struct enroll *e)
+{
+	static const char mi[] = MI_PLIST(
+	    "<key>UDID</key><string>00008030-00AABBCCDDEEFF00</string>\n");
+	struct thread_arg a[4];
+	pthread_t	  th[4];
+	unsigned char	 *der;
+	size_t		  len, i;
+
+	der = mi_sign(mi, "machineinfo", &len);
+	for (i = 0; i < 4; i++) {
+		a[i].e = e;
+		a[i].mi = der;
+		a[i].milen = len;
+		a[i].ok = 0;
+		CHECK(pthread_create(&th[i], NULL, thread_main, &a[i]) == 0);
+	}
+	for (i = 0; i < 4; i++) {
+		CHECK(pthread_join(th[i], NULL) == 0);
+		CHECK(a[i].ok == 1);
+	}
+	free(der);
+}
+
 /* No MachineInfo CA: every MachineInfo is refused, 403. */
 static void
 test_no_ca(void)
@@ -659,6 +720,7 @@ main(void)
 	test_signed(e);
 	test_machineinfo(e);
 	test_handle(e, &c);
+	test_threads(e);
 	test_no_ca();
 	enroll_free(e);
 	enroll_conf_free(&c);
