@@ -51,21 +51,22 @@
 		    &(c)->scep_organization, &(c)->profile_identifier,      \
 		    &(c)->profile_organization, &(c)->profile_display_name, \
 		    &(c)->profile_sign_cert, &(c)->profile_sign_key,        \
-		    &(c)->machineinfo_ca                                    \
+		    &(c)->machineinfo_ca, &(c)->push_cert                   \
 	}
 static const char *const conf_string_keys[] = {"server_url", "checkin_url",
     "push_topic", "scep_url", "scep_challenge", "scep_name",
     "scep_organization", "profile_identifier", "profile_organization",
     "profile_display_name", "profile_sign_cert", "profile_sign_key",
-    "machineinfo_ca"};
+    "machineinfo_ca", "push_cert"};
 
 struct enroll {
 	const struct enroll_conf *conf;
 	struct config		 *own; /* enroll_load_file's */
 	X509			 *signer;
-	STACK_OF(X509) * chain; /* certificates after the signer */
-	EVP_PKEY   *key;
-	X509_STORE *mi_ca; /* NULL: MachineInfo refused */
+	struct stack_st_X509	 *chain; /* STACK_OF(X509): after the signer */
+	EVP_PKEY		 *key;
+	X509_STORE		 *mi_ca;      /* NULL: MachineInfo refused */
+	char			  topic[256]; /* the profile's Topic */
 };
 
 void
@@ -560,7 +561,7 @@ enroll_profile_plist(const struct enroll *e, const char *cn)
 	if (c->checkin_url != NULL)
 		plist_dict_set_item(
 		    mdm, "CheckInURL", plist_new_string(c->checkin_url));
-	plist_dict_set_item(mdm, "Topic", plist_new_string(c->push_topic));
+	plist_dict_set_item(mdm, "Topic", plist_new_string(e->topic));
 	plist_dict_set_item(
 	    mdm, "IdentityCertificateUUID", plist_new_string(u_scep));
 	plist_dict_set_item(
@@ -762,6 +763,74 @@ load_key(struct enroll *e, const char *path, char *err, size_t errsz)
 	return 0;
 }
 
+/*
+ * The profile's Topic: the UID in the subject of the APNs push
+ * certificate (push_cert), which Apple issues as "UID=com.apple.mgmt.
+ * External.<uuid>, CN=APSP:<uuid>"; or push_topic. When both are given
+ * they must agree. 0 or -1 with err.
+ */
+static int
+load_topic(struct enroll *e, char *err, size_t errsz)
+{
+	const struct enroll_conf *c = e->conf;
+	X509			 *x = NULL;
+	X509_NAME_ENTRY		 *ne;
+	BIO			 *bio = NULL;
+	unsigned char		 *uid = NULL;
+	int			  i, n, rc = -1;
+
+	if (c->push_cert == NULL) {
+		if (strlcpy(e->topic, c->push_topic, sizeof(e->topic)) >=
+		    sizeof(e->topic)) {
+			snprintf(err, errsz, "push_topic: too long");
+			return -1;
+		}
+		return 0;
+	}
+	if ((bio = BIO_new_file(c->push_cert, "r")) == NULL ||
+	    (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+		snprintf(err, errsz, "push_cert: no certificate in %s",
+		    c->push_cert);
+		goto out;
+	}
+	if ((i = X509_NAME_get_index_by_NID(
+		 X509_get_subject_name(x), NID_userId, -1)) < 0 ||
+	    (ne = X509_NAME_get_entry(X509_get_subject_name(x), i)) == NULL ||
+	    (n = ASN1_STRING_to_UTF8(&uid, X509_NAME_ENTRY_get_data(ne))) <=
+		0) {
+		snprintf(err, errsz,
+		    "push_cert: %s has no UID (topic) in its "
+		    "subject",
+		    c->push_cert);
+		goto out;
+	}
+	if ((size_t)n >= sizeof(e->topic) || memchr(uid, '\0', (size_t)n)) {
+		snprintf(
+		    err, errsz, "push_cert: %s: unusable UID", c->push_cert);
+		goto out;
+	}
+	memcpy(e->topic, uid, (size_t)n);
+	e->topic[n] = '\0';
+	if (c->push_topic != NULL && strcmp(c->push_topic, e->topic) != 0) {
+		snprintf(err, errsz,
+		    "push_topic %s is not the topic of "
+		    "push_cert (%s)",
+		    c->push_topic, e->topic);
+		goto out;
+	}
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
+		log_warn("enroll: push_cert %s has expired: devices enroll, "
+			 "but pushes will fail",
+		    c->push_cert);
+	rc = 0;
+out:
+	ERR_clear_error();
+	OPENSSL_free(uid);
+	X509_free(x);
+	BIO_free(bio);
+	return rc;
+}
+
 int
 enroll_load(
     const struct enroll_conf *c, struct enroll **out, char *err, size_t errsz)
@@ -776,8 +845,8 @@ enroll_load(
 		return 0;
 	if (c->server_url == NULL)
 		missing = "server_url";
-	else if (c->push_topic == NULL)
-		missing = "push_topic";
+	else if (c->push_topic == NULL && c->push_cert == NULL)
+		missing = "push_topic or push_cert";
 	else if (c->scep_url == NULL)
 		missing = "scep_url";
 	else if (c->profile_identifier == NULL)
@@ -795,7 +864,8 @@ enroll_load(
 		return -1;
 	}
 	e->conf = c;
-	if (load_signer(e, c->profile_sign_cert, err, errsz) == -1 ||
+	if (load_topic(e, err, errsz) == -1 ||
+	    load_signer(e, c->profile_sign_cert, err, errsz) == -1 ||
 	    load_key(e, c->profile_sign_key, err, errsz) == -1)
 		goto fail;
 	if (c->machineinfo_ca != NULL &&

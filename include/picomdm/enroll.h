@@ -19,6 +19,7 @@ struct enroll_conf {
 	char *server_url;   /* ServerURL (https://) */
 	char *checkin_url;  /* CheckInURL, NULL when ServerURL serves both */
 	char *push_topic;   /* Topic (com.apple.mgmt.*) */
+	char *push_cert;    /* PEM: the APNs push certificate (Topic = UID) */
 	int   sign_message; /* SignMessage */
 	int   check_out_when_removed;
 	int   access_rights;	    /* AccessRights, 1..8191 */

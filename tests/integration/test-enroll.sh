@@ -229,6 +229,19 @@ else
 fi
 expect_eq "$(stat -c %a "$IT_DIR/ctl.der" 2>/dev/null)" 600 \
     "picomdmctl writes the profile mode 0600"
+# The topic from the push certificate instead of push_topic.
+{
+	grep -v '^push_topic' "$IT_DIR/picomdm.conf"
+	echo "push_cert = $IT_CERTS/push.pem"
+} >"$IT_DIR/push.conf"
+"$PM_BUILD/picomdmctl" --config "$IT_DIR/push.conf" enrollment-profile \
+    -o "$IT_DIR/push.der" 2>"$IT_DIR/ctl.err" || true
+profile_json "$IT_DIR/push.der" "$IT_DIR/push.json" || true
+want=$(openssl x509 -in "$IT_CERTS/push.pem" -noout -subject \
+    -nameopt sep_multiline | sed -n 's/^ *UID=//p')
+[[ $want == com.apple.mgmt.External.?* ]] || want="(no UID in push.pem)"
+expect_eq "$(jq -r "$mdm | .Topic" "$IT_DIR/push.json" 2>/dev/null)" \
+    "$want" "push_cert: Topic is the UID in the push certificate's subject"
 expect_exit 2 "picomdmctl enrollment-profile without --config: exit 2" \
     "$PM_BUILD/picomdmctl" enrollment-profile
 grep -v '^server_url' "$IT_DIR/picomdm.conf" >"$IT_DIR/noserver.conf"

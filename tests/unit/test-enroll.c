@@ -175,6 +175,21 @@ test_config(void)
 	CHECK(c.enroll.scep_challenge == NULL);
 }
 
+static plist_t
+payload(plist_t root, const char *type)
+{
+	plist_t	 pl = plist_dict_get_item(root, "PayloadContent"), p;
+	uint32_t i;
+
+	for (i = 0; i < plist_array_get_size(pl); i++) {
+		p = plist_array_get_item(pl, i);
+		if (strcmp(plist_dict_str(p, "PayloadType"), type) == 0)
+			return p;
+	}
+	CHECK(0);
+	return NULL;
+}
+
 /* enroll_load refuses conf and says why (err contains want). */
 static void
 load_refused(struct enroll_conf *c, const char *want)
@@ -203,6 +218,12 @@ test_load(void)
 	CHECK(e == NULL); /* not configured, off */
 	set(&c, "enroll_access", "open");
 	load_refused(&c, "server_url");
+	enroll_conf_free(&c);
+
+	conf_good(&c);
+	free(c.push_topic);
+	c.push_topic = NULL;
+	load_refused(&c, "push_topic or push_cert");
 	enroll_conf_free(&c);
 
 	conf_good(&c);
@@ -235,6 +256,41 @@ test_load(void)
 	load_refused(&c, "AccessRights");
 	enroll_conf_free(&c);
 
+	/* The topic from the push certificate's subject UID. */
+	conf_good(&c);
+	set_path(&c, "push_cert", "push.pem");
+	load_refused(&c, "is not the topic of push_cert");
+	free(c.push_topic);
+	c.push_topic = NULL;
+	CHECK_EQ(enroll_load(&c, &e, err, sizeof(err)), 0);
+	{
+		plist_t	    root = enroll_profile_plist(e, NULL);
+		const char *topic =
+		    plist_dict_str(payload(root, "com.apple.mdm"), "Topic");
+		char  want[300];
+		FILE *f;
+		char  cmd[PATH_MAX + 100];
+
+		/* What openssl reads as the subject's UID. */
+		CHECK((size_t)snprintf(cmd, sizeof(cmd),
+			  "openssl x509 -in %s/push.pem -noout -subject "
+			  "-nameopt sep_multiline | sed -n 's/^ *UID=//p'",
+			  certdir) < sizeof(cmd));
+		CHECK((f = popen(cmd, "r")) != NULL);
+		CHECK(fgets(want, sizeof(want), f) != NULL);
+		pclose(f);
+		want[strcspn(want, "\n")] = '\0';
+		CHECK(strncmp(want, "com.apple.mgmt.External.", 24) == 0);
+		CHECK_STR(topic, want);
+		plist_free(root);
+	}
+	enroll_free(e);
+	set_path(&c, "push_cert", "server.pem"); /* no UID */
+	load_refused(&c, "no UID");
+	set_path(&c, "push_cert", "nonexistent.pem");
+	load_refused(&c, "push_cert");
+	enroll_conf_free(&c);
+
 	conf_good(&c);
 	CHECK_EQ(enroll_load(&c, &e, err, sizeof(err)), 0);
 	CHECK(e != NULL);
@@ -243,20 +299,6 @@ test_load(void)
 	enroll_conf_free(&c);
 }
 
-static plist_t
-payload(plist_t root, const char *type)
-{
-	plist_t	 pl = plist_dict_get_item(root, "PayloadContent"), p;
-	uint32_t i;
-
-	for (i = 0; i < plist_array_get_size(pl); i++) {
-		p = plist_array_get_item(pl, i);
-		if (strcmp(plist_dict_str(p, "PayloadType"), type) == 0)
-			return p;
-	}
-	CHECK(0);
-	return NULL;
-}
 
 /* Apply one change to a fresh good profile: the check must refuse it. */
 static void
