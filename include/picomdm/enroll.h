@@ -60,7 +60,8 @@ struct enroll;
 
 /*
  * Check the configuration and load the signing certificate, its chain,
- * its key and the MachineInfo CA; a profile is built, checked and signed
+ * its key, the MachineInfo CA and the topic (from push_cert's subject UID,
+ * or push_topic); a profile is built, checked and signed
  * once so a bad configuration fails here rather than on a device. With
  * access off and no ServerURL, *out is NULL and 0 is returned. Returns 0
  * or -1 with why in err (never the challenge). The conf is borrowed and
