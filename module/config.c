@@ -27,6 +27,7 @@ config_defaults(struct config *c)
 	c->map_max = (size_t)16 << 30;
 	c->retention_days = 90;
 	c->socket_mode = 0660;
+	enroll_conf_defaults(&c->enroll);
 }
 
 void
@@ -39,6 +40,7 @@ config_free(struct config *c)
 	free(c->log_level);
 	free(c->user_auth);
 	free(c->digest_challenge);
+	enroll_conf_free(&c->enroll);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -182,8 +184,12 @@ config_set(struct config *c, const char *key, const char *val)
 		    m > 0777)
 			goto bad_val;
 		c->socket_mode = (int)m;
-	} else
+	} else if ((rc = enroll_conf_set(&c->enroll, k, val)) == 1)
 		goto bad_key;
+	else if (rc == -1)
+		goto bad_val;
+	else if (rc == -2)
+		rc = -1;
 	if (rc == -1)
 		log_error("config: out of memory");
 	return rc;

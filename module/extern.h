@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "picomdm/enroll.h"
 #include "picomdm/identity.h"
 #include "picomdm/store.h"
 
@@ -50,6 +51,7 @@ struct config {
 	char    *digest_challenge;
 	uint64_t retention_days;  /* results history */
 	int      socket_mode;
+	struct enroll_conf enroll; /* enrollment keys (enroll.c) */
 };
 
 /* Defaults, then the file (if any), then command-line overrides. */
@@ -99,6 +101,7 @@ struct server {
 	struct identity_ca *ca;
 	unsigned char      *api_key;
 	size_t              api_key_len;
+	struct enroll      *enroll;  /* NULL: enrollment not configured */
 };
 
 /* response.c */
@@ -157,6 +160,9 @@ int checkin_handle(const struct server *, const struct request *,
     struct response *, struct exchange *);
 int connect_handle(const struct server *, const struct request *,
     struct response *, struct exchange *);
+/* enroll.c: GET/POST /mdm/enroll (answers before returning). */
+void enroll_handle(const struct server *, const struct request *,
+     struct response *);
 /* api.c: the operator API (answers before returning). */
 void api_handle(const struct server *, const struct request *,
      struct response *);

@@ -68,7 +68,8 @@ is_checkin_type(const char *ct)
 	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-enum route { ROUTE_NONE, ROUTE_CHECKIN, ROUTE_CONNECT, ROUTE_API };
+enum route { ROUTE_NONE, ROUTE_CHECKIN, ROUTE_CONNECT, ROUTE_API,
+	ROUTE_ENROLL };
 
 static enum route
 route_of(const struct request *r)
@@ -77,6 +78,8 @@ route_of(const struct request *r)
 		return ROUTE_CHECKIN;
 	if (strcmp(r->uri, "/mdm/connect") == 0)
 		return ROUTE_CONNECT;
+	if (strcmp(r->uri, "/mdm/enroll") == 0)
+		return ROUTE_ENROLL;
 	if (strcmp(r->uri, "/mdm") == 0 || strcmp(r->uri, "/mdm/") == 0)
 		return is_checkin_type(r->content_type) ? ROUTE_CHECKIN
 		                                        : ROUTE_CONNECT;
@@ -332,11 +335,16 @@ serve(struct exchange *x)
 		cap = srv.cfg->api_max;
 		resp->msgtype = "api";
 		break;
+	case ROUTE_ENROLL: /* GET, or POST of a MachineInfo */
+		cap = ENROLL_MACHINEINFO_MAX;
+		resp->msgtype = "enroll";
+		break;
 	case ROUTE_NONE:
 		response_set(resp, 404, "no such endpoint");
 		return HANDLED;
 	}
-	if (rt != ROUTE_API && strcmp(req->method, "PUT") != 0) {
+	if (rt != ROUTE_API && rt != ROUTE_ENROLL &&
+	    strcmp(req->method, "PUT") != 0) {
 		response_set(resp, 405, "device endpoints take PUT");
 		return HANDLED;
 	}
@@ -356,6 +364,10 @@ serve(struct exchange *x)
 		return checkin_handle(&srv, req, resp, x);
 	if (rt == ROUTE_CONNECT)
 		return connect_handle(&srv, req, resp, x);
+	if (rt == ROUTE_ENROLL) {
+		enroll_handle(&srv, req, resp);
+		return HANDLED;
+	}
 	api_handle(&srv, req, resp);
 	return HANDLED;
 }
@@ -496,6 +508,15 @@ main(int argc, char *argv[])
 	}
 	if (cfg.api_key_file != NULL && load_api_key(cfg.api_key_file) == -1)
 		return 1;
+	{
+		char eerr[256]; /* the enrollment profile (enroll.c) */
+
+		if (enroll_load(&cfg.enroll, &srv.enroll, eerr,
+		    sizeof(eerr)) == -1) {
+			log_error("enroll: %s", eerr);
+			return 1;
+		}
+	}
 
 	if (FCGX_Init() != 0) {
 		log_error("fcgi: init failed");
@@ -581,6 +602,7 @@ main(int argc, char *argv[])
 	exchanges_stop();
 	store_close(srv.store);
 	identity_ca_free(srv.ca);
+	enroll_free(srv.enroll);
 	freezero(srv.api_key, srv.api_key_len);
 	if (cfg.socket != NULL)
 		unlink(cfg.socket);

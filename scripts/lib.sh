@@ -24,6 +24,7 @@ PM_PACKAGES=(
 	libjansson-dev libcurl4-openssl-dev
 	openssl nginx-light spawn-fcgi curl wrk jq python3 python3-yaml mandoc
 	clang libclang-rt-14-dev valgrind
+	scep
 )
 
 pm_msg() {

@@ -19,6 +19,7 @@ struct store_progress;
 
 struct ctl {
 	const char   *db;    /* --db */
+	const char   *config; /* --config (enrollment-profile) */
 	struct store *store; /* opened per the entry's mode; NULL for OPEN_NONE */
 	int           argc;  /* the sub-command's arguments, argv[0] = name */
 	char        **argv;
@@ -72,6 +73,9 @@ const struct store_progress *ctl_progress(void);
  * on stderr with EXIT_USAGE. Returns the status. */
 int ctl_usage(const char *name, const char *synopsis, const char *help,
     int ok);
+
+/* ctl_enroll.c: enrollment-profile (needs --config, not --db) */
+int ctl_enroll_profile(struct ctl *);
 
 /* ctl_privacy.c: inventory, purge, prune */
 int ctl_inventory(struct ctl *);

@@ -37,6 +37,8 @@ static const struct ctl_cmd cmds[] = {
 	    "ID|SERIAL | --topic TOPIC | --token NAME [--yes] [--verify]" },
 	{ "prune", ctl_prune, CTL_OPEN_NONE,
 	    "[--results-days N] [--checked-out-days N]" },
+	{ "enrollment-profile", ctl_enroll_profile, CTL_OPEN_NONE,
+	    "[-o FILE]" },
 };
 
 static void
@@ -45,8 +47,10 @@ usage(void)
 	size_t i;
 
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		fprintf(stderr, "%s picomdmctl --db DIR %s%s%s\n",
-		    i == 0 ? "usage:" : "      ", cmds[i].name,
+		fprintf(stderr, "%s picomdmctl %s %s%s%s\n",
+		    i == 0 ? "usage:" : "      ",
+		    cmds[i].fn == ctl_enroll_profile ? "--config FILE" :
+		    "--db DIR", cmds[i].name,
 		    *cmds[i].usage ? " " : "", cmds[i].usage);
 	exit(EXIT_USAGE);
 }
@@ -71,6 +75,7 @@ main(int argc, char *argv[])
 {
 	static const struct option longopts[] = {
 		{ "db", required_argument, NULL, 'd' },
+		{ "config", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -85,6 +90,9 @@ main(int argc, char *argv[])
 		switch (ch) {
 		case 'd':
 			c.db = optarg;
+			break;
+		case 'f':
+			c.config = optarg;
 			break;
 		default:
 			usage();

@@ -49,6 +49,9 @@ extern const struct schema_msg schema_checkin[];
 extern const size_t            schema_checkin_len;
 extern const struct schema_msg schema_commands[];
 extern const size_t            schema_commands_len;
+/* Profile payloads by PayloadType (schema_profiles.c, --profiles). */
+extern const struct schema_msg schema_profiles[];
+extern const size_t            schema_profiles_len;
 
 /* Look up by name; NULL when absent. */
 const struct schema_msg *schema_checkin_find(const char *);

@@ -50,6 +50,9 @@ IT_CERT_ARGS=()
 IT_PIDS=()
 IT_MAIN_PID=
 [[ -n ${IT_RESPONDER_ARGS+x} ]] || IT_RESPONDER_ARGS=()
+# More NAME=VALUE for render_nginx_conf (e.g. HTTP_PORT=...), set by a
+# test before it_start or in its it_setup_hook.
+[[ -n ${IT_NGINX_ARGS+x} ]] || IT_NGINX_ARGS=()
 STATUS=
 BODY=
 HEADERS=
@@ -99,6 +102,9 @@ it_start() {
 	IT_CERTS=${PICOMDM_IT_CERTS:-$IT_DIR/certs}
 	"$PM_ROOT/scripts/mkcerts" "$IT_CERTS" ||
 	    it_abort "setup: scripts/mkcerts $IT_CERTS"
+	# A test may add certificates and responder options here, before
+	# anything starts (test-enroll.sh), and set IT_DEVICE_CA.
+	if declare -F it_setup_hook >/dev/null; then it_setup_hook; fi
 	IT_DB=$IT_DIR/db
 	IT_SOCK=$IT_DIR/fcgi.sock
 	mkdir -p "$IT_DB" "$IT_DIR/nginx"
@@ -111,7 +117,7 @@ it_start() {
 	else
 		IT_RESPONDER=picomdm-fcgi
 		IT_RESPONDER_CMD=("$PM_BUILD/picomdm-fcgi" --db "$IT_DB"
-		    --socket "$IT_SOCK" --device-ca "$IT_CERTS/ca.pem"
+		    --socket "$IT_SOCK" --device-ca "${IT_DEVICE_CA:-$IT_CERTS/ca.pem}"
 		    --api-key-file "$IT_DIR/api.key" --workers 2
 		    --log-level debug "${IT_RESPONDER_ARGS[@]}")
 	fi
@@ -126,7 +132,8 @@ it_start() {
 		    ACCESS_LOG="$IT_DIR/nginx/access.log" \
 		    SERVER_CERT="$IT_CERTS/server.pem" \
 		    SERVER_KEY="$IT_CERTS/server.key" \
-		    DEVICE_CA="$IT_CERTS/ca.pem" SOCKET="$IT_SOCK"
+		    DEVICE_CA="${IT_DEVICE_CA:-$IT_CERTS/ca.pem}" SOCKET="$IT_SOCK" \
+		    "${IT_NGINX_ARGS[@]}"
 		if (start_nginx "$IT_DIR/nginx" "$IT_DIR/nginx/nginx.conf") \
 		    2>>"$IT_DIR/nginx/start.log"; then
 			IT_PORT=$port
