@@ -50,6 +50,8 @@ struct config {
 	char    *digest_challenge;
 	uint64_t retention_days;  /* results history */
 	int      socket_mode;
+	int      metrics_public;  /* GET /api/v1/metrics without the key */
+	unsigned health_stall;    /* seconds a thread may be busy (healthz) */
 };
 
 /* Defaults, then the file (if any), then command-line overrides. */
@@ -159,6 +161,10 @@ int connect_handle(const struct server *, const struct request *,
     struct response *, struct exchange *);
 /* api.c: the operator API (answers before returning). */
 void api_handle(const struct server *, const struct request *,
+     struct response *);
+/* api.c: GET /healthz, without authentication: 200 "ok" or 503 and why.
+ * HANDLED. */
+int  api_health(const struct server *, const struct request *,
      struct response *);
 
 #endif

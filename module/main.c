@@ -32,6 +32,7 @@
 #include "extern.h"
 #include "picomdm/identity.h"
 #include "picomdm/log.h"
+#include "picomdm/metrics.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
 #include "request.h"
@@ -68,7 +69,8 @@ is_checkin_type(const char *ct)
 	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-enum route { ROUTE_NONE, ROUTE_CHECKIN, ROUTE_CONNECT, ROUTE_API };
+enum route { ROUTE_NONE, ROUTE_CHECKIN, ROUTE_CONNECT, ROUTE_API,
+	ROUTE_HEALTH };
 
 static enum route
 route_of(const struct request *r)
@@ -82,6 +84,8 @@ route_of(const struct request *r)
 		                                        : ROUTE_CONNECT;
 	if (strncmp(r->uri, "/api/", 5) == 0)
 		return ROUTE_API;
+	if (strcmp(r->uri, "/healthz") == 0)
+		return ROUTE_HEALTH;
 	return ROUTE_NONE;
 }
 
@@ -210,6 +214,8 @@ exchange_finish(struct exchange *x)
 		    req->method ? req->method : "-", path, id,
 		    resp->msgtype ? resp->msgtype : "-", resp->status,
 		    (unsigned long long)(time_mono_us() - req->start_us));
+	metrics_request(req->uri, resp->msgtype, resp->status,
+	    time_mono_us() - req->start_us);
 	if (ex.unix_sock && req->input_done)
 		FCGX_Detach(&x->fr);
 	request_free(req);
@@ -253,10 +259,12 @@ completion_main(void *arg)
 		x = ex.ready;
 		ex.ready = ex.ready_tail = NULL;
 		pthread_mutex_unlock(&ex.rmu);
+		metrics_busy(METRICS_COMPLETION, 1);
 		for (; x != NULL; x = next) {
 			next = x->next;
 			exchange_finish(x);
 		}
+		metrics_busy(METRICS_COMPLETION, 0);
 		pthread_mutex_lock(&ex.rmu);
 	}
 	pthread_mutex_unlock(&ex.rmu);
@@ -335,6 +343,8 @@ serve(struct exchange *x)
 	case ROUTE_NONE:
 		response_set(resp, 404, "no such endpoint");
 		return HANDLED;
+	case ROUTE_HEALTH:
+		return api_health(&srv, req, resp);
 	}
 	if (rt != ROUTE_API && strcmp(req->method, "PUT") != 0) {
 		response_set(resp, 405, "device endpoints take PUT");
@@ -373,6 +383,7 @@ worker_main(void *arg)
 			pool_put(x);
 			break;
 		}
+		metrics_inflight(1);
 		if (serve(x) == HANDLED)
 			exchange_finish(x);
 	}
