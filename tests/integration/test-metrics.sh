@@ -29,7 +29,13 @@ it_start
 # PARSED to ok or to the parser's complaint.
 scrape() {
 	api GET /api/v1/metrics "$@"
-	PARSED=$($PY - "$BODY" "$IT_DIR/metrics.flat" <<'EOF' 2>&1
+	parse_metrics "$BODY" 19
+}
+
+# parse_metrics FILE FAMILIES: parse FILE (at least FAMILIES families)
+# into $IT_DIR/metrics.flat; PARSED is ok or the complaint.
+parse_metrics() {
+	PARSED=$($PY - "$1" "$IT_DIR/metrics.flat" "$2" <<'EOF' 2>&1
 import sys
 from prometheus_client.parser import text_string_to_metric_families
 text = open(sys.argv[1]).read()
@@ -44,7 +50,7 @@ for fam in text_string_to_metric_families(text):
 lines = [l for l in text.splitlines() if l and not l.startswith("#")]
 if len(lines) != len(out):
     sys.exit("parsed %d samples of %d lines" % (len(out), len(lines)))
-if fams < 19:
+if fams < int(sys.argv[3]):
     sys.exit("only %d families" % fams)
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("ok")
@@ -150,6 +156,25 @@ expect_eq "$(metric 'picomdm_enrollments{state="enabled"}')" 0 \
     "CheckOut: no enrollment enabled"
 expect_eq "$(metric 'picomdm_enrollments{state="disabled"}')" 1 \
     "CheckOut: one disabled"
+
+# The same figures from picomdmctl, for node_exporter's textfile collector.
+ctl stats --prometheus >"$IT_DIR/ctl.prom" ||
+    fail "picomdmctl stats --prometheus exits 0"
+parse_metrics "$IT_DIR/ctl.prom" 9
+expect_eq "$PARSED" ok "picomdmctl stats --prometheus parses"
+expect_eq "$(metric 'picomdm_enrollments{state="disabled"}')" 1 \
+    "picomdmctl stats --prometheus: one enrollment disabled"
+expect_eq "$(metric 'picomdm_results_stored{}')" 1 \
+    "picomdmctl stats --prometheus: one result"
+expect_eq "$(metric 'picomdm_commands_queued{}')" 1 \
+    "picomdmctl stats --prometheus: one command queued"
+if grep -q '^picomdm_requests_total' "$IT_DIR/ctl.prom"; then
+	fail "picomdmctl stats --prometheus has no request counters"
+else
+	pass "picomdmctl stats --prometheus has no request counters"
+fi
+expect_exit 2 "picomdmctl stats --json --prometheus is a usage error" \
+    ctl stats --json --prometheus
 
 # ---- identity refusals ----
 checkin "$(token_plist "$udid" "$token")" none
