@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -390,6 +391,33 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The listening socket handed over by the process that started us:
+ * systemd socket activation (LISTEN_PID is ours and LISTEN_FDS >= 1: the
+ * first passed descriptor, fd 3; the variables are removed so that
+ * nothing started later takes them for its own), else fd 0 (spawn-fcgi,
+ * or systemd's StandardInput=socket).
+ */
+static int
+inherited_listen_fd(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	long long   p, n;
+	int         fd = 3;
+
+	if (pid == NULL || fds == NULL || num_parse(pid, 1, INT32_MAX, &p) ==
+	    -1 || (pid_t)p != getpid() || num_parse(fds, 1, 4096, &n) == -1)
+		return 0;
+	if (n > 1)
+		log_warn("socket activation: %lld sockets passed, serving "
+		    "the first (fd 3)", n);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return fd;
+}
+
 /* Read the API key file: one key, surrounding whitespace ignored. */
 static int
 load_api_key(const char *path)
@@ -523,7 +551,8 @@ main(int argc, char *argv[])
 		}
 		if (chmod(cfg.socket, (mode_t)cfg.socket_mode) == -1)
 			log_warn("chmod %s: %s", cfg.socket, strerror(errno));
-	}
+	} else
+		listen_fd = inherited_listen_fd();
 
 	memset(&so, 0, sizeof(so));
 	so.map_size = cfg.map_size;
@@ -568,7 +597,8 @@ main(int argc, char *argv[])
 			return 1;
 		}
 	log_info("picomdm-fcgi serving %s with %d workers, %d requests in "
-	    "flight at most, store %s", cfg.socket ? cfg.socket : "fd 0",
+	    "flight at most, store %s", cfg.socket ? cfg.socket :
+	    listen_fd == 0 ? "fd 0" : "fd 3 (socket activation)",
 	    cfg.workers, cfg.max_inflight, cfg.db);
 	for (;;) {
 		if (sigwait(&sigs, &sig) != 0)
