@@ -1251,8 +1251,8 @@ api_metrics(struct api *a)
 	struct buf b;
 
 	memset(&b, 0, sizeof(b));
-	if (metrics_render(&b, a->srv->store, a->srv->cfg->max_inflight) ==
-	    -1 || response_set_body(a->resp,
+	if (metrics_render(&b, a->srv->store, a->srv->cfg->max_inflight,
+	    a->srv->cfg->map_max) == -1 || response_set_body(a->resp,
 	    "text/plain; version=0.0.4; charset=utf-8", b.p, b.len) == -1)
 		api_fail(a, 500, "internal error", "out of memory");
 	buf_free(&b);

@@ -497,7 +497,8 @@ metrics_render_store(struct buf *b, struct store *s)
 }
 
 int
-metrics_render(struct buf *b, struct store *s, int max_inflight)
+metrics_render(struct buf *b, struct store *s, int max_inflight,
+    uint64_t map_max)
 {
 	char why[128];
 	int  up, rc;
@@ -509,6 +510,11 @@ metrics_render(struct buf *b, struct store *s, int max_inflight)
 	    "1 when the last write was stored (0: map full or store "
 	    "error, see /healthz).") == -1 ||
 	    buf_printf(b, "picomdm_store_writable %d\n", up) == -1)
+		return -1;
+	if (family(b, "picomdm_store_map_max_bytes", "gauge",
+	    "map_max: the map grows up to this, then writes are refused.") ==
+	    -1 || buf_printf(b, "picomdm_store_map_max_bytes %llu\n",
+	    (unsigned long long)map_max) == -1)
 		return -1;
 	rc = metrics_render_store(b, s);
 	if (family(b, "picomdm_store_up", "gauge",

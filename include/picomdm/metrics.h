@@ -56,7 +56,8 @@ void metrics_identity_refusal(const char *reason);
  * for the writer). 0, or -1 when out of memory. A store that cannot be
  * read leaves its figures out and sets picomdm_store_up to 0.
  */
-int metrics_render(struct buf *b, struct store *s, int max_inflight);
+int metrics_render(struct buf *b, struct store *s, int max_inflight,
+    uint64_t map_max);
 /* Only the store's figures (picomdmctl stats --prometheus). 0 / store_err. */
 int metrics_render_store(struct buf *b, struct store *s);
 

@@ -29,7 +29,7 @@ it_start
 # PARSED to ok or to the parser's complaint.
 scrape() {
 	api GET /api/v1/metrics "$@"
-	parse_metrics "$BODY" 19
+	parse_metrics "$BODY" 20
 }
 
 # parse_metrics FILE FAMILIES: parse FILE (at least FAMILIES families)
@@ -124,6 +124,7 @@ expect_eq "$(metric 'picomdm_requests_inflight{}')" 1 \
 expect_eq "$(metric 'picomdm_store_writable{}')" 1 "store writable"
 expect_eq "$(metric 'picomdm_store_up{}')" 1 "store figures read"
 if (($(metric 'picomdm_store_map_size_bytes{}') == 64 << 20)) &&
+    (($(metric 'picomdm_store_map_max_bytes{}') == 16 << 30)) &&
     (($(metric 'picomdm_store_pages_used{}') > 0)); then
 	pass "map size 64 MiB and pages used"
 else

@@ -26,7 +26,7 @@ render(struct store *s)
 	char      *out;
 
 	memset(&b, 0, sizeof(b));
-	CHECK_EQ(metrics_render(&b, s, 64), 0);
+	CHECK_EQ(metrics_render(&b, s, 64, (uint64_t)1 << 30), 0);
 	CHECK((out = malloc(b.len + 1)) != NULL);
 	memcpy(out, b.p, b.len);
 	out[b.len] = '\0';
@@ -102,6 +102,7 @@ main(void)
 	CHECK_EQ(value(t, "picomdm_request_duration_seconds_count{endpoint="
 	    "\"checkin\"}"), 40000);
 	CHECK_EQ(value(t, "picomdm_requests_inflight_max"), 64);
+	CHECK_EQ(value(t, "picomdm_store_map_max_bytes"), 1 << 30);
 	CHECK_EQ(value(t, "picomdm_store_up"), 1);
 	CHECK_EQ(value(t, "picomdm_enrollments{state=\"enabled\"}"), 0);
 	free(t);
