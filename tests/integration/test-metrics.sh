@@ -64,7 +64,7 @@ metric() {
 	awk -v k="$1" 'substr($0, 1, length(k) + 1) == k " " &&
 	    index(substr($0, length(k) + 2), " ") == 0 {
 		v = substr($0, length(k) + 2)
-	} END { printf "%d\n", v + 0 }' "$IT_DIR/metrics.flat"
+	} END { printf "%.0f\n", v + 0 }' "$IT_DIR/metrics.flat"
 }
 
 udid=00008110-000A1B2C3D4E5F60
@@ -126,9 +126,9 @@ expect_eq "$(metric 'picomdm_store_up{}')" 1 "store figures read"
 if (($(metric 'picomdm_store_map_size_bytes{}') == 64 << 20)) &&
     (($(metric 'picomdm_store_map_max_bytes{}') == 16 << 30)) &&
     (($(metric 'picomdm_store_pages_used{}') > 0)); then
-	pass "map size 64 MiB and pages used"
+	pass "map size 64 MiB, map_max 16 GiB, pages used"
 else
-	fail "map size 64 MiB and pages used" \
+	fail "map size 64 MiB, map_max 16 GiB, pages used" \
 	    "$(grep picomdm_store_ "$IT_DIR/metrics.flat" | tr '\n' ' ')"
 fi
 
