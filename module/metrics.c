@@ -55,6 +55,8 @@ struct hist {
 	uint64_t bucket[16]; /* non-cumulative; [n] is +Inf */
 	uint64_t sum;        /* µs, or the observed values themselves */
 };
+_Static_assert(LAT_N < 16 && BATCH_N < 16 && SYNC_N < 16,
+    "struct hist holds 15 bounds and +Inf");
 
 /* A labelled counter: endpoint x type x status, or a reason. */
 #define SLOT_KEY 80
@@ -194,8 +196,10 @@ void
 metrics_store_rc(int rc)
 {
 	if (rc == STORE_OK) {
-		if (LOAD(&m.full) || LOAD(&m.bad_rc))
-			STORE(&m.full, 0), STORE(&m.bad_rc, 0);
+		if (LOAD(&m.full))
+			STORE(&m.full, 0);
+		if (LOAD(&m.bad_rc))
+			STORE(&m.bad_rc, 0);
 	} else if (rc == STORE_EFULL)
 		STORE(&m.full, 1);
 	else if (rc == STORE_EREADONLY || rc == STORE_EIO)
