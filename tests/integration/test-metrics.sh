@@ -23,12 +23,12 @@ $PY -c 'import prometheus_client' 2>/dev/null || {
 
 it_start
 
-# scrape [CURL_ARG...]: GET /api/v1/metrics with the key, parse the whole
+# scrape: GET /api/v1/metrics with the key, parse the whole
 # body with prometheus_client's text parser into $IT_DIR/metrics.flat,
 # one sample a line: NAME{k="v",...} VALUE, labels sorted. Sets
 # PARSED to ok or to the parser's complaint.
 scrape() {
-	api GET /api/v1/metrics "$@"
+	api GET /api/v1/metrics
 	parse_metrics "$BODY" 20
 }
 
