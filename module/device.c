@@ -35,7 +35,7 @@ device_begin(size_t size, const struct server *srv, const struct request *req,
 	d->x = x;
 	rc = identity_verify(srv->ca, req->client_cert, req->client_verify,
 	    req->mdm_signature, req->body, req->body_len, d->hash, &reason);
-	if (rc != 0)
+	if (rc == 400 || rc == 403)
 		metrics_identity_refusal(reason);
 	if (rc == 0)
 		rc = parse((const char *)req->body, req->body_len, &d->msg,
