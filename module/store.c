@@ -345,11 +345,10 @@ txn_end(struct store_txn *t, int commit)
 	uint64_t t0 = commit ? time_mono_us() : 0;
 	int      rc = 0;
 
-	if (commit)
-		rc = mdb_txn_commit(t->txn);
-	if (commit)
+	if (commit) {
+		rc = mdb_txn_commit(t->txn); /* page writes and fdatasync */
 		metrics_commit_time(time_mono_us() - t0);
-	else
+	} else
 		mdb_txn_abort(t->txn);
 	t->txn = NULL;
 	pthread_rwlock_unlock(&t->s->resize_lock);
