@@ -12,6 +12,8 @@
  *	GET    /api/v1/commands/{uuid}          the command and its targets
  *	GET    /api/v1/results/{id}             history, newest first
  *	GET    /api/v1/results/{id}/{seq}       one result, raw and decoded
+ *	GET    /api/v1/metrics                  Prometheus text format
+ *	GET    /healthz                         (no key) 200 ok, or 503 why
  *
  * Path segments are percent-decoded one by one (enrollment IDs contain
  * ':' and '@'; an enqueue's list is split on ',' before decoding). Every
@@ -34,6 +36,7 @@
 #include "extern.h"
 #include "picomdm/command.h"
 #include "picomdm/message.h"
+#include "picomdm/metrics.h"
 #include "picomdm/plist.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
@@ -1235,6 +1238,65 @@ out:
 	api_query_free(qv, 2);
 }
 
+/* ---- metrics and health ---- */
+
+/*
+ * GET /api/v1/metrics: every counter and the store's figures in the
+ * Prometheus text format (metrics.c). Behind the key unless
+ * metrics_public = yes.
+ */
+static void
+api_metrics(struct api *a)
+{
+	struct buf b;
+
+	memset(&b, 0, sizeof(b));
+	if (metrics_render(&b, a->srv->store, a->srv->cfg->max_inflight,
+	    a->srv->cfg->map_max) == -1 || response_set_body(a->resp,
+	    "text/plain; version=0.0.4; charset=utf-8", b.p, b.len) == -1)
+		api_fail(a, 500, "internal error", "out of memory");
+	buf_free(&b);
+}
+
+static int
+health_read(struct store_txn *t, void *arg)
+{
+	(void)t;
+	(void)arg;
+	return 0;
+}
+
+int
+api_health(const struct server *srv, const struct request *req,
+    struct response *resp)
+{
+	char why[160];
+	int  rc, n;
+
+	resp->msgtype = "health";
+	if (strcmp(req->method, "GET") != 0 &&
+	    strcmp(req->method, "HEAD") != 0) {
+		response_set(resp, 405, "healthz takes GET");
+		return HANDLED;
+	}
+	if (metrics_health((uint64_t)srv->cfg->health_stall * 1000000,
+	    why, sizeof(why)) == 0 &&
+	    (rc = store_read(srv->store, health_read, NULL)) != 0)
+		snprintf(why, sizeof(why), "store unreadable: %s",
+		    store_strerror(rc));
+	resp->status = strcmp(why, "ok") == 0 ? 200 : 503;
+	if (resp->status != 200) {
+		strlcpy(resp->reason_buf, why, sizeof(resp->reason_buf));
+		resp->reason = resp->reason_buf;
+	}
+	n = (int)strlen(why);
+	why[n] = '\n';
+	if (response_set_body(resp, "text/plain; charset=utf-8", why,
+	    (size_t)n + 1) == -1)
+		response_set(resp, 500, "out of memory");
+	return HANDLED;
+}
+
 /* ---- routing ---- */
 
 static const struct api_route {
@@ -1253,6 +1315,7 @@ static const struct api_route {
     {"commands", 1, "GET", api_command},
     {"results", 1, "GET", api_results},
     {"results", 2, "GET", api_results},
+    {"metrics", 0, "GET", api_metrics},
 };
 
 /*
@@ -1310,6 +1373,11 @@ api_handle(
 	a.req = req;
 	a.resp = resp;
 	resp->msgtype = "api";
+	if (srv->cfg->metrics_public && strcmp(req->method, "GET") == 0 &&
+	    strcmp(req->uri, API_PREFIX "metrics") == 0) {
+		api_metrics(&a);
+		return;
+	}
 	if (api_auth(&a) == -1)
 		return;
 	if ((rc = api_split(&a)) != 0) {

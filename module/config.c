@@ -28,6 +28,7 @@ config_defaults(struct config *c)
 	c->retention_days = 90;
 	c->socket_mode = 0660;
 	enroll_conf_defaults(&c->enroll);
+	c->health_stall = 30;
 }
 
 void
@@ -174,6 +175,13 @@ config_set(struct config *c, const char *key, const char *val)
 		if (num_parse(val, 0, 36500, &n) == -1)
 			goto bad_val;
 		c->retention_days = (uint64_t)n;
+	} else if (strcmp(k, "metrics_public") == 0) {
+		if (bool_parse(val, &c->metrics_public) == -1)
+			goto bad_val;
+	} else if (strcmp(k, "health_stall") == 0) {
+		if (num_parse(val, 1, 86400, &n) == -1)
+			goto bad_val;
+		c->health_stall = (unsigned)n;
 	} else if (strcmp(k, "socket_mode") == 0) {
 		char *end;
 		long  m;

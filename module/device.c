@@ -13,6 +13,7 @@
 #include "extern.h"
 #include "picomdm/identity.h"
 #include "picomdm/message.h"
+#include "picomdm/metrics.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
 
@@ -34,6 +35,8 @@ device_begin(size_t size, const struct server *srv, const struct request *req,
 	d->x = x;
 	rc = identity_verify(srv->ca, req->client_cert, req->client_verify,
 	    req->mdm_signature, req->body, req->body_len, d->hash, &reason);
+	if (rc == 400 || rc == 403)
+		metrics_identity_refusal(reason);
 	if (rc == 0)
 		rc = parse((const char *)req->body, req->body_len, &d->msg,
 		    &reason);
@@ -65,6 +68,8 @@ device_finish(struct device_op *d, int rc, const char *reason)
 {
 	struct exchange *x = d->x;
 
+	if (rc == 403)
+		metrics_identity_refusal(reason); /* identity_authorize */
 	response_store_result(d->resp, rc, reason);
 	msg_free(d->msg);
 	free(d);

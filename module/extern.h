@@ -52,6 +52,8 @@ struct config {
 	uint64_t retention_days;  /* results history */
 	int      socket_mode;
 	struct enroll_conf enroll; /* enrollment keys (enroll.c) */
+	int      metrics_public;  /* GET /api/v1/metrics without the key */
+	unsigned health_stall;    /* seconds a thread may be busy (healthz) */
 };
 
 /* Defaults, then the file (if any), then command-line overrides. */
@@ -165,6 +167,10 @@ void enroll_handle(const struct server *, const struct request *,
      struct response *);
 /* api.c: the operator API (answers before returning). */
 void api_handle(const struct server *, const struct request *,
+     struct response *);
+/* api.c: GET /healthz, without authentication: 200 "ok" or 503 and why.
+ * HANDLED. */
+int  api_health(const struct server *, const struct request *,
      struct response *);
 
 #endif

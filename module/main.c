@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,6 +33,7 @@
 #include "extern.h"
 #include "picomdm/identity.h"
 #include "picomdm/log.h"
+#include "picomdm/metrics.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
 #include "request.h"
@@ -69,7 +71,8 @@ is_checkin_type(const char *ct)
 }
 
 enum route { ROUTE_NONE, ROUTE_CHECKIN, ROUTE_CONNECT, ROUTE_API,
-	ROUTE_ENROLL };
+	ROUTE_ENROLL,
+	ROUTE_HEALTH };
 
 static enum route
 route_of(const struct request *r)
@@ -85,6 +88,8 @@ route_of(const struct request *r)
 		                                        : ROUTE_CONNECT;
 	if (strncmp(r->uri, "/api/", 5) == 0)
 		return ROUTE_API;
+	if (strcmp(r->uri, "/healthz") == 0)
+		return ROUTE_HEALTH;
 	return ROUTE_NONE;
 }
 
@@ -213,6 +218,8 @@ exchange_finish(struct exchange *x)
 		    req->method ? req->method : "-", path, id,
 		    resp->msgtype ? resp->msgtype : "-", resp->status,
 		    (unsigned long long)(time_mono_us() - req->start_us));
+	metrics_request(req->uri, resp->msgtype, resp->status,
+	    time_mono_us() - req->start_us);
 	if (ex.unix_sock && req->input_done)
 		FCGX_Detach(&x->fr);
 	request_free(req);
@@ -256,10 +263,12 @@ completion_main(void *arg)
 		x = ex.ready;
 		ex.ready = ex.ready_tail = NULL;
 		pthread_mutex_unlock(&ex.rmu);
+		metrics_busy(METRICS_COMPLETION, 1);
 		for (; x != NULL; x = next) {
 			next = x->next;
 			exchange_finish(x);
 		}
+		metrics_busy(METRICS_COMPLETION, 0);
 		pthread_mutex_lock(&ex.rmu);
 	}
 	pthread_mutex_unlock(&ex.rmu);
@@ -342,6 +351,8 @@ serve(struct exchange *x)
 	case ROUTE_NONE:
 		response_set(resp, 404, "no such endpoint");
 		return HANDLED;
+	case ROUTE_HEALTH:
+		return api_health(&srv, req, resp);
 	}
 	if (rt != ROUTE_API && rt != ROUTE_ENROLL &&
 	    strcmp(req->method, "PUT") != 0) {
@@ -385,10 +396,38 @@ worker_main(void *arg)
 			pool_put(x);
 			break;
 		}
+		metrics_inflight(1);
 		if (serve(x) == HANDLED)
 			exchange_finish(x);
 	}
 	return NULL;
+}
+
+/*
+ * The listening socket handed over by the process that started us:
+ * systemd socket activation (LISTEN_PID is ours and LISTEN_FDS >= 1: the
+ * first passed descriptor, fd 3; the variables are removed so that
+ * nothing started later takes them for its own), else fd 0 (spawn-fcgi,
+ * or systemd's StandardInput=socket).
+ */
+static int
+inherited_listen_fd(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	long long   p, n;
+	int         fd = 3;
+
+	if (pid == NULL || fds == NULL || num_parse(pid, 1, INT32_MAX, &p) ==
+	    -1 || (pid_t)p != getpid() || num_parse(fds, 1, 4096, &n) == -1)
+		return 0;
+	if (n > 1)
+		log_warn("socket activation: %lld sockets passed, serving "
+		    "the first (fd 3)", n);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return fd;
 }
 
 /* Read the API key file: one key, surrounding whitespace ignored. */
@@ -533,7 +572,8 @@ main(int argc, char *argv[])
 		}
 		if (chmod(cfg.socket, (mode_t)cfg.socket_mode) == -1)
 			log_warn("chmod %s: %s", cfg.socket, strerror(errno));
-	}
+	} else
+		listen_fd = inherited_listen_fd();
 
 	memset(&so, 0, sizeof(so));
 	so.map_size = cfg.map_size;
@@ -578,7 +618,8 @@ main(int argc, char *argv[])
 			return 1;
 		}
 	log_info("picomdm-fcgi serving %s with %d workers, %d requests in "
-	    "flight at most, store %s", cfg.socket ? cfg.socket : "fd 0",
+	    "flight at most, store %s", cfg.socket ? cfg.socket :
+	    listen_fd == 0 ? "fd 0" : "fd 3 (socket activation)",
 	    cfg.workers, cfg.max_inflight, cfg.db);
 	for (;;) {
 		if (sigwait(&sigs, &sig) != 0)

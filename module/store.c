@@ -27,7 +27,9 @@
 #include <lmdb.h>
 
 #include "picomdm/log.h"
+#include "picomdm/metrics.h"
 #include "picomdm/store.h"
+#include "picomdm/util.h"
 #include "store_int.h"
 
 const char *const store_dbi_names[DBI__MAX] = {
@@ -340,11 +342,13 @@ txn_begin(struct store *s, int rdonly, struct store_txn *t)
 static int
 txn_end(struct store_txn *t, int commit)
 {
-	int rc = 0;
+	uint64_t t0 = commit ? time_mono_us() : 0;
+	int      rc = 0;
 
-	if (commit)
-		rc = mdb_txn_commit(t->txn);
-	else
+	if (commit) {
+		rc = mdb_txn_commit(t->txn); /* page writes and fdatasync */
+		metrics_commit_time(time_mono_us() - t0);
+	} else
 		mdb_txn_abort(t->txn);
 	t->txn = NULL;
 	pthread_rwlock_unlock(&t->s->resize_lock);
@@ -403,6 +407,7 @@ store_run_batch(struct store *s, struct store_job **jobs, size_t n)
 	}
 	__atomic_add_fetch(&s->batches, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->ops, n, __ATOMIC_RELAXED);
+	metrics_commit(n);
 }
 
 /*
@@ -499,6 +504,7 @@ release_jobs(struct store *s, struct store_job **jobs, size_t n)
 	size_t i, waiters = 0;
 
 	for (i = 0; i < n; i++) {
+		metrics_store_rc(jobs[i]->rc);
 		if (jobs[i]->done_fn == NULL) {
 			jobs[waiters++] = jobs[i];
 			continue;
@@ -536,8 +542,10 @@ store_writer_main(void *arg)
 		if (s->head == NULL)
 			s->tail = NULL;
 		pthread_mutex_unlock(&s->mu);
+		metrics_busy(METRICS_WRITER, 1);
 		store_run_jobs(s, jobs, n);
 		release_jobs(s, jobs, n);
+		metrics_busy(METRICS_WRITER, 0);
 		pthread_mutex_lock(&s->mu);
 	}
 	pthread_mutex_unlock(&s->mu);

@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "ctl.h"
+#include "picomdm/metrics.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
 
@@ -131,33 +132,63 @@ stats_op(struct store_txn *t, void *arg)
 static const char stats_help[] =
     "Records, pages and tree depth of each sub-database, then the\n"
     "environment: map size, bytes in use, pages in use and free, readers.\n"
-    "  --json   one JSON object\n";
+    "  --json         one JSON object\n"
+    "  --prometheus   the store's figures in the Prometheus text format\n"
+    "                 (for node_exporter's textfile collector)\n";
+
+#define STATS_SYNOPSIS "[--json | --prometheus]"
+
+/* stats --prometheus: what GET /api/v1/metrics shows of the store. */
+static int
+stats_prometheus(struct ctl *c)
+{
+	struct buf b;
+	int	   rc;
+
+	memset(&b, 0, sizeof(b));
+	if ((rc = metrics_render_store(&b, c->store)) != 0) {
+		buf_free(&b);
+		return ctl_exit(rc, "stats");
+	}
+	if (fwrite(b.p, 1, b.len, stdout) != b.len || fflush(stdout) != 0) {
+		buf_free(&b);
+		fprintf(stderr, "picomdmctl: stats: cannot write\n");
+		return 2;
+	}
+	buf_free(&b);
+	return 0;
+}
 
 /* stats [--json]: entries per sub-database and the environment. */
 int
 ctl_data_stats(struct ctl *c)
 {
 	static const struct option lo[] = {{"json", no_argument, NULL, 'j'},
+	    {"prometheus", no_argument, NULL, 'p'},
 	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	struct stats_ctx	   s;
 	struct stat		   st;
 	char			   path[PATH_MAX];
 	uint64_t		   used;
 	json_t			  *o, *dbs;
-	int			   ch, json = 0, i, rc;
+	int			   ch, json = 0, prom = 0, i, rc;
 
 	optind = 0;
 	while ((ch = sub_getopt(c, "", lo)) != -1) {
 		if (ch == 'j')
 			json = 1;
+		else if (ch == 'p')
+			prom = 1;
 		else
 			return ctl_usage(
-			    "stats", "[--json]", stats_help, ch == 'h');
+			    "stats", STATS_SYNOPSIS, stats_help, ch == 'h');
 	}
-	if (optind != c->argc)
-		return ctl_usage("stats", "[--json]", NULL, 0);
+	if (optind != c->argc || (json && prom))
+		return ctl_usage("stats", STATS_SYNOPSIS, NULL, 0);
 	if ((rc = ctl_open(c, 1, 0)) != 0)
 		return rc;
+	if (prom)
+		return stats_prometheus(c);
 	memset(&s, 0, sizeof(s));
 	if ((rc = store_read(c->store, stats_op, &s)) != 0)
 		return ctl_exit(rc, "stats");

@@ -19,7 +19,7 @@
 static const struct ctl_cmd cmds[] = {
 	{ "devices", ctl_devices, CTL_OPEN_READ, "" },
 	{ "show", ctl_show, CTL_OPEN_READ, "ID|SERIAL" },
-	{ "stats", ctl_data_stats, CTL_OPEN_NONE, "[--json]" },
+	{ "stats", ctl_data_stats, CTL_OPEN_NONE, "[--json | --prometheus]" },
 	{ "enqueue", ctl_enqueue, CTL_OPEN_NONE,
 	    "ID[,ID...] FILE|- [--priority N] [--expires T]" },
 	{ "queue", ctl_queue, CTL_OPEN_NONE, "ID" },

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+#
+# test-systemd.sh - the units in systemd/ and socket activation:
+#   1. picomdm-fcgi started by systemd-socket-activate (the listening
+#      socket passed as fd 3 with LISTEN_FDS/LISTEN_PID, as systemd does
+#      for picomdm-fcgi.socket) serves /healthz and a check-in through
+#      nginx;
+#   2. where systemd-analyze exists: "systemd-analyze verify" passes for
+#      every unit (rendered as make install renders them) and "security
+#      --offline" rates each service's exposure at 2.0 or less, while a
+#      service without the sandbox rates above (so the check can fail).
+
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+udid=00008110-000A1B2C3D4E5F60
+token=$(openssl rand -base64 32)
+
+# ---- 1. socket activation ----
+if command -v systemd-socket-activate >/dev/null; then
+	it_start
+	it_stop_responder
+	rm -f "$IT_SOCK"
+	IT_RESPONDER_CMD=("$(command -v systemd-socket-activate)" -l "$IT_SOCK"
+	    "$PM_BUILD/picomdm-fcgi" --db "$IT_DB" --device-ca
+	    "$IT_CERTS/ca.pem" --api-key-file "$IT_DIR/api.key" --workers 2
+	    --log-level debug)
+	it_start_responder
+	put_raw /healthz -X GET
+	expect_status 200 "socket-activated: healthz 200"
+	if grep -q 'serving fd 3 (socket activation)' "$IT_DIR/fcgi.log"; then
+		pass "the responder serves the passed socket (fd 3)"
+	else
+		fail "the responder serves the passed socket (fd 3)" \
+		    "$(grep serving "$IT_DIR/fcgi.log")"
+	fi
+	checkin "$(auth_plist "$udid" SYSTEMD0001)" device1
+	expect_status 200 "socket-activated: Authenticate"
+	checkin "$(token_plist "$udid" "$token")" device1
+	expect_status 200 "socket-activated: TokenUpdate"
+	expect_jq "$(ctl show "$udid")" '.enrollments[0].enabled' true \
+	    "socket-activated: the enrollment is stored"
+else
+	echo "# test-systemd: no systemd-socket-activate, part 1 skipped"
+	IT_MAIN_PID=$BASHPID
+fi
+
+# ---- 2. the units ----
+if ! command -v systemd-analyze >/dev/null; then
+	echo "# test-systemd: no systemd-analyze, part 2 skipped"
+	it_done
+fi
+units=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-units.XXXXXX")
+trap 'rm -rf "$units"; it_cleanup' EXIT
+for f in "$PM_ROOT"/systemd/*; do
+	case $f in
+	*.in)
+		sed -e "s|@sbindir[@]|$PM_BUILD|g" -e "s|@bindir[@]|$PM_BUILD|g" \
+		    "$f" >"$units/$(basename "$f" .in)" ;;
+	*) cp "$f" "$units/" ;;
+	esac
+done
+for u in picomdm-fcgi.socket picomdm-fcgi.service picomdm-prune.service \
+    picomdm-prune.timer; do
+	[[ -f $units/$u ]] || fail "systemd/ has $u"
+done
+if out=$(cd "$units" && systemd-analyze verify --man=no ./*.service \
+    ./*.socket ./*.timer 2>&1); then
+	pass "systemd-analyze verify passes for every unit"
+else
+	fail "systemd-analyze verify passes for every unit" \
+	    "$(tr '\n' ' ' <<<"$out")"
+fi
+
+# exposure UNIT_FILE: systemd-analyze's overall exposure, e.g. 0.4.
+exposure() {
+	(cd "$(dirname "$1")" && systemd-analyze security --offline=yes \
+	    "./$(basename "$1")" 2>/dev/null) |
+	    sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\) .*/\1/p'
+}
+for u in picomdm-fcgi.service picomdm-prune.service; do
+	e=$(exposure "$units/$u")
+	if [[ -n $e ]] && awk -v e="$e" 'BEGIN { exit !(e <= 2.0) }'; then
+		pass "$u: exposure $e (2.0 or less)"
+	else
+		fail "$u: exposure 2.0 or less" "got '$e'"
+	fi
+done
+# The same service without its sandbox: the check above can fail.
+sed -n '1,/^# Sandbox/p' "$units/picomdm-fcgi.service" >"$units/bare.service"
+e=$(exposure "$units/bare.service")
+if [[ -n $e ]] && awk -v e="$e" 'BEGIN { exit !(e > 2.0) }'; then
+	pass "without the sandbox the exposure is $e (above 2.0)"
+else
+	fail "without the sandbox the exposure is above 2.0" "got '$e'"
+fi
+
+it_done
