@@ -8,7 +8,9 @@
  * topic, and by an unknown token; the per-device inventory labels every
  * field with its service, message and time and never shows a secret; the
  * catalogue covers the four services and every check-in key of Apple's
- * schema.
+ * schema. The frozen store of tests/data/store (make-fixture.sh there),
+ * restored from its raw bytes and from its JSON, dumps to exactly the
+ * JSON kept with it, and checks clean: the store's output did not change.
  */
 #include "config.h"
 
@@ -915,6 +917,71 @@ test_inventory(struct store *s)
 	CHECK(!inventory_secret_key(INV_COMMAND, "ErrorCode"));
 }
 
+/* ---- the frozen store of tests/data/store ---- */
+
+/* Read $PICOMDM_TEST_DATA/rel; caller frees. */
+static char *
+load(const char *rel, size_t *len)
+{
+	const char *dir = getenv("PICOMDM_TEST_DATA");
+	char	    path[1024];
+	FILE	   *f;
+	char	   *buf;
+	long	    n;
+
+	CHECK((size_t)snprintf(path, sizeof(path), "%s/%s",
+		  dir ? dir : "tests/data", rel) < sizeof(path));
+	CHECK((f = fopen(path, "rb")) != NULL);
+	CHECK(fseek(f, 0, SEEK_END) == 0);
+	CHECK((n = ftell(f)) > 0);
+	rewind(f);
+	CHECK((buf = malloc((size_t)n + 1)) != NULL);
+	CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+/*
+ * store.raw is the exact bytes of a store made by real check-ins (every
+ * sub-database and record kind, secrets included) and store.json its
+ * "dump --secrets" when it was made. Restored into an empty store, either
+ * must dump to store.json byte for byte, and the store must check clean.
+ */
+static void
+test_fixture(void)
+{
+	static const char *const forms[] = {"store/store.raw", "store/store.json"};
+	struct problems ps;
+	struct store   *s;
+	char		dir[600], err[200];
+	char	       *want, *in, *got;
+	size_t		wn, in_n, gn, i;
+	uint64_t	recs;
+
+	want = load("store/store.json", &wn);
+	for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		fresh_dir(dir, sizeof(dir), "fixture");
+		s = open_at(dir);
+		in = load(forms[i], &in_n);
+		recs = 0;
+		CHECK_EQ(store_restore(s, in, in_n, 0, NULL, &recs, err,
+			     sizeof(err)),
+		    0);
+		CHECK_EQ(recs, 110);
+		got = dump_mem(s, STORE_DUMP_SECRETS, &gn);
+		CHECK_EQ(gn, wn);
+		CHECK(gn == wn && memcmp(got, want, wn) == 0);
+		CHECK_EQ(check_run(s, 0, &ps), 0);
+		free(got);
+		free(in);
+		store_close(s);
+		remove_dir(dir);
+	}
+	free(want);
+}
+
 int
 main(void)
 {
@@ -924,6 +991,7 @@ main(void)
 	s = open_at(base);
 	CHECK_EQ(store_write(s, op_build, NULL), 0);
 	test_dump_restore(s);
+	test_fixture();
 	test_check(s);
 	test_inventory(s);
 	test_purge(s);
