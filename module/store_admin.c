@@ -2100,15 +2100,17 @@ store_restore(struct store *s, const void *dump, size_t len, unsigned flags,
 /* ---- backup and environment figures ---- */
 
 /*
- * See store.h. mdb_env_copy2 makes data.mdb in dir from a read
- * transaction; the copy is then synced, as LMDB does not.
+ * See store.h. The copy is written into data.mdb created here 0600, as
+ * the store itself is (mdb_env_copy2 would make it 0644: the copy holds
+ * every secret of the store), from a read transaction; it is then synced,
+ * as LMDB does not. A copy that fails is removed.
  */
 int
 store_backup(struct store *s, const char *dir)
 {
 	struct stat st;
 	char	    path[PATH_MAX];
-	int	    rc, fd, n;
+	int	    rc, fd, dfd, n;
 
 	if (stat(dir, &st) == -1) {
 		if (errno != ENOENT || mkdir(dir, 0700) == -1) {
@@ -2122,29 +2124,40 @@ store_backup(struct store *s, const char *dir)
 	n = snprintf(path, sizeof(path), "%s/data.mdb", dir);
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return STORE_EINVAL;
-	if (stat(path, &st) == 0)
-		return STORE_EEXIST;
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) ==
+	    -1) {
+		if (errno == EEXIST)
+			return STORE_EEXIST;
+		log_error("backup: %s: %s", path, strerror(errno));
+		return STORE_EIO;
+	}
 	/* A read transaction inside: the responder keeps writing. */
 	pthread_rwlock_rdlock(&s->resize_lock);
-	rc = mdb_env_copy2(s->env, dir, MDB_CP_COMPACT);
+	rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
 	pthread_rwlock_unlock(&s->resize_lock);
 	if (rc != 0) {
-		log_error("backup: %s: %s", dir, mdb_strerror(rc));
-		return rc == EEXIST ? STORE_EEXIST : STORE_EIO;
-	}
-	/* mdb_env_copy2 does not sync: make the copy durable. */
-	rc = 0;
-	if ((fd = open(path, O_RDONLY)) == -1 || fsync(fd) == -1)
+		log_error("backup: %s: %s", path, mdb_strerror(rc));
 		rc = STORE_EIO;
-	if (fd != -1 && close(fd) == -1)
-		rc = STORE_EIO;
-	if (rc == 0 &&
-	    ((fd = open(dir, O_RDONLY | O_DIRECTORY)) == -1 || fsync(fd) == -1))
-		rc = STORE_EIO;
-	if (fd != -1)
-		close(fd);
-	if (rc != 0)
+	} else if (fsync(fd) == -1) {
+		/* mdb_env_copyfd2 does not sync: make the copy durable. */
 		log_error("backup: sync %s: %s", path, strerror(errno));
+		rc = STORE_EIO;
+	}
+	if (close(fd) == -1 && rc == 0) {
+		log_error("backup: close %s: %s", path, strerror(errno));
+		rc = STORE_EIO;
+	}
+	if (rc != 0) {
+		unlink(path);
+		return rc;
+	}
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    fsync(dfd) == -1) {
+		log_error("backup: sync %s: %s", dir, strerror(errno));
+		rc = STORE_EIO;
+	}
+	if (dfd != -1)
+		close(dfd);
 	return rc;
 }
 

@@ -391,7 +391,8 @@ int store_restore(struct store *, const void *dump, size_t len,
 /*
  * Consistent, compacting copy of the environment into dir (created when
  * absent; must not hold a data.mdb), made from a read transaction while
- * the store stays in use. The copy is a store of its own.
+ * the store stays in use. The copy is a store of its own; its data.mdb is
+ * 0600, as the store's is, and is removed when the copy fails.
  */
 int store_backup(struct store *, const char *dir);
 

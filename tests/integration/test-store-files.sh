@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+#
+# test-store-files.sh - picomdmctl's store files, without a responder:
+#
+#   - the frozen store of tests/data/store restored by picomdmctl (from
+#     its raw bytes) dumps with "dump --secrets" to exactly the JSON kept
+#     with it: the store's output is what it was when the fixture was made;
+#   - the store, "dump -o" and a backup's data.mdb are all 0600 (each
+#     holds every secret);
+#   - a refused restore leaves nothing behind: no store in a directory it
+#     created or found empty, and an existing store as it was.
+
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+FIX=$PM_ROOT/tests/data/store
+D=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
+trap 'rc=$?; if ((IT_FAIL == 0 && rc == 0)); then rm -rf "$D"; else echo "# kept $D"; fi' EXIT
+pmctl() {
+	"$PM_BUILD/picomdmctl" "$@"
+}
+mode() {
+	stat -c %a "$1"
+}
+
+# ---- the fixture, through picomdmctl ----
+pmctl --db "$D/fix" restore "$FIX/store.raw" >"$D/restore.out" ||
+    it_abort "restore of the fixture's raw form" "$(cat "$D/restore.out")"
+expect_eq "$(cat "$D/restore.out")" "restored 110 records" \
+    "restore: every entry of the fixture"
+pmctl --db "$D/fix" dump --secrets -o "$D/fix.json"
+if cmp -s "$D/fix.json" "$FIX/store.json"; then
+	pass "dump --secrets of the restored fixture is byte-identical"
+else
+	fail "dump --secrets of the restored fixture is byte-identical" \
+	    "$(diff "$FIX/store.json" "$D/fix.json" | head -c 300)"
+fi
+pmctl --db "$D/fix" check >"$D/check.out" 2>&1 ||
+    fail "check of the restored fixture" "$(tail -n 3 "$D/check.out")"
+
+# ---- modes ----
+expect_eq "$(mode "$D/fix/data.mdb")" 600 "the store is 0600"
+expect_eq "$(mode "$D/fix.json")" 600 "dump -o is 0600"
+pmctl --db "$D/fix" backup "$D/bak" >/dev/null 2>&1 ||
+    fail "backup" "exit $?"
+expect_eq "$(mode "$D/bak/data.mdb")" 600 "a backup's data.mdb is 0600"
+pmctl --db "$D/bak" dump --secrets -o "$D/bak.json"
+if cmp -s "$D/bak.json" "$FIX/store.json"; then
+	pass "the backup holds the same store"
+else
+	fail "the backup holds the same store"
+fi
+expect_exit 2 "a backup over a store is refused" \
+    pmctl --db "$D/fix" backup "$D/bak"
+expect_eq "$(mode "$D/bak/data.mdb")" 600 "and leaves that store as it was"
+
+# ---- a refused restore leaves nothing behind ----
+head -c 20000 "$FIX/store.json" >"$D/truncated.json"
+pmctl --db "$D/fix" dump -o "$D/plain.json" # secrets redacted
+for bad in truncated plain; do
+	expect_exit 2 "restore of a $bad dump into a new directory refused" \
+	    pmctl --db "$D/new-$bad" restore "$D/$bad.json"
+	if [[ -e $D/new-$bad ]]; then
+		fail "the refused restore left nothing ($bad)" \
+		    "$(ls -la "$D/new-$bad" | tr '\n' ' ')"
+	else
+		pass "the refused restore left nothing ($bad)"
+	fi
+	mkdir "$D/empty-$bad"
+	expect_exit 2 "restore of a $bad dump into an empty directory refused" \
+	    pmctl --db "$D/empty-$bad" restore "$D/$bad.json"
+	expect_eq "$(find "$D/empty-$bad" -mindepth 1 | wc -l)" 0 \
+	    "the empty directory is left empty ($bad)"
+	expect_exit 2 "restore --force of a $bad dump over a store refused" \
+	    pmctl --db "$D/fix" restore --force "$D/$bad.json"
+	pmctl --db "$D/fix" dump --secrets -o "$D/after.json"
+	if cmp -s "$D/after.json" "$FIX/store.json"; then
+		pass "the store is as it was ($bad)"
+	else
+		fail "the store is as it was ($bad)"
+	fi
+	rm -f "$D/after.json"
+done
+expect_exit 1 "restore over a store without --force refused" \
+    pmctl --db "$D/fix" restore "$FIX/store.json"
+[[ -e $D/fix/data.mdb ]] && pass "and the store is still there" ||
+    fail "and the store is still there"
+
+it_done
