@@ -11,6 +11,9 @@
  * schema. The frozen store of tests/data/store (make-fixture.sh there),
  * restored from its raw bytes and from its JSON, dumps to exactly the
  * JSON kept with it, and checks clean: the store's output did not change.
+ * Every kind of the registry (store_kinds.c) has a key and value codec,
+ * a catalogue row or a mark of its own for each field, a purge owner and
+ * a check: a kind cannot be half-added.
  */
 #include "config.h"
 
@@ -28,6 +31,7 @@
 #include "picomdm/util.h"
 #include "regress.h"
 #include "store_int.h"
+#include "store_kinds.h"
 
 #define TOPIC1 "com.apple.mgmt.External.test-one"
 #define TOPIC2 "com.apple.mgmt.External.test-two"
@@ -982,6 +986,75 @@ test_fixture(void)
 	free(want);
 }
 
+/* ---- the registry of kinds ---- */
+
+/*
+ * A kind half-added to store_kinds.c fails here: without a key or value
+ * codec, a field table, a catalogue row (or the CAT_OWN mark) for every
+ * field, a purge owner, a check, or a source field that exists.
+ */
+static void
+test_registry(void)
+{
+	const struct store_kind *k;
+	const struct afield	*f;
+	size_t			 i, j, nrec = 0;
+	int			 d, r, src_ok;
+
+	for (d = 0; d < DBI__MAX; d++) {
+		k = &store_kinds[d];
+		CHECK_EQ((int)k->dbi, d);
+		CHECK_EQ(store_kind_by_name(store_dbi_names[d]), d);
+		/* codec */
+		CHECK(k->key != KK_UNSET);
+		CHECK(k->val != KV_UNSET);
+		/* purge owner, and a check (the counters are checked whole) */
+		CHECK(k->owner != OWN_UNSET);
+		CHECK(k->check != NULL || k->owner == OWN_STORE);
+		CHECK(k->check == NULL || (k->check_pass > 0 &&
+					      k->check_pass <= DBI__MAX));
+		for (j = 0; j < DBI__MAX; j++)
+			CHECK(j == (size_t)d || k->check == NULL ||
+			    store_kinds[j].check_pass != k->check_pass);
+		CHECK(k->ref != REF_CMD_FIELD || k->val == KV_RECORD);
+		if (k->val != KV_RECORD) {
+			CHECK(k->f == NULL && k->nf == 0);
+			CHECK(k->src == STORE_SOURCE__MAX);
+			continue;
+		}
+		nrec++;
+		CHECK(k->rec > 0 && k->rec < REC__MAX);
+		CHECK(store_kind_of_rec(k->rec) == k);
+		CHECK(k->f != NULL && k->nf > 0);
+		src_ok = k->src == STORE_SOURCE__MAX;
+		for (i = 0; i < k->nf; i++) {
+			f = &k->f[i];
+			CHECK(f->name != NULL && *f->name != '\0');
+			CHECK(f->cat == CAT_ROW || f->cat == CAT_OWN);
+			/* The row names a field of the catalogue. */
+			CHECK(f->cat != CAT_ROW ||
+			    inventory_find(f->svc, f->message, f->field) != NULL);
+			for (j = 0; j < i; j++)
+				CHECK(k->f[j].tag != f->tag);
+			if (k->src != STORE_SOURCE__MAX && f->tag == k->src_tag)
+				src_ok = 1;
+		}
+		CHECK(src_ok);
+		CHECK(k->src == STORE_SOURCE__MAX || k->src_owner != SRC_NONE);
+	}
+	/* Every record kind is registered. */
+	for (r = 1; r < REC__MAX; r++)
+		CHECK(store_kind_of_rec((enum rec_kind)r) != NULL);
+	CHECK_EQ(nrec, REC__MAX - 1);
+	/* Secrets come from the catalogue through the registry. */
+	k = store_kind_of_rec(REC_ENROLL);
+	for (i = 0; i < k->nf; i++)
+		if (strcmp(k->f[i].name, "token") == 0)
+			CHECK(afield_secret(&k->f[i]));
+		else if (strcmp(k->f[i].name, "topic") == 0)
+			CHECK(!afield_secret(&k->f[i]));
+}
+
 int
 main(void)
 {
@@ -992,6 +1065,7 @@ main(void)
 	CHECK_EQ(store_write(s, op_build, NULL), 0);
 	test_dump_restore(s);
 	test_fixture();
+	test_registry();
 	test_check(s);
 	test_inventory(s);
 	test_purge(s);
