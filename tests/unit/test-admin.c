@@ -292,6 +292,7 @@ test_dump_restore(struct store *s)
 
 	d1 = dump_mem(s, STORE_DUMP_SECRETS, &n1);
 	CHECK(n1 > 0);
+	CHECK(!contains(d1, n1, "\"tag_", 5));
 	CHECK(leaks(d1, n1, unlock_token, sizeof(unlock_token) - 1));
 
 	/* Into an empty store; the same bytes come out again. */
@@ -965,6 +966,11 @@ test_fixture(void)
 	uint64_t	recs;
 
 	want = load("store/store.json", &wn);
+	/* Every field the store writes has its name in the registry (an
+	 * unknown tag would be dumped as "tag_N"), and every entry decodes
+	 * (else "key_b64" / "value_b64"). */
+	CHECK(!contains(want, wn, "\"tag_", 5));
+	CHECK(!contains(want, wn, "_b64\"", 5));
 	for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
 		fresh_dir(dir, sizeof(dir), "fixture");
 		s = open_at(dir);
