@@ -31,6 +31,7 @@
 #include <jansson.h>
 #include <lmdb.h>
 
+#include "picomdm/catalogue.h"
 #include "picomdm/log.h"
 #include "picomdm/message.h"
 #include "picomdm/plist.h"

@@ -334,7 +334,8 @@ struct store_dbi_stat {
 int store_stat(struct store_txn *, struct store_dbi_stat *, size_t n);
 
 /* ---- administration (picomdmctl stats, dump, restore, backup, check,
- * purge, prune; module/store_admin.c) ---- */
+ * purge, prune; module/store_admin.c, store_dump.c, store_check.c,
+ * store_purge.c, walking the registry of kinds in store_kinds.c) ---- */
 
 /*
  * Long operations report progress through this (picomdmctl prints it on

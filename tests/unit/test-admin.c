@@ -1,6 +1,8 @@
 /*
- * test-admin.c - store administration (store_admin.c) and the data
- * inventory (inventory.c): a store built through the public API; dump ->
+ * test-admin.c - store administration (store_admin.c, store_json.c,
+ * store_dump.c, store_check.c, store_purge.c, and the registry of kinds
+ * they walk, store_kinds.c) and the data catalogue and inventory
+ * (catalogue.c, inventory.c): a store built through the public API; dump ->
  * restore -> dump byte-identical (JSON and raw), secrets only on request;
  * check clean, then orphans written with raw LMDB puts are reported,
  * repaired, and the store is clean again; purge of a device with the
@@ -922,6 +924,76 @@ test_inventory(struct store *s)
 	CHECK(!inventory_secret_key(INV_COMMAND, "ErrorCode"));
 }
 
+/*
+ * Is there a "record" row of the inventory for this field of a record
+ * kind? By message and field, or by field alone for the rows of every
+ * message ("*").
+ */
+static int
+inv_has_record_field(json_t *inv, const struct afield *f)
+{
+	json_t *sv, *row;
+	size_t	i, j;
+
+	json_array_foreach(json_object_get(inv, "services"), i, sv)
+	{
+		json_array_foreach(json_object_get(sv, "fields"), j, row)
+		{
+			if (strcmp(json_string_value(json_object_get(row,
+					   "source")),
+				"record") != 0 ||
+			    strcmp(json_string_value(json_object_get(row,
+					   "field")),
+				f->field) != 0)
+				continue;
+			if (strcmp(f->message, "*") == 0 ||
+			    strcmp(json_string_value(json_object_get(row,
+					   "message")),
+				f->message) == 0)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The inventory of the fixture's device (every field of its records set,
+ * a user channel too) shows every field the registry links to the
+ * catalogue for the device and enrollment records: a field added to a
+ * record kind with its catalogue row but not to the inventory fails.
+ */
+static void
+fixture_inventory(struct store *s)
+{
+	static const enum rec_kind kinds[] = {REC_DEVICE, REC_ENROLL};
+	/* A device with a user channel; a User Enrollment. */
+	struct inv_op io[2] = {{"0000FE00-FIXT-0000-0000-000000000001", NULL},
+	    {"UE-FIXTURE-0000-0001", NULL}};
+	const struct store_kind *k;
+	size_t			 i, j;
+	int			 found;
+
+	for (i = 0; i < 2; i++) {
+		CHECK_EQ(store_read(s, op_inventory, &io[i]), 0);
+		CHECK(io[i].out != NULL);
+	}
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		k = store_kind_of_rec(kinds[i]);
+		for (j = 0; j < k->nf; j++) {
+			if (k->f[j].cat != CAT_ROW)
+				continue;
+			found = inv_has_record_field(io[0].out, &k->f[j]) ||
+			    inv_has_record_field(io[1].out, &k->f[j]);
+			if (!found)
+				fprintf(stderr, "not in the inventory: %s\n",
+				    k->f[j].name);
+			CHECK(found);
+		}
+	}
+	json_decref(io[0].out);
+	json_decref(io[1].out);
+}
+
 /* ---- the frozen store of tests/data/store ---- */
 
 /* Read $PICOMDM_TEST_DATA/rel; caller frees. */
@@ -984,6 +1056,7 @@ test_fixture(void)
 		CHECK_EQ(gn, wn);
 		CHECK(gn == wn && memcmp(got, want, wn) == 0);
 		CHECK_EQ(check_run(s, 0, &ps), 0);
+		fixture_inventory(s);
 		free(got);
 		free(in);
 		store_close(s);
