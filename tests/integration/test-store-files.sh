@@ -4,7 +4,9 @@
 #
 #   - the frozen store of tests/data/store restored by picomdmctl (from
 #     its raw bytes) dumps with "dump --secrets" to exactly the JSON kept
-#     with it: the store's output is what it was when the fixture was made;
+#     with it, and its inventory, a purge of a device and a purge by topic
+#     (with --verify) print exactly what they printed and leave exactly
+#     the store they left when the fixture was made;
 #   - the store, "dump -o" and a backup's data.mdb are all 0600 (each
 #     holds every secret);
 #   - a refused restore leaves nothing behind: no store in a directory it
@@ -38,6 +40,33 @@ else
 fi
 pmctl --db "$D/fix" check >"$D/check.out" 2>&1 ||
     fail "check of the restored fixture" "$(tail -n 3 "$D/check.out")"
+
+# The inventory of a device, a purge of it and a purge by topic, as the
+# code that made the fixture printed them, and the store they leave.
+pmctl --db "$D/fix" inventory 0000FE00-FIXT-0000-0000-000000000001 --json \
+    >"$D/inventory.json"
+cmp -s "$D/inventory.json" "$FIX/inventory.json" &&
+    pass "inventory of the fixture's device is as it was" ||
+    fail "inventory of the fixture's device is as it was"
+pmctl --db "$D/pur" restore "$FIX/store.raw" >/dev/null
+pmctl --db "$D/pur" purge 0000FE00-FIXT-0000-0000-000000000001 --yes \
+    --verify >"$D/purge-device.out" 2>"$D/purge.err" ||
+    fail "purge of a device" "$(cat "$D/purge.err")"
+cmp -s "$D/purge-device.out" "$FIX/purge-device.out" &&
+    pass "purge of a device removes what it removed" ||
+    fail "purge of a device removes what it removed" \
+	"$(diff "$FIX/purge-device.out" "$D/purge-device.out" | head -c 300)"
+pmctl --db "$D/pur" purge --topic "$IT_TOPIC" --yes --verify \
+    >"$D/purge-topic.out" 2>"$D/purge.err" ||
+    fail "purge by topic" "$(cat "$D/purge.err")"
+cmp -s "$D/purge-topic.out" "$FIX/purge-topic.out" &&
+    pass "purge by topic removes what it removed" ||
+    fail "purge by topic removes what it removed" \
+	"$(diff "$FIX/purge-topic.out" "$D/purge-topic.out" | head -c 300)"
+pmctl --db "$D/pur" dump --secrets -o "$D/after-purge.json"
+cmp -s "$D/after-purge.json" "$FIX/after-purge.json" &&
+    pass "and leaves the store it left" ||
+    fail "and leaves the store it left"
 
 # ---- modes ----
 expect_eq "$(mode "$D/fix/data.mdb")" 600 "the store is 0600"

@@ -9,6 +9,12 @@
 #	store.raw   "picomdmctl dump --raw": the store's exact bytes
 #	store.json  "picomdmctl dump --secrets": its JSON form
 #
+# and what picomdmctl made of it: inventory.json (inventory --json of the
+# first device), purge-device.out and purge-topic.out (purge of that
+# device, then purge by the test topic, both --verify) and
+# after-purge.json (dump --secrets after both). test-store-files.sh
+# requires all of them unchanged.
+#
 # tests/unit/test-admin restores store.raw into an empty store with the
 # code being tested and requires its "dump --secrets" to be byte-identical
 # to store.json (and the same of a restore of store.json): the proof that
@@ -106,5 +112,10 @@ must 200 CheckOut
 it_stop_responder
 "$PM_BUILD/picomdmctl" --db "$IT_DB" dump --raw --secrets -o "$here/store.raw"
 "$PM_BUILD/picomdmctl" --db "$IT_DB" dump --secrets -o "$here/store.json"
-chmod 0644 "$here/store.raw" "$here/store.json"
+P=("$PM_BUILD/picomdmctl" --db "$IT_DB")
+"${P[@]}" inventory "$udid" --json >"$here/inventory.json"
+"${P[@]}" purge "$udid" --yes --verify >"$here/purge-device.out"
+"${P[@]}" purge --topic "$IT_TOPIC" --yes --verify >"$here/purge-topic.out"
+"${P[@]}" dump --secrets -o "$here/after-purge.json"
+chmod 0644 "$here"/*.json "$here"/*.out "$here/store.raw"
 it_done
