@@ -19,16 +19,9 @@
 #include "config.h"
 
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "picomdm/catalogue.h"
-#include "picomdm/message.h"
-#include "picomdm/plist.h"
-#include "picomdm/store.h"
-#include "picomdm/util.h"
 
 /* One-line initialisers for the rows: service, kept as, secret. */
 /* clang-format off */

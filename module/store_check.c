@@ -13,25 +13,15 @@
  */
 #include "config.h"
 
-#include <sys/stat.h>
-
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <jansson.h>
 #include <lmdb.h>
 
-#include "picomdm/log.h"
 #include "picomdm/message.h"
-#include "picomdm/plist.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
 #include "store_admin.h"
