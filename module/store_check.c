@@ -195,8 +195,7 @@ rec_problem(const MDB_val *v, enum rec_kind kind, const unsigned *req)
  * DEVICE: the record decodes and holds its own ID; its serial number and
  * certificate are indexed (repair: index them).
  */
-/* See store_kinds.h. */
-int
+static int
 check_device(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	static const unsigned req[] = {TAG_DEVICE_ID, 0};
@@ -272,15 +271,13 @@ check_binding(struct store_txn *t, enum store_dbi d, const MDB_val *k,
 	return c->repair ? 1 : 0;
 }
 
-/* See store_kinds.h. */
-int
+static int
 check_serial(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	return check_binding(t, DBI_SERIAL, k, v, arg);
 }
 
-/* See store_kinds.h. */
-int
+static int
 check_cert(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	return check_binding(t, DBI_CERT, k, v, arg);
@@ -292,8 +289,7 @@ check_cert(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
  * exists and indexes it (repair: add the entry); a device channel has a
  * device record.
  */
-/* See store_kinds.h. */
-int
+static int
 check_enroll(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	static const unsigned req[] = {TAG_ENROLL_ID, TAG_ENROLL_EID, 0};
@@ -385,8 +381,7 @@ out:
  * EID: each number names an enrollment that has that number (repair:
  * drop the entry). Sound numbers are collected for the passes after.
  */
-/* See store_kinds.h. */
-int
+static int
 check_eid(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	struct check_ctx    *c = arg;
@@ -456,8 +451,7 @@ check_malformed(struct check_ctx *c, enum store_dbi d, const MDB_val *k)
 }
 
 /* UCHAN: both numbers are in use (repair: drop the entry). */
-/* See store_kinds.h. */
-int
+static int
 check_uchan(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	struct check_ctx *c = arg;
@@ -486,8 +480,7 @@ check_uchan(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 }
 
 /* MSG: the enrollment exists (repair: drop); the record decodes. */
-/* See store_kinds.h. */
-int
+static int
 check_msg(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	struct check_ctx *c = arg;
@@ -506,8 +499,7 @@ check_msg(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 }
 
 /* RESULT: the enrollment exists (repair: drop); the record decodes. */
-/* See store_kinds.h. */
-int
+static int
 check_result(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	struct check_ctx *c = arg;
@@ -534,8 +526,7 @@ check_result(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
  * would stop at it); the position entry points back (repair: add it, or
  * drop this entry when the command is queued elsewhere already).
  */
-/* See store_kinds.h. */
-int
+static int
 check_queue(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	static const unsigned req[] = {TAG_QUEUE_UUID, 0};
@@ -603,8 +594,7 @@ out:
 
 /* QPOS: the enrollment exists and the queue entry it points at is of
  * this command (repair: drop). */
-/* See store_kinds.h. */
-int
+static int
 check_qpos(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	struct check_ctx *c = arg;
@@ -643,8 +633,7 @@ check_qpos(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 
 /* CMDQ: the command and the enrollment exist (repair: drop); the
  * record decodes. */
-/* See store_kinds.h. */
-int
+static int
 check_cmdq(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	struct check_ctx    *c = arg;
@@ -687,8 +676,7 @@ check_cmdq(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 }
 
 /* CMD: the record decodes and holds its own UUID. */
-/* See store_kinds.h. */
-int
+static int
 check_cmd(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	static const unsigned req[] = {1, 3, 0};
@@ -741,6 +729,32 @@ check_counter(
 }
 
 /*
+ * The check of one entry, by sub-database; the registry (store_kinds.c)
+ * says in which pass each runs.
+ */
+static const visit_fn checks[DBI__MAX] = {
+    [DBI_DEVICE] = check_device,
+    [DBI_ENROLL] = check_enroll,
+    [DBI_EID] = check_eid,
+    [DBI_UCHAN] = check_uchan,
+    [DBI_SERIAL] = check_serial,
+    [DBI_CERT] = check_cert,
+    [DBI_MSG] = check_msg,
+    [DBI_CMD] = check_cmd,
+    [DBI_QUEUE] = check_queue,
+    [DBI_QPOS] = check_qpos,
+    [DBI_RESULT] = check_result,
+    [DBI_CMDQ] = check_cmdq,
+};
+
+/* See store_kinds.h. */
+int
+store_check_has(enum store_dbi d)
+{
+	return (unsigned)d < DBI__MAX && checks[d] != NULL;
+}
+
+/*
  * All passes, in the order of their numbers in the registry, where each
  * can rely on the ones before: enrollments before their numbers (repair
  * adds missing numbers), numbers before everything keyed by them.
@@ -764,9 +778,10 @@ check_op(struct store_txn *t, void *arg)
 	for (pass = 1; pass <= DBI__MAX; pass++)
 		for (i = 0; i < DBI__MAX; i++) {
 			k = &store_kinds[i];
-			if (k->check_pass != pass || k->check == NULL)
+			if (k->check_pass != pass || checks[k->dbi] == NULL)
 				continue;
-			if ((rc = db_visit(t, k->dbi, k->check, c, NULL)) != 0)
+			if ((rc = db_visit(t, k->dbi, checks[k->dbi], c,
+				 NULL)) != 0)
 				return rc;
 			if (k->dbi == DBI_EID)
 				u64set_sort(&c->eids);

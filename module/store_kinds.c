@@ -10,7 +10,8 @@
  * store_int.h, its name in store.c) and, for records, an enum rec_kind;
  * then its field table below (every field a catalogue row, AC, or
  * picomdm's own, AO) and one entry of store_kinds[]: key and value
- * layout, purge owner, source, check pass and function. test-admin fails
+ * layout, purge owner, source, check pass; and the check of one entry in
+ * store_check.c (checks[], by sub-database). test-admin fails
  * while a kind lacks a codec, a catalogue row or a purge owner. See
  * ARCHITECTURE.md, "The store and its registry".
  */
@@ -118,43 +119,64 @@ static const struct afield cmdq_af[] = {
     AO(3, "result_seq", A_U64),
 };
 
-#define NO_SOURCE STORE_SOURCE__MAX, 0, SRC_NONE, 0
+/* No purge by source for this kind. */
+#define NO_SOURCE .src = STORE_SOURCE__MAX, .src_owner = SRC_NONE
 
+/*
+ * Check passes: devices, their serial and certificate bindings, then
+ * enrollments before their numbers (repair adds missing numbers), numbers
+ * before everything keyed by them, results before the queue entries and
+ * per-command status that refer to them.
+ */
 /* clang-format off */
 const struct store_kind store_kinds[DBI__MAX] = {
-    [DBI_META] = {DBI_META, KK_TEXT, KV_U64, 0, NULL, 0, INV_CHECKIN,
-	OWN_STORE, REF_NONE, 0, NO_SOURCE, 0, NULL},
-    [DBI_DEVICE] = {DBI_DEVICE, KK_TEXT, KV_RECORD, REC_DEVICE, device_af,
-	NF(device_af), INV_CHECKIN, OWN_DEVICE, REF_NONE, 0,
-	STORE_SOURCE_TOPIC, TAG_DEVICE_TOPIC, SRC_KEY, 0, 1, check_device},
-    [DBI_ENROLL] = {DBI_ENROLL, KK_TEXT, KV_RECORD, REC_ENROLL, enroll_af,
-	NF(enroll_af), INV_CHECKIN, OWN_ENROLL, REF_NONE, 0,
-	STORE_SOURCE_TOPIC, TAG_ENROLL_TOPIC, SRC_DEVICE_TAG,
-	TAG_ENROLL_DEVICE, 4, check_enroll},
-    [DBI_EID] = {DBI_EID, KK_U64, KV_TEXT, 0, NULL, 0, INV_CHECKIN, OWN_EID,
-	REF_NONE, 0, NO_SOURCE, 5, check_eid},
-    [DBI_UCHAN] = {DBI_UCHAN, KK_U64_U64, KV_TEXT, 0, NULL, 0, INV_CHECKIN,
-	OWN_EID_PAIR, REF_NONE, 0, NO_SOURCE, 6, check_uchan},
-    [DBI_SERIAL] = {DBI_SERIAL, KK_TEXT, KV_TEXT, 0, NULL, 0, INV_CHECKIN,
-	OWN_DEVICE_VAL, REF_NONE, 0, NO_SOURCE, 2, check_serial},
-    [DBI_CERT] = {DBI_CERT, KK_HASH, KV_TEXT, 0, NULL, 0, INV_CHECKIN,
-	OWN_DEVICE_VAL, REF_NONE, 0, NO_SOURCE, 3, check_cert},
-    [DBI_MSG] = {DBI_MSG, KK_U64_MSGKIND, KV_RECORD, REC_MSG, msg_af,
-	NF(msg_af), INV_CHECKIN, OWN_EID, REF_NONE, 0, STORE_SOURCE_TOPIC,
-	TAG_MSG_TOPIC, SRC_ENROLL_TAG, TAG_MSG_ENROLL, 7, check_msg},
-    [DBI_CMD] = {DBI_CMD, KK_TEXT, KV_RECORD, REC_CMD, cmd_af, NF(cmd_af),
-	INV_COMMAND, OWN_COMMAND, REF_NONE, 0, NO_SOURCE, 9, check_cmd},
-    [DBI_QUEUE] = {DBI_QUEUE, KK_U64_PRIO_U64, KV_RECORD, REC_QUEUE,
-	queue_af, NF(queue_af), INV_COMMAND, OWN_EID, REF_CMD_FIELD,
-	TAG_QUEUE_UUID, NO_SOURCE, 10, check_queue},
-    [DBI_QPOS] = {DBI_QPOS, KK_U64_TEXT, KV_PRIO_SEQ, 0, NULL, 0,
-	INV_COMMAND, OWN_EID, REF_CMD_KEY, 0, NO_SOURCE, 11, check_qpos},
-    [DBI_RESULT] = {DBI_RESULT, KK_U64_U64, KV_RECORD, REC_RESULT,
-	result_af, NF(result_af), INV_COMMAND, OWN_EID, REF_CMD_FIELD,
-	TAG_RESULT_UUID, NO_SOURCE, 8, check_result},
-    [DBI_CMDQ] = {DBI_CMDQ, KK_TEXT_U64, KV_RECORD, REC_CMDQ, cmdq_af,
-	NF(cmdq_af), INV_COMMAND, OWN_EID_SUFFIX, REF_CMD_KEY, 0, NO_SOURCE,
-	12, check_cmdq},
+    [DBI_META] = {.dbi = DBI_META, .key = KK_TEXT, .val = KV_U64,
+	.owner = OWN_STORE, NO_SOURCE, .check_pass = 0},
+    [DBI_DEVICE] = {.dbi = DBI_DEVICE, .key = KK_TEXT, .val = KV_RECORD,
+	.rec = REC_DEVICE, .f = device_af, .nf = NF(device_af),
+	.plist_svc = INV_CHECKIN, .owner = OWN_DEVICE,
+	.src = STORE_SOURCE_TOPIC, .src_tag = TAG_DEVICE_TOPIC,
+	.src_owner = SRC_KEY, .check_pass = 1},
+    [DBI_ENROLL] = {.dbi = DBI_ENROLL, .key = KK_TEXT, .val = KV_RECORD,
+	.rec = REC_ENROLL, .f = enroll_af, .nf = NF(enroll_af),
+	.plist_svc = INV_CHECKIN, .owner = OWN_ENROLL,
+	.src = STORE_SOURCE_TOPIC, .src_tag = TAG_ENROLL_TOPIC,
+	.src_owner = SRC_DEVICE_TAG, .src_owner_tag = TAG_ENROLL_DEVICE,
+	.check_pass = 4},
+    [DBI_EID] = {.dbi = DBI_EID, .key = KK_U64, .val = KV_TEXT,
+	.owner = OWN_EID, NO_SOURCE, .check_pass = 5},
+    [DBI_UCHAN] = {.dbi = DBI_UCHAN, .key = KK_U64_U64, .val = KV_TEXT,
+	.owner = OWN_EID_PAIR, NO_SOURCE, .check_pass = 6},
+    [DBI_SERIAL] = {.dbi = DBI_SERIAL, .key = KK_TEXT, .val = KV_TEXT,
+	.owner = OWN_DEVICE_VAL, NO_SOURCE, .check_pass = 2},
+    [DBI_CERT] = {.dbi = DBI_CERT, .key = KK_HASH, .val = KV_TEXT,
+	.owner = OWN_DEVICE_VAL, NO_SOURCE, .check_pass = 3},
+    [DBI_MSG] = {.dbi = DBI_MSG, .key = KK_U64_MSGKIND, .val = KV_RECORD,
+	.rec = REC_MSG, .f = msg_af, .nf = NF(msg_af),
+	.plist_svc = INV_CHECKIN, .owner = OWN_EID,
+	.src = STORE_SOURCE_TOPIC, .src_tag = TAG_MSG_TOPIC,
+	.src_owner = SRC_ENROLL_TAG, .src_owner_tag = TAG_MSG_ENROLL,
+	.check_pass = 7},
+    [DBI_CMD] = {.dbi = DBI_CMD, .key = KK_TEXT, .val = KV_RECORD,
+	.rec = REC_CMD, .f = cmd_af, .nf = NF(cmd_af),
+	.plist_svc = INV_COMMAND, .owner = OWN_COMMAND, NO_SOURCE,
+	.check_pass = 9},
+    [DBI_QUEUE] = {.dbi = DBI_QUEUE, .key = KK_U64_PRIO_U64,
+	.val = KV_RECORD, .rec = REC_QUEUE, .f = queue_af,
+	.nf = NF(queue_af), .plist_svc = INV_COMMAND, .owner = OWN_EID,
+	.ref = REF_CMD_FIELD, .ref_tag = TAG_QUEUE_UUID, NO_SOURCE,
+	.check_pass = 10},
+    [DBI_QPOS] = {.dbi = DBI_QPOS, .key = KK_U64_TEXT, .val = KV_PRIO_SEQ,
+	.plist_svc = INV_COMMAND, .owner = OWN_EID, .ref = REF_CMD_KEY,
+	NO_SOURCE, .check_pass = 11},
+    [DBI_RESULT] = {.dbi = DBI_RESULT, .key = KK_U64_U64, .val = KV_RECORD,
+	.rec = REC_RESULT, .f = result_af, .nf = NF(result_af),
+	.plist_svc = INV_COMMAND, .owner = OWN_EID, .ref = REF_CMD_FIELD,
+	.ref_tag = TAG_RESULT_UUID, NO_SOURCE, .check_pass = 8},
+    [DBI_CMDQ] = {.dbi = DBI_CMDQ, .key = KK_TEXT_U64, .val = KV_RECORD,
+	.rec = REC_CMDQ, .f = cmdq_af, .nf = NF(cmdq_af),
+	.plist_svc = INV_COMMAND, .owner = OWN_EID_SUFFIX,
+	.ref = REF_CMD_KEY, NO_SOURCE, .check_pass = 12},
 };
 /* clang-format on */
 

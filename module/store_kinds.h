@@ -13,7 +13,8 @@
  * rec_kind; then one entry in store_kinds[] (store_kinds.c) with its
  * field table (each field either a catalogue row or CAT_OWN, picomdm's
  * own bookkeeping), its key and value codec, its purge owner and its
- * check. test-admin fails while any of these is missing. See
+ * check pass, and the check of one entry in store_check.c. test-admin
+ * fails while any of these is missing. See
  * ARCHITECTURE.md, "The store and its registry".
  */
 #ifndef PICOMDM_STORE_KINDS_H
@@ -134,12 +135,12 @@ struct store_kind {
 	unsigned	  src_tag;
 	enum source_owner src_owner;
 	unsigned	  src_owner_tag;
-	/* Check: pass number (passes run in that order, each relying on
-	 * the ones before) and the check of one entry (store_check.c).
-	 * Only OWN_STORE has none: the counters are checked against what
-	 * the passes saw, after them. */
-	int	 check_pass;
-	visit_fn check;
+	/* Check: the pass it runs in (passes run in that order, each
+	 * relying on the ones before); the check of one entry is
+	 * store_check.c's for this sub-database. 0 only for OWN_STORE:
+	 * the counters are checked against what the passes saw, after
+	 * them. */
+	int check_pass;
 };
 
 /* One entry per sub-database, store_kinds[d].dbi == d. */
@@ -172,18 +173,8 @@ int afield_secret(const struct afield *);
 #define TAG_RESULT_UUID	      1
 #define TAG_CMDQ_SEQ	      3
 
-/* The per-kind checks (store_check.c). */
-int check_device(struct store_txn *, const MDB_val *, const MDB_val *, void *);
-int check_serial(struct store_txn *, const MDB_val *, const MDB_val *, void *);
-int check_cert(struct store_txn *, const MDB_val *, const MDB_val *, void *);
-int check_enroll(struct store_txn *, const MDB_val *, const MDB_val *, void *);
-int check_eid(struct store_txn *, const MDB_val *, const MDB_val *, void *);
-int check_uchan(struct store_txn *, const MDB_val *, const MDB_val *, void *);
-int check_msg(struct store_txn *, const MDB_val *, const MDB_val *, void *);
-int check_result(struct store_txn *, const MDB_val *, const MDB_val *, void *);
-int check_cmd(struct store_txn *, const MDB_val *, const MDB_val *, void *);
-int check_queue(struct store_txn *, const MDB_val *, const MDB_val *, void *);
-int check_qpos(struct store_txn *, const MDB_val *, const MDB_val *, void *);
-int check_cmdq(struct store_txn *, const MDB_val *, const MDB_val *, void *);
+/* Does store_check.c have the check of one entry of this sub-database?
+ * (test-admin: every kind with a pass has one.) */
+int store_check_has(enum store_dbi);
 
 #endif

@@ -153,13 +153,22 @@ purge_note_ref(struct store_txn *t, const struct store_kind *kind,
 			return strset_add(&pc->uuids, p, n);
 		return 0;
 	case REF_CMD_KEY:
-		/* The key is the enrollment's number, then the UUID. */
-		if (k->mv_size <= 8 ||
-		    memchr(
-			(unsigned char *)k->mv_data + 8, '\0', k->mv_size - 8))
+		/* The string part of the key: after the enrollment's number,
+		 * or before it, length-prefixed. */
+		if (kind->key == KK_U64_TEXT && k->mv_size > 8) {
+			p = (const unsigned char *)k->mv_data + 8;
+			n = k->mv_size - 8;
+		} else if (kind->key == KK_TEXT_U64 && k->mv_size >= 11 &&
+		    (size_t)(((const unsigned char *)k->mv_data)[0] << 8 |
+			((const unsigned char *)k->mv_data)[1]) ==
+			k->mv_size - 10) {
+			p = (const unsigned char *)k->mv_data + 2;
+			n = k->mv_size - 10;
+		} else
 			return 0;
-		return strset_add(&pc->uuids, (unsigned char *)k->mv_data + 8,
-		    k->mv_size - 8);
+		if (n == 0 || memchr(p, '\0', n) != NULL)
+			return 0;
+		return strset_add(&pc->uuids, p, n);
 	case REF_NONE:
 		return 0;
 	}

@@ -1089,11 +1089,11 @@ test_registry(void)
 		CHECK(k->val != KV_UNSET);
 		/* purge owner, and a check (the counters are checked whole) */
 		CHECK(k->owner != OWN_UNSET);
-		CHECK(k->check != NULL || k->owner == OWN_STORE);
-		CHECK(k->check == NULL || (k->check_pass > 0 &&
-					      k->check_pass <= DBI__MAX));
+		CHECK(k->check_pass > 0 || k->owner == OWN_STORE);
+		CHECK(k->check_pass <= DBI__MAX);
+		CHECK(k->check_pass == 0 || store_check_has((enum store_dbi)d));
 		for (j = 0; j < DBI__MAX; j++)
-			CHECK(j == (size_t)d || k->check == NULL ||
+			CHECK(j == (size_t)d || k->check_pass == 0 ||
 			    store_kinds[j].check_pass != k->check_pass);
 		CHECK(k->ref != REF_CMD_FIELD || k->val == KV_RECORD);
 		if (k->val != KV_RECORD) {
