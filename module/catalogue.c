@@ -15,6 +15,11 @@
  * organisation: push token and PushMagic (wake the device), UnlockToken
  * (clears the passcode), BootstrapToken, activation-lock bypass codes,
  * passcodes and PINs in commands, and the service tokens of ADE and VPP.
+ *
+ * A new kind of record (store_kinds.c) links each field that comes from
+ * Apple to its row here; a field with no row yet gets one in this table
+ * first (test-admin fails on a link to a row that does not exist), with
+ * secret set when the value lets someone act for a device.
  */
 #include "config.h"
 

@@ -3,7 +3,8 @@
  * store_json.c, store_dump.c, store_check.c, store_purge.c) share: small
  * owned sets, raw access to the sub-databases, progress, and the JSON
  * codec of an entry. Nothing outside those files includes this; the
- * kinds they walk are in store_kinds.h.
+ * kinds they walk are in store_kinds.h, and a new kind is added there
+ * (store_kinds.c), not here.
  */
 #ifndef PICOMDM_STORE_ADMIN_H
 #define PICOMDM_STORE_ADMIN_H
