@@ -107,13 +107,13 @@ enum kind_ref {
 };
 
 /* How the source of a record is found (purge by topic or token): the
- * record matches when field source_tag equals the name, and it belongs
- * to the device that source_owner says. */
+ * record matches when field src_tag equals the name, and it belongs
+ * to the device that src_owner says. */
 enum source_owner {
 	SRC_NONE = 0,
 	SRC_KEY,	/* the key is the device ID */
-	SRC_DEVICE_TAG, /* field source_owner_tag holds the device ID */
-	SRC_ENROLL_TAG	/* field source_owner_tag holds an enrollment ID */
+	SRC_DEVICE_TAG, /* field src_owner_tag holds the device ID */
+	SRC_ENROLL_TAG	/* field src_owner_tag holds an enrollment ID */
 };
 
 typedef int (*visit_fn)(
