@@ -25,6 +25,14 @@ pmctl() {
 mode() {
 	stat -c %a "$1"
 }
+# same WHAT WANT GOT: the files are byte-identical.
+same() {
+	if cmp -s "$2" "$3"; then
+		pass "$1"
+	else
+		fail "$1" "$(diff "$2" "$3" | head -c 300)"
+	fi
+}
 
 # ---- the fixture, through picomdmctl ----
 pmctl --db "$D/fix" restore "$FIX/store.raw" >"$D/restore.out" ||
@@ -32,12 +40,8 @@ pmctl --db "$D/fix" restore "$FIX/store.raw" >"$D/restore.out" ||
 expect_eq "$(cat "$D/restore.out")" "restored 110 records" \
     "restore: every entry of the fixture"
 pmctl --db "$D/fix" dump --secrets -o "$D/fix.json"
-if cmp -s "$D/fix.json" "$FIX/store.json"; then
-	pass "dump --secrets of the restored fixture is byte-identical"
-else
-	fail "dump --secrets of the restored fixture is byte-identical" \
-	    "$(diff "$FIX/store.json" "$D/fix.json" | head -c 300)"
-fi
+same "dump --secrets of the restored fixture is byte-identical" \
+    "$FIX/store.json" "$D/fix.json"
 pmctl --db "$D/fix" check >"$D/check.out" 2>&1 ||
     fail "check of the restored fixture" "$(tail -n 3 "$D/check.out")"
 
@@ -45,28 +49,22 @@ pmctl --db "$D/fix" check >"$D/check.out" 2>&1 ||
 # code that made the fixture printed them, and the store they leave.
 pmctl --db "$D/fix" inventory 0000FE00-FIXT-0000-0000-000000000001 --json \
     >"$D/inventory.json"
-cmp -s "$D/inventory.json" "$FIX/inventory.json" &&
-    pass "inventory of the fixture's device is as it was" ||
-    fail "inventory of the fixture's device is as it was"
+same "inventory of the fixture's device is as it was" \
+    "$FIX/inventory.json" "$D/inventory.json"
 pmctl --db "$D/pur" restore "$FIX/store.raw" >/dev/null
 pmctl --db "$D/pur" purge 0000FE00-FIXT-0000-0000-000000000001 --yes \
     --verify >"$D/purge-device.out" 2>"$D/purge.err" ||
     fail "purge of a device" "$(cat "$D/purge.err")"
-cmp -s "$D/purge-device.out" "$FIX/purge-device.out" &&
-    pass "purge of a device removes what it removed" ||
-    fail "purge of a device removes what it removed" \
-	"$(diff "$FIX/purge-device.out" "$D/purge-device.out" | head -c 300)"
+same "purge of a device removes what it removed" \
+    "$FIX/purge-device.out" "$D/purge-device.out"
 pmctl --db "$D/pur" purge --topic "$IT_TOPIC" --yes --verify \
     >"$D/purge-topic.out" 2>"$D/purge.err" ||
     fail "purge by topic" "$(cat "$D/purge.err")"
-cmp -s "$D/purge-topic.out" "$FIX/purge-topic.out" &&
-    pass "purge by topic removes what it removed" ||
-    fail "purge by topic removes what it removed" \
-	"$(diff "$FIX/purge-topic.out" "$D/purge-topic.out" | head -c 300)"
+same "purge by topic removes what it removed" \
+    "$FIX/purge-topic.out" "$D/purge-topic.out"
 pmctl --db "$D/pur" dump --secrets -o "$D/after-purge.json"
-cmp -s "$D/after-purge.json" "$FIX/after-purge.json" &&
-    pass "and leaves the store it left" ||
-    fail "and leaves the store it left"
+same "and leaves the store it left" "$FIX/after-purge.json" \
+    "$D/after-purge.json"
 
 # ---- modes ----
 expect_eq "$(mode "$D/fix/data.mdb")" 600 "the store is 0600"
@@ -75,11 +73,7 @@ pmctl --db "$D/fix" backup "$D/bak" >/dev/null 2>&1 ||
     fail "backup" "exit $?"
 expect_eq "$(mode "$D/bak/data.mdb")" 600 "a backup's data.mdb is 0600"
 pmctl --db "$D/bak" dump --secrets -o "$D/bak.json"
-if cmp -s "$D/bak.json" "$FIX/store.json"; then
-	pass "the backup holds the same store"
-else
-	fail "the backup holds the same store"
-fi
+same "the backup holds the same store" "$FIX/store.json" "$D/bak.json"
 expect_exit 2 "a backup over a store is refused" \
     pmctl --db "$D/fix" backup "$D/bak"
 expect_eq "$(mode "$D/bak/data.mdb")" 600 "and leaves that store as it was"
@@ -92,7 +86,7 @@ for bad in truncated plain; do
 	    pmctl --db "$D/new-$bad" restore "$D/$bad.json"
 	if [[ -e $D/new-$bad ]]; then
 		fail "the refused restore left nothing ($bad)" \
-		    "$(ls -la "$D/new-$bad" | tr '\n' ' ')"
+		    "$(find "$D/new-$bad" | tr '\n' ' ')"
 	else
 		pass "the refused restore left nothing ($bad)"
 	fi
@@ -104,16 +98,15 @@ for bad in truncated plain; do
 	expect_exit 2 "restore --force of a $bad dump over a store refused" \
 	    pmctl --db "$D/fix" restore --force "$D/$bad.json"
 	pmctl --db "$D/fix" dump --secrets -o "$D/after.json"
-	if cmp -s "$D/after.json" "$FIX/store.json"; then
-		pass "the store is as it was ($bad)"
-	else
-		fail "the store is as it was ($bad)"
-	fi
+	same "the store is as it was ($bad)" "$FIX/store.json" "$D/after.json"
 	rm -f "$D/after.json"
 done
 expect_exit 1 "restore over a store without --force refused" \
     pmctl --db "$D/fix" restore "$FIX/store.json"
-[[ -e $D/fix/data.mdb ]] && pass "and the store is still there" ||
-    fail "and the store is still there"
+if [[ -e $D/fix/data.mdb ]]; then
+	pass "and the store is still there"
+else
+	fail "and the store is still there"
+fi
 
 it_done
