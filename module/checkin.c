@@ -1,7 +1,7 @@
 /*
  * checkin.c - the eight check-in messages of Apple's check-in protocol
  * (schema: the mdm/checkin YAML of apple/device-management), their effects
- * on the store (DESIGN.md section 3) and their replies.
+ * on the store (README.md, "The protocol as implemented") and their replies.
  *
  * Stage order: identity_verify (who is calling) and msg_parse_checkin
  * (is it well-formed) run first, outside any transaction; the decision and

@@ -5,9 +5,9 @@
  * schema_tables.c); enqueueing to many enrollments; JSON views of stored
  * results (plist to JSON, ErrorChain decoding).
  *
- * Command plist format (mdm-protocol.md section 2.4): a top-level dict
- * with CommandUUID (string) and Command (dict), RequestType inside
- * Command. What is stored is sent byte for byte.
+ * Command plist format (Apple's MDM protocol; README.md, "Operator
+ * API"): a top-level dict with CommandUUID (string) and Command (dict),
+ * RequestType inside Command. What is stored is sent byte for byte.
  */
 #include "config.h"
 
@@ -1184,8 +1184,8 @@ chain_str(plist_t item, const char *key)
 }
 
 /*
- * ErrorChain items are "any" in Apple's schema (mdm-protocol.md section
- * 2.1): ErrorCode is an integer in practice but taken as it comes.
+ * ErrorChain items are "any" in Apple's schema (the mdm/commands YAML):
+ * ErrorCode is an integer in practice but taken as it comes.
  */
 json_t *
 command_error_chain(const void *raw, size_t len)

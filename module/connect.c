@@ -1,6 +1,6 @@
 /*
  * connect.c - command reports and next-command delivery (Apple's MDM
- * command protocol; DESIGN.md section 3).
+ * command protocol; README.md, "The protocol as implemented").
  *
  * The report is stored byte-for-byte with its status, even when it does
  * not match Apple's response schema (checked against the response keys

@@ -125,6 +125,10 @@ void        response_store_result(struct response *, int rc,
  */
 struct exchange;
 enum handler_rc { HANDLED = 0, PENDING = 1 };
+/* exchange.c: exchange_done calls what main.c set, once, before any
+ * request is accepted. */
+typedef void (*exchange_done_fn)(struct exchange *);
+void exchange_set_done(exchange_done_fn);
 void exchange_done(struct exchange *);
 
 /*

@@ -4,7 +4,7 @@
  * an RFC 9440 ":base64(DER):" value) or from the Mdm-Signature header (a
  * detached CMS SignedData over the request body, RFC 5652); its chain and
  * validity are verified against the device CA; its SHA-256 is then bound
- * to the device-channel ID (DESIGN.md section 4).
+ * to the device-channel ID (ARCHITECTURE.md section 4).
  *
  * Everything here runs on worker threads at once: the X509_STORE is
  * shared and never modified after identity_ca_load(); every call makes
@@ -878,7 +878,7 @@ out:
 }
 
 /*
- * The certauth rules (DESIGN.md section 4; NanoMDM certauth with its KV
+ * The certauth rules (ARCHITECTURE.md section 4; NanoMDM certauth with its KV
  * semantics, where only a device's latest certificate is valid), inside
  * the caller's write transaction:
  *

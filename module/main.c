@@ -229,9 +229,10 @@ exchange_finish(struct exchange *x)
 	pool_put(x);
 }
 
-/* Called from the store's writer thread: queue the reply to be sent. */
-void
-exchange_done(struct exchange *x)
+/* Called from the store's writer thread (exchange_done, exchange.c):
+ * queue the reply to be sent. */
+static void
+exchange_ready(struct exchange *x)
 {
 	x->next = NULL;
 	pthread_mutex_lock(&ex.rmu);
@@ -293,6 +294,7 @@ exchanges_init(int n)
 		ex.all[i].next = ex.free;
 		ex.free = &ex.all[i];
 	}
+	exchange_set_done(exchange_ready);
 	if (pthread_create(&ex.thread, NULL, completion_main, NULL) != 0)
 		return -1;
 	return 0;

@@ -117,7 +117,8 @@ enum rec_kind {
 	REC_CMD,
 	REC_QUEUE,
 	REC_RESULT,
-	REC_CMDQ
+	REC_CMDQ,
+	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 
 #define REC_VERSION 1

@@ -5,8 +5,8 @@
  * key the schema tables know is checked for type and length, recursively
  * where Apple describes the nested keys; unknown keys are tolerated (they
  * stay in the raw body). Then the rules the tables cannot express: which
- * keys a message needs on its channel, and the enrollment IDs (DESIGN.md
- * section 3, mdm-protocol.md sections 1.2, 1.3 and 2.1).
+ * keys a message needs on its channel, and the enrollment IDs
+ * (ARCHITECTURE.md section 3; README.md, "The protocol as implemented").
  *
  * Refusal reasons name the key, never echo a value, and are static strings
  * or live in a per-thread buffer (valid until the next call on the same
@@ -114,7 +114,7 @@ static const struct schema_key msg_ident_keys[] = {
 };
 #define MSG_NIDENT (sizeof(msg_ident_keys) / sizeof(msg_ident_keys[0]))
 
-/* One ErrorChain item (mdm-protocol.md section 2.1). */
+/* One ErrorChain item (Apple's schema of command reports). */
 static const struct schema_key msg_error_item_keys[] = {
     {"ErrorCode", SCHEMA_INTEGER, 1, NULL, 0},
     {"ErrorDomain", SCHEMA_STRING, 1, NULL, 0},
@@ -460,7 +460,8 @@ id_join(char *dst, const char *a, const char *b)
 }
 
 /*
- * Derive the enrollment IDs (DESIGN.md section 3, NanoMDM's Resolved()):
+ * Derive the enrollment IDs (ARCHITECTURE.md section 3, as NanoMDM's
+ * Resolved() does):
  *   UDID                            Device       UDID
  *   UDID + UserID                   User         UDID:UserID
  *   UDID + all-F UserID             SharediPad   UDID:UserShortName
@@ -585,7 +586,7 @@ msg_kind_parse(const char *s)
 }
 
 /*
- * Validate a check-in body (mdm-protocol.md section 1.2; Apple's
+ * Validate a check-in body (README.md, "The protocol as implemented"; Apple's
  * mdm/checkin YAML files through the generated tables). MessageType must name
  * one of the eight check-ins; every key the schema knows must have its
  * type and length; identity keys are checked on every message; then the
@@ -651,9 +652,10 @@ fail:
 }
 
 /*
- * Validate a command report (mdm-protocol.md section 2.1). Status must be
- * one of Idle, Acknowledged, Error, CommandFormatError, NotNow; every
- * status but Idle needs a CommandUUID; identity keys as for check-ins.
+ * Validate a command report (README.md, "The protocol as implemented").
+ * Status must be one of Idle, Acknowledged, Error, CommandFormatError,
+ * NotNow; every status but Idle needs a CommandUUID; identity keys as for
+ * check-ins.
  * Those failures return 400. An ErrorChain or RequestType of the wrong
  * shape only clears well_formed (the raw report is still stored and the
  * queue moves on); other keys are tolerated. Returns 0 with *out (caller

@@ -381,11 +381,42 @@ input_free(struct input *in)
 static const char restore_help[] =
     "Load a dump (JSON Lines made with dump --secrets, or the mdb_dump\n"
     "format of dump --raw or mdb_dump -a) into the store, in one\n"
-    "transaction. The store must be empty (it is created when absent).\n"
+    "transaction. The store must be empty (it is created when absent,\n"
+    "and removed again when the restore is refused).\n"
     "  --force   replace whatever the store holds\n"
     "FILE may be - for standard input.\n";
 
 #define RESTORE_SYNOPSIS "[--force] FILE"
+
+/* dir/name into out; -1 when it does not fit. */
+static int
+join_path(char *out, size_t n, const char *dir, const char *name)
+{
+	int r = snprintf(out, n, "%s/%s", dir, name);
+
+	return r < 0 || (size_t)r >= n ? -1 : 0;
+}
+
+/* Remove the store a refused restore created (and its directory, when it
+ * made that too). */
+static void
+restore_unmake(struct ctl *c, int dir_made)
+{
+	static const char *const files[] = {"data.mdb", "lock.mdb"};
+	char			 path[PATH_MAX];
+	size_t			 i;
+
+	store_close(c->store);
+	c->store = NULL;
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (join_path(path, sizeof(path), c->db, files[i]) == 0 &&
+		    unlink(path) == -1 && errno != ENOENT)
+			fprintf(stderr, "picomdmctl: restore: %s: %s\n", path,
+			    strerror(errno));
+	if (dir_made && rmdir(c->db) == -1)
+		fprintf(stderr, "picomdmctl: restore: %s: %s\n", c->db,
+		    strerror(errno));
+}
 
 /* restore|load [--force] FILE: the map is sized from the dump so the
  * load runs once. */
@@ -395,11 +426,12 @@ ctl_restore(struct ctl *c)
 	static const struct option lo[] = {{"force", no_argument, NULL, 'f'},
 	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	struct input		   in;
+	struct stat		   st;
 	unsigned		   flags = 0;
 	uint64_t		   n = 0;
 	size_t			   map;
-	char			   err[256];
-	int			   ch, rc;
+	char			   err[256], path[PATH_MAX];
+	int			   ch, rc, dir_made, store_made;
 
 	optind = 0;
 	while ((ch = sub_getopt(c, "", lo)) != -1) {
@@ -423,6 +455,12 @@ ctl_restore(struct ctl *c)
 	map = (size_t)64 << 20;
 	if (in.len < ((size_t)8 << 30))
 		map += in.len * 2;
+	/* A store this restore creates is removed again when it is
+	 * refused: a refused restore leaves nothing behind. */
+	dir_made = stat(c->db, &st) == -1;
+	store_made = dir_made ||
+	    (join_path(path, sizeof(path), c->db, "data.mdb") == 0 &&
+		stat(path, &st) == -1);
 	if ((rc = ctl_open(c, 0, map)) != 0) {
 		input_free(&in);
 		return rc;
@@ -434,6 +472,8 @@ ctl_restore(struct ctl *c)
 	if (rc != 0) {
 		fprintf(stderr, "picomdmctl: %s: %s: %s\n", c->argv[0],
 		    c->argv[optind], err);
+		if (store_made)
+			restore_unmake(c, dir_made);
 		return rc == STORE_EEXIST ? EXIT_NOTFOUND : EXIT_USAGE;
 	}
 	printf("restored %llu records\n", (unsigned long long)n);

@@ -41,7 +41,7 @@ int identity_verify(const struct identity_ca *, const char *escaped_cert,
 unsigned long identity_sig_fast_count(const struct identity_ca *);
 
 /*
- * Certificate-to-enrollment binding (DESIGN.md section 4), inside the
+ * Certificate-to-enrollment binding (ARCHITECTURE.md section 4), inside the
  * write transaction, before anything is written. device_id is the
  * device-channel ID. On Authenticate (authenticate = 1) a certificate never
  * seen is bound, a certificate bound to this device is accepted, one bound

@@ -27,7 +27,7 @@ enum msg_kind {
 	MSG__MAX
 };
 
-/* Enrollment types, as NanoMDM numbers them (DESIGN.md section 3). */
+/* Enrollment types, as NanoMDM numbers them (ARCHITECTURE.md section 3). */
 enum enroll_type {
 	ENROLL_NONE = 0,
 	ENROLL_DEVICE,      /* UDID */

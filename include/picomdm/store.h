@@ -334,7 +334,8 @@ struct store_dbi_stat {
 int store_stat(struct store_txn *, struct store_dbi_stat *, size_t n);
 
 /* ---- administration (picomdmctl stats, dump, restore, backup, check,
- * purge, prune; module/store_admin.c) ---- */
+ * purge, prune; module/store_admin.c, store_dump.c, store_check.c,
+ * store_purge.c, walking the registry of kinds in store_kinds.c) ---- */
 
 /*
  * Long operations report progress through this (picomdmctl prints it on
@@ -391,7 +392,8 @@ int store_restore(struct store *, const void *dump, size_t len,
 /*
  * Consistent, compacting copy of the environment into dir (created when
  * absent; must not hold a data.mdb), made from a read transaction while
- * the store stays in use. The copy is a store of its own.
+ * the store stays in use. The copy is a store of its own; its data.mdb is
+ * 0600, as the store's is, and is removed when the copy fails.
  */
 int store_backup(struct store *, const char *dir);
 

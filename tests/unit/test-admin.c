@@ -1,6 +1,8 @@
 /*
- * test-admin.c - store administration (store_admin.c) and the data
- * inventory (inventory.c): a store built through the public API; dump ->
+ * test-admin.c - store administration (store_admin.c, store_json.c,
+ * store_dump.c, store_check.c, store_purge.c, and the registry of kinds
+ * they walk, store_kinds.c) and the data catalogue and inventory
+ * (catalogue.c, inventory.c): a store built through the public API; dump ->
  * restore -> dump byte-identical (JSON and raw), secrets only on request;
  * check clean, then orphans written with raw LMDB puts are reported,
  * repaired, and the store is clean again; purge of a device with the
@@ -8,7 +10,12 @@
  * topic, and by an unknown token; the per-device inventory labels every
  * field with its service, message and time and never shows a secret; the
  * catalogue covers the four services and every check-in key of Apple's
- * schema.
+ * schema. The frozen store of tests/data/store (make-fixture.sh there),
+ * restored from its raw bytes and from its JSON, dumps to exactly the
+ * JSON kept with it, and checks clean: the store's output did not change.
+ * Every kind of the registry (store_kinds.c) has a key and value codec,
+ * a catalogue row or a mark of its own for each field, a purge owner and
+ * a check: a kind cannot be half-added.
  */
 #include "config.h"
 
@@ -26,6 +33,7 @@
 #include "picomdm/util.h"
 #include "regress.h"
 #include "store_int.h"
+#include "store_kinds.h"
 
 #define TOPIC1 "com.apple.mgmt.External.test-one"
 #define TOPIC2 "com.apple.mgmt.External.test-two"
@@ -286,6 +294,7 @@ test_dump_restore(struct store *s)
 
 	d1 = dump_mem(s, STORE_DUMP_SECRETS, &n1);
 	CHECK(n1 > 0);
+	CHECK(!contains(d1, n1, "\"tag_", 5));
 	CHECK(leaks(d1, n1, unlock_token, sizeof(unlock_token) - 1));
 
 	/* Into an empty store; the same bytes come out again. */
@@ -915,6 +924,216 @@ test_inventory(struct store *s)
 	CHECK(!inventory_secret_key(INV_COMMAND, "ErrorCode"));
 }
 
+/*
+ * Is there a "record" row of the inventory for this field of a record
+ * kind? By message and field, or by field alone for the rows of every
+ * message ("*").
+ */
+static int
+inv_has_record_field(json_t *inv, const struct afield *f)
+{
+	json_t *sv, *row;
+	size_t	i, j;
+
+	json_array_foreach(json_object_get(inv, "services"), i, sv)
+	{
+		json_array_foreach(json_object_get(sv, "fields"), j, row)
+		{
+			if (strcmp(json_string_value(json_object_get(row,
+					   "source")),
+				"record") != 0 ||
+			    strcmp(json_string_value(json_object_get(row,
+					   "field")),
+				f->field) != 0)
+				continue;
+			if (strcmp(f->message, "*") == 0 ||
+			    strcmp(json_string_value(json_object_get(row,
+					   "message")),
+				f->message) == 0)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The inventory of the fixture's device (every field of its records set,
+ * a user channel too) shows every field the registry links to the
+ * catalogue for the device and enrollment records: a field added to a
+ * record kind with its catalogue row but not to the inventory fails.
+ */
+static void
+fixture_inventory(struct store *s)
+{
+	static const enum rec_kind kinds[] = {REC_DEVICE, REC_ENROLL};
+	/* A device with a user channel; a User Enrollment. */
+	struct inv_op io[2] = {{"0000FE00-FIXT-0000-0000-000000000001", NULL},
+	    {"UE-FIXTURE-0000-0001", NULL}};
+	const struct store_kind *k;
+	size_t			 i, j;
+	int			 found;
+
+	for (i = 0; i < 2; i++) {
+		CHECK_EQ(store_read(s, op_inventory, &io[i]), 0);
+		CHECK(io[i].out != NULL);
+	}
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		k = store_kind_of_rec(kinds[i]);
+		for (j = 0; j < k->nf; j++) {
+			if (k->f[j].cat != CAT_ROW)
+				continue;
+			found = inv_has_record_field(io[0].out, &k->f[j]) ||
+			    inv_has_record_field(io[1].out, &k->f[j]);
+			if (!found)
+				fprintf(stderr, "not in the inventory: %s\n",
+				    k->f[j].name);
+			CHECK(found);
+		}
+	}
+	json_decref(io[0].out);
+	json_decref(io[1].out);
+}
+
+/* ---- the frozen store of tests/data/store ---- */
+
+/* Read $PICOMDM_TEST_DATA/rel; caller frees. */
+static char *
+load(const char *rel, size_t *len)
+{
+	const char *dir = getenv("PICOMDM_TEST_DATA");
+	char	    path[1024];
+	FILE	   *f;
+	char	   *buf;
+	long	    n;
+
+	CHECK((size_t)snprintf(path, sizeof(path), "%s/%s",
+		  dir ? dir : "tests/data", rel) < sizeof(path));
+	CHECK((f = fopen(path, "rb")) != NULL);
+	CHECK(fseek(f, 0, SEEK_END) == 0);
+	CHECK((n = ftell(f)) > 0);
+	rewind(f);
+	CHECK((buf = malloc((size_t)n + 1)) != NULL);
+	CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+/*
+ * store.raw is the exact bytes of a store made by real check-ins (every
+ * sub-database and record kind, secrets included) and store.json its
+ * "dump --secrets" when it was made. Restored into an empty store, either
+ * must dump to store.json byte for byte, and the store must check clean.
+ */
+static void
+test_fixture(void)
+{
+	static const char *const forms[] = {"store/store.raw", "store/store.json"};
+	struct problems ps;
+	struct store   *s;
+	char		dir[600], err[200];
+	char	       *want, *in, *got;
+	size_t		wn, in_n, gn, i;
+	uint64_t	recs;
+
+	want = load("store/store.json", &wn);
+	/* Every field the store writes has its name in the registry (an
+	 * unknown tag would be dumped as "tag_N"), and every entry decodes
+	 * (else "key_b64" / "value_b64"). */
+	CHECK(!contains(want, wn, "\"tag_", 5));
+	CHECK(!contains(want, wn, "_b64\"", 5));
+	for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		fresh_dir(dir, sizeof(dir), "fixture");
+		s = open_at(dir);
+		in = load(forms[i], &in_n);
+		recs = 0;
+		CHECK_EQ(store_restore(s, in, in_n, 0, NULL, &recs, err,
+			     sizeof(err)),
+		    0);
+		CHECK_EQ(recs, 110);
+		got = dump_mem(s, STORE_DUMP_SECRETS, &gn);
+		CHECK_EQ(gn, wn);
+		CHECK(gn == wn && memcmp(got, want, wn) == 0);
+		CHECK_EQ(check_run(s, 0, &ps), 0);
+		fixture_inventory(s);
+		free(got);
+		free(in);
+		store_close(s);
+		remove_dir(dir);
+	}
+	free(want);
+}
+
+/* ---- the registry of kinds ---- */
+
+/*
+ * A kind half-added to store_kinds.c fails here: without a key or value
+ * codec, a field table, a catalogue row (or the CAT_OWN mark) for every
+ * field, a purge owner, a check, or a source field that exists.
+ */
+static void
+test_registry(void)
+{
+	const struct store_kind *k;
+	const struct afield	*f;
+	size_t			 i, j, nrec = 0;
+	int			 d, r, src_ok;
+
+	for (d = 0; d < DBI__MAX; d++) {
+		k = &store_kinds[d];
+		CHECK_EQ((int)k->dbi, d);
+		CHECK_EQ(store_kind_by_name(store_dbi_names[d]), d);
+		/* codec */
+		CHECK(k->key != KK_UNSET);
+		CHECK(k->val != KV_UNSET);
+		/* purge owner, and a check (the counters are checked whole) */
+		CHECK(k->owner != OWN_UNSET);
+		CHECK(k->check_pass > 0 || k->owner == OWN_STORE);
+		CHECK(k->check_pass <= DBI__MAX);
+		CHECK(k->check_pass == 0 || store_check_has((enum store_dbi)d));
+		for (j = 0; j < DBI__MAX; j++)
+			CHECK(j == (size_t)d || k->check_pass == 0 ||
+			    store_kinds[j].check_pass != k->check_pass);
+		CHECK(k->ref != REF_CMD_FIELD || k->val == KV_RECORD);
+		if (k->val != KV_RECORD) {
+			CHECK(k->f == NULL && k->nf == 0);
+			CHECK(k->src == STORE_SOURCE__MAX);
+			continue;
+		}
+		nrec++;
+		CHECK(k->rec > 0 && k->rec < REC__MAX);
+		CHECK(store_kind_of_rec(k->rec) == k);
+		CHECK(k->f != NULL && k->nf > 0);
+		src_ok = k->src == STORE_SOURCE__MAX;
+		for (i = 0; i < k->nf; i++) {
+			f = &k->f[i];
+			CHECK(f->name != NULL && *f->name != '\0');
+			CHECK(f->cat == CAT_ROW || f->cat == CAT_OWN);
+			/* The row names a field of the catalogue. */
+			CHECK(f->cat != CAT_ROW ||
+			    inventory_find(f->svc, f->message, f->field) != NULL);
+			for (j = 0; j < i; j++)
+				CHECK(k->f[j].tag != f->tag);
+			if (k->src != STORE_SOURCE__MAX && f->tag == k->src_tag)
+				src_ok = 1;
+		}
+		CHECK(src_ok);
+		CHECK(k->src == STORE_SOURCE__MAX || k->src_owner != SRC_NONE);
+	}
+	/* Every record kind is registered. */
+	for (r = 1; r < REC__MAX; r++)
+		CHECK(store_kind_of_rec((enum rec_kind)r) != NULL);
+	CHECK_EQ(nrec, REC__MAX - 1);
+	/* Secrets come from the catalogue through the registry. */
+	k = store_kind_of_rec(REC_ENROLL);
+	for (i = 0; i < k->nf; i++)
+		if (strcmp(k->f[i].name, "token") == 0)
+			CHECK(afield_secret(&k->f[i]));
+		else if (strcmp(k->f[i].name, "topic") == 0)
+			CHECK(!afield_secret(&k->f[i]));
+}
+
 int
 main(void)
 {
@@ -924,6 +1143,8 @@ main(void)
 	s = open_at(base);
 	CHECK_EQ(store_write(s, op_build, NULL), 0);
 	test_dump_restore(s);
+	test_fixture();
+	test_registry();
 	test_check(s);
 	test_inventory(s);
 	test_purge(s);

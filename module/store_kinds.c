@@ -1,0 +1,217 @@
+/*
+ * store_kinds.c - the registry of record kinds (store_kinds.h): for each
+ * sub-database, the layout of its keys and values, the fields of its
+ * records with their catalogue rows (catalogue.c), the source its data
+ * came through, its purge owner and its check. The store-wide operations
+ * (store_json.c, store_dump.c, store_check.c, store_purge.c) walk this
+ * table and keep no list of kinds of their own.
+ *
+ * Where a new kind is added: a sub-database (enum store_dbi in
+ * store_int.h, its name in store.c) and, for records, an enum rec_kind;
+ * then its field table below (every field a catalogue row, AC, or
+ * picomdm's own, AO) and one entry of store_kinds[]: key and value
+ * layout, purge owner, source, check pass; and the check of one entry in
+ * store_check.c (checks[], by sub-database). test-admin fails
+ * while a kind lacks a codec, a catalogue row or a purge owner. See
+ * ARCHITECTURE.md, "The store and its registry".
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "picomdm/catalogue.h"
+#include "picomdm/message.h"
+#include "picomdm/store.h"
+#include "store_kinds.h"
+
+#define NF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* clang-format off */
+/* A field of picomdm's own; one with its row of the catalogue. */
+#define AO(tag, name, type) { tag, name, type, CAT_OWN, INV_CHECKIN, NULL, NULL }
+#define AC(tag, name, type, m, f) { tag, name, type, CAT_ROW, INV_CHECKIN, m, f }
+/* clang-format on */
+
+/* Tags as written by store_device.c and store_queue.c. */
+static const struct afield device_af[] = {
+    AC(1, "id", A_STR, "*", "UDID"),
+    AC(2, "serial_number", A_STR, "Authenticate", "SerialNumber"),
+    AC(3, "udid", A_STR, "*", "UDID"),
+    AC(4, "enrollment_id", A_STR, "*", "EnrollmentID"),
+    AC(5, "model", A_STR, "Authenticate", "Model"),
+    AC(6, "model_name", A_STR, "Authenticate", "ModelName"),
+    AC(7, "device_name", A_STR, "Authenticate", "DeviceName"),
+    AC(8, "product_name", A_STR, "Authenticate", "ProductName"),
+    AC(9, "os_version", A_STR, "Authenticate", "OSVersion"),
+    AC(10, "build_version", A_STR, "Authenticate", "BuildVersion"),
+    AC(11, "imei", A_STR, "Authenticate", "IMEI"),
+    AC(12, "meid", A_STR, "Authenticate", "MEID"),
+    AC(13, "topic", A_STR, "Authenticate", "Topic"),
+    AC(14, "identity_cert_sha256", A_HASH, "TLS client certificate",
+	"certificate SHA-256"),
+    AC(15, "unlock_token", A_BYTES, "TokenUpdate", "UnlockToken"),
+    AO(16, "unlock_token_at", A_TIME),
+    AC(17, "bootstrap_token", A_BYTES, "SetBootstrapToken", "BootstrapToken"),
+    AO(18, "bootstrap_token_at", A_TIME),
+    AO(19, "created_at", A_TIME),
+    AO(20, "authenticated_at", A_TIME),
+};
+
+static const struct afield enroll_af[] = {
+    AC(1, "id", A_STR, "*", "UDID"),
+    AO(2, "device_id", A_STR),
+    AO(3, "type", A_ETYPE),
+    AC(4, "user_id", A_STR, "*", "UserID"),
+    AC(5, "user_short_name", A_STR, "*", "UserShortName"),
+    AC(6, "user_long_name", A_STR, "*", "UserLongName"),
+    AC(7, "topic", A_STR, "TokenUpdate", "Topic"),
+    AC(8, "push_magic", A_STR, "TokenUpdate", "PushMagic"),
+    AC(9, "token", A_BYTES, "TokenUpdate", "Token"),
+    AO(10, "enabled", A_BOOL),
+    AC(11, "awaiting_configuration", A_BOOL, "TokenUpdate",
+	"AwaitingConfiguration"),
+    AO(12, "token_update_tally", A_U64),
+    AO(13, "created_at", A_TIME),
+    AO(14, "last_seen", A_TIME),
+    AO(15, "token_updated_at", A_TIME),
+    AO(16, "checked_out_at", A_TIME),
+    AO(100, "eid", A_U64),
+};
+
+static const struct afield msg_af[] = {
+    AO(1, "enrollment_id", A_STR),
+    AO(2, "kind", A_KIND),
+    AO(3, "received_at", A_TIME),
+    AO(4, "topic", A_STR),
+    AO(5, "raw", A_PLIST),
+};
+
+static const struct afield cmd_af[] = {
+    AO(1, "command_uuid", A_STR),
+    AO(2, "request_type", A_STR),
+    AO(3, "raw", A_PLIST),
+    AO(4, "created_at", A_TIME),
+};
+
+static const struct afield queue_af[] = {
+    AO(1, "command_uuid", A_STR),
+    AO(2, "status", A_STATUS),
+    AO(3, "expires_at", A_TIME),
+    AO(4, "enqueued_at", A_TIME),
+    AO(5, "not_now_count", A_U64),
+    AO(6, "sent_count", A_U64),
+    AO(7, "updated_at", A_TIME),
+    AO(8, "priority", A_U64),
+};
+
+static const struct afield result_af[] = {
+    AO(1, "command_uuid", A_STR),
+    AO(2, "status", A_STATUS),
+    AO(3, "received_at", A_TIME),
+    AO(4, "raw", A_PLIST),
+    AO(5, "known", A_BOOL),
+    AO(6, "well_formed", A_BOOL),
+};
+
+static const struct afield cmdq_af[] = {
+    AO(1, "status", A_STATUS),
+    AO(2, "updated_at", A_TIME),
+    AO(3, "result_seq", A_U64),
+};
+
+/* No purge by source for this kind. */
+#define NO_SOURCE .src = STORE_SOURCE__MAX, .src_owner = SRC_NONE
+
+/*
+ * Check passes: devices, their serial and certificate bindings, then
+ * enrollments before their numbers (repair adds missing numbers), numbers
+ * before everything keyed by them, results before the queue entries and
+ * per-command status that refer to them.
+ */
+/* clang-format off */
+const struct store_kind store_kinds[DBI__MAX] = {
+    [DBI_META] = {.dbi = DBI_META, .key = KK_TEXT, .val = KV_U64,
+	.owner = OWN_STORE, NO_SOURCE, .check_pass = 0},
+    [DBI_DEVICE] = {.dbi = DBI_DEVICE, .key = KK_TEXT, .val = KV_RECORD,
+	.rec = REC_DEVICE, .f = device_af, .nf = NF(device_af),
+	.plist_svc = INV_CHECKIN, .owner = OWN_DEVICE,
+	.src = STORE_SOURCE_TOPIC, .src_tag = TAG_DEVICE_TOPIC,
+	.src_owner = SRC_KEY, .check_pass = 1},
+    [DBI_ENROLL] = {.dbi = DBI_ENROLL, .key = KK_TEXT, .val = KV_RECORD,
+	.rec = REC_ENROLL, .f = enroll_af, .nf = NF(enroll_af),
+	.plist_svc = INV_CHECKIN, .owner = OWN_ENROLL,
+	.src = STORE_SOURCE_TOPIC, .src_tag = TAG_ENROLL_TOPIC,
+	.src_owner = SRC_DEVICE_TAG, .src_owner_tag = TAG_ENROLL_DEVICE,
+	.check_pass = 4},
+    [DBI_EID] = {.dbi = DBI_EID, .key = KK_U64, .val = KV_TEXT,
+	.owner = OWN_EID, NO_SOURCE, .check_pass = 5},
+    [DBI_UCHAN] = {.dbi = DBI_UCHAN, .key = KK_U64_U64, .val = KV_TEXT,
+	.owner = OWN_EID_PAIR, NO_SOURCE, .check_pass = 6},
+    [DBI_SERIAL] = {.dbi = DBI_SERIAL, .key = KK_TEXT, .val = KV_TEXT,
+	.owner = OWN_DEVICE_VAL, NO_SOURCE, .check_pass = 2},
+    [DBI_CERT] = {.dbi = DBI_CERT, .key = KK_HASH, .val = KV_TEXT,
+	.owner = OWN_DEVICE_VAL, NO_SOURCE, .check_pass = 3},
+    [DBI_MSG] = {.dbi = DBI_MSG, .key = KK_U64_MSGKIND, .val = KV_RECORD,
+	.rec = REC_MSG, .f = msg_af, .nf = NF(msg_af),
+	.plist_svc = INV_CHECKIN, .owner = OWN_EID,
+	.src = STORE_SOURCE_TOPIC, .src_tag = TAG_MSG_TOPIC,
+	.src_owner = SRC_ENROLL_TAG, .src_owner_tag = TAG_MSG_ENROLL,
+	.check_pass = 7},
+    [DBI_CMD] = {.dbi = DBI_CMD, .key = KK_TEXT, .val = KV_RECORD,
+	.rec = REC_CMD, .f = cmd_af, .nf = NF(cmd_af),
+	.plist_svc = INV_COMMAND, .owner = OWN_COMMAND, NO_SOURCE,
+	.check_pass = 9},
+    [DBI_QUEUE] = {.dbi = DBI_QUEUE, .key = KK_U64_PRIO_U64,
+	.val = KV_RECORD, .rec = REC_QUEUE, .f = queue_af,
+	.nf = NF(queue_af), .plist_svc = INV_COMMAND, .owner = OWN_EID,
+	.ref = REF_CMD_FIELD, .ref_tag = TAG_QUEUE_UUID, NO_SOURCE,
+	.check_pass = 10},
+    [DBI_QPOS] = {.dbi = DBI_QPOS, .key = KK_U64_TEXT, .val = KV_PRIO_SEQ,
+	.plist_svc = INV_COMMAND, .owner = OWN_EID, .ref = REF_CMD_KEY,
+	NO_SOURCE, .check_pass = 11},
+    [DBI_RESULT] = {.dbi = DBI_RESULT, .key = KK_U64_U64, .val = KV_RECORD,
+	.rec = REC_RESULT, .f = result_af, .nf = NF(result_af),
+	.plist_svc = INV_COMMAND, .owner = OWN_EID, .ref = REF_CMD_FIELD,
+	.ref_tag = TAG_RESULT_UUID, NO_SOURCE, .check_pass = 8},
+    [DBI_CMDQ] = {.dbi = DBI_CMDQ, .key = KK_TEXT_U64, .val = KV_RECORD,
+	.rec = REC_CMDQ, .f = cmdq_af, .nf = NF(cmdq_af),
+	.plist_svc = INV_COMMAND, .owner = OWN_EID_SUFFIX,
+	.ref = REF_CMD_KEY, NO_SOURCE, .check_pass = 12},
+};
+/* clang-format on */
+
+/* See store_kinds.h. */
+const struct store_kind *
+store_kind_of_rec(enum rec_kind k)
+{
+	size_t i;
+
+	for (i = 0; i < DBI__MAX; i++)
+		if (store_kinds[i].val == KV_RECORD && store_kinds[i].rec == k)
+			return &store_kinds[i];
+	return NULL;
+}
+
+/* See store_kinds.h. */
+int
+store_kind_by_name(const char *name)
+{
+	int i;
+
+	for (i = 0; i < DBI__MAX; i++)
+		if (strcmp(store_dbi_names[store_kinds[i].dbi], name) == 0)
+			return (int)store_kinds[i].dbi;
+	return -1;
+}
+
+/* See store_kinds.h. */
+int
+afield_secret(const struct afield *f)
+{
+	const struct inv_row *r;
+
+	if (f->cat != CAT_ROW)
+		return 0;
+	r = inventory_find(f->svc, f->message, f->field);
+	return r != NULL && r->secret;
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+#
+# test-store-files.sh - picomdmctl's store files, without a responder:
+#
+#   - the frozen store of tests/data/store restored by picomdmctl (from
+#     its raw bytes) dumps with "dump --secrets" to exactly the JSON kept
+#     with it, and its inventory, a purge of a device and a purge by topic
+#     (with --verify) print exactly what they printed and leave exactly
+#     the store they left when the fixture was made;
+#   - the store, "dump -o" and a backup's data.mdb are all 0600 (each
+#     holds every secret);
+#   - a refused restore leaves nothing behind: no store in a directory it
+#     created or found empty, and an existing store as it was.
+
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+FIX=$PM_ROOT/tests/data/store
+D=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
+trap 'rc=$?; if ((IT_FAIL == 0 && rc == 0)); then rm -rf "$D"; else echo "# kept $D"; fi' EXIT
+pmctl() {
+	"$PM_BUILD/picomdmctl" "$@"
+}
+mode() {
+	stat -c %a "$1"
+}
+# same WHAT WANT GOT: the files are byte-identical.
+same() {
+	if cmp -s "$2" "$3"; then
+		pass "$1"
+	else
+		fail "$1" "$(diff "$2" "$3" | head -c 300)"
+	fi
+}
+
+# ---- the fixture, through picomdmctl ----
+pmctl --db "$D/fix" restore "$FIX/store.raw" >"$D/restore.out" ||
+    it_abort "restore of the fixture's raw form" "$(cat "$D/restore.out")"
+expect_eq "$(cat "$D/restore.out")" "restored 110 records" \
+    "restore: every entry of the fixture"
+pmctl --db "$D/fix" dump --secrets -o "$D/fix.json"
+same "dump --secrets of the restored fixture is byte-identical" \
+    "$FIX/store.json" "$D/fix.json"
+pmctl --db "$D/fix" check >"$D/check.out" 2>&1 ||
+    fail "check of the restored fixture" "$(tail -n 3 "$D/check.out")"
+
+# The inventory of a device, a purge of it and a purge by topic, as the
+# code that made the fixture printed them, and the store they leave.
+pmctl --db "$D/fix" inventory 0000FE00-FIXT-0000-0000-000000000001 --json \
+    >"$D/inventory.json"
+same "inventory of the fixture's device is as it was" \
+    "$FIX/inventory.json" "$D/inventory.json"
+pmctl --db "$D/pur" restore "$FIX/store.raw" >/dev/null
+pmctl --db "$D/pur" purge 0000FE00-FIXT-0000-0000-000000000001 --yes \
+    --verify >"$D/purge-device.out" 2>"$D/purge.err" ||
+    fail "purge of a device" "$(cat "$D/purge.err")"
+same "purge of a device removes what it removed" \
+    "$FIX/purge-device.out" "$D/purge-device.out"
+pmctl --db "$D/pur" purge --topic "$IT_TOPIC" --yes --verify \
+    >"$D/purge-topic.out" 2>"$D/purge.err" ||
+    fail "purge by topic" "$(cat "$D/purge.err")"
+same "purge by topic removes what it removed" \
+    "$FIX/purge-topic.out" "$D/purge-topic.out"
+pmctl --db "$D/pur" dump --secrets -o "$D/after-purge.json"
+same "and leaves the store it left" "$FIX/after-purge.json" \
+    "$D/after-purge.json"
+
+# ---- modes ----
+expect_eq "$(mode "$D/fix/data.mdb")" 600 "the store is 0600"
+expect_eq "$(mode "$D/fix.json")" 600 "dump -o is 0600"
+pmctl --db "$D/fix" backup "$D/bak" >/dev/null 2>&1 ||
+    fail "backup" "exit $?"
+expect_eq "$(mode "$D/bak/data.mdb")" 600 "a backup's data.mdb is 0600"
+pmctl --db "$D/bak" dump --secrets -o "$D/bak.json"
+same "the backup holds the same store" "$FIX/store.json" "$D/bak.json"
+expect_exit 2 "a backup over a store is refused" \
+    pmctl --db "$D/fix" backup "$D/bak"
+expect_eq "$(mode "$D/bak/data.mdb")" 600 "and leaves that store as it was"
+
+# ---- a refused restore leaves nothing behind ----
+head -c 20000 "$FIX/store.json" >"$D/truncated.json"
+pmctl --db "$D/fix" dump -o "$D/plain.json" # secrets redacted
+for bad in truncated plain; do
+	expect_exit 2 "restore of a $bad dump into a new directory refused" \
+	    pmctl --db "$D/new-$bad" restore "$D/$bad.json"
+	if [[ -e $D/new-$bad ]]; then
+		fail "the refused restore left nothing ($bad)" \
+		    "$(find "$D/new-$bad" | tr '\n' ' ')"
+	else
+		pass "the refused restore left nothing ($bad)"
+	fi
+	mkdir "$D/empty-$bad"
+	expect_exit 2 "restore of a $bad dump into an empty directory refused" \
+	    pmctl --db "$D/empty-$bad" restore "$D/$bad.json"
+	expect_eq "$(find "$D/empty-$bad" -mindepth 1 | wc -l)" 0 \
+	    "the empty directory is left empty ($bad)"
+	expect_exit 2 "restore --force of a $bad dump over a store refused" \
+	    pmctl --db "$D/fix" restore --force "$D/$bad.json"
+	pmctl --db "$D/fix" dump --secrets -o "$D/after.json"
+	same "the store is as it was ($bad)" "$FIX/store.json" "$D/after.json"
+	rm -f "$D/after.json"
+done
+expect_exit 1 "restore over a store without --force refused" \
+    pmctl --db "$D/fix" restore "$FIX/store.json"
+if [[ -e $D/fix/data.mdb ]]; then
+	pass "and the store is still there"
+else
+	fail "and the store is still there"
+fi
+
+it_done
