@@ -13,8 +13,9 @@
  * Each push is a TOKEN:MAGIC argument or a line of LIST. Pushes classified
  * "retry" are sent again, up to --retries times, after the backoff
  * apns_backoff_ms() computes (base --backoff-ms, cap 100 times that). One
- * line per push on stdout: "TOKEN RESULT STATUS REASON APNS-ID ATTEMPTS"
- * ("-" for an empty field); a summary line "pushes N delivered N
+ * line per push on stdout: "TOKEN RESULT STATUS REASON APNS-ID TIMESTAMP
+ * ATTEMPTS" ("-" for an empty field, spaces in REASON as "_"; TIMESTAMP is
+ * 410's, else 0); a summary line "pushes N delivered N
  * token-invalid N topic-stopped N retry N rejected N connections N" on
  * stderr. --topic sends another topic than the certificate's (to test
  * APNs' answer to that). --check prints the certificate's topic, end of
@@ -105,10 +106,17 @@ push_parse(char *s, struct apns_push *p)
 	return 0;
 }
 
+/* One output field: "-" when empty, spaces as "_". */
 static void
 print_field(const char *s)
 {
-	printf(" %s", s != NULL && s[0] != '\0' ? s : "-");
+	putchar(' ');
+	if (s == NULL || s[0] == '\0') {
+		putchar('-');
+		return;
+	}
+	for (; *s != '\0'; s++)
+		putchar(*s == ' ' ? '_' : *s);
 }
 
 int
@@ -290,7 +298,8 @@ main(int argc, char *argv[])
 		    p->status);
 		print_field(p->reason);
 		print_field(p->apns_id);
-		printf(" %u\n", attempts[i]);
+		printf(" %llu %u\n", (unsigned long long)p->timestamp_ms,
+		    attempts[i]);
 	}
 	fprintf(stderr, "pushes %zu delivered %u token-invalid %u "
 	    "topic-stopped %u retry %u rejected %u connections %lu\n",

@@ -170,6 +170,7 @@ class Conn:
         self.streams = {}
         self.handled = 0
         self.closing = False
+        self.goaway = False
 
     def flush(self):
         data = self.h2.data_to_send()
@@ -195,7 +196,16 @@ class Conn:
                         break
                 self.flush()
                 await self.writer.drain()
-        except (ConnectionError, ssl.SSLError, h2.exceptions.ProtocolError):
+            if self.goaway:
+                # Like a real server after GOAWAY: keep reading (and
+                # dropping) until the client closes, so that closing with
+                # unread data does not reset answers still in flight.
+                self.flush()
+                await self.writer.drain()
+                while await asyncio.wait_for(self.reader.read(65536), 5):
+                    pass
+        except (ConnectionError, ssl.SSLError, h2.exceptions.ProtocolError,
+                asyncio.TimeoutError):
             pass
         finally:
             self.flush()
@@ -246,6 +256,13 @@ class Conn:
                     error_code=h2.errors.ErrorCodes.NO_ERROR,
                     additional_data=b'{"reason":"Shutdown"}',
                     last_stream_id=max(0, sid - 2))
+                self.closing = self.goaway = True
+                return
+            if scripted.get("drop"):
+                # Connection loss: no GOAWAY, no answer, TCP closed.
+                rec.update(status=None, reason="drop")
+                self.mock.record(rec)
+                self.writer.transport.abort()
                 self.closing = True
                 return
             if scripted.get("reset"):
@@ -276,7 +293,7 @@ class Conn:
                 error_code=h2.errors.ErrorCodes.NO_ERROR,
                 additional_data=b'{"reason":"Shutdown"}',
                 last_stream_id=sid)
-            self.closing = True
+            self.closing = self.goaway = True
 
 
 async def main():
