@@ -144,6 +144,7 @@ push() {
 	"$PUSH" --url "https://127.0.0.1:$MOCK_PORT" --ca "$C/sca.pem" \
 	    "${certs[@]}" "$@" >"$OUT" 2>"$IT_DIR/push.err" || RC=$?
 	SUMMARY=$(tail -n 1 "$IT_DIR/push.err")
+	cat "$IT_DIR/push.err" >>"$IT_DIR/push.all.err"
 }
 
 # field TOKEN N: field N of the output line for TOKEN (1 token, 2
@@ -475,4 +476,8 @@ expect_eq "$(jq -r '[.n, .status, (.body | fromjson | .n),
     "$IT_DIR/wh.log" | tr '\n' ',')" "1 503 1 s1,2 200 2 s1,3 200 3 s1," \
     "webhook: every request recorded in order, body and headers"
 
+if grep -q -e 'ERROR: AddressSanitizer' -e 'ERROR: LeakSanitizer' \
+    -e 'runtime error:' "$IT_DIR/push.all.err"; then
+	fail "apns-push: no sanitizer reports" "see $IT_DIR/push.all.err"
+fi
 it_done
