@@ -38,7 +38,8 @@ says otherwise for its token. Errors have the JSON body APNs sends,
 --log FILE gets one JSON line per connection ({"event": "connection",
 "conn": N, "uid": ...}) and per request ({"event": "request", "conn",
 "stream", "method", "path", "headers": [[name, value], ...], "body",
-"uid", "status", "reason", "apns_id"}). The bound port is written to
+"uid", "status", "reason", "apns_id", "open": the most streams open at
+once on this connection so far}). The bound port is written to
 --port-file once it listens. SIGTERM stops it.
 """
 
@@ -171,6 +172,8 @@ class Conn:
         self.handled = 0
         self.closing = False
         self.goaway = False
+        self.ready = []
+        self.max_open = 0
 
     def flush(self):
         data = self.h2.data_to_send()
@@ -191,9 +194,13 @@ class Conn:
                 if not data:
                     break
                 for ev in self.h2.receive_data(data):
-                    await self.event(ev)
-                    if self.closing:
-                        break
+                    self.event(ev)
+                # Answer after the whole read: streams that arrived
+                # together are open together (what "open" measures).
+                for sid, headers, body in self.ready:
+                    if not self.closing:
+                        await self.request(sid, headers, body)
+                self.ready = []
                 self.flush()
                 await self.writer.drain()
             if self.goaway:
@@ -214,9 +221,11 @@ class Conn:
             except (ConnectionError, ssl.SSLError):
                 pass
 
-    async def event(self, ev):
+    def event(self, ev):
         if isinstance(ev, h2.events.RequestReceived):
             self.streams[ev.stream_id] = [ev.headers, bytearray()]
+            self.max_open = max(self.max_open,
+                                len(self.streams) + len(self.ready))
         elif isinstance(ev, h2.events.DataReceived):
             st = self.streams.get(ev.stream_id)
             if st is not None and len(st[1]) < 65536:
@@ -226,7 +235,7 @@ class Conn:
         elif isinstance(ev, h2.events.StreamEnded):
             st = self.streams.pop(ev.stream_id, None)
             if st is not None:
-                await self.request(ev.stream_id, st[0], bytes(st[1]))
+                self.ready.append((ev.stream_id, st[0], bytes(st[1])))
         elif isinstance(ev, h2.events.StreamReset):
             self.streams.pop(ev.stream_id, None)
         elif isinstance(ev, h2.events.ConnectionTerminated):
@@ -243,7 +252,8 @@ class Conn:
         rec = {"event": "request", "conn": self.id, "stream": sid,
                "method": method, "path": path,
                "headers": [[n, v] for n, v in plain],
-               "body": body.decode("utf-8", "replace"), "uid": self.uid}
+               "body": body.decode("utf-8", "replace"), "uid": self.uid,
+               "open": self.max_open}
         scripted = self.mock.answer_for(token) if status == 200 else None
         if scripted is not None:
             if scripted.get("delay_ms"):

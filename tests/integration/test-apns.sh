@@ -19,7 +19,8 @@
 #     stream, a dropped connection, nobody listening), rejected (other
 #     400s); a retried push is delivered after the backoff; retries stop
 #     at the limit;
-#   - 10,000 pushes complete over one connection (the mock counts them);
+#   - 10,000 pushes complete over one connection (the mock counts them),
+#     hundreds of streams at once;
 #     with a GOAWAY every 1,000 requests all 3,000 pushes still arrive,
 #     each once, over a handful of connections;
 #   - push certificates that cannot push are refused before any request;
@@ -429,6 +430,12 @@ expect_eq "$(requests .path | sort -u | wc -l)" 10000 \
 expect_eq "$(jq -c 'select(.event == "connection")' "$MOCK_LOG" | wc -l)" 1 \
     "10,000 pushes: over one TLS connection (counted by the mock)"
 expect_eq "$(summary connections)" 1 "10,000 pushes: the client counts one"
+open=$(requests .open | sort -n | tail -n 1)
+if ((open >= 20)); then
+	pass "10,000 pushes: multiplexed ($open streams open at once)"
+else
+	fail "10,000 pushes: multiplexed" "at most $open streams open at once"
+fi
 echo "# 10,000 pushes in ${secs}s"
 
 # A GOAWAY every 1,000 requests: each push arrives once, on a few
