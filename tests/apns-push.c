@@ -7,7 +7,7 @@
  *	apns-push --url URL [--ca FILE] (--cert PEM --key PEM | --p12 FILE
  *	    [--password-file FILE]) [--topic TOPIC] [--expiration SECONDS]
  *	    [--retries N] [--backoff-ms MS] [--max-inflight N]
- *	    [--file LIST] [TOKEN:MAGIC ...]
+ *	    [--timeout-ms MS] [--file LIST] [TOKEN:MAGIC ...]
  *	apns-push --check (--cert PEM --key PEM | --p12 FILE ...)
  *
  * Each push is a TOKEN:MAGIC argument or a line of LIST. Pushes classified
@@ -45,8 +45,8 @@ usage(void)
 	fprintf(stderr, "usage: apns-push --url URL [--ca FILE] "
 	    "(--cert PEM --key PEM | --p12 FILE [--password-file FILE])\n"
 	    "\t[--topic TOPIC] [--expiration SECONDS] [--retries N] "
-	    "[--backoff-ms MS]\n\t[--max-inflight N] [--file LIST] "
-	    "[TOKEN:MAGIC ...]\n"
+	    "[--backoff-ms MS]\n\t[--max-inflight N] [--timeout-ms MS] "
+	    "[--file LIST] [TOKEN:MAGIC ...]\n"
 	    "       apns-push --check (--cert PEM --key PEM | --p12 FILE "
 	    "[--password-file FILE])\n");
 	exit(2);
@@ -134,6 +134,7 @@ main(int argc, char *argv[])
 		{"retries", required_argument, NULL, 'r'},
 		{"backoff-ms", required_argument, NULL, 'b'},
 		{"max-inflight", required_argument, NULL, 'm'},
+		{"timeout-ms", required_argument, NULL, 'T'},
 		{"file", required_argument, NULL, 'f'},
 		{"check", no_argument, NULL, 'C'},
 		{NULL, 0, NULL, 0},
@@ -174,6 +175,10 @@ main(int argc, char *argv[])
 		case 'm':
 			cfg.max_inflight = (unsigned)num_arg(optarg, 1, 10000,
 			    "max-inflight");
+			break;
+		case 'T':
+			cfg.timeout_ms = (long)num_arg(optarg, 1, 600000,
+			    "timeout-ms");
 			break;
 		case 'f': listf = optarg; break;
 		case 'C': check = 1; break;

@@ -39,7 +39,8 @@ says otherwise for its token. Errors have the JSON body APNs sends,
 "conn": N, "uid": ...}) and per request ({"event": "request", "conn",
 "stream", "method", "path", "headers": [[name, value], ...], "body",
 "uid", "status", "reason", "apns_id", "open": the most streams open at
-once on this connection so far}). The bound port is written to
+once on this connection so far, "open_limited": the same counting only
+streams opened after the client acknowledged max_streams}). The bound port is written to
 --port-file once it listens. SIGTERM stops it.
 """
 
@@ -174,6 +175,8 @@ class Conn:
         self.goaway = False
         self.ready = []
         self.max_open = 0
+        self.max_open_acked = 0
+        self.ack_sid = None
 
     def flush(self):
         data = self.h2.data_to_send()
@@ -183,6 +186,8 @@ class Conn:
     async def run(self):
         self.mock.record({"event": "connection", "conn": self.id,
                           "uid": self.uid})
+        # The limit applies once the client acknowledges it; streams it
+        # opened before that are accepted (h2 would end the connection).
         self.h2.initiate_connection()
         self.h2.update_settings({
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS:
@@ -226,6 +231,16 @@ class Conn:
             self.streams[ev.stream_id] = [ev.headers, bytearray()]
             self.max_open = max(self.max_open,
                                 len(self.streams) + len(self.ready))
+            if self.ack_sid is not None:
+                # Streams opened by a client that knew the limit.
+                n = sum(1 for i in self.streams if i > self.ack_sid) + \
+                    sum(1 for r in self.ready if r[0] > self.ack_sid)
+                self.max_open_acked = max(self.max_open_acked, n)
+        elif isinstance(ev, h2.events.SettingsAcknowledged):
+            if self.ack_sid is None:
+                self.ack_sid = max(list(self.streams) +
+                                   [r[0] for r in self.ready] +
+                                   [self.h2.highest_inbound_stream_id or 0])
         elif isinstance(ev, h2.events.DataReceived):
             st = self.streams.get(ev.stream_id)
             if st is not None and len(st[1]) < 65536:
@@ -253,7 +268,7 @@ class Conn:
                "method": method, "path": path,
                "headers": [[n, v] for n, v in plain],
                "body": body.decode("utf-8", "replace"), "uid": self.uid,
-               "open": self.max_open}
+               "open": self.max_open, "open_limited": self.max_open_acked}
         scripted = self.mock.answer_for(token) if status == 200 else None
         if scripted is not None:
             if scripted.get("delay_ms"):
@@ -294,9 +309,12 @@ class Conn:
                    ("content-length", str(len(body_out)))]
         rec.update(status=status, reason=reason, apns_id=apns_id)
         self.mock.record(rec)
-        self.h2.send_headers(sid, rh, end_stream=not body_out)
-        if body_out:
-            self.h2.send_data(sid, body_out, end_stream=True)
+        try:
+            self.h2.send_headers(sid, rh, end_stream=not body_out)
+            if body_out:
+                self.h2.send_data(sid, body_out, end_stream=True)
+        except h2.exceptions.StreamClosedError:
+            return  # the client gave up on it (a timeout)
         self.handled += 1
         if self.mock.goaway_after and self.handled >= self.mock.goaway_after:
             self.h2.close_connection(

@@ -375,6 +375,16 @@ expect_eq "$(field "$(tok 43)" 2) $(field "$(tok 43)" 3)" "retry 0" \
     "retry: a dropped connection is retry"
 push --retries 1 --backoff-ms 10 "$(tok 42):m" "$(tok 43):m"
 expect_eq "$(summary delivered)" 2 "retry: both delivered on a new connection"
+
+# A push APNs does not answer in time; the connection stays usable.
+start_mock timeout "$(jq -cn --arg a "$(tok 47)" \
+    '{tokens: {($a): [{delay_ms: 2000, status: 200}]}}')"
+push --timeout-ms 300 "$(tok 47):m" "$(tok 48):m"
+expect_eq "$(field "$(tok 47)" 2) $(field "$(tok 47)" 3)" "retry 0" \
+    "retry: no answer within the timeout is retry"
+expect_eq "$(field "$(tok 47)" 4 | grep -c -i timeout)" 1 \
+    "retry: ... saying it timed out"
+
 stop_mock
 push "$(tok 44):m"
 expect_eq "$(field "$(tok 44)" 2) $(field "$(tok 44)" 3)" "retry 0" \
@@ -437,6 +447,21 @@ else
 	fail "10,000 pushes: multiplexed" "at most $open streams open at once"
 fi
 echo "# 10,000 pushes in ${secs}s"
+
+# APNs allows only 8 streams at once: still one connection, never more
+# than 8 streams open.
+start_mock streams '{"max_streams": 8}'
+head -n 1000 "$IT_DIR/many.list" >"$IT_DIR/1k.list"
+push --file "$IT_DIR/1k.list"
+expect_eq "$(summary delivered)" 1000 "8 streams: 1,000 pushes delivered"
+expect_eq "$(jq -c 'select(.event == "connection")' "$MOCK_LOG" | wc -l)" 1 \
+    "8 streams: over one connection"
+open=$(requests .open_limited | sort -n | tail -n 1)
+if ((open >= 2 && open <= 8)); then
+	pass "8 streams: the server's limit is kept ($open at once)"
+else
+	fail "8 streams: the server's limit is kept" "$open at once"
+fi
 
 # A GOAWAY every 1,000 requests: each push arrives once, on a few
 # connections (curl resends the streams APNs did not process).
