@@ -55,6 +55,7 @@ struct apns_xfer {
 	char              body[APNS_BODY_MAX];
 	char              resp[APNS_RESP_MAX];
 	size_t            resp_len;
+	char              errbuf[CURL_ERROR_SIZE];
 };
 
 static void
@@ -390,6 +391,7 @@ apns_xfer_setup(struct apns *a, struct apns_xfer *x, const char *token,
 	    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, apns_header_cb) !=
 	    CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_PRIVATE, x) != CURLE_OK)
 		return -1;
 	return 0;
@@ -415,12 +417,47 @@ apns_parse_error(struct apns_xfer *x)
 	json_decref(o);
 }
 
+/*
+ * A transfer that got no HTTP answer. Our certificate or key unusable by
+ * TLS, or a TLS alert from the server about our certificate (RFC 8446
+ * 6.2: bad_certificate, certificate_revoked, certificate_expired,
+ * certificate_unknown, unknown_ca, certificate_required; OpenSSL names
+ * them in the error text): no push of this topic can work, the same as
+ * APNs' 403. Anything else (refused, reset, GOAWAY, timeout, the server's
+ * certificate not trusted) may pass: retry.
+ */
+static enum apns_result
+apns_classify_transport(CURLcode res, const char *errbuf, const char **why)
+{
+	static const char *alerts[] = {"bad certificate",
+		"certificate revoked", "certificate expired",
+		"certificate unknown", "unknown ca", "certificate required",
+		"unsupported certificate"};
+	const char        *a;
+	size_t             i;
+
+	*why = NULL;
+	if (res == CURLE_SSL_CERTPROBLEM)
+		return APNS_TOPIC_STOPPED;
+	if ((res == CURLE_SSL_CONNECT_ERROR || res == CURLE_RECV_ERROR ||
+	    res == CURLE_SEND_ERROR) && (a = strstr(errbuf, " alert ")) !=
+	    NULL)
+		for (i = 0; i < sizeof(alerts) / sizeof(alerts[0]); i++)
+			if (strncmp(a + 7, alerts[i], strlen(alerts[i])) ==
+			    0) {
+				*why = alerts[i];
+				return APNS_TOPIC_STOPPED;
+			}
+	return APNS_RETRY;
+}
+
 /* A finished transfer: status, reason, classification. */
 static void
 apns_xfer_done(struct apns *a, struct apns_xfer *x, CURLcode res)
 {
 	struct apns_push *p = x->push;
 	long              code = 0, ver = 0, nconn = 0;
+	const char       *why;
 
 	if (curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &nconn) ==
 	    CURLE_OK && nconn > 0)
@@ -428,10 +465,13 @@ apns_xfer_done(struct apns *a, struct apns_xfer *x, CURLcode res)
 	if (res != CURLE_OK) {
 		p->status = 0;
 		p->apns_id[0] = '\0';
-		strlcpy(p->reason, curl_easy_strerror(res), sizeof(p->reason));
-		/* Our own certificate or key unusable: no push can work. */
-		p->result = res == CURLE_SSL_CERTPROBLEM ? APNS_TOPIC_STOPPED :
-		    APNS_RETRY;
+		p->result = apns_classify_transport(res, x->errbuf, &why);
+		if (why != NULL)
+			(void)snprintf(p->reason, sizeof(p->reason),
+			    "TLS alert: %s", why);
+		else
+			strlcpy(p->reason, x->errbuf[0] != '\0' ? x->errbuf :
+			    curl_easy_strerror(res), sizeof(p->reason));
 		return;
 	}
 	(void)curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -519,6 +559,7 @@ apns_send(struct apns *a, struct apns_push *pushes, size_t n)
 			x->push = p;
 			x->resp_len = 0;
 			x->resp[0] = '\0';
+			x->errbuf[0] = '\0';
 			if ((x->easy = curl_easy_init()) == NULL ||
 			    apns_xfer_setup(a, x, token, hdrs) == -1 ||
 			    curl_multi_add_handle(a->multi, x->easy) !=

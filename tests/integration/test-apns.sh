@@ -16,8 +16,9 @@
 #     BadDeviceToken / DeviceTokenNotForTopic, 410 Unregistered with its
 #     timestamp), topic stopped (403 certificates, 400 BadTopic when the
 #     topic is not the certificate's), retry (429, 5xx, GOAWAY, a reset
-#     stream, a dropped connection, nobody listening), rejected (other
-#     400s); a retried push is delivered after the backoff; retries stop
+#     stream, a dropped connection, nobody listening, no answer in
+#     time), rejected (other 400s); a TLS handshake APNs refuses because
+#     of our certificate stops the topic too; a retried push is delivered after the backoff; retries stop
 #     at the limit;
 #   - 10,000 pushes complete over one connection (the mock counts them),
 #     hundreds of streams at once;
@@ -382,7 +383,7 @@ start_mock timeout "$(jq -cn --arg a "$(tok 47)" \
 push --timeout-ms 300 "$(tok 47):m" "$(tok 48):m"
 expect_eq "$(field "$(tok 47)" 2) $(field "$(tok 47)" 3)" "retry 0" \
     "retry: no answer within the timeout is retry"
-expect_eq "$(field "$(tok 47)" 4 | grep -c -i timeout)" 1 \
+expect_eq "$(field "$(tok 47)" 4 | grep -c -i -e timeout -e timed_out)" 1 \
     "retry: ... saying it timed out"
 
 stop_mock
@@ -397,10 +398,29 @@ RC=0
     --key "$C/push.key" "$(tok 45):m" >"$OUT" 2>/dev/null || RC=$?
 expect_eq "$(field "$(tok 45)" 2) $(requests | wc -l)" "retry 0" \
     "trust: an untrusted APNs server gets nothing"
-# A push certificate APNs does not know: the handshake fails.
+# A push certificate the mock does not know: no request gets through.
 push --cert "$C/stranger.pem" --key "$C/stranger.key" "$(tok 46):m"
 expect_eq "$(field "$(tok 46)" 2) $(requests | wc -l)" "retry 0" \
-    "trust: a certificate APNs refuses sends nothing"
+    "trust: a certificate the server refuses sends nothing"
+# A server that refuses it with a TLS alert about our certificate (the
+# mock's Python TLS just closes): that stops the topic, like APNs' 403.
+stop_mock
+read -r SPORT < <(free_ports 1)
+setsid openssl s_server -accept "127.0.0.1:$SPORT" -cert "$C/server.pem" \
+    -key "$C/server.key" -CAfile "$C/pca.pem" -Verify 1 \
+    -verify_return_error -alpn h2 -www -quiet </dev/null \
+    >>"$IT_DIR/s_server.log" 2>&1 &
+IT_PIDS+=("$!")
+disown "$!"
+for ((i = 0; i < 100; i++)); do
+	port_in_use "$SPORT" && break
+	sleep 0.05
+done
+MOCK_PORT=$SPORT
+push --cert "$C/stranger.pem" --key "$C/stranger.key" "$(tok 46):m"
+expect_eq "$(field "$(tok 46)" 2) $(field "$(tok 46)" 4)" \
+    "topic-stopped TLS_alert:_unknown_ca" \
+    "trust: a TLS alert about our certificate stops the topic"
 
 # --- Push certificates that cannot push: refused before any request. ---
 push --cert "$C/notmdm.pem" --key "$C/notmdm.key" "$(tok 50):m"
