@@ -192,6 +192,9 @@ mcurl 200 "" "a correct push is accepted" "${CC[@]}" "${H[@]}" \
     --data-binary '{"mdm":"m"}' "$U"
 mcurl 403 BadCertificate "no client certificate" "${H[@]}" \
     --data-binary '{"mdm":"m"}' "$U"
+mcurl 403 BadCertificateEnvironment "a certificate not for MDM" \
+    --cert "$C/notmdm.pem" --key "$C/notmdm.key" "${H[@]}" \
+    --data-binary '{"mdm":"m"}' "$U"
 mcurl 405 MethodNotAllowed "GET" "${CC[@]}" "${H[@]}" -X GET "$U"
 mcurl 400 BadDeviceToken "a token that is not hex" "${CC[@]}" "${H[@]}" \
     --data-binary '{"mdm":"m"}' "${U%/*}/xyz$(tok 1 | cut -c 4-)"
@@ -405,18 +408,25 @@ expect_eq "$(field "$(tok 46)" 2) $(requests | wc -l)" "retry 0" \
 # A server that refuses it with a TLS alert about our certificate (the
 # mock's Python TLS just closes): that stops the topic, like APNs' 403.
 stop_mock
-read -r SPORT < <(free_ports 1)
-setsid openssl s_server -accept "127.0.0.1:$SPORT" -cert "$C/server.pem" \
-    -key "$C/server.key" -CAfile "$C/pca.pem" -Verify 1 \
-    -verify_return_error -alpn h2 -www -quiet </dev/null \
-    >>"$IT_DIR/s_server.log" 2>&1 &
-IT_PIDS+=("$!")
-disown "$!"
-for ((i = 0; i < 100; i++)); do
-	port_in_use "$SPORT" && break
-	sleep 0.05
+# It prints ACCEPT once it listens; another port if it could not bind.
+for _ in 1 2 3; do
+	read -r MOCK_PORT < <(free_ports 1)
+	: >"$IT_DIR/s_server.log"
+	setsid openssl s_server -accept "127.0.0.1:$MOCK_PORT" \
+	    -cert "$C/server.pem" -key "$C/server.key" -CAfile "$C/pca.pem" \
+	    -Verify 1 -verify_return_error -alpn h2 -www </dev/null \
+	    >>"$IT_DIR/s_server.log" 2>&1 &
+	spid=$!
+	IT_PIDS+=("$spid")
+	disown "$spid"
+	for ((i = 0; i < 200; i++)); do
+		grep -q '^ACCEPT' "$IT_DIR/s_server.log" && break 2
+		kill -0 "$spid" 2>/dev/null || break
+		sleep 0.05
+	done
 done
-MOCK_PORT=$SPORT
+grep -q '^ACCEPT' "$IT_DIR/s_server.log" ||
+    it_abort "setup: openssl s_server did not start"
 push --cert "$C/stranger.pem" --key "$C/stranger.key" "$(tok 46):m"
 expect_eq "$(field "$(tok 46)" 2) $(field "$(tok 46)" 4)" \
     "topic-stopped TLS_alert:_unknown_ca" \
@@ -489,6 +499,8 @@ start_mock goaway '{"goaway_after": 1000}'
 head -n 3000 "$IT_DIR/many.list" >"$IT_DIR/3k.list"
 push --retries 3 --backoff-ms 10 --file "$IT_DIR/3k.list"
 expect_eq "$(summary delivered)" 3000 "GOAWAY: all 3,000 delivered"
+expect_eq "$(awk '$7 != 1' "$OUT" | wc -l)" 0 \
+    "GOAWAY: libcurl resent the unprocessed streams itself (one attempt each)"
 expect_eq "$(requests 'select(.status == 200) | .path' | sort | uniq -d |
     wc -l)" 0 "GOAWAY: no push answered twice"
 nconn=$(jq -c 'select(.event == "connection")' "$MOCK_LOG" | wc -l)
