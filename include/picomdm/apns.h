@@ -69,7 +69,10 @@ struct apns;
 /*
  * A client for one topic. cert_pem and key_pem (an unencrypted key) are
  * copied; the key copy is wiped on apns_free. Returns NULL with a reason in
- * err on bad arguments or when libcurl lacks HTTP/2.
+ * err on bad arguments or when libcurl lacks HTTP/2. A client is used by
+ * one thread at a time; apns_new and apns_free call curl_global_init and
+ * curl_global_cleanup, so create and free clients before starting threads
+ * or from one thread.
  */
 struct apns *apns_new(const struct apns_config *, const char *topic,
     const char *cert_pem, size_t cert_len, const char *key_pem,

@@ -185,6 +185,29 @@ test_pem(EVP_PKEY *k, EVP_PKEY *other)
 		free(rev);
 	}
 
+	/* A traditional (PKCS#1 / SEC1) key, as older tools write them. */
+	{
+		BIO  *b = BIO_new(BIO_s_mem());
+		char *p;
+		long  n;
+
+		CHECK(b != NULL);
+		CHECK(PEM_write_bio_PrivateKey_traditional(b, k, NULL, NULL, 0,
+		    NULL, NULL) == 1);
+		n = BIO_get_mem_data(b, &p);
+		CHECK(n > 0);
+		CHECK(memmem(p, (size_t)n, "-----BEGIN PRIVATE KEY-----", 27) ==
+		    NULL);
+		pc = pushcert_from_pem(c, strlen(c), p, (size_t)n, err,
+		    sizeof(err));
+		CHECK(pc != NULL);
+		/* Handed on as PKCS#8 all the same. */
+		CHECK(strncmp(pc->key_pem, "-----BEGIN PRIVATE KEY-----", 27) ==
+		    0);
+		pushcert_free(pc);
+		BIO_free(b);
+	}
+
 	pem_refused(c, ko, "does not match");
 	pem_refused(c, kenc, "encrypted");
 	pem_refused(c, NULL, "no PEM private key");
