@@ -164,6 +164,11 @@ test_backoff(void)
 			hi = v;
 	}
 	CHECK(lo < 220 && hi > 380);
+	/* No overflow when doubling would pass LLONG_MAX. */
+	v = apns_backoff_ms(2, 5, (1LL << 62) + 1, INT64_MAX, &seed);
+	CHECK(v >= INT64_MAX / 2 && v <= INT64_MAX);
+	v = apns_backoff_ms(5, 5, (1LL << 62) + 1, INT64_MAX, &seed);
+	CHECK(v >= INT64_MAX / 2 && v <= INT64_MAX);
 	/* No overflow with a large base and many attempts. */
 	v = apns_backoff_ms(60, 64, 1LL << 40, 1LL << 61, &seed);
 	CHECK(v >= (1LL << 60) && v <= (1LL << 61));
