@@ -35,6 +35,10 @@ says otherwise for its token. Errors have the JSON body APNs sends,
   {"delay_ms": N, ...} added to any of them. A token's answers are used
   in order; the last one repeats.
 
+--anonymous-topic TOPIC takes a connection without a client certificate
+as one with that topic, so that h2load (which cannot send a certificate)
+can measure the mock's own ceiling.
+
 --log FILE gets one JSON line per connection ({"event": "connection",
 "conn": N, "uid": ...}) and per request ({"event": "request", "conn",
 "stream", "method", "path", "headers": [[name, value], ...], "body",
@@ -80,6 +84,7 @@ class Mock:
         self.max_streams = int(self.script.get("max_streams", 1000))
         self.log = open(args.log, "a", encoding="utf-8") if args.log else None
         self.conns = 0
+        self.anonymous_topic = args.anonymous_topic
 
     def record(self, obj):
         if self.log:
@@ -167,6 +172,8 @@ class Conn:
         mock.conns += 1
         self.id = mock.conns
         self.uid = peer_uid(writer.get_extra_info("peercert"))
+        if self.uid is None and mock.anonymous_topic:
+            self.uid = mock.anonymous_topic
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding="utf-8"))
         self.streams = {}
@@ -334,6 +341,9 @@ async def main():
     ap.add_argument("--port-file")
     ap.add_argument("--script")
     ap.add_argument("--log")
+    ap.add_argument("--anonymous-topic",
+                    help="treat a connection without a client certificate "
+                    "as this topic's (h2load cannot send one)")
     args = ap.parse_args()
 
     mock = Mock(args)

@@ -25,6 +25,8 @@
 #     with a GOAWAY every 1,000 requests all 3,000 pushes still arrive,
 #     each once, over a handful of connections;
 #   - push certificates that cannot push are refused before any request;
+#   - h2load, which cannot send a client certificate, gets 200s from the
+#     mock with --anonymous-topic (the ceiling scripts/bench will need);
 #   - the webhook receiver (tests/mock-webhook.py) records what it gets
 #     and answers as scripted.
 
@@ -42,6 +44,7 @@ IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
 trap it_cleanup EXIT
 C=$IT_DIR/certs
 MOCK_PORT=
+MOCK_ARGS=()
 MOCK_LOG=
 MOCK_PID=
 
@@ -111,7 +114,8 @@ start_mock() {
 	setsid "$PY" "$PM_ROOT/tests/mock-apns.py" --cert "$C/server.pem" \
 	    --key "$C/server.key" --client-ca "$C/pca.pem" \
 	    --port-file "$IT_DIR/mock.port" --log "$MOCK_LOG" \
-	    "${sargs[@]}" </dev/null >>"$IT_DIR/mock.stderr" 2>&1 &
+	    "${sargs[@]}" "${MOCK_ARGS[@]}" </dev/null \
+	    >>"$IT_DIR/mock.stderr" 2>&1 &
 	MOCK_PID=$!
 	disown "$MOCK_PID"
 	IT_PIDS+=("$MOCK_PID")
@@ -508,6 +512,26 @@ if ((nconn >= 3 && nconn <= 6)); then
 	pass "GOAWAY: a handful of connections ($nconn)"
 else
 	fail "GOAWAY: a handful of connections" "$nconn"
+fi
+
+# The mock's own ceiling is measured with h2load (no client certificate:
+# --anonymous-topic stands in for it), as scripts/bench will.
+if command -v h2load >/dev/null; then
+	MOCK_ARGS=(--anonymous-topic "$TOPIC")
+	start_mock h2load
+	MOCK_ARGS=()
+	printf '{"mdm":"m"}' >"$IT_DIR/h2load.body"
+	h2load -n 1000 -c 1 -m 100 -d "$IT_DIR/h2load.body" \
+	    -H 'apns-push-type: mdm' -H "apns-topic: $TOPIC" \
+	    -H 'apns-priority: 10' -H 'apns-expiration: 0' \
+	    -H 'content-type: application/json' \
+	    "https://127.0.0.1:$MOCK_PORT/3/device/$(tok 60)" \
+	    >"$IT_DIR/h2load.out" 2>&1 || true
+	expect_eq "$(awk '/^status codes:/ { print $3 }' "$IT_DIR/h2load.out")" \
+	    1000 "h2load: 1,000 requests without a certificate answered 200"
+	echo "# mock ceiling: $(grep 'finished in' "$IT_DIR/h2load.out")"
+else
+	fail "h2load: installed (nghttp2-client)"
 fi
 stop_mock
 
