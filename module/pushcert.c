@@ -233,9 +233,12 @@ pushcert_from_pem(const void *cert, size_t certlen, const void *key,
 	X509            *x = NULL;
 	EVP_PKEY        *pk = NULL;
 
-	if (cert == NULL || certlen == 0 || certlen > INT32_MAX ||
-	    keylen > INT32_MAX) {
+	if (cert == NULL || certlen == 0) {
 		seterr(err, errsz, "empty certificate");
+		return NULL;
+	}
+	if (certlen > INT32_MAX || keylen > INT32_MAX) {
+		seterr(err, errsz, "certificate or key too large");
 		return NULL;
 	}
 	if ((b = BIO_new_mem_buf(cert, (int)certlen)) == NULL ||
@@ -291,8 +294,12 @@ pushcert_from_p12(const void *der, size_t len, const char *password,
 	STACK_OF(X509)  *ca = NULL;
 	const char      *pass = password;
 
-	if (der == NULL || len == 0 || len > INT32_MAX) {
+	if (der == NULL || len == 0) {
 		seterr(err, errsz, "empty PKCS#12 file");
+		return NULL;
+	}
+	if (len > INT32_MAX) {
+		seterr(err, errsz, "PKCS#12 file too large");
 		return NULL;
 	}
 	if ((b = BIO_new_mem_buf(der, (int)len)) == NULL ||
