@@ -21,7 +21,7 @@ PM_JOBS=${PICOMDM_JOBS:-2}
 PM_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libfcgi-dev libplist-dev liblmdb-dev lmdb-utils libssl-dev
-	libjansson-dev libcurl4-openssl-dev
+	libjansson-dev libcurl4-openssl-dev python3-h2 nghttp2-client
 	openssl nginx-light spawn-fcgi curl wrk jq python3 python3-yaml mandoc
 	clang libclang-rt-14-dev valgrind
 	scep
