@@ -50,6 +50,8 @@ struct config {
 	char    *digest_challenge;
 	uint64_t retention_days;  /* results history */
 	int      socket_mode;
+	char    *socket_owner;    /* user name, or NULL: unchanged */
+	char    *socket_group;    /* group name, or NULL: unchanged */
 };
 
 /* Defaults, then the file (if any), then command-line overrides. */

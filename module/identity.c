@@ -209,7 +209,7 @@ identity_ca_load(const char *path, struct identity_ca **out)
 		goto out;
 	}
 	if ((bio = BIO_new_file(path, "r")) == NULL) {
-		log_error("cannot open device CA bundle %s", path);
+		log_error("device CA bundle %s: %s", path, strerror(errno));
 		goto out;
 	}
 	for (;;) {

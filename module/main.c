@@ -34,6 +34,7 @@
 #include "picomdm/log.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
+#include "listen.h"
 #include "request.h"
 
 #define CHECKIN_TYPE "application/x-apple-aspen-mdm-checkin"
@@ -54,7 +55,8 @@ usage(void)
 	    "[--map-max SIZE]\n"
 	    "                    [--checkin-max SIZE] [--connect-max SIZE] "
 	    "[--allow-retro]\n"
-	    "                    [--nosync]\n");
+	    "                    [--socket-owner USER] [--socket-group GROUP] "
+	    "[--nosync]\n");
 	exit(2);
 }
 
@@ -432,6 +434,8 @@ main(int argc, char *argv[])
 		{ "connect-max", required_argument, NULL, 'N' },
 		{ "allow-retro", no_argument, NULL, 'r' },
 		{ "nosync", no_argument, NULL, 'S' },
+		{ "socket-owner", required_argument, NULL, 'O' },
+		{ "socket-group", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -490,10 +494,8 @@ main(int argc, char *argv[])
 		usage();
 	}
 	srv.cfg = &cfg;
-	if (identity_ca_load(cfg.device_ca, &srv.ca) == -1) {
-		log_error("device ca: cannot load %s", cfg.device_ca);
-		return 1;
-	}
+	if (identity_ca_load(cfg.device_ca, &srv.ca) == -1)
+		return 1; /* logged */
 	if (cfg.api_key_file != NULL && load_api_key(cfg.api_key_file) == -1)
 		return 1;
 
@@ -501,18 +503,10 @@ main(int argc, char *argv[])
 		log_error("fcgi: init failed");
 		return 1;
 	}
-	if (cfg.socket != NULL) {
-		struct stat st;
-
-		if (stat(cfg.socket, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(cfg.socket);
-		if ((listen_fd = FCGX_OpenSocket(cfg.socket, 1024)) < 0) {
-			log_error("fcgi: listen on %s failed", cfg.socket);
-			return 1;
-		}
-		if (chmod(cfg.socket, (mode_t)cfg.socket_mode) == -1)
-			log_warn("chmod %s: %s", cfg.socket, strerror(errno));
-	}
+	/* Removes the socket file again on every exit from here on. */
+	atexit(listen_cleanup);
+	if ((listen_fd = listen_open(&cfg)) < 0)
+		return 1;
 
 	memset(&so, 0, sizeof(so));
 	so.map_size = cfg.map_size;
@@ -582,8 +576,7 @@ main(int argc, char *argv[])
 	store_close(srv.store);
 	identity_ca_free(srv.ca);
 	freezero(srv.api_key, srv.api_key_len);
-	if (cfg.socket != NULL)
-		unlink(cfg.socket);
+	listen_cleanup();
 	config_free(&cfg);
 	log_info("stopped");
 	return 0;
