@@ -89,7 +89,7 @@ struct response {
 	size_t         body_len;
 	const char    *reason;       /* refusal reason for the log;
 	                              * points into reason_buf */
-	char           reason_buf[160];
+	char           reason_buf[256];
 	const char    *msgtype;      /* for the log */
 	char           id[520];      /* enrollment ID for the log */
 };
