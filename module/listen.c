@@ -117,11 +117,15 @@ set_access(const struct config *cfg, const char *path)
 	}
 	if ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
 	    chown(path, uid, gid) == -1) {
-		log_error("socket %s: cannot give it to %s%s%s: %s", path,
+		int e = errno;
+
+		log_error("socket %s: cannot give it to %s%s%s: %s%s", path,
 		    cfg->socket_owner ? cfg->socket_owner : "",
 		    cfg->socket_group ? ":" : "",
 		    cfg->socket_group ? cfg->socket_group : "",
-		    strerror(errno));
+		    strerror(e), e != EPERM ? "" : cfg->socket_owner != NULL ?
+		    " (socket_owner needs root)" :
+		    " (the user must be a member of socket_group)");
 		return -1;
 	}
 	if (chmod(path, (mode_t)cfg->socket_mode) == -1) {
