@@ -439,7 +439,7 @@ main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct config     cfg;
+	static struct config cfg; /* static: reachable on every early exit */
 	struct store_opts so;
 	const char       *cfgfile = NULL;
 	pthread_t        *th = NULL;
@@ -480,13 +480,13 @@ main(int argc, char *argv[])
 	}
 	if (optind != argc)
 		usage();
-	if (cfgfile != NULL && config_load(&cfg, cfgfile) == -1)
-		return 2;
-	for (i = 0; i < nov; i++)
-		if (config_set(&cfg, ov_key[i], ov_val[i]) == -1)
-			return 2;
+	rc = cfgfile != NULL && config_load(&cfg, cfgfile) == -1;
+	for (i = 0; rc == 0 && i < nov; i++)
+		rc = config_set(&cfg, ov_key[i], ov_val[i]) == -1;
 	free(ov_key);
 	free(ov_val);
+	if (rc != 0)
+		return 2;
 	if (cfg.log_level != NULL)
 		log_set_level((enum log_level)log_level_parse(cfg.log_level));
 	if (cfg.db == NULL || cfg.device_ca == NULL) {
