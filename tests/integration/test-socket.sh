@@ -127,6 +127,37 @@ kill -TERM "$p5" && wait "$p5" || true
 [[ ! -e $s5 ]] && pass "socket removed at a clean stop" ||
     fail "socket removed at a clean stop"
 
+# 5b. A responder whose socket file was replaced by another's leaves the
+# other's alone when it stops.
+s6=$IT_DIR/two.sock
+# serve LOG ARG...: start a responder on s6 in the background, wait until
+# it serves; its pid in $spid.
+serve() {
+	local log=$1
+	shift
+	"$fcgi" --db "$IT_DIR/db2" --device-ca "$ca" --socket "$s6" \
+	    --workers 1 "$@" </dev/null >"$log" 2>&1 &
+	spid=$!
+	for _ in $(seq 100); do
+		grep -q serving "$log" 2>/dev/null && return 0
+		kill -0 "$spid" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+serve "$IT_DIR/a.log" || fail "responder A starts" "$(cat "$IT_DIR/a.log")"
+pa=$spid
+rm -f "$s6"
+serve "$IT_DIR/b.log" --nosync || fail "responder B starts" "$(cat "$IT_DIR/b.log")"
+pb=$spid
+inob=$(stat -c %i "$s6")
+kill -TERM "$pa" && wait "$pa" || true
+expect_eq "$(stat -c %i "$s6" 2>&1)" "$inob" \
+    "a responder stopping leaves a socket it did not make"
+kill -TERM "$pb" && wait "$pb" || true
+[[ ! -e $s6 ]] && pass "the socket's own responder removes it" ||
+    fail "the socket's own responder removes it"
+
 # 6. A stale socket (its responder killed) is replaced.
 pid=$(head -n 1 "$IT_DIR/fcgi.pid")
 kill -KILL "$pid"
