@@ -370,6 +370,25 @@ api_enqueue(struct api *a)
 		    "plist (PUT) or its JSON form (POST)");
 		goto out;
 	}
+	/* The body of the other method: say which method takes which. */
+	for (i = 0; i < a->req->body_len && (a->req->body[i] == ' ' ||
+	    a->req->body[i] == '\t' || a->req->body[i] == '\r' ||
+	    a->req->body[i] == '\n'); i++)
+		;
+	if (i < a->req->body_len && a->req->body[i] == '{' &&
+	    strcmp(a->req->method, "PUT") == 0) {
+		api_fail(a, 400, "invalid command", "the body is JSON: POST "
+		    "takes the JSON form, PUT a command plist");
+		goto out;
+	}
+	if (i < a->req->body_len && (a->req->body[i] == '<' ||
+	    (a->req->body_len - i >= 6 &&
+	    memcmp(a->req->body + i, "bplist", 6) == 0)) &&
+	    strcmp(a->req->method, "POST") == 0) {
+		api_fail(a, 400, "invalid command", "the body is a plist: PUT "
+		    "takes a command plist, POST its JSON form");
+		goto out;
+	}
 	if (strcmp(a->req->method, "PUT") == 0)
 		rc = command_from_plist((const char *)a->req->body,
 		    a->req->body_len, &cmd, err, sizeof(err));

@@ -1,5 +1,6 @@
 /*
- * config.c - picomdm.conf: "key = value" lines, '#' comments, blank lines.
+ * config.c - picomdm.conf: "key = value" lines, '#' comments (on a line of
+ * their own, or after a value following white space), blank lines.
  * Every key is also a long command-line option of picomdm-fcgi (the same
  * name with '_' as '-'); the command line wins over the file.
  */
@@ -42,6 +43,8 @@ config_free(struct config *c)
 	free(c->user_auth);
 	free(c->digest_challenge);
 	enroll_conf_free(&c->enroll);
+	free(c->socket_owner);
+	free(c->socket_group);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -103,6 +106,114 @@ bool_parse(const char *v, int *out)
 	return 0;
 }
 
+/* "config: FILE:LINE: " while a file is read, else "config: ". */
+static char where[1100] = "config: ";
+
+/* Every key, with what it takes (for error messages). */
+static const struct {
+	const char *key;
+	const char *valid;
+} keys[] = {
+	{ "db", "a directory" },
+	{ "socket", "a unix socket path, or HOST:PORT" },
+	{ "device_ca", "a PEM file" },
+	{ "api_key_file", "a file" },
+	{ "log_level", "error, warn, info or debug" },
+	{ "workers", "1 to 256" },
+	{ "max_inflight", "1 to 65536" },
+	{ "checkin_max", "a size up to 2g, e.g. 64k" },
+	{ "connect_max", "a size up to 2g, e.g. 4m" },
+	{ "api_max", "a size up to 2g, e.g. 8m" },
+	{ "map_size", "a size with k, m or g, e.g. 64m" },
+	{ "map_max", "a size with k, m or g, e.g. 16g" },
+	{ "nosync", "yes or no" },
+	{ "allow_retro", "yes or no" },
+	{ "user_authenticate", "decline or challenge" },
+	{ "digest_challenge", "a string" },
+	{ "retention_days", "0 to 36500" },
+	{ "socket_mode", "octal, 0 to 0777, e.g. 0660" },
+	{ "socket_owner", "a user name" },
+	{ "socket_group", "a group name" },
+	{ "metrics_public", "yes or no" },
+	{ "health_stall", "seconds, 1 or more" },
+	{ "enroll_access", "off or open" },
+	{ "server_url", "a URL" },
+	{ "checkin_url", "a URL" },
+	{ "push_topic", "com.apple.mgmt.…" },
+	{ "push_cert", "a PEM file" },
+	{ "scep_url", "a URL" },
+	{ "scep_challenge", "a string" },
+	{ "scep_name", "a string" },
+	{ "scep_organization", "a string" },
+	{ "scep_key_size", "1024, 2048 or 4096" },
+	{ "scep_key_usage", "1, 4 or 5" },
+	{ "profile_identifier", "a reverse-DNS string" },
+	{ "profile_organization", "a string" },
+	{ "profile_display_name", "a string" },
+	{ "profile_sign_cert", "a PEM file" },
+	{ "profile_sign_key", "a PEM file" },
+	{ "machineinfo_ca", "a PEM file" },
+	{ "sign_message", "yes or no" },
+	{ "check_out_when_removed", "yes or no" },
+	{ "access_rights", "1 to 8191" },
+};
+
+static const char *
+config_valid(const char *k)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(keys[i].key, k) == 0)
+			return keys[i].valid;
+	return "?";
+}
+
+/* Levenshtein distance of two short strings (64 bytes at most). */
+static size_t
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i, j, prev, cur, tmp;
+	size_t row[65];
+
+	if (la > 64 || lb > 64)
+		return SIZE_MAX;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		prev = row[0];
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			cur = prev + (a[i - 1] != b[j - 1]);
+			if (row[j] + 1 < cur)
+				cur = row[j] + 1;
+			if (row[j - 1] + 1 < cur)
+				cur = row[j - 1] + 1;
+			tmp = row[j];
+			row[j] = cur;
+			prev = tmp;
+		}
+	}
+	return row[lb];
+}
+
+/* The known key nearest to k, when it is near enough to be a typo. */
+static const char *
+config_nearest(const char *k)
+{
+	size_t i, d, best = SIZE_MAX;
+	const char *near = NULL;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		d = edit_distance(k, keys[i].key);
+		if (d < best) {
+			best = d;
+			near = keys[i].key;
+		}
+	}
+	return best <= 1 + strlen(k) / 4 ? near : NULL;
+}
+
 /*
  * Set one key. Returns 0, or -1 (logged) for an unknown key or a value out
  * of range. Keys use '_' or '-' interchangeably.
@@ -114,6 +225,7 @@ config_set(struct config *c, const char *key, const char *val)
 	size_t    i;
 	long long n;
 	int       rc = 0;
+	const char *near;
 
 	if (strlcpy(k, key, sizeof(k)) >= sizeof(k))
 		goto bad_key;
@@ -192,7 +304,11 @@ config_set(struct config *c, const char *key, const char *val)
 		    m > 0777)
 			goto bad_val;
 		c->socket_mode = (int)m;
-	} else if ((rc = enroll_conf_set(&c->enroll, k, val)) == 1)
+	} else if (strcmp(k, "socket_owner") == 0)
+		rc = str_set(&c->socket_owner, val);
+	else if (strcmp(k, "socket_group") == 0)
+		rc = str_set(&c->socket_group, val);
+	else if ((rc = enroll_conf_set(&c->enroll, k, val)) == 1)
 		goto bad_key;
 	else if (rc == -1)
 		goto bad_val;
@@ -202,10 +318,15 @@ config_set(struct config *c, const char *key, const char *val)
 		log_error("config: out of memory");
 	return rc;
 bad_key:
-	log_error("config: unknown key %s", key);
+	if ((near = config_nearest(k)) != NULL)
+		log_error("%sunknown key %s (did you mean %s?)", where, key,
+		    near);
+	else
+		log_error("%sunknown key %s", where, key);
 	return -1;
 bad_val:
-	log_error("config: %s: bad value \"%s\"", key, val);
+	log_error("%s%s: bad value \"%s\" (%s)", where, key, val,
+	    config_valid(k));
 	return -1;
 }
 
@@ -227,7 +348,7 @@ int
 config_load(struct config *c, const char *path)
 {
 	FILE  *f;
-	char   line[1024], *k, *v, *eq;
+	char   line[1024], *k, *v, *eq, *e;
 	size_t lineno = 0;
 	int    rc = 0;
 
@@ -254,12 +375,21 @@ config_load(struct config *c, const char *path)
 		}
 		*eq = '\0';
 		k = trim(k);
-		v = trim(eq + 1);
-		if (config_set(c, k, v) == -1) {
-			log_error("config: %s:%zu: rejected", path, lineno);
-			rc = -1;
+		v = eq + 1;
+		/* A '#' after white space starts a comment. */
+		for (e = v; *e != '\0'; e++)
+			if (*e == '#' && e > v && (e[-1] == ' ' ||
+			    e[-1] == '\t')) {
+				*e = '\0';
+				break;
+			}
+		v = trim(v);
+		snprintf(where, sizeof(where), "config: %s:%zu: ", path,
+		    lineno);
+		rc = config_set(c, k, v);
+		strlcpy(where, "config: ", sizeof(where));
+		if (rc == -1)
 			break;
-		}
 	}
 	fclose(f);
 	return rc;

@@ -54,6 +54,8 @@ struct config {
 	struct enroll_conf enroll; /* enrollment keys (enroll.c) */
 	int      metrics_public;  /* GET /api/v1/metrics without the key */
 	unsigned health_stall;    /* seconds a thread may be busy (healthz) */
+	char    *socket_owner;    /* user name, or NULL: unchanged */
+	char    *socket_group;    /* group name, or NULL: unchanged */
 };
 
 /* Defaults, then the file (if any), then command-line overrides. */
@@ -91,7 +93,7 @@ struct response {
 	size_t         body_len;
 	const char    *reason;       /* refusal reason for the log;
 	                              * points into reason_buf */
-	char           reason_buf[160];
+	char           reason_buf[256];
 	const char    *msgtype;      /* for the log */
 	char           id[520];      /* enrollment ID for the log */
 };

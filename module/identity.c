@@ -209,7 +209,7 @@ identity_ca_load(const char *path, struct identity_ca **out)
 		goto out;
 	}
 	if ((bio = BIO_new_file(path, "r")) == NULL) {
-		log_error("cannot open device CA bundle %s", path);
+		log_error("device CA bundle %s: %s", path, strerror(errno));
 		goto out;
 	}
 	for (;;) {
@@ -648,21 +648,55 @@ out:
 }
 
 /*
- * Verify leaf (with the certificates of cms, when not NULL, as untrusted
- * intermediates) against the
- * device CA at the current time (RFC 5280 section 6 as OpenSSL implements
- * it), for client authentication: an extendedKeyUsage without clientAuth
- * is refused, a certificate without extendedKeyUsage is accepted. Not
- * X509_V_FLAG_X509_STRICT. A CA certificate is never a device identity.
+ * "certificate issued by CN=..., which is not in --device-ca": the issuer
+ * of the certificate the chain stopped at, in a buffer of the calling
+ * thread (valid until its next identity_verify; response_set copies it).
+ */
+static const char *
+identity_missing_issuer(X509_STORE_CTX *ctx)
+{
+	static __thread char buf[200];
+	X509		    *x = X509_STORE_CTX_get_current_cert(ctx);
+	BIO		    *b;
+	char		     name[120];
+	int		     n;
+
+	if (x == NULL || (b = BIO_new(BIO_s_mem())) == NULL)
+		return "certificate not issued by the device CA";
+	n = X509_NAME_print_ex(b, X509_get_issuer_name(x), 0,
+	    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+	if (n <= 0 || (n = BIO_read(b, name, sizeof(name) - 1)) <= 0) {
+		BIO_free(b);
+		return "certificate not issued by the device CA";
+	}
+	BIO_free(b);
+	name[n] = '\0';
+	snprintf(buf, sizeof(buf), "certificate issued by %s, which is not "
+	    "in --device-ca", name);
+	return buf;
+}
+
+/*
+ * Verify leaf against the device CA at the current time (RFC 5280
+ * section 6 as OpenSSL implements it), for client authentication: an
+ * extendedKeyUsage without clientAuth is refused, a certificate without
+ * extendedKeyUsage is accepted. Not X509_V_FLAG_X509_STRICT. A CA
+ * certificate is never a device identity.
+ *
+ * The chain is built from the --device-ca bundle alone, on both identity
+ * paths: certificates an Mdm-Signature carries are not used, because the
+ * TLS path has none (nginx's $ssl_client_escaped_cert is the leaf only).
+ * So one file behaves the same for both: it must hold the CA that issued
+ * the device certificates (every certificate in it is an anchor), and, to
+ * serve nginx's ssl_client_certificate too, the CAs above it.
  * Returns 0, 403 with *reason, or 500.
  */
 static int
 identity_chain_verify(const struct identity_ca *ca, X509 *leaf,
-    CMS_ContentInfo *cms, const char **reason)
+    const char **reason)
 {
 	X509_STORE_CTX *ctx = NULL;
 	int		rc = 500, err;
-	STACK_OF(X509) *untrusted = NULL;
 
 	*reason = "certificate verification failed";
 	if (X509_check_ca(leaf) != 0) {
@@ -670,13 +704,8 @@ identity_chain_verify(const struct identity_ca *ca, X509 *leaf,
 		*reason = "certificate is a CA certificate";
 		goto out;
 	}
-	/* The message's certificates; it has at least the signer's. */
-	if (cms != NULL && (untrusted = CMS_get1_certs(cms)) == NULL) {
-		*reason = "out of memory";
-		goto out;
-	}
 	if ((ctx = X509_STORE_CTX_new()) == NULL ||
-	    X509_STORE_CTX_init(ctx, ca->store, leaf, untrusted) <= 0 ||
+	    X509_STORE_CTX_init(ctx, ca->store, leaf, NULL) <= 0 ||
 	    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) <= 0) {
 		log_error("cannot set up certificate verification");
 		goto out;
@@ -701,6 +730,8 @@ identity_chain_verify(const struct identity_ca *ca, X509 *leaf,
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
 	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+		*reason = identity_missing_issuer(ctx);
+		break;
 	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
 	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
 	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
@@ -721,7 +752,6 @@ identity_chain_verify(const struct identity_ca *ca, X509 *leaf,
 	}
 out:
 	X509_STORE_CTX_free(ctx);
-	sk_X509_pop_free(untrusted, X509_free);
 	return rc;
 }
 
@@ -730,7 +760,8 @@ out:
  * verdict first, then the forwarded TLS certificate or else the
  * Mdm-Signature (RFC 5652 detached SignedData), then the chain against the
  * device CA. On success hash is the SHA-256 of the certificate's DER.
- * Returns 0, 400 or 403 with *reason (a static string), or 500 when out
+ * Returns 0, 400 or 403 with *reason (a static string, or the calling
+ * thread's buffer until its next call), or 500 when out
  * of memory. The thread's OpenSSL error queue is empty on return.
  */
 int
@@ -791,6 +822,15 @@ identity_verify(const struct identity_ca *ca, const char *escaped_cert,
 		}
 		rc = identity_sig_verify(sig, siglen, body, len, &leaf, &cms,
 		    reason);
+	} else if (verify == NULL) {
+		/* Not even NONE: the nginx site lacks the parameters. */
+		rc = 400;
+		*reason = "no client certificate, and nginx passes no "
+		    "PICOMDM_CLIENT_VERIFY parameter (see nginx/README.md)";
+	} else if (strcmp(verify, "SUCCESS") == 0) {
+		rc = 400;
+		*reason = "nginx verified a client certificate but passes no "
+		    "PICOMDM_CLIENT_CERT parameter (see nginx/README.md)";
 	} else {
 		rc = 400;
 		*reason = "no client certificate";
@@ -811,7 +851,7 @@ identity_verify(const struct identity_ca *ca, const char *escaped_cert,
 			goto out;
 		}
 	}
-	if ((rc = identity_chain_verify(ca, leaf, cms, reason)) != 0) {
+	if ((rc = identity_chain_verify(ca, leaf, reason)) != 0) {
 		memset(hash, 0, IDENTITY_HASH_LEN);
 		goto out;
 	}

@@ -13,6 +13,8 @@
 #include "picomdm/log.h"
 
 static enum log_level log_max = LOG_INFO;
+static const char    *log_prog; /* plain "prog: message" lines when set */
+static unsigned       log_nerr; /* error lines written */
 
 static const char *const log_names[LOG__MAX] = {
 	"error", "warn", "info", "debug"
@@ -23,6 +25,18 @@ log_set_level(enum log_level l)
 {
 	if (l < LOG__MAX)
 		log_max = l;
+}
+
+void
+log_set_plain(const char *prog)
+{
+	log_prog = prog;
+}
+
+unsigned
+log_error_count(void)
+{
+	return __atomic_load_n(&log_nerr, __ATOMIC_RELAXED);
 }
 
 int
@@ -58,11 +72,21 @@ log_msg(enum log_level l, const char *fmt, ...)
 
 	if (l > log_max || l >= LOG__MAX)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ %s ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000, log_names[l]);
+	/* Plain lines: the first error is the cause; the rest echo it. */
+	if (l == LOG_ERROR &&
+	    __atomic_fetch_add(&log_nerr, 1, __ATOMIC_RELAXED) > 0 &&
+	    log_prog != NULL)
+		return;
+	if (log_prog != NULL)
+		n = snprintf(line, sizeof(line), "%s: ", log_prog);
+	else {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		n = snprintf(line, sizeof(line),
+		    "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ %s ",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000, log_names[l]);
+	}
 	if (n < 0)
 		return;
 	va_start(ap, fmt);

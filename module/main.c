@@ -36,6 +36,7 @@
 #include "picomdm/metrics.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
+#include "listen.h"
 #include "request.h"
 
 #define CHECKIN_TYPE "application/x-apple-aspen-mdm-checkin"
@@ -56,7 +57,8 @@ usage(void)
 	    "[--map-max SIZE]\n"
 	    "                    [--checkin-max SIZE] [--connect-max SIZE] "
 	    "[--allow-retro]\n"
-	    "                    [--nosync]\n");
+	    "                    [--socket-owner USER] [--socket-group GROUP] "
+	    "[--nosync]\n");
 	exit(2);
 }
 
@@ -485,10 +487,12 @@ main(int argc, char *argv[])
 		{ "connect-max", required_argument, NULL, 'N' },
 		{ "allow-retro", no_argument, NULL, 'r' },
 		{ "nosync", no_argument, NULL, 'S' },
+		{ "socket-owner", required_argument, NULL, 'O' },
+		{ "socket-group", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct config     cfg;
+	static struct config cfg; /* static: reachable on every early exit */
 	struct store_opts so;
 	const char       *cfgfile = NULL;
 	pthread_t        *th = NULL;
@@ -529,13 +533,13 @@ main(int argc, char *argv[])
 	}
 	if (optind != argc)
 		usage();
-	if (cfgfile != NULL && config_load(&cfg, cfgfile) == -1)
-		return 2;
-	for (i = 0; i < nov; i++)
-		if (config_set(&cfg, ov_key[i], ov_val[i]) == -1)
-			return 2;
+	rc = cfgfile != NULL && config_load(&cfg, cfgfile) == -1;
+	for (i = 0; rc == 0 && i < nov; i++)
+		rc = config_set(&cfg, ov_key[i], ov_val[i]) == -1;
 	free(ov_key);
 	free(ov_val);
+	if (rc != 0)
+		return 2;
 	if (cfg.log_level != NULL)
 		log_set_level((enum log_level)log_level_parse(cfg.log_level));
 	if (cfg.db == NULL || cfg.device_ca == NULL) {
@@ -543,10 +547,8 @@ main(int argc, char *argv[])
 		usage();
 	}
 	srv.cfg = &cfg;
-	if (identity_ca_load(cfg.device_ca, &srv.ca) == -1) {
-		log_error("device ca: cannot load %s", cfg.device_ca);
-		return 1;
-	}
+	if (identity_ca_load(cfg.device_ca, &srv.ca) == -1)
+		return 1; /* logged */
 	if (cfg.api_key_file != NULL && load_api_key(cfg.api_key_file) == -1)
 		return 1;
 	{
@@ -563,19 +565,12 @@ main(int argc, char *argv[])
 		log_error("fcgi: init failed");
 		return 1;
 	}
-	if (cfg.socket != NULL) {
-		struct stat st;
-
-		if (stat(cfg.socket, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(cfg.socket);
-		if ((listen_fd = FCGX_OpenSocket(cfg.socket, 1024)) < 0) {
-			log_error("fcgi: listen on %s failed", cfg.socket);
-			return 1;
-		}
-		if (chmod(cfg.socket, (mode_t)cfg.socket_mode) == -1)
-			log_warn("chmod %s: %s", cfg.socket, strerror(errno));
-	} else
-		listen_fd = inherited_listen_fd();
+	/* Removes the socket file again on every exit from here on. */
+	atexit(listen_cleanup);
+	/* systemd socket activation passes the socket as fd 3. */
+	listen_fd = cfg.socket == NULL ? inherited_listen_fd() : 0;
+	if (listen_fd == 0 && (listen_fd = listen_open(&cfg)) < 0)
+		return 1;
 
 	memset(&so, 0, sizeof(so));
 	so.map_size = cfg.map_size;
@@ -647,8 +642,7 @@ main(int argc, char *argv[])
 	identity_ca_free(srv.ca);
 	enroll_free(srv.enroll);
 	freezero(srv.api_key, srv.api_key_len);
-	if (cfg.socket != NULL)
-		unlink(cfg.socket);
+	listen_cleanup();
 	config_free(&cfg);
 	log_info("stopped");
 	return 0;

@@ -36,7 +36,8 @@ request_init(FCGX_Request *fr, struct request *r)
 	r->method = param(fr, "REQUEST_METHOD");
 	r->content_type = param(fr, "CONTENT_TYPE");
 	r->client_cert = param(fr, "PICOMDM_CLIENT_CERT");
-	r->client_verify = param(fr, "PICOMDM_CLIENT_VERIFY");
+	/* NULL when nginx passes none at all (a site misconfiguration). */
+	r->client_verify = FCGX_GetParam("PICOMDM_CLIENT_VERIFY", fr->envp);
 	r->mdm_signature = param(fr, "HTTP_MDM_SIGNATURE");
 	r->authorization = param(fr, "HTTP_AUTHORIZATION");
 	r->query = param(fr, "QUERY_STRING");

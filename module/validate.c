@@ -683,7 +683,11 @@ msg_parse_connect(
 	if (check_dict(root, msg_ident_keys, MSG_NIDENT, NULL, &r) == -1)
 		goto fail;
 	if ((v = plist_dict_get_item(root, "Status")) == NULL) {
-		r = "Status: missing";
+		/* A check-in that reached the report route by its type. */
+		r = plist_dict_get_item(root, "MessageType") != NULL ?
+		    "Status: missing; this is a check-in (MessageType): send "
+		    "it with Content-Type: application/x-apple-aspen-mdm-"
+		    "checkin, or to /mdm/checkin" : "Status: missing";
 		goto fail;
 	}
 	if ((s = plist_dict_str(root, "Status")) == NULL) {

@@ -81,6 +81,13 @@ build() {
 		pm_msg "autoreconf"
 		(cd "$PM_ROOT" && autoreconf -fi) || pm_die "autoreconf failed"
 	fi
+	# An in-tree ./configure makes every out-of-tree one fail ("source
+	# directory already configured"): say what to do instead.
+	if [[ -f $PM_ROOT/config.status && $dir != "$PM_ROOT" ]]; then
+		pm_die "the checkout itself has been configured (./configure" \
+		    "run in $PM_ROOT); run 'make distclean' there, then" \
+		    "build out of tree as README.md says (Building by hand)"
+	fi
 	mkdir -p "$dir"
 	stamp=$dir/.picomdm-configure-args
 	if [[ ! -f $dir/Makefile ]] ||

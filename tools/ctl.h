@@ -67,6 +67,9 @@ int ctl_check(struct ctl *);
  * read-only, or read-write with an initial map size (0: default).
  * Returns 0 or an exit status (message printed). */
 int ctl_open(struct ctl *, int readonly, size_t map_size);
+/* Is there a store at db that this user may read (and write)? 0, or
+ * EXIT_USAGE after one line on stderr naming what is missing. */
+int ctl_store_exists(const char *db, int writable);
 /* Progress reporting on stderr when it is a terminal; NULL otherwise. */
 const struct store_progress *ctl_progress(void);
 /* Print a sub-command's usage: on stdout with status 0 for --help, else

@@ -79,6 +79,51 @@ ctl_usage(const char *name, const char *synopsis, const char *help, int ok)
 
 /* See ctl.h. */
 int
+ctl_store_exists(const char *db, int writable)
+{
+	struct stat st;
+	char	    path[PATH_MAX];
+	int	    n;
+
+	if (stat(db, &st) == -1) {
+		if (errno == ENOENT)
+			fprintf(stderr, "picomdmctl: %s: no store here (create "
+			    "one with picomdm-fcgi or restore)\n", db);
+		else
+			fprintf(stderr, "picomdmctl: %s: %s\n", db,
+			    strerror(errno));
+		return EXIT_USAGE;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "picomdmctl: %s: not a directory (--db names "
+		    "the store's directory)\n", db);
+		return EXIT_USAGE;
+	}
+	n = snprintf(path, sizeof(path), "%s/data.mdb", db);
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		fprintf(stderr, "picomdmctl: %s: path too long\n", db);
+		return EXIT_USAGE;
+	}
+	if (stat(path, &st) == -1) {
+		if (errno == ENOENT)
+			fprintf(stderr, "picomdmctl: %s: no store here (no "
+			    "data.mdb; create one with picomdm-fcgi or "
+			    "restore)\n", db);
+		else
+			fprintf(stderr, "picomdmctl: %s: %s\n", path,
+			    strerror(errno));
+		return EXIT_USAGE;
+	}
+	if (access(path, writable ? R_OK | W_OK : R_OK) == -1) {
+		fprintf(stderr, "picomdmctl: %s: %s (run as the store's "
+		    "owner)\n", path, strerror(errno));
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* See ctl.h. */
+int
 ctl_open(struct ctl *c, int readonly, size_t map_size)
 {
 	struct store_opts so;
@@ -89,14 +134,16 @@ ctl_open(struct ctl *c, int readonly, size_t map_size)
 		    c->argv[0]);
 		return EXIT_USAGE;
 	}
+	/* restore (load) makes a store; every other command needs one. */
+	if (strcmp(c->argv[0], "restore") != 0 &&
+	    strcmp(c->argv[0], "load") != 0 &&
+	    (rc = ctl_store_exists(c->db, !readonly)) != 0)
+		return rc;
 	memset(&so, 0, sizeof(so));
 	so.readonly = readonly;
 	so.map_size = map_size;
-	if ((rc = store_open(c->db, &so, &c->store)) != 0) {
-		fprintf(
-		    stderr, "picomdmctl: %s: %s\n", c->db, store_strerror(rc));
-		return EXIT_USAGE;
-	}
+	if ((rc = store_open(c->db, &so, &c->store)) != 0)
+		return ctl_exit(rc, c->db);
 	return 0;
 }
 

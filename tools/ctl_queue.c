@@ -106,19 +106,7 @@ ctl_args(struct ctl *c, const char **pos, int npos, const char *const *opts,
 static int
 queue_open(struct ctl *c, int readonly)
 {
-	struct stat st;
-	char	    path[4096];
-	int	    n;
-
-	if (!readonly && c->db != NULL) {
-		n = snprintf(path, sizeof(path), "%s/data.mdb", c->db);
-		if (n < 0 || (size_t)n >= sizeof(path) ||
-		    stat(path, &st) == -1) {
-			fprintf(
-			    stderr, "picomdmctl: %s: no store there\n", c->db);
-			return EXIT_USAGE;
-		}
-	}
+	/* ctl_open finds the store missing, for reads and writes alike. */
 	return ctl_open(c, readonly, 0);
 }
 

@@ -47,7 +47,8 @@ usage(void)
 	size_t i;
 
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		fprintf(stderr, "%s picomdmctl %s %s%s%s\n",
+		fprintf(stderr, "%s picomdmctl [--verbose] %s %s%s%s
+",
 		    i == 0 ? "usage:" : "      ",
 		    cmds[i].fn == ctl_enroll_profile ? "--config FILE" :
 		    "--db DIR", cmds[i].name,
@@ -66,7 +67,10 @@ ctl_exit(int rc, const char *what)
 	}
 	if (rc > 0) /* already reported by the command */
 		return rc;
-	fprintf(stderr, "picomdmctl: %s: %s\n", what, store_strerror(rc));
+	/* The store's own error line, when it logged one, names the cause. */
+	if (log_error_count() == 0)
+		fprintf(stderr, "picomdmctl: %s: %s\n", what,
+		    store_strerror(rc));
 	return EXIT_USAGE;
 }
 
@@ -77,22 +81,26 @@ main(int argc, char *argv[])
 		{ "db", required_argument, NULL, 'd' },
 		{ "config", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct ctl_cmd *cmd = NULL;
 	struct store_opts     so;
 	struct ctl            c;
 	size_t                i;
-	int                   ch, rc;
+	int                   ch, rc, verbose = 0;
 
 	memset(&c, 0, sizeof(c));
-	while ((ch = getopt_long(argc, argv, "+d:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+d:hv", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
 			c.db = optarg;
 			break;
 		case 'f':
 			c.config = optarg;
+			break;
+		case 'v':
+			verbose = 1;
 			break;
 		default:
 			usage();
@@ -105,19 +113,44 @@ main(int argc, char *argv[])
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[0], cmds[i].name) == 0)
 			cmd = &cmds[i];
-	if (cmd == NULL || (c.db == NULL && cmd->open != CTL_OPEN_NONE))
+	if (cmd == NULL) {
+		fprintf(stderr, "picomdmctl: %s: no such command\n", argv[0]);
 		usage();
+	}
+	/* --help needs no store: the commands opened here answer it here. */
+	if (cmd->open != CTL_OPEN_NONE)
+		for (i = 1; i < (size_t)argc; i++)
+			if (strcmp(argv[i], "--help") == 0 ||
+			    strcmp(argv[i], "-h") == 0) {
+				printf("usage: picomdmctl --db DIR %s%s%s\n",
+				    cmd->name, *cmd->usage ? " " : "",
+				    cmd->usage);
+				return 0;
+			}
+	if (c.db == NULL && cmd->open != CTL_OPEN_NONE) {
+		fprintf(stderr, "picomdmctl: %s: --db DIR is required\n",
+		    cmd->name);
+		return EXIT_USAGE;
+	}
 	c.argc = argc;
 	c.argv = argv;
-	log_set_level(LOG_WARN);
+	/*
+	 * Messages read like a command line ("picomdmctl: ..."); --verbose
+	 * gives the library's log lines, timestamped, with info too.
+	 */
+	if (verbose)
+		log_set_level(LOG_INFO);
+	else {
+		log_set_level(LOG_WARN);
+		log_set_plain("picomdmctl");
+	}
 	if (cmd->open != CTL_OPEN_NONE) {
+		if ((rc = ctl_store_exists(c.db, cmd->open != CTL_OPEN_READ)))
+			return rc;
 		memset(&so, 0, sizeof(so));
 		so.readonly = cmd->open == CTL_OPEN_READ;
-		if ((rc = store_open(c.db, &so, &c.store)) != 0) {
-			fprintf(stderr, "picomdmctl: %s: %s\n", c.db,
-			    store_strerror(rc));
-			return EXIT_USAGE;
-		}
+		if ((rc = store_open(c.db, &so, &c.store)) != 0)
+			return ctl_exit(rc, c.db);
 	}
 	rc = cmd->fn(&c);
 	store_close(c.store);

@@ -27,7 +27,9 @@ void identity_ca_free(struct identity_ca *);
  * On success returns 0 and fills hash with SHA-256 of the DER; otherwise
  * returns 400 (no or unreadable certificate, bad signature) or 403 (not
  * from our CA, expired, nginx verification failed) with *reason set, or
- * 500 when out of memory. *reason is a static string.
+ * 500 when out of memory. *reason is a static string, or a buffer of the
+ * calling thread valid until its next identity_verify (copy it). verify
+ * is NULL when nginx passes no PICOMDM_CLIENT_VERIFY at all.
  */
 int identity_verify(const struct identity_ca *, const char *escaped_cert,
     const char *verify, const char *mdm_signature, const void *body,

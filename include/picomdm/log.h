@@ -17,6 +17,13 @@ enum log_level {
 
 /* Set the most verbose level printed; parse one from its name (-1 if bad). */
 void log_set_level(enum log_level);
+/*
+ * Lines as "prog: message", no time or level, and of the errors only the
+ * first, which names the cause (command-line tools without --verbose).
+ */
+void log_set_plain(const char *prog);
+/* How many error lines were logged (or dropped as echoes) so far. */
+unsigned log_error_count(void);
 int  log_level_parse(const char *);
 int  log_enabled(enum log_level);
 

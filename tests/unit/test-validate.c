@@ -976,6 +976,12 @@ test_connect(void)
 	/* Status: required, a string, one of the five. */
 	CHECK_EQ(connect_inline(UDID_KV, &m, &r), 400);
 	CHECK_STR(r, "Status: missing");
+	/* A check-in sent as a report: the hint names the content type. */
+	CHECK_EQ(connect_inline("<key>MessageType</key><string>Authenticate"
+				"</string>" UDID_KV, &m, &r), 400);
+	CHECK_STR(r, "Status: missing; this is a check-in (MessageType): "
+		     "send it with Content-Type: application/x-apple-aspen-"
+		     "mdm-checkin, or to /mdm/checkin");
 	CHECK_EQ(connect_inline(
 		     "<key>Status</key><integer>1</integer>" UDID_KV, &m, &r),
 	    400);
