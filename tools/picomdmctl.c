@@ -47,8 +47,7 @@ usage(void)
 	size_t i;
 
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		fprintf(stderr, "%s picomdmctl [--verbose] %s %s%s%s
-",
+		fprintf(stderr, "%s picomdmctl [--verbose] %s %s%s%s\n",
 		    i == 0 ? "usage:" : "      ",
 		    cmds[i].fn == ctl_enroll_profile ? "--config FILE" :
 		    "--db DIR", cmds[i].name,
