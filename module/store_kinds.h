@@ -57,7 +57,19 @@ struct afield {
 	enum inv_service svc; /* the catalogue row, when CAT_ROW */
 	const char	*message;
 	const char	*field;
+	/* How the inventory (store_fields.c, inventory.c) shows a CAT_ROW
+	 * field; every member 0 by default. */
+	const char *inv_message; /* the message shown for a row of every
+				  * message ("*"); NULL: message */
+	unsigned    at_tag;	 /* the A_TIME field saying when it was
+				  * received; 0: none */
+	unsigned    at_or_tag;	 /* the one used when at_tag's is 0 */
+	unsigned    flags;	 /* AF_KEY */
 };
+
+/* The field is the record's key: the inventory shows it as the device or
+ * enrollment ID, not as a field. */
+#define AF_KEY 0x1
 
 /* How a key is laid out (its JSON form in brackets). */
 enum kind_key {
@@ -148,6 +160,8 @@ extern const struct store_kind store_kinds[DBI__MAX];
 
 /* The entry of a record kind; NULL when there is none. */
 const struct store_kind *store_kind_of_rec(enum rec_kind);
+/* The name of a kind's sub-database (as in a dump and in stats). */
+const char *store_kind_name(const struct store_kind *);
 /* The sub-database of a name (as in a dump); -1 when none. */
 int store_kind_by_name(const char *);
 /* Is this field a secret? Its catalogue row decides. */
