@@ -1144,6 +1144,71 @@ test_fixture(void)
 
 /* ---- the registry of kinds ---- */
 
+/* Do a writer's field type and the registry's agree? */
+static int
+types_agree(enum fdesc_type w, enum afield_type a)
+{
+	switch (w) {
+	case F_STR:
+		return a == A_STR;
+	case F_BYTES:
+		return a == A_BYTES || a == A_PLIST;
+	case F_U64:
+		return a == A_U64 || a == A_TIME;
+	case F_INT:
+		return a == A_BOOL || a == A_ETYPE || a == A_KIND ||
+		    a == A_STATUS || a == A_U64;
+	case F_HASH32:
+		return a == A_HASH;
+	}
+	return 0;
+}
+
+/*
+ * The writers' field tables (store_device.c, store_queue.c) and the
+ * registry's say the same: every tag written has its field in the
+ * registry, of a type that agrees, and every field of the registry is
+ * written (the enrollment's number, written on its own, aside). Every
+ * kind of those two files has its table.
+ */
+static void
+test_writer_tables(void)
+{
+	const struct store_kind *k;
+	const struct fdesc	*w;
+	size_t			 n, i, j, found = 0;
+	int			 r;
+
+	for (r = 1; r < REC__MAX; r++) {
+		k = store_kind_of_rec((enum rec_kind)r);
+		if ((w = store_device_fdesc((enum rec_kind)r, &n)) == NULL)
+			w = store_queue_fdesc((enum rec_kind)r, &n);
+		if (w == NULL || k == NULL)
+			continue;
+		found++;
+		for (i = 0; i < n; i++) {
+			for (j = 0; j < k->nf && k->f[j].tag != w[i].tag; j++)
+				continue;
+			if (j == k->nf)
+				fprintf(stderr, "kind %d: tag %u not in the "
+				    "registry\n", r, w[i].tag);
+			CHECK(j < k->nf);
+			CHECK(j == k->nf || types_agree(w[i].type, k->f[j].type));
+		}
+		for (j = 0; j < k->nf; j++) {
+			for (i = 0; i < n && w[i].tag != k->f[j].tag; i++)
+				continue;
+			if (i == n && !(r == REC_ENROLL &&
+			    k->f[j].tag == TAG_ENROLL_EID))
+				fprintf(stderr, "kind %d: %s not written\n", r,
+				    k->f[j].name);
+			CHECK(i < n ||
+			    (r == REC_ENROLL && k->f[j].tag == TAG_ENROLL_EID));
+		}
+	}
+	CHECK_EQ(found, (size_t)REC_CMDQ);
+}
+
 /* Is tag an A_TIME field of k? */
 static int
 time_field(const struct store_kind *k, unsigned tag)
@@ -1256,6 +1321,7 @@ main(void)
 	test_dump_restore(s);
 	test_fixture();
 	test_registry();
+	test_writer_tables();
 	test_check(s);
 	test_inventory(s);
 	test_purge(s);
