@@ -1,9 +1,11 @@
 /*
  * inventory.c - the inventory of one device: every key of its stored raw
  * check-in messages and command reports, and the fields its records
- * keep, each labelled with its row of the catalogue (catalogue.c), with
- * when it was received and what it came through; secrets as length and
- * SHA-256 only. See ARCHITECTURE.md, "The data catalogue".
+ * keep (of every kind the registry of record kinds links to the
+ * catalogue, read by store_fields.c), each labelled with its row of the
+ * catalogue (catalogue.c), with when it was received and what it came
+ * through; secrets as length and SHA-256 only. See ARCHITECTURE.md,
+ * "The data catalogue, the inventory and deletion".
  */
 #include "config.h"
 

@@ -3,7 +3,8 @@
  * sub-database, the layout of its keys and values, the fields of its
  * records with their catalogue rows (catalogue.c), the source its data
  * came through, its purge owner and its check. The store-wide operations
- * (store_json.c, store_dump.c, store_check.c, store_purge.c) walk this
+ * (store_json.c, store_dump.c, store_check.c, store_purge.c), the
+ * inventory (store_fields.c) and stats (store_stat in store.c) walk this
  * table and keep no list of kinds of their own.
  *
  * Where a new kind is added: a sub-database (enum store_dbi in

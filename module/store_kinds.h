@@ -13,8 +13,11 @@
  * rec_kind; then one entry in store_kinds[] (store_kinds.c) with its
  * field table (each field either a catalogue row or CAT_OWN, picomdm's
  * own bookkeeping), its key and value codec, its purge owner and its
- * check pass, and the check of one entry in store_check.c. test-admin
- * fails while any of these is missing. See
+ * check pass, and the check of one entry in store_check.c; for a
+ * field with a catalogue row of every message ("*"), the message the
+ * inventory lists it under, and for each such field the A_TIME field
+ * saying when it was received. test-admin fails while any of these is
+ * missing. See
  * ARCHITECTURE.md, "The store and its registry".
  */
 #ifndef PICOMDM_STORE_KINDS_H
