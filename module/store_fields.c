@@ -134,33 +134,75 @@ rec_fields(const struct store_kind *k, const MDB_val *v, store_field_fn fn,
 	return rc;
 }
 
+struct each_arg {
+	const struct store_kind *k;
+	store_field_fn		 fn;
+	void			*arg;
+};
+
+static int
+each_rec(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct each_arg *ea = arg;
+
+	(void)t;
+	(void)k;
+	return rec_fields(ea->k, v, ea->fn, ea->arg);
+}
+
+/* Has k fields the inventory lists? */
+static int
+kind_listed(const struct store_kind *k)
+{
+	size_t i;
+
+	if (k->val != KV_RECORD)
+		return 0;
+	for (i = 0; i < k->nf; i++)
+		if (k->f[i].cat == CAT_ROW && !(k->f[i].flags & AF_KEY))
+			return 1;
+	return 0;
+}
+
 /* See store.h. */
 int
 store_owner_fields(struct store_txn *t, int enrollment, const char *id,
     store_field_fn fn, void *arg)
 {
 	const struct store_kind *k;
+	struct each_arg		 ea = {NULL, fn, arg};
 	struct key		 key;
 	MDB_val			 v;
-	size_t			 d, i;
-	int			 rc, cat;
+	unsigned char		 be[8];
+	uint64_t		 eid = 0, x;
+	size_t			 d;
+	int			 i, rc;
 
 	for (d = 0; d < DBI__MAX; d++) {
 		k = &store_kinds[d];
-		if (k->owner != (enrollment ? OWN_ENROLL : OWN_DEVICE) ||
-		    k->key != KK_TEXT || k->val != KV_RECORD)
+		if (!kind_listed(k))
 			continue;
-		for (i = 0, cat = 0; i < k->nf; i++)
-			cat |= k->f[i].cat == CAT_ROW;
-		if (!cat)
-			continue;
-		key_init(&key);
-		key_raw(&key, id, strlen(id));
-		rc = db_get(t, k->dbi, &key, &v);
-		if (rc == STORE_ENOTFOUND)
-			continue;
-		if (rc != 0 || (rc = rec_fields(k, &v, fn, arg)) != 0)
-			return rc;
+		if (k->key == KK_TEXT &&
+		    k->owner == (enrollment ? OWN_ENROLL : OWN_DEVICE)) {
+			/* Keyed by the device or enrollment ID. */
+			key_init(&key);
+			key_raw(&key, id, strlen(id));
+			rc = db_get(t, k->dbi, &key, &v);
+			if (rc == STORE_ENOTFOUND)
+				continue;
+			if (rc != 0 || (rc = rec_fields(k, &v, fn, arg)) != 0)
+				return rc;
+		} else if (enrollment && k->owner == OWN_EID) {
+			/* Keyed by the enrollment's number, then more. */
+			if (eid == 0 && (rc = enroll_eid(t, id, &eid)) != 0)
+				return rc == STORE_ENOTFOUND ? 0 : rc;
+			for (i = 7, x = eid; i >= 0; i--, x >>= 8)
+				be[i] = (unsigned char)x;
+			ea.k = k;
+			if ((rc = db_prefix_each(t, k->dbi, be, 8, 0, each_rec,
+				 &ea)) != 0)
+				return rc;
+		}
 	}
 	return 0;
 }

@@ -351,9 +351,10 @@ struct store_field {
 typedef int (*store_field_fn)(const struct store_field *, void *arg);
 /*
  * Every kind of the store's registry (store_kinds.c) whose records are
- * keyed by a device ID (enrollment 0) or an enrollment ID (1): the
- * fields of id's record that have a row of the catalogue, kind by kind
- * in the registry's order, fields in their table's order. 0, what fn
+ * keyed by a device ID (enrollment 0), or by an enrollment ID or begin
+ * with that enrollment's number (1): the fields of id's records that
+ * have a row of the catalogue, kind by kind in the registry's order,
+ * records in key order, fields in their table's order. 0, what fn
  * returned, or STORE_ECORRUPT for a record that does not decode.
  */
 int store_owner_fields(struct store_txn *, int enrollment, const char *id,

@@ -1273,9 +1273,10 @@ test_registry(void)
 			 * records keyed by a device or enrollment ID),
 			 * under a message, with the time it came. */
 			if (f->cat == CAT_ROW && !(f->flags & AF_KEY)) {
-				CHECK((k->owner == OWN_DEVICE ||
-					  k->owner == OWN_ENROLL) &&
-				    k->key == KK_TEXT);
+				CHECK(((k->owner == OWN_DEVICE ||
+					   k->owner == OWN_ENROLL) &&
+					  k->key == KK_TEXT) ||
+				    k->owner == OWN_EID);
 				CHECK(f->inv_message != NULL ||
 				    strcmp(f->message, "*") != 0);
 			}
