@@ -90,9 +90,10 @@ static int
 rec_fields(const struct store_kind *k, const MDB_val *v, store_field_fn fn,
     void *arg)
 {
-	struct rec_fields   rf;
-	struct store_field  sf;
-	const struct afield *f;
+	struct rec_fields     rf;
+	struct store_field    sf;
+	const struct afield  *f;
+	const struct inv_row *row;
 	char		   *topic = NULL;
 	size_t		    i;
 	int		    rc, shown;
@@ -126,8 +127,8 @@ rec_fields(const struct store_kind *k, const MDB_val *v, store_field_fn fn,
 			sf.at = rec_time(k, &rf, f->at_or_tag);
 		if (!shown)
 			continue;
-		sf.secret = inventory_find(sf.svc, sf.message, sf.field) != NULL &&
-		    inventory_find(sf.svc, sf.message, sf.field)->secret;
+		row = inventory_find(sf.svc, sf.message, sf.field);
+		sf.secret = row != NULL && row->secret;
 		rc = fn(&sf, arg);
 	}
 	free(topic);

@@ -10,14 +10,17 @@
  *
  * Adding a kind: give it a sub-database in store_int.h (enum store_dbi,
  * and its name in store_dbi_names in store.c) and, for records, an enum
- * rec_kind; then one entry in store_kinds[] (store_kinds.c) with its
- * field table (each field either a catalogue row or CAT_OWN, picomdm's
- * own bookkeeping), its key and value codec, its purge owner and its
- * check pass, and the check of one entry in store_check.c; for a
- * field with a catalogue row of every message ("*"), the message the
- * inventory lists it under, and for each such field the A_TIME field
- * saying when it was received. test-admin fails while any of these is
- * missing. See
+ * rec_kind, with the writer's field table handed out by its file's
+ * *_fdesc function (store_int.h); then one entry in store_kinds[]
+ * (store_kinds.c) with its field table (each field either a catalogue
+ * row or CAT_OWN, picomdm's own bookkeeping; a catalogued one says how
+ * the inventory shows it: under which message when its row is one of
+ * every message ("*"), and which A_TIME field says when it came), its
+ * key and value codec, its purge owner and its check pass, and the check
+ * of one entry in store_check.c. test-admin fails while a codec, a
+ * catalogue row, the purge owner or the check is missing, while a
+ * catalogued field does not show in the inventory, and while a writer's
+ * table it is handed disagrees with the registry's. See
  * ARCHITECTURE.md, "The store and its registry".
  */
 #ifndef PICOMDM_STORE_KINDS_H
