@@ -1,13 +1,16 @@
 /*
  * inventory.c - the inventory of one device: every key of its stored raw
  * check-in messages and command reports, and the fields its records
- * keep, each labelled with its row of the catalogue (catalogue.c), with
- * when it was received and what it came through; secrets as length and
- * SHA-256 only. See ARCHITECTURE.md, "The data catalogue".
+ * keep (of every kind the registry of record kinds links to the
+ * catalogue, read by store_fields.c), each labelled with its row of the
+ * catalogue (catalogue.c), with when it was received and what it came
+ * through; secrets as length and SHA-256 only. See ARCHITECTURE.md,
+ * "The data catalogue, the inventory and deletion".
  */
 #include "config.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -314,94 +317,80 @@ inv_kept(struct inv_ctx *c, enum inv_service svc, const char *enrollment,
 	inv_row(c, &s, field, value);
 }
 
-static json_t *
-opt_str(const char *s)
+struct inv_rec {
+	struct inv_ctx *c;
+	const char     *id; /* the record's key: device or enrollment ID */
+};
+
+/* A big-endian number. */
+static uint64_t
+be64(const unsigned char *p)
 {
-	return s != NULL ? json_string(s) : NULL;
+	uint64_t v = 0;
+	int	 i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
 }
 
-/* The secret-or-not form of a byte string from a record. */
-static json_t *
-opt_bytes(enum inv_service svc, const char *msg, const char *field,
-    const void *p, size_t n)
+/*
+ * A field of a record, from the registry of record kinds (store_fields.c):
+ * text as itself, a hash in hex, other bytes and every secret as length
+ * and SHA-256.
+ */
+static int
+inv_field_cb(const struct store_field *f, void *arg)
 {
-	const struct inv_row *r = inventory_find(svc, msg, field);
+	struct inv_rec *ir = arg;
+	struct inv_ctx *c = ir->c;
+	const char     *id = ir->id;
+	char	        hex[65];
+	json_t	       *v;
 
-	if (p == NULL)
-		return NULL;
-	return j_digest(p, n, r != NULL && r->secret);
+	if (f->secret)
+		v = j_digest(f->p, f->n, 1);
+	else
+		switch (f->form) {
+		case SF_TEXT:
+			v = json_stringn((const char *)f->p, f->n);
+			break;
+		case SF_HASH:
+			if (f->n != 32)
+				return STORE_ECORRUPT;
+			hex_encode(f->p, f->n, hex);
+			v = json_string(hex);
+			break;
+		case SF_BOOL:
+			v = json_boolean(f->n != 0);
+			break;
+		case SF_NUMBER:
+		case SF_TIME:
+			if (f->n != 8)
+				return STORE_ECORRUPT;
+			v = f->form == SF_TIME ? j_time(be64(f->p))
+					       : json_integer(
+						     (json_int_t)be64(f->p));
+			break;
+		default:
+			v = j_digest(f->p, f->n, 0);
+			break;
+		}
+	c->rec_topic = f->topic;
+	inv_kept(c, f->svc, id, f->message, f->field, v, f->at);
+	c->rec_topic = NULL;
+	return 0;
 }
 
-/* The fields the device record keeps, with when each was set. */
-static void
-inv_device_record(struct inv_ctx *c, const struct store_device *d)
+/* The catalogued fields of the records of a device (enrollment 0) or an
+ * enrollment (1), each with when it was received. */
+static int
+inv_records(struct inv_ctx *c, struct store_txn *t, int enrollment,
+    const char *id)
 {
-	static const struct {
-		const char *field;
-		size_t	    off;
-	} auth[] = {
-	    {"SerialNumber", offsetof(struct store_device, serial)},
-	    {"UDID", offsetof(struct store_device, udid)},
-	    {"EnrollmentID", offsetof(struct store_device, enrollment_id)},
-	    {"Model", offsetof(struct store_device, model)},
-	    {"ModelName", offsetof(struct store_device, model_name)},
-	    {"DeviceName", offsetof(struct store_device, device_name)},
-	    {"ProductName", offsetof(struct store_device, product_name)},
-	    {"OSVersion", offsetof(struct store_device, os_version)},
-	    {"BuildVersion", offsetof(struct store_device, build_version)},
-	    {"IMEI", offsetof(struct store_device, imei)},
-	    {"MEID", offsetof(struct store_device, meid)},
-	    {"Topic", offsetof(struct store_device, topic)},
-	};
-	char   hex[65];
-	size_t i;
+	struct inv_rec ir = {c, id};
 
-	for (i = 0; i < sizeof(auth) / sizeof(auth[0]); i++)
-		inv_kept(c, INV_CHECKIN, d->id, "Authenticate", auth[i].field,
-		    opt_str(*(char *const *)((const char *)d + auth[i].off)),
-		    d->authenticated_at);
-	if (d->has_cert) {
-		hex_encode(d->cert_hash, sizeof(d->cert_hash), hex);
-		inv_kept(c, INV_CHECKIN, d->id, "TLS client certificate",
-		    "certificate SHA-256", json_string(hex),
-		    d->authenticated_at);
-	}
-	inv_kept(c, INV_CHECKIN, d->id, "TokenUpdate", "UnlockToken",
-	    opt_bytes(INV_CHECKIN, "TokenUpdate", "UnlockToken",
-		d->unlock_token, d->unlock_token_len),
-	    d->unlock_token_at);
-	inv_kept(c, INV_CHECKIN, d->id, "SetBootstrapToken", "BootstrapToken",
-	    opt_bytes(INV_CHECKIN, "SetBootstrapToken", "BootstrapToken",
-		d->bootstrap_token, d->bootstrap_token_len),
-	    d->bootstrap_token_at);
-}
-
-/* The fields an enrollment record keeps. */
-static void
-inv_enroll_record(struct inv_ctx *c, const struct store_enrollment *e)
-{
-	uint64_t at = e->token_updated_at ? e->token_updated_at : e->created_at;
-
-	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "Topic",
-	    opt_str(e->topic), at);
-	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "Token",
-	    opt_bytes(
-		INV_CHECKIN, "TokenUpdate", "Token", e->token, e->token_len),
-	    e->token_updated_at);
-	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "PushMagic",
-	    opt_bytes(INV_CHECKIN, "TokenUpdate", "PushMagic", e->push_magic,
-		e->push_magic ? strlen(e->push_magic) : 0),
-	    e->token_updated_at);
-	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "AwaitingConfiguration",
-	    e->token_updated_at ? json_boolean(e->awaiting_configuration)
-				: NULL,
-	    e->token_updated_at);
-	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "UserID",
-	    opt_str(e->user_id), at);
-	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "UserShortName",
-	    opt_str(e->user_short_name), at);
-	inv_kept(c, INV_CHECKIN, e->id, "TokenUpdate", "UserLongName",
-	    opt_str(e->user_long_name), at);
+	return store_owner_fields(t, enrollment, id, inv_field_cb, &ir);
 }
 
 /* Everything about one enrollment. */
@@ -418,10 +407,9 @@ inv_enrollment(struct inv_ctx *c, struct store_txn *t, const char *id)
 	json_array_append_new(c->enrollments,
 	    json_pack("{s:s, s:s, s:b}", "id", e->id, "type",
 		enroll_type_name(e->type), "enabled", e->enabled));
-	c->rec_topic = e->topic;
-	inv_enroll_record(c, e);
-	c->rec_topic = NULL;
 	store_enrollment_free(e);
+	if ((rc = inv_records(c, t, 1, id)) != 0)
+		return rc;
 	if ((rc = store_msg_iter(t, id, inv_msg_cb, c)) != 0)
 		return rc;
 	return store_result_iter(t, id, 0, inv_result_cb, &ir);
@@ -455,10 +443,9 @@ inv_collect(struct store_txn *t, struct inv_ctx *c)
 		if (d->serial != NULL &&
 		    (c->serial = strdup(d->serial)) == NULL)
 			rc = STORE_ENOMEM;
-		c->rec_topic = d->topic;
-		inv_device_record(c, d);
-		c->rec_topic = NULL;
 		store_device_free(d);
+		if (rc == 0)
+			rc = inv_records(c, t, 0, c->device_id);
 	} else if (rc == STORE_ENOTFOUND)
 		rc = 0;
 	if (rc == 0)

@@ -31,6 +31,7 @@
 #include "picomdm/store.h"
 #include "picomdm/util.h"
 #include "store_int.h"
+#include "store_kinds.h"
 
 const char *const store_dbi_names[DBI__MAX] = {
 	"meta", "device", "enroll", "eid", "uchan", "serial", "cert", "msg",
@@ -658,13 +659,20 @@ store_eid_next(struct store_txn *t, uint64_t *out)
 int
 store_stat(struct store_txn *t, struct store_dbi_stat *out, size_t n)
 {
-	MDB_stat st;
-	int      i, rc;
+	const struct store_kind *k;
+	MDB_stat		 st;
+	size_t			 i;
+	int			 rc;
 
-	for (i = 0; i < DBI__MAX && (size_t)i < n; i++) {
-		if ((rc = mdb_stat(t->txn, t->s->dbi[i], &st)) != 0)
+	/* Every kind of the registry, in its order, or none: a caller's
+	 * array too short would leave a kind out of stats. */
+	if (n < DBI__MAX)
+		return STORE_EINVAL;
+	for (i = 0; i < DBI__MAX; i++) {
+		k = &store_kinds[i];
+		if ((rc = mdb_stat(t->txn, t->s->dbi[k->dbi], &st)) != 0)
 			return store_rc(rc);
-		out[i].name = store_dbi_names[i];
+		out[i].name = store_kind_name(k);
 		out[i].entries = st.ms_entries;
 		out[i].pages = st.ms_branch_pages + st.ms_leaf_pages +
 		    st.ms_overflow_pages;

@@ -452,6 +452,25 @@ static const struct fdesc msg_fields[] = {
 	    offsetof(struct store_msg, raw_len), 1 },
 };
 
+/* See store_int.h. */
+const struct fdesc *
+store_device_fdesc(enum rec_kind k, size_t *n)
+{
+	switch (k) {
+	case REC_DEVICE:
+		*n = NF(device_fields);
+		return device_fields;
+	case REC_ENROLL:
+		*n = NF(enroll_fields);
+		return enroll_fields;
+	case REC_MSG:
+		*n = NF(msg_fields);
+		return msg_fields;
+	default:
+		return NULL;
+	}
+}
+
 void
 store_msg_free(struct store_msg *m)
 {

@@ -171,6 +171,12 @@ int rec_decode(const MDB_val *, enum rec_kind, const struct fdesc *, size_t,
     void *obj, rec_extra_fn extra, void *extra_arg);
 /* Free the F_STR and F_BYTES members of obj (secrets wiped). */
 void rec_free_fields(const struct fdesc *, size_t, void *obj);
+/* The writer's table of a record kind (store_device.c, store_queue.c);
+ * NULL when the kind is not that file's. test-admin holds each to the
+ * kind's field table in the registry (store_kinds.c): same tags, types
+ * that agree. */
+const struct fdesc *store_device_fdesc(enum rec_kind, size_t *n);
+const struct fdesc *store_queue_fdesc(enum rec_kind, size_t *n);
 
 /* ---- enrollments' internal numbers ---- */
 

@@ -3,7 +3,8 @@
  * sub-database, the layout of its keys and values, the fields of its
  * records with their catalogue rows (catalogue.c), the source its data
  * came through, its purge owner and its check. The store-wide operations
- * (store_json.c, store_dump.c, store_check.c, store_purge.c) walk this
+ * (store_json.c, store_dump.c, store_check.c, store_purge.c), the
+ * inventory (store_fields.c) and stats (store_stat in store.c) walk this
  * table and keep no list of kinds of their own.
  *
  * Where a new kind is added: a sub-database (enum store_dbi in
@@ -28,48 +29,69 @@
 
 /* clang-format off */
 /* A field of picomdm's own; one with its row of the catalogue. */
-#define AO(tag, name, type) { tag, name, type, CAT_OWN, INV_CHECKIN, NULL, NULL }
-#define AC(tag, name, type, m, f) { tag, name, type, CAT_ROW, INV_CHECKIN, m, f }
+#define AO(tg, nm, ty) { .tag = tg, .name = nm, .type = ty, .cat = CAT_OWN, \
+    .svc = INV_CHECKIN }
+#define AC(tg, nm, ty, m, f) { .tag = tg, .name = nm, .type = ty, \
+    .cat = CAT_ROW, .svc = INV_CHECKIN, .message = m, .field = f }
+/* One with its row and how the inventory shows it: the message shown for
+ * a row of every message ("*"), the fields of when it was received (the
+ * second when the first is 0), AF_KEY. */
+#define ACI(tg, nm, ty, m, f, shown, at, at_or, fl) { .tag = tg, \
+    .name = nm, .type = ty, .cat = CAT_ROW, .svc = INV_CHECKIN, \
+    .message = m, .field = f, .inv_message = shown, .at_tag = at, \
+    .at_or_tag = at_or, .flags = fl }
 /* clang-format on */
 
 /* Tags as written by store_device.c and store_queue.c. */
+/* Fields with a catalogue row are listed by the inventory in this order. */
 static const struct afield device_af[] = {
-    AC(1, "id", A_STR, "*", "UDID"),
-    AC(2, "serial_number", A_STR, "Authenticate", "SerialNumber"),
-    AC(3, "udid", A_STR, "*", "UDID"),
-    AC(4, "enrollment_id", A_STR, "*", "EnrollmentID"),
-    AC(5, "model", A_STR, "Authenticate", "Model"),
-    AC(6, "model_name", A_STR, "Authenticate", "ModelName"),
-    AC(7, "device_name", A_STR, "Authenticate", "DeviceName"),
-    AC(8, "product_name", A_STR, "Authenticate", "ProductName"),
-    AC(9, "os_version", A_STR, "Authenticate", "OSVersion"),
-    AC(10, "build_version", A_STR, "Authenticate", "BuildVersion"),
-    AC(11, "imei", A_STR, "Authenticate", "IMEI"),
-    AC(12, "meid", A_STR, "Authenticate", "MEID"),
-    AC(13, "topic", A_STR, "Authenticate", "Topic"),
-    AC(14, "identity_cert_sha256", A_HASH, "TLS client certificate",
-	"certificate SHA-256"),
-    AC(15, "unlock_token", A_BYTES, "TokenUpdate", "UnlockToken"),
+    ACI(1, "id", A_STR, "*", "UDID", NULL, 0, 0, AF_KEY),
+    ACI(2, "serial_number", A_STR, "Authenticate", "SerialNumber", NULL, 20,
+	0, 0),
+    ACI(3, "udid", A_STR, "*", "UDID", "Authenticate", 20, 0, 0),
+    ACI(4, "enrollment_id", A_STR, "*", "EnrollmentID", "Authenticate", 20,
+	0, 0),
+    ACI(5, "model", A_STR, "Authenticate", "Model", NULL, 20, 0, 0),
+    ACI(6, "model_name", A_STR, "Authenticate", "ModelName", NULL, 20, 0, 0),
+    ACI(7, "device_name", A_STR, "Authenticate", "DeviceName", NULL, 20, 0,
+	0),
+    ACI(8, "product_name", A_STR, "Authenticate", "ProductName", NULL, 20,
+	0, 0),
+    ACI(9, "os_version", A_STR, "Authenticate", "OSVersion", NULL, 20, 0, 0),
+    ACI(10, "build_version", A_STR, "Authenticate", "BuildVersion", NULL,
+	20, 0, 0),
+    ACI(11, "imei", A_STR, "Authenticate", "IMEI", NULL, 20, 0, 0),
+    ACI(12, "meid", A_STR, "Authenticate", "MEID", NULL, 20, 0, 0),
+    ACI(13, "topic", A_STR, "Authenticate", "Topic", NULL, 20, 0, 0),
+    ACI(14, "identity_cert_sha256", A_HASH, "TLS client certificate",
+	"certificate SHA-256", NULL, 20, 0, 0),
+    ACI(15, "unlock_token", A_BYTES, "TokenUpdate", "UnlockToken", NULL, 16,
+	0, 0),
     AO(16, "unlock_token_at", A_TIME),
-    AC(17, "bootstrap_token", A_BYTES, "SetBootstrapToken", "BootstrapToken"),
+    ACI(17, "bootstrap_token", A_BYTES, "SetBootstrapToken",
+	"BootstrapToken", NULL, 18, 0, 0),
     AO(18, "bootstrap_token_at", A_TIME),
     AO(19, "created_at", A_TIME),
     AO(20, "authenticated_at", A_TIME),
 };
 
+/* The token's fields are received in TokenUpdate (token_updated_at, 15);
+ * the topic and user's names are first known at creation (13). */
 static const struct afield enroll_af[] = {
-    AC(1, "id", A_STR, "*", "UDID"),
+    ACI(1, "id", A_STR, "*", "UDID", NULL, 0, 0, AF_KEY),
     AO(2, "device_id", A_STR),
     AO(3, "type", A_ETYPE),
-    AC(4, "user_id", A_STR, "*", "UserID"),
-    AC(5, "user_short_name", A_STR, "*", "UserShortName"),
-    AC(6, "user_long_name", A_STR, "*", "UserLongName"),
-    AC(7, "topic", A_STR, "TokenUpdate", "Topic"),
-    AC(8, "push_magic", A_STR, "TokenUpdate", "PushMagic"),
-    AC(9, "token", A_BYTES, "TokenUpdate", "Token"),
+    ACI(7, "topic", A_STR, "TokenUpdate", "Topic", NULL, 15, 13, 0),
+    ACI(9, "token", A_BYTES, "TokenUpdate", "Token", NULL, 15, 0, 0),
+    ACI(8, "push_magic", A_STR, "TokenUpdate", "PushMagic", NULL, 15, 0, 0),
     AO(10, "enabled", A_BOOL),
-    AC(11, "awaiting_configuration", A_BOOL, "TokenUpdate",
-	"AwaitingConfiguration"),
+    ACI(11, "awaiting_configuration", A_BOOL, "TokenUpdate",
+	"AwaitingConfiguration", NULL, 15, 0, 0),
+    ACI(4, "user_id", A_STR, "*", "UserID", "TokenUpdate", 15, 13, 0),
+    ACI(5, "user_short_name", A_STR, "*", "UserShortName", "TokenUpdate", 15,
+	13, 0),
+    ACI(6, "user_long_name", A_STR, "*", "UserLongName", "TokenUpdate", 15,
+	13, 0),
     AO(12, "token_update_tally", A_U64),
     AO(13, "created_at", A_TIME),
     AO(14, "last_seen", A_TIME),
@@ -193,13 +215,20 @@ store_kind_of_rec(enum rec_kind k)
 }
 
 /* See store_kinds.h. */
+const char *
+store_kind_name(const struct store_kind *k)
+{
+	return store_dbi_names[k->dbi];
+}
+
+/* See store_kinds.h. */
 int
 store_kind_by_name(const char *name)
 {
 	int i;
 
 	for (i = 0; i < DBI__MAX; i++)
-		if (strcmp(store_dbi_names[store_kinds[i].dbi], name) == 0)
+		if (strcmp(store_kind_name(&store_kinds[i]), name) == 0)
 			return (int)store_kinds[i].dbi;
 	return -1;
 }

@@ -10,11 +10,17 @@
  *
  * Adding a kind: give it a sub-database in store_int.h (enum store_dbi,
  * and its name in store_dbi_names in store.c) and, for records, an enum
- * rec_kind; then one entry in store_kinds[] (store_kinds.c) with its
- * field table (each field either a catalogue row or CAT_OWN, picomdm's
- * own bookkeeping), its key and value codec, its purge owner and its
- * check pass, and the check of one entry in store_check.c. test-admin
- * fails while any of these is missing. See
+ * rec_kind, with the writer's field table handed out by its file's
+ * *_fdesc function (store_int.h); then one entry in store_kinds[]
+ * (store_kinds.c) with its field table (each field either a catalogue
+ * row or CAT_OWN, picomdm's own bookkeeping; a catalogued one says how
+ * the inventory shows it: under which message when its row is one of
+ * every message ("*"), and which A_TIME field says when it came), its
+ * key and value codec, its purge owner and its check pass, and the check
+ * of one entry in store_check.c. test-admin fails while a codec, a
+ * catalogue row, the purge owner or the check is missing, while a
+ * catalogued field does not show in the inventory, and while a writer's
+ * table it is handed disagrees with the registry's. See
  * ARCHITECTURE.md, "The store and its registry".
  */
 #ifndef PICOMDM_STORE_KINDS_H
@@ -57,7 +63,19 @@ struct afield {
 	enum inv_service svc; /* the catalogue row, when CAT_ROW */
 	const char	*message;
 	const char	*field;
+	/* How the inventory (store_fields.c, inventory.c) shows a CAT_ROW
+	 * field; every member 0 by default. */
+	const char *inv_message; /* the message shown for a row of every
+				  * message ("*"); NULL: message */
+	unsigned    at_tag;	 /* the A_TIME field saying when it was
+				  * received; 0: none */
+	unsigned    at_or_tag;	 /* the one used when at_tag's is 0 */
+	unsigned    flags;	 /* AF_KEY */
 };
+
+/* The field is the record's key: the inventory shows it as the device or
+ * enrollment ID, not as a field. */
+#define AF_KEY 0x1
 
 /* How a key is laid out (its JSON form in brackets). */
 enum kind_key {
@@ -148,6 +166,8 @@ extern const struct store_kind store_kinds[DBI__MAX];
 
 /* The entry of a record kind; NULL when there is none. */
 const struct store_kind *store_kind_of_rec(enum rec_kind);
+/* The name of a kind's sub-database (as in a dump and in stats). */
+const char *store_kind_name(const struct store_kind *);
 /* The sub-database of a name (as in a dump); -1 when none. */
 int store_kind_by_name(const char *);
 /* Is this field a secret? Its catalogue row decides. */

@@ -66,6 +66,28 @@ static const struct fdesc cmdq_fields[] = {
 	{ 3, F_U64, offsetof(struct cmdq, result_seq), 0, 0 },
 };
 
+/* See store_int.h. */
+const struct fdesc *
+store_queue_fdesc(enum rec_kind k, size_t *n)
+{
+	switch (k) {
+	case REC_CMD:
+		*n = NF(cmd_fields);
+		return cmd_fields;
+	case REC_QUEUE:
+		*n = NF(queue_fields);
+		return queue_fields;
+	case REC_RESULT:
+		*n = NF(result_fields);
+		return result_fields;
+	case REC_CMDQ:
+		*n = NF(cmdq_fields);
+		return cmdq_fields;
+	default:
+		return NULL;
+	}
+}
+
 static int
 uuid_ok(const char *uuid)
 {

@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "picomdm/catalogue.h"
 #include "picomdm/message.h"
 
 struct store;
@@ -322,6 +323,43 @@ struct store_prune_count {
 int store_prune(struct store_txn *, uint64_t before, uint64_t limit,
     struct store_prune_count *removed);
 
+/* ---- the catalogued fields of a device's or enrollment's records ---- */
+
+/* How a field's value is to be read. */
+enum store_field_form {
+	SF_TEXT,   /* a string, not NUL-terminated */
+	SF_BYTES,  /* opaque bytes */
+	SF_HASH,   /* 32 bytes */
+	SF_BOOL,   /* n == 0: false (a false flag is not stored) */
+	SF_NUMBER, /* 8 bytes, big-endian */
+	SF_TIME	   /* 8 bytes, big-endian, µs since the epoch */
+};
+
+/* One field with a row of the data catalogue, from one record. */
+struct store_field {
+	const char	     *kind;    /* the record's sub-database */
+	enum inv_service      svc;     /* its row of the catalogue */
+	const char	     *message; /* (the message the field came in) */
+	const char	     *field;
+	int		      secret; /* the row says so */
+	enum store_field_form form;
+	const unsigned char  *p;
+	size_t		      n;
+	uint64_t	      at;    /* when it was received; 0: not known */
+	const char	     *topic; /* the record's push topic, or NULL */
+};
+typedef int (*store_field_fn)(const struct store_field *, void *arg);
+/*
+ * Every kind of the store's registry (store_kinds.c) whose records are
+ * keyed by a device ID (enrollment 0), or by an enrollment ID or begin
+ * with that enrollment's number (1): the fields of id's records that
+ * have a row of the catalogue, kind by kind in the registry's order,
+ * records in key order, fields in their table's order. 0, what fn
+ * returned, or STORE_ECORRUPT for a record that does not decode.
+ */
+int store_owner_fields(struct store_txn *, int enrollment, const char *id,
+    store_field_fn fn, void *arg);
+
 /* ---- inspection (picomdmctl) ---- */
 
 struct store_dbi_stat {
@@ -330,7 +368,9 @@ struct store_dbi_stat {
 	uint64_t    pages;
 	uint32_t    depth;
 };
-/* Fill up to n entries; returns the number of sub-databases. */
+/* One entry per kind of the store's registry (store_kinds.c), in its
+ * order; returns their number, or STORE_EINVAL when n is too few to hold
+ * them all (32 holds every kind). */
 int store_stat(struct store_txn *, struct store_dbi_stat *, size_t n);
 
 /* ---- administration (picomdmctl stats, dump, restore, backup, check,

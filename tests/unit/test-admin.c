@@ -28,6 +28,7 @@
 #include <lmdb.h>
 
 #include "picomdm/inventory.h"
+#include "picomdm/metrics.h"
 #include "picomdm/schema.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
@@ -925,15 +926,15 @@ test_inventory(struct store *s)
 }
 
 /*
- * Is there a "record" row of the inventory for this field of a record
- * kind? By message and field, or by field alone for the rows of every
- * message ("*").
+ * The "record" row of the inventory for this field of a record kind, by
+ * the message it is shown under and its field; NULL if none.
  */
-static int
-inv_has_record_field(json_t *inv, const struct afield *f)
+static json_t *
+inv_record_row(json_t *inv, const struct afield *f)
 {
-	json_t *sv, *row;
-	size_t	i, j;
+	const char *msg = f->inv_message != NULL ? f->inv_message : f->message;
+	json_t	   *sv, *row;
+	size_t	    i, j;
 
 	json_array_foreach(json_object_get(inv, "services"), i, sv)
 	{
@@ -941,57 +942,132 @@ inv_has_record_field(json_t *inv, const struct afield *f)
 		{
 			if (strcmp(json_string_value(json_object_get(row,
 					   "source")),
-				"record") != 0 ||
+				"record") == 0 &&
 			    strcmp(json_string_value(json_object_get(row,
 					   "field")),
-				f->field) != 0)
-				continue;
-			if (strcmp(f->message, "*") == 0 ||
+				f->field) == 0 &&
 			    strcmp(json_string_value(json_object_get(row,
 					   "message")),
-				f->message) == 0)
-				return 1;
+				msg) == 0)
+				return row;
 		}
 	}
-	return 0;
+	return NULL;
 }
 
 /*
  * The inventory of the fixture's device (every field of its records set,
  * a user channel too) shows every field the registry links to the
- * catalogue for the device and enrollment records: a field added to a
- * record kind with its catalogue row but not to the inventory fails.
+ * catalogue, of every kind, with its purpose and, when the registry says
+ * which field holds it, the time it was received: a kind or a field added
+ * with its catalogue row but that the inventory does not list fails.
  */
 static void
 fixture_inventory(struct store *s)
 {
-	static const enum rec_kind kinds[] = {REC_DEVICE, REC_ENROLL};
 	/* A device with a user channel; a User Enrollment. */
 	struct inv_op io[2] = {{"0000FE00-FIXT-0000-0000-000000000001", NULL},
 	    {"UE-FIXTURE-0000-0001", NULL}};
 	const struct store_kind *k;
-	size_t			 i, j;
-	int			 found;
+	const struct afield	*f;
+	json_t			*row;
+	size_t			 i, d, j;
 
 	for (i = 0; i < 2; i++) {
 		CHECK_EQ(store_read(s, op_inventory, &io[i]), 0);
 		CHECK(io[i].out != NULL);
 	}
-	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		k = store_kind_of_rec(kinds[i]);
+	for (d = 0; d < DBI__MAX; d++) {
+		k = &store_kinds[d];
 		for (j = 0; j < k->nf; j++) {
-			if (k->f[j].cat != CAT_ROW)
+			f = &k->f[j];
+			if (f->cat != CAT_ROW || (f->flags & AF_KEY))
 				continue;
-			found = inv_has_record_field(io[0].out, &k->f[j]) ||
-			    inv_has_record_field(io[1].out, &k->f[j]);
-			if (!found)
-				fprintf(stderr, "not in the inventory: %s\n",
-				    k->f[j].name);
-			CHECK(found);
+			row = inv_record_row(io[0].out, f);
+			if (row == NULL)
+				row = inv_record_row(io[1].out, f);
+			if (row == NULL)
+				fprintf(stderr, "not in the inventory: %s %s\n",
+				    store_kind_name(k), f->name);
+			CHECK(row != NULL);
+			if (row == NULL)
+				continue;
+			CHECK(strstr(json_string_value(
+					 json_object_get(row, "purpose")),
+				  "not used") == NULL);
+			CHECK(f->at_tag == 0 ||
+			    json_is_string(json_object_get(row, "received_at")));
+			CHECK(!afield_secret(f) ||
+			    json_is_true(json_object_get(
+				json_object_get(row, "value"), "secret")));
 		}
 	}
 	json_decref(io[0].out);
 	json_decref(io[1].out);
+}
+
+/* ---- stats ---- */
+
+struct stat_op {
+	struct store_dbi_stat st[DBI__MAX + 1];
+	size_t		      n;
+	int		      rc;
+};
+
+static int
+op_stat(struct store_txn *t, void *arg)
+{
+	struct stat_op *so = arg;
+
+	so->rc = store_stat(t, so->st, so->n);
+	return 0;
+}
+
+/*
+ * stats and stats --prometheus list every kind of the registry, by its
+ * name, in its order, with as many entries as the dump of the fixture
+ * (dump) has lines of it; and an array too short for every kind is
+ * refused rather than leaving a kind out.
+ */
+static void
+fixture_stats(struct store *s, const char *dump, size_t len)
+{
+	struct stat_op so;
+	struct buf     b;
+	const char    *p, *end = dump + len;
+	char	       pat[64], line[128];
+	uint64_t       lines;
+	size_t	       d;
+
+	memset(&so, 0, sizeof(so));
+	so.n = DBI__MAX - 1;
+	CHECK_EQ(store_read(s, op_stat, &so), 0);
+	CHECK_EQ(so.rc, STORE_EINVAL);
+	so.n = DBI__MAX + 1;
+	CHECK_EQ(store_read(s, op_stat, &so), 0);
+	CHECK_EQ(so.rc, DBI__MAX);
+	memset(&b, 0, sizeof(b));
+	CHECK_EQ(metrics_render_store(&b, s), 0);
+	CHECK(buf_append(&b, "", 1) == 0);
+	for (d = 0; d < DBI__MAX; d++) {
+		CHECK(so.st[d].name != NULL);
+		CHECK_STR(so.st[d].name, store_kind_name(&store_kinds[d]));
+		snprintf(pat, sizeof(pat), "{\"db\":\"%s\",", so.st[d].name);
+		for (lines = 0, p = dump; p < end &&
+		     (p = strstr(p, pat)) != NULL; p++)
+			lines++;
+		if (so.st[d].entries != lines)
+			fprintf(stderr, "stats: %s: %llu entries, %llu in the "
+			    "dump\n", so.st[d].name,
+			    (unsigned long long)so.st[d].entries,
+			    (unsigned long long)lines);
+		CHECK_EQ(so.st[d].entries, lines);
+		snprintf(line, sizeof(line),
+		    "\npicomdm_store_entries{db=\"%s\"} %llu\n",
+		    so.st[d].name, (unsigned long long)lines);
+		CHECK(strstr((const char *)b.p, line) != NULL);
+	}
+	buf_free(&b);
 }
 
 /* ---- the frozen store of tests/data/store ---- */
@@ -1057,6 +1133,7 @@ test_fixture(void)
 		CHECK(gn == wn && memcmp(got, want, wn) == 0);
 		CHECK_EQ(check_run(s, 0, &ps), 0);
 		fixture_inventory(s);
+		fixture_stats(s, want, wn);
 		free(got);
 		free(in);
 		store_close(s);
@@ -1066,6 +1143,83 @@ test_fixture(void)
 }
 
 /* ---- the registry of kinds ---- */
+
+/* Do a writer's field type and the registry's agree? */
+static int
+types_agree(enum fdesc_type w, enum afield_type a)
+{
+	switch (w) {
+	case F_STR:
+		return a == A_STR;
+	case F_BYTES:
+		return a == A_BYTES || a == A_PLIST;
+	case F_U64:
+		return a == A_U64 || a == A_TIME;
+	case F_INT:
+		return a == A_BOOL || a == A_ETYPE || a == A_KIND ||
+		    a == A_STATUS || a == A_U64;
+	case F_HASH32:
+		return a == A_HASH;
+	}
+	return 0;
+}
+
+/*
+ * The writers' field tables (store_device.c, store_queue.c) and the
+ * registry's say the same: every tag written has its field in the
+ * registry, of a type that agrees, and every field of the registry is
+ * written (the enrollment's number, written on its own, aside). Every
+ * kind of those two files has its table.
+ */
+static void
+test_writer_tables(void)
+{
+	const struct store_kind *k;
+	const struct fdesc	*w;
+	size_t			 n, i, j, found = 0;
+	int			 r;
+
+	for (r = 1; r < REC__MAX; r++) {
+		k = store_kind_of_rec((enum rec_kind)r);
+		if ((w = store_device_fdesc((enum rec_kind)r, &n)) == NULL)
+			w = store_queue_fdesc((enum rec_kind)r, &n);
+		if (w == NULL || k == NULL)
+			continue;
+		found++;
+		for (i = 0; i < n; i++) {
+			for (j = 0; j < k->nf && k->f[j].tag != w[i].tag; j++)
+				continue;
+			if (j == k->nf)
+				fprintf(stderr, "kind %d: tag %u not in the "
+				    "registry\n", r, w[i].tag);
+			CHECK(j < k->nf);
+			CHECK(j == k->nf || types_agree(w[i].type, k->f[j].type));
+		}
+		for (j = 0; j < k->nf; j++) {
+			for (i = 0; i < n && w[i].tag != k->f[j].tag; i++)
+				continue;
+			if (i == n && !(r == REC_ENROLL &&
+			    k->f[j].tag == TAG_ENROLL_EID))
+				fprintf(stderr, "kind %d: %s not written\n", r,
+				    k->f[j].name);
+			CHECK(i < n ||
+			    (r == REC_ENROLL && k->f[j].tag == TAG_ENROLL_EID));
+		}
+	}
+	CHECK_EQ(found, (size_t)REC_CMDQ);
+}
+
+/* Is tag an A_TIME field of k? */
+static int
+time_field(const struct store_kind *k, unsigned tag)
+{
+	size_t i;
+
+	for (i = 0; i < k->nf; i++)
+		if (k->f[i].tag == tag)
+			return k->f[i].type == A_TIME;
+	return 0;
+}
 
 /*
  * A kind half-added to store_kinds.c fails here: without a key or value
@@ -1115,6 +1269,29 @@ test_registry(void)
 			    inventory_find(f->svc, f->message, f->field) != NULL);
 			for (j = 0; j < i; j++)
 				CHECK(k->f[j].tag != f->tag);
+			/* The inventory lists it (store_fields.c walks
+			 * records keyed by a device or enrollment ID),
+			 * under a message, with the time it came. */
+			if (f->cat == CAT_ROW && !(f->flags & AF_KEY)) {
+				CHECK(((k->owner == OWN_DEVICE ||
+					   k->owner == OWN_ENROLL) &&
+					  k->key == KK_TEXT) ||
+				    k->owner == OWN_EID);
+				CHECK(f->inv_message != NULL ||
+				    strcmp(f->message, "*") != 0);
+			}
+			/* The key: an identity, one per kind. */
+			if (f->flags & AF_KEY) {
+				CHECK(f->type == A_STR && f->cat == CAT_ROW &&
+				    strcmp(f->message, "*") == 0);
+				for (j = 0; j < i; j++)
+					CHECK(!(k->f[j].flags & AF_KEY));
+			}
+			CHECK(f->cat == CAT_ROW || (f->inv_message == NULL &&
+			    f->at_tag == 0 && f->flags == 0));
+			CHECK(f->at_tag == 0 || time_field(k, f->at_tag));
+			CHECK(f->at_or_tag == 0 ||
+			    (f->at_tag != 0 && time_field(k, f->at_or_tag)));
 			if (k->src != STORE_SOURCE__MAX && f->tag == k->src_tag)
 				src_ok = 1;
 		}
@@ -1145,6 +1322,7 @@ main(void)
 	test_dump_restore(s);
 	test_fixture();
 	test_registry();
+	test_writer_tables();
 	test_check(s);
 	test_inventory(s);
 	test_purge(s);
