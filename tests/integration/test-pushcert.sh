@@ -15,6 +15,7 @@
 #   - the responder warns at start-up of a certificate within 30 days;
 #   - a private key is never in the responder's log, nor in a dump
 #     without --secrets, and is with --secrets;
+#   - check, dump --secrets and restore carry them;
 #   - purge --topic removes the topic's certificate and --verify finds
 #     nothing left; check is clean.
 
@@ -200,6 +201,18 @@ expect_eq "$(grep -c "push certificate for $IT_TOPIC" "$IT_DIR/fcgi.log" ||
     true)" 0 "no warning for a valid certificate"
 expect_eq "$(leaks "$IT_DIR/fcgi.log" a a2 b)" "" \
     "no key in the responder's log"
+
+# ---- check, dump and restore carry the certificates ----
+expect_exit 0 "check is clean with certificates stored" ctl check
+ctl dump --secrets -o "$IT_DIR/both.json"
+"$PM_BUILD/picomdmctl" --db "$IT_DIR/db2" restore "$IT_DIR/both.json" \
+    >/dev/null 2>&1 || fail "restore of dump --secrets" "exit $?"
+expect_eq "$("$PM_BUILD/picomdmctl" --db "$IT_DIR/db2" pushcert list --json |
+    jq -c 'map([.topic, .sha256])')" \
+    "$(ctl pushcert list --json | jq -c 'map([.topic, .sha256])')" \
+    "restore of dump --secrets: the same certificates"
+expect_exit 0 "  and the restored store checks clean" \
+    "$PM_BUILD/picomdmctl" --db "$IT_DIR/db2" check
 
 # ---- purge --topic ----
 out=$(ctl purge --topic "$TOPIC2" --yes --verify 2>&1)
