@@ -27,6 +27,7 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1360,7 +1361,7 @@ api_pushcert_put(struct api *a)
 	struct pushcert		*pc = NULL;
 	json_t			*j = NULL, *o;
 	json_error_t		 je;
-	const char		*cert, *key;
+	const char		*cert, *key = NULL;
 	char			*qv[1], err[256];
 	long long		 force;
 	int			 rc;
@@ -1424,6 +1425,10 @@ api_pushcert_put(struct api *a)
 	}
 	api_reply(a, 200, o);
 out:
+	/* The parsed body's copy of the key (the body itself is wiped with
+	 * the request). */
+	if (key != NULL)
+		explicit_bzero((char *)(uintptr_t)key, strlen(key));
 	json_decref(j);
 	free(op.conflict);
 	pushcert_free(pc);

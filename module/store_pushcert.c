@@ -38,6 +38,9 @@ store_pushcert_free(struct store_pushcert *c)
 {
 	if (c == NULL)
 		return;
+	/* rec_free_fields wipes bytes fields only: the key is a string. */
+	if (c->key_pem != NULL)
+		explicit_bzero(c->key_pem, strlen(c->key_pem));
 	rec_free_fields(pushcert_fields, NF(pushcert_fields), c);
 	free(c);
 }
