@@ -12,6 +12,8 @@
  *	GET    /api/v1/commands/{uuid}          the command and its targets
  *	GET    /api/v1/results/{id}             history, newest first
  *	GET    /api/v1/results/{id}/{seq}       one result, raw and decoded
+ *	GET    /api/v1/pushcert                 push certificates, no keys
+ *	PUT    /api/v1/pushcert[?force=1]       import one (JSON or PEM)
  *	GET    /api/v1/metrics                  Prometheus text format
  *	GET    /healthz                         (no key) 200 ok, or 503 why
  *
@@ -25,10 +27,12 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -38,6 +42,7 @@
 #include "picomdm/message.h"
 #include "picomdm/metrics.h"
 #include "picomdm/plist.h"
+#include "picomdm/pushcert.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
 
@@ -1277,6 +1282,178 @@ api_metrics(struct api *a)
 	buf_free(&b);
 }
 
+/* ---- push certificates (picomdm-api(7), "Push certificates") ---- */
+
+/* A push certificate without its key. */
+static json_t *
+pushcert_json(const struct store_pushcert *sc, time_t now)
+{
+	struct pushcert pc;
+
+	memset(&pc, 0, sizeof(pc));
+	pc.not_after = (time_t)(sc->not_after / 1000000u);
+	return json_pack("{s:s, s:s?, s:o?, s:I, s:s, s:s?, s:o?}", "topic",
+	    sc->topic, "subject", sc->subject, "not_after",
+	    command_json_time(sc->not_after), "days_left",
+	    (json_int_t)pushcert_days_left(&pc, now), "state",
+	    pushcert_state_name(pushcert_state(&pc, now)), "sha256",
+	    sc->sha256, "imported_at", command_json_time(sc->imported_at));
+}
+
+struct pushcert_list_op {
+	json_t *arr;
+	time_t	now;
+};
+
+static int
+pushcert_list_cb(const struct store_pushcert *sc, void *arg)
+{
+	struct pushcert_list_op *op = arg;
+
+	return json_array_append_new(op->arr, pushcert_json(sc, op->now)) == 0
+	    ? 0
+	    : STORE_ENOMEM;
+}
+
+static int
+pushcert_list_run(struct store_txn *t, void *arg)
+{
+	return store_pushcert_each(t, pushcert_list_cb, arg);
+}
+
+/* GET /api/v1/pushcert: {"pushcerts": [...]}, never a key. */
+static void
+api_pushcert_list(struct api *a)
+{
+	struct pushcert_list_op op;
+	int			rc;
+
+	if (api_query(a, NULL, 0, NULL) == -1)
+		return;
+	op.now = time(NULL);
+	if ((op.arr = json_array()) == NULL) {
+		api_fail(a, 500, "internal error", "out of memory");
+		return;
+	}
+	if ((rc = store_read(a->srv->store, pushcert_list_run, &op)) != 0) {
+		json_decref(op.arr);
+		api_store_fail(a, rc);
+		return;
+	}
+	api_reply(a, 200, json_pack("{s:o}", "pushcerts", op.arr));
+}
+
+struct pushcert_put_op {
+	struct store_pushcert c;
+	int		      force, replaced;
+	char		     *conflict;
+	json_t		     *out;
+};
+
+static int
+pushcert_put_run(struct store_txn *t, void *arg)
+{
+	struct pushcert_put_op *op = arg;
+	struct store_pushcert  *old = NULL;
+	int			rc;
+
+	rc = store_pushcert_get(t, op->c.topic, &old);
+	if (rc != 0 && rc != STORE_ENOTFOUND)
+		return rc;
+	op->replaced = old != NULL;
+	store_pushcert_free(old);
+	return store_pushcert_import(t, &op->c, op->force, &op->conflict);
+}
+
+/*
+ * PUT /api/v1/pushcert[?force=1]: a JSON body {"cert": PEM, "key": PEM},
+ * or the PEM certificate followed by its key (as NanoMDM's
+ * PUT /v1/pushcert takes it). 200 with the certificate (no key), 400 for
+ * a certificate that does not parse or has expired, 409 for another
+ * topic refused by the rule of picomdmctl(8), "pushcert import".
+ */
+static void
+api_pushcert_put(struct api *a)
+{
+	static const char *const qn[] = {"force"};
+	struct pushcert_put_op	 op;
+	struct pushcert		*pc = NULL;
+	json_t			*j = NULL, *o;
+	json_error_t		 je;
+	const char		*cert, *key = NULL;
+	char			*qv[1], err[256];
+	long long		 force;
+	int			 rc;
+
+	memset(&op, 0, sizeof(op));
+	if (api_query(a, qn, 1, qv) == -1)
+		return;
+	if (api_num(a, "force", qv[0], 0, 1, 0, &force) == -1)
+		goto out;
+	op.force = (int)force;
+	if (a->req->body_len == 0) {
+		api_fail(a, 400, "bad request",
+		    "empty body: send {\"cert\": PEM, \"key\": PEM} or the PEM "
+		    "certificate followed by its key");
+		goto out;
+	}
+	if (a->req->body[0] == '{') {
+		j = json_loadb((const char *)a->req->body, a->req->body_len, 0,
+		    &je);
+		if (j == NULL || !json_is_object(j) ||
+		    (cert = json_string_value(json_object_get(j, "cert"))) ==
+			NULL ||
+		    (key = json_string_value(json_object_get(j, "key"))) ==
+			NULL) {
+			api_fail(a, 400, "bad request",
+			    "want {\"cert\": PEM, \"key\": PEM}");
+			goto out;
+		}
+		pc = pushcert_from_pem(
+		    cert, strlen(cert), key, strlen(key), err, sizeof(err));
+	} else
+		pc = pushcert_from_pem(a->req->body, a->req->body_len, NULL, 0,
+		    err, sizeof(err));
+	if (pc == NULL) {
+		api_fail(a, 400, "invalid push certificate", "%s", err);
+		goto out;
+	}
+	if (pushcert_state(pc, time(NULL)) == PUSHCERT_EXPIRED) {
+		api_fail(a, 400, "invalid push certificate",
+		    "the certificate for %.255s has expired", pc->topic);
+		goto out;
+	}
+	store_pushcert_from(&op.c, pc, time_now_us());
+	rc = store_write(a->srv->store, pushcert_put_run, &op);
+	if (rc == STORE_EEXIST) {
+		api_fail(a, 409, "topic conflict",
+		    "the only push certificate is for %.255s and enrollments "
+		    "use it; this one is for %.255s (force=1 adds it anyway)",
+		    op.conflict, pc->topic);
+		goto out;
+	}
+	if (rc != 0) {
+		api_store_fail(a, rc);
+		goto out;
+	}
+	if ((o = pushcert_json(&op.c, time(NULL))) == NULL ||
+	    set(o, "replaced", json_boolean(op.replaced)) == -1) {
+		json_decref(o);
+		api_fail(a, 500, "internal error", "out of memory");
+		goto out;
+	}
+	api_reply(a, 200, o);
+out:
+	/* The parsed body's copy of the key (the body itself is wiped with
+	 * the request). */
+	if (key != NULL)
+		explicit_bzero((char *)(uintptr_t)key, strlen(key));
+	json_decref(j);
+	free(op.conflict);
+	pushcert_free(pc);
+	api_query_free(qv, 1);
+}
+
 static int
 health_read(struct store_txn *t, void *arg)
 {
@@ -1334,6 +1511,8 @@ static const struct api_route {
     {"commands", 1, "GET", api_command},
     {"results", 1, "GET", api_results},
     {"results", 2, "GET", api_results},
+    {"pushcert", 0, "GET", api_pushcert_list},
+    {"pushcert", 0, "PUT", api_pushcert_put},
     {"metrics", 0, "GET", api_metrics},
 };
 

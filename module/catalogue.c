@@ -76,6 +76,16 @@ const struct inv_row inventory_catalogue[] = {
     CI("Authenticate", "IMEI", "shown to the operator (cellular devices)"),
     CI("Authenticate", "MEID", "shown to the operator (cellular devices)"),
 
+    /* The push certificate of a topic, imported by the operator
+     * (picomdmctl pushcert import, PUT /api/v1/pushcert): not from a
+     * device, but the credential every push to the topic's devices is
+     * sent with; its key lets anyone push as this server. */
+    CI("push certificate", "topic", P_TOPIC),
+    CI("push certificate", "certificate",
+	"TLS client certificate for APNs; its not-after is warned about"),
+    CS("push certificate", "private key",
+	"TLS client key for APNs: lets anyone push to the topic's devices"),
+
     /* TokenUpdate */
     CI("TokenUpdate", "Topic", P_TOPIC),
     CS("TokenUpdate", "Token", "APNs device token: wakes the device"),

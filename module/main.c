@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fcgiapp.h>
@@ -34,6 +35,7 @@
 #include "picomdm/identity.h"
 #include "picomdm/log.h"
 #include "picomdm/metrics.h"
+#include "picomdm/pushcert.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
 #include "listen.h"
@@ -469,6 +471,46 @@ load_api_key(const char *path)
 	return 0;
 }
 
+/* Start-up: a warning for each push certificate within PUSHCERT_WARN_DAYS
+ * of its end (or past it): topic and date, never the key. */
+static int
+pushcert_warn_cb(const struct store_pushcert *sc, void *arg)
+{
+	struct pushcert pc;
+	time_t		now = *(const time_t *)arg;
+	long long	days;
+
+	memset(&pc, 0, sizeof(pc));
+	pc.not_after = (time_t)(sc->not_after / 1000000u);
+	days = pushcert_days_left(&pc, now);
+	if (days < 0)
+		log_warn("push certificate for %s has expired (%lld days ago): "
+		    "pushes to its devices will fail",
+		    sc->topic, -days);
+	else if (days <= PUSHCERT_WARN_DAYS)
+		log_warn("push certificate for %s expires in %lld days: renew "
+		    "it (picomdmctl pushcert import)",
+		    sc->topic, days);
+	return 0;
+}
+
+static int
+pushcert_warn_read(struct store_txn *t, void *arg)
+{
+	return store_pushcert_each(t, pushcert_warn_cb, arg);
+}
+
+static void
+pushcert_warn(struct store *s)
+{
+	time_t now = time(NULL);
+	int    rc;
+
+	if ((rc = store_read(s, pushcert_warn_read, &now)) != 0)
+		log_warn("push certificates: cannot read: %s",
+		    store_strerror(rc));
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -587,6 +629,7 @@ main(int argc, char *argv[])
 		    "only)");
 	if (store_writer_start(srv.store) != 0)
 		return 1;
+	pushcert_warn(srv.store);
 
 	/* Signals go to the main thread only, through sigwait. */
 	sigemptyset(&sigs);

@@ -64,7 +64,9 @@ request_free(struct request *r)
 {
 	free(r->path);
 	free(r->raw_path);
-	free(r->body);
+	/* Bodies carry secrets (push tokens, a push certificate's key). */
+	if (r->body != NULL)
+		freezero(r->body, r->body_len + 1);
 	r->path = NULL;
 	r->raw_path = NULL;
 	r->body = NULL;

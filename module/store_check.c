@@ -697,6 +697,31 @@ check_cmd(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return 0;
 }
 
+/* PUSHCERT: the record decodes, holds its own topic, a certificate and
+ * a key. */
+static int
+check_pushcert(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	static const unsigned req[] = {TAG_PUSHCERT_TOPIC, TAG_PUSHCERT_CERT,
+	    TAG_PUSHCERT_KEY, TAG_PUSHCERT_NOTAFTER, 0};
+	struct check_ctx    *c = arg;
+	const unsigned char *p;
+	const char	    *why;
+	size_t		     n;
+
+	(void)t;
+	check_tick(c);
+	if ((why = rec_problem(v, REC_PUSHCERT, req)) != NULL)
+		return problem(
+		    c, DBI_PUSHCERT, k->mv_data, k->mv_size, 0, "%s", why);
+	rec_field(v, REC_PUSHCERT, TAG_PUSHCERT_TOPIC, &p, &n);
+	if (n != k->mv_size || memcmp(p, k->mv_data, n) != 0)
+		return problem(c, DBI_PUSHCERT, k->mv_data, k->mv_size, 0,
+		    "record holds another topic");
+	return 0;
+}
+
 /* A counter in meta must be above every number in use. */
 static int
 check_counter(
@@ -745,6 +770,7 @@ static const visit_fn checks[DBI__MAX] = {
     [DBI_QPOS] = check_qpos,
     [DBI_RESULT] = check_result,
     [DBI_CMDQ] = check_cmdq,
+    [DBI_PUSHCERT] = check_pushcert,
 };
 
 /* See store_kinds.h. */

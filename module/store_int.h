@@ -34,6 +34,7 @@ enum store_dbi {
 	DBI_QPOS,     /* eid . uuid -> (255 - priority) . seq */
 	DBI_RESULT,   /* eid . seq -> result record */
 	DBI_CMDQ,     /* uuid . eid -> command-per-enrollment status record */
+	DBI_PUSHCERT, /* APNs topic -> push certificate record */
 	DBI__MAX
 };
 
@@ -118,6 +119,7 @@ enum rec_kind {
 	REC_QUEUE,
 	REC_RESULT,
 	REC_CMDQ,
+	REC_PUSHCERT,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 

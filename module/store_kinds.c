@@ -141,6 +141,18 @@ static const struct afield cmdq_af[] = {
     AO(3, "result_seq", A_U64),
 };
 
+/* Tags as written by store_pushcert.c. The key is a secret (its
+ * catalogue row says so): never in a dump without --secrets. */
+static const struct afield pushcert_af[] = {
+    AC(1, "topic", A_STR, "push certificate", "topic"),
+    AC(2, "cert_pem", A_STR, "push certificate", "certificate"),
+    AC(3, "key_pem", A_STR, "push certificate", "private key"),
+    AO(4, "not_after", A_TIME),
+    AO(5, "imported_at", A_TIME),
+    AO(6, "subject", A_STR),
+    AO(7, "sha256", A_STR),
+};
+
 /* No purge by source for this kind. */
 #define NO_SOURCE .src = STORE_SOURCE__MAX, .src_owner = SRC_NONE
 
@@ -199,6 +211,12 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	.rec = REC_CMDQ, .f = cmdq_af, .nf = NF(cmdq_af),
 	.plist_svc = INV_COMMAND, .owner = OWN_EID_SUFFIX,
 	.ref = REF_CMD_KEY, NO_SOURCE, .check_pass = 12},
+    [DBI_PUSHCERT] = {.dbi = DBI_PUSHCERT, .key = KK_TEXT,
+	.val = KV_RECORD, .rec = REC_PUSHCERT, .f = pushcert_af,
+	.nf = NF(pushcert_af), .plist_svc = INV_CHECKIN,
+	.owner = OWN_TOPIC, .src = STORE_SOURCE_TOPIC,
+	.src_tag = TAG_PUSHCERT_TOPIC, .src_owner = SRC_SELF,
+	.check_pass = 13},
 };
 /* clang-format on */
 

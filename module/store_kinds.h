@@ -112,8 +112,10 @@ enum kind_owner {
 	OWN_EID,	/* key starts with the enrollment's number */
 	OWN_EID_PAIR,	/* key is two numbers, either one the owner's */
 	OWN_EID_SUFFIX, /* key ends with the enrollment's number */
-	OWN_COMMAND	/* shared by enrollments: removed with the last
+	OWN_COMMAND,	/* shared by enrollments: removed with the last
 			 * entry that refers to it */
+	OWN_TOPIC	/* keyed by an APNs topic: removed by purge --topic
+			 * of that topic only (source SRC_SELF) */
 };
 
 /* What an entry refers to, beyond its owner (purge notes the commands
@@ -131,7 +133,8 @@ enum source_owner {
 	SRC_NONE = 0,
 	SRC_KEY,	/* the key is the device ID */
 	SRC_DEVICE_TAG, /* field src_owner_tag holds the device ID */
-	SRC_ENROLL_TAG	/* field src_owner_tag holds an enrollment ID */
+	SRC_ENROLL_TAG,	/* field src_owner_tag holds an enrollment ID */
+	SRC_SELF	/* the entry itself is removed, no device with it */
 };
 
 typedef int (*visit_fn)(
@@ -192,6 +195,10 @@ int afield_secret(const struct afield *);
 #define TAG_QUEUE_UUID	      1
 #define TAG_RESULT_UUID	      1
 #define TAG_CMDQ_SEQ	      3
+#define TAG_PUSHCERT_TOPIC    1
+#define TAG_PUSHCERT_CERT     2
+#define TAG_PUSHCERT_KEY      3
+#define TAG_PUSHCERT_NOTAFTER 4
 
 /* Does store_check.c have the check of one entry of this sub-database?
  * (test-admin: every kind with a pass has one.) */

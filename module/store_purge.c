@@ -38,6 +38,7 @@ struct purge_ctx {
 	struct strset		   found; /* enrollment IDs found */
 	struct u64set		   eids;  /* their numbers */
 	struct strset		   uuids; /* commands they touched */
+	struct strset		   topics; /* OWN_TOPIC keys to remove */
 };
 
 static void
@@ -48,6 +49,7 @@ purge_ctx_free(struct purge_ctx *pc)
 	strset_free(&pc->found);
 	u64set_free(&pc->eids);
 	strset_free(&pc->uuids);
+	strset_free(&pc->topics);
 }
 
 void
@@ -331,6 +333,7 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		case OWN_DEVICE:
 		case OWN_DEVICE_VAL:
 		case OWN_COMMAND:
+		case OWN_TOPIC:
 			rc = 0; /* before or after this phase */
 			break;
 		}
@@ -386,6 +389,21 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		    (rc = db_visit(t, k->dbi, purge_binding, pc,
 			 &r->removed[k->dbi])) != 0)
 			return rc;
+	}
+
+	/* What is keyed by a topic being purged (push certificates). */
+	for (j = 0; j < DBI__MAX; j++) {
+		k = &store_kinds[j];
+		if (k->owner != OWN_TOPIC)
+			continue;
+		for (i = 0; i < pc->topics.n; i++) {
+			rc = db_delv(t, k->dbi, pc->topics.v[i],
+			    strlen(pc->topics.v[i]));
+			if (rc == 0)
+				r->removed[k->dbi]++;
+			else if (rc != STORE_ENOTFOUND)
+				return rc;
+		}
 	}
 
 	list = calloc(pc->found.n + 1, sizeof(char *));
@@ -493,6 +511,8 @@ source_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	    n != strlen(sc->name) || memcmp(p, sc->name, n) != 0)
 		return 0;
 	sc->matched++;
+	if (row->src_owner == SRC_SELF)
+		return strset_add(&sc->pc->topics, k->mv_data, k->mv_size);
 	if (row->src_owner == SRC_KEY)
 		return strset_add(&sc->pc->devs, k->mv_data, k->mv_size);
 	if ((rc = rec_field_str(v, row->rec, row->src_owner_tag, &owner)) < 0)

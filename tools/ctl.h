@@ -80,6 +80,9 @@ int ctl_usage(const char *name, const char *synopsis, const char *help,
 /* ctl_enroll.c: enrollment-profile (needs --config, not --db) */
 int ctl_enroll_profile(struct ctl *);
 
+/* ctl_pushcert.c: pushcert import|list|remove */
+int ctl_pushcert(struct ctl *);
+
 /* ctl_privacy.c: inventory, purge, prune */
 int ctl_inventory(struct ctl *);
 int ctl_purge(struct ctl *);

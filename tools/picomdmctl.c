@@ -37,6 +37,9 @@ static const struct ctl_cmd cmds[] = {
 	    "ID|SERIAL | --topic TOPIC | --token NAME [--yes] [--verify]" },
 	{ "prune", ctl_prune, CTL_OPEN_NONE,
 	    "[--results-days N] [--checked-out-days N]" },
+	{ "pushcert", ctl_pushcert, CTL_OPEN_NONE,
+	    "import CERT.pem KEY.pem [--force] | import FILE.p12 "
+	    "[--password-file F] [--force] | list [--json] | remove TOPIC" },
 	{ "enrollment-profile", ctl_enroll_profile, CTL_OPEN_NONE,
 	    "[-o FILE]" },
 };

@@ -107,6 +107,48 @@ uint64_t store_txn_now(struct store_txn *);
 /* Next value of the store-wide sequence (monotonic, persisted). */
 int store_seq_next(struct store_txn *, uint64_t *out);
 
+/* ---- push certificates (key: APNs topic; store_pushcert.c) ---- */
+
+/* One topic's push certificate. key_pem is a secret: wiped on free,
+ * never logged, shown in a dump only with --secrets. Times in µs. */
+struct store_pushcert {
+	char    *topic;
+	char    *cert_pem;
+	char    *key_pem;
+	uint64_t not_after;
+	uint64_t imported_at;
+	char    *subject;
+	char    *sha256; /* hex, of the DER certificate */
+};
+
+int  store_pushcert_get(struct store_txn *, const char *topic,
+    struct store_pushcert **out);
+/* Write (or replace) the certificate of c->topic, without any rule. */
+int  store_pushcert_put(struct store_txn *, const struct store_pushcert *);
+/* STORE_ENOTFOUND when the topic has none. */
+int  store_pushcert_del(struct store_txn *, const char *topic);
+void store_pushcert_free(struct store_pushcert *);
+/* Every certificate in topic order; cb returns non-zero to stop (that
+ * value is returned when < 0). */
+typedef int (*store_pushcert_cb)(const struct store_pushcert *, void *);
+int  store_pushcert_each(struct store_txn *, store_pushcert_cb, void *);
+
+/*
+ * Import with the rule of picomdmctl(8), "pushcert import": a topic's
+ * certificate is replaced by one of the same topic; a certificate of a
+ * new topic is refused (STORE_EEXIST, the old topic in *conflict, caller
+ * frees) when the store holds exactly one certificate, of another topic,
+ * and at least one enrollment record has that old topic (from its
+ * TokenUpdate), unless force. Otherwise it is added beside the others.
+ */
+int store_pushcert_import(struct store_txn *, const struct store_pushcert *,
+    int force, char **conflict);
+/* Fill c from a parsed certificate (pushcert.h), imported at now (µs).
+ * The strings are borrowed from pc: do not free c's members. */
+struct pushcert;
+void store_pushcert_from(struct store_pushcert *c, struct pushcert *pc,
+    uint64_t now);
+
 /* ---- devices (device channel facts; key: device-channel ID) ---- */
 
 struct store_device {

@@ -1309,6 +1309,15 @@ test_registry(void)
 			CHECK(afield_secret(&k->f[i]));
 		else if (strcmp(k->f[i].name, "topic") == 0)
 			CHECK(!afield_secret(&k->f[i]));
+	/* A push certificate's key is a secret, its certificate is not;
+	 * the kind is purged by its topic, itself. */
+	k = store_kind_of_rec(REC_PUSHCERT);
+	CHECK(k != NULL && k->owner == OWN_TOPIC && k->src_owner == SRC_SELF);
+	for (i = 0; k != NULL && i < k->nf; i++)
+		if (strcmp(k->f[i].name, "key_pem") == 0)
+			CHECK(afield_secret(&k->f[i]));
+		else if (strcmp(k->f[i].name, "cert_pem") == 0)
+			CHECK(!afield_secret(&k->f[i]));
 }
 
 int
