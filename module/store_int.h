@@ -34,6 +34,8 @@ enum store_dbi {
 	DBI_QPOS,     /* eid . uuid -> (255 - priority) . seq */
 	DBI_RESULT,   /* eid . seq -> result record */
 	DBI_CMDQ,     /* uuid . eid -> command-per-enrollment status record */
+	DBI_MACHINEINFO, /* UDID -> MachineInfo record (store_enroll.c) */
+	DBI_ENRTOKEN, /* SHA-256 of a token -> enrollment token record */
 	DBI__MAX
 };
 
@@ -118,6 +120,8 @@ enum rec_kind {
 	REC_QUEUE,
 	REC_RESULT,
 	REC_CMDQ,
+	REC_MACHINEINFO,
+	REC_ENRTOKEN,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 

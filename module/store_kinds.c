@@ -30,6 +30,7 @@
 /* A field of picomdm's own; one with its row of the catalogue. */
 #define AO(tag, name, type) { tag, name, type, CAT_OWN, INV_CHECKIN, NULL, NULL }
 #define AC(tag, name, type, m, f) { tag, name, type, CAT_ROW, INV_CHECKIN, m, f }
+#define AA(tag, name, type, f) { tag, name, type, CAT_ROW, INV_ADE, "MachineInfo", f }
 /* clang-format on */
 
 /* Tags as written by store_device.c and store_queue.c. */
@@ -119,6 +120,28 @@ static const struct afield cmdq_af[] = {
     AO(3, "result_seq", A_U64),
 };
 
+/* Tags as written by store_enroll.c: MachineInfo as Setup Assistant
+ * sent it (its catalogue rows under ADE), and enrollment tokens, all of
+ * whose fields are picomdm's own (the key is the token's SHA-256; the
+ * token itself is never stored). */
+static const struct afield machineinfo_af[] = {
+    AA(1, "udid", A_STR, "UDID"),
+    AA(2, "serial", A_STR, "SERIAL"),
+    AA(3, "product", A_STR, "PRODUCT"),
+    AA(4, "version", A_STR, "VERSION"),
+    AA(5, "imei", A_STR, "IMEI"),
+    AA(6, "meid", A_STR, "MEID"),
+    AA(7, "language", A_STR, "LANGUAGE"),
+    AO(8, "received_at", A_TIME),
+};
+
+static const struct afield enrtoken_af[] = {
+    AO(1, "note", A_STR),
+    AO(2, "created_at", A_TIME),
+    AO(3, "expires_at", A_TIME),
+    AO(4, "used_at", A_TIME),
+};
+
 /* No purge by source for this kind. */
 #define NO_SOURCE .src = STORE_SOURCE__MAX, .src_owner = SRC_NONE
 
@@ -177,6 +200,14 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	.rec = REC_CMDQ, .f = cmdq_af, .nf = NF(cmdq_af),
 	.plist_svc = INV_COMMAND, .owner = OWN_EID_SUFFIX,
 	.ref = REF_CMD_KEY, NO_SOURCE, .check_pass = 12},
+    [DBI_MACHINEINFO] = {.dbi = DBI_MACHINEINFO, .key = KK_TEXT,
+	.val = KV_RECORD, .rec = REC_MACHINEINFO, .f = machineinfo_af,
+	.nf = NF(machineinfo_af), .plist_svc = INV_ADE, .owner = OWN_DEVICE,
+	NO_SOURCE, .check_pass = 13},
+    [DBI_ENRTOKEN] = {.dbi = DBI_ENRTOKEN, .key = KK_HASH, .val = KV_RECORD,
+	.rec = REC_ENRTOKEN, .f = enrtoken_af, .nf = NF(enrtoken_af),
+	.plist_svc = INV_CHECKIN, .owner = OWN_EXPIRY, NO_SOURCE,
+	.check_pass = 14},
 };
 /* clang-format on */
 

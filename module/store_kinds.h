@@ -94,8 +94,10 @@ enum kind_owner {
 	OWN_EID,	/* key starts with the enrollment's number */
 	OWN_EID_PAIR,	/* key is two numbers, either one the owner's */
 	OWN_EID_SUFFIX, /* key ends with the enrollment's number */
-	OWN_COMMAND	/* shared by enrollments: removed with the last
+	OWN_COMMAND,	/* shared by enrollments: removed with the last
 			 * entry that refers to it */
+	OWN_EXPIRY	/* belongs to no device: removed by prune once
+			 * expired or used (enrollment tokens) */
 };
 
 /* What an entry refers to, beyond its owner (purge notes the commands
@@ -172,6 +174,7 @@ int afield_secret(const struct afield *);
 #define TAG_QUEUE_UUID	      1
 #define TAG_RESULT_UUID	      1
 #define TAG_CMDQ_SEQ	      3
+#define TAG_MI_UDID	      1
 
 /* Does store_check.c have the check of one entry of this sub-database?
  * (test-admin: every kind with a pass has one.) */
