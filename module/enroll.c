@@ -21,6 +21,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
@@ -38,6 +40,8 @@
 #include "picomdm/log.h"
 #include "picomdm/plist.h"
 #include "picomdm/schema.h"
+#include "picomdm/store.h"
+#include "picomdm/store_enroll.h"
 #include "picomdm/util.h"
 
 #define PROFILE_TYPE	 "application/x-apple-aspen-config"
@@ -134,6 +138,8 @@ enroll_conf_set(struct enroll_conf *c, const char *key, const char *val)
 			c->access = ENROLL_ACCESS_OFF;
 		else if (strcmp(val, "open") == 0)
 			c->access = ENROLL_ACCESS_OPEN;
+		else if (strcmp(val, "token") == 0)
+			c->access = ENROLL_ACCESS_TOKEN;
 		else
 			return -1;
 	} else if (strcmp(key, "sign_message") == 0)
@@ -1051,23 +1057,103 @@ type_is(const char *ct, const char *want)
 	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
+/* See enroll.h. */
+int
+enroll_token_new(char out[ENROLL_TOKEN_LEN + 1])
+{
+	unsigned char r[ENROLL_TOKEN_LEN / 2];
+
+	if (RAND_bytes(r, sizeof(r)) != 1)
+		return -1;
+	hex_encode(r, sizeof(r), out);
+	explicit_bzero(r, sizeof(r));
+	return 0;
+}
+
+/* See enroll.h. */
+int
+enroll_token_valid(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < ENROLL_TOKEN_LEN; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+			(s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return s[i] == '\0';
+}
+
+/*
+ * The value of token= in a query string, copied into out when it is
+ * shaped like a token. 0, or -1 when absent, malformed or given twice.
+ */
+static int
+query_token(const char *q, char out[ENROLL_TOKEN_LEN + 1])
+{
+	const char *p, *amp;
+	size_t	    n;
+	int	    seen = 0;
+
+	for (p = q; p != NULL && *p != '\0'; p = amp ? amp + 1 : NULL) {
+		amp = strchr(p, '&');
+		n = amp ? (size_t)(amp - p) : strlen(p);
+		if (n < 6 || strncmp(p, "token=", 6) != 0)
+			continue;
+		if (seen++ || n - 6 != ENROLL_TOKEN_LEN)
+			return -1;
+		memcpy(out, p + 6, ENROLL_TOKEN_LEN);
+		out[ENROLL_TOKEN_LEN] = '\0';
+	}
+	return seen == 1 && enroll_token_valid(out) ? 0 : -1;
+}
+
+/* The write of a token's use: a positive result is the HTTP refusal. */
+struct token_op {
+	unsigned char hash[32];
+};
+
+static int
+token_use_op(struct store_txn *t, void *arg)
+{
+	struct token_op *op = arg;
+	int		 rc;
+
+	rc = store_enroll_token_use(t, op->hash);
+	if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL)
+		return 403;
+	return rc;
+}
+
+static int
+machineinfo_op(struct store_txn *t, void *arg)
+{
+	return store_machineinfo_put(t, arg);
+}
+
 /*
  * GET or POST /mdm/enroll (main.c routes it here with the body read).
- * GET: the profile when access is open. POST: a MachineInfo; the profile
- * when it verifies. Refusals carry no body: nothing of the profile, so
- * never its challenge. Writes nothing.
+ * GET: the profile when access is open, or, in token mode, for a valid,
+ * unexpired, unused ?token= which is marked used in the same committed
+ * write that precedes the answer. POST: a MachineInfo; it is stored
+ * (committed) and the profile answered when it verifies, in either mode
+ * (Apple's signature is its proof). The profile is made before anything
+ * is written, so a token is never spent on a failed answer. Refusals
+ * carry no body: nothing of the profile, so never its challenge.
  */
 void
 enroll_handle(
     const struct server *srv, const struct request *req, struct response *resp)
 {
 	struct enroll_machineinfo mi;
+	struct store_machineinfo  sm;
+	struct token_op		  op;
+	char			  tok[ENROLL_TOKEN_LEN + 1];
 	unsigned char		 *der = NULL;
 	size_t			  derlen = 0;
 	const char		 *reason = NULL, *cn = NULL;
-	int			  rc;
+	int			  rc, access = enroll_access(srv->enroll);
 
-	if (enroll_access(srv->enroll) == ENROLL_ACCESS_OFF) {
+	if (access == ENROLL_ACCESS_OFF) {
 		response_set(resp, 404, "enrollment not enabled");
 		return;
 	}
@@ -1085,11 +1171,6 @@ enroll_handle(
 			return;
 		}
 		strlcpy(resp->id, mi.udid, sizeof(resp->id));
-		log_info("enroll: MachineInfo verified udid=%s serial=%s "
-			 "product=%s version=%s",
-		    mi.udid, mi.serial ? mi.serial : "-",
-		    mi.product ? mi.product : "-",
-		    mi.version ? mi.version : "-");
 		cn = mi.udid;
 	} else if (strcmp(req->method, "GET") != 0) {
 		response_set(resp, 405, "enrollment takes GET or POST");
@@ -1097,15 +1178,52 @@ enroll_handle(
 	} else if (req->body_len > 0) {
 		response_set(resp, 400, "GET with a body");
 		return;
+	} else if (access == ENROLL_ACCESS_TOKEN &&
+	    query_token(req->query, tok) == -1) {
+		response_set(resp, 403, "enrollment token required");
+		return;
 	}
 	if (enroll_profile_signed(srv->enroll, cn, &der, &derlen) == -1) {
 		response_set(resp, 500, "cannot make the profile");
 		goto out;
 	}
+	if (cn != NULL) {
+		/* MachineInfo as Apple sent it, committed before the answer. */
+		memset(&sm, 0, sizeof(sm));
+		sm.udid = (char *)(uintptr_t)mi.udid;
+		sm.serial = (char *)(uintptr_t)mi.serial;
+		sm.product = (char *)(uintptr_t)mi.product;
+		sm.version = (char *)(uintptr_t)mi.version;
+		sm.imei = (char *)(uintptr_t)mi.imei;
+		sm.meid = (char *)(uintptr_t)mi.meid;
+		sm.language = (char *)(uintptr_t)mi.language;
+		rc = store_write(srv->store, machineinfo_op, &sm);
+		if (rc != 0) {
+			response_store_result(resp, rc, NULL);
+			goto out;
+		}
+		log_info("enroll: MachineInfo stored udid=%s serial=%s "
+			 "product=%s version=%s",
+		    mi.udid, mi.serial ? mi.serial : "-",
+		    mi.product ? mi.product : "-",
+		    mi.version ? mi.version : "-");
+	} else if (access == ENROLL_ACCESS_TOKEN) {
+		sha256(tok, ENROLL_TOKEN_LEN, op.hash);
+		explicit_bzero(tok, sizeof(tok));
+		rc = store_write(srv->store, token_use_op, &op);
+		if (rc != 0) {
+			response_store_result(resp, rc,
+			    "enrollment token unknown, used or expired");
+			goto out;
+		}
+		log_info("enroll: one-time token used");
+	}
 	resp->status = 200;
 	resp->content_type = PROFILE_TYPE;
 	resp->body = der;
 	resp->body_len = derlen;
+	der = NULL;
 out:
+	free(der);
 	enroll_machineinfo_free(&mi);
 }

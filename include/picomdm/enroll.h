@@ -40,11 +40,25 @@ struct enroll_conf {
 enum enroll_access {
 	ENROLL_ACCESS_OFF = 0, /* /mdm/enroll answers 404 */
 	ENROLL_ACCESS_OPEN,    /* anyone who reaches it gets the profile */
+	ENROLL_ACCESS_TOKEN,   /* GET needs ?token= of a one-time token */
 	ENROLL_ACCESS__MAX
 };
 
 /* MachineInfo bodies are small (a signed plist of a few strings). */
 #define ENROLL_MACHINEINFO_MAX (64 * 1024)
+
+/* One-time enrollment tokens: 32 random bytes as 64 lowercase hex digits;
+ * the store keeps only their SHA-256 (picomdm/store_enroll.h). */
+#define ENROLL_TOKEN_LEN 64
+/* Default and longest life of a token, in seconds. */
+#define ENROLL_TOKEN_TTL_DEFAULT (24 * 3600)
+#define ENROLL_TOKEN_TTL_MAX	 (90 * 24 * 3600)
+
+/* A new token into out (ENROLL_TOKEN_LEN + 1 bytes): 0, or -1 when the
+ * random generator fails. */
+int enroll_token_new(char out[ENROLL_TOKEN_LEN + 1]);
+/* Is s shaped like a token (64 lowercase hex digits)? */
+int enroll_token_valid(const char *s);
 
 void enroll_conf_defaults(struct enroll_conf *);
 void enroll_conf_free(struct enroll_conf *);
