@@ -196,10 +196,20 @@ int
 store_enroll_token_each(struct store_txn *t, store_token_fn fn, void *arg)
 {
 	struct tok_each e = {fn, arg};
-	int		rc;
+	MDB_cursor     *c;
+	MDB_val		k, v;
+	int		rc, frc = 0;
 
-	rc = db_prefix_each(t, DBI_ENRTOKEN, "", 0, 32, tok_each_one, &e);
-	return rc == 1 ? 0 : rc;
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_ENRTOKEN], &c)) != 0)
+		return store_rc(rc);
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+		if ((frc = tok_each_one(t, &k, &v, &e)) != 0)
+			break;
+	mdb_cursor_close(c);
+	if (frc != 0)
+		return frc == 1 ? 0 : frc;
+	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
 }
 
 int

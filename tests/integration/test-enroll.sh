@@ -295,15 +295,6 @@ mi_post() {
 	get /mdm/enroll -X POST -H 'Content-Type: application/pkcs7-signature' \
 	    --data-binary @"$1"
 }
-mi_post "$IT_DIR/mi.der"
-expect_status 200 "MachineInfo signed by machineinfo_ca: the profile"
-if profile_json "$BODY" "$IT_DIR/mi.json"; then
-	expect_jq "$(cat "$IT_DIR/mi.json")" \
-	    "($scep).PayloadContent.Subject[][] | select(.[0] == \"CN\") | .[1]" \
-	    "picomdm device $mi_udid" "the profile's CN is the device's UDID"
-else
-	fail "the MachineInfo answer is a signed profile"
-fi
 mi_post "$IT_DIR/mi-foreign.der"
 expect_status 403 "MachineInfo signed by another CA: 403"
 no_challenge "the 403 carries no challenge"
@@ -313,7 +304,42 @@ no_challenge "the 400 carries no challenge"
 get /mdm/enroll -X POST -H 'Content-Type: application/x-apple-aspen-mdm' \
     --data-binary @"$IT_DIR/mi.der"
 expect_status 415 "MachineInfo with another content type: 415"
-expect_eq "$(db_digest)" "$digest" "enrollment requests change nothing stored"
+expect_eq "$(db_digest)" "$digest" \
+    "refused enrollment requests and profiles served change nothing stored"
+mi_post "$IT_DIR/mi.der"
+expect_status 200 "MachineInfo signed by machineinfo_ca: the profile"
+if profile_json "$BODY" "$IT_DIR/mi.json"; then
+	expect_jq "$(cat "$IT_DIR/mi.json")" \
+	    "($scep).PayloadContent.Subject[][] | select(.[0] == \"CN\") | .[1]" \
+	    "picomdm device $mi_udid" "the profile's CN is the device's UDID"
+else
+	fail "the MachineInfo answer is a signed profile"
+fi
+
+# MachineInfo is data Apple sent: in the inventory under ADE, with its
+# purpose, in show, in the dump; purged with the device.
+inv=$(ctl inventory "$mi_udid" --json 2>&1) || true
+mi_rows='.services[] | select(.service == "ADE") | .fields[] |
+    select(.message == "MachineInfo")'
+expect_jq "$inv" "[$mi_rows | \"\(.field)=\(.value)\"] | join(\",\")" \
+    "UDID=$mi_udid,SERIAL=C02MITEST001,PRODUCT=iPhone14,5,VERSION=21F90,IMEI=35 123456 789012 3,MEID=35123456789012,LANGUAGE=en" \
+    "inventory: every MachineInfo field under ADE"
+expect_jq "$inv" "[$mi_rows | select(.purpose == null or .received_at == null
+    or .kept != \"record\")] | length" 0 \
+    "inventory: each with its purpose and when it was received"
+expect_jq "$(ctl show "$mi_udid" 2>&1)" '.machineinfo.serial' C02MITEST001 \
+    "show: the MachineInfo"
+expect_eq "$(ctl dump 2>/dev/null | jq -r 'select(.db == "machineinfo") |
+    .value.serial')" C02MITEST001 "dump: the machineinfo record"
+ctl purge --yes --verify "$mi_udid" >"$IT_DIR/mi-purge.out" 2>&1 ||
+    fail "purge of a device known by its MachineInfo" \
+    "$(head -c 300 "$IT_DIR/mi-purge.out")"
+expect_exit 1 "after purge: no inventory of that UDID" \
+    "$PM_BUILD/picomdmctl" --db "$IT_DB" inventory "$mi_udid"
+expect_eq "$(ctl dump 2>/dev/null | jq -r 'select(.db == "machineinfo")' |
+    wc -l)" 0 "after purge: no machineinfo record"
+mi_post "$IT_DIR/mi.der"
+expect_status 200 "MachineInfo again (kept for the checks below)"
 
 # ---- SCEP: the identity, from the profile's URL and challenge
 
@@ -382,5 +408,101 @@ put_raw /mdm/checkin --cert "$IT_CERTS/devices/foreign.pem" \
     -H "Content-Type: $IT_CHECKIN_TYPE" \
     --data-binary @"$(auth_plist 00008110-000E1A2B3C4D5E70 ENROLL00002)"
 expect_status 400 "a certificate from another CA over TLS: refused by nginx"
+
+# ---- one-time enrollment tokens (enroll_access = token)
+
+it_stop_responder
+sed -i 's/^enroll_access = open$/enroll_access = token/' "$IT_DIR/picomdm.conf"
+it_start_responder
+# shellcheck source=lib-api.sh
+. "$(dirname "$0")/lib-api.sh"
+
+get /mdm/enroll
+expect_status 403 "token mode: GET without a token: 403"
+no_challenge "token mode: the refusal carries no challenge"
+digest=$(db_digest)
+get "/mdm/enroll?token=$(openssl rand -hex 32)"
+expect_status 403 "an unknown token: 403"
+no_challenge "an unknown token gets no challenge"
+get "/mdm/enroll?token=not-a-token"
+expect_status 403 "a malformed token: 403"
+expect_eq "$(db_digest)" "$digest" "refused tokens change nothing stored"
+
+api POST /api/v1/enrollment-tokens -H 'Content-Type: application/json' \
+    --data-binary '{"note": "iPad of the front desk", "expires_in": 3600}'
+expect_status 201 "POST /api/v1/enrollment-tokens: 201"
+t1=$(jq -r .token "$BODY" 2>/dev/null)
+t1id=$(jq -r .id "$BODY" 2>/dev/null)
+expect_eq "$(printf %s "$t1" | sha256sum | cut -d ' ' -f 1)" "$t1id" \
+    "the token's ID is its SHA-256"
+get "/mdm/enroll?token=$t1"
+expect_status 200 "a valid token: the profile"
+if profile_json "$BODY" "$IT_DIR/tok.json" &&
+    [[ $(schema_check "$IT_DIR/tok.json" 2>&1) == 2 ]]; then
+	pass "the token's profile is signed and valid"
+else
+	fail "the token's profile is signed and valid"
+fi
+get "/mdm/enroll?token=$t1"
+expect_status 403 "the same token twice: 403"
+no_challenge "a used token gets no challenge"
+api GET /api/v1/enrollment-tokens
+expect_body_jq ".tokens[] | select(.id == \"$t1id\") | [.state, .note] |
+    join(\",\")" "used,iPad of the front desk" "the list shows it used, with its note"
+if jq -e --arg t "$t1" 'tostring | contains($t)' "$BODY" >/dev/null ||
+    mdb_dump -a "$IT_DB" | grep -q "$t1" ||
+    ctl dump --secrets 2>/dev/null | grep -q "$t1"; then
+	fail "the token itself is not stored, listed or dumped"
+else
+	pass "the token itself is not stored, listed or dumped"
+fi
+
+api POST /api/v1/enrollment-tokens --data-binary '{"expires_in": 1}'
+t2=$(jq -r .token "$BODY" 2>/dev/null)
+sleep 2
+get "/mdm/enroll?token=$t2"
+expect_status 403 "an expired token: 403"
+no_challenge "an expired token gets no challenge"
+
+api POST /api/v1/enrollment-tokens
+expect_status 201 "a token with no body (the defaults)"
+t3=$(jq -r .token "$BODY" 2>/dev/null)
+t3id=$(jq -r .id "$BODY" 2>/dev/null)
+api DELETE "/api/v1/enrollment-tokens/$t3id"
+expect_status 200 "DELETE revokes a token"
+api DELETE "/api/v1/enrollment-tokens/$t3id"
+expect_status 404 "DELETE of a revoked token: 404"
+get "/mdm/enroll?token=$t3"
+expect_status 403 "a revoked token: 403"
+
+api POST /api/v1/enrollment-tokens --data-binary '{"expires_in": 0}'
+expect_status 400 "expires_in 0: 400"
+api POST /api/v1/enrollment-tokens --data-binary '{"ttl": 5}'
+expect_status 400 "an unknown key: 400"
+api POST /api/v1/enrollment-tokens --data-binary 'not json'
+expect_status 400 "a body that is not JSON: 400"
+api DELETE /api/v1/enrollment-tokens/xyz
+expect_status 400 "DELETE of a malformed ID: 400"
+
+api POST /api/v1/enrollment-tokens --data-binary '{"note": "kept"}'
+t4id=$(jq -r .id "$BODY" 2>/dev/null)
+expect_eq "$(ctl dump 2>/dev/null | jq -r 'select(.db == "enrollment_token") |
+    .value.note // "-"' | sort | tr '\n' ',')" "-,iPad of the front desk,kept," \
+    "dump: the token records (used, expired, kept)"
+ctl prune >"$IT_DIR/prune.out" 2>&1 || fail "prune"
+expect_eq "$(sed -n 's/^enrollment_tokens\t//p' "$IT_DIR/prune.out")" 2 \
+    "prune removes the used and the expired token"
+api GET /api/v1/enrollment-tokens
+expect_body_jq '[.tokens[].id] | join(",")' "$t4id" \
+    "the unused token is kept"
+
+mi_post "$IT_DIR/mi.der"
+expect_status 200 "token mode: a verified MachineInfo still gets the profile"
+if ctl check >"$IT_DIR/check.out" 2>&1; then
+	pass "picomdmctl check: the new kinds check clean"
+else
+	fail "picomdmctl check: the new kinds check clean" \
+	    "$(tail -n 3 "$IT_DIR/check.out")"
+fi
 
 it_done
