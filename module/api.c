@@ -1336,6 +1336,9 @@ token_list_cb(const struct store_enroll_token *tk, void *arg)
 {
 	struct token_list *l = arg;
 
+	/* Issued SCEP challenges are picomdm's own, not the operator's. */
+	if (tk->purpose != NULL && strcmp(tk->purpose, "enroll") != 0)
+		return 0;
 	return json_array_append_new(l->arr, token_json(tk, l->now)) == 0
 	    ? 0
 	    : STORE_ENOMEM;

@@ -41,6 +41,7 @@ static const struct fdesc tok_fields[] = {
 	TF(2, F_U64, created_at),
 	{ 3, F_U64, offsetof(struct store_enroll_token, expires_at), 0, 1 },
 	TF(4, F_U64, used_at),
+	TF(5, F_STR, purpose),
 };
 
 /* ---- MachineInfo ---- */
@@ -149,8 +150,18 @@ tok_decode(const MDB_val *k, const MDB_val *v, struct store_enroll_token *tk)
 	    v, REC_ENRTOKEN, tok_fields, NF(tok_fields), tk, NULL, NULL);
 }
 
+/* Is the stored purpose p the one asked for (NULL: enrollment)? */
+static int
+purpose_is(const char *p, const char *want)
+{
+	if (p == NULL || strcmp(p, "enroll") == 0)
+		return want == NULL || strcmp(want, "enroll") == 0;
+	return want != NULL && strcmp(p, want) == 0;
+}
+
 int
-store_enroll_token_use(struct store_txn *t, const unsigned char hash[32])
+store_enroll_token_use(
+    struct store_txn *t, const unsigned char hash[32], const char *purpose)
 {
 	struct store_enroll_token tk;
 	unsigned char		  kb[32];
@@ -163,7 +174,9 @@ store_enroll_token_use(struct store_txn *t, const unsigned char hash[32])
 		return rc;
 	if ((rc = tok_decode(&k, &v, &tk)) != 0)
 		return rc;
-	if (tk.used_at != 0 || tk.expires_at <= now)
+	if (!purpose_is(tk.purpose, purpose))
+		rc = STORE_ENOTFOUND;
+	else if (tk.used_at != 0 || tk.expires_at <= now)
 		rc = STORE_EINVAL;
 	else {
 		tk.used_at = now;

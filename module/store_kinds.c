@@ -140,6 +140,7 @@ static const struct afield enrtoken_af[] = {
     AO(2, "created_at", A_TIME),
     AO(3, "expires_at", A_TIME),
     AO(4, "used_at", A_TIME),
+    AO(5, "purpose", A_STR),
 };
 
 /* No purge by source for this kind. */

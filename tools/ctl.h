@@ -76,6 +76,8 @@ int ctl_usage(const char *name, const char *synopsis, const char *help,
 
 /* ctl_enroll.c: enrollment-profile (needs --config, not --db) */
 int ctl_enroll_profile(struct ctl *);
+/* ctl_enroll.c: scep-verify (scepserver -csrverifierexec; needs --db) */
+int ctl_scep_verify(struct ctl *);
 
 /* ctl_privacy.c: inventory, purge, prune */
 int ctl_inventory(struct ctl *);

@@ -39,6 +39,7 @@ static const struct ctl_cmd cmds[] = {
 	    "[--results-days N] [--checked-out-days N]" },
 	{ "enrollment-profile", ctl_enroll_profile, CTL_OPEN_NONE,
 	    "[-o FILE]" },
+	{ "scep-verify", ctl_scep_verify, CTL_OPEN_NONE, "< CSR" },
 };
 
 static void

@@ -35,18 +35,25 @@ struct store_enroll_token {
 	uint64_t      created_at; /* µs */
 	uint64_t      expires_at; /* µs */
 	uint64_t      used_at;	  /* µs; 0 while unused */
+	char	     *purpose;	  /* NULL or "enroll": a token for GET
+				   * /mdm/enroll; "scep": an issued SCEP
+				   * challenge (scep_challenge_issued) */
 };
+
+#define STORE_TOKEN_SCEP "scep"
 
 /* Store a new token (hash, note, expires_at set by the caller). */
 int store_enroll_token_put(struct store_txn *, const struct store_enroll_token *);
 
 /*
- * Use the token whose hash is given: 0 when it existed, was unused and
+ * Use the token whose hash is given, of this purpose (NULL: a token for
+ * /mdm/enroll; another purpose is unknown here): 0 when it existed, was unused and
  * unexpired at the transaction's time (it is now marked used, in the same
  * transaction); STORE_ENOTFOUND when unknown; STORE_EINVAL when used or
  * expired (nothing changes).
  */
-int store_enroll_token_use(struct store_txn *, const unsigned char hash[32]);
+int store_enroll_token_use(
+    struct store_txn *, const unsigned char hash[32], const char *purpose);
 
 /* Call fn for every token, in hash order; fn returns 0 to go on. */
 typedef int (*store_token_fn)(const struct store_enroll_token *, void *);

@@ -22,6 +22,8 @@ done
 challenge=chal-$(openssl rand -hex 12)
 scep_port=
 scep_pid=
+scep2_port=
+scep2_pid=
 http_port=
 
 # Before anything starts: the SCEP CA, the profile signer, the stand-in
@@ -32,7 +34,7 @@ it_setup_hook() {
 	    it_abort "setup: scripts/mkenroll $IT_CERTS"
 	# shellcheck disable=SC2034 # read by it_start (lib.sh)
 	IT_DEVICE_CA=$IT_CERTS/device-ca-bundle.pem
-	read -r scep_port http_port < <(free_ports 2)
+	read -r scep_port http_port scep2_port < <(free_ports 3)
 	# A plain HTTP listener (as the benchmark has): enrollment refuses it.
 	IT_NGINX_ARGS=(HTTP_PORT="$http_port")
 	cat >"$IT_DIR/picomdm.conf" <<EOF
@@ -63,6 +65,8 @@ scepserver -depot "$IT_DIR/depot" -port "$scep_port" \
     >"$IT_DIR/scepserver.log" 2>&1 &
 scep_pid=$!
 trap 'rc=$?; kill "$scep_pid" 2>/dev/null; wait "$scep_pid" 2>/dev/null || true
+    if [[ -n $scep2_pid ]]; then kill "$scep2_pid" 2>/dev/null
+    wait "$scep2_pid" 2>/dev/null || true; fi
     it_cleanup "$rc"' EXIT
 for _ in $(seq 50); do
 	port_in_use "$scep_port" && break
@@ -498,6 +502,89 @@ expect_body_jq '[.tokens[].id] | join(",")' "$t4id" \
 
 mi_post "$IT_DIR/mi.der"
 expect_status 200 "token mode: a verified MachineInfo still gets the profile"
+# ---- a SCEP challenge per profile (scep_challenge_issued), checked by
+# picomdmctl scep-verify as scepserver's -csrverifierexec
+
+it_stop_responder
+echo "scep_challenge_issued = yes" >>"$IT_DIR/picomdm.conf"
+it_start_responder
+printf '#!/bin/sh\nexec "%s" --db "%s" scep-verify 2>>"%s"\n' \
+    "$PM_BUILD/picomdmctl" "$IT_DB" "$IT_DIR/scep-verify.log" \
+    >"$IT_DIR/scep-verify"
+chmod 755 "$IT_DIR/scep-verify"
+mkdir -p "$IT_DIR/depot2"
+cp "$IT_CERTS/scep/ca.pem" "$IT_CERTS/scep/ca.key" "$IT_DIR/depot2/"
+scepserver -depot "$IT_DIR/depot2" -port "$scep2_port" \
+    -csrverifierexec "$IT_DIR/scep-verify" \
+    -capass "$(cat "$IT_CERTS/scep/capass")" >"$IT_DIR/scepserver2.log" 2>&1 &
+scep2_pid=$!
+for _ in $(seq 50); do
+	port_in_use "$scep2_port" && break
+	sleep 0.1
+done
+port_in_use "$scep2_port" || fail "setup: the second scepserver started"
+
+# scep_enroll NAME CHALLENGE: scepclient against that scepserver, in a
+# directory of its own; true when it got a certificate.
+scep_enroll() {
+	mkdir -p "$IT_DIR/scep-$1"
+	(cd "$IT_DIR/scep-$1" && scepclient \
+	    -server-url "http://127.0.0.1:$scep2_port/scep" -challenge "$2" \
+	    -private-key dev.key -certificate dev.pem -cn "picomdm device $1" \
+	    -keySize 2048) >>"$IT_DIR/scepclient2.log" 2>&1 || true
+	[[ -s $IT_DIR/scep-$1/dev.pem ]]
+}
+
+api POST /api/v1/enrollment-tokens
+t5=$(jq -r .token "$BODY" 2>/dev/null)
+get "/mdm/enroll?token=$t5"
+expect_status 200 "issued challenges: a token's profile"
+profile_json "$BODY" "$IT_DIR/iss.json" || true
+c1=$(jq -r "($scep).PayloadContent.Challenge" "$IT_DIR/iss.json" 2>/dev/null)
+mi_post "$IT_DIR/mi.der"
+profile_json "$BODY" "$IT_DIR/iss2.json" || true
+c2=$(jq -r "($scep).PayloadContent.Challenge" "$IT_DIR/iss2.json" 2>/dev/null)
+if [[ $c1 =~ ^[0-9a-f]{64}$ && $c2 =~ ^[0-9a-f]{64}$ && $c1 != "$c2" ]]; then
+	pass "each profile carries a challenge of its own"
+else
+	fail "each profile carries a challenge of its own" "$c1 / $c2"
+fi
+if mdb_dump -a "$IT_DB" | grep -q "$c1"; then
+	fail "an issued challenge is stored as its SHA-256 only"
+else
+	pass "an issued challenge is stored as its SHA-256 only"
+fi
+if scep_enroll iss1 "$c1"; then
+	pass "scepserver + scep-verify: an issued challenge gets a certificate"
+else
+	fail "scepserver + scep-verify: an issued challenge gets a certificate" \
+	    "$(tail -n 2 "$IT_DIR/scep-verify.log" | tr '\n' ' ')"
+fi
+if scep_enroll iss1-again "$c1"; then
+	fail "the same challenge a second time gets none"
+else
+	pass "the same challenge a second time gets none"
+fi
+if scep_enroll static "$challenge"; then
+	fail "the static challenge gets none from the verifier"
+else
+	pass "the static challenge gets none from the verifier"
+fi
+if scep_enroll made-up "$(openssl rand -hex 32)"; then
+	fail "a made-up challenge gets none"
+else
+	pass "a made-up challenge gets none"
+fi
+if scep_enroll iss2 "$c2"; then
+	pass "the MachineInfo profile's challenge gets a certificate"
+else
+	fail "the MachineInfo profile's challenge gets a certificate"
+fi
+api GET /api/v1/enrollment-tokens
+expect_body_jq '[.tokens[].id] | sort | join(",")' \
+    "$( (echo "$t4id"; printf %s "$t5" | sha256sum | cut -d ' ' -f 1) |
+    sort | paste -sd ,)" "the token list shows tokens, no issued challenge"
+
 if ctl check >"$IT_DIR/check.out" 2>&1; then
 	pass "picomdmctl check: the new kinds check clean"
 else

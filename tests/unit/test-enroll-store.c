@@ -108,7 +108,21 @@ op_tok_put(struct store_txn *t, void *arg)
 	return store_enroll_token_put(t, &tk);
 }
 
-/* The use's own result in o->rc; the write commits whatever it did. */
+static int
+op_chal_put(struct store_txn *t, void *arg)
+{
+	struct tok_op		 *o = arg;
+	struct store_enroll_token tk;
+
+	memset(&tk, 0, sizeof(tk));
+	hash_of(o->token, tk.hash);
+	tk.has_hash = 1;
+	tk.expires_at = o->expires_at;
+	tk.purpose = (char *)(uintptr_t)STORE_TOKEN_SCEP;
+	return store_enroll_token_put(t, &tk);
+}
+
+/* The use's own result in o->rc (o->note: the purpose, NULL a token); the write commits whatever it did. */
 static int
 op_tok_use(struct store_txn *t, void *arg)
 {
@@ -116,10 +130,20 @@ op_tok_use(struct store_txn *t, void *arg)
 	unsigned char  h[32];
 
 	hash_of(o->token, h);
-	o->rc = store_enroll_token_use(t, h);
+	o->rc = store_enroll_token_use(t, h, o->note);
 	return o->rc == 0 || o->rc == STORE_EINVAL || o->rc == STORE_ENOTFOUND
 	    ? 0
 	    : o->rc;
+}
+
+/* Use as an enrollment token (purpose NULL) or for purpose. */
+static int
+use_for(struct store *s, const char *token, const char *purpose)
+{
+	struct tok_op o = {token, 0, purpose, 1};
+
+	CHECK_EQ(store_write(s, op_tok_use, &o), 0);
+	return o.rc;
 }
 
 static int
@@ -187,6 +211,15 @@ test_tokens(struct store *s)
 	CHECK_EQ(use(s, "token-kept"), STORE_EINVAL);
 	o = (struct tok_op){"token-live", now + 3600000000ull, "live", 0};
 	CHECK_EQ(store_write(s, op_tok_put, &o), 0);
+
+	/* An issued SCEP challenge is no enrollment token, nor the other
+	 * way round. */
+	o = (struct tok_op){"challenge-1", now + 3600000000ull, NULL, 0};
+	CHECK_EQ(store_write(s, op_chal_put, &o), 0);
+	CHECK_EQ(use(s, "challenge-1"), STORE_ENOTFOUND);
+	CHECK_EQ(use_for(s, "token-live", STORE_TOKEN_SCEP), STORE_ENOTFOUND);
+	CHECK_EQ(use_for(s, "challenge-1", STORE_TOKEN_SCEP), 0);
+	CHECK_EQ(use_for(s, "challenge-1", STORE_TOKEN_SCEP), STORE_EINVAL);
 }
 
 /* ---- MachineInfo ---- */
