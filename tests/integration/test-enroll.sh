@@ -5,7 +5,11 @@
 # real SCEP server (Debian's scepserver, its CA under picomdm's device CA)
 # issuing the identity to scepclient with the profile's challenge and URL,
 # that identity checking in over TLS and with Mdm-Signature, and ADE's
-# MachineInfo POSTed signed, signed by another CA, and unsigned.
+# MachineInfo POSTed signed, signed by another CA, and unsigned, then kept
+# (inventory, show, dump, purge); one-time enrollment tokens
+# (enroll_access = token: unknown, used, expired, revoked, pruned); and a
+# SCEP challenge per profile checked by picomdmctl scep-verify as
+# scepserver's -csrverifierexec.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
