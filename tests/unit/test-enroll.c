@@ -633,6 +633,41 @@ get_q(struct server *srv, const char *query, struct response *r)
 	enroll_handle(srv, &req, r);
 }
 
+struct use_op {
+	unsigned char hash[32];
+	const char   *purpose;
+	int	      rc;
+};
+
+static int
+op_use(struct store_txn *t, void *arg)
+{
+	struct use_op *u = arg;
+
+	u->rc = store_enroll_token_use(t, u->hash, u->purpose);
+	return 0;
+}
+
+/* Use the challenge in the profile XML for purpose: its result. */
+static int
+issued_used(struct server *srv, const char *xml, const char *purpose)
+{
+	struct use_op u;
+	const char   *p, *q;
+
+	memset(&u, 0, sizeof(u));
+	u.purpose = purpose;
+	if ((p = strstr(xml, "<key>Challenge</key>")) == NULL ||
+	    (p = strstr(p, "<string>")) == NULL)
+		return 1;
+	p += strlen("<string>");
+	if ((q = strchr(p, '<')) == NULL || q - p != ENROLL_TOKEN_LEN)
+		return 1;
+	sha256(p, ENROLL_TOKEN_LEN, u.hash);
+	CHECK_EQ(store_write(srv->store, op_use, &u), 0);
+	return u.rc;
+}
+
 static void
 test_tokens(struct server *srv, struct enroll_conf *c)
 {
@@ -684,6 +719,21 @@ test_tokens(struct server *srv, struct enroll_conf *c)
 	CHECK_EQ(r.status, 403);
 	CHECK(!has_challenge(&r) && r.body == NULL);
 	c->access = ENROLL_ACCESS_OPEN;
+
+	/* Issued challenges: each profile its own, stored (as a hash) for
+	 * scep-verify, never the static one; no enrollment token. */
+	c->scep_challenge_issued = 1;
+	get_q(srv, NULL, &r);
+	CHECK_EQ(r.status, 200);
+	CHECK((xml = cms_content(r.body, r.body_len, "server-ca")) != NULL);
+	CHECK(xml != NULL && strstr(xml, CHALLENGE) == NULL);
+	CHECK(xml != NULL && issued_used(srv, xml, NULL) == STORE_ENOTFOUND);
+	CHECK(xml != NULL && issued_used(srv, xml, STORE_TOKEN_SCEP) == 0);
+	CHECK(xml != NULL &&
+	    issued_used(srv, xml, STORE_TOKEN_SCEP) == STORE_EINVAL);
+	free(xml);
+	free(r.body);
+	c->scep_challenge_issued = 0;
 }
 
 static void
