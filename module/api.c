@@ -15,6 +15,9 @@
  *	GET    /api/v1/pushcert                 push certificates, no keys
  *	PUT    /api/v1/pushcert[?force=1]       import one (JSON or PEM)
  *	GET    /api/v1/metrics                  Prometheus text format
+ *	POST   /api/v1/enrollment-tokens        issue a one-time token
+ *	GET    /api/v1/enrollment-tokens        list them (never the token)
+ *	DELETE /api/v1/enrollment-tokens/{id}   revoke one
  *	GET    /healthz                         (no key) 200 ok, or 503 why
  *
  * Path segments are percent-decoded one by one (enrollment IDs contain
@@ -39,11 +42,13 @@
 
 #include "extern.h"
 #include "picomdm/command.h"
+#include "picomdm/enroll.h"
 #include "picomdm/message.h"
 #include "picomdm/metrics.h"
 #include "picomdm/plist.h"
 #include "picomdm/pushcert.h"
 #include "picomdm/store.h"
+#include "picomdm/store_enroll.h"
 #include "picomdm/util.h"
 
 #define API_PREFIX    "/api/v1/"
@@ -1493,6 +1498,206 @@ api_health(const struct server *srv, const struct request *req,
 	return HANDLED;
 }
 
+/* ---- enrollment tokens ---- */
+
+/* The JSON form of a stored token: its ID is the SHA-256 of the token
+ * (the token itself is shown once, when issued, and never stored). */
+static json_t *
+token_json(const struct store_enroll_token *tk, uint64_t now)
+{
+	char	    hex[65], c[40], e[40], u[40];
+	const char *state;
+
+	hex_encode(tk->hash, 32, hex);
+	time_format(tk->created_at, c, sizeof(c));
+	time_format(tk->expires_at, e, sizeof(e));
+	if (tk->used_at != 0)
+		time_format(tk->used_at, u, sizeof(u));
+	state = tk->used_at != 0 ? "used"
+	    : tk->expires_at <= now ? "expired"
+				    : "unused";
+	return json_pack("{s:s, s:s*, s:s, s:s, s:s*, s:s}", "id", hex, "note",
+	    tk->note, "created_at", c, "expires_at", e, "used_at",
+	    tk->used_at != 0 ? u : NULL, "state", state);
+}
+
+struct token_list {
+	json_t	*arr;
+	uint64_t now;
+};
+
+static int
+token_list_cb(const struct store_enroll_token *tk, void *arg)
+{
+	struct token_list *l = arg;
+
+	/* Issued SCEP challenges are picomdm's own, not the operator's. */
+	if (tk->purpose != NULL && strcmp(tk->purpose, "enroll") != 0)
+		return 0;
+	return json_array_append_new(l->arr, token_json(tk, l->now)) == 0
+	    ? 0
+	    : STORE_ENOMEM;
+}
+
+static int
+token_list_op(struct store_txn *t, void *arg)
+{
+	struct token_list *l = arg;
+
+	l->now = store_txn_now(t);
+	return store_enroll_token_each(t, token_list_cb, l);
+}
+
+static int
+token_put_op(struct store_txn *t, void *arg)
+{
+	return store_enroll_token_put(t, arg);
+}
+
+static int
+token_del_op(struct store_txn *t, void *arg)
+{
+	int rc = store_enroll_token_del(t, arg);
+
+	return rc == STORE_ENOTFOUND ? 404 : rc;
+}
+
+#define TOKEN_NOTE_MAX 256
+
+/*
+ * POST /api/v1/enrollment-tokens: {"expires_in": seconds, "note": text},
+ * both optional (an empty body takes the defaults). Answers 201 with the
+ * token, once: only its SHA-256 is stored, committed before the answer.
+ */
+static void
+api_token_new(struct api *a)
+{
+	struct store_enroll_token tk;
+	char			  tok[ENROLL_TOKEN_LEN + 1], hex[65], e[40];
+	json_t			 *body = NULL, *v;
+	json_error_t		  je;
+	const char		 *k, *note = NULL;
+	json_int_t		  ttl = ENROLL_TOKEN_TTL_DEFAULT;
+	int			  rc;
+
+	if (api_query(a, NULL, 0, NULL) == -1)
+		return;
+	if (a->req->body_len > 0) {
+		body = json_loadb((const char *)a->req->body,
+		    a->req->body_len, JSON_REJECT_DUPLICATES, &je);
+		if (body == NULL || !json_is_object(body)) {
+			api_fail(a, 400, "bad request",
+			    "body: want a JSON object");
+			goto out;
+		}
+		json_object_foreach(body, k, v)
+		{
+			if (strcmp(k, "expires_in") == 0) {
+				if (!json_is_integer(v) ||
+				    (ttl = json_integer_value(v)) < 1 ||
+				    ttl > ENROLL_TOKEN_TTL_MAX) {
+					api_fail(a, 400, "bad request",
+					    "expires_in: want seconds, 1 to "
+					    "%d",
+					    ENROLL_TOKEN_TTL_MAX);
+					goto out;
+				}
+			} else if (strcmp(k, "note") == 0) {
+				if (!json_is_string(v) ||
+				    json_string_length(v) > TOKEN_NOTE_MAX) {
+					api_fail(a, 400, "bad request",
+					    "note: want a string of at most "
+					    "%d bytes",
+					    TOKEN_NOTE_MAX);
+					goto out;
+				}
+				note = json_string_value(v);
+			} else {
+				api_fail(a, 400, "bad request",
+				    "unknown key \"%.64s\"", k);
+				goto out;
+			}
+		}
+	}
+	if (enroll_token_new(tok) == -1) {
+		api_fail(a, 500, "internal error", "no random bytes");
+		goto out;
+	}
+	memset(&tk, 0, sizeof(tk));
+	sha256(tok, ENROLL_TOKEN_LEN, tk.hash);
+	tk.has_hash = 1;
+	tk.note = (char *)(uintptr_t)note;
+	tk.expires_at = time_now_us() + (uint64_t)ttl * 1000000u;
+	if ((rc = store_write(a->srv->store, token_put_op, &tk)) != 0) {
+		api_store_fail(a, rc);
+		goto out;
+	}
+	hex_encode(tk.hash, 32, hex);
+	time_format(tk.expires_at, e, sizeof(e));
+	api_reply(a, 201,
+	    json_pack("{s:s, s:s, s:s, s:s*}", "token", tok, "id", hex,
+		"expires_at", e, "note", note));
+out:
+	explicit_bzero(tok, sizeof(tok));
+	json_decref(body);
+}
+
+/* GET /api/v1/enrollment-tokens: every token, with its state. */
+static void
+api_token_list(struct api *a)
+{
+	struct token_list l;
+	int		  rc;
+
+	if (api_query(a, NULL, 0, NULL) == -1)
+		return;
+	if ((l.arr = json_array()) == NULL) {
+		api_fail(a, 500, "internal error", "out of memory");
+		return;
+	}
+	if ((rc = store_read(a->srv->store, token_list_op, &l)) != 0)
+		api_store_fail(a, rc);
+	else
+		api_reply(a, 200, json_pack("{s:O}", "tokens", l.arr));
+	json_decref(l.arr);
+}
+
+/* The value of a lowercase hex digit (checked by enroll_token_valid). */
+static unsigned
+hexdig(char c)
+{
+	return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
+}
+
+/* DELETE /api/v1/enrollment-tokens/{id}: revoke (the ID from the list). */
+static void
+api_token_del(struct api *a)
+{
+	unsigned char h[32];
+	const char   *id = a->seg[1];
+	size_t	      i;
+	int	      rc;
+
+	if (api_query(a, NULL, 0, NULL) == -1)
+		return;
+	if (!enroll_token_valid(id)) {
+		api_fail(a, 400, "bad request",
+		    "token ID: want 64 lowercase hex digits");
+		return;
+	}
+	for (i = 0; i < 32; i++)
+		h[i] = (unsigned char)(hexdig(id[2 * i]) << 4 |
+		    hexdig(id[2 * i + 1]));
+	rc = store_write(a->srv->store, token_del_op, h);
+	if (rc == 404)
+		api_fail(a, 404, "not found", "no enrollment token %.64s", id);
+	else if (rc != 0)
+		api_store_fail(a, rc);
+	else
+		api_reply(a, 200, json_pack("{s:s, s:b}", "id", id, "revoked",
+		    1));
+}
+
 /* ---- routing ---- */
 
 static const struct api_route {
@@ -1514,6 +1719,9 @@ static const struct api_route {
     {"pushcert", 0, "GET", api_pushcert_list},
     {"pushcert", 0, "PUT", api_pushcert_put},
     {"metrics", 0, "GET", api_metrics},
+    {"enrollment-tokens", 0, "POST", api_token_new},
+    {"enrollment-tokens", 0, "GET", api_token_list},
+    {"enrollment-tokens", 1, "DELETE", api_token_del},
 };
 
 /*

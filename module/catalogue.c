@@ -38,6 +38,7 @@
 #define MS(m, f, p) { INV_COMMAND, m, f, p, 1, INV_KEPT_RAW }
 #define AD(m, f, p) { INV_ADE, m, f, p, 0, INV_KEPT_PLANNED }
 #define AS(m, f, p) { INV_ADE, m, f, p, 1, INV_KEPT_PLANNED }
+#define AM(f, p) { INV_ADE, "MachineInfo", f, p, 0, INV_KEPT_FIELD }
 #define VP(m, f, p) { INV_VPP, m, f, p, 0, INV_KEPT_PLANNED }
 #define VS(m, f, p) { INV_VPP, m, f, p, 1, INV_KEPT_PLANNED }
 /* clang-format on */
@@ -173,6 +174,18 @@ const struct inv_row inventory_catalogue[] = {
     MS("command", "Command.RedemptionCode", "app redemption code"),
     MS("command", "Command.PrivateKeyExportPassword",
 	"password of an exported key"),
+
+    /* ---- ADE: the MachineInfo Setup Assistant POSTs to /mdm/enroll
+     * (CMS-signed by Apple's device-signing CA; store_enroll.c) ---- */
+    AM("UDID", "names the device: its profile's Subject CN and the key of "
+	"this record (purge by device ID)"),
+    AM("SERIAL", "shown to the operator; ties the enrollment to the ADE "
+	"record"),
+    AM("PRODUCT", "shown to the operator (inventory)"),
+    AM("VERSION", "shown to the operator; OS build at Setup Assistant"),
+    AM("IMEI", "shown to the operator (cellular devices)"),
+    AM("MEID", "shown to the operator (cellular devices)"),
+    AM("LANGUAGE", "shown to the operator (Setup Assistant language)"),
 
     /* ---- ADE: device records from Apple Business/School Manager ---- */
     AD("device record", "serial_number",

@@ -21,6 +21,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
@@ -38,6 +40,8 @@
 #include "picomdm/log.h"
 #include "picomdm/plist.h"
 #include "picomdm/schema.h"
+#include "picomdm/store.h"
+#include "picomdm/store_enroll.h"
 #include "picomdm/util.h"
 
 #define PROFILE_TYPE	 "application/x-apple-aspen-config"
@@ -134,9 +138,13 @@ enroll_conf_set(struct enroll_conf *c, const char *key, const char *val)
 			c->access = ENROLL_ACCESS_OFF;
 		else if (strcmp(val, "open") == 0)
 			c->access = ENROLL_ACCESS_OPEN;
+		else if (strcmp(val, "token") == 0)
+			c->access = ENROLL_ACCESS_TOKEN;
 		else
 			return -1;
-	} else if (strcmp(key, "sign_message") == 0)
+	} else if (strcmp(key, "scep_challenge_issued") == 0)
+		return conf_bool(val, &c->scep_challenge_issued);
+	else if (strcmp(key, "sign_message") == 0)
 		return conf_bool(val, &c->sign_message);
 	else if (strcmp(key, "check_out_when_removed") == 0)
 		return conf_bool(val, &c->check_out_when_removed);
@@ -503,8 +511,9 @@ payload_common(plist_t p, const char *type, const char *ident, const char *uuid,
 		    p, "PayloadOrganization", plist_new_string(org));
 }
 
-plist_t
-enroll_profile_plist(const struct enroll *e, const char *cn)
+/* The profile; chal the SCEP challenge (NULL: scep_challenge, if any). */
+static plist_t
+profile_plist(const struct enroll *e, const char *cn, const char *chal)
 {
 	const struct enroll_conf *c = e->conf;
 	plist_t			  root, scep, sc, mdm, caps, content;
@@ -542,9 +551,10 @@ enroll_profile_plist(const struct enroll *e, const char *cn)
 		plist_dict_set_item(sc, "Name", plist_new_string(c->scep_name));
 	plist_dict_set_item(
 	    sc, "Subject", subject_new(c->scep_organization, cnbuf));
-	if (c->scep_challenge != NULL)
-		plist_dict_set_item(
-		    sc, "Challenge", plist_new_string(c->scep_challenge));
+	if (chal == NULL)
+		chal = c->scep_challenge;
+	if (chal != NULL)
+		plist_dict_set_item(sc, "Challenge", plist_new_string(chal));
 	plist_dict_set_item(
 	    sc, "Keysize", plist_new_uint((uint64_t)c->scep_key_size));
 	plist_dict_set_item(sc, "Key Type", plist_new_string("RSA"));
@@ -619,16 +629,29 @@ out:
 	return rc;
 }
 
+plist_t
+enroll_profile_plist(const struct enroll *e, const char *cn)
+{
+	return profile_plist(e, cn, NULL);
+}
+
 int
 enroll_profile_signed(
     const struct enroll *e, const char *cn, unsigned char **out, size_t *outlen)
+{
+	return enroll_profile_signed_with(e, cn, NULL, out, outlen);
+}
+
+int
+enroll_profile_signed_with(const struct enroll *e, const char *cn,
+    const char *challenge, unsigned char **out, size_t *outlen)
 {
 	plist_t root;
 	char   *xml = NULL, err[256];
 	size_t	xlen = 0;
 	int	rc = -1;
 
-	if ((root = enroll_profile_plist(e, cn)) == NULL) {
+	if ((root = profile_plist(e, cn, challenge)) == NULL) {
 		log_error("enroll: cannot build the profile");
 		return -1;
 	}
@@ -1051,27 +1074,127 @@ type_is(const char *ct, const char *want)
 	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
+/* See enroll.h. */
+int
+enroll_token_new(char out[ENROLL_TOKEN_LEN + 1])
+{
+	unsigned char r[ENROLL_TOKEN_LEN / 2];
+
+	if (RAND_bytes(r, sizeof(r)) != 1)
+		return -1;
+	hex_encode(r, sizeof(r), out);
+	explicit_bzero(r, sizeof(r));
+	return 0;
+}
+
+/* See enroll.h. */
+int
+enroll_token_valid(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < ENROLL_TOKEN_LEN; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+			(s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return s[i] == '\0';
+}
+
+/*
+ * The value of token= in a query string, copied into out when it is
+ * shaped like a token. 0, or -1 when absent, malformed or given twice.
+ */
+static int
+query_token(const char *q, char out[ENROLL_TOKEN_LEN + 1])
+{
+	const char *p, *amp;
+	size_t	    n;
+	int	    seen = 0;
+
+	for (p = q; p != NULL && *p != '\0'; p = amp ? amp + 1 : NULL) {
+		amp = strchr(p, '&');
+		n = amp ? (size_t)(amp - p) : strlen(p);
+		if (n < 6 || strncmp(p, "token=", 6) != 0)
+			continue;
+		if (seen++ || n - 6 != ENROLL_TOKEN_LEN)
+			return -1;
+		memcpy(out, p + 6, ENROLL_TOKEN_LEN);
+		out[ENROLL_TOKEN_LEN] = '\0';
+	}
+	return seen == 1 && enroll_token_valid(out) ? 0 : -1;
+}
+
+/*
+ * What one enrollment writes, in one operation of the writer: a token's
+ * use, a verified MachineInfo, an issued SCEP challenge. A positive
+ * result is the HTTP refusal (the writer then discards the operation).
+ */
+struct enroll_op {
+	int			  use_token;
+	unsigned char		  hash[32];
+	struct store_machineinfo *mi;
+	int			  issue;
+	struct store_enroll_token chal;
+};
+
+static int
+enroll_op_run(struct store_txn *t, void *arg)
+{
+	struct enroll_op *op = arg;
+	int		  rc;
+
+	if (op->use_token) {
+		rc = store_enroll_token_use(t, op->hash, NULL);
+		if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL)
+			return 403;
+		if (rc != 0)
+			return rc;
+	}
+	if (op->mi != NULL && (rc = store_machineinfo_put(t, op->mi)) != 0)
+		return rc;
+	if (op->issue) {
+		op->chal.expires_at =
+		    store_txn_now(t) + (uint64_t)ENROLL_CHALLENGE_TTL * 1000000u;
+		if ((rc = store_enroll_token_put(t, &op->chal)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
 /*
  * GET or POST /mdm/enroll (main.c routes it here with the body read).
- * GET: the profile when access is open. POST: a MachineInfo; the profile
- * when it verifies. Refusals carry no body: nothing of the profile, so
- * never its challenge. Writes nothing.
+ * GET: the profile when access is open, or, in token mode, for a valid,
+ * unexpired, unused ?token= which is marked used in the same committed
+ * write that precedes the answer. POST: a MachineInfo; it is stored
+ * (committed) and the profile answered when it verifies, in either mode
+ * (Apple's signature is its proof). With scep_challenge_issued the
+ * profile carries a fresh challenge, stored (as its SHA-256, expiring)
+ * in the same write, which picomdmctl scep-verify accepts once. The
+ * profile is made before anything is written, so a token is never spent
+ * on a failed answer. Refusals
+ * carry no body: nothing of the profile, so never its challenge.
  */
 void
 enroll_handle(
     const struct server *srv, const struct request *req, struct response *resp)
 {
 	struct enroll_machineinfo mi;
+	struct store_machineinfo  sm;
+	struct enroll_op	  op;
+	char			  tok[ENROLL_TOKEN_LEN + 1];
+	char			  chal[ENROLL_TOKEN_LEN + 1];
 	unsigned char		 *der = NULL;
 	size_t			  derlen = 0;
 	const char		 *reason = NULL, *cn = NULL;
-	int			  rc;
+	int			  rc, access = enroll_access(srv->enroll);
 
-	if (enroll_access(srv->enroll) == ENROLL_ACCESS_OFF) {
+	if (access == ENROLL_ACCESS_OFF) {
 		response_set(resp, 404, "enrollment not enabled");
 		return;
 	}
 	memset(&mi, 0, sizeof(mi));
+	memset(&op, 0, sizeof(op));
+	chal[0] = '\0';
 	if (strcmp(req->method, "POST") == 0) {
 		if (!type_is(req->content_type, MACHINEINFO_TYPE)) {
 			response_set(
@@ -1085,11 +1208,6 @@ enroll_handle(
 			return;
 		}
 		strlcpy(resp->id, mi.udid, sizeof(resp->id));
-		log_info("enroll: MachineInfo verified udid=%s serial=%s "
-			 "product=%s version=%s",
-		    mi.udid, mi.serial ? mi.serial : "-",
-		    mi.product ? mi.product : "-",
-		    mi.version ? mi.version : "-");
 		cn = mi.udid;
 	} else if (strcmp(req->method, "GET") != 0) {
 		response_set(resp, 405, "enrollment takes GET or POST");
@@ -1097,15 +1215,67 @@ enroll_handle(
 	} else if (req->body_len > 0) {
 		response_set(resp, 400, "GET with a body");
 		return;
+	} else if (access == ENROLL_ACCESS_TOKEN &&
+	    query_token(req->query, tok) == -1) {
+		response_set(resp, 403, "enrollment token required");
+		return;
 	}
-	if (enroll_profile_signed(srv->enroll, cn, &der, &derlen) == -1) {
+	/* A challenge of its own for this profile, when so configured. */
+	if (srv->enroll->conf->scep_challenge_issued) {
+		if (enroll_token_new(chal) == -1) {
+			response_set(resp, 500, "no random bytes");
+			goto out;
+		}
+		op.issue = 1;
+		sha256(chal, ENROLL_TOKEN_LEN, op.chal.hash);
+		op.chal.has_hash = 1;
+		op.chal.purpose = (char *)(uintptr_t)STORE_TOKEN_SCEP;
+	}
+	if (enroll_profile_signed_with(srv->enroll, cn,
+		op.issue ? chal : NULL, &der, &derlen) == -1) {
 		response_set(resp, 500, "cannot make the profile");
 		goto out;
 	}
+	if (cn != NULL) {
+		/* MachineInfo as Apple sent it, committed before the answer. */
+		memset(&sm, 0, sizeof(sm));
+		sm.udid = (char *)(uintptr_t)mi.udid;
+		sm.serial = (char *)(uintptr_t)mi.serial;
+		sm.product = (char *)(uintptr_t)mi.product;
+		sm.version = (char *)(uintptr_t)mi.version;
+		sm.imei = (char *)(uintptr_t)mi.imei;
+		sm.meid = (char *)(uintptr_t)mi.meid;
+		sm.language = (char *)(uintptr_t)mi.language;
+		op.mi = &sm;
+	} else if (access == ENROLL_ACCESS_TOKEN) {
+		op.use_token = 1;
+		sha256(tok, ENROLL_TOKEN_LEN, op.hash);
+		explicit_bzero(tok, sizeof(tok));
+	}
+	if (op.use_token || op.mi != NULL || op.issue) {
+		rc = store_write(srv->store, enroll_op_run, &op);
+		if (rc != 0) {
+			response_store_result(resp, rc,
+			    "enrollment token unknown, used or expired");
+			goto out;
+		}
+	}
+	if (op.mi != NULL)
+		log_info("enroll: MachineInfo stored udid=%s serial=%s "
+			 "product=%s version=%s",
+		    mi.udid, mi.serial ? mi.serial : "-",
+		    mi.product ? mi.product : "-",
+		    mi.version ? mi.version : "-");
+	if (op.use_token)
+		log_info("enroll: one-time token used");
 	resp->status = 200;
 	resp->content_type = PROFILE_TYPE;
 	resp->body = der;
 	resp->body_len = derlen;
+	der = NULL;
 out:
+	explicit_bzero(chal, sizeof(chal));
+	if (der != NULL)
+		freezero(der, derlen);
 	enroll_machineinfo_free(&mi);
 }

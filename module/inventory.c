@@ -20,6 +20,7 @@
 #include "picomdm/message.h"
 #include "picomdm/plist.h"
 #include "picomdm/store.h"
+#include "picomdm/store_enroll.h"
 #include "picomdm/util.h"
 
 /* ---- the inventory of one device ---- */
@@ -393,6 +394,34 @@ inv_records(struct inv_ctx *c, struct store_txn *t, int enrollment,
 	return store_owner_fields(t, enrollment, id, inv_field_cb, &ir);
 }
 
+/* The MachineInfo Setup Assistant sent (ADE), when there is one. */
+static int
+inv_machineinfo(struct inv_ctx *c, struct store_txn *t)
+{
+	struct store_machineinfo *mi = NULL;
+	int			  rc;
+
+	if ((rc = store_machineinfo_get(t, c->device_id, &mi)) != 0)
+		return rc == STORE_ENOTFOUND ? 0 : rc;
+	c->found = 1;
+	if (c->serial == NULL && mi->serial != NULL &&
+	    (c->serial = strdup(mi->serial)) == NULL)
+		rc = STORE_ENOMEM;
+#define MI(f, v)                                                           \
+	inv_kept(c, INV_ADE, mi->udid, "MachineInfo", f, opt_str(mi->v), \
+	    mi->received_at)
+	MI("UDID", udid);
+	MI("SERIAL", serial);
+	MI("PRODUCT", product);
+	MI("VERSION", version);
+	MI("IMEI", imei);
+	MI("MEID", meid);
+	MI("LANGUAGE", language);
+#undef MI
+	store_machineinfo_free(mi);
+	return rc;
+}
+
 /* Everything about one enrollment. */
 static int
 inv_enrollment(struct inv_ctx *c, struct store_txn *t, const char *id)
@@ -448,6 +477,8 @@ inv_collect(struct store_txn *t, struct inv_ctx *c)
 			rc = inv_records(c, t, 0, c->device_id);
 	} else if (rc == STORE_ENOTFOUND)
 		rc = 0;
+	if (rc == 0)
+		rc = inv_machineinfo(c, t);
 	if (rc == 0)
 		rc = inv_enrollment(c, t, c->device_id);
 	if (rc == 0)

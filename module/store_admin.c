@@ -410,7 +410,9 @@ store_device_resolve(struct store_txn *t, const char *arg, char **device_id)
 	}
 	if (rc != STORE_ENOTFOUND && rc != STORE_ECORRUPT)
 		return rc;
-	if ((rc = db_getv(t, DBI_DEVICE, arg, n, &v)) == 0)
+	if ((rc = db_getv(t, DBI_DEVICE, arg, n, &v)) == 0 ||
+	    (rc == STORE_ENOTFOUND &&
+		(rc = db_getv(t, DBI_MACHINEINFO, arg, n, &v)) == 0))
 		return (*device_id = strdup(arg)) == NULL ? STORE_ENOMEM : 0;
 	if (rc != STORE_ENOTFOUND)
 		return rc;

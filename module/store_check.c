@@ -722,6 +722,49 @@ check_pushcert(
 	return 0;
 }
 
+/* MACHINEINFO: the record decodes and holds the UDID it is keyed by. */
+static int
+check_machineinfo(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	static const unsigned req[] = {TAG_MI_UDID, 0};
+	struct check_ctx     *c = arg;
+	const unsigned char  *p;
+	const char	     *why;
+	size_t		      n;
+
+	(void)t;
+	check_tick(c);
+	if ((why = rec_problem(v, REC_MACHINEINFO, req)) != NULL)
+		return problem(
+		    c, DBI_MACHINEINFO, k->mv_data, k->mv_size, 0, "%s", why);
+	rec_field(v, REC_MACHINEINFO, TAG_MI_UDID, &p, &n);
+	if (n != k->mv_size || memcmp(p, k->mv_data, n) != 0)
+		return problem(c, DBI_MACHINEINFO, k->mv_data, k->mv_size, 0,
+		    "record holds another UDID");
+	return 0;
+}
+
+/* ENRTOKEN: keyed by a SHA-256; the record decodes and has an expiry. */
+static int
+check_enrtoken(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	static const unsigned req[] = {3, 0}; /* expires_at */
+	struct check_ctx     *c = arg;
+	const char	     *why;
+
+	(void)t;
+	check_tick(c);
+	if (k->mv_size != 32)
+		return problem(c, DBI_ENRTOKEN, k->mv_data, k->mv_size, 0,
+		    "key is not a SHA-256");
+	if ((why = rec_problem(v, REC_ENRTOKEN, req)) != NULL)
+		return problem(
+		    c, DBI_ENRTOKEN, k->mv_data, k->mv_size, 0, "%s", why);
+	return 0;
+}
+
 /* A counter in meta must be above every number in use. */
 static int
 check_counter(
@@ -771,6 +814,8 @@ static const visit_fn checks[DBI__MAX] = {
     [DBI_RESULT] = check_result,
     [DBI_CMDQ] = check_cmdq,
     [DBI_PUSHCERT] = check_pushcert,
+    [DBI_MACHINEINFO] = check_machineinfo,
+    [DBI_ENRTOKEN] = check_enrtoken,
 };
 
 /* See store_kinds.h. */

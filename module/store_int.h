@@ -35,6 +35,8 @@ enum store_dbi {
 	DBI_RESULT,   /* eid . seq -> result record */
 	DBI_CMDQ,     /* uuid . eid -> command-per-enrollment status record */
 	DBI_PUSHCERT, /* APNs topic -> push certificate record */
+	DBI_MACHINEINFO, /* UDID -> MachineInfo record (store_enroll.c) */
+	DBI_ENRTOKEN, /* SHA-256 of a token -> enrollment token record */
 	DBI__MAX
 };
 
@@ -120,6 +122,8 @@ enum rec_kind {
 	REC_RESULT,
 	REC_CMDQ,
 	REC_PUSHCERT,
+	REC_MACHINEINFO,
+	REC_ENRTOKEN,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 

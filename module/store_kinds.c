@@ -40,6 +40,8 @@
     .name = nm, .type = ty, .cat = CAT_ROW, .svc = INV_CHECKIN, \
     .message = m, .field = f, .inv_message = shown, .at_tag = at, \
     .at_or_tag = at_or, .flags = fl }
+#define AA(tg, nm, ty, f) { .tag = tg, .name = nm, .type = ty, \
+    .cat = CAT_ROW, .svc = INV_ADE, .message = "MachineInfo", .field = f }
 /* clang-format on */
 
 /* Tags as written by store_device.c and store_queue.c. */
@@ -153,6 +155,29 @@ static const struct afield pushcert_af[] = {
     AO(7, "sha256", A_STR),
 };
 
+/* Tags as written by store_enroll.c: MachineInfo as Setup Assistant
+ * sent it (its catalogue rows under ADE), and enrollment tokens, all of
+ * whose fields are picomdm's own (the key is the token's SHA-256; the
+ * token itself is never stored). */
+static const struct afield machineinfo_af[] = {
+    AA(1, "udid", A_STR, "UDID"),
+    AA(2, "serial", A_STR, "SERIAL"),
+    AA(3, "product", A_STR, "PRODUCT"),
+    AA(4, "version", A_STR, "VERSION"),
+    AA(5, "imei", A_STR, "IMEI"),
+    AA(6, "meid", A_STR, "MEID"),
+    AA(7, "language", A_STR, "LANGUAGE"),
+    AO(8, "received_at", A_TIME),
+};
+
+static const struct afield enrtoken_af[] = {
+    AO(1, "note", A_STR),
+    AO(2, "created_at", A_TIME),
+    AO(3, "expires_at", A_TIME),
+    AO(4, "used_at", A_TIME),
+    AO(5, "purpose", A_STR),
+};
+
 /* No purge by source for this kind. */
 #define NO_SOURCE .src = STORE_SOURCE__MAX, .src_owner = SRC_NONE
 
@@ -217,6 +242,14 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	.owner = OWN_TOPIC, .src = STORE_SOURCE_TOPIC,
 	.src_tag = TAG_PUSHCERT_TOPIC, .src_owner = SRC_SELF,
 	.check_pass = 13},
+    [DBI_MACHINEINFO] = {.dbi = DBI_MACHINEINFO, .key = KK_TEXT,
+	.val = KV_RECORD, .rec = REC_MACHINEINFO, .f = machineinfo_af,
+	.nf = NF(machineinfo_af), .plist_svc = INV_ADE, .owner = OWN_DEVICE,
+	NO_SOURCE, .check_pass = 14},
+    [DBI_ENRTOKEN] = {.dbi = DBI_ENRTOKEN, .key = KK_HASH, .val = KV_RECORD,
+	.rec = REC_ENRTOKEN, .f = enrtoken_af, .nf = NF(enrtoken_af),
+	.plist_svc = INV_CHECKIN, .owner = OWN_EXPIRY, NO_SOURCE,
+	.check_pass = 15},
 };
 /* clang-format on */
 

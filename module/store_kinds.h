@@ -114,8 +114,10 @@ enum kind_owner {
 	OWN_EID_SUFFIX, /* key ends with the enrollment's number */
 	OWN_COMMAND,	/* shared by enrollments: removed with the last
 			 * entry that refers to it */
-	OWN_TOPIC	/* keyed by an APNs topic: removed by purge --topic
+	OWN_TOPIC,	/* keyed by an APNs topic: removed by purge --topic
 			 * of that topic only (source SRC_SELF) */
+	OWN_EXPIRY	/* belongs to no device: removed by prune once
+			 * expired or used (enrollment tokens) */
 };
 
 /* What an entry refers to, beyond its owner (purge notes the commands
@@ -199,6 +201,7 @@ int afield_secret(const struct afield *);
 #define TAG_PUSHCERT_CERT     2
 #define TAG_PUSHCERT_KEY      3
 #define TAG_PUSHCERT_NOTAFTER 4
+#define TAG_MI_UDID	      1
 
 /* Does store_check.c have the check of one entry of this sub-database?
  * (test-admin: every kind with a pass has one.) */

@@ -334,6 +334,7 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		case OWN_DEVICE_VAL:
 		case OWN_COMMAND:
 		case OWN_TOPIC:
+		case OWN_EXPIRY:
 			rc = 0; /* before or after this phase */
 			break;
 		}
@@ -376,6 +377,20 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 			    0)
 				return rc;
 			r->removed[DBI_DEVICE]++;
+		}
+		/* Other kinds keyed by the device ID (MachineInfo): they
+		 * may exist before the device ever checked in. */
+		for (j = 0; n > 0 && n <= KEY_MAX && j < DBI__MAX; j++) {
+			k = &store_kinds[j];
+			if (k->owner != OWN_DEVICE || k->dbi == DBI_DEVICE)
+				continue;
+			rc = db_delv(t, k->dbi, pc->devs.v[i], n);
+			if (rc == STORE_ENOTFOUND)
+				continue;
+			if (rc != 0)
+				return rc;
+			r->removed[k->dbi]++;
+			existed = 1;
 		}
 		if (existed &&
 		    (r->devices[r->ndevices++] = strdup(pc->devs.v[i])) == NULL)

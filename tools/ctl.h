@@ -79,6 +79,8 @@ int ctl_usage(const char *name, const char *synopsis, const char *help,
 
 /* ctl_enroll.c: enrollment-profile (needs --config, not --db) */
 int ctl_enroll_profile(struct ctl *);
+/* ctl_enroll.c: scep-verify (scepserver -csrverifierexec; needs --db) */
+int ctl_scep_verify(struct ctl *);
 
 /* ctl_pushcert.c: pushcert import|list|remove */
 int ctl_pushcert(struct ctl *);

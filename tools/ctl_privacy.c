@@ -24,6 +24,7 @@
 #include "ctl.h"
 #include "picomdm/inventory.h"
 #include "picomdm/store.h"
+#include "picomdm/store_enroll.h"
 #include "picomdm/util.h"
 
 struct inv_op {
@@ -548,6 +549,7 @@ struct prune_ctx {
 	const char *const	 *batch;
 	size_t			  nbatch;
 	struct store_purge_report r;
+	uint64_t		  tokens; /* enrollment tokens removed */
 };
 
 #define PRUNE_BATCH 5000
@@ -604,12 +606,22 @@ prune_purge_op(struct store_txn *t, void *arg)
 	return rc == STORE_ENOTFOUND ? 0 : rc;
 }
 
+/* Enrollment tokens expired (or used) by now: they enroll nothing more. */
+static int
+prune_tokens_op(struct store_txn *t, void *arg)
+{
+	struct prune_ctx *p = arg;
+
+	return store_enroll_token_prune(t, p->before, &p->tokens);
+}
+
 static const char prune_help[] =
     "Apply the retention policy: remove command results received more\n"
     "than --results-days ago, then the commands no queue holds that are\n"
     "older than that, then enrollments checked out more than\n"
     "--checked-out-days ago with everything about them (a device channel\n"
-    "takes its device and user channels). Runs in short transactions.\n"
+    "takes its device and user channels), and enrollment tokens that are\n"
+    "used or expired. Runs in short transactions.\n"
     "  --results-days N       default 90\n"
     "  --checked-out-days N   default 90\n";
 
@@ -673,6 +685,11 @@ ctl_prune(struct ctl *c)
 			prog->fn(prog->arg, "prune results",
 			    total.results + total.commands, 0);
 	} while (p.n.results + p.n.commands > 0);
+	p.before = now;
+	if ((rc = store_write(c->store, prune_tokens_op, &p)) != 0) {
+		ex = ctl_exit(rc, "prune");
+		goto out;
+	}
 	p.before = now - (uint64_t)cdays * 86400u * 1000000u;
 	if ((rc = store_read(c->store, prune_list_op, &p)) != 0) {
 		ex = ctl_exit(rc, "prune");
@@ -695,11 +712,11 @@ ctl_prune(struct ctl *c)
 	if (prog != NULL && p.nids == 0)
 		fputc('\n', stderr);
 	printf("results\t%llu\ncommands\t%llu\ncommand_targets\t%llu\n"
-	       "enrollments\t%llu\ndevices\t%llu\n",
+	       "enrollments\t%llu\ndevices\t%llu\nenrollment_tokens\t%llu\n",
 	    (unsigned long long)total.results,
 	    (unsigned long long)total.commands,
 	    (unsigned long long)total.targets, (unsigned long long)enrollments,
-	    (unsigned long long)devices);
+	    (unsigned long long)devices, (unsigned long long)p.tokens);
 out:
 	for (i = 0; i < p.nids; i++)
 		free(p.ids[i]);

@@ -14,6 +14,7 @@
 #include "ctl.h"
 #include "picomdm/message.h"
 #include "picomdm/store.h"
+#include "picomdm/store_enroll.h"
 #include "picomdm/util.h"
 
 static void
@@ -211,6 +212,7 @@ show_op(struct store_txn *t, void *arg)
 	struct show_ctx         *c = arg;
 	struct store_enrollment *e = NULL;
 	struct store_device     *d = NULL;
+	struct store_machineinfo *mi = NULL;
 	char                    *devid = NULL;
 	json_t                  *arr;
 	void                    *a[2];
@@ -222,6 +224,11 @@ show_op(struct store_txn *t, void *arg)
 		devid = strdup(e->device_id ? e->device_id : e->id);
 	else if (rc == STORE_ENOTFOUND)
 		rc = store_device_by_serial(t, c->arg, &devid);
+	if (rc == STORE_ENOTFOUND &&
+	    (rc = store_machineinfo_get(t, c->arg, &mi)) == 0)
+		devid = strdup(c->arg); /* known by its MachineInfo only */
+	store_machineinfo_free(mi);
+	mi = NULL;
 	store_enrollment_free(e);
 	if (rc != 0)
 		return rc;
@@ -235,6 +242,21 @@ show_op(struct store_txn *t, void *arg)
 	} else if (rc == STORE_ENOTFOUND)
 		json_object_set_new(c->out, "device", json_null());
 	else
+		goto out;
+	/* The MachineInfo Setup Assistant sent, as received. */
+	rc = store_machineinfo_get(t, devid, &mi);
+	if (rc == 0) {
+		json_object_set_new(c->out, "machineinfo",
+		    json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+			"udid", mi->udid, "serial", ctl_json_str(mi->serial),
+			"product", ctl_json_str(mi->product),
+			"version", ctl_json_str(mi->version),
+			"imei", ctl_json_str(mi->imei),
+			"meid", ctl_json_str(mi->meid),
+			"language", ctl_json_str(mi->language),
+			"received_at", ctl_json_time(mi->received_at)));
+		store_machineinfo_free(mi);
+	} else if (rc != STORE_ENOTFOUND)
 		goto out;
 	arr = json_array();
 	json_object_set_new(c->out, "enrollments", arr);

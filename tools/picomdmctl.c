@@ -42,6 +42,7 @@ static const struct ctl_cmd cmds[] = {
 	    "[--password-file F] [--force] | list [--json] | remove TOPIC" },
 	{ "enrollment-profile", ctl_enroll_profile, CTL_OPEN_NONE,
 	    "[-o FILE]" },
+	{ "scep-verify", ctl_scep_verify, CTL_OPEN_NONE, "< CSR" },
 };
 
 static void

@@ -25,6 +25,7 @@ struct enroll_conf {
 	int   access_rights;	    /* AccessRights, 1..8191 */
 	char *scep_url;		    /* the SCEP payload's URL */
 	char *scep_challenge;	    /* its Challenge (a secret) */
+	int   scep_challenge_issued; /* a fresh one per served profile */
 	char *scep_name;	    /* its Name (CA-IDENT), optional */
 	char *scep_organization;    /* O= of the Subject, optional */
 	int   scep_key_size;	    /* Keysize: 1024, 2048 or 4096 */
@@ -40,11 +41,27 @@ struct enroll_conf {
 enum enroll_access {
 	ENROLL_ACCESS_OFF = 0, /* /mdm/enroll answers 404 */
 	ENROLL_ACCESS_OPEN,    /* anyone who reaches it gets the profile */
+	ENROLL_ACCESS_TOKEN,   /* GET needs ?token= of a one-time token */
 	ENROLL_ACCESS__MAX
 };
 
 /* MachineInfo bodies are small (a signed plist of a few strings). */
 #define ENROLL_MACHINEINFO_MAX (64 * 1024)
+
+/* One-time enrollment tokens: 32 random bytes as 64 lowercase hex digits;
+ * the store keeps only their SHA-256 (picomdm/store_enroll.h). */
+#define ENROLL_TOKEN_LEN 64
+/* Life of an issued SCEP challenge (scep_challenge_issued), seconds. */
+#define ENROLL_CHALLENGE_TTL 3600
+/* Default and longest life of a token, in seconds. */
+#define ENROLL_TOKEN_TTL_DEFAULT (24 * 3600)
+#define ENROLL_TOKEN_TTL_MAX	 (90 * 24 * 3600)
+
+/* A new token into out (ENROLL_TOKEN_LEN + 1 bytes): 0, or -1 when the
+ * random generator fails. */
+int enroll_token_new(char out[ENROLL_TOKEN_LEN + 1]);
+/* Is s shaped like a token (64 lowercase hex digits)? */
+int enroll_token_valid(const char *s);
 
 void enroll_conf_defaults(struct enroll_conf *);
 void enroll_conf_free(struct enroll_conf *);
@@ -103,6 +120,9 @@ int enroll_profile_check(plist_t, char *err, size_t errsz);
  */
 int enroll_profile_signed(
     const struct enroll *, const char *cn, unsigned char **out, size_t *outlen);
+/* The same with this SCEP challenge (NULL: scep_challenge). */
+int enroll_profile_signed_with(const struct enroll *, const char *cn,
+    const char *challenge, unsigned char **out, size_t *outlen);
 
 /* What a verified MachineInfo said; borrowed strings, NULL when absent. */
 struct enroll_machineinfo {

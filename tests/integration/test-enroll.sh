@@ -5,7 +5,11 @@
 # real SCEP server (Debian's scepserver, its CA under picomdm's device CA)
 # issuing the identity to scepclient with the profile's challenge and URL,
 # that identity checking in over TLS and with Mdm-Signature, and ADE's
-# MachineInfo POSTed signed, signed by another CA, and unsigned.
+# MachineInfo POSTed signed, signed by another CA, and unsigned, then kept
+# (inventory, show, dump, purge); one-time enrollment tokens
+# (enroll_access = token: unknown, used, expired, revoked, pruned); and a
+# SCEP challenge per profile checked by picomdmctl scep-verify as
+# scepserver's -csrverifierexec.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -22,6 +26,8 @@ done
 challenge=chal-$(openssl rand -hex 12)
 scep_port=
 scep_pid=
+scep2_port=
+scep2_pid=
 http_port=
 
 # Before anything starts: the SCEP CA, the profile signer, the stand-in
@@ -32,7 +38,7 @@ it_setup_hook() {
 	    it_abort "setup: scripts/mkenroll $IT_CERTS"
 	# shellcheck disable=SC2034 # read by it_start (lib.sh)
 	IT_DEVICE_CA=$IT_CERTS/device-ca-bundle.pem
-	read -r scep_port http_port < <(free_ports 2)
+	read -r scep_port http_port scep2_port < <(free_ports 3)
 	# A plain HTTP listener (as the benchmark has): enrollment refuses it.
 	IT_NGINX_ARGS=(HTTP_PORT="$http_port")
 	cat >"$IT_DIR/picomdm.conf" <<EOF
@@ -63,6 +69,8 @@ scepserver -depot "$IT_DIR/depot" -port "$scep_port" \
     >"$IT_DIR/scepserver.log" 2>&1 &
 scep_pid=$!
 trap 'rc=$?; kill "$scep_pid" 2>/dev/null; wait "$scep_pid" 2>/dev/null || true
+    if [[ -n $scep2_pid ]]; then kill "$scep2_pid" 2>/dev/null
+    wait "$scep2_pid" 2>/dev/null || true; fi
     it_cleanup "$rc"' EXIT
 for _ in $(seq 50); do
 	port_in_use "$scep_port" && break
@@ -295,15 +303,6 @@ mi_post() {
 	get /mdm/enroll -X POST -H 'Content-Type: application/pkcs7-signature' \
 	    --data-binary @"$1"
 }
-mi_post "$IT_DIR/mi.der"
-expect_status 200 "MachineInfo signed by machineinfo_ca: the profile"
-if profile_json "$BODY" "$IT_DIR/mi.json"; then
-	expect_jq "$(cat "$IT_DIR/mi.json")" \
-	    "($scep).PayloadContent.Subject[][] | select(.[0] == \"CN\") | .[1]" \
-	    "picomdm device $mi_udid" "the profile's CN is the device's UDID"
-else
-	fail "the MachineInfo answer is a signed profile"
-fi
 mi_post "$IT_DIR/mi-foreign.der"
 expect_status 403 "MachineInfo signed by another CA: 403"
 no_challenge "the 403 carries no challenge"
@@ -313,7 +312,42 @@ no_challenge "the 400 carries no challenge"
 get /mdm/enroll -X POST -H 'Content-Type: application/x-apple-aspen-mdm' \
     --data-binary @"$IT_DIR/mi.der"
 expect_status 415 "MachineInfo with another content type: 415"
-expect_eq "$(db_digest)" "$digest" "enrollment requests change nothing stored"
+expect_eq "$(db_digest)" "$digest" \
+    "refused enrollment requests and profiles served change nothing stored"
+mi_post "$IT_DIR/mi.der"
+expect_status 200 "MachineInfo signed by machineinfo_ca: the profile"
+if profile_json "$BODY" "$IT_DIR/mi.json"; then
+	expect_jq "$(cat "$IT_DIR/mi.json")" \
+	    "($scep).PayloadContent.Subject[][] | select(.[0] == \"CN\") | .[1]" \
+	    "picomdm device $mi_udid" "the profile's CN is the device's UDID"
+else
+	fail "the MachineInfo answer is a signed profile"
+fi
+
+# MachineInfo is data Apple sent: in the inventory under ADE, with its
+# purpose, in show, in the dump; purged with the device.
+inv=$(ctl inventory "$mi_udid" --json 2>&1) || true
+mi_rows='.services[] | select(.service == "ADE") | .fields[] |
+    select(.message == "MachineInfo")'
+expect_jq "$inv" "[$mi_rows | \"\(.field)=\(.value)\"] | join(\",\")" \
+    "UDID=$mi_udid,SERIAL=C02MITEST001,PRODUCT=iPhone14,5,VERSION=21F90,IMEI=35 123456 789012 3,MEID=35123456789012,LANGUAGE=en" \
+    "inventory: every MachineInfo field under ADE"
+expect_jq "$inv" "[$mi_rows | select(.purpose == null or .received_at == null
+    or .kept != \"record\")] | length" 0 \
+    "inventory: each with its purpose and when it was received"
+expect_jq "$(ctl show "$mi_udid" 2>&1)" '.machineinfo.serial' C02MITEST001 \
+    "show: the MachineInfo"
+expect_eq "$(ctl dump 2>/dev/null | jq -r 'select(.db == "machineinfo") |
+    .value.serial')" C02MITEST001 "dump: the machineinfo record"
+ctl purge --yes --verify "$mi_udid" >"$IT_DIR/mi-purge.out" 2>&1 ||
+    fail "purge of a device known by its MachineInfo" \
+    "$(head -c 300 "$IT_DIR/mi-purge.out")"
+expect_exit 1 "after purge: no inventory of that UDID" \
+    "$PM_BUILD/picomdmctl" --db "$IT_DB" inventory "$mi_udid"
+expect_eq "$(ctl dump 2>/dev/null | jq -r 'select(.db == "machineinfo")' |
+    wc -l)" 0 "after purge: no machineinfo record"
+mi_post "$IT_DIR/mi.der"
+expect_status 200 "MachineInfo again (kept for the checks below)"
 
 # ---- SCEP: the identity, from the profile's URL and challenge
 
@@ -382,5 +416,184 @@ put_raw /mdm/checkin --cert "$IT_CERTS/devices/foreign.pem" \
     -H "Content-Type: $IT_CHECKIN_TYPE" \
     --data-binary @"$(auth_plist 00008110-000E1A2B3C4D5E70 ENROLL00002)"
 expect_status 400 "a certificate from another CA over TLS: refused by nginx"
+
+# ---- one-time enrollment tokens (enroll_access = token)
+
+it_stop_responder
+sed -i 's/^enroll_access = open$/enroll_access = token/' "$IT_DIR/picomdm.conf"
+it_start_responder
+# shellcheck source=lib-api.sh
+. "$(dirname "$0")/lib-api.sh"
+
+get /mdm/enroll
+expect_status 403 "token mode: GET without a token: 403"
+no_challenge "token mode: the refusal carries no challenge"
+digest=$(db_digest)
+get "/mdm/enroll?token=$(openssl rand -hex 32)"
+expect_status 403 "an unknown token: 403"
+no_challenge "an unknown token gets no challenge"
+get "/mdm/enroll?token=not-a-token"
+expect_status 403 "a malformed token: 403"
+expect_eq "$(db_digest)" "$digest" "refused tokens change nothing stored"
+
+api POST /api/v1/enrollment-tokens -H 'Content-Type: application/json' \
+    --data-binary '{"note": "iPad of the front desk", "expires_in": 3600}'
+expect_status 201 "POST /api/v1/enrollment-tokens: 201"
+t1=$(jq -r .token "$BODY" 2>/dev/null)
+t1id=$(jq -r .id "$BODY" 2>/dev/null)
+expect_eq "$(printf %s "$t1" | sha256sum | cut -d ' ' -f 1)" "$t1id" \
+    "the token's ID is its SHA-256"
+get "/mdm/enroll?token=$t1"
+expect_status 200 "a valid token: the profile"
+if profile_json "$BODY" "$IT_DIR/tok.json" &&
+    [[ $(schema_check "$IT_DIR/tok.json" 2>&1) == 2 ]]; then
+	pass "the token's profile is signed and valid"
+else
+	fail "the token's profile is signed and valid"
+fi
+get "/mdm/enroll?token=$t1"
+expect_status 403 "the same token twice: 403"
+no_challenge "a used token gets no challenge"
+api GET /api/v1/enrollment-tokens
+expect_body_jq ".tokens[] | select(.id == \"$t1id\") | [.state, .note] |
+    join(\",\")" "used,iPad of the front desk" "the list shows it used, with its note"
+if jq -e --arg t "$t1" 'tostring | contains($t)' "$BODY" >/dev/null ||
+    mdb_dump -a "$IT_DB" | grep -q "$t1" ||
+    ctl dump --secrets 2>/dev/null | grep -q "$t1"; then
+	fail "the token itself is not stored, listed or dumped"
+else
+	pass "the token itself is not stored, listed or dumped"
+fi
+
+api POST /api/v1/enrollment-tokens --data-binary '{"expires_in": 1}'
+t2=$(jq -r .token "$BODY" 2>/dev/null)
+sleep 2
+get "/mdm/enroll?token=$t2"
+expect_status 403 "an expired token: 403"
+no_challenge "an expired token gets no challenge"
+
+api POST /api/v1/enrollment-tokens
+expect_status 201 "a token with no body (the defaults)"
+t3=$(jq -r .token "$BODY" 2>/dev/null)
+t3id=$(jq -r .id "$BODY" 2>/dev/null)
+api DELETE "/api/v1/enrollment-tokens/$t3id"
+expect_status 200 "DELETE revokes a token"
+api DELETE "/api/v1/enrollment-tokens/$t3id"
+expect_status 404 "DELETE of a revoked token: 404"
+get "/mdm/enroll?token=$t3"
+expect_status 403 "a revoked token: 403"
+
+api POST /api/v1/enrollment-tokens --data-binary '{"expires_in": 0}'
+expect_status 400 "expires_in 0: 400"
+api POST /api/v1/enrollment-tokens --data-binary '{"ttl": 5}'
+expect_status 400 "an unknown key: 400"
+api POST /api/v1/enrollment-tokens --data-binary 'not json'
+expect_status 400 "a body that is not JSON: 400"
+api DELETE /api/v1/enrollment-tokens/xyz
+expect_status 400 "DELETE of a malformed ID: 400"
+
+api POST /api/v1/enrollment-tokens --data-binary '{"note": "kept"}'
+t4id=$(jq -r .id "$BODY" 2>/dev/null)
+expect_eq "$(ctl dump 2>/dev/null | jq -r 'select(.db == "enrollment_token") |
+    .value.note // "-"' | sort | tr '\n' ',')" "-,iPad of the front desk,kept," \
+    "dump: the token records (used, expired, kept)"
+ctl prune >"$IT_DIR/prune.out" 2>&1 || fail "prune"
+expect_eq "$(sed -n 's/^enrollment_tokens\t//p' "$IT_DIR/prune.out")" 2 \
+    "prune removes the used and the expired token"
+api GET /api/v1/enrollment-tokens
+expect_body_jq '[.tokens[].id] | join(",")' "$t4id" \
+    "the unused token is kept"
+
+mi_post "$IT_DIR/mi.der"
+expect_status 200 "token mode: a verified MachineInfo still gets the profile"
+# ---- a SCEP challenge per profile (scep_challenge_issued), checked by
+# picomdmctl scep-verify as scepserver's -csrverifierexec
+
+it_stop_responder
+echo "scep_challenge_issued = yes" >>"$IT_DIR/picomdm.conf"
+it_start_responder
+printf '#!/bin/sh\nexec "%s" --db "%s" scep-verify 2>>"%s"\n' \
+    "$PM_BUILD/picomdmctl" "$IT_DB" "$IT_DIR/scep-verify.log" \
+    >"$IT_DIR/scep-verify"
+chmod 755 "$IT_DIR/scep-verify"
+mkdir -p "$IT_DIR/depot2"
+cp "$IT_CERTS/scep/ca.pem" "$IT_CERTS/scep/ca.key" "$IT_DIR/depot2/"
+scepserver -depot "$IT_DIR/depot2" -port "$scep2_port" \
+    -csrverifierexec "$IT_DIR/scep-verify" \
+    -capass "$(cat "$IT_CERTS/scep/capass")" >"$IT_DIR/scepserver2.log" 2>&1 &
+scep2_pid=$!
+for _ in $(seq 50); do
+	port_in_use "$scep2_port" && break
+	sleep 0.1
+done
+port_in_use "$scep2_port" || fail "setup: the second scepserver started"
+
+# scep_enroll NAME CHALLENGE: scepclient against that scepserver, in a
+# directory of its own; true when it got a certificate.
+scep_enroll() {
+	mkdir -p "$IT_DIR/scep-$1"
+	(cd "$IT_DIR/scep-$1" && scepclient \
+	    -server-url "http://127.0.0.1:$scep2_port/scep" -challenge "$2" \
+	    -private-key dev.key -certificate dev.pem -cn "picomdm device $1" \
+	    -keySize 2048) >>"$IT_DIR/scepclient2.log" 2>&1 || true
+	[[ -s $IT_DIR/scep-$1/dev.pem ]]
+}
+
+api POST /api/v1/enrollment-tokens
+t5=$(jq -r .token "$BODY" 2>/dev/null)
+get "/mdm/enroll?token=$t5"
+expect_status 200 "issued challenges: a token's profile"
+profile_json "$BODY" "$IT_DIR/iss.json" || true
+c1=$(jq -r "($scep).PayloadContent.Challenge" "$IT_DIR/iss.json" 2>/dev/null)
+mi_post "$IT_DIR/mi.der"
+profile_json "$BODY" "$IT_DIR/iss2.json" || true
+c2=$(jq -r "($scep).PayloadContent.Challenge" "$IT_DIR/iss2.json" 2>/dev/null)
+if [[ $c1 =~ ^[0-9a-f]{64}$ && $c2 =~ ^[0-9a-f]{64}$ && $c1 != "$c2" ]]; then
+	pass "each profile carries a challenge of its own"
+else
+	fail "each profile carries a challenge of its own" "$c1 / $c2"
+fi
+if mdb_dump -a "$IT_DB" | grep -q "$c1"; then
+	fail "an issued challenge is stored as its SHA-256 only"
+else
+	pass "an issued challenge is stored as its SHA-256 only"
+fi
+if scep_enroll iss1 "$c1"; then
+	pass "scepserver + scep-verify: an issued challenge gets a certificate"
+else
+	fail "scepserver + scep-verify: an issued challenge gets a certificate" \
+	    "$(tail -n 2 "$IT_DIR/scep-verify.log" | tr '\n' ' ')"
+fi
+if scep_enroll iss1-again "$c1"; then
+	fail "the same challenge a second time gets none"
+else
+	pass "the same challenge a second time gets none"
+fi
+if scep_enroll static "$challenge"; then
+	fail "the static challenge gets none from the verifier"
+else
+	pass "the static challenge gets none from the verifier"
+fi
+if scep_enroll made-up "$(openssl rand -hex 32)"; then
+	fail "a made-up challenge gets none"
+else
+	pass "a made-up challenge gets none"
+fi
+if scep_enroll iss2 "$c2"; then
+	pass "the MachineInfo profile's challenge gets a certificate"
+else
+	fail "the MachineInfo profile's challenge gets a certificate"
+fi
+api GET /api/v1/enrollment-tokens
+expect_body_jq '[.tokens[].id] | sort | join(",")' \
+    "$( (echo "$t4id"; printf %s "$t5" | sha256sum | cut -d ' ' -f 1) |
+    sort | paste -sd ,)" "the token list shows tokens, no issued challenge"
+
+if ctl check >"$IT_DIR/check.out" 2>&1; then
+	pass "picomdmctl check: the new kinds check clean"
+else
+	fail "picomdmctl check: the new kinds check clean" \
+	    "$(tail -n 3 "$IT_DIR/check.out")"
+fi
 
 it_done

@@ -30,6 +30,9 @@
 #include "extern.h"
 #include "picomdm/enroll.h"
 #include "picomdm/plist.h"
+#include "picomdm/store.h"
+#include "picomdm/store_enroll.h"
+#include "picomdm/util.h"
 
 #include "regress.h"
 
@@ -590,19 +593,173 @@ has_challenge(const struct response *r)
 	    memmem(r->body, r->body_len, CHALLENGE, strlen(CHALLENGE)) != NULL;
 }
 
+static int
+op_mi_get(struct store_txn *t, void *arg)
+{
+	return store_machineinfo_get(t, "00008030-00AABBCCDDEEFF00", arg);
+}
+
+struct tok_put {
+	const char *token;
+	uint64_t    expires_at;
+};
+
+static int
+op_tok_put(struct store_txn *t, void *arg)
+{
+	struct tok_put		 *p = arg;
+	struct store_enroll_token tk;
+
+	memset(&tk, 0, sizeof(tk));
+	sha256(p->token, strlen(p->token), tk.hash);
+	tk.has_hash = 1;
+	tk.expires_at = p->expires_at;
+	return store_enroll_token_put(t, &tk);
+}
+
+/* GET /mdm/enroll?QUERY in token mode: 403 with no body, or the profile. */
+static void
+get_q(struct server *srv, const char *query, struct response *r)
+{
+	struct request req;
+
+	memset(&req, 0, sizeof(req));
+	memset(r, 0, sizeof(*r));
+	r->status = 200;
+	req.method = "GET";
+	req.uri = "/mdm/enroll";
+	req.query = query;
+	req.content_type = "";
+	enroll_handle(srv, &req, r);
+}
+
+struct use_op {
+	unsigned char hash[32];
+	const char   *purpose;
+	int	      rc;
+};
+
+static int
+op_use(struct store_txn *t, void *arg)
+{
+	struct use_op *u = arg;
+
+	u->rc = store_enroll_token_use(t, u->hash, u->purpose);
+	return 0;
+}
+
+/* Use the challenge in the profile XML for purpose: its result. */
+static int
+issued_used(struct server *srv, const char *xml, const char *purpose)
+{
+	struct use_op u;
+	const char   *p, *q;
+
+	memset(&u, 0, sizeof(u));
+	u.purpose = purpose;
+	if ((p = strstr(xml, "<key>Challenge</key>")) == NULL ||
+	    (p = strstr(p, "<string>")) == NULL)
+		return 1;
+	p += strlen("<string>");
+	if ((q = strchr(p, '<')) == NULL || q - p != ENROLL_TOKEN_LEN)
+		return 1;
+	sha256(p, ENROLL_TOKEN_LEN, u.hash);
+	CHECK_EQ(store_write(srv->store, op_use, &u), 0);
+	return u.rc;
+}
+
+static void
+test_tokens(struct server *srv, struct enroll_conf *c)
+{
+	char		valid[ENROLL_TOKEN_LEN + 1], expired[ENROLL_TOKEN_LEN + 1];
+	char		unknown[ENROLL_TOKEN_LEN + 1], q[256];
+	struct tok_put	p;
+	struct response r;
+	char	       *xml;
+
+	CHECK_EQ(enroll_token_new(valid), 0);
+	CHECK_EQ(enroll_token_new(expired), 0);
+	CHECK_EQ(enroll_token_new(unknown), 0);
+	CHECK(enroll_token_valid(valid) && strcmp(valid, expired) != 0);
+	CHECK(!enroll_token_valid("abc") && !enroll_token_valid(""));
+	p.token = valid;
+	p.expires_at = time_now_us() + 3600000000ull;
+	CHECK_EQ(store_write(srv->store, op_tok_put, &p), 0);
+	p.token = expired;
+	p.expires_at = time_now_us() - 1;
+	CHECK_EQ(store_write(srv->store, op_tok_put, &p), 0);
+
+	c->access = ENROLL_ACCESS_TOKEN;
+	get_q(srv, NULL, &r);
+	CHECK_EQ(r.status, 403);
+	CHECK(r.body == NULL);
+	snprintf(q, sizeof(q), "token=%s", unknown);
+	get_q(srv, q, &r);
+	CHECK_EQ(r.status, 403);
+	CHECK(r.body == NULL);
+	snprintf(q, sizeof(q), "token=%s", expired);
+	get_q(srv, q, &r);
+	CHECK_EQ(r.status, 403);
+	CHECK(r.body == NULL);
+	snprintf(q, sizeof(q), "token=%.63s", valid); /* one digit short */
+	get_q(srv, q, &r);
+	CHECK_EQ(r.status, 403);
+	snprintf(q, sizeof(q), "token=%s&token=%s", valid, valid);
+	get_q(srv, q, &r);
+	CHECK_EQ(r.status, 403);
+	/* Valid: the profile, once. */
+	snprintf(q, sizeof(q), "x=1&token=%s", valid);
+	get_q(srv, q, &r);
+	CHECK_EQ(r.status, 200);
+	CHECK((xml = cms_content(r.body, r.body_len, "server-ca")) != NULL);
+	CHECK(xml != NULL && strstr(xml, CHALLENGE) != NULL);
+	free(xml);
+	free(r.body);
+	get_q(srv, q, &r);
+	CHECK_EQ(r.status, 403);
+	CHECK(!has_challenge(&r) && r.body == NULL);
+	c->access = ENROLL_ACCESS_OPEN;
+
+	/* Issued challenges: each profile its own, stored (as a hash) for
+	 * scep-verify, never the static one; no enrollment token. */
+	c->scep_challenge_issued = 1;
+	get_q(srv, NULL, &r);
+	CHECK_EQ(r.status, 200);
+	CHECK((xml = cms_content(r.body, r.body_len, "server-ca")) != NULL);
+	CHECK(xml != NULL && strstr(xml, CHALLENGE) == NULL);
+	CHECK(xml != NULL && issued_used(srv, xml, NULL) == STORE_ENOTFOUND);
+	CHECK(xml != NULL && issued_used(srv, xml, STORE_TOKEN_SCEP) == 0);
+	CHECK(xml != NULL &&
+	    issued_used(srv, xml, STORE_TOKEN_SCEP) == STORE_EINVAL);
+	free(xml);
+	free(r.body);
+	c->scep_challenge_issued = 0;
+}
+
 static void
 test_handle(struct enroll *e, struct enroll_conf *c)
 {
 	static const char mi[] = MI_PLIST(
-	    "<key>UDID</key><string>00008030-00AABBCCDDEEFF00</string>\n");
-	struct server	srv;
-	struct response r;
-	unsigned char  *der;
-	size_t		len;
-	char	       *xml;
+	    "<key>UDID</key><string>00008030-00AABBCCDDEEFF00</string>\n"
+	    "<key>SERIAL</key><string>C02TEST</string>\n");
+	struct server		  srv;
+	struct response		  r;
+	struct store_machineinfo *stored = NULL;
+	struct store_opts	  so;
+	unsigned char		 *der;
+	size_t			  len;
+	char			 *xml, dbdir[PATH_MAX + 8];
+
 
 	memset(&srv, 0, sizeof(srv));
 	srv.enroll = e;
+	/* A store for what enrollment writes (MachineInfo, token uses). */
+	CHECK((size_t)snprintf(dbdir, sizeof(dbdir), "%s/db", tmpdir) <
+	    sizeof(dbdir));
+	CHECK(mkdir(dbdir, 0700) == 0);
+	memset(&so, 0, sizeof(so));
+	so.nosync = 1;
+	CHECK_EQ(store_open(dbdir, &so, &srv.store), 0);
 	handle(&srv, "GET", "", NULL, 0, &r);
 	CHECK_EQ(r.status, 200);
 	CHECK_STR(r.content_type, "application/x-apple-aspen-config");
@@ -619,6 +776,12 @@ test_handle(struct enroll *e, struct enroll_conf *c)
 	CHECK(strstr(xml, "picomdm device 00008030-00AABBCCDDEEFF00") != NULL);
 	free(xml);
 	free(r.body);
+	/* Stored before the answer. */
+	CHECK_EQ(store_read(srv.store, op_mi_get, &stored), 0);
+	CHECK(stored != NULL &&
+	    strcmp(stored->udid, "00008030-00AABBCCDDEEFF00") == 0 &&
+	    strcmp(stored->serial, "C02TEST") == 0 && stored->received_at > 0);
+	store_machineinfo_free(stored);
 	handle(&srv, "POST", "application/octet-stream", der, len, &r);
 	CHECK_EQ(r.status, 415);
 	CHECK(r.body == NULL);
@@ -652,10 +815,13 @@ test_handle(struct enroll *e, struct enroll_conf *c)
 	free(der);
 	c->access = ENROLL_ACCESS_OPEN;
 
+	test_tokens(&srv, c);
+
 	/* Not configured at all. */
 	srv.enroll = NULL;
 	handle(&srv, "GET", "", NULL, 0, &r);
 	CHECK_EQ(r.status, 404);
+	store_close(srv.store);
 }
 
 /*
