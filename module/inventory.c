@@ -394,7 +394,11 @@ inv_records(struct inv_ctx *c, struct store_txn *t, int enrollment,
 	return store_owner_fields(t, enrollment, id, inv_field_cb, &ir);
 }
 
-/* The MachineInfo Setup Assistant sent (ADE), when there is one. */
+/*
+ * A device known only by the MachineInfo Setup Assistant sent (ADE) is
+ * found too, and its serial taken from there; the MachineInfo's fields
+ * themselves are listed with the device's records (store_kinds.c).
+ */
 static int
 inv_machineinfo(struct inv_ctx *c, struct store_txn *t)
 {
@@ -407,17 +411,6 @@ inv_machineinfo(struct inv_ctx *c, struct store_txn *t)
 	if (c->serial == NULL && mi->serial != NULL &&
 	    (c->serial = strdup(mi->serial)) == NULL)
 		rc = STORE_ENOMEM;
-#define MI(f, v)                                                           \
-	inv_kept(c, INV_ADE, mi->udid, "MachineInfo", f, opt_str(mi->v), \
-	    mi->received_at)
-	MI("UDID", udid);
-	MI("SERIAL", serial);
-	MI("PRODUCT", product);
-	MI("VERSION", version);
-	MI("IMEI", imei);
-	MI("MEID", meid);
-	MI("LANGUAGE", language);
-#undef MI
 	store_machineinfo_free(mi);
 	return rc;
 }
@@ -473,12 +466,12 @@ inv_collect(struct store_txn *t, struct inv_ctx *c)
 		    (c->serial = strdup(d->serial)) == NULL)
 			rc = STORE_ENOMEM;
 		store_device_free(d);
-		if (rc == 0)
-			rc = inv_records(c, t, 0, c->device_id);
 	} else if (rc == STORE_ENOTFOUND)
 		rc = 0;
 	if (rc == 0)
 		rc = inv_machineinfo(c, t);
+	if (rc == 0 && c->found)
+		rc = inv_records(c, t, 0, c->device_id);
 	if (rc == 0)
 		rc = inv_enrollment(c, t, c->device_id);
 	if (rc == 0)

@@ -40,8 +40,10 @@
     .name = nm, .type = ty, .cat = CAT_ROW, .svc = INV_CHECKIN, \
     .message = m, .field = f, .inv_message = shown, .at_tag = at, \
     .at_or_tag = at_or, .flags = fl }
+/* A MachineInfo field (ADE), received when its record was (tag 8). */
 #define AA(tg, nm, ty, f) { .tag = tg, .name = nm, .type = ty, \
-    .cat = CAT_ROW, .svc = INV_ADE, .message = "MachineInfo", .field = f }
+    .cat = CAT_ROW, .svc = INV_ADE, .message = "MachineInfo", .field = f, \
+    .at_tag = 8 }
 /* clang-format on */
 
 /* Tags as written by store_device.c and store_queue.c. */

@@ -31,6 +31,7 @@
 #include "picomdm/metrics.h"
 #include "picomdm/schema.h"
 #include "picomdm/store.h"
+#include "picomdm/store_enroll.h"
 #include "picomdm/util.h"
 #include "regress.h"
 #include "store_int.h"
@@ -962,6 +963,21 @@ inv_record_row(json_t *inv, const struct afield *f)
  * which field holds it, the time it was received: a kind or a field added
  * with its catalogue row but that the inventory does not list fails.
  */
+static int
+op_machineinfo(struct store_txn *t, void *arg)
+{
+	char udid[] = "0000FE00-FIXT-0000-0000-000000000001",
+	     serial[] = "C02FIXTURE01", product[] = "iPhone14,5",
+	     version[] = "21F90", imei[] = "35 123456 789012 3",
+	     meid[] = "A1000012345678", language[] = "en-US";
+	struct store_machineinfo mi = {.udid = udid, .serial = serial,
+	    .product = product, .version = version, .imei = imei,
+	    .meid = meid, .language = language};
+
+	(void)arg;
+	return store_machineinfo_put(t, &mi);
+}
+
 static void
 fixture_inventory(struct store *s)
 {
@@ -973,6 +989,9 @@ fixture_inventory(struct store *s)
 	json_t			*row;
 	size_t			 i, d, j;
 
+	/* The fixture predates the MachineInfo kind: the device gets one
+	 * here, with every field, as Setup Assistant would send it. */
+	CHECK_EQ(store_write(s, op_machineinfo, NULL), 0);
 	for (i = 0; i < 2; i++) {
 		CHECK_EQ(store_read(s, op_inventory, &io[i]), 0);
 		CHECK(io[i].out != NULL);
@@ -1140,8 +1159,8 @@ test_fixture(void)
 		CHECK_EQ(gn, wn);
 		CHECK(gn == wn && memcmp(got, want, wn) == 0);
 		CHECK_EQ(check_run(s, 0, &ps), 0);
-		fixture_inventory(s);
 		fixture_stats(s, want, wn);
+		fixture_inventory(s); /* adds a MachineInfo: stats first */
 		free(got);
 		free(in);
 		store_close(s);
