@@ -92,8 +92,9 @@ str_set(char **dst, const char *v)
 	return 0;
 }
 
-static int
-bool_parse(const char *v, int *out)
+/* See extern.h. */
+int
+config_bool(const char *v, int *out)
 {
 	if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ||
 	    strcmp(v, "1") == 0 || strcmp(v, "on") == 0)
@@ -271,10 +272,10 @@ config_set(struct config *c, const char *key, const char *val)
 		if (size_parse(val, &c->map_max) == -1)
 			goto bad_val;
 	} else if (strcmp(k, "nosync") == 0) {
-		if (bool_parse(val, &c->nosync) == -1)
+		if (config_bool(val, &c->nosync) == -1)
 			goto bad_val;
 	} else if (strcmp(k, "allow_retro") == 0) {
-		if (bool_parse(val, &c->allow_retro) == -1)
+		if (config_bool(val, &c->allow_retro) == -1)
 			goto bad_val;
 	} else if (strcmp(k, "user_authenticate") == 0) {
 		if (strcmp(val, "decline") != 0 &&
@@ -288,7 +289,7 @@ config_set(struct config *c, const char *key, const char *val)
 			goto bad_val;
 		c->retention_days = (uint64_t)n;
 	} else if (strcmp(k, "metrics_public") == 0) {
-		if (bool_parse(val, &c->metrics_public) == -1)
+		if (config_bool(val, &c->metrics_public) == -1)
 			goto bad_val;
 	} else if (strcmp(k, "health_stall") == 0) {
 		if (num_parse(val, 1, 86400, &n) == -1)

@@ -99,20 +99,6 @@ enroll_conf_free(struct enroll_conf *c)
 	}
 }
 
-static int
-conf_bool(const char *v, int *out)
-{
-	if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ||
-	    strcmp(v, "1") == 0 || strcmp(v, "on") == 0)
-		*out = 1;
-	else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 ||
-	    strcmp(v, "0") == 0 || strcmp(v, "off") == 0)
-		*out = 0;
-	else
-		return -1;
-	return 0;
-}
-
 int
 enroll_conf_set(struct enroll_conf *c, const char *key, const char *val)
 {
@@ -143,11 +129,11 @@ enroll_conf_set(struct enroll_conf *c, const char *key, const char *val)
 		else
 			return -1;
 	} else if (strcmp(key, "scep_challenge_issued") == 0)
-		return conf_bool(val, &c->scep_challenge_issued);
+		return config_bool(val, &c->scep_challenge_issued);
 	else if (strcmp(key, "sign_message") == 0)
-		return conf_bool(val, &c->sign_message);
+		return config_bool(val, &c->sign_message);
 	else if (strcmp(key, "check_out_when_removed") == 0)
-		return conf_bool(val, &c->check_out_when_removed);
+		return config_bool(val, &c->check_out_when_removed);
 	else if (strcmp(key, "access_rights") == 0) {
 		if (num_parse(val, 1, 8191, &n) == -1)
 			return -1;

@@ -62,6 +62,8 @@ struct config {
 void config_defaults(struct config *);
 int  config_load(struct config *, const char *path); /* 0 / -1, logs why */
 int  config_set(struct config *, const char *key, const char *val);
+/* yes/true/1/on or no/false/0/off into *out: 0, or -1 for anything else. */
+int  config_bool(const char *v, int *out);
 void config_free(struct config *);
 
 /* The request as FastCGI gave it; every pointer borrowed from FastCGI's
