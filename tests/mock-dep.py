@@ -5,8 +5,9 @@ for picomdm-dep's tests. HTTPS on 127.0.0.1 only.
 It behaves as Apple documents the service:
   - GET /session checks the OAuth 1.0a header (HMAC-SHA1 signature over the base
     string rebuilt from the Host header, the consumer key and access token, the
-    timestamp window, a (timestamp, nonce) pair never reused) and answers
-    {"auth_session_token": ...};
+    timestamp window, a (timestamp, nonce) pair never reused; Content-Type
+    application/json;charset=UTF8 as Apple's simulator wants, 415 otherwise)
+    and answers {"auth_session_token": ...};
   - every other call needs User-Agent (400 USER_AGENT_MISSING) and a live
     X-ADM-Auth-Session (401 when unknown or expired, 403 FORBIDDEN when issued
     before a "restart"); with --rotate-every N every Nth call hands a new session
@@ -23,13 +24,17 @@ Error bodies are the bare code (--quoted-errors: JSON-quoted, as Apple's own
 simulator does).
 
 Control endpoints for tests (no authentication, not part of Apple's API):
-  POST /_mock/fail     {"path":P,"status":S,"body":B,"count":N,"retry_after":R}
-                       the next N requests to P get status S with body B
-                       (and a Retry-After header when R is given)
+  POST /_mock/fail     {"path":P,"status":S,"body":B,"count":N,"retry_after":R,
+                        "skip":K}
+                       after K more requests to P are served normally, the
+                       next N get status S with body B (and a Retry-After
+                       header when R is given)
   POST /_mock/events   {"add":N,"modify":[serial...],"delete":[serial...]}
   POST /_mock/expire-sessions   every current session answers 401 from now on
   POST /_mock/restart           every current session answers 403 FORBIDDEN
   POST /_mock/clock    {"advance":SECONDS}
+  POST /_mock/session-calls {"calls":N}  a session answers 401 after N data
+                       calls (0: no limit), as Apple's sessions expire
 
 Every request is appended to --log as a JSON line: time, method, path, session,
 whether it carried an Authorization header, user agent, protocol version,
@@ -91,6 +96,7 @@ class State:
         self.generation = 0  # bumped by /_mock/restart
         self.nonces = set()
         self.calls = 0
+        self.session_calls = 0
         self.failures = []  # scripted responses
         self.events = []  # (seq, op_type, op_date, device)
         self.state_cache = {}
@@ -204,6 +210,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.control(u.path, body)
             for f in st.failures:
                 if f["path"] == u.path and f["count"] > 0:
+                    if f["skip"] > 0:
+                        f["skip"] -= 1
+                        break
                     f["count"] -= 1
                     extra = {}
                     if f.get("retry_after") is not None:
@@ -215,6 +224,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if u.path == "/session":
                 if method != "GET":
                     return self.error(405, "METHOD_NOT_ALLOWED")
+                # Apple's simulator wants this content type even here.
+                ct = (self.headers.get("Content-Type") or "").replace(" ", "")
+                if ct.lower() != "application/json;charset=utf8":
+                    return self.error(415, "UNSUPPORTED_MEDIA_TYPE")
                 return self.session()
             if u.path not in ROUTES or method not in ROUTES[u.path]:
                 return self.error(404 if u.path not in ROUTES else 405,
@@ -228,12 +241,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if s["generation"] != st.generation:
                 return self.error(403, "FORBIDDEN")
             if s.get("expired") or (st.args.session_ttl and
-                                    st.now() - s["issued"] > st.args.session_ttl):
+                                    st.now() - s["issued"] > st.args.session_ttl) \
+                    or (st.session_calls and s["uses"] >= st.session_calls):
                 return self.error(401, "UNAUTHORIZED")
+            s["uses"] += 1
             st.calls += 1
             if st.args.rotate_every and st.calls % st.args.rotate_every == 0:
                 new = secrets.token_hex(16)
-                st.sessions[new] = {"issued": st.now(),
+                st.sessions[new] = {"issued": st.now(), "uses": 0,
                                     "generation": st.generation}
                 del st.sessions[tok]
                 extra["X-ADM-Auth-Session"] = new
@@ -267,6 +282,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             st.failures.append({"path": body["path"], "status": int(body["status"]),
                                 "body": body.get("body", ""),
                                 "count": int(body.get("count", 1)),
+                                "skip": int(body.get("skip", 0)),
                                 "retry_after": body.get("retry_after")})
         elif path == "/_mock/events":
             t = st.now()
@@ -284,6 +300,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 s["expired"] = True
         elif path == "/_mock/restart":
             st.generation += 1
+        elif path == "/_mock/session-calls":
+            st.session_calls = int(body.get("calls", 0))
         elif path == "/_mock/clock":
             st.clock_offset += float(body.get("advance", 0))
         else:
@@ -336,7 +354,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.error(401, "UNAUTHORIZED")
         st.nonces.add(key)
         tok = secrets.token_hex(16)
-        st.sessions[tok] = {"issued": st.now(), "generation": st.generation}
+        st.sessions[tok] = {"issued": st.now(), "uses": 0,
+                            "generation": st.generation}
         return self.reply(200, {"auth_session_token": tok})
 
     # --- data calls ---

@@ -189,6 +189,41 @@ s1=$(since "$m" | jq -r 'select(.path=="/account") | .session')
 expect_eq "$(since "$m" | jq -r '"\(.ua) \(.proto)"' | sort -u)" \
     "picomdm-test/1 9" "account: User-Agent and protocol version on every call"
 
+# --- the mock checks what Apple checks -------------------------------------------
+
+# A /session header signed here, independently of picomdm-dep.
+oauth_header() { # oauth_header NONCE [SECRET]
+	/usr/bin/python3 - "$URL" "$CK" "$CS" "$AT" "${2:-$AS}" "$1" <<'PY'
+import base64, hashlib, hmac, sys, time, urllib.parse
+url, ck, cs, at, as_, nonce = sys.argv[1:]
+q = lambda s: urllib.parse.quote(s, safe="-._~")
+p = {"oauth_consumer_key": ck, "oauth_token": at, "oauth_nonce": nonce,
+     "oauth_signature_method": "HMAC-SHA1", "oauth_version": "1.0",
+     "oauth_timestamp": str(int(time.time()))}
+base = "GET&" + q(url + "/session") + "&" + q("&".join(
+    q(k) + "=" + q(v) for k, v in sorted(p.items())))
+p["oauth_signature"] = base64.b64encode(hmac.new(
+    (q(cs) + "&" + q(as_)).encode(), base.encode(), hashlib.sha1).digest()).decode()
+print("OAuth realm=\"ADM\", " + ", ".join('%s="%s"' % (k, q(v)) for k, v in p.items()))
+PY
+}
+session_status() { # session_status AUTH [CONTENT-TYPE]
+	curl -s -o /dev/null -w '%{http_code}' --cacert tls-cert.pem \
+	    -A picomdm-test/1 -H "Content-Type: ${2-application/json;charset=UTF8}" \
+	    -H "Authorization: $1" "$URL/session"
+}
+h=$(oauth_header n1-$RANDOM)
+expect_eq "$(session_status "$h")" 200 "mock: a correctly signed /session"
+expect_eq "$(session_status "$h")" 401 "mock: the same nonce again is refused"
+expect_eq "$(session_status "$(oauth_header n2-$RANDOM AS_other)")" 401 \
+    "mock: a wrong signature is refused"
+expect_eq "$(session_status "$(oauth_header n3-$RANDOM)" text/plain)" 415 \
+    "mock: /session without the JSON content type is refused"
+expect_eq "$(curl -s --cacert tls-cert.pem -A '' -H 'X-ADM-Auth-Session: x' \
+    "$URL/account")" USER_AGENT_MISSING "mock: User-Agent required"
+expect_eq "$(curl -s -o /dev/null -w '%{http_code}' --cacert tls-cert.pem \
+    -A t "$URL/account")" 401 "mock: no session, 401"
+
 # --- devices: full fetch, session rotation ---------------------------------------
 
 m=$(mark)
@@ -286,6 +321,63 @@ expect_eq "$rc" 0 "403 FORBIDDEN: re-authenticated and replayed"
 expect_eq "$(since "$m" | jq -r '"\(.path) \(.status)"' | tr '\n' ,)" \
     "/session 200,/account 403,/session 200,/account 200," \
     "403 FORBIDDEN: /session again, then the call"
+
+# Sessions that expire every 3 calls during a paged fetch: each expiry is
+# met by one re-authentication, and every device still arrives once.
+ctl /_mock/session-calls '{"calls":3}'
+m=$(mark)
+rc=0
+dep devices --token token.json --limit 20 >ttl.out 2>/dev/null || rc=$?
+expect_eq "$rc" 0 "session expiring mid-fetch: devices succeeds"
+expect_eq "$(jq -r 'select(has("op_type") | not) | .serial_number' ttl.out |
+    sort | uniq -d | wc -l) $(jq -r 'select(has("op_type") | not)' ttl.out |
+    jq -s length)" "0 $(($(wc -l <fetch.out) + 5 - 3 + 3))" \
+    "session expiring mid-fetch: every device once"
+n401=$(since "$m" | jq -c 'select(.status==401)' | wc -l)
+nses=$(since "$m" | jq -c 'select(.path=="/session")' | wc -l)
+((n401 >= 2)) && pass "session expiring mid-fetch: 401s met ($n401)" ||
+	fail "session expiring mid-fetch: 401s met" "$n401"
+expect_eq "$nses" "$((n401 + 1))" \
+    "session expiring mid-fetch: one /session per 401"
+ctl /_mock/session-calls '{"calls":0}'
+
+# A fetch that breaks on its third page (malformed JSON) resumes from the
+# cursor file stored after the second: together the two runs print every
+# device exactly once.
+ctl /_mock/fail '{"path":"/server/devices","status":200,"body":"{not json","count":1,"skip":2}'
+rc=0
+dep devices --token token.json --limit 40 --cursor-file resume.cursor \
+    >resume1.out 2>resume1.err || rc=$?
+expect_eq "$rc" 1 "interrupted fetch: fails on the third page"
+expect_eq "$(wc -l <resume1.out)" 80 "interrupted fetch: two pages printed"
+rc=0
+dep devices --token token.json --limit 40 --cursor-file resume.cursor \
+    >resume2.out 2>/dev/null || rc=$?
+expect_eq "$rc" 0 "interrupted fetch: the second run completes"
+expect_eq "$(cat resume1.out resume2.out | jq -r .serial_number | sort |
+    uniq -d | wc -l) $(cat resume1.out resume2.out | wc -l)" \
+    "0 $(($(wc -l <fetch.out) + 5 - 3 + 3))" \
+    "interrupted fetch: every device exactly once over both runs"
+
+# Error bodies as Apple's simulator ("CODE") and other mocks
+# ({"code": "CODE"}) write them.
+ctl /_mock/fail '{"path":"/account","status":403,"body":"\"T_C_NOT_SIGNED\"","count":1}'
+rc=0
+dep account --token token.json >/dev/null 2>q.err || rc=$?
+expect_eq "$rc" 3 "quoted error body: T_C_NOT_SIGNED recognised"
+ctl /_mock/fail '{"path":"/account","status":403,"body":"{\"code\":\"ACCESS_DENIED\"}","count":1}'
+rc=0
+dep account --token token.json >/dev/null 2>q.err || rc=$?
+expect_eq "$rc" 3 "JSON error body: ACCESS_DENIED recognised"
+grep -q ACCESS_DENIED q.err && pass "JSON error body: reported" ||
+	fail "JSON error body: reported" "$(cat q.err)"
+ctl /_mock/fail '{"path":"/account","status":403,"body":"SOMETHING_ELSE","count":1}'
+m=$(mark)
+rc=0
+dep account --token token.json >/dev/null 2>&1 || rc=$?
+expect_eq "$rc" 3 "other 403: reported"
+expect_eq "$(since "$m" | jq -c 'select(.path=="/account")' | wc -l)" 1 \
+    "other 403: no re-authentication"
 
 # --- terms not signed, access denied: reported, not retried ---------------------------
 
