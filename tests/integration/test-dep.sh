@@ -388,7 +388,12 @@ for where in /session /account; do
 		rc=0
 		dep account --token token.json >/dev/null 2>tc.err || rc=$?
 		expect_eq "$rc" 3 "$code on $where: exit 3"
-		grep -q "$code" tc.err && pass "$code on $where: reported" ||
+		case $code in
+		T_C_NOT_SIGNED) want="must accept Apple's new terms" ;;
+		*) want="this token has no access" ;;
+		esac
+		grep -q "picomdm-dep: account: $code: .*$want" tc.err &&
+			pass "$code on $where: reported to the operator" ||
 			fail "$code on $where: reported" "$(cat tc.err)"
 		expect_eq "$(since "$m" | jq -c "select(.path==\"$where\")" | wc -l)" 1 \
 		    "$code on $where: not retried"
