@@ -29,55 +29,55 @@
 
 /* Responses larger than this are refused (a page of 1,000 devices is
  * well under 1 MiB). */
-#define DEP_BODY_MAX (32u * 1024 * 1024)
-#define DEP_SESSION_MAX 4096
-#define DEP_ERRCODE_MAX 64
+#define DEP_BODY_MAX	 (32u * 1024 * 1024)
+#define DEP_SESSION_MAX	 4096
+#define DEP_ERRCODE_MAX	 64
 #define DEP_CONTENT_TYPE "application/json;charset=UTF8"
 
 struct dep_client {
-	CURL            *curl;
-	char            *url; /* base, no trailing slash */
-	char            *session_uri; /* OAuth base string URI */
-	char            *ca_file;
-	char            *user_agent;
-	char            *protocol;
-	unsigned         max_wait;
-	unsigned         max_retries;
-	long             timeout;
+	CURL		*curl;
+	char		*url;	      /* base, no trailing slash */
+	char		*session_uri; /* OAuth base string URI */
+	char		*ca_file;
+	char		*user_agent;
+	char		*protocol;
+	unsigned	 max_wait;
+	unsigned	 max_retries;
+	long		 timeout;
 	struct dep_oauth oauth;
-	char            *session; /* current X-ADM-Auth-Session, or NULL */
-	unsigned         sessions;
+	char		*session; /* current X-ADM-Auth-Session, or NULL */
+	unsigned	 sessions;
 	/* Per response. */
 	struct buf body;
-	char       new_session[DEP_SESSION_MAX];
-	long       retry_after; /* seconds, -1 when absent */
-	char       errcode[DEP_ERRCODE_MAX];
-	long       errstatus;
+	char	   new_session[DEP_SESSION_MAX];
+	long	   retry_after; /* seconds, -1 when absent */
+	char	   errcode[DEP_ERRCODE_MAX];
+	long	   errstatus;
 };
 
 static const char *const dep_errors[DEP_ERR__MAX] = {
-	[DEP_OK] = "success",
-	[DEP_ERR_SYSTEM] = "out of memory or library failure",
-	[DEP_ERR_TRANSPORT] = "cannot reach the ADE service",
-	[DEP_ERR_PROTOCOL] = "unexpected response from the ADE service",
-	[DEP_ERR_AUTH] = "authentication refused (token revoked, replaced "
-			 "or wrong)",
-	[DEP_ERR_TERMS] = "T_C_NOT_SIGNED: the organisation must accept "
-			  "Apple's new terms and conditions in Apple Business "
-			  "Manager",
-	[DEP_ERR_DENIED] = "ACCESS_DENIED: this token has no access",
-	[DEP_ERR_RETRY_LATER] = "the ADE service asked to retry later",
-	[DEP_ERR_CURSOR_EXHAUSTED] = "EXHAUSTED_CURSOR: fetch is complete, "
-				     "sync instead",
-	[DEP_ERR_CURSOR_EXPIRED] = "EXPIRED_CURSOR: the cursor is too old, "
-				   "fetch again",
-	[DEP_ERR_CURSOR_INVALID] = "INVALID_CURSOR: fetch again",
-	[DEP_ERR_REQUEST] = "request refused by the ADE service",
-	[DEP_ERR_TOKEN_FORMAT] = "not an ADE server token",
-	[DEP_ERR_TOKEN_WRONG_KEY] = "the server token is encrypted to "
-				    "another certificate",
-	[DEP_ERR_TOKEN_EXPIRED] = "the server token has expired",
-	[DEP_ERR_KEY] = "unusable key or certificate",
+    [DEP_OK] = "success",
+    [DEP_ERR_SYSTEM] = "out of memory or library failure",
+    [DEP_ERR_TRANSPORT] = "cannot reach the ADE service",
+    [DEP_ERR_PROTOCOL] = "unexpected response from the ADE service",
+    [DEP_ERR_AUTH] = "authentication refused (token revoked, replaced "
+		     "or wrong)",
+    [DEP_ERR_TERMS] = "T_C_NOT_SIGNED: the organisation must accept "
+		      "Apple's new terms and conditions in Apple Business "
+		      "Manager",
+    [DEP_ERR_DENIED] = "ACCESS_DENIED: this token has no access",
+    [DEP_ERR_RETRY_LATER] = "the ADE service asked to retry later",
+    [DEP_ERR_CURSOR_EXHAUSTED] = "EXHAUSTED_CURSOR: fetch is complete, "
+				 "sync instead",
+    [DEP_ERR_CURSOR_EXPIRED] = "EXPIRED_CURSOR: the cursor is too old, "
+			       "fetch again",
+    [DEP_ERR_CURSOR_INVALID] = "INVALID_CURSOR: fetch again",
+    [DEP_ERR_REQUEST] = "request refused by the ADE service",
+    [DEP_ERR_TOKEN_FORMAT] = "not an ADE server token",
+    [DEP_ERR_TOKEN_WRONG_KEY] = "the server token is encrypted to "
+				"another certificate",
+    [DEP_ERR_TOKEN_EXPIRED] = "the server token has expired",
+    [DEP_ERR_KEY] = "unusable key or certificate",
 };
 
 const char *
@@ -92,9 +92,9 @@ char *
 dep_pct_encode(const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	size_t            n = strlen(s), i, k = 0;
-	unsigned char     c;
-	char             *o;
+	size_t		  n = strlen(s), i, k = 0;
+	unsigned char	  c;
+	char		 *o;
 
 	if (n > SIZE_MAX / 3 - 1 || (o = malloc(3 * n + 1)) == NULL)
 		return NULL;
@@ -118,8 +118,8 @@ dep_oauth_base_uri(const char *base, const char *path)
 {
 	const char *p, *host, *hend, *port = NULL, *rest;
 	struct buf  b = {.max = 8192};
-	size_t      i, sl;
-	int         https;
+	size_t	    i, sl;
+	int	    https;
 
 	if (strncasecmp(base, "https://", 8) == 0) {
 		https = 1;
@@ -178,18 +178,18 @@ dep_oauth_header(const struct dep_oauth *o, const char *base_uri,
     const char *ts, const char *nonce, char **base_string)
 {
 	/* Sorted by name, as the base string needs them (§3.4.1.3.2). */
-	const char *names[6] = {"oauth_consumer_key", "oauth_nonce",
-	    "oauth_signature_method", "oauth_timestamp", "oauth_token",
-	    "oauth_version"};
+	const char   *names[6] = {"oauth_consumer_key", "oauth_nonce",
+	      "oauth_signature_method", "oauth_timestamp", "oauth_token",
+	      "oauth_version"};
 	const char   *vals[6];
-	char         *enc[6] = {NULL}, *pkey = NULL, *psec = NULL;
-	char         *puri = NULL, *pparams = NULL, *sig64 = NULL;
-	char         *psig = NULL, *ret = NULL;
+	char	     *enc[6] = {NULL}, *pkey = NULL, *psec = NULL;
+	char	     *puri = NULL, *pparams = NULL, *sig64 = NULL;
+	char	     *psig = NULL, *ret = NULL;
 	struct buf    params = {.max = 16384}, base = {.max = 32768};
 	struct buf    key = {.max = 16384}, hdr = {.max = 32768};
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int  maclen = 0;
-	size_t        i;
+	size_t	      i;
 
 	vals[0] = o->consumer_key;
 	vals[1] = nonce;
@@ -264,11 +264,10 @@ dup_or(const char *s, const char *dflt)
 }
 
 struct dep_client *
-dep_client_new(const struct dep_client_config *cfg,
-    const struct dep_oauth *o)
+dep_client_new(const struct dep_client_config *cfg, const struct dep_oauth *o)
 {
 	struct dep_client *c;
-	size_t             n;
+	size_t		   n;
 
 	if (o->consumer_key == NULL || o->consumer_secret == NULL ||
 	    o->access_token == NULL || o->access_secret == NULL)
@@ -360,8 +359,9 @@ header_value(const char *p, size_t n, const char *name, size_t *vlen)
 		return NULL;
 	for (i = nl + 1; i < n && (p[i] == ' ' || p[i] == '\t'); i++)
 		;
-	while (n > i && (p[n - 1] == '\r' || p[n - 1] == '\n' ||
-			    p[n - 1] == ' ' || p[n - 1] == '\t'))
+	while (n > i &&
+	    (p[n - 1] == '\r' || p[n - 1] == '\n' || p[n - 1] == ' ' ||
+		p[n - 1] == '\t'))
 		n--;
 	*vlen = n - i;
 	return p + i;
@@ -371,10 +371,10 @@ static size_t
 on_header(char *p, size_t sz, size_t n, void *arg)
 {
 	struct dep_client *c = arg;
-	const char        *v;
-	size_t             len = sz * n, vl;
-	char               tmp[32];
-	long long          secs;
+	const char	  *v;
+	size_t		   len = sz * n, vl;
+	char		   tmp[32];
+	long long	   secs;
 
 	if ((v = header_value(p, len, "X-ADM-Auth-Session", &vl)) != NULL) {
 		if (vl > 0 && vl < sizeof(c->new_session)) {
@@ -400,10 +400,10 @@ on_header(char *p, size_t sz, size_t n, void *arg)
 static void
 errcode_of(struct dep_client *c)
 {
-	json_t      *j, *v;
-	const char  *s = NULL;
-	size_t       i, n;
-	char        *p = (char *)c->body.p;
+	json_t	   *j, *v;
+	const char *s = NULL;
+	size_t	    i, n;
+	char	   *p = (char *)c->body.p;
 
 	c->errcode[0] = '\0';
 	if (c->body.len == 0 || p == NULL)
@@ -411,8 +411,8 @@ errcode_of(struct dep_client *c)
 	j = json_loadb(p, c->body.len, JSON_DECODE_ANY, NULL);
 	if (json_is_string(j))
 		s = json_string_value(j);
-	else if (json_is_object(j) && json_is_string(v = json_object_get(j,
-						       "code")))
+	else if (json_is_object(j) &&
+	    json_is_string(v = json_object_get(j, "code")))
 		s = json_string_value(v);
 	if (s != NULL) {
 		n = strlen(s);
@@ -444,12 +444,12 @@ exchange(struct dep_client *c, const char *method, const char *path,
     const char *auth, const char *body, long *status)
 {
 	struct curl_slist *h = NULL, *t;
-	char               line[DEP_SESSION_MAX + 64];
-	char               errbuf[CURL_ERROR_SIZE] = "";
-	struct buf         url = {.max = 16384};
-	enum dep_status    rc = DEP_ERR_SYSTEM;
-	CURLcode           cc;
-	CURL              *cu = c->curl;
+	char		   line[DEP_SESSION_MAX + 64];
+	char		   errbuf[CURL_ERROR_SIZE] = "";
+	struct buf	   url = {.max = 16384};
+	enum dep_status	   rc = DEP_ERR_SYSTEM;
+	CURLcode	   cc;
+	CURL		  *cu = c->curl;
 
 	buf_free(&c->body);
 	c->body.max = DEP_BODY_MAX;
@@ -459,11 +459,11 @@ exchange(struct dep_client *c, const char *method, const char *path,
 	if (buf_printf(&url, "%s%s", c->url, path) != 0 ||
 	    buf_append(&url, "", 1) != 0)
 		goto out;
-#define ADDH(s)                                                               \
-	do {                                                                  \
-		if ((t = curl_slist_append(h, (s))) == NULL)                  \
-			goto out;                                             \
-		h = t;                                                        \
+#define ADDH(s)                                              \
+	do {                                                 \
+		if ((t = curl_slist_append(h, (s))) == NULL) \
+			goto out;                            \
+		h = t;                                       \
 	} while (0)
 	if (snprintf(line, sizeof(line), "User-Agent: %s", c->user_agent) >=
 	    (int)sizeof(line))
@@ -518,7 +518,8 @@ exchange(struct dep_client *c, const char *method, const char *path,
 		if (curl_easy_setopt(cu, CURLOPT_HTTPGET, 1L) != CURLE_OK)
 			goto out;
 	} else if (body != NULL) {
-		if (curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body) != CURLE_OK ||
+		if (curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body) !=
+			CURLE_OK ||
 		    curl_easy_setopt(cu, CURLOPT_POSTFIELDSIZE,
 			(long)strlen(body)) != CURLE_OK)
 			goto out;
@@ -561,12 +562,13 @@ set_session(struct dep_client *c, const char *s)
 static enum dep_status
 backoff(struct dep_client *c, unsigned *tries, long status)
 {
-	long            wait = c->retry_after >= 0 ? c->retry_after : 1;
+	long		wait = c->retry_after >= 0 ? c->retry_after : 1;
 	struct timespec ts;
 
 	if (*tries >= c->max_retries || wait > (long)c->max_wait) {
 		log_error("ade service answered %ld, retry after %ld s: giving "
-			  "up", status, wait);
+			  "up",
+		    status, wait);
 		return DEP_ERR_RETRY_LATER;
 	}
 	(*tries)++;
@@ -604,21 +606,21 @@ status_error(struct dep_client *c, long status)
 static enum dep_status
 authenticate(struct dep_client *c)
 {
-	char            ts[24], nonce[33];
-	unsigned char   rnd[16];
-	char           *auth;
+	char		ts[24], nonce[33];
+	unsigned char	rnd[16];
+	char	       *auth;
 	enum dep_status rc;
-	unsigned        tries = 0;
-	long            status;
-	json_t         *j = NULL, *v;
+	unsigned	tries = 0;
+	long		status;
+	json_t	       *j = NULL, *v;
 
 	for (;;) {
 		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 			return DEP_ERR_SYSTEM;
 		hex_encode(rnd, sizeof(rnd), nonce);
 		snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
-		auth = dep_oauth_header(&c->oauth, c->session_uri, ts, nonce,
-		    NULL);
+		auth = dep_oauth_header(
+		    &c->oauth, c->session_uri, ts, nonce, NULL);
 		if (auth == NULL)
 			return DEP_ERR_SYSTEM;
 		c->sessions++;
@@ -655,12 +657,12 @@ enum dep_status
 dep_call(struct dep_client *c, const char *method, const char *path,
     json_t *body, json_t **out)
 {
-	char           *text = NULL;
+	char	       *text = NULL;
 	enum dep_status rc;
-	unsigned        tries = 0;
-	int             reauth = 0;
-	long            status;
-	json_error_t    e;
+	unsigned	tries = 0;
+	int		reauth = 0;
+	long		status;
+	json_error_t	e;
 
 	if (out != NULL)
 		*out = NULL;
@@ -688,20 +690,22 @@ dep_call(struct dep_client *c, const char *method, const char *path,
 			continue;
 		}
 		errcode_of(c);
-		if (!reauth && (status == 401 ||
-				   (status == 403 &&
-				       strcmp(c->errcode, "FORBIDDEN") == 0))) {
+		if (!reauth &&
+		    (status == 401 ||
+			(status == 403 &&
+			    strcmp(c->errcode, "FORBIDDEN") == 0))) {
 			/* The session expired: once more with a new one. */
 			log_info("ade session expired (http %ld): "
-				 "authenticating again", status);
+				 "authenticating again",
+			    status);
 			reauth = 1;
 			if ((rc = authenticate(c)) != DEP_OK)
 				goto out;
 			continue;
 		}
 		rc = status_error(c, status);
-		log_error("ade %s %s: http %ld %s", method, path, status,
-		    c->errcode);
+		log_error(
+		    "ade %s %s: http %ld %s", method, path, status, c->errcode);
 		goto out;
 	}
 	if (out != NULL) {
@@ -738,7 +742,7 @@ devices_call(struct dep_client *c, const char *path, const char *cursor,
     unsigned limit, json_t **out)
 {
 	enum dep_status rc;
-	json_t         *req, *dev;
+	json_t	       *req, *dev;
 
 	if ((req = json_object()) == NULL)
 		return DEP_ERR_SYSTEM;
@@ -766,15 +770,15 @@ devices_call(struct dep_client *c, const char *path, const char *cursor,
 }
 
 enum dep_status
-dep_devices_fetch(struct dep_client *c, const char *cursor, unsigned limit,
-    json_t **out)
+dep_devices_fetch(
+    struct dep_client *c, const char *cursor, unsigned limit, json_t **out)
 {
 	return devices_call(c, "/server/devices", cursor, limit, out);
 }
 
 enum dep_status
-dep_devices_sync(struct dep_client *c, const char *cursor, unsigned limit,
-    json_t **out)
+dep_devices_sync(
+    struct dep_client *c, const char *cursor, unsigned limit, json_t **out)
 {
 	if (cursor == NULL)
 		return DEP_ERR_CURSOR_INVALID;
@@ -785,7 +789,7 @@ static json_t *
 serial_array(const char *const *serials, size_t n)
 {
 	json_t *a;
-	size_t  i;
+	size_t	i;
 
 	if (n == 0 || n > 1000 || (a = json_array()) == NULL)
 		return NULL;
@@ -798,11 +802,11 @@ serial_array(const char *const *serials, size_t n)
 }
 
 enum dep_status
-dep_devices_details(struct dep_client *c, const char *const *serials,
-    size_t n, json_t **out)
+dep_devices_details(
+    struct dep_client *c, const char *const *serials, size_t n, json_t **out)
 {
 	enum dep_status rc;
-	json_t         *a, *req;
+	json_t	       *a, *req;
 
 	if ((a = serial_array(serials, n)) == NULL)
 		return DEP_ERR_REQUEST;
@@ -824,7 +828,7 @@ dep_profile_define(struct dep_client *c, json_t *profile, json_t **out)
 enum dep_status
 dep_profile_get(struct dep_client *c, const char *uuid, json_t **out)
 {
-	char           *enc, path[256];
+	char	       *enc, path[256];
 	enum dep_status rc;
 
 	if ((enc = dep_pct_encode(uuid)) == NULL)
@@ -844,12 +848,12 @@ dep_profile_assign(struct dep_client *c, const char *uuid,
     const char *const *serials, size_t n, json_t **out)
 {
 	enum dep_status rc;
-	json_t         *a, *req;
+	json_t	       *a, *req;
 
 	if ((a = serial_array(serials, n)) == NULL)
 		return DEP_ERR_REQUEST;
-	if ((req = json_pack("{s:s, s:o}", "profile_uuid", uuid, "devices",
-		 a)) == NULL)
+	if ((req = json_pack(
+		 "{s:s, s:o}", "profile_uuid", uuid, "devices", a)) == NULL)
 		return DEP_ERR_SYSTEM;
 	rc = dep_call(c, "POST", "/profile/devices", req, out);
 	json_decref(req);

@@ -78,18 +78,18 @@ cn_ok(const char *cn)
 enum dep_status
 dep_token_new(const char *cn, int days, char **cert_pem, char **key_pem)
 {
-	enum dep_status rc = DEP_ERR_SYSTEM;
-	EVP_PKEY       *pkey = NULL;
-	X509           *x = NULL;
-	X509_NAME      *name;
-	X509V3_CTX      ctx;
-	X509_EXTENSION *ext;
-	BIGNUM         *bn = NULL;
-	BIO            *cb = NULL, *kb = NULL;
+	enum dep_status		 rc = DEP_ERR_SYSTEM;
+	EVP_PKEY		*pkey = NULL;
+	X509			*x = NULL;
+	X509_NAME		*name;
+	X509V3_CTX		 ctx;
+	X509_EXTENSION		*ext;
+	BIGNUM			*bn = NULL;
+	BIO			*cb = NULL, *kb = NULL;
 	static const char *const exts[][2] = {
-		{"basicConstraints", "critical,CA:FALSE"},
-		{"keyUsage", "critical,keyEncipherment,digitalSignature"},
-		{"subjectKeyIdentifier", "hash"},
+	    {"basicConstraints", "critical,CA:FALSE"},
+	    {"keyUsage", "critical,keyEncipherment,digitalSignature"},
+	    {"subjectKeyIdentifier", "hash"},
 	};
 	size_t i;
 
@@ -168,8 +168,8 @@ json_str_dup(json_t *obj, const char *key)
 enum dep_status
 dep_token_parse_json(const char *s, size_t len, struct dep_oauth *out)
 {
-	json_t      *j;
-	json_t      *exp;
+	json_t	    *j;
+	json_t	    *exp;
 	json_error_t e;
 
 	memset(out, 0, sizeof(*out));
@@ -201,15 +201,15 @@ dep_token_parse_json(const char *s, size_t len, struct dep_oauth *out)
 char *
 dep_token_to_json(const struct dep_oauth *o)
 {
-	char    when[32];
+	char	when[32];
 	json_t *j;
 	char   *s;
 
 	time_format(o->expiry_us, when, sizeof(when));
 	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "consumer_key",
 	    o->consumer_key, "consumer_secret", o->consumer_secret,
-	    "access_token", o->access_token, "access_secret",
-	    o->access_secret, "access_token_expiry", when);
+	    "access_token", o->access_token, "access_secret", o->access_secret,
+	    "access_token_expiry", when);
 	if (j == NULL)
 		return NULL;
 	s = json_dumps(j, JSON_COMPACT);
@@ -227,9 +227,9 @@ static char *
 token_unwrap(const char *p, size_t n)
 {
 	const char *body = p, *end = p + n, *line, *eol;
-	char       *s;
-	size_t      k = 0, ll;
-	int         headers = 0;
+	char	   *s;
+	size_t	    k = 0, ll;
+	int	    headers = 0;
 
 	/* A header block starts with "Name:" on its first line. */
 	for (line = p; line < end && *line != '\n' && *line != '{'; line++)
@@ -258,8 +258,9 @@ token_unwrap(const char *p, size_t n)
 		if (eol == NULL)
 			eol = end;
 		ll = (size_t)(eol - line);
-		while (ll > 0 && (line[ll - 1] == '\r' || line[ll - 1] == ' ' ||
-				     line[ll - 1] == '\t'))
+		while (ll > 0 &&
+		    (line[ll - 1] == '\r' || line[ll - 1] == ' ' ||
+			line[ll - 1] == '\t'))
 			ll--;
 		if (ll >= 15 && strncmp(line, "-----BEGIN ", 11) == 0)
 			continue;
@@ -280,8 +281,8 @@ static int
 has_recipient(CMS_ContentInfo *cms, X509 *cert)
 {
 	STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(cms);
-	CMS_RecipientInfo           *ri;
-	int                          i;
+	CMS_RecipientInfo *ri;
+	int		   i;
 
 	for (i = 0; i < sk_CMS_RecipientInfo_num(ris); i++) {
 		ri = sk_CMS_RecipientInfo_value(ris, i);
@@ -296,13 +297,13 @@ enum dep_status
 dep_token_decrypt(const void *p7m, size_t len, const char *key_pem,
     const char *cert_pem, uint64_t now_us, struct dep_oauth *out)
 {
-	enum dep_status rc = DEP_ERR_SYSTEM;
-	BIO            *in = NULL, *kb = NULL, *cb = NULL, *plain = NULL;
+	enum dep_status	 rc = DEP_ERR_SYSTEM;
+	BIO		*in = NULL, *kb = NULL, *cb = NULL, *plain = NULL;
 	CMS_ContentInfo *cms = NULL;
-	EVP_PKEY       *pkey = NULL;
-	X509           *cert = NULL;
-	char           *data, *json = NULL;
-	long            n;
+	EVP_PKEY	*pkey = NULL;
+	X509		*cert = NULL;
+	char		*data, *json = NULL;
+	long		 n;
 
 	memset(out, 0, sizeof(*out));
 	if (len == 0 || len > TOKEN_MAX_BYTES || len > INT32_MAX)
@@ -312,8 +313,8 @@ dep_token_decrypt(const void *p7m, size_t len, const char *key_pem,
 		goto out;
 	pkey = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
 	cert = PEM_read_bio_X509(cb, NULL, NULL, NULL);
-	if (pkey == NULL || cert == NULL || X509_check_private_key(cert,
-						pkey) != 1) {
+	if (pkey == NULL || cert == NULL ||
+	    X509_check_private_key(cert, pkey) != 1) {
 		rc = DEP_ERR_KEY;
 		goto out;
 	}
@@ -327,8 +328,8 @@ dep_token_decrypt(const void *p7m, size_t len, const char *key_pem,
 			goto out;
 		cms = d2i_CMS_bio(in, NULL);
 	}
-	if (cms == NULL || OBJ_obj2nid(CMS_get0_type(cms)) !=
-			       NID_pkcs7_enveloped) {
+	if (cms == NULL ||
+	    OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_enveloped) {
 		rc = DEP_ERR_TOKEN_FORMAT;
 		goto out;
 	}

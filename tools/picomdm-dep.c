@@ -28,24 +28,24 @@
 #include "picomdm/util.h"
 
 /* Exit statuses (picomdm-dep(8) EXIT STATUS). */
-#define EX_FAIL 1
+#define EX_FAIL	 1
 #define EX_USAGE 2
 #define EX_APPLE 3 /* the organisation must act at Apple */
 
-#define FILE_MAX (1024 * 1024)
+#define FILE_MAX   (1024 * 1024)
 #define CURSOR_MAX 4096
-#define WARN_DAYS 30
+#define WARN_DAYS  30
 
 struct opts {
 	struct dep_client_config cfg;
-	const char              *out;      /* -o */
-	const char              *key_out;  /* --key-out */
-	const char              *key;      /* --key */
-	const char              *cert;     /* --cert */
-	const char              *token;    /* --token */
-	const char              *cursor_file;
-	unsigned                 limit;
-	int                      days;
+	const char		*out;	  /* -o */
+	const char		*key_out; /* --key-out */
+	const char		*key;	  /* --key */
+	const char		*cert;	  /* --cert */
+	const char		*token;	  /* --token */
+	const char		*cursor_file;
+	unsigned		 limit;
+	int			 days;
 };
 
 static void
@@ -77,9 +77,9 @@ static char *
 file_read(const char *path, size_t *len)
 {
 	struct buf b = {.max = FILE_MAX};
-	char       chunk[8192];
-	ssize_t    n;
-	int        fd;
+	char	   chunk[8192];
+	ssize_t	   n;
+	int	   fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
 		fprintf(stderr, "picomdm-dep: %s: %s\n", path, strerror(errno));
@@ -114,17 +114,18 @@ fail:
  * with a message.
  */
 static int
-file_write(const char *path, const void *data, size_t len, mode_t mode,
-    int excl)
+file_write(
+    const char *path, const void *data, size_t len, mode_t mode, int excl)
 {
-	char        tmp[4096];
+	char	    tmp[4096];
 	const char *target = path;
-	int         fd, rc = -1;
+	int	    fd, rc = -1;
 
 	if (!excl) {
 		if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >=
 		    (int)sizeof(tmp)) {
-			fprintf(stderr, "picomdm-dep: %s: name too long\n", path);
+			fprintf(
+			    stderr, "picomdm-dep: %s: name too long\n", path);
 			return -1;
 		}
 		target = tmp;
@@ -132,21 +133,21 @@ file_write(const char *path, const void *data, size_t len, mode_t mode,
 	}
 	fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd == -1) {
-		fprintf(stderr, "picomdm-dep: %s: %s\n", target,
-		    strerror(errno));
+		fprintf(
+		    stderr, "picomdm-dep: %s: %s\n", target, strerror(errno));
 		return -1;
 	}
-	if (fchmod(fd, mode) == -1 ||
-	    write(fd, data, len) != (ssize_t)len || fsync(fd) == -1) {
-		fprintf(stderr, "picomdm-dep: %s: %s\n", target,
-		    strerror(errno));
+	if (fchmod(fd, mode) == -1 || write(fd, data, len) != (ssize_t)len ||
+	    fsync(fd) == -1) {
+		fprintf(
+		    stderr, "picomdm-dep: %s: %s\n", target, strerror(errno));
 		close(fd);
 		(void)unlink(target);
 		return -1;
 	}
 	if (close(fd) == -1) {
-		fprintf(stderr, "picomdm-dep: %s: %s\n", target,
-		    strerror(errno));
+		fprintf(
+		    stderr, "picomdm-dep: %s: %s\n", target, strerror(errno));
 		(void)unlink(target);
 		return -1;
 	}
@@ -179,10 +180,10 @@ days_left(uint64_t expiry_us)
 static int
 cmd_token_new(struct opts *o, int argc, char *argv[])
 {
-	char           *cert = NULL, *key = NULL;
-	struct buf      both = {0};
+	char	       *cert = NULL, *key = NULL;
+	struct buf	both = {0};
 	enum dep_status s;
-	int             rc = EX_FAIL;
+	int		rc = EX_FAIL;
 
 	if (argc != 1 || o->out == NULL || o->key_out == NULL)
 		usage();
@@ -220,14 +221,15 @@ out:
 static int
 token_load(const char *path, struct dep_oauth *oa)
 {
-	struct stat     st;
-	char           *s;
-	size_t          n;
+	struct stat	st;
+	char	       *s;
+	size_t		n;
 	enum dep_status ds;
-	char            when[32];
+	char		when[32];
 
 	if (path == NULL) {
-		fprintf(stderr, "picomdm-dep: --token TOKEN.json is required\n");
+		fprintf(
+		    stderr, "picomdm-dep: --token TOKEN.json is required\n");
 		return EX_USAGE;
 	}
 	if (stat(path, &st) == -1) {
@@ -253,8 +255,10 @@ token_load(const char *path, struct dep_oauth *oa)
 	}
 	if (days_left(oa->expiry_us) < 0) {
 		time_format(oa->expiry_us, when, sizeof(when));
-		fprintf(stderr, "picomdm-dep: %s: the token expired on %s; "
-				"download a new one\n", path, when);
+		fprintf(stderr,
+		    "picomdm-dep: %s: the token expired on %s; "
+		    "download a new one\n",
+		    path, when);
 		dep_oauth_clear(oa);
 		return EX_FAIL;
 	}
@@ -270,20 +274,21 @@ print_expiry(uint64_t expiry_us)
 	time_format(expiry_us, when, sizeof(when));
 	printf("expiry %s\n", when);
 	if (d >= 0 && d < WARN_DAYS)
-		fprintf(stderr, "picomdm-dep: warning: the token expires in "
-				"%d days; renew it in Apple Business Manager\n",
+		fprintf(stderr,
+		    "picomdm-dep: warning: the token expires in "
+		    "%d days; renew it in Apple Business Manager\n",
 		    d);
 }
 
 static int
 cmd_token_decrypt(struct opts *o, int argc, char *argv[])
 {
-	char           *p7m = NULL, *key = NULL, *cert = NULL, *json = NULL;
-	size_t          pl = 0, kl = 0, cl = 0;
+	char		*p7m = NULL, *key = NULL, *cert = NULL, *json = NULL;
+	size_t		 pl = 0, kl = 0, cl = 0;
 	struct dep_oauth oa = {0};
-	enum dep_status s;
-	char            when[32];
-	int             rc = EX_FAIL;
+	enum dep_status	 s;
+	char		 when[32];
+	int		 rc = EX_FAIL;
 
 	if (argc != 1 || o->key == NULL)
 		usage();
@@ -292,8 +297,8 @@ cmd_token_decrypt(struct opts *o, int argc, char *argv[])
 		goto out;
 	if (o->cert != NULL && (cert = file_read(o->cert, &cl)) == NULL)
 		goto out;
-	s = dep_token_decrypt(p7m, pl, key, cert != NULL ? cert : key,
-	    time_now_us(), &oa);
+	s = dep_token_decrypt(
+	    p7m, pl, key, cert != NULL ? cert : key, time_now_us(), &oa);
 	if (s == DEP_ERR_TOKEN_EXPIRED) {
 		time_format(oa.expiry_us, when, sizeof(when));
 		fprintf(stderr, "picomdm-dep: %s: the token expired on %s\n",
@@ -328,15 +333,14 @@ out:
 static int
 call_failed(struct dep_client *c, const char *what, enum dep_status s)
 {
-	long        st;
+	long	    st;
 	const char *code = dep_client_error(c, &st);
 
 	if (s == DEP_ERR_REQUEST || s == DEP_ERR_PROTOCOL)
 		fprintf(stderr, "picomdm-dep: %s: %s (http %ld%s%s)\n", what,
 		    dep_strerror(s), st, code[0] ? " " : "", code);
 	else
-		fprintf(stderr, "picomdm-dep: %s: %s\n", what,
-		    dep_strerror(s));
+		fprintf(stderr, "picomdm-dep: %s: %s\n", what, dep_strerror(s));
 	if (s == DEP_ERR_TERMS || s == DEP_ERR_DENIED || s == DEP_ERR_AUTH)
 		return EX_APPLE;
 	return EX_FAIL;
@@ -357,7 +361,7 @@ print_json(json_t *j)
 static int
 cmd_account(struct dep_client *c, int argc)
 {
-	json_t         *j;
+	json_t	       *j;
 	enum dep_status s;
 
 	if (argc != 0)
@@ -398,11 +402,11 @@ cursor_load(const char *path)
 static int
 cmd_devices(struct opts *o, struct dep_client *c, int argc)
 {
-	char           *cursor;
-	json_t         *r, *d;
+	char	       *cursor;
+	json_t	       *r, *d;
 	enum dep_status s;
-	size_t          i, fetched = 0, synced = 0;
-	int             sync = 0, restarts = 0, more;
+	size_t		i, fetched = 0, synced = 0;
+	int		sync = 0, restarts = 0, more;
 	const char     *nc;
 
 	if (argc != 0)
@@ -419,8 +423,10 @@ cmd_devices(struct opts *o, struct dep_client *c, int argc)
 		if ((s == DEP_ERR_CURSOR_EXPIRED ||
 			s == DEP_ERR_CURSOR_INVALID) &&
 		    cursor != NULL && restarts++ == 0) {
-			fprintf(stderr, "picomdm-dep: %s: fetching every "
-					"device again\n", dep_strerror(s));
+			fprintf(stderr,
+			    "picomdm-dep: %s: fetching every "
+			    "device again\n",
+			    dep_strerror(s));
 			free(cursor);
 			cursor = NULL;
 			sync = 0;
@@ -458,8 +464,8 @@ cmd_devices(struct opts *o, struct dep_client *c, int argc)
 			return EX_FAIL;
 		}
 		if (o->cursor_file != NULL &&
-		    file_write(o->cursor_file, cursor, strlen(cursor), 0600,
-			0) != 0) {
+		    file_write(
+			o->cursor_file, cursor, strlen(cursor), 0600, 0) != 0) {
 			json_decref(r);
 			free(cursor);
 			return EX_FAIL;
@@ -473,8 +479,9 @@ cmd_devices(struct opts *o, struct dep_client *c, int argc)
 		sync = 1;
 	}
 	free(cursor);
-	fprintf(stderr, "picomdm-dep: %zu devices fetched, %zu changes "
-			"synced, %u sessions\n",
+	fprintf(stderr,
+	    "picomdm-dep: %zu devices fetched, %zu changes "
+	    "synced, %u sessions\n",
 	    fetched, synced, dep_client_sessions(c));
 	return 0;
 }
@@ -482,13 +489,13 @@ cmd_devices(struct opts *o, struct dep_client *c, int argc)
 static int
 cmd_details(struct dep_client *c, int argc, char *argv[])
 {
-	json_t         *r;
+	json_t	       *r;
 	enum dep_status s;
 
 	if (argc < 1 || argc > 1000)
 		usage();
-	if ((s = dep_devices_details(c, (const char *const *)argv,
-		 (size_t)argc, &r)) != DEP_OK)
+	if ((s = dep_devices_details(
+		 c, (const char *const *)argv, (size_t)argc, &r)) != DEP_OK)
 		return call_failed(c, "details", s);
 	print_json(r);
 	json_decref(r);
@@ -498,10 +505,10 @@ cmd_details(struct dep_client *c, int argc, char *argv[])
 static int
 cmd_profile(struct dep_client *c, int argc, char *argv[])
 {
-	json_t         *r = NULL, *p, *url;
-	json_error_t    e;
+	json_t	       *r = NULL, *p, *url;
+	json_error_t	e;
 	enum dep_status s;
-	int             i, n, rc = 0;
+	int		i, n, rc = 0;
 
 	if (argc < 2)
 		usage();
@@ -518,8 +525,10 @@ cmd_profile(struct dep_client *c, int argc, char *argv[])
 		if (!json_is_object(p) ||
 		    !json_is_string(json_object_get(p, "profile_name")) ||
 		    !json_is_string(url)) {
-			fprintf(stderr, "picomdm-dep: %s: a profile needs "
-					"profile_name and url\n", argv[1]);
+			fprintf(stderr,
+			    "picomdm-dep: %s: a profile needs "
+			    "profile_name and url\n",
+			    argv[1]);
 			json_decref(p);
 			return EX_FAIL;
 		}
@@ -570,14 +579,13 @@ main(int argc, char *argv[])
 	    {"cursor-file", required_argument, NULL, 'F'},
 	    {"limit", required_argument, NULL, 'l'},
 	    {"days", required_argument, NULL, 'D'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0}};
-	struct opts        o;
+	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	struct opts	   o;
 	struct dep_oauth   oa = {0};
 	struct dep_client *c;
-	long long          v;
-	int                ch, rc;
-	const char        *cmd;
+	long long	   v;
+	int		   ch, rc;
+	const char	  *cmd;
 
 	memset(&o, 0, sizeof(o));
 	o.days = 365;

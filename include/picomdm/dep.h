@@ -34,10 +34,10 @@
 
 /* The OAuth credentials of one server token (all owned, NUL-terminated). */
 struct dep_oauth {
-	char    *consumer_key;
-	char    *consumer_secret;
-	char    *access_token;
-	char    *access_secret;
+	char	*consumer_key;
+	char	*consumer_secret;
+	char	*access_token;
+	char	*access_secret;
 	uint64_t expiry_us; /* access_token_expiry, µs since the epoch */
 };
 
@@ -50,21 +50,21 @@ void dep_oauth_clear(struct dep_oauth *);
  */
 enum dep_status {
 	DEP_OK = 0,
-	DEP_ERR_SYSTEM,      /* memory, OpenSSL, libcurl setup */
-	DEP_ERR_TRANSPORT,   /* connection, TLS, timeout */
-	DEP_ERR_PROTOCOL,    /* unexpected status or malformed response */
-	DEP_ERR_AUTH,        /* 401 even after re-authentication */
-	DEP_ERR_TERMS,       /* 403 T_C_NOT_SIGNED: accept terms in ABM */
-	DEP_ERR_DENIED,      /* 403 ACCESS_DENIED */
-	DEP_ERR_RETRY_LATER, /* 429/503 beyond the wait bound or retries */
+	DEP_ERR_SYSTEM,		  /* memory, OpenSSL, libcurl setup */
+	DEP_ERR_TRANSPORT,	  /* connection, TLS, timeout */
+	DEP_ERR_PROTOCOL,	  /* unexpected status or malformed response */
+	DEP_ERR_AUTH,		  /* 401 even after re-authentication */
+	DEP_ERR_TERMS,		  /* 403 T_C_NOT_SIGNED: accept terms in ABM */
+	DEP_ERR_DENIED,		  /* 403 ACCESS_DENIED */
+	DEP_ERR_RETRY_LATER,	  /* 429/503 beyond the wait bound or retries */
 	DEP_ERR_CURSOR_EXHAUSTED, /* 400 EXHAUSTED_CURSOR: use sync */
-	DEP_ERR_CURSOR_EXPIRED,   /* 400 EXPIRED_CURSOR: fetch again */
-	DEP_ERR_CURSOR_INVALID,   /* 400 INVALID_CURSOR: fetch again */
-	DEP_ERR_REQUEST,     /* other 4xx: the code is in dep_client_error */
-	DEP_ERR_TOKEN_FORMAT,  /* not an S/MIME envelope / bad JSON */
+	DEP_ERR_CURSOR_EXPIRED,	  /* 400 EXPIRED_CURSOR: fetch again */
+	DEP_ERR_CURSOR_INVALID,	  /* 400 INVALID_CURSOR: fetch again */
+	DEP_ERR_REQUEST,      /* other 4xx: the code is in dep_client_error */
+	DEP_ERR_TOKEN_FORMAT, /* not an S/MIME envelope / bad JSON */
 	DEP_ERR_TOKEN_WRONG_KEY, /* encrypted to another certificate */
-	DEP_ERR_TOKEN_EXPIRED, /* access_token_expiry has passed */
-	DEP_ERR_KEY,         /* unreadable key or certificate, or no pair */
+	DEP_ERR_TOKEN_EXPIRED,	 /* access_token_expiry has passed */
+	DEP_ERR_KEY,		 /* unreadable key or certificate, or no pair */
 	DEP_ERR__MAX
 };
 
@@ -80,8 +80,8 @@ const char *dep_strerror(enum dep_status);
  * *key_pem are NUL-terminated PEM strings the caller frees (the key with
  * freezero(p, strlen(p))).
  */
-enum dep_status dep_token_new(const char *cn, int days, char **cert_pem,
-    char **key_pem);
+enum dep_status dep_token_new(
+    const char *cn, int days, char **cert_pem, char **key_pem);
 
 /*
  * Decrypt Apple's server token p7m[0..len) (the .p7m file: MIME headers,
@@ -105,8 +105,8 @@ enum dep_status dep_token_decrypt(const void *p7m, size_t len,
  * consumer_secret, access_token, access_secret and access_token_expiry
  * (RFC 3339). DEP_OK or DEP_ERR_TOKEN_FORMAT; expiry is not checked.
  */
-enum dep_status dep_token_parse_json(const char *, size_t,
-    struct dep_oauth *out);
+enum dep_status dep_token_parse_json(
+    const char *, size_t, struct dep_oauth *out);
 
 /*
  * The JSON object dep_token_parse_json reads, for *o (caller frees with
@@ -146,13 +146,13 @@ char *dep_oauth_header(const struct dep_oauth *, const char *base_uri,
 /* --- Client: module/dep.c --- */
 
 struct dep_client_config {
-	const char *url;              /* NULL: DEP_DEFAULT_URL */
-	const char *ca_file;          /* NULL: the system's trust store */
-	const char *user_agent;       /* NULL: "picomdm-dep/VERSION" */
+	const char *url;	      /* NULL: DEP_DEFAULT_URL */
+	const char *ca_file;	      /* NULL: the system's trust store */
+	const char *user_agent;	      /* NULL: "picomdm-dep/VERSION" */
 	const char *protocol_version; /* NULL: DEP_DEFAULT_PROTOCOL */
-	unsigned    max_wait;         /* 0: DEP_DEFAULT_MAX_WAIT seconds */
+	unsigned    max_wait;	      /* 0: DEP_DEFAULT_MAX_WAIT seconds */
 	unsigned    max_retries;      /* 429/503 retries per call; 0: 3 */
-	long        timeout;          /* seconds per request; 0: 60 */
+	long	    timeout;	      /* seconds per request; 0: 60 */
 };
 
 struct dep_client;
@@ -162,8 +162,8 @@ struct dep_client;
  * Returns NULL on allocation failure, an invalid URL or an oauth with a
  * missing credential. Free with dep_client_free (NULL is a no-op).
  */
-struct dep_client *dep_client_new(const struct dep_client_config *,
-    const struct dep_oauth *);
+struct dep_client *dep_client_new(
+    const struct dep_client_config *, const struct dep_oauth *);
 void dep_client_free(struct dep_client *);
 
 /*
@@ -203,22 +203,22 @@ enum dep_status dep_account(struct dep_client *, json_t **out);
  * is the FetchDeviceResponse: cursor, devices, more_to_follow,
  * fetched_until.
  */
-enum dep_status dep_devices_fetch(struct dep_client *, const char *cursor,
-    unsigned limit, json_t **out);
-enum dep_status dep_devices_sync(struct dep_client *, const char *cursor,
-    unsigned limit, json_t **out);
+enum dep_status dep_devices_fetch(
+    struct dep_client *, const char *cursor, unsigned limit, json_t **out);
+enum dep_status dep_devices_sync(
+    struct dep_client *, const char *cursor, unsigned limit, json_t **out);
 
 /* POST /devices: details of n serials (1..1000). */
-enum dep_status dep_devices_details(struct dep_client *,
-    const char *const *serials, size_t n, json_t **out);
+enum dep_status dep_devices_details(
+    struct dep_client *, const char *const *serials, size_t n, json_t **out);
 
 /* POST /profile: define an enrollment profile (borrowed JSON object). */
-enum dep_status dep_profile_define(struct dep_client *, json_t *profile,
-    json_t **out);
+enum dep_status dep_profile_define(
+    struct dep_client *, json_t *profile, json_t **out);
 
 /* GET /profile?profile_uuid=UUID. */
-enum dep_status dep_profile_get(struct dep_client *, const char *uuid,
-    json_t **out);
+enum dep_status dep_profile_get(
+    struct dep_client *, const char *uuid, json_t **out);
 
 /* POST /profile/devices: assign profile uuid to n serials (1..1000). */
 enum dep_status dep_profile_assign(struct dep_client *, const char *uuid,

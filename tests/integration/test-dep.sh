@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# "COND && pass || fail" is safe here (pass never fails); cleanup is the
+# EXIT trap.
+# shellcheck disable=SC2015,SC2317
 #
 # test-dep.sh - picomdm-dep against tests/mock-dep.py, a local HTTPS
 # stand-in for Apple's ADE service that checks the OAuth signature and
@@ -132,6 +135,16 @@ grep -q "expired on 2020-01-01T00:00:00Z" exp.err &&
 	fail "token decrypt: expired message" "$(cat exp.err)"
 [[ ! -e exp.json ]] && pass "token decrypt: nothing written (expired)" ||
 	fail "token decrypt: nothing written (expired)"
+creds "$(date -u -d '+10 days' +%Y-%m-%dT%H:%M:%SZ)" >soon.json
+mkp7m soon.json cert.pem soon.p7m
+rc=0
+"$DEP" token decrypt soon.p7m --key key.pem >/dev/null 2>soon.err || rc=$?
+expect_eq "$rc" 0 "token decrypt: a token expiring in 10 days is accepted"
+grep -q "warning: the token expires in [0-9]* days" soon.err &&
+    pass "token decrypt: warns 30 days ahead" ||
+	fail "token decrypt: warns 30 days ahead" "$(cat soon.err)"
+grep -q warning dec.err && fail "token decrypt: no warning 200 days ahead" ||
+	pass "token decrypt: no warning 200 days ahead"
 expect_exit 1 "token decrypt: not a token" \
     "$DEP" token decrypt cert.pem --key key.pem
 

@@ -29,10 +29,10 @@
 static char kat_ck[] = "CK_5e1f0c2a9b", kat_cs[] = "CS_7d/a+b=c d";
 static char kat_at[] = "AT_0b3e~x", kat_as[] = "AS_4&9!q";
 static const struct dep_oauth kat = {
-	.consumer_key = kat_ck,
-	.consumer_secret = kat_cs,
-	.access_token = kat_at,
-	.access_secret = kat_as,
+    .consumer_key = kat_ck,
+    .consumer_secret = kat_cs,
+    .access_token = kat_at,
+    .access_secret = kat_as,
 };
 
 static const char kat_base_https[] =
@@ -58,15 +58,15 @@ static void
 test_base_uri(void)
 {
 	static const char *const cases[][2] = {
-		{"https://mdmenrollment.apple.com",
-		    "https://mdmenrollment.apple.com/session"},
-		{"HTTPS://MdmEnrollment.Apple.COM:443/",
-		    "https://mdmenrollment.apple.com/session"},
-		{"http://127.0.0.1:8080", "http://127.0.0.1:8080/session"},
-		{"http://127.0.0.1:80", "http://127.0.0.1/session"},
-		{"https://127.0.0.1:80", "https://127.0.0.1:80/session"},
-		{"https://[::1]:8443/dep/", "https://[::1]:8443/dep/session"},
-		{"https://[::1]", "https://[::1]/session"},
+	    {"https://mdmenrollment.apple.com",
+		"https://mdmenrollment.apple.com/session"},
+	    {"HTTPS://MdmEnrollment.Apple.COM:443/",
+		"https://mdmenrollment.apple.com/session"},
+	    {"http://127.0.0.1:8080", "http://127.0.0.1:8080/session"},
+	    {"http://127.0.0.1:80", "http://127.0.0.1/session"},
+	    {"https://127.0.0.1:80", "https://127.0.0.1:80/session"},
+	    {"https://[::1]:8443/dep/", "https://[::1]:8443/dep/session"},
+	    {"https://[::1]", "https://[::1]/session"},
 	};
 	size_t i;
 	char  *s;
@@ -91,8 +91,9 @@ test_oauth_kat(void)
 	    "1700000000", "0123456789abcdef", &base);
 	CHECK(h != NULL);
 	CHECK_STR(base, kat_base_https);
-	CHECK(strstr(h, "oauth_signature=\"C9%2Fa9DsJ0gQwC3w58FnPOlaapzo%3D\"")
-	    != NULL);
+	CHECK(
+	    strstr(h, "oauth_signature=\"C9%2Fa9DsJ0gQwC3w58FnPOlaapzo%3D\"") !=
+	    NULL);
 	CHECK(strncmp(h, "OAuth realm=\"ADM\", ", 19) == 0);
 	CHECK(strstr(h, "oauth_consumer_key=\"CK_5e1f0c2a9b\"") != NULL);
 	CHECK(strstr(h, "oauth_token=\"AT_0b3e~x\"") != NULL);
@@ -107,8 +108,8 @@ test_oauth_kat(void)
 	/* The URI is part of what is signed. */
 	h = dep_oauth_header(&kat, "http://127.0.0.1:8080/session",
 	    "1700000000", "0123456789abcdef", NULL);
-	CHECK(strstr(h, "oauth_signature=\"0DXhNCMVvhMPr1bliHKXvUKpAhk%3D\"")
-	    != NULL);
+	CHECK(strstr(h, "oauth_signature=\"0DXhNCMVvhMPr1bliHKXvUKpAhk%3D\"") !=
+	    NULL);
 	free(h);
 }
 
@@ -131,22 +132,23 @@ cert_of(const char *pem)
 static char *
 make_p7m(const char *cert_pem, const char *json)
 {
-	struct buf       m = {0};
-	STACK_OF(X509)  *certs = sk_X509_new_null();
-	X509            *x = cert_of(cert_pem);
-	BIO             *in, *out = BIO_new(BIO_s_mem());
+	struct buf m = {0};
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	X509		*x = cert_of(cert_pem);
+	BIO		*in, *out = BIO_new(BIO_s_mem());
 	CMS_ContentInfo *cms;
-	char            *data, *s;
-	long             n;
-	size_t           i, len = strlen(json);
+	char		*data, *s;
+	long		 n;
+	size_t		 i, len = strlen(json);
 
 	CHECK(x != NULL && certs != NULL && out != NULL);
-	CHECK(buf_printf(&m, "Content-Type: text/plain;charset=UTF-8\r\n"
-			     "Content-Transfer-Encoding: 7bit\r\n\r\n"
-			     "-----BEGIN MESSAGE-----\r\n") == 0);
+	CHECK(buf_printf(&m,
+		  "Content-Type: text/plain;charset=UTF-8\r\n"
+		  "Content-Transfer-Encoding: 7bit\r\n\r\n"
+		  "-----BEGIN MESSAGE-----\r\n") == 0);
 	for (i = 0; i < len; i += 64) {
-		CHECK(buf_append(&m, json + i, len - i < 64 ? len - i : 64) ==
-		    0);
+		CHECK(
+		    buf_append(&m, json + i, len - i < 64 ? len - i : 64) == 0);
 		CHECK(buf_append(&m, "\r\n", 2) == 0);
 	}
 	CHECK(buf_printf(&m, "-----END MESSAGE-----\r\n") == 0);
@@ -176,12 +178,12 @@ static const char token_json[] =
 static void
 test_token(void)
 {
-	char            *cert1, *key1, *cert2, *key2, *p7m, *j;
-	const char      *js;
+	char		*cert1, *key1, *cert2, *key2, *p7m, *j;
+	const char	*js;
 	struct dep_oauth o, o2;
-	X509            *x;
-	uint64_t         now = time_now_us(), exp;
-	char             when[32];
+	X509		*x;
+	uint64_t	 now = time_now_us(), exp;
+	char		 when[32];
 
 	CHECK_EQ(dep_token_new("picomdm test", 30, &cert1, &key1), DEP_OK);
 	CHECK_EQ(dep_token_new("other server", 30, &cert2, &key2), DEP_OK);
@@ -190,8 +192,8 @@ test_token(void)
 	CHECK(strstr(cert1, "PRIVATE") == NULL);
 	x = cert_of(cert1);
 	CHECK(x != NULL);
-	CHECK((X509_get_key_usage(x) & (KU_KEY_ENCIPHERMENT |
-					   KU_DIGITAL_SIGNATURE)) ==
+	CHECK((X509_get_key_usage(x) &
+		  (KU_KEY_ENCIPHERMENT | KU_DIGITAL_SIGNATURE)) ==
 	    (KU_KEY_ENCIPHERMENT | KU_DIGITAL_SIGNATURE));
 	CHECK(X509_verify(x, X509_get0_pubkey(x)) == 1);
 	CHECK(EVP_PKEY_get_bits(X509_get0_pubkey(x)) == 2048);
@@ -204,10 +206,11 @@ test_token(void)
 	/* The right key. */
 	p7m = make_p7m(cert1, token_json);
 	CHECK(strstr(p7m, "smime.p7m") != NULL);
-	CHECK_EQ(dep_token_decrypt(p7m, strlen(p7m), key1, cert1, now, &o),
-	    DEP_OK);
-	CHECK_STR(o.consumer_key, "CK_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-				  "aaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	CHECK_EQ(
+	    dep_token_decrypt(p7m, strlen(p7m), key1, cert1, now, &o), DEP_OK);
+	CHECK_STR(o.consumer_key,
+	    "CK_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 	CHECK_STR(o.consumer_secret, "CS_bbbb");
 	CHECK_STR(o.access_token, "AT_cccc");
 	CHECK_STR(o.access_secret, "AS_dddd");
@@ -256,13 +259,17 @@ test_token(void)
 	free(p7m);
 	/* The JSON parser alone. */
 	CHECK_EQ(dep_token_parse_json("[]", 2, &o), DEP_ERR_TOKEN_FORMAT);
-	js = "{\"consumer_key\":\"a\",\"consumer_secret\":\"b\",\"access_token\":"
+	js =
+	    "{\"consumer_key\":\"a\",\"consumer_secret\":\"b\",\"access_token\":"
 	    "\"c\",\"access_secret\":\"d\",\"access_token_expiry\":\"soon\"}";
-	CHECK_EQ(dep_token_parse_json(js, strlen(js), &o), DEP_ERR_TOKEN_FORMAT);
-	js = "{\"consumer_key\":\"a\",\"consumer_secret\":\"\",\"access_token\":"
+	CHECK_EQ(
+	    dep_token_parse_json(js, strlen(js), &o), DEP_ERR_TOKEN_FORMAT);
+	js =
+	    "{\"consumer_key\":\"a\",\"consumer_secret\":\"\",\"access_token\":"
 	    "\"c\",\"access_secret\":\"d\",\"access_token_expiry\":"
 	    "\"2031-01-01T00:00:00Z\"}";
-	CHECK_EQ(dep_token_parse_json(js, strlen(js), &o), DEP_ERR_TOKEN_FORMAT);
+	CHECK_EQ(
+	    dep_token_parse_json(js, strlen(js), &o), DEP_ERR_TOKEN_FORMAT);
 	freezero(key1, strlen(key1));
 	freezero(key2, strlen(key2));
 	free(cert1);
