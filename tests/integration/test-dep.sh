@@ -486,6 +486,17 @@ expect_jq "$out" .devices.MOCK00000010.profile_status assigned \
     "details: profile_status assigned"
 expect_jq "$out" .devices.MOCK00000010.profile_uuid "$uuid" \
     "details: the profile uuid"
+# More than 1,000 serials: batches of at most 1,000.
+mapfile -t many < <(seq -f 'MOCK%08g' 0 1000)
+m=$(mark)
+dep profile assign --token token.json "$uuid" "${many[@]}" >batch.out
+expect_eq "$(since "$m" | jq -r 'select(.path=="/profile/devices") |
+    .body.devices | length' | tr '\n' ' ')" "1000 1 " \
+    "profile assign: 1,001 serials in batches of 1,000 and 1"
+expect_eq "$(jq -r '.devices[]' batch.out | sort | uniq -c |
+    awk '{print $2 "=" $1}' | tr '\n' ' ')" \
+    "NOT_ACCESSIBLE=$((1001 - total)) SUCCESS=$total " \
+    "profile assign: each serial answered (the $total present succeed)"
 rc=0
 dep profile show --token token.json 00000000000000000000000000000000 \
     >/dev/null 2>pnf.err || rc=$?
