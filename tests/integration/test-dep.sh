@@ -28,8 +28,11 @@
 #     beyond --max-wait is not attempted;
 #   - EXPIRED_CURSOR (mock clock moved 8 days) and INVALID_CURSOR: a
 #     full fetch again;
-#   - profile define/show/assign and device details; malformed JSON;
-#     wrong credentials.
+#   - a fetch interrupted by a malformed page resumes from the cursor
+#     file, every device printed once over both runs;
+#   - profile define/show/assign (batches of 1,000) and device details;
+#     malformed JSON; wrong credentials; an untrusted TLS certificate;
+#   - 10,000 devices over 10 pages, each exactly once.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -526,5 +529,18 @@ expect_eq "$(since "$m" | jq -r '"\(.path) \(.status)"')" "/session 401" \
 rc=0
 "$DEP" --url "$URL" account --token token.json >/dev/null 2>tls.err || rc=$?
 expect_eq "$rc" 1 "untrusted TLS certificate: refused"
+
+# --- scale: 10,000 devices over many pages arrive exactly once ------------------
+
+ctl /_mock/events "{\"add\":$((10000 - total))}"
+m=$(mark)
+rc=0
+dep devices --token token.json --limit 1000 >big.out 2>big.err || rc=$?
+expect_eq "$rc" 0 "10,000 devices: exit 0"
+expect_eq "$(jq -r 'select(has("op_type") | not) | .serial_number' big.out |
+    sort -u | wc -l) $(jq -c 'select(has("op_type") | not)' big.out | wc -l)" \
+    "10000 10000" "10,000 devices: each exactly once"
+expect_eq "$(since "$m" | jq -c 'select(.path=="/server/devices")' | wc -l)" 10 \
+    "10,000 devices: 10 pages of 1,000"
 
 it_done
