@@ -158,7 +158,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
     -out tls-cert.pem 2>/dev/null
 /usr/bin/python3 "$MOCK" --cert tls-cert.pem --key tls-key.pem \
     --credentials creds.json --devices 250 --rotate-every 4 \
-    --port-file port --log requests.jsonl 2>mock.log &
+    --port-file "$T/port" --log "$T/requests.jsonl" 2>mock.log &
 MOCK_PID=$!
 IT_PIDS+=("$MOCK_PID")
 for _ in $(seq 100); do
