@@ -294,6 +294,22 @@ has_recipient(CMS_ContentInfo *cms, X509 *cert)
 }
 
 enum dep_status
+dep_token_content_parse(const char *p, size_t n, struct dep_oauth *out)
+{
+	enum dep_status rc;
+	char	       *json;
+
+	memset(out, 0, sizeof(*out));
+	if (n > TOKEN_MAX_BYTES)
+		return DEP_ERR_TOKEN_FORMAT;
+	if ((json = token_unwrap(p, n)) == NULL)
+		return DEP_ERR_TOKEN_FORMAT;
+	rc = dep_token_parse_json(json, strlen(json), out);
+	freezero(json, strlen(json) + 1);
+	return rc;
+}
+
+enum dep_status
 dep_token_decrypt(const void *p7m, size_t len, const char *key_pem,
     const char *cert_pem, uint64_t now_us, struct dep_oauth *out)
 {
@@ -302,7 +318,7 @@ dep_token_decrypt(const void *p7m, size_t len, const char *key_pem,
 	CMS_ContentInfo *cms = NULL;
 	EVP_PKEY	*pkey = NULL;
 	X509		*cert = NULL;
-	char		*data, *json = NULL;
+	char		*data;
 	long		 n;
 
 	memset(out, 0, sizeof(*out));
@@ -344,19 +360,17 @@ dep_token_decrypt(const void *p7m, size_t len, const char *key_pem,
 		goto out;
 	}
 	n = BIO_get_mem_data(plain, &data);
-	if (n <= 0 || (json = token_unwrap(data, (size_t)n)) == NULL) {
+	if (n <= 0) {
 		rc = DEP_ERR_TOKEN_FORMAT;
 		goto out;
 	}
-	if ((rc = dep_token_parse_json(json, strlen(json), out)) != DEP_OK)
+	if ((rc = dep_token_content_parse(data, (size_t)n, out)) != DEP_OK)
 		goto out;
 	if (out->expiry_us <= now_us)
 		rc = DEP_ERR_TOKEN_EXPIRED;
 out:
 	if (plain != NULL && (n = BIO_get_mem_data(plain, &data)) > 0)
 		OPENSSL_cleanse(data, (size_t)n);
-	if (json != NULL)
-		freezero(json, strlen(json));
 	BIO_free(plain);
 	BIO_free(in);
 	BIO_free(kb);

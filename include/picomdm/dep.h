@@ -100,6 +100,15 @@ enum dep_status dep_token_decrypt(const void *p7m, size_t len,
     struct dep_oauth *out);
 
 /*
+ * The decrypted content of a server token (a MIME text part: headers, an
+ * empty line, the JSON, optionally between BEGIN/END MESSAGE lines and
+ * line-wrapped; or the bare JSON) into *out, as dep_token_parse_json.
+ * DEP_OK or DEP_ERR_TOKEN_FORMAT (then *out is empty).
+ */
+enum dep_status dep_token_content_parse(const char *, size_t,
+					struct dep_oauth *out);
+
+/*
  * Parse the token JSON (the decrypted content, or the interim token file
  * picomdm-dep writes): an object with the string members consumer_key,
  * consumer_secret, access_token, access_secret and access_token_expiry
