@@ -276,6 +276,37 @@ test_token(void)
 	free(cert2);
 }
 
+/* A client refuses a bad URL or missing credentials; a closed port is a
+ * transport error, reported before any session exists. */
+static void
+test_client(void)
+{
+	struct dep_client_config cfg = {0};
+	struct dep_oauth	 none = {0};
+	struct dep_client	*c;
+	json_t			*j = (json_t *)1;
+	long			 st = -1;
+
+	cfg.url = "ftp://127.0.0.1";
+	CHECK(dep_client_new(&cfg, &kat) == NULL);
+	cfg.url = NULL;
+	CHECK(dep_client_new(&cfg, &none) == NULL);
+	/* Port 1 on loopback: nothing listens there. */
+	cfg.url = "http://127.0.0.1:1/";
+	cfg.timeout = 5;
+	c = dep_client_new(&cfg, &kat);
+	CHECK(c != NULL);
+	CHECK_EQ(dep_account(c, &j), DEP_ERR_TRANSPORT);
+	CHECK(j == NULL);
+	CHECK_STR(dep_client_error(c, &st), "");
+	CHECK_EQ(st, 0);
+	CHECK_EQ(dep_client_sessions(c), 1);
+	CHECK_EQ(dep_devices_sync(c, NULL, 0, &j), DEP_ERR_CURSOR_INVALID);
+	CHECK_EQ(dep_devices_details(c, NULL, 0, &j), DEP_ERR_REQUEST);
+	dep_client_free(c);
+	dep_client_free(NULL);
+}
+
 static void
 test_strerror(void)
 {
@@ -293,6 +324,7 @@ main(void)
 	test_base_uri();
 	test_oauth_kat();
 	test_token();
+	test_client();
 	test_strerror();
 	REGRESS_DONE();
 }
