@@ -333,9 +333,9 @@ expect_jq "$(ctlok show "$udid")" '[.enrollments[].enabled] | all' true \
     "device and user channels enabled"
 checkin "$(auth_plist "$udid" "$serial")" renewed
 expect_status 200 "re-Authenticate of the device"
-expect_jq "$(ctlok queue "$udid")" '.queue | length' 0 \
+expect_jq "$(ctlok queue "$udid")" '.queue | type == "array" and length == 0' true \
     "re-Authenticate cleared the device's queue"
-expect_jq "$(ctlok queue "$udid:$uid")" '.queue | length' 0 \
+expect_jq "$(ctlok queue "$udid:$uid")" '.queue | type == "array" and length == 0' true \
     "... and its user channel's queue"
 show=$(ctl show "$udid")
 expect_jq "$show" '[.enrollments[] | [.id, .enabled]] | tostring' \
