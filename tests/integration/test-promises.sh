@@ -15,7 +15,8 @@
 #   - dump -o creates its file mode 0600; dump and show without --secrets
 #     hold no secret, and the responder's log holds neither secrets nor
 #     the API key;
-#   - 1,000 IDs per enqueue, and no more (API and picomdmctl).
+#   - 1,000 IDs per enqueue, and no more (API and picomdmctl);
+#   - retention: prune --results-days keeps younger results, drops older.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -220,6 +221,26 @@ printf '{"request_type": "ProfileList", "command_uuid": "ctl-1001"}\n' \
     >"$IT_DIR/ctl.json"
 expect_exit 2 "picomdmctl enqueue of 1001 IDs exits 2" \
     ctl enqueue "$ids,X1000" "$IT_DIR/ctl.json"
+
+# ---- retention: prune --results-days ----
+
+printf '{"request_type": "ProfileList", "command_uuid": "keep-1"}\n' \
+    >"$IT_DIR/keep.json"
+ctl enqueue "$udid" "$IT_DIR/keep.json" >/dev/null || it_abort "setup: enqueue keep-1"
+expect_eq "$(send "$udid" device1 Idle)" ids-1000 "Idle gets ids-1000"
+expect_eq "$(send "$udid" device1 Acknowledged ids-1000)" keep-1 "then keep-1"
+expect_eq "$(send "$udid" device1 Acknowledged keep-1)" "" "both results stored"
+it_stop_responder
+expect_jq "$(ctlok results "$udid")" '[.results[].command_uuid] | join(",")' \
+    keep-1,ids-1000 "two results before pruning"
+expect_exit 0 "prune --results-days 1" ctl prune --results-days 1
+expect_jq "$(ctlok results "$udid")" '[.results[].command_uuid] | join(",")' \
+    keep-1,ids-1000 "prune --results-days 1 keeps today's results"
+expect_exit 0 "prune --results-days 0" ctl prune --results-days 0
+expect_jq "$(ctlok results "$udid")" '.results | type == "array" and length == 0' \
+    true "prune --results-days 0 removes them"
+expect_jq "$(ctlok show "$udid")" '.enrollments[0].enabled' true \
+    "... and keeps the enrolled device"
 
 IT_DB=$IT_DB_SAVED
 it_done
