@@ -26,6 +26,7 @@
 #	PICOMDM_IT_RESPONDER=null   serve with tests/fcgi-null instead of
 #	                    picomdm-fcgi (checks the harness itself)
 #	PICOMDM_IT_KEEP=1   keep the temp directory even when all passed
+#	PICOMDM_IT_FAILFAST=1  stop at the first failed case (scripts/mutate)
 #
 # Sanitizers: it_start points ASAN_OPTIONS and UBSAN_OPTIONS (appended to
 # what the caller set) at $IT_DIR/san/, so every process the test starts
@@ -91,6 +92,8 @@ fail() {
 	fi
 	printf 'not ok %d - %s: %s%s\n' "$IT_N" "$IT_NAME" "$1" \
 	    "${2:+ ($2)}"
+	# scripts/mutate: the first failure is the verdict.
+	[[ -z ${PICOMDM_IT_FAILFAST-} || -n ${IT_DONE-} ]] || it_done
 }
 
 # note WHAT: a line about the harness or the setup; not a case.
@@ -214,6 +217,7 @@ it_cleanup() {
 # responder's log as a failure, print the totals; exit 0 when nothing
 # failed.
 it_done() {
+	IT_DONE=1
 	if [[ -n $IT_MAIN_PID && $BASHPID != "$IT_MAIN_PID" ]]; then
 		# it_abort in a subshell: only that subshell ends.
 		exit 1

@@ -16,7 +16,10 @@
 #     hold no secret, and the responder's log holds neither secrets nor
 #     the API key;
 #   - 1,000 IDs per enqueue, and no more (API and picomdmctl);
-#   - retention: prune --results-days keeps younger results, drops older.
+#   - retention: prune --results-days keeps younger results, drops older;
+#   - durability and group commit, with LMDB's syncs counted and slowed
+#     (syncshim.c): every reply after its sync, concurrent operations
+#     sharing syncs.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -201,6 +204,64 @@ for s in "$token" cHJvbWlzZS1ib290c3RyYXA= cHJvbWlzZS11bmxvY2s=; do
 done
 expect_eq "$n" 3 "dump --secrets holds push token, BootstrapToken and UnlockToken"
 rm -f "$IT_DIR"/dump*.jsonl "$IT_DIR"/pre-retro.jsonl "$IT_DIR"/retro.jsonl
+
+# ---- durability and group commit, seen through the syncs ----
+# tests/integration/syncshim.c, preloaded into the responder, counts
+# LMDB's fdatasync/fsync/msync calls and makes each take 400 ms. A reply
+# sent before its sync, or no sync at all (MDB_NOSYNC), answers faster
+# than that; one sync per operation instead of one per batch shows in the
+# count.
+shim=$IT_DIR/syncshim.so
+cc -shared -fPIC -O2 -o "$shim" "$IT_LIB_DIR/syncshim.c" ||
+    it_abort "setup: cc syncshim.c"
+synclog=$IT_DIR/syncs
+: >"$synclog"
+plain_cmd=("${IT_RESPONDER_CMD[@]}")
+IT_RESPONDER_CMD=(/usr/bin/env LD_PRELOAD="$shim" SYNCSHIM_LOG="$synclog"
+    SYNCSHIM_DELAY_MS=400
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+    "${plain_cmd[@]}")
+it_start_responder
+syncs() { stat -c %s "$synclog"; }
+for i in 1 2 3; do
+	s0=$(syncs)
+	t0=$(date +%s%N)
+	checkin "$(token_plist "$udid" "$(openssl rand -base64 32)")" device1
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	expect_status 200 "TokenUpdate $i with a 400 ms sync"
+	if ((ms >= 400)); then
+		pass "TokenUpdate $i answered after its sync (${ms} ms)"
+	else
+		fail "TokenUpdate $i answered after its sync" \
+		    "answered in ${ms} ms, a sync takes 400"
+	fi
+	expect_eq "$(($(syncs) > s0))" 1 "TokenUpdate $i was synced ($((\
+	    $(syncs) - s0)) syncs)"
+done
+# 16 devices' requests at once: they wait together behind one sync.
+s0=$(syncs)
+mapfile -t certargs < <(it_cert_args device1)
+for i in $(seq 16); do
+	f=$(token_plist "$udid" "$(openssl rand -base64 32)")
+	curl -sS -o /dev/null -w '%{http_code}\n' \
+	    --resolve "localhost:$IT_PORT:127.0.0.1" \
+	    --cacert "$IT_CERTS/server-ca.pem" --max-time 60 -X PUT \
+	    "${certargs[@]}" -H "Content-Type: $IT_CHECKIN_TYPE" \
+	    --data-binary "@$f" "$IT_URL/mdm/checkin" \
+	    >"$IT_DIR/gc.$i" 2>&1 &
+done
+wait
+expect_eq "$(cat "$IT_DIR"/gc.* | sort | uniq -c | tr -s ' ')" " 16 200" \
+    "16 concurrent TokenUpdates answered 200"
+n=$(($(syncs) - s0))
+if ((n >= 1 && n <= 6)); then
+	pass "16 concurrent operations shared batches: $n syncs"
+else
+	fail "16 concurrent operations share batches and syncs" "$n syncs"
+fi
+it_stop_responder
+IT_RESPONDER_CMD=("${plain_cmd[@]}")
+rm -f "$IT_DIR"/gc.*
 
 # ---- 1,000 IDs per enqueue ----
 
