@@ -232,6 +232,7 @@ it_done() {
 		fi
 	fi
 	it_sanitizer_reports
+	it_refusal_reasons
 	if [[ -s $IT_DIR/subshell-failures ]]; then
 		IT_FAIL=$((IT_FAIL + $(wc -l <"$IT_DIR/subshell-failures")))
 	fi
@@ -249,6 +250,22 @@ it_sanitizer_reports() {
 	if ((${#reps[@]} > 0)); then
 		fail "no sanitizer reports from any process" \
 		    "${#reps[@]} in $IT_DIR/san: $(head -c 300 "${reps[0]}" | tr '\n' ' ')"
+	fi
+}
+
+# it_refusal_reasons: every refusal in the responder's log carries its
+# reason (README: "Every refusal is logged with its reason").
+it_refusal_reasons() {
+	local n bad
+	[[ $IT_RESPONDER == picomdm-fcgi && -f $IT_DIR/fcgi.log ]] || return 0
+	n=$(grep -c -E ' status=[45][0-9][0-9] ' "$IT_DIR/fcgi.log" || true)
+	((n > 0)) || return 0
+	bad=$(grep -E ' status=[45][0-9][0-9] ' "$IT_DIR/fcgi.log" |
+	    grep -v -E 'reason="[^"-][^"]*"' | head -n 1 || true)
+	if [[ -z $bad ]]; then
+		pass "every refusal in fcgi.log names its reason ($n refusals)"
+	else
+		fail "every refusal in fcgi.log names its reason" "$bad"
 	fi
 }
 
