@@ -19,8 +19,11 @@
 # SIGKILL ends the process, not the machine: what the responder wrote
 # before dying stays in the page cache, so this checks that no answer
 # leaves before its commit and that a commit is all or nothing, not that
-# the commit reached the disk (LMDB's fdatasync does that; --nosync would
-# pass here and must never be deployed).
+# the commit reached the disk (--nosync would pass here). That the disk
+# is reached is seen through the syncs themselves: tests/unit/test-store.c
+# counts LMDB's fdatasync calls per batch and before each completion, and
+# test-promises.sh preloads syncshim.c into the responder (every reply
+# after its sync, concurrent operations sharing one).
 #
 # Environment: PICOMDM_CRASH_KILLS (default 20), PICOMDM_CRASH_DEVICES
 # (default 6).
