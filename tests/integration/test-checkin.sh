@@ -5,7 +5,13 @@
 # is refused and changes nothing; renewal replaces the binding), the
 # Mdm-Signature path without a TLS client certificate, user channels, User
 # Enrollment and Shared iPad IDs, every other check-in message, and the
-# single /mdm URL routed by content type.
+# single /mdm URL routed by content type. Refusals are checked by their
+# logged reason too (a certificate bound to one device Authenticating as
+# another, never-seen UDID is refused as bound to another enrollment);
+# re-Authenticate clears the queues of the device and its user channels,
+# disables them and keeps the BootstrapToken; DeclarativeManagement
+# answers exactly the keys Apple's schema names; no secret the test sent
+# appears in the responder's log.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
