@@ -500,8 +500,10 @@ main(int argc, char *argv[])
 		config_free(&cfg);
 		return 1;
 	}
-	if (cfg.api_key_file != NULL && load_api_key(cfg.api_key_file) == -1)
+	if (cfg.api_key_file != NULL && load_api_key(cfg.api_key_file) == -1) {
+		config_free(&cfg);
 		return 1;
+	}
 
 	if (FCGX_Init() != 0) {
 		log_error("fcgi: init failed");
@@ -528,6 +530,7 @@ main(int argc, char *argv[])
 	if ((rc = store_open(cfg.db, &so, &srv.store)) != 0) {
 		log_error("store: cannot open %s: %s", cfg.db,
 		    store_strerror(rc));
+		config_free(&cfg);
 		return 1;
 	}
 	if (cfg.nosync)

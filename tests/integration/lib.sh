@@ -124,7 +124,7 @@ it_start() {
 	mkdir -p "$IT_DB" "$IT_DIR/nginx"
 	# Sanitizer reports of every process started from here on; 1777:
 	# some tests run programs as nobody.
-	mkdir -p "$IT_DIR/san" && chmod 1777 "$IT_DIR/san"
+	mkdir -p "$IT_DIR/san" && chmod 1777 "$IT_DIR/san" && chmod 0711 "$IT_DIR"
 	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$IT_DIR/san/asan:exitcode=86"
 	export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$IT_DIR/san/ubsan"
 	(umask 077 && openssl rand -hex 32 >"$IT_DIR/api.key")
