@@ -575,13 +575,18 @@ main(int argc, char *argv[])
 	}
 	if (optind != argc)
 		usage();
-	rc = cfgfile != NULL && config_load(&cfg, cfgfile) == -1;
-	for (i = 0; rc == 0 && i < nov; i++)
-		rc = config_set(&cfg, ov_key[i], ov_val[i]) == -1;
+	if (cfgfile != NULL && config_load(&cfg, cfgfile) == -1)
+		rc = 2;
+	for (i = 0; rc != 2 && i < nov; i++)
+		if (config_set(&cfg, ov_key[i], ov_val[i]) == -1)
+			rc = 2;
 	free(ov_key);
 	free(ov_val);
-	if (rc != 0)
+	if (rc == 2) {
+		/* Freed, so that a sanitizer run sees no leak at exit. */
+		config_free(&cfg);
 		return 2;
+	}
 	if (cfg.log_level != NULL)
 		log_set_level((enum log_level)log_level_parse(cfg.log_level));
 	if (cfg.db == NULL || cfg.device_ca == NULL) {
@@ -589,16 +594,22 @@ main(int argc, char *argv[])
 		usage();
 	}
 	srv.cfg = &cfg;
-	if (identity_ca_load(cfg.device_ca, &srv.ca) == -1)
-		return 1; /* logged */
-	if (cfg.api_key_file != NULL && load_api_key(cfg.api_key_file) == -1)
+	if (identity_ca_load(cfg.device_ca, &srv.ca) == -1) {
+		log_error("device ca: cannot load %s", cfg.device_ca);
+		config_free(&cfg);
 		return 1;
+	}
+	if (cfg.api_key_file != NULL && load_api_key(cfg.api_key_file) == -1) {
+		config_free(&cfg);
+		return 1;
+	}
 	{
 		char eerr[256]; /* the enrollment profile (enroll.c) */
 
 		if (enroll_load(&cfg.enroll, &srv.enroll, eerr,
 		    sizeof(eerr)) == -1) {
 			log_error("enroll: %s", eerr);
+			config_free(&cfg);
 			return 1;
 		}
 	}
@@ -622,6 +633,7 @@ main(int argc, char *argv[])
 	if ((rc = store_open(cfg.db, &so, &srv.store)) != 0) {
 		log_error("store: cannot open %s: %s", cfg.db,
 		    store_strerror(rc));
+		config_free(&cfg);
 		return 1;
 	}
 	if (cfg.nosync)

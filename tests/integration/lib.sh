@@ -26,6 +26,15 @@
 #	PICOMDM_IT_RESPONDER=null   serve with tests/fcgi-null instead of
 #	                    picomdm-fcgi (checks the harness itself)
 #	PICOMDM_IT_KEEP=1   keep the temp directory even when all passed
+#	PICOMDM_IT_FAILFAST=1  stop at the first failed case (scripts/mutate)
+#
+# Sanitizers: it_start points ASAN_OPTIONS and UBSAN_OPTIONS (appended to
+# what the caller set) at $IT_DIR/san/, so every process the test starts
+# with a sanitized build (responders, picomdmctl, loadgen, fcgi-null)
+# writes its report there, and makes ASan exit 86, never a code a test
+# expects; it_done fails the test when any report exists. expect_exit and
+# ctlok also fail on a sanitizer exit. Checks of the harness itself use
+# note (printed, not counted) or it_abort, never pass.
 #
 # After a request: STATUS holds the HTTP status (000 when curl failed),
 # BODY the file holding the response body, HEADERS the response headers.
@@ -80,8 +89,19 @@ fail() {
 	IT_N=$((IT_N + 1))
 	IT_FAIL=$((IT_FAIL + 1))
 	it_tally fail
+	# In a subshell ($(...)) the counter is lost: it_done reads this.
+	if [[ -n $IT_DIR && -n $IT_MAIN_PID && $BASHPID != "$IT_MAIN_PID" ]]; then
+		printf '%s\n' "$1" >>"$IT_DIR/subshell-failures"
+	fi
 	printf 'not ok %d - %s: %s%s\n' "$IT_N" "$IT_NAME" "$1" \
 	    "${2:+ ($2)}"
+	# scripts/mutate: the first failure is the verdict.
+	[[ -z ${PICOMDM_IT_FAILFAST-} || -n ${IT_DONE-} ]] || it_done
+}
+
+# note WHAT: a line about the harness or the setup; not a case.
+note() {
+	printf '# %s: %s\n' "$IT_NAME" "$1"
 }
 
 # it_abort WHAT: record a failure and stop this test (logs are kept).
@@ -108,6 +128,11 @@ it_start() {
 	IT_DB=$IT_DIR/db
 	IT_SOCK=$IT_DIR/fcgi.sock
 	mkdir -p "$IT_DB" "$IT_DIR/nginx"
+	# Sanitizer reports of every process started from here on; 1777:
+	# some tests run programs as nobody.
+	mkdir -p "$IT_DIR/san" && chmod 1777 "$IT_DIR/san" && chmod 0711 "$IT_DIR"
+	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$IT_DIR/san/asan:exitcode=86"
+	export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$IT_DIR/san/ubsan"
 	(umask 077 && openssl rand -hex 32 >"$IT_DIR/api.key")
 
 	if [[ ${PICOMDM_IT_RESPONDER-} == null ]]; then
@@ -199,6 +224,7 @@ it_cleanup() {
 # responder's log as a failure, print the totals; exit 0 when nothing
 # failed.
 it_done() {
+	IT_DONE=1
 	if [[ -n $IT_MAIN_PID && $BASHPID != "$IT_MAIN_PID" ]]; then
 		# it_abort in a subshell: only that subshell ends.
 		exit 1
@@ -212,9 +238,50 @@ it_done() {
 			    "see $IT_DIR/fcgi.log"
 		fi
 	fi
+	it_sanitizer_reports
+	it_refusal_reasons
+	if [[ -s $IT_DIR/subshell-failures ]]; then
+		IT_FAIL=$((IT_FAIL + $(wc -l <"$IT_DIR/subshell-failures")))
+	fi
 	echo "# $IT_NAME: $IT_PASS passed, $IT_FAIL failed"
 	((IT_FAIL == 0)) || exit 1
 	exit 0
+}
+
+# it_sanitizer_reports: fail when any process wrote a sanitizer report
+# into $IT_DIR/san (see the top of this file).
+it_sanitizer_reports() {
+	local -a reps=()
+	[[ -n $IT_DIR && -d $IT_DIR/san ]] || return 0
+	mapfile -t reps < <(find "$IT_DIR/san" -type f -size +0 | sort)
+	if ((${#reps[@]} > 0)); then
+		fail "no sanitizer reports from any process" \
+		    "${#reps[@]} in $IT_DIR/san: $(head -c 300 "${reps[0]}" | tr '\n' ' ')"
+	fi
+}
+
+# it_refusal_reasons: every refusal in the responder's log carries its
+# reason (README: "Every refusal is logged with its reason").
+it_refusal_reasons() {
+	local n bad
+	[[ $IT_RESPONDER == picomdm-fcgi && -f $IT_DIR/fcgi.log ]] || return 0
+	n=$(grep -c -E ' status=[45][0-9][0-9] ' "$IT_DIR/fcgi.log" || true)
+	((n > 0)) || return 0
+	bad=$(grep -E ' status=[45][0-9][0-9] ' "$IT_DIR/fcgi.log" |
+	    grep -v -E 'reason="[^"-][^"]*"' | head -n 1 || true)
+	if [[ -z $bad ]]; then
+		pass "every refusal in fcgi.log names its reason ($n refusals)"
+	else
+		fail "every refusal in fcgi.log names its reason" "$bad"
+	fi
+}
+
+# it_sanitizer_exit RC ERRFILE: succeed when RC or ERRFILE shows a
+# sanitizer report.
+it_sanitizer_exit() {
+	((${1} == 86)) && return 0
+	grep -q -e 'ERROR: AddressSanitizer' -e 'ERROR: LeakSanitizer' \
+	    -e 'runtime error:' "$2" 2>/dev/null
 }
 
 # put_raw PATH [CURL_ARG...]: PUT to PATH on the test server. CURL_ARG
@@ -227,6 +294,7 @@ put_raw() {
 	BODY=$IT_DIR/last.body
 	HEADERS=$IT_DIR/last.headers
 	: >"$BODY"
+	IT_LOG_MARK=$(stat -c %s "$IT_DIR/fcgi.log" 2>/dev/null || echo 0)
 	STATUS=$(curl -sS -o "$BODY" -D "$HEADERS" -w '%{http_code}' \
 	    --resolve "localhost:$IT_PORT:127.0.0.1" \
 	    --cacert "$IT_CERTS/server-ca.pem" --max-time 30 \
@@ -302,6 +370,22 @@ ctl() {
 	"$PM_BUILD/picomdmctl" --db "$IT_DB" "$@"
 }
 
+# ctlok ARG...: ctl whose output a check reads, e.g.
+# expect_jq "$(ctlok show UDID)" ...: a non-zero exit is a failed case of
+# its own (inside $(...) the status would otherwise be lost), with its
+# stderr; the output is printed either way.
+ctlok() {
+	local rc=0 err
+	err=$IT_DIR/ctlok.$BASHPID.err
+	"$PM_BUILD/picomdmctl" --db "$IT_DB" "$@" 2>"$err" || rc=$?
+	if ((rc != 0)); then
+		fail "picomdmctl $* succeeds" "exit $rc: $(head -c 200 "$err")"
+	fi
+	cat "$err" >&2
+	rm -f "$err"
+	return 0
+}
+
 # expect_status CODE WHAT: the last request got HTTP status CODE.
 expect_status() {
 	if [[ $STATUS == "$1" ]]; then
@@ -316,6 +400,25 @@ it_body_hint() {
 	[[ -s $BODY ]] || return 0
 	b=$(head -c 120 "$BODY" | tr -c '[:print:]' ' ')
 	printf '; body: %s' "$b"
+}
+
+# expect_logged CODE REASON WHAT: the responder logged the last request
+# as refused with status CODE and exactly this reason (every refusal is
+# logged with its reason; the line may follow the reply by a moment).
+IT_LOG_MARK=0
+expect_logged() {
+	local want="status=$1 " reason="reason=\"$2\"" i lines
+	for ((i = 0; i < 40; i++)); do
+		lines=$(tail -c +"$((IT_LOG_MARK + 1))" "$IT_DIR/fcgi.log" |
+		    grep -F -- "$want" || true)
+		if [[ $lines == *"$reason"* ]]; then
+			pass "$3"
+			return 0
+		fi
+		sleep 0.05
+	done
+	fail "$3" "no '$want... $reason' in fcgi.log; got: $(tail -c +"$((IT_LOG_MARK + 1))" "$IT_DIR/fcgi.log" |
+	    grep -F 'status=' | head -c 300)"
 }
 
 # expect_eq GOT WANT WHAT
@@ -334,12 +437,24 @@ expect_jq() {
 	expect_eq "$got" "$3" "$4"
 }
 
-# expect_exit CODE WHAT CMD...: CMD exits with status CODE.
+# expect_exit CODE WHAT CMD...: CMD exits with status CODE and no
+# sanitizer report; on a mismatch its stderr is shown. EXIT_OUT and
+# EXIT_ERR name files holding its stdout and stderr afterwards.
+EXIT_OUT=
+EXIT_ERR=
 expect_exit() {
 	local want=$1 what=$2 rc=0
 	shift 2
-	"$@" >/dev/null 2>&1 || rc=$?
-	expect_eq "$rc" "$want" "$what"
+	EXIT_OUT=$IT_DIR/exit.out
+	EXIT_ERR=$IT_DIR/exit.err
+	"$@" >"$EXIT_OUT" 2>"$EXIT_ERR" || rc=$?
+	if it_sanitizer_exit "$rc" "$EXIT_ERR"; then
+		fail "$what" "sanitizer report (exit $rc): $(head -c 300 "$EXIT_ERR")"
+	elif [[ $rc == "$want" ]]; then
+		pass "$what"
+	else
+		fail "$what" "exit $rc, want $want: $(head -c 300 "$EXIT_ERR" | tr '\n' ' ')"
+	fi
 }
 
 # sha256_b64 BASE64: hex SHA-256 of the decoded bytes.

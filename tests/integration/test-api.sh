@@ -72,7 +72,7 @@ expect_status 200 "a trailing slash is ignored"
 
 api GET /api/v1/enrollments
 expect_status 200 "empty store: list answers"
-expect_body_jq '.enrollments | length' 0 "empty store: no enrollments"
+expect_body_jq '.enrollments | type == "array" and length == 0' true "empty store: no enrollments"
 expect_body_jq .next null "empty store: next is null"
 
 enroll "$udid1" device1 "$serial1"
@@ -123,11 +123,26 @@ expect_body_jq '.enrollments | length' 2 "filter serial: device and its user"
 api GET "/api/v1/enrollments?topic=$IT_TOPIC&limit=1000"
 expect_body_jq '.enrollments | length' 3 "filter topic"
 api GET "/api/v1/enrollments?topic=com.apple.mgmt.other"
-expect_body_jq '.enrollments | length' 0 "filter on another topic"
+expect_body_jq '.enrollments | type == "array" and length == 0' true "filter on another topic"
+all3="$udid1,$uid1,$udid2"
 api GET "/api/v1/enrollments?seen_since=2000-01-01T00:00:00Z"
-expect_body_jq '.enrollments | length' 3 "seen_since in the past"
+expect_status 200 "seen_since in the past (Z): 200"
+expect_body_jq '[.enrollments[].id] | join(",")' "$all3" "seen_since in the past"
 api GET "/api/v1/enrollments?seen_since=2099-01-01T00:00:00%2B01:00"
-expect_body_jq '.enrollments | length' 0 "seen_since in the future"
+expect_status 200 "seen_since with a + offset: 200"
+expect_body_jq '.enrollments | type == "array" and length == 0' true \
+    "seen_since in the future: an empty list"
+# 30 minutes ago, written as local time at +01:00 (so the digits say 30
+# minutes ahead of UTC): all three when the offset is applied, none when
+# it is ignored.
+api GET "/api/v1/enrollments?seen_since=$(date -u -d '+30 min' +%Y-%m-%dT%H:%M:%S)%2B01:00"
+expect_status 200 "seen_since 30 minutes ago at +01:00: 200"
+expect_body_jq '[.enrollments[].id] | join(",")' "$all3" \
+    "seen_since at +01:00 is read with its offset"
+api GET "/api/v1/enrollments?seen_since=$(date -u -d '-30 min' +%Y-%m-%dT%H:%M:%S)-01:00"
+expect_status 200 "seen_since with a - offset: 200"
+expect_body_jq '.enrollments | type == "array" and length == 0' true \
+    "seen_since 30 minutes ahead at -01:00: none"
 api GET "/api/v1/enrollments?enabled=maybe"
 expect_api_error 400 "enabled=maybe: 400" "enabled"
 api GET "/api/v1/enrollments?type=Printer"

@@ -5,7 +5,13 @@
 # is refused and changes nothing; renewal replaces the binding), the
 # Mdm-Signature path without a TLS client certificate, user channels, User
 # Enrollment and Shared iPad IDs, every other check-in message, and the
-# single /mdm URL routed by content type.
+# single /mdm URL routed by content type. Refusals are checked by their
+# logged reason too (a certificate bound to one device Authenticating as
+# another, never-seen UDID is refused as bound to another enrollment);
+# re-Authenticate clears the queues of the device and its user channels,
+# disables them and keeps the BootstrapToken; DeclarativeManagement
+# answers exactly the keys Apple's schema names; no secret the test sent
+# appears in the responder's log.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -35,15 +41,30 @@ expect_status 200 "Authenticate of a second device with its own certificate"
 before=$(db_digest)
 checkin "$(token_plist "$udid" "$tok2")" device2
 expect_status 403 "TokenUpdate for device1's UDID with device2's certificate"
+expect_logged 403 "certificate bound to another enrollment" \
+    "... refused as bound to another enrollment (logged)"
 expect_eq "$(db_digest)" "$before" "the refused TokenUpdate changed nothing"
 checkin "$(auth_plist "$udid" "$serial")" device2
 expect_status 403 \
     "Authenticate for device1's UDID with device2's (bound) certificate"
+expect_logged 403 "certificate bound to another enrollment" \
+    "... refused as bound to another enrollment (logged)"
 expect_eq "$(db_digest)" "$before" "the refused Authenticate changed nothing"
+# device2's certificate, bound to udid2, Authenticates as a UDID never
+# seen: no renewal rule applies, only "bound to another enrollment".
+udid3=0000FE00-CCCC-1111-2222-333344445555
+checkin "$(auth_plist "$udid3" C02TESTCHK03)" device2
+expect_status 403 "Authenticate of a new UDID with a certificate bound to another"
+expect_logged 403 "certificate bound to another enrollment" \
+    "... refused as bound to another enrollment (logged)"
+expect_eq "$(db_digest)" "$before" "the refused new-UDID Authenticate changed nothing"
+expect_exit 1 "... and that UDID is not known afterwards" ctl show "$udid3"
 f=$(it_file idle-as-1.plist)
 plist_write "$f" Status=Idle UDID="$udid"
 connect "$f" device2
 expect_status 403 "command report for device1's UDID with device2's certificate"
+expect_logged 403 "certificate bound to another enrollment" \
+    "... refused as bound to another enrollment (logged)"
 show=$(ctl show "$udid")
 expect_jq "$show" '.enrollments[0].token.sha256' "$(sha256_b64 "$tok1")" \
     "device1's push token is intact"
@@ -68,6 +89,8 @@ nginx -p "$IT_DIR/nginx/" -e "$IT_DIR/nginx/error.log" \
 sleep 0.5
 checkin "$(token_plist "$udid" "$tok2")" foreign
 expect_status 403 "optional_no_ca: certificate from another CA refused (403)"
+expect_logged 403 "nginx client verification failed" \
+    "... with its reason logged"
 checkin "$(token_plist "$udid" "$tok2")" expired
 expect_status 400 "optional_no_ca: nginx still refuses an expired certificate"
 checkin_signed "$(token_plist "$udid" "$tok2")" expired
@@ -87,6 +110,8 @@ checkin "$(token_plist "$udid" "$tok2")" renewed
 expect_status 200 "TokenUpdate with the renewed certificate"
 checkin "$(token_plist "$udid" "$tok1")" device1
 expect_status 403 "the superseded certificate is refused after renewal"
+expect_logged 403 "certificate superseded by a renewal" \
+    "... as superseded by a renewal (logged)"
 show=$(ctl show "$udid")
 expect_jq "$show" '.enrollments[0].token.sha256' "$(sha256_b64 "$tok2")" \
     "token from the renewed device stored"
@@ -111,9 +136,11 @@ expect_status 400 "Mdm-Signature over a different body refused"
 f=$(token_plist "$sudid" "$tok2")
 checkin_signed "$f" foreign
 expect_status 403 "Mdm-Signature by a foreign certificate refused"
+expect_logged 403 "certificate not issued by the device CA" \
+    "... by the responder's own chain check (logged)"
 checkin_signed "$(checkout_plist "$sudid")" signer1
 expect_status 200 "CheckOut identified by Mdm-Signature"
-expect_jq "$(ctl show "$sudid")" '.enrollments[0].enabled' false \
+expect_jq "$(ctlok show "$sudid")" '.enrollments[0].enabled' false \
     "CheckOut disabled the signed enrollment"
 
 # ---- a user channel on the device (macOS-style) ----
@@ -135,7 +162,7 @@ checkin "$(token_plist "$ipad" "$tok2" \
     UserID=FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF \
     UserShortName=student@school.example)" ipad1
 expect_status 200 "Shared iPad user TokenUpdate"
-expect_jq "$(ctl show "$ipad:student@school.example")" \
+expect_jq "$(ctlok show "$ipad:student@school.example")" \
     '.enrollments[1].type' SharediPad "Shared iPad user channel stored"
 
 # ---- User Enrollment: EnrollmentID, no UDID, no serial ----
@@ -176,7 +203,7 @@ if grep -q 'Ym9vdHN0cmFwLXNlY3JldA==' "$BODY"; then
 else
 	fail "GetBootstrapToken answers the stored token" "$(it_body_hint)"
 fi
-expect_jq "$(ctl show "$udid")" '.device.bootstrap_token.length' 16 \
+expect_jq "$(ctlok show "$udid")" '.device.bootstrap_token.length' 16 \
     "bootstrap token shown as length only"
 f=$(it_file del-bst.plist)
 plist_write "$f" MessageType=SetBootstrapToken UDID="$udid"
@@ -184,19 +211,42 @@ checkin "$f" renewed
 expect_status 200 "SetBootstrapToken without a token (delete)"
 checkin "$(it_file get-bst.plist)" renewed
 expect_eq "$(wc -c <"$BODY")" 0 "GetBootstrapToken with none stored: empty body"
+expect_jq "$(ctlok show "$udid")" .device.bootstrap_token null \
+    "the deleted bootstrap token is gone from the store"
+checkin "$(it_file set-bst.plist)" renewed
+expect_status 200 "SetBootstrapToken again"
+f=$(it_file empty-bst.plist)
+plist_write "$f" MessageType=SetBootstrapToken UDID="$udid" BootstrapToken:data= \
+    AwaitingConfiguration:bool=false
+checkin "$f" renewed
+expect_status 200 "SetBootstrapToken with an empty token (delete)"
+checkin "$(it_file get-bst.plist)" renewed
+expect_eq "$(wc -c <"$BODY")" 0 "an empty token deleted it: empty body"
+expect_jq "$(ctlok show "$udid")" .device.bootstrap_token null \
+    "an empty token deleted it from the store"
 
 f=$(it_file dm-tokens.plist)
 plist_write "$f" MessageType=DeclarativeManagement UDID="$udid" Endpoint=tokens
 checkin "$f" renewed
 expect_status 200 "DeclarativeManagement tokens"
-expect_jq "$(cat "$BODY")" '.SyncTokens.DeclarationsToken | length > 0' true \
-    "tokens answers SyncTokens.DeclarationsToken"
+expect_jq "$(cat "$BODY")" '[keys, (.SyncTokens | keys)] | tostring' \
+    '[["SyncTokens"],["DeclarationsToken","Timestamp"]]' \
+    "tokens answers exactly SyncTokens{DeclarationsToken, Timestamp}"
+expect_jq "$(cat "$BODY")" '.SyncTokens.DeclarationsToken | type == "string" and length > 0' \
+    true "tokens answers a DeclarationsToken string"
 f=$(it_file dm-items.plist)
 plist_write "$f" MessageType=DeclarativeManagement UDID="$udid" \
     Endpoint=declaration-items
 checkin "$f" renewed
-expect_jq "$(cat "$BODY")" '.Declarations.Configurations | length' 0 \
-    "declaration-items answers an empty set"
+expect_status 200 "DeclarativeManagement declaration-items"
+expect_jq "$(cat "$BODY")" '[keys, (.Declarations | keys)] | tostring' \
+    '[["Declarations","DeclarationsToken"],["Activations","Assets","Configurations","Management"]]' \
+    "declaration-items answers exactly Declarations and DeclarationsToken"
+expect_jq "$(cat "$BODY")" \
+    '[.Declarations[] | type == "array" and length == 0] | all' true \
+    "each declaration list is an empty array"
+expect_jq "$(cat "$BODY")" '.DeclarationsToken | type == "string" and length > 0' \
+    true "with a DeclarationsToken"
 report=$(printf '{"StatusItems":{"device":{"identifier":{"udid":"%s"}}}}' \
     "$udid" | base64 -w 0)
 f=$(it_file dm-status.plist)
@@ -204,7 +254,7 @@ plist_write "$f" MessageType=DeclarativeManagement UDID="$udid" \
     Endpoint=status Data:data="$report"
 checkin "$f" renewed
 expect_status 200 "DeclarativeManagement status report stored"
-expect_jq "$(ctl show "$udid")" \
+expect_jq "$(ctlok show "$udid")" \
     '[.enrollments[0].messages[].message] | index("DeclarativeManagement") != null' \
     true "status report kept among the device's messages"
 f=$(it_file dm-decl.plist)
@@ -239,7 +289,7 @@ expect_eq "$(wc -c <"$BODY")" 0 "second UserAuthenticate: empty body"
 
 # Every kept message knows the APNs topic it came through, even those
 # that carry no Topic key (purge --topic relies on it).
-expect_jq "$(ctl show "$udid")" \
+expect_jq "$(ctlok show "$udid")" \
     '[.enrollments[].messages[].topic] | all(. == "'"$IT_TOPIC"'")' true \
     "every stored message of the device carries its topic"
 
@@ -266,5 +316,61 @@ expect_status 200 "CheckOut"
 show=$(ctl show "$udid")
 expect_jq "$show" '[.enrollments[].enabled] | any' false \
     "CheckOut disabled the device and its user channels"
+
+# ---- re-Authenticate: queues cleared, channels disabled until the next
+# TokenUpdate, the BootstrapToken kept ----
+checkin "$(token_plist "$udid" "$tok1")" renewed
+expect_status 200 "TokenUpdate re-enables the device channel"
+checkin "$(token_plist "$udid" "$tok2" UserID="$uid" UserShortName=alice \
+    UserLongName="Alice Example")" renewed
+expect_status 200 "TokenUpdate re-enables the user channel"
+checkin "$(it_file set-bst.plist)" renewed
+expect_status 200 "SetBootstrapToken before re-Authenticate"
+printf '{"request_type": "ProfileList"}\n' >"$(it_file cmd.json)"
+for id in "$udid" "$udid:$uid"; do
+	ctl enqueue "$id" "$(it_file cmd.json)" >/dev/null ||
+	    it_abort "setup: picomdmctl enqueue to $id"
+	ctl enqueue "$id" "$(it_file cmd.json)" --priority 9 >/dev/null ||
+	    it_abort "setup: picomdmctl enqueue to $id"
+done
+expect_jq "$(ctlok queue "$udid")" '.queue | length' 2 "two commands queued for the device"
+expect_jq "$(ctlok queue "$udid:$uid")" '.queue | length' 2 "two for its user"
+expect_jq "$(ctlok show "$udid")" '[.enrollments[].enabled] | all' true \
+    "device and user channels enabled"
+checkin "$(auth_plist "$udid" "$serial")" renewed
+expect_status 200 "re-Authenticate of the device"
+expect_jq "$(ctlok queue "$udid")" '.queue | type == "array" and length == 0' true \
+    "re-Authenticate cleared the device's queue"
+expect_jq "$(ctlok queue "$udid:$uid")" '.queue | type == "array" and length == 0' true \
+    "... and its user channel's queue"
+show=$(ctl show "$udid")
+expect_jq "$show" '[.enrollments[] | [.id, .enabled]] | tostring' \
+    "[[\"$udid\",false],[\"$udid:$uid\",false]]" \
+    "... and disabled the device and its user channel"
+expect_jq "$show" '.device.bootstrap_token.length' 16 \
+    "the BootstrapToken is kept across re-Authenticate"
+checkin "$(it_file get-bst.plist)" renewed
+if grep -q 'Ym9vdHN0cmFwLXNlY3JldA==' "$BODY"; then
+	pass "GetBootstrapToken after re-Authenticate answers it"
+else
+	fail "GetBootstrapToken after re-Authenticate answers it" "$(it_body_hint)"
+fi
+
+# ---- secrets never in the responder's log (it runs at debug level) ----
+it_stop_responder
+grep -q ' debug ' "$IT_DIR/fcgi.log" ||
+    it_abort "setup: the responder logged at debug level"
+leaks=
+for secret in "$tok1" "$tok2" "$(base64 -d <<<"$tok1" | xxd -p -c 256)" \
+    "$(base64 -d <<<"$tok2" | xxd -p -c 256)" dW5sb2Nr unlock \
+    Ym9vdHN0cmFwLXNlY3JldA== bootstrap-secret \
+    8B0E2D3C-7A61-4F59-9E1C-4D2B6A8F0C13 UE-MAGIC picomdm-test-challenge \
+    response-value; do
+	if grep -q -F -- "$secret" "$IT_DIR/fcgi.log"; then
+		leaks+=" $secret"
+	fi
+done
+expect_eq "${leaks:-none}" none \
+    "no push token, PushMagic, UnlockToken, BootstrapToken or digest in fcgi.log"
 
 it_done

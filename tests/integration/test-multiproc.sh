@@ -33,7 +33,7 @@ for i in $(seq 1 12); do
 	tok=$(head -c 32 /dev/urandom | base64 -w 0)
 	checkin "$(token_plist "$udid" "$tok")" "mp$i"
 	[[ $STATUS == 200 ]] || fail "TokenUpdate $udid" "status $STATUS"
-	got=$(ctl show "$udid" | jq -r '.enrollments[0].token.sha256')
+	got=$(ctlok show "$udid" | jq -r '.enrollments[0].token.sha256')
 	[[ $got == "$(sha256_b64 "$tok")" ]] && n=$((n + 1))
 done
 expect_eq "$n" 12 "every device's token visible to picomdmctl at once"
@@ -46,7 +46,7 @@ else
 fi
 # nginx alternates: the Authenticate went to one process and the
 # TokenUpdate to the other, so the binding was read from the shared store.
-expect_eq "$(ctl devices | wc -l)" 12 "picomdmctl devices lists all twelve"
+expect_eq "$(ctlok devices | wc -l)" 12 "picomdmctl devices lists all twelve"
 
 stop_responder "$IT_DIR/fcgi2.pid" picomdm-fcgi
 it_done

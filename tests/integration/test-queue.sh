@@ -84,20 +84,30 @@ expect_eq "$(send "$udid" device1 Acknowledged nn-a)" "" \
     "Acknowledged(A) -> empty"
 
 # ---- duplicate and unknown reports ----
+# With two commands queued: a duplicate or unknown CommandUUID is
+# recorded, answered with the next command, and leaves the queue as it
+# was (neither cancels, answers nor reorders anything).
 
-expect_eq "$(send "$udid" device1 Acknowledged nn-a)" "" \
-    "a duplicate Acknowledged is answered (empty)"
-expect_eq "$(send "$udid" device1 Acknowledged no-such-command)" "" \
-    "an unknown CommandUUID is answered (empty)"
-api GET "/api/v1/results/$udid?limit=2"
+enqueue_raw "$udid" dup-1 ProfileList
+enqueue_raw "$udid" dup-2 ProfileList
+expect_eq "$(send "$udid" device1 Acknowledged nn-a)" dup-1 \
+    "a duplicate Acknowledged is answered with the next command"
+expect_eq "$(send "$udid" device1 Acknowledged no-such-command)" dup-1 \
+    "an unknown CommandUUID is answered with the next command"
+expect_eq "$(send "$udid" device1 Error no-such-command-2)" dup-1 \
+    "an unknown CommandUUID's Error is answered with the next command"
+api GET "/api/v1/results/$udid?limit=3"
 expect_body_jq '[.results[].command_uuid] | join(",")' \
-    no-such-command,nn-a "both reports recorded"
-expect_body_jq '[.results[].known] | join(",")' false,false \
+    no-such-command-2,no-such-command,nn-a "the three reports recorded"
+expect_body_jq '[.results[].known] | join(",")' false,false,false \
     "and marked as not queued"
-enqueue_raw "$udid" after-dup ProfileList
-expect_eq "$(send "$udid" device1 Idle)" after-dup \
+api GET "/api/v1/queue/$udid"
+expect_status 200 "queue readable after them"
+expect_body_jq '[.queue[].command_uuid] | join(",")' dup-1,dup-2 \
+    "both queued commands still there, in order"
+expect_eq "$(send "$udid" device1 Acknowledged dup-1)" dup-2 \
     "the queue still works after them"
-expect_eq "$(send "$udid" device1 Acknowledged after-dup)" "" "and empties"
+expect_eq "$(send "$udid" device1 Acknowledged dup-2)" "" "and empties"
 
 # ---- priority ----
 
@@ -149,9 +159,9 @@ else
 	fail "picomdmctl enqueue" "exit $?: $out"
 fi
 expect_jq "$out" ".status[\"$udid\"].status" queued "picomdmctl: queued"
-expect_jq "$(ctl queue "$udid")" '.queue[0].command_uuid' ctl-1 \
+expect_jq "$(ctlok queue "$udid")" '.queue[0].command_uuid' ctl-1 \
     "picomdmctl queue lists it"
-expect_jq "$(ctl queue "$udid")" '.queue[0].priority' 3 "with its priority"
+expect_jq "$(ctlok queue "$udid")" '.queue[0].priority' 3 "with its priority"
 expect_jq "$(printf '{"request_type": "DeviceLock", "command_uuid": "ctl-2"}' |
     ctl enqueue "$udid,NOBODY" -)" '.status.NOBODY.status' \
     "unknown enrollment" "picomdmctl enqueue of JSON from stdin"
@@ -166,9 +176,9 @@ expect_exit 1 "picomdmctl cancel of what is not queued exits 1" \
     ctl cancel "$udid" ctl-2
 expect_exit 0 "picomdmctl cancel all" ctl cancel "$udid"
 expect_eq "$(send "$udid" device1 Idle)" "" "nothing left after that"
-expect_jq "$(ctl results "$udid" --limit 1)" '.results[0].command_uuid' \
+expect_jq "$(ctlok results "$udid" --limit 1)" '.results[0].command_uuid' \
     exp-2 "picomdmctl results, newest first"
-expect_jq "$(ctl results "$udid" --limit 3)" '.results | length' 3 \
+expect_jq "$(ctlok results "$udid" --limit 3)" '.results | length' 3 \
     "picomdmctl results --limit"
 expect_exit 1 "picomdmctl results of an unknown enrollment exits 1" \
     ctl results NOBODY
@@ -218,8 +228,9 @@ big=$(it_file apps.plist)
 	printf '</array>\n</dict>\n</plist>\n'
 } >"$big"
 size=$(wc -c <"$big")
-((size > 3000000 && size < 4000000)) && pass "result is 3 MB ($size bytes)" ||
-    fail "result is 3 MB" "$size bytes"
+((size > 3000000 && size < 4000000)) ||
+    it_abort "setup: the result file is 3 MB" "$size bytes"
+note "result file: $size bytes"
 connect "$big" device1
 expect_status 200 "3 MB result accepted"
 api GET "/api/v1/results/$udid?limit=1"

@@ -32,7 +32,7 @@ expect_jq "$show" '.enrollments[0].id' "$udid" "device channel enrollment"
 expect_jq "$show" '.enrollments[0].type' Device "enrollment type Device"
 expect_jq "$show" '.enrollments[0].enabled' false \
     "enrollment disabled until the first TokenUpdate"
-expect_jq "$(ctl show "$serial" 2>&1)" .device.udid "$udid" \
+expect_jq "$(ctlok show "$serial")" .device.udid "$udid" \
     "picomdmctl show finds the device by serial number"
 
 checkin "$(token_plist "$udid" "$token")" device1
@@ -61,7 +61,7 @@ fi
 
 checkin "$(checkout_plist "$udid")" device1
 expect_status 200 "CheckOut accepted"
-expect_jq "$(ctl show "$udid" 2>&1)" '.enrollments[0].enabled' false \
+expect_jq "$(ctlok show "$udid")" '.enrollments[0].enabled' false \
     "enrollment disabled by CheckOut"
 
 expect_exit 1 "picomdmctl show of an unknown device exits 1" \
