@@ -26,6 +26,8 @@
 #	PICOMDM_IT_RESPONDER=null   serve with tests/fcgi-null instead of
 #	                    picomdm-fcgi (checks the harness itself)
 #	PICOMDM_IT_KEEP=1   keep the temp directory even when all passed
+#	IT_NGINX_KEEPALIVE=N  (set by a test before it_start) nginx keeps up
+#	                    to N idle FastCGI connections (it_nginx_keepalive)
 #
 # After a request: STATUS holds the HTTP status (000 when curl failed),
 # BODY the file holding the response body, HEADERS the response headers.
@@ -127,6 +129,8 @@ it_start() {
 		    SERVER_CERT="$IT_CERTS/server.pem" \
 		    SERVER_KEY="$IT_CERTS/server.key" \
 		    DEVICE_CA="$IT_CERTS/ca.pem" SOCKET="$IT_SOCK"
+		[[ -z ${IT_NGINX_KEEPALIVE-} ]] ||
+		    it_nginx_keepalive "$IT_DIR/nginx/nginx.conf"
 		if (start_nginx "$IT_DIR/nginx" "$IT_DIR/nginx/nginx.conf") \
 		    2>>"$IT_DIR/nginx/start.log"; then
 			IT_PORT=$port
@@ -137,6 +141,19 @@ it_start() {
 	[[ -n $IT_PORT ]] || it_abort "setup: nginx did not start" \
 	    "$(tail -n 3 "$IT_DIR/nginx/start.log" | tr '\n' ' ')"
 	IT_URL=https://localhost:$IT_PORT
+}
+
+# it_nginx_keepalive CONF: turn on upstream keepalive in a rendered nginx
+# configuration, the two lines nginx/picomdm.conf.in names: "keepalive N;"
+# (N = IT_NGINX_KEEPALIVE) in each upstream and "fastcgi_keep_conn on;" in
+# the server. Aborts when the template no longer has the lines they follow.
+it_nginx_keepalive() {
+	sed -i -e "s|^\([[:space:]]*server unix:.*;\)\$|\1\n\t\tkeepalive $IT_NGINX_KEEPALIVE;|" \
+	    -e 's|^\([[:space:]]*\)fastcgi_request_buffering on;$|&\n\1fastcgi_keep_conn on;|' \
+	    "$1" || it_abort "setup: sed $1"
+	[[ $(grep -c "^[[:space:]]*keepalive $IT_NGINX_KEEPALIVE;\$" "$1") == 2 &&
+	    $(grep -c '^[[:space:]]*fastcgi_keep_conn on;$' "$1") == 1 ]] ||
+	    it_abort "setup: keepalive lines not added to $1"
 }
 
 # it_start_responder / it_stop_responder: start the responder again with
