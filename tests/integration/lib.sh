@@ -143,16 +143,10 @@ it_start() {
 	IT_URL=https://localhost:$IT_PORT
 }
 
-# it_nginx_keepalive CONF: turn on upstream keepalive in a rendered nginx
-# configuration, the two lines nginx/picomdm.conf.in names: "keepalive N;"
-# (N = IT_NGINX_KEEPALIVE) in each upstream and "fastcgi_keep_conn on;" in
-# the server. Aborts when the template no longer has the lines they follow.
+# it_nginx_keepalive CONF: nginx_conf_keepalive (scripts/lib.sh) with
+# IT_NGINX_KEEPALIVE idle connections per nginx worker.
 it_nginx_keepalive() {
-	sed -i -e "s|^\([[:space:]]*server unix:.*;\)\$|\1\n\t\tkeepalive $IT_NGINX_KEEPALIVE;|" \
-	    -e 's|^\([[:space:]]*\)fastcgi_request_buffering on;$|&\n\1fastcgi_keep_conn on;|' \
-	    "$1" || it_abort "setup: sed $1"
-	[[ $(grep -c "^[[:space:]]*keepalive $IT_NGINX_KEEPALIVE;\$" "$1") == 2 &&
-	    $(grep -c '^[[:space:]]*fastcgi_keep_conn on;$' "$1") == 1 ]] ||
+	nginx_conf_keepalive "$1" "$IT_NGINX_KEEPALIVE" ||
 	    it_abort "setup: keepalive lines not added to $1"
 }
 
