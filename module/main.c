@@ -100,18 +100,21 @@ route_of(const struct request *r)
 static void
 respond(FCGX_Request *fr, const struct response *resp)
 {
-	char hdr[512];
+	char hdr[512], retry[40] = "";
 	int  n;
 
+	if (resp->retry_after > 0)
+		(void)snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
+		    resp->retry_after);
 	if (resp->body_len > 0 && resp->content_type != NULL)
-		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n"
+		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n%s"
 		    "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
-		    resp->status, response_status_text(resp->status),
+		    resp->status, response_status_text(resp->status), retry,
 		    resp->content_type, resp->body_len);
 	else
-		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n"
+		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n%s"
 		    "Content-Length: %zu\r\n\r\n", resp->status,
-		    response_status_text(resp->status), resp->body_len);
+		    response_status_text(resp->status), retry, resp->body_len);
 	if (n < 0 || (size_t)n >= sizeof(hdr) ||
 	    FCGX_PutStr(hdr, n, fr->out) != n) {
 		log_error("fcgi: cannot write the response header");
