@@ -702,8 +702,8 @@ strict_scan(struct strict *st, const char *buf, size_t len)
 			if (lt == NULL)
 				return -1;
 			te = (size_t)(lt - buf);
-			if (!scan_starts(buf, len, te + 2, leaves[k]) ||
-			    buf[te + 1] != '/' ||
+			if (!scan_starts(buf, len, te, "</") ||
+			    !scan_starts(buf, len, te + 2, leaves[k]) ||
 			    !scan_starts(buf, len, te + 2 + ne - ns, ">"))
 				return -1;
 			end = te + 2 + (ne - ns);
