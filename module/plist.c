@@ -26,8 +26,7 @@ static const char *const plist_safe_errs[] = {
     [PLIST_SAFE_TOO_DEEP] = "plist nested too deeply",
     [PLIST_SAFE_MALFORMED] = "malformed plist",
     [PLIST_SAFE_NOT_UTF8] = "plist is not valid UTF-8 XML text",
-    [PLIST_SAFE_AMBIGUOUS] = "plist outside the strict form (parsers could "
-        "read it differently)",
+    [PLIST_SAFE_AMBIGUOUS] = "plist outside the strict form",
 };
 
 /* XML white space, as libplist reads it. */
@@ -556,35 +555,31 @@ strict_scan(struct strict *st, const char *buf, size_t len)
 {
 	static const char *const leaves[] = { "key", "string", "integer",
 		"real", "date", "data", "true", "false" };
+	/* The prolog as Apple, libplist and plistlib write it, exactly. */
+	static const char *const decls[] = {
+		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+		"<?xml version=\"1.0\" encoding=\"utf-8\"?>",
+		"<?xml version=\"1.0\"?>",
+	};
+	static const char *const doctypes[] = {
+		"<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
+		"\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">",
+		"<!DOCTYPE plist PUBLIC \"-//Apple Computer//DTD PLIST 1.0//EN\" "
+		"\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">",
+	};
 	size_t i = 0, end, ns, ne, ts, te, k;
 	int    prolog = 1, closing, selfclose;
 
 	memset(st, 0, sizeof(*st));
 	st->b = buf;
 	st->len = len;
-	if (scan_starts(buf, len, 0, "<?xml")) {
-		const char *enc;
-		size_t	    e;
-
-		if ((end = scan_markup(buf, len, 2, 1, 0)) == len)
-			return -1;
-		/* encoding="UTF-8" or none */
-		for (e = 5; e + 8 <= end; e++)
-			if (memcmp(buf + e, "encoding", 8) == 0)
-				break;
-		if (e + 8 <= end) {
-			for (e += 8; e < end && (scan_is_ws(buf[e]) ||
-			     buf[e] == '='); e++)
-				;
-			if (e >= end || (buf[e] != '"' && buf[e] != '\''))
-				return -1;
-			enc = buf + e + 1;
-			if (end - e < 7 || strncasecmp(enc, "utf-8", 5) != 0 ||
-			    enc[5] != buf[e])
-				return -1;
+	for (k = 0; k < sizeof(decls) / sizeof(decls[0]); k++)
+		if (scan_starts(buf, len, 0, decls[k])) {
+			i = strlen(decls[k]);
+			break;
 		}
-		i = end + 1;
-	}
+	if (i == 0 && scan_starts(buf, len, 0, "<?"))
+		return -1;
 	while (i < len) {
 		if (buf[i] != '<') {
 			if (!scan_is_ws(buf[i]))
@@ -600,12 +595,14 @@ strict_scan(struct strict *st, const char *buf, size_t len)
 			continue;
 		}
 		if (scan_starts(buf, len, i, "<!DOCTYPE")) {
-			if (!prolog)
-				return -1;
-			if ((end = scan_markup(buf, len, i + 9, 0, 1)) == len)
+			for (k = 0; k < sizeof(doctypes) / sizeof(doctypes[0]);
+			     k++)
+				if (scan_starts(buf, len, i, doctypes[k]))
+					break;
+			if (!prolog || k == sizeof(doctypes) / sizeof(doctypes[0]))
 				return -1;
 			prolog = 0;
-			i = end + 1;
+			i += strlen(doctypes[k]);
 			continue;
 		}
 		if (scan_starts(buf, len, i, "<!") ||
@@ -621,10 +618,10 @@ strict_scan(struct strict *st, const char *buf, size_t len)
 			;
 		if (ne == ns || (closing && selfclose))
 			return -1;
-		/* After the name: nothing, "/", or (plist only) attributes. */
-		if (ne < end - (selfclose ? 1 : 0) &&
-		    (closing || ne - ns != 5 || memcmp(buf + ns, "plist", 5) != 0 ||
-		    !scan_is_ws(buf[ne])))
+		/* After the name: nothing, "/", or (plist only) its version. */
+		if (ne < end - (selfclose ? 1 : 0) && (closing ||
+		    !scan_starts(buf, len, ns, "plist version=\"1.0\">") ||
+		    end != ns + 19))
 			return -1;
 #define NAME_IS(s) (ne - ns == strlen(s) && memcmp(buf + ns, s, ne - ns) == 0)
 		if (NAME_IS("plist")) {
