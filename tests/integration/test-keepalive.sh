@@ -36,7 +36,7 @@ names=()
 for ((i = 1; i <= ndev; i++)); do
 	names+=("ka$i")
 done
-"$PM_ROOT/scripts/mkcerts" "$IT_CERTS" "${names[@]}" ||
+"$PM_ROOT/scripts/mkcerts" "$IT_CERTS" "${names[@]}" kafcgi ||
     it_abort "setup: scripts/mkcerts"
 udid_of() {
 	printf '00008120-0E5A%012d' "$1"
@@ -168,5 +168,35 @@ upstream_err=$(grep -E 'upstream (timed out|prematurely closed)|recv\(\) failed|
     "$IT_DIR/nginx/error.log" | head -n 2 || true)
 expect_eq "$upstream_err" "" "no upstream error in nginx's error log"
 expect_exit 0 "picomdmctl check is clean" ctl check
+
+# ---- 3. FastCGI directly, over a unix socket and over TCP ----
+# tests/integration/fcgi-keepconn.py: kept requests through the writer
+# and the completion thread, an unread body, the close after a request
+# that is not kept.
+u=$(udid_of 90)
+auth=$(auth_plist "$u" KEEPALIVE90)
+tokf=$(token_plist "$u" "$(openssl rand -base64 32)")
+out=$(/usr/bin/python3 "$IT_LIB_DIR/fcgi-keepconn.py" "$IT_SOCK" \
+    "$IT_CERTS/devices/kafcgi.pem" "$auth" "$tokf" 2>&1) || true
+echo "$out" | sed 's/^/# unix: /'
+expect_eq "$(grep -c '^not ok' <<<"$out")/$(grep -c '^ok' <<<"$out")" 0/12 \
+    "FastCGI with FCGI_KEEP_CONN on the unix socket: 12 checks"
+tport=$(free_ports 1)
+tdb=$IT_DIR/db-tcp
+mkdir -p "$tdb"
+start_responder "$IT_DIR/fcgi-tcp.pid" "$IT_DIR/fcgi-tcp.log" \
+    "$PM_BUILD/picomdm-fcgi" --db "$tdb" --socket "127.0.0.1:$tport" \
+    --device-ca "$IT_CERTS/ca.pem" --workers 2 --log-level info
+IT_PIDS+=("$(head -n 1 "$IT_DIR/fcgi-tcp.pid")")
+for _ in $(seq 50); do
+	(: </dev/tcp/127.0.0.1/"$tport") 2>/dev/null && break
+	sleep 0.1
+done
+out=$(/usr/bin/python3 "$IT_LIB_DIR/fcgi-keepconn.py" "127.0.0.1:$tport" \
+    "$IT_CERTS/devices/kafcgi.pem" "$auth" "$tokf" 2>&1) || true
+echo "$out" | sed 's/^/# tcp: /'
+expect_eq "$(grep -c '^not ok' <<<"$out")/$(grep -c '^ok' <<<"$out")" 0/12 \
+    "FastCGI with FCGI_KEEP_CONN over TCP: 12 checks"
+stop_responder "$IT_DIR/fcgi-tcp.pid" picomdm-fcgi
 
 it_done
