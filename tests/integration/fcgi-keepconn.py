@@ -6,7 +6,7 @@ connection with FCGI_KEEP_CONN (FastCGI spec, 5.1), as nginx does with
 usage: fcgi-keepconn.py HOST:PORT | SOCKET-PATH [CERT AUTH TOKEN]
 
 Sends, on one connection: three API requests with FCGI_KEEP_CONN, a GET
-with a body to a device endpoint (405, answered before the body is read),
+with a 100 KB body to a device endpoint (405, answered before the body is read),
 another kept request, and a last request without FCGI_KEEP_CONN. Every
 request must be answered completely (FCGI_END_REQUEST) within 5 s, the
 connection must stay open after each kept request and be closed by the
@@ -53,8 +53,8 @@ def request(s, keep, params, body=b""):
     p = b"".join(nv(k.encode(), v.encode()) for k, v in params.items())
     msg = rec(1, struct.pack(">HB5x", 1, 1 if keep else 0))
     msg += rec(4, p) + rec(4, b"")
-    if body:
-        msg += rec(5, body)
+    for i in range(0, len(body), 65535):
+        msg += rec(5, body[i:i + 65535])
     s.sendall(msg + rec(5, b""))
     out = buf = b""
     while True:
@@ -100,8 +100,11 @@ def main():
     s.settimeout(5)
     api = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/api/v1/enrollments",
            "DOCUMENT_URI": "/api/v1/enrollments", "CONTENT_LENGTH": "0"}
+    # A body larger than libfcgi's 8 KiB input buffer, in records of at
+    # most 65535 bytes, so that most of it is still in the socket.
+    big = b"x" * 100000
     dev = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/mdm/checkin",
-           "DOCUMENT_URI": "/mdm/checkin", "CONTENT_LENGTH": "5"}
+           "DOCUMENT_URI": "/mdm/checkin", "CONTENT_LENGTH": str(len(big))}
     if len(sys.argv) == 5:
         with open(sys.argv[2]) as f:
             cert = urllib.parse.quote(f.read(), safe="")
@@ -123,7 +126,7 @@ def main():
         check(how == "end" and st.startswith("Status: "),
               f"kept request {i + 1} answered ({st or how}, {ms:.1f} ms)")
         check(still_open(s) == "open", f"connection kept after request {i + 1}")
-    st, how, _ = request(s, True, dev, b"hello")
+    st, how, _ = request(s, True, dev, big)
     check(how == "end" and st.startswith("Status: 405"),
           f"GET with a body on a device endpoint: 405 ({st or how})")
     st, how, _ = request(s, True, api)
