@@ -96,6 +96,7 @@ struct response {
 	const char    *reason;       /* refusal reason for the log;
 	                              * points into reason_buf */
 	char           reason_buf[256];
+	int            retry_after;  /* seconds; > 0 adds Retry-After */
 	const char    *msgtype;      /* for the log */
 	char           id[520];      /* enrollment ID for the log */
 };
@@ -111,6 +112,7 @@ struct server {
 };
 
 /* response.c */
+#define RESPONSE_RETRY_AFTER 30 /* seconds, on 503 for an unavailable store */
 void        response_set(struct response *, int status, const char *reason);
 int         response_set_body(struct response *, const char *ctype,
             const void *, size_t);

@@ -14,8 +14,13 @@
  */
 #include "config.h"
 
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -105,18 +110,21 @@ route_of(const struct request *r)
 static void
 respond(FCGX_Request *fr, const struct response *resp)
 {
-	char hdr[512];
+	char hdr[512], retry[40] = "";
 	int  n;
 
+	if (resp->retry_after > 0)
+		(void)snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
+		    resp->retry_after);
 	if (resp->body_len > 0 && resp->content_type != NULL)
-		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n"
+		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n%s"
 		    "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
-		    resp->status, response_status_text(resp->status),
+		    resp->status, response_status_text(resp->status), retry,
 		    resp->content_type, resp->body_len);
 	else
-		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n"
+		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n%s"
 		    "Content-Length: %zu\r\n\r\n", resp->status,
-		    response_status_text(resp->status), resp->body_len);
+		    response_status_text(resp->status), retry, resp->body_len);
 	if (n < 0 || (size_t)n >= sizeof(hdr) ||
 	    FCGX_PutStr(hdr, n, fr->out) != n) {
 		log_error("fcgi: cannot write the response header");
@@ -165,7 +173,6 @@ static struct {
 	struct exchange *ready, *ready_tail;
 	int              rstop;
 	pthread_t        thread;
-	int              unix_sock; /* listen socket is AF_UNIX */
 } ex;
 
 static struct exchange *
@@ -192,6 +199,173 @@ pool_put(struct exchange *x)
 	ex.free = x;
 	pthread_cond_signal(&ex.cv_free);
 	pthread_mutex_unlock(&ex.mu);
+}
+
+/*
+ * Connections. nginx may keep a FastCGI connection open for its next
+ * request (FCGI_KEEP_CONN, "fastcgi_keep_conn on" with an upstream
+ * "keepalive"). libfcgi reads that next request only when FCGX_Accept_r is
+ * called again on the same FCGX_Request, and accepts from the listen
+ * socket only when that request holds no connection. A request slot here
+ * is handed to the writer and answered by another thread, so leaving a
+ * kept connection in its slot would leave it unread until some worker
+ * happened to take that slot again: the next request on it would wait for
+ * nginx's fastcgi_read_timeout while every worker sat in accept().
+ *
+ * So the connection is kept apart from the request slot. Workers wait in
+ * one epoll set holding the listen socket and every kept connection that
+ * is idle. A worker woken by the listen socket accepts one connection; one
+ * woken by a kept connection takes it out of the set. Either way the
+ * connection is put into a free slot's FCGX_Request (ipcFd, with
+ * keepConnection set so that FCGX_Accept_r keeps it rather than closing
+ * it as the end of a previous request), and FCGX_Accept_r reads the
+ * request from it. After the reply, a connection nginx asked to keep goes
+ * back into the set, and the slot back to the pool. Both entries are
+ * one-shot, so one event wakes one worker. Each FCGX_Request is set up
+ * with no listen socket of its own (-1), so libfcgi never blocks in
+ * accept() after a kept connection turns out to be closed. The FCGX_Request
+ * fields touched here (ipcFd, keepConnection, detached) are libfcgi
+ * 2.4's; FCGI_WEB_SERVER_ADDRS is not consulted (the listen socket is
+ * for nginx only, see nginx/README.md).
+ */
+static struct {
+	int epfd;
+	int stopfd;     /* eventfd, readable once stopping: wakes every worker */
+	int unix_sock;  /* listen socket is AF_UNIX */
+} conn = { -1, -1, 0 };
+
+static int
+conn_arm(int op, int fd)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN | EPOLLONESHOT;
+	ev.data.fd = fd;
+	return epoll_ctl(conn.epfd, op, fd, &ev);
+}
+
+static int
+conn_init(void)
+{
+	struct sockaddr_storage ss;
+	socklen_t               sl = sizeof(ss);
+	struct epoll_event      ev;
+	int                     fl;
+
+	conn.unix_sock = getsockname(listen_fd, (struct sockaddr *)&ss,
+	    &sl) == 0 && ss.ss_family == AF_UNIX;
+	if ((conn.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
+	    (conn.stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1) {
+		log_error("fcgi: epoll: %s", strerror(errno));
+		return -1;
+	}
+	/* Another process may accept first: never block in accept(). */
+	if ((fl = fcntl(listen_fd, F_GETFL)) == -1 ||
+	    fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) == -1 ||
+	    conn_arm(EPOLL_CTL_ADD, listen_fd) == -1) {
+		log_error("fcgi: listen socket (fd %d): %s", listen_fd,
+		    strerror(errno));
+		return -1;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN; /* level-triggered: wakes them all */
+	ev.data.fd = conn.stopfd;
+	if (epoll_ctl(conn.epfd, EPOLL_CTL_ADD, conn.stopfd, &ev) == -1) {
+		log_error("fcgi: epoll: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Wake every worker waiting for a connection; they see stopping. */
+static void
+conn_stop(void)
+{
+	uint64_t one = 1;
+
+	if (conn.stopfd != -1 &&
+	    write(conn.stopfd, &one, sizeof(one)) != sizeof(one))
+		log_warn("fcgi: cannot wake the workers: %s", strerror(errno));
+}
+
+/*
+ * Wait for a connection with a request to read: a new one from the listen
+ * socket or a kept one nginx has written to (or closed). Returns its fd,
+ * or -1 when stopping or the listen socket fails.
+ */
+static int
+conn_wait(void)
+{
+	struct epoll_event ev;
+	struct timespec    ts = { 0, 10 * 1000 * 1000 };
+	int                n, fd, one = 1;
+
+	while (!stopping) {
+		if ((n = epoll_wait(conn.epfd, &ev, 1, -1)) == -1) {
+			if (errno == EINTR)
+				continue;
+			log_error("fcgi: epoll_wait: %s", strerror(errno));
+			return -1;
+		}
+		if (n == 0 || ev.data.fd == conn.stopfd)
+			continue;
+		if (ev.data.fd != listen_fd) {
+			/* A kept connection: out of the set while in use. */
+			fd = ev.data.fd;
+			(void)epoll_ctl(conn.epfd, EPOLL_CTL_DEL, fd, NULL);
+			return fd;
+		}
+		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (conn_arm(EPOLL_CTL_MOD, listen_fd) == -1) {
+			log_error("fcgi: epoll: %s", strerror(errno));
+			if (fd != -1)
+				close(fd);
+			return -1;
+		}
+		if (fd != -1) {
+			if (!conn.unix_sock)
+				(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY,
+				    &one, sizeof(one));
+			return fd;
+		}
+		switch (errno) {
+		case EAGAIN:
+		case EINTR:
+		case ECONNABORTED:
+		case EPROTO:
+			continue;
+		case EMFILE:
+		case ENFILE:
+		case ENOBUFS:
+		case ENOMEM:
+			log_warn("fcgi: accept: %s", strerror(errno));
+			nanosleep(&ts, NULL);
+			continue;
+		default:
+			if (!stopping)
+				log_error("fcgi: accept: %s", strerror(errno));
+			return -1;
+		}
+	}
+	return -1;
+}
+
+/*
+ * After FCGX_Finish_r: a connection nginx asked to keep is still open in
+ * the request; move it back into the set for its next request.
+ */
+static void
+conn_release(FCGX_Request *fr)
+{
+	int fd = fr->ipcFd;
+
+	if (fd < 0)
+		return;
+	fr->ipcFd = -1;
+	fr->detached = 0;
+	if (stopping || conn_arm(EPOLL_CTL_ADD, fd) == -1)
+		close(fd);
 }
 
 /*
@@ -224,12 +398,20 @@ exchange_finish(struct exchange *x)
 		    (unsigned long long)(time_mono_us() - req->start_us));
 	metrics_request(req->uri, resp->msgtype, resp->status,
 	    time_mono_us() - req->start_us);
-	if (ex.unix_sock && req->input_done)
+	/*
+	 * A kept connection is kept only when the request was read to its
+	 * end: what is left unread would be taken for the next request.
+	 */
+	if (x->fr.keepConnection && (stopping || (!req->input_done &&
+	    request_drain(&x->fr) == -1)))
+		x->fr.keepConnection = 0;
+	if (conn.unix_sock && !x->fr.keepConnection && req->input_done)
 		FCGX_Detach(&x->fr);
 	request_free(req);
 	free(resp->body);
 	resp->body = NULL;
 	FCGX_Finish_r(&x->fr);
+	conn_release(&x->fr);
 	pool_put(x);
 }
 
@@ -293,7 +475,7 @@ exchanges_init(int n)
 	pthread_mutex_init(&ex.rmu, NULL);
 	pthread_cond_init(&ex.cv_ready, NULL);
 	for (i = n - 1; i >= 0; i--) {
-		if (FCGX_InitRequest(&ex.all[i].fr, listen_fd, 0) != 0)
+		if (FCGX_InitRequest(&ex.all[i].fr, -1, 0) != 0)
 			return -1;
 		ex.all[i].next = ex.free;
 		ex.free = &ex.all[i];
@@ -393,14 +575,25 @@ static void *
 worker_main(void *arg)
 {
 	struct exchange *x;
+	int              fd;
 
 	(void)arg;
 	while (!stopping) {
 		if ((x = pool_take()) == NULL)
 			break;
-		if (FCGX_Accept_r(&x->fr) < 0) {
+		if ((fd = conn_wait()) == -1) {
 			pool_put(x);
 			break;
+		}
+		/* See "Connections" above. */
+		x->fr.ipcFd = fd;
+		x->fr.keepConnection = 1;
+		x->fr.detached = 0;
+		if (FCGX_Accept_r(&x->fr) < 0) {
+			/* Closed with no request (libfcgi closed it too). */
+			x->fr.ipcFd = -1;
+			pool_put(x);
+			continue;
 		}
 		metrics_inflight(1);
 		if (serve(x) == HANDLED)
@@ -651,13 +844,8 @@ main(int argc, char *argv[])
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	{
-		struct sockaddr_storage ss;
-		socklen_t               sl = sizeof(ss);
-
-		ex.unix_sock = getsockname(listen_fd, (struct sockaddr *)&ss,
-		    &sl) == 0 && ss.ss_family == AF_UNIX;
-	}
+	if (conn_init() == -1)
+		return 1;
 	if (exchanges_init(cfg.max_inflight) == -1) {
 		log_error("cannot set up %d request slots", cfg.max_inflight);
 		return 1;
@@ -684,6 +872,7 @@ main(int argc, char *argv[])
 	/* Wake the workers blocked in accept(); those busy finish first. */
 	shutdown(listen_fd, SHUT_RDWR);
 	FCGX_ShutdownPending();
+	conn_stop();
 	pthread_mutex_lock(&ex.mu);
 	pthread_cond_broadcast(&ex.cv_free);
 	pthread_mutex_unlock(&ex.mu);

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -24,6 +25,8 @@ static const char *const plist_safe_errs[] = {
     [PLIST_SAFE_NOT_XML] = "not an XML plist",
     [PLIST_SAFE_TOO_DEEP] = "plist nested too deeply",
     [PLIST_SAFE_MALFORMED] = "malformed plist",
+    [PLIST_SAFE_NOT_UTF8] = "plist is not valid UTF-8 XML text",
+    [PLIST_SAFE_AMBIGUOUS] = "plist outside the strict form",
 };
 
 /* XML white space, as libplist reads it. */
@@ -210,14 +213,616 @@ plist_xml_depth(const char *buf, size_t len, int max)
 }
 
 /*
+ * The strict form. picomdm keeps raw messages and hands them on (dump,
+ * API), so a body that another conforming plist parser (Apple's, Python's
+ * plistlib, an XML library) would read differently from libplist 2.2 is
+ * refused rather than repaired. The checks below were found by reading
+ * what libplist 2.2 does silently, and are proven by the differential
+ * test (tests/plist-canon.c, tests/plist-diff.py): every fuzz corpus input
+ * accepted here is read by plistlib to the same values.
+ *
+ *   - the whole body is valid UTF-8 (no overlong forms, surrogates or
+ *     code points past U+10FFFF) holding only XML 1.0 characters; an XML
+ *     declaration, if any, comes first and names no encoding but UTF-8
+ *     (an XML parser decodes by the declaration, libplist never does);
+ *   - a DOCTYPE (without internal subset) and comments only between
+ *     elements; no other processing instruction, no CDATA section;
+ *   - only the elements plist, dict, array, key, string, integer, real,
+ *     date, data, true, false, spelled exactly; attributes only on plist;
+ *     no text but white space between elements;
+ *   - a dict holds key/value pairs (no key without a value, no value
+ *     without a key), no key twice; the document holds one value, in
+ *     an optional plist element, and nothing after it;
+ *   - in key and string: the five named entities only (no numeric
+ *     character references, which libplist 2.2 does not decode the way
+ *     XML does), no raw carriage return (XML turns CR LF into LF, libplist
+ *     keeps it), no "]]>";
+ *   - integer: -?(0|[1-9][0-9]*) within a signed 64-bit integer (libplist
+ *     reads with strtoull base 0: "010" would be 8, "0x10" 16, and it
+ *     saturates or wraps what is out of range);
+ *   - real: -?[0-9]+(.[0-9]+)?([eE][+-]?[0-9]+)? (no "nan", "inf", hex
+ *     floats or underscores, which atof() and other parsers disagree on);
+ *   - date: YYYY-MM-DDTHH:MM:SSZ, a real calendar date and time between
+ *     1933 and 2068 (libplist 2.2 normalises 2024-02-30 to March 1st,
+ *     reads "2024" as 1970, and hands out seconds since 2001 in 32 bits);
+ *   - data: base64 with white space, correct padding and zero pad bits
+ *     (libplist and lenient decoders skip junk and stray '=' differently);
+ *   - true and false empty; no entity references outside key and string;
+ * and then libplist's tree must hold exactly the values and keys of the
+ * text (no key twice, nothing dropped or merged), and no dict may be a
+ * lone CF$UID key (Apple's CFPropertyList reads {CF$UID: n} as a UID,
+ * libplist 2.2 and plistlib as a dict).
+ */
+struct strict {
+	const char *b;
+	size_t      len;
+	size_t      values; /* value elements in the text */
+	size_t      keys;   /* key elements in the text */
+	int         depth;
+	char        kind[PLIST_DEPTH_MAX + 2]; /* 'p'list, 'd'ict, 'a'rray */
+	char        want[PLIST_DEPTH_MAX + 2]; /* dict: a key awaits its value;
+	                                        * plist: holds its value */
+	int         roots;
+};
+
+/* Is the body valid UTF-8 of XML 1.0 characters only? */
+static int
+strict_utf8(const unsigned char *p, size_t n)
+{
+	size_t   i = 0, k, more;
+	uint32_t c;
+
+	while (i < n) {
+		c = p[i];
+		if (c < 0x80) {
+			if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+				return -1;
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			more = 1;
+			c &= 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			more = 2;
+			c &= 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			more = 3;
+			c &= 0x07;
+		} else
+			return -1;
+		if (n - i <= more)
+			return -1;
+		for (k = 1; k <= more; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return -1;
+			c = (c << 6) | (p[i + k] & 0x3f);
+		}
+		if ((more == 2 && c < 0x800) || (more == 3 && c < 0x10000) ||
+		    c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff) ||
+		    c == 0xfffe || c == 0xffff)
+			return -1;
+		i += more + 1;
+	}
+	return 0;
+}
+
+static int
+strict_digits(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return n > 0;
+}
+
+/* -?(0|[1-9][0-9]*) within int64_t. */
+static int
+strict_integer(const char *s, size_t n)
+{
+	const char *lim = "9223372036854775807";
+	int	    neg = n > 0 && s[0] == '-';
+
+	if (neg) {
+		s++;
+		n--;
+		lim = "9223372036854775808";
+	}
+	if (!strict_digits(s, n) || (n > 1 && s[0] == '0') || n > 19)
+		return -1;
+	if (n == 19 && memcmp(s, lim, 19) > 0)
+		return -1;
+	return 0;
+}
+
+/* -?[0-9]+(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int
+strict_real(const char *s, size_t n)
+{
+	size_t i = 0, j;
+
+	if (i < n && s[i] == '-')
+		i++;
+	for (j = i; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+		;
+	if (i == j)
+		return -1;
+	if (i < n && s[i] == '.') {
+		for (j = ++i; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+			;
+		if (i == j)
+			return -1;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		for (j = i; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+			;
+		if (i == j || i - j > 4)
+			return -1;
+	}
+	return i == n ? 0 : -1;
+}
+
+static int
+strict_num(const char *s, size_t n)
+{
+	int v = 0;
+
+	while (n-- > 0)
+		v = v * 10 + (*s++ - '0');
+	return v;
+}
+
+/*
+ * YYYY-MM-DDTHH:MM:SSZ, a real date, 1933 to 2068: libplist 2.2 hands a
+ * date out as 32-bit seconds since 2001 (plist_get_date_val).
+ */
+static int
+strict_date(const char *s, size_t n)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31,
+		30, 31 };
+	int y, mo, d, md;
+
+	if (n != 20 || !strict_digits(s, 4) || s[4] != '-' ||
+	    !strict_digits(s + 5, 2) || s[7] != '-' ||
+	    !strict_digits(s + 8, 2) || s[10] != 'T' ||
+	    !strict_digits(s + 11, 2) || s[13] != ':' ||
+	    !strict_digits(s + 14, 2) || s[16] != ':' ||
+	    !strict_digits(s + 17, 2) || s[19] != 'Z')
+		return -1;
+	y = strict_num(s, 4);
+	mo = strict_num(s + 5, 2);
+	d = strict_num(s + 8, 2);
+	if (y < 1933 || y > 2068 || mo < 1 || mo > 12)
+		return -1;
+	md = mdays[mo - 1];
+	if (mo == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+		md = 29;
+	if (d < 1 || d > md || strict_num(s + 11, 2) > 23 ||
+	    strict_num(s + 14, 2) > 59 || strict_num(s + 17, 2) > 59)
+		return -1;
+	return 0;
+}
+
+static int
+strict_b64val(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Base64 with white space; '=' only as final padding; pad bits zero. */
+static int
+strict_data(const char *s, size_t n)
+{
+	size_t i, m = 0, pad = 0;
+	int    v, last = 0;
+
+	for (i = 0; i < n; i++) {
+		if (scan_is_ws(s[i]))
+			continue;
+		if (s[i] == '=') {
+			pad++;
+			continue;
+		}
+		if (pad > 0 || (v = strict_b64val(s[i])) < 0)
+			return -1;
+		last = v;
+		m++;
+	}
+	if (pad > 2 || (m + pad) % 4 != 0 || (pad > 0 && (m + pad) == 0))
+		return -1;
+	if ((pad == 1 && (last & 0x03) != 0) ||
+	    (pad == 2 && (last & 0x0f) != 0))
+		return -1;
+	return 0;
+}
+
+/*
+ * A numeric character reference at s[0..n) ("&#...;"): its length, or 0
+ * unless it names an XML 1.0 character (libplist 2.2 also decodes
+ * surrogates and C0 controls, which XML refuses).
+ */
+static size_t
+strict_charref(const char *s, size_t n)
+{
+	uint32_t c = 0;
+	size_t	 i = 2, j;
+	int	 hex = n > 2 && s[2] == 'x';
+
+	if (hex)
+		i++;
+	for (j = i; i < n && s[i] != ';'; i++) {
+		int v = s[i] >= '0' && s[i] <= '9' ? s[i] - '0' :
+		    hex && s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10 :
+		    hex && s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 10 : -1;
+
+		if (v < 0 || i - j >= 8)
+			return 0;
+		c = c * (hex ? 16 : 10) + (uint32_t)v;
+	}
+	if (i == j || i == n)
+		return 0;
+	if (!(c == 0x9 || c == 0xa || c == 0xd || (c >= 0x20 && c <= 0xd7ff) ||
+	    (c >= 0xe000 && c <= 0xfffd) || (c >= 0x10000 && c <= 0x10ffff)))
+		return 0;
+	return i + 1;
+}
+
+/*
+ * Character data of key and string (between CDATA sections): the five
+ * named entities and references to XML characters only, no raw CR (XML
+ * turns CR LF into LF, libplist keeps both), no "]]>".
+ */
+static int
+strict_text(const char *s, size_t n)
+{
+	static const char *const ents[] = { "&amp;", "&lt;", "&gt;",
+		"&quot;", "&apos;" };
+	size_t i, k, m;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] == '\r')
+			return -1;
+		if (s[i] == '>' && i >= 2 && s[i - 1] == ']' && s[i - 2] == ']')
+			return -1;
+		if (s[i] != '&')
+			continue;
+		if (scan_starts(s, n, i, "&#")) {
+			if ((m = strict_charref(s + i, n - i)) == 0)
+				return -1;
+			i += m - 1;
+			continue;
+		}
+		for (k = 0; k < 5; k++)
+			if (scan_starts(s, n, i, ents[k]))
+				break;
+		if (k == 5)
+			return -1;
+	}
+	return 0;
+}
+
+/* A value or key element starts: is it allowed where it stands? */
+static int
+strict_place(struct strict *st, int is_key)
+{
+	int d = st->depth;
+
+	if (d == 0) {
+		if (is_key || st->roots > 0)
+			return -1;
+		st->roots++;
+		return 0;
+	}
+	switch (st->kind[d]) {
+	case 'p':
+		if (is_key || st->want[d])
+			return -1;
+		st->want[d] = 1;
+		st->roots++;
+		return 0;
+	case 'd':
+		if (is_key == st->want[d])
+			return -1;
+		st->want[d] = (char)is_key;
+		return 0;
+	default:
+		return is_key ? -1 : 0;
+	}
+}
+
+/*
+ * Check buf[0..len) (BOM and leading white space already skipped) against
+ * the strict form. Fills the counts in st. 0 or -1.
+ */
+static int
+strict_scan(struct strict *st, const char *buf, size_t len)
+{
+	static const char *const leaves[] = { "key", "string", "integer",
+		"real", "date", "data", "true", "false" };
+	/* The prolog as Apple, libplist and plistlib write it, exactly. */
+	static const char *const decls[] = {
+		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+		"<?xml version=\"1.0\" encoding=\"utf-8\"?>",
+		"<?xml version=\"1.0\"?>",
+	};
+	static const char *const doctypes[] = {
+		"<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
+		"\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">",
+		"<!DOCTYPE plist PUBLIC \"-//Apple Computer//DTD PLIST 1.0//EN\" "
+		"\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">",
+	};
+	size_t i = 0, end, ns, ne, ts, te, k;
+	int    prolog = 1, closing, selfclose;
+
+	memset(st, 0, sizeof(*st));
+	st->b = buf;
+	st->len = len;
+	for (k = 0; k < sizeof(decls) / sizeof(decls[0]); k++)
+		if (scan_starts(buf, len, 0, decls[k])) {
+			i = strlen(decls[k]);
+			break;
+		}
+	if (i == 0 && scan_starts(buf, len, 0, "<?"))
+		return -1;
+	while (i < len) {
+		if (buf[i] != '<') {
+			if (!scan_is_ws(buf[i]))
+				return -1;
+			i++;
+			continue;
+		}
+		if (scan_starts(buf, len, i, "<!--")) {
+			end = scan_find(buf, len, i + 4, "--");
+			if (end == len || !scan_starts(buf, len, end, "-->"))
+				return -1;
+			i = end + 3;
+			continue;
+		}
+		if (scan_starts(buf, len, i, "<!DOCTYPE")) {
+			for (k = 0; k < sizeof(doctypes) / sizeof(doctypes[0]);
+			     k++)
+				if (scan_starts(buf, len, i, doctypes[k]))
+					break;
+			if (!prolog || k == sizeof(doctypes) / sizeof(doctypes[0]))
+				return -1;
+			prolog = 0;
+			i += strlen(doctypes[k]);
+			continue;
+		}
+		if (scan_starts(buf, len, i, "<!") ||
+		    scan_starts(buf, len, i, "<?"))
+			return -1;
+		prolog = 0;
+		if ((end = scan_markup(buf, len, i + 1, 0, 0)) == len)
+			return -1;
+		closing = buf[i + 1] == '/';
+		selfclose = buf[end - 1] == '/';
+		ns = i + 1 + (closing ? 1 : 0);
+		for (ne = ns; ne < end && buf[ne] >= 'a' && buf[ne] <= 'z'; ne++)
+			;
+		if (ne == ns || (closing && selfclose))
+			return -1;
+		/* After the name: nothing, "/", or (plist only) its version. */
+		if (ne < end - (selfclose ? 1 : 0) && (closing ||
+		    !scan_starts(buf, len, ns, "plist version=\"1.0\">") ||
+		    end != ns + 19))
+			return -1;
+#define NAME_IS(s) (ne - ns == strlen(s) && memcmp(buf + ns, s, ne - ns) == 0)
+		if (NAME_IS("plist")) {
+			if (closing) {
+				if (st->depth != 1 || st->kind[1] != 'p' ||
+				    !st->want[1])
+					return -1;
+				st->depth--;
+			} else if (st->depth != 0 || st->roots > 0 || selfclose)
+				return -1;
+			else {
+				st->depth = 1;
+				st->kind[1] = 'p';
+				st->want[1] = 0;
+			}
+			i = end + 1;
+			continue;
+		}
+		if (NAME_IS("dict") || NAME_IS("array")) {
+			char kind = buf[ns];
+
+			if (closing) {
+				if (st->depth == 0 || st->kind[st->depth] !=
+				    kind || (kind == 'd' && st->want[st->depth]))
+					return -1;
+				st->depth--;
+				i = end + 1;
+				continue;
+			}
+			if (strict_place(st, 0) == -1)
+				return -1;
+			st->values++;
+			if (!selfclose) {
+				if (st->depth > PLIST_DEPTH_MAX)
+					return -1;
+				st->depth++;
+				st->kind[st->depth] = kind;
+				st->want[st->depth] = 0;
+			}
+			i = end + 1;
+			continue;
+		}
+		for (k = 0; k < sizeof(leaves) / sizeof(leaves[0]); k++)
+			if (NAME_IS(leaves[k]))
+				break;
+		if (k == sizeof(leaves) / sizeof(leaves[0]) || closing)
+			return -1;
+		if (strict_place(st, k == 0) == -1)
+			return -1;
+		if (k == 0)
+			st->keys++;
+		else
+			st->values++;
+		/* The text, up to exactly "</name>". */
+		ts = te = end + 1;
+		if (!selfclose) {
+			const char *lt;
+
+			/* key and string: character data and CDATA. */
+			while ((lt = memchr(buf + te, '<', len - te)) != NULL) {
+				if (k > 1 || !scan_starts(buf, len,
+				    (size_t)(lt - buf), "<![CDATA[")) {
+					break;
+				}
+				if (strict_text(buf + te,
+				    (size_t)(lt - buf) - te) == -1)
+					return -1;
+				te = (size_t)(lt - buf) + 9;
+				end = scan_find(buf, len, te, "]]>");
+				if (end == len || memchr(buf + te, '\r',
+				    end - te) != NULL)
+					return -1;
+				te = ts = end + 3;
+			}
+			if (lt == NULL)
+				return -1;
+			te = (size_t)(lt - buf);
+			if (!scan_starts(buf, len, te, "</") ||
+			    !scan_starts(buf, len, te + 2, leaves[k]) ||
+			    !scan_starts(buf, len, te + 2 + ne - ns, ">"))
+				return -1;
+			end = te + 2 + (ne - ns);
+		}
+		switch (k) {
+		case 0: /* key */
+		case 1: /* string */
+			if (strict_text(buf + ts, te - ts) == -1)
+				return -1;
+			break;
+		case 2:
+			if (strict_integer(buf + ts, te - ts) == -1)
+				return -1;
+			break;
+		case 3:
+			if (strict_real(buf + ts, te - ts) == -1)
+				return -1;
+			break;
+		case 4:
+			if (strict_date(buf + ts, te - ts) == -1)
+				return -1;
+			break;
+		case 5:
+			if (strict_data(buf + ts, te - ts) == -1)
+				return -1;
+			break;
+		default: /* true, false */
+			if (te != ts)
+				return -1;
+			break;
+		}
+		i = end + 1;
+#undef NAME_IS
+	}
+	return st->depth == 0 && st->roots == 1 ? 0 : -1;
+}
+
+/*
+ * Does libplist's tree hold exactly what the text does: as many values
+ * and keys, no key twice in a dict, no type the text cannot spell (a UID)?
+ * Counts into *values and *keys; -1 on a mismatch of kind.
+ */
+static int
+strict_tree(plist_t node, int depth, size_t *values, size_t *keys)
+{
+	plist_dict_iter it = NULL;
+	plist_t		val = NULL;
+	char	       *key = NULL;
+	char	      **seen = NULL;
+	uint32_t	i, n;
+	size_t		m = 0, j;
+	int		rc = -1;
+
+	if (depth > PLIST_DEPTH_MAX + 1)
+		return -1;
+	(*values)++;
+	switch (plist_get_node_type(node)) {
+	case PLIST_BOOLEAN:
+	case PLIST_UINT:
+	case PLIST_REAL:
+	case PLIST_STRING:
+	case PLIST_DATA:
+	case PLIST_DATE:
+		return 0;
+	case PLIST_ARRAY:
+		n = plist_array_get_size(node);
+		for (i = 0; i < n; i++)
+			if (strict_tree(plist_array_get_item(node, i),
+			    depth + 1, values, keys) == -1)
+				return -1;
+		return 0;
+	case PLIST_DICT:
+		break;
+	default:
+		return -1;
+	}
+	n = plist_dict_get_size(node);
+	if (n > 0 && (seen = calloc(n, sizeof(*seen))) == NULL)
+		return -1;
+	plist_dict_new_iter(node, &it);
+	if (it == NULL && n > 0)
+		goto out;
+	for (;;) {
+		key = NULL;
+		val = NULL;
+		plist_dict_next_item(node, it, &key, &val);
+		if (key == NULL || val == NULL)
+			break;
+		for (j = 0; j < m; j++)
+			if (strcmp(seen[j], key) == 0)
+				goto out;
+		if (m == n)
+			goto out;
+		seen[m++] = key;
+		key = NULL;
+		(*keys)++;
+		if (strict_tree(val, depth + 1, values, keys) == -1)
+			goto out;
+	}
+	/* Apple's parser (and later libplist) reads {CF$UID: n} as a UID. */
+	rc = m == n && !(n == 1 && strcmp(seen[0], "CF$UID") == 0) ? 0 : -1;
+out:
+	free(key);
+	for (j = 0; j < m; j++)
+		free(seen[j]);
+	free(seen);
+	free(it);
+	return rc;
+}
+
+/*
  * Parse an untrusted XML plist whose root must be a dict. The checks run
  * cheapest first and libplist runs last: empty, binary ("bplist"), NUL
  * bytes, not starting with '<' (after an optional UTF-8 BOM and
  * whitespace), too long for libplist's uint32_t length, nesting deeper
- * than PLIST_DEPTH_MAX, then plist_from_xml() on a NUL-terminated copy
- * (libplist 2.2 calls strtoull()/atof() on its input in place). On
- * success *out is a tree the caller frees with plist_free(); otherwise
- * *out is NULL. Returns enum plist_safe_err.
+ * than PLIST_DEPTH_MAX, not UTF-8 text of XML characters, then
+ * plist_from_xml() on a NUL-terminated copy (libplist 2.2 calls
+ * strtoull()/atof() on its input in place), and last the strict form
+ * (strict_scan, strict_tree): what libplist accepted but another parser
+ * could read differently is PLIST_SAFE_AMBIGUOUS. On success *out is a
+ * tree the caller frees with plist_free(); otherwise *out is NULL.
+ * Returns enum plist_safe_err.
  */
 enum plist_safe_err
 plist_safe_parse(const char *buf, size_t len, plist_t *out)
@@ -225,7 +830,8 @@ plist_safe_parse(const char *buf, size_t len, plist_t *out)
 	enum plist_safe_err rc = PLIST_SAFE_MALFORMED;
 	plist_t		    root = NULL;
 	char		   *copy = NULL;
-	size_t		    off = 0;
+	size_t		    off = 0, tvalues = 0, tkeys = 0;
+	struct strict	    st;
 	int		    depth;
 
 	if (out == NULL)
@@ -245,6 +851,10 @@ plist_safe_parse(const char *buf, size_t len, plist_t *out)
 		return PLIST_SAFE_EMPTY;
 	if (buf[off] != '<')
 		return PLIST_SAFE_NOT_XML;
+	/* An XML declaration must come first (XML 1.0, 2.8). */
+	if (off > 0 && (off != 3 || buf[0] != '\xef') &&
+	    scan_starts(buf, len, off, "<?xml"))
+		return PLIST_SAFE_AMBIGUOUS;
 	if (len - off > UINT32_MAX - 1)
 		return PLIST_SAFE_MALFORMED;
 
@@ -253,6 +863,8 @@ plist_safe_parse(const char *buf, size_t len, plist_t *out)
 		return PLIST_SAFE_MALFORMED;
 	if (depth > PLIST_DEPTH_MAX)
 		return PLIST_SAFE_TOO_DEEP;
+	if (strict_utf8((const unsigned char *)buf, len) == -1)
+		return PLIST_SAFE_NOT_UTF8;
 
 	if ((copy = malloc(len - off + 1)) == NULL)
 		goto out;
@@ -263,6 +875,13 @@ plist_safe_parse(const char *buf, size_t len, plist_t *out)
 		goto out;
 	if (plist_get_node_type(root) != PLIST_DICT)
 		goto out;
+	/* What libplist read must be what the text says (strict form). */
+	if (strict_scan(&st, buf + off, len - off) == -1 ||
+	    strict_tree(root, 0, &tvalues, &tkeys) == -1 ||
+	    tvalues != st.values || tkeys != st.keys) {
+		rc = PLIST_SAFE_AMBIGUOUS;
+		goto out;
+	}
 	*out = root;
 	root = NULL;
 	rc = PLIST_SAFE_OK;

@@ -121,3 +121,30 @@ request_read_body(FCGX_Request *fr, struct request *r, size_t max)
 	r->input_done = 1;
 	return 0;
 }
+
+/*
+ * Read and discard what is left of the body of a request answered
+ * without reading it (404, 405, 413, a short body), so that a kept
+ * connection is positioned at the next request. Reads at most the
+ * largest body any endpoint takes (REQUEST_DRAIN_MAX) plus one buffer.
+ * Returns 0 when the end of the input was reached, -1 otherwise (the
+ * connection must then be closed).
+ */
+int
+request_drain(FCGX_Request *fr)
+{
+	char   buf[8192];
+	size_t total = 0;
+	int    got;
+
+	if (fr->in == NULL)
+		return -1;
+	while ((got = FCGX_GetStr(buf, (int)sizeof(buf), fr->in)) > 0) {
+		total += (size_t)got;
+		if (total > REQUEST_DRAIN_MAX)
+			return -1;
+	}
+	if (FCGX_GetError(fr->in) != 0 || !FCGX_HasSeenEOF(fr->in))
+		return -1;
+	return 0;
+}

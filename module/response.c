@@ -104,17 +104,20 @@ response_json_error(struct response *r, int status, const char *error,
 
 /*
  * Map what store_write() returned to the response: a positive value is the
- * operation's own refusal (HTTP status), a full or unavailable store is
- * 503, any other store error 500.
+ * operation's own refusal (HTTP status); a store that is full or
+ * unavailable (map or file system full, disk error, read-only, reader
+ * table full: store_err_unavailable) is 503 with Retry-After, since the
+ * same request may succeed later (RFC 9110, 15.6.4); any other store
+ * error 500.
  */
 void
 response_store_result(struct response *resp, int rc, const char *reason)
 {
 	if (rc > 0)
 		response_set(resp, rc, reason ? reason : "refused");
-	else if (rc == STORE_EFULL || rc == STORE_EREADERS ||
-	    rc == STORE_EREADONLY)
+	else if (store_err_unavailable(rc)) {
 		response_set(resp, 503, store_strerror(rc));
-	else if (rc < 0)
+		resp->retry_after = RESPONSE_RETRY_AFTER;
+	} else if (rc < 0)
 		response_set(resp, 500, store_strerror(rc));
 }

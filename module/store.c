@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <lmdb.h>
 
@@ -80,6 +81,10 @@ store_strerror(int rc)
 		return "store is read-only";
 	case STORE_EREADERS:
 		return "too many readers";
+	case STORE_ENOSPC:
+		return "file system full";
+	case STORE_EDISK:
+		return "disk i/o error";
 	default:
 		return rc > 0 ? "refused" : "unknown store error";
 	}
@@ -107,6 +112,11 @@ store_rc(int rc)
 	case EACCES:
 	case EROFS:
 		return STORE_EREADONLY;
+	case ENOSPC:
+	case EDQUOT:
+		return STORE_ENOSPC;
+	case EIO:
+		return STORE_EDISK;
 	default:
 		log_error("lmdb: %s", mdb_strerror(rc));
 		return STORE_EIO;
@@ -370,6 +380,70 @@ store_read(struct store *s, store_op_fn fn, void *arg)
 	return rc;
 }
 
+/* Below this much free space, a file system counts as full. */
+#define STORE_FS_FULL_BYTES ((uint64_t)4 << 20)
+
+/*
+ * The error a failed write commit stands for. LMDB reports a short
+ * write as EIO, and a file system that fills up in the middle of a
+ * commit gives exactly that: an EIO while the store's file system has
+ * (next to) no space left is a full file system.
+ */
+static int
+store_commit_cause(struct store *s, int rc)
+{
+	struct statvfs vfs;
+	const char    *dir = NULL;
+
+	if (rc != STORE_EDISK || mdb_env_get_path(s->env, &dir) != 0 ||
+	    dir == NULL || statvfs(dir, &vfs) == -1)
+		return rc;
+	if ((uint64_t)vfs.f_bavail * vfs.f_frsize < STORE_FS_FULL_BYTES)
+		return STORE_ENOSPC;
+	return rc;
+}
+
+/*
+ * A write commit failed with rc (a store_err): count it, remember it for
+ * store_health_get() and log the cause by name. A full file system or a
+ * failing disk leaves the store as it was before the batch (LMDB writes
+ * the meta page last), and the batch's requests are answered 503.
+ */
+static void
+store_commit_failed(struct store *s, int rc, size_t n)
+{
+	__atomic_add_fetch(&s->commit_failures, 1, __ATOMIC_RELAXED);
+	if (rc == STORE_ENOSPC)
+		__atomic_add_fetch(&s->commit_nospc, 1, __ATOMIC_RELAXED);
+	else if (rc == STORE_EDISK)
+		__atomic_add_fetch(&s->commit_disk, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->last_error_at, time_now_us(), __ATOMIC_RELAXED);
+	__atomic_store_n(&s->last_error, rc, __ATOMIC_RELAXED);
+	log_error("store: commit of %zu operations failed: %s%s", n,
+	    store_strerror(rc), store_err_unavailable(rc) ?
+	    " (answering 503 until a commit succeeds)" : "");
+}
+
+void
+store_health_get(struct store *s, struct store_health *out)
+{
+	out->commit_failures = __atomic_load_n(&s->commit_failures,
+	    __ATOMIC_RELAXED);
+	out->commit_nospc = __atomic_load_n(&s->commit_nospc,
+	    __ATOMIC_RELAXED);
+	out->commit_disk = __atomic_load_n(&s->commit_disk, __ATOMIC_RELAXED);
+	out->last_error = __atomic_load_n(&s->last_error, __ATOMIC_RELAXED);
+	out->last_error_at = out->last_error == 0 ? 0 :
+	    __atomic_load_n(&s->last_error_at, __ATOMIC_RELAXED);
+}
+
+int
+store_err_unavailable(int rc)
+{
+	return rc == STORE_EFULL || rc == STORE_ENOSPC || rc == STORE_EDISK ||
+	    rc == STORE_EREADONLY || rc == STORE_EREADERS;
+}
+
 /*
  * Run jobs[0..n) in one parent transaction, each in a child. Jobs that hit
  * a full map are left with rc = STORE_EFULL for the caller to retry after
@@ -402,10 +476,14 @@ store_run_batch(struct store *s, struct store_job **jobs, size_t n)
 		jobs[i]->rc = rc;
 	}
 	if ((rc = txn_end(&parent, 1)) != 0) {
-		log_error("store: commit: %s", store_strerror(rc));
+		rc = store_commit_cause(s, rc);
+		store_commit_failed(s, rc, n);
 		for (i = 0; i < n; i++)
 			if (jobs[i]->rc == 0)
 				jobs[i]->rc = rc;
+	} else if (__atomic_load_n(&s->last_error, __ATOMIC_RELAXED) != 0) {
+		__atomic_store_n(&s->last_error, 0, __ATOMIC_RELAXED);
+		log_info("store: commits succeed again");
 	}
 	__atomic_add_fetch(&s->batches, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->ops, n, __ATOMIC_RELAXED);

@@ -62,6 +62,12 @@ struct store {
 	pthread_t         thread;
 	uint64_t          batches;
 	uint64_t          ops;
+	/* commit health (store_health_get), atomics */
+	uint64_t          commit_failures;
+	uint64_t          commit_nospc;
+	uint64_t          commit_disk;
+	int               last_error;
+	uint64_t          last_error_at;
 };
 
 struct store_txn {

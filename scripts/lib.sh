@@ -151,6 +151,18 @@ render_nginx_conf() {
 	mv "$out.tmp" "$out"
 }
 
+# nginx_conf_keepalive CONF N: turn on keepalive to the responders in a
+# rendered nginx configuration, the two lines nginx/picomdm.conf.in names:
+# "keepalive N;" in each upstream and "fastcgi_keep_conn on;" in the
+# server. Fails when the template no longer has the lines they follow.
+nginx_conf_keepalive() {
+	sed -i -e "s|^\([[:space:]]*server unix:.*;\)\$|\1\n\t\tkeepalive $2;|" \
+	    -e 's|^\([[:space:]]*\)fastcgi_request_buffering on;$|&\n\1fastcgi_keep_conn on;|' \
+	    "$1" || return 1
+	[[ $(grep -c "^[[:space:]]*keepalive $2;\$" "$1") == 2 &&
+	    $(grep -c '^[[:space:]]*fastcgi_keep_conn on;$' "$1") == 1 ]]
+}
+
 # pm_pid_is PIDFILE NAME: succeed when PIDFILE names a live process whose
 # command line mentions NAME; print the pid.
 pm_pid_is() {

@@ -20,7 +20,11 @@ enum plist_safe_err {
 	PLIST_SAFE_EMPTY,    /* no bytes */
 	PLIST_SAFE_NOT_XML,  /* binary plist or not a plist at all */
 	PLIST_SAFE_TOO_DEEP, /* nesting over the cap */
-	PLIST_SAFE_MALFORMED /* libplist refused it */
+	PLIST_SAFE_MALFORMED, /* libplist refused it */
+	PLIST_SAFE_NOT_UTF8,  /* not UTF-8 text of XML characters */
+	PLIST_SAFE_AMBIGUOUS  /* outside the strict form (see plist.c): a
+	                       * parser other than libplist could read it
+	                       * differently */
 };
 
 /*
@@ -32,7 +36,10 @@ int plist_xml_depth(const char *, size_t, int max);
 
 /*
  * Parse an XML plist whose root must be a dict. On success *out is set
- * (caller frees with plist_free). Returns enum plist_safe_err.
+ * (caller frees with plist_free). Returns enum plist_safe_err. Only the
+ * strict form is accepted, what any conforming plist parser reads to the
+ * same values as libplist 2.2 (module/plist.c lists the rules); the rest
+ * is PLIST_SAFE_AMBIGUOUS.
  */
 enum plist_safe_err plist_safe_parse(const char *, size_t, plist_t *out);
 const char         *plist_safe_strerror(enum plist_safe_err);

@@ -45,7 +45,9 @@ enum store_err {
 	STORE_EIO = -6,      /* any other LMDB or system error */
 	STORE_ENOMEM = -7,
 	STORE_EREADONLY = -8,
-	STORE_EREADERS = -9  /* reader table full */
+	STORE_EREADERS = -9, /* reader table full */
+	STORE_ENOSPC = -10,  /* the file system is full (ENOSPC, EDQUOT) */
+	STORE_EDISK = -11    /* the disk failed a read or write (EIO) */
 };
 const char *store_strerror(int);
 
@@ -99,6 +101,24 @@ void store_writer_stop(struct store *);
 
 /* Statistics of the writer: batches committed, operations in them. */
 void store_writer_stats(struct store *, uint64_t *batches, uint64_t *ops);
+
+/*
+ * Commit health, for /healthz and /metrics. Counters run from
+ * store_open(); last_error is the store_err of the latest write commit
+ * that failed, or 0 once a commit has succeeded after it (so a store
+ * whose file system filled up and was then freed reads healthy again).
+ */
+struct store_health {
+	uint64_t commit_failures; /* write commits that failed, any cause */
+	uint64_t commit_nospc;    /* ... of them STORE_ENOSPC */
+	uint64_t commit_disk;     /* ... of them STORE_EDISK */
+	int      last_error;      /* 0, or the last failed commit's error */
+	uint64_t last_error_at;   /* µs since the epoch, 0 when none */
+};
+void store_health_get(struct store *, struct store_health *out);
+/* Is rc a store that cannot take writes now but may later (full map or
+ * file system, disk error, read-only, reader table): 503, Retry-After. */
+int  store_err_unavailable(int rc);
 
 /* ---- time and sequence ---- */
 

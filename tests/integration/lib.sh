@@ -35,6 +35,8 @@
 # expects; it_done fails the test when any report exists. expect_exit and
 # ctlok also fail on a sanitizer exit. Checks of the harness itself use
 # note (printed, not counted) or it_abort, never pass.
+#	IT_NGINX_KEEPALIVE=N  (set by a test before it_start) nginx keeps up
+#	                    to N idle FastCGI connections (it_nginx_keepalive)
 #
 # After a request: STATUS holds the HTTP status (000 when curl failed),
 # BODY the file holding the response body, HEADERS the response headers.
@@ -159,6 +161,8 @@ it_start() {
 		    SERVER_KEY="$IT_CERTS/server.key" \
 		    DEVICE_CA="${IT_DEVICE_CA:-$IT_CERTS/ca.pem}" SOCKET="$IT_SOCK" \
 		    "${IT_NGINX_ARGS[@]}"
+		[[ -z ${IT_NGINX_KEEPALIVE-} ]] ||
+		    it_nginx_keepalive "$IT_DIR/nginx/nginx.conf"
 		if (start_nginx "$IT_DIR/nginx" "$IT_DIR/nginx/nginx.conf") \
 		    2>>"$IT_DIR/nginx/start.log"; then
 			IT_PORT=$port
@@ -169,6 +173,13 @@ it_start() {
 	[[ -n $IT_PORT ]] || it_abort "setup: nginx did not start" \
 	    "$(tail -n 3 "$IT_DIR/nginx/start.log" | tr '\n' ' ')"
 	IT_URL=https://localhost:$IT_PORT
+}
+
+# it_nginx_keepalive CONF: nginx_conf_keepalive (scripts/lib.sh) with
+# IT_NGINX_KEEPALIVE idle connections per nginx worker.
+it_nginx_keepalive() {
+	nginx_conf_keepalive "$1" "$IT_NGINX_KEEPALIVE" ||
+	    it_abort "setup: keepalive lines not added to $1"
 }
 
 # it_start_responder / it_stop_responder: start the responder again with

@@ -85,6 +85,42 @@ f=$(it_file token-string)
 plist_write "$f" MessageType=TokenUpdate Topic="$IT_TOPIC" UDID="$udid" \
     Token="$tok" PushMagic=x
 case_ "Token as string" 400 "$f"
+# A TokenUpdate that would apply but for one thing another plist parser
+# reads differently from libplist (module/plist.c, the strict form).
+good=$(token_plist "$udid" "$tok")
+# ambiguous NAME EXTRA [OLD NEW]: the TokenUpdate with EXTRA before its
+# closing </dict> (and OLD replaced by NEW), which must be refused.
+ambiguous() {
+	local f
+	f=$(it_file "ambig-$RANDOM")
+	python3 - "$good" "$f" "$2" "${3-}" "${4-}" <<'PY'
+import sys
+src, dst, extra, old, new = sys.argv[1:6]
+b = open(src, "rb").read()
+if old:
+    assert old.encode() in b
+    b = b.replace(old.encode(), new.encode().decode("unicode_escape").encode("latin-1"))
+i = b.rindex(b"</dict>")
+b = b[:i] + extra.encode().decode("unicode_escape").encode("latin-1") + b[i:]
+open(dst, "wb").write(b)
+PY
+	case_ "$1" 400 "$f"
+}
+ambiguous "repeated key (a second UDID)" \
+    '<key>UDID</key><string>0000FE00-HOST-0000-0000-000000000002</string>'
+ambiguous "integer with a leading zero" '<key>N</key><integer>010</integer>'
+ambiguous "integer past 64 bits" \
+    '<key>N</key><integer>99999999999999999999</integer>'
+ambiguous "invalid date (30 February)" \
+    '<key>D</key><date>2024-02-30T00:00:00Z</date>'
+ambiguous "malformed base64 in <data>" '<key>B</key><data>QQ=</data>'
+ambiguous "CR LF inside a string" '<key>S</key><string>a\r\nb</string>'
+ambiguous "control character reference" '<key>S</key><string>&#1;</string>'
+ambiguous "ISO-8859-1 declared" '<key>S</key><string>caf\xe9</string>' \
+    'encoding="UTF-8"' 'encoding="ISO-8859-1"'
+ambiguous "invalid UTF-8" '<key>S</key><string>caf\xc3</string>'
+ambiguous "a key without its value" '<key>Dangling</key>'
+
 f=$(it_file good); cp "$(token_plist "$udid" "$tok")" "$f"
 case_ "GET instead of PUT" 405 "$f" /mdm/checkin -X GET
 case_ "POST instead of PUT" 405 "$f" /mdm/checkin -X POST

@@ -732,7 +732,6 @@ test_plist_json(void)
 {
 	static const char doc[] =
 	    PLIST_HEAD "<key>s</key><string>caf\xc3\xa9</string>"
-		       "<key>bad</key><string>a\xffz</string>"
 		       "<key>i</key><integer>-3</integer>"
 		       "<key>r</key><real>0.25</real>"
 		       "<key>t</key><true/>"
@@ -742,7 +741,14 @@ test_plist_json(void)
 	plist_t root = NULL;
 	json_t *j;
 
+	static const char notutf8[] =
+	    PLIST_HEAD "<key>bad</key><string>a\xffz</string>" PLIST_TAIL;
+	CHECK_EQ(plist_safe_parse(notutf8, strlen(notutf8), &root),
+	    PLIST_SAFE_NOT_UTF8);
+	CHECK(root == NULL);
 	CHECK_EQ(plist_safe_parse(doc, strlen(doc), &root), PLIST_SAFE_OK);
+	/* Stored before the strict form, or built: still converts. */
+	plist_dict_set_item(root, "bad", plist_new_string("a\xffz"));
 	j = command_plist_json(root);
 	CHECK(j != NULL);
 	CHECK_STR(json_string_value(json_object_get(j, "s")), "caf\xc3\xa9");
