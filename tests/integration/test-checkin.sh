@@ -136,7 +136,7 @@ expect_status 400 "Mdm-Signature over a different body refused"
 f=$(token_plist "$sudid" "$tok2")
 checkin_signed "$f" foreign
 expect_status 403 "Mdm-Signature by a foreign certificate refused"
-expect_logged 403 "certificate not issued by the device CA" \
+expect_logged 403 "certificate issued by CN=picomdm demo other CA,O=picomdm demo, which is not in --device-ca" \
     "... by the responder's own chain check (logged)"
 checkin_signed "$(checkout_plist "$sudid")" signer1
 expect_status 200 "CheckOut identified by Mdm-Signature"
