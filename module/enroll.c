@@ -930,6 +930,12 @@ enroll_access(const struct enroll *e)
 	return e != NULL ? e->conf->access : ENROLL_ACCESS_OFF;
 }
 
+const char *
+enroll_topic(const struct enroll *e)
+{
+	return e != NULL ? e->topic : NULL;
+}
+
 struct enroll *
 enroll_load_file(const char *path, char *err, size_t errsz)
 {

@@ -664,18 +664,30 @@ load_api_key(const char *path)
 	return 0;
 }
 
-/* Start-up: a warning for each push certificate within PUSHCERT_WARN_DAYS
- * of its end (or past it): topic and date, never the key. */
+/*
+ * Start-up: a warning for each push certificate within PUSHCERT_WARN_DAYS
+ * of its end (or past it): topic and date, never the key; and one when
+ * the enrollment profile names a topic the store has no push certificate
+ * for (devices enrolled with it could never be woken).
+ */
+struct pushcert_check {
+	time_t	    now;
+	const char *topic; /* the enrollment profile's, or NULL */
+	int	    found;
+};
+
 static int
 pushcert_warn_cb(const struct store_pushcert *sc, void *arg)
 {
-	struct pushcert pc;
-	time_t		now = *(const time_t *)arg;
-	long long	days;
+	struct pushcert_check *w = arg;
+	struct pushcert	       pc;
+	long long	       days;
 
 	memset(&pc, 0, sizeof(pc));
 	pc.not_after = (time_t)(sc->not_after / 1000000u);
-	days = pushcert_days_left(&pc, now);
+	days = pushcert_days_left(&pc, w->now);
+	if (w->topic != NULL && strcmp(sc->topic, w->topic) == 0)
+		w->found = 1;
 	if (days < 0)
 		log_warn("push certificate for %s has expired (%lld days ago): "
 		    "pushes to its devices will fail",
@@ -694,14 +706,18 @@ pushcert_warn_read(struct store_txn *t, void *arg)
 }
 
 static void
-pushcert_warn(struct store *s)
+pushcert_warn(struct store *s, const char *topic)
 {
-	time_t now = time(NULL);
-	int    rc;
+	struct pushcert_check w = {time(NULL), topic, 0};
+	int		      rc;
 
-	if ((rc = store_read(s, pushcert_warn_read, &now)) != 0)
+	if ((rc = store_read(s, pushcert_warn_read, &w)) != 0)
 		log_warn("push certificates: cannot read: %s",
 		    store_strerror(rc));
+	else if (topic != NULL && !w.found)
+		log_warn("enrollment: the profile's topic %s has no push "
+		    "certificate in the store: import it (picomdmctl pushcert "
+		    "import), or enrolled devices cannot be woken", topic);
 }
 
 int
@@ -834,7 +850,8 @@ main(int argc, char *argv[])
 		    "only)");
 	if (store_writer_start(srv.store) != 0)
 		return 1;
-	pushcert_warn(srv.store);
+	pushcert_warn(srv.store, enroll_access(srv.enroll) != ENROLL_ACCESS_OFF ?
+	    enroll_topic(srv.enroll) : NULL);
 
 	/* Signals go to the main thread only, through sigwait. */
 	sigemptyset(&sigs);

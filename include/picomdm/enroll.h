@@ -88,6 +88,8 @@ int enroll_load(
     const struct enroll_conf *, struct enroll **out, char *err, size_t errsz);
 void enroll_free(struct enroll *);
 int  enroll_access(const struct enroll *); /* ENROLL_ACCESS_* */
+/* The profile's Topic, or NULL when enrollment is not configured. */
+const char *enroll_topic(const struct enroll *);
 
 /*
  * Read a picomdm.conf (every key checked as picomdm-fcgi checks it) and

@@ -417,11 +417,32 @@ put_raw /mdm/checkin --cert "$IT_CERTS/devices/foreign.pem" \
     --data-binary @"$(auth_plist 00008110-000E1A2B3C4D5E70 ENROLL00002)"
 expect_status 400 "a certificate from another CA over TLS: refused by nginx"
 
+# ---- the profile's topic needs a push certificate in the store
+
+nowarn="has no push certificate in the store"
+if grep -q "topic $IT_TOPIC $nowarn" "$IT_DIR/fcgi.log"; then
+	pass "start-up warns: no push certificate for the profile's topic"
+else
+	fail "start-up warns: no push certificate for the profile's topic"
+fi
+# From here the Topic is push.pem's UID, whose certificate is imported.
+it_stop_responder
+sed -i '/^push_topic/d' "$IT_DIR/picomdm.conf"
+echo "push_cert = $IT_CERTS/push.pem" >>"$IT_DIR/picomdm.conf"
+expect_exit 0 "pushcert import of the profile's push certificate" \
+    "$PM_BUILD/picomdmctl" --db "$IT_DB" pushcert import \
+    "$IT_CERTS/push.pem" "$IT_CERTS/push.key"
+
 # ---- one-time enrollment tokens (enroll_access = token)
 
-it_stop_responder
 sed -i 's/^enroll_access = open$/enroll_access = token/' "$IT_DIR/picomdm.conf"
+mark=$(stat -c %s "$IT_DIR/fcgi.log")
 it_start_responder
+if tail -c +"$((mark + 1))" "$IT_DIR/fcgi.log" | grep -q "$nowarn"; then
+	fail "no warning once the store holds the topic's certificate"
+else
+	pass "no warning once the store holds the topic's certificate"
+fi
 # shellcheck source=lib-api.sh
 . "$(dirname "$0")/lib-api.sh"
 
