@@ -73,8 +73,10 @@ typedef int (*store_op_fn)(struct store_txn *, void *arg);
 /*
  * Run op in a durable write transaction. Without a writer thread the call
  * runs its own transaction. If the map fills, the map grows and op is run
- * again from the start (ops must reset their outputs on entry); when it
- * cannot grow, returns STORE_EFULL and nothing of op is kept.
+ * again from the start; when it cannot grow, returns STORE_EFULL and
+ * nothing of op is kept. An op is also run again when another op of the
+ * same group commit failed (the batch is then rerun with each op in a
+ * nested transaction): ops must reset their outputs on entry.
  */
 int store_write(struct store *, store_op_fn, void *arg);
 /*

@@ -464,6 +464,76 @@ test_group_commit(void)
 	store_close(gc_store);
 }
 
+/*
+ * One group commit holding an operation that fails after writing: its
+ * writes vanish, the others' stay, and they share the commit. The first
+ * job holds the writer until the three others are queued behind it.
+ */
+static volatile int gate;
+
+static int
+op_gate(struct store_txn *t, void *arg)
+{
+	(void)t;
+	(void)arg;
+	while (!__atomic_load_n(&gate, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	return 0;
+}
+
+static void
+note_rc(int rc, void *arg)
+{
+	__atomic_store_n((int *)arg, rc, __ATOMIC_RELEASE);
+}
+
+static int
+op_has(struct store_txn *t, void *arg)
+{
+	struct store_enrollment *e = NULL;
+	int                      rc;
+
+	rc = store_enrollment_get(t, arg, &e);
+	store_enrollment_free(e);
+	return rc;
+}
+
+static void
+test_batch_refuse(void)
+{
+	char               ida[] = "BA", idb[] = "BB", refused[] = "refused";
+	struct enroll_args a = { ida, ida, ENROLL_DEVICE };
+	struct enroll_args b = { idb, idb, ENROLL_DEVICE };
+	struct store      *s;
+	uint64_t           batches, ops;
+	int                rc[4] = { -1, -1, -1, -1 }, i;
+
+	fresh_dir("batch");
+	s = open_store(0, 0);
+	CHECK_EQ(store_writer_start(s), 0);
+	gate = 0;
+	CHECK_EQ(store_submit(s, op_gate, NULL, note_rc, &rc[0]), 0);
+	usleep(50000); /* the writer is in op_gate now */
+	CHECK_EQ(store_submit(s, op_enroll, &a, note_rc, &rc[1]), 0);
+	CHECK_EQ(store_submit(s, op_refuse, NULL, note_rc, &rc[2]), 0);
+	CHECK_EQ(store_submit(s, op_enroll, &b, note_rc, &rc[3]), 0);
+	__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < 4; i++)
+		while (__atomic_load_n(&rc[i], __ATOMIC_ACQUIRE) == -1)
+			usleep(1000);
+	CHECK_EQ(rc[0], 0);
+	CHECK_EQ(rc[1], 0);
+	CHECK_EQ(rc[2], 403);
+	CHECK_EQ(rc[3], 0);
+	store_writer_stats(s, &batches, &ops);
+	CHECK_EQ(ops, 4);
+	CHECK_EQ(batches, 2);
+	CHECK_EQ(store_read(s, op_has, ida), 0);
+	CHECK_EQ(store_read(s, op_has, idb), 0);
+	CHECK_EQ(store_read(s, op_has, refused), STORE_ENOTFOUND);
+	store_close(s);
+}
+
 /* ---- a full map ---- */
 
 static int
@@ -653,6 +723,7 @@ main(void)
 	test_records();
 	test_queue();
 	test_clear_and_history();
+	test_batch_refuse();
 	test_group_commit();
 	test_map_full();
 	test_growth_concurrent();
