@@ -171,7 +171,8 @@ int  store_enrollment_get(struct store_txn *, const char *id,
 /* Insert or replace; also maintains the device -> user-channel index. */
 int  store_enrollment_put(struct store_txn *, const struct store_enrollment *);
 void store_enrollment_free(struct store_enrollment *);
-/* Update last_seen only (no-op when the enrollment does not exist). */
+/* Update last_seen only (STORE_ENOTFOUND when there is no such enrollment);
+ * cheaper than a get and a put. */
 int  store_enrollment_touch(struct store_txn *, const char *id);
 
 /* Iterate enrollments in ID order, starting after `after` (NULL = first).

@@ -390,6 +390,75 @@ test_clear_and_history(void)
 	store_close(s);
 }
 
+/* ---- last_seen ---- */
+
+struct touch_args {
+	const char *id;
+	uint64_t    now;       /* out: the transaction's time */
+	uint64_t    last_seen; /* out: read back afterwards */
+};
+
+static int
+op_touch(struct store_txn *t, void *arg)
+{
+	struct touch_args *a = arg;
+
+	a->now = store_txn_now(t);
+	return store_enrollment_touch(t, a->id);
+}
+
+static int
+op_seen(struct store_txn *t, void *arg)
+{
+	struct touch_args       *a = arg;
+	struct store_enrollment *e;
+
+	CHECK_EQ(store_enrollment_get(t, a->id, &e), 0);
+	a->last_seen = e->last_seen;
+	/* Nothing else changes. */
+	CHECK_STR(e->topic, "com.apple.mgmt.test");
+	CHECK_EQ(e->token_len, 3);
+	CHECK(memcmp(e->token, "\x01\x02\x03", 3) == 0);
+	CHECK_EQ(e->token_update_tally, 7);
+	CHECK_EQ(e->enabled, 1);
+	store_enrollment_free(e);
+	return 0;
+}
+
+/*
+ * store_enrollment_touch on a record without last_seen (the long way),
+ * then with one (rewritten in place): the time moves, the rest of the
+ * record and its eid (the queue still answers) stay.
+ */
+static void
+test_touch(void)
+{
+	struct store      *s;
+	struct enroll_args dev = { "TOUCH", "TOUCH", ENROLL_DEVICE };
+	struct touch_args  a = { "TOUCH", 0, 0 }, nope = { "nope", 0, 0 };
+	uint64_t           first;
+
+	fresh_dir("touch");
+	s = open_store(0, 0);
+	CHECK_EQ(store_write(s, op_enroll, &dev), 0);
+	enqueue(s, "TOUCH", "T-1", 0);
+	CHECK_EQ(store_read(s, op_seen, &a), 0);
+	CHECK_EQ(a.last_seen, 0);
+	CHECK_EQ(store_write(s, op_touch, &a), 0);
+	CHECK_EQ(store_read(s, op_seen, &a), 0);
+	CHECK(a.now != 0);
+	CHECK_EQ(a.last_seen, a.now);
+	first = a.now;
+	usleep(2000);
+	CHECK_EQ(store_write(s, op_touch, &a), 0);
+	CHECK_EQ(store_read(s, op_seen, &a), 0);
+	CHECK(a.now > first);
+	CHECK_EQ(a.last_seen, a.now);
+	CHECK_STR(report(s, "TOUCH", NULL, CMD_STATUS_IDLE), "T-1");
+	CHECK_EQ(store_write(s, op_touch, &nope), STORE_ENOTFOUND);
+	store_close(s);
+}
+
 /* ---- group commit under threads ---- */
 
 static struct store *gc_store;
@@ -723,6 +792,7 @@ main(void)
 	test_records();
 	test_queue();
 	test_clear_and_history();
+	test_touch();
 	test_batch_refuse();
 	test_group_commit();
 	test_map_full();
