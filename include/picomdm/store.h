@@ -6,8 +6,9 @@
  *
  * Writes go through store_write(): the operation runs inside a write
  * transaction that the group-commit writer shares between every request
- * waiting at that moment, each in its own nested transaction, so one
- * failing operation discards only its own changes. store_write() returns
+ * waiting at that moment; if one of them fails, the batch is run again
+ * with each in its own nested transaction, so one failing operation
+ * discards only its own changes. store_write() returns
  * only after the shared transaction is durably committed (one sync for the
  * whole batch). Reads use store_read() and never wait for the writer.
  *
