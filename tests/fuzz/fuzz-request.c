@@ -202,7 +202,10 @@ fuzz_build(const uint8_t *d, size_t n, unsigned mode, struct buf *b,
 }
 
 /* Whether a name-value pair list holds a pair whose lengths overflow
- * libfcgi's int arithmetic (see fuzz_libfcgi_abort). */
+ * libfcgi's int arithmetic (see fuzz_libfcgi_abort), or claim more bytes
+ * than any stream here holds: libfcgi allocates nameLen + valueLen + 2
+ * before it reads them, up to 2 GiB for a stream of 80 bytes, and ASan
+ * then writes the shadow of it all (seconds: libFuzzer's timeout). */
 static int
 fuzz_pairs_overflow(const unsigned char *p, size_t n)
 {
@@ -226,7 +229,8 @@ fuzz_pairs_overflow(const unsigned char *p, size_t n)
 			} else
 				len[i] = p[off++];
 		}
-		if (len[0] + len[1] + 2 > 0x7fffffffULL)
+		if (len[0] + len[1] + 2 > 0x7fffffffULL ||
+		    len[0] + len[1] > FUZZ_STREAM_MAX)
 			return 1;
 		if (len[0] + len[1] > n - off)
 			return 0;
