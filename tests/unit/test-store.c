@@ -706,17 +706,20 @@ test_corrupt(void)
 	{
 		char cmd[1200];
 
-		/* The mdb_load tool writes a bogus enrollment record. */
+		/* The mdb_load tool writes two bogus enrollment records: "X"
+		 * of another kind, "Y" with its ID and no eid. */
 		snprintf(cmd, sizeof(cmd),
 		    "printf 'VERSION=3\\nformat=bytevalue\\ntype=btree\\n"
-		    "HEADER=END\\n 58\\n 7001ff\\nDATA=END\\n' | "
-		    "mdb_load -s enroll '%s' 2>/dev/null", dir);
+		    "HEADER=END\\n 58\\n 7001ff\\n 59\\n 700201010000000159\\n"
+		    "DATA=END\\n' | mdb_load -s enroll '%s' 2>/dev/null", dir);
 		if (system(cmd) == 0) {
 			struct store *s = open_store(0, 0);
 			struct report_args a;
 
 			memset(&a, 0, sizeof(a));
 			a.id = "X";
+			CHECK_EQ(store_write(s, op_report, &a), STORE_ECORRUPT);
+			a.id = "Y";
 			CHECK_EQ(store_write(s, op_report, &a), STORE_ECORRUPT);
 			store_close(s);
 		} else
