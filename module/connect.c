@@ -33,10 +33,9 @@ struct connect_op {
 static int
 connect_op_run(struct store_txn *t, void *arg)
 {
-	struct connect_op       *op = arg;
-	const struct mdm_msg    *m = op->d.msg;
-	struct store_enrollment *e = NULL;
-	int                      rc;
+	struct connect_op    *op = arg;
+	const struct mdm_msg *m = op->d.msg;
+	int                   rc;
 
 	store_command_free(op->next);
 	op->next = NULL;
@@ -45,13 +44,8 @@ connect_op_run(struct store_txn *t, void *arg)
 	if ((rc = identity_authorize(t, m->device_id, op->d.hash, 0,
 	    op->d.srv->cfg->allow_retro, &op->reason)) != 0)
 		return rc;
-	if ((rc = store_enrollment_get(t, m->id, &e)) == STORE_ENOTFOUND)
+	if ((rc = store_enrollment_touch(t, m->id)) == STORE_ENOTFOUND)
 		return op->reason = "enrollment not found", 403;
-	if (rc != 0)
-		return rc;
-	e->last_seen = store_txn_now(t);
-	rc = store_enrollment_put(t, e);
-	store_enrollment_free(e);
 	if (rc != 0)
 		return rc;
 	if (m->status != CMD_STATUS_IDLE &&

@@ -4,10 +4,12 @@
  *
  * Durability: the environment is opened without MDB_NOSYNC, so a commit
  * returns only after its pages and meta page are on disk. The writer
- * thread takes every write waiting at that moment, runs each in a nested
- * transaction of one parent (so a failing operation discards only its own
- * changes), commits the parent once, and only then releases the waiting
- * requests. Reads run in their own read-only transactions and never wait.
+ * thread takes every write waiting at that moment, runs them all in one
+ * transaction, commits it once, and only then releases the waiting
+ * requests. Should one of them fail, the batch is aborted and run again
+ * with each operation in a nested transaction of one parent, so a failing
+ * operation discards only its own changes (store_run_flat). Reads run in
+ * their own read-only transactions and never wait.
  * A request is released either by waking its thread (store_write) or by
  * calling its completion from the writer thread (store_submit), so the
  * thread that read the request need not wait for the disk.
@@ -491,6 +493,39 @@ store_run_batch(struct store *s, struct store_job **jobs, size_t n)
 }
 
 /*
+ * The common case, cheaper: every job of the batch directly in the parent,
+ * without a child transaction each. A child copies every page it touches
+ * even when the parent has it dirty already, and allocates its own dirty
+ * list: for a report or a check-in that was most of the writer's work.
+ * All or nothing: if any job fails, or the commit does, the batch is
+ * aborted (nothing of it is kept) and 1 is returned, for the caller to
+ * run it again with store_run_batch(), where a failing job discards only
+ * its own changes. A lone job's failure stands as it is (a child of its
+ * own would have discarded the same changes). 0 when the batch is done.
+ */
+static int
+store_run_flat(struct store *s, struct store_job **jobs, size_t n)
+{
+	struct store_txn t;
+	size_t           i;
+	int              rc = 0;
+
+	if (txn_begin(s, 0, &t) != 0)
+		return 1;
+	for (i = 0; i < n && rc == 0; i++)
+		rc = jobs[i]->rc = jobs[i]->fn(&t, jobs[i]->arg);
+	if (rc != 0) {
+		txn_end(&t, 0);
+		if (n > 1)
+			return 1;
+	} else if (txn_end(&t, 1) != 0)
+		return 1;
+	__atomic_add_fetch(&s->batches, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->ops, n, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
  * Run a batch, growing the map and rerunning the jobs it could not hold.
  * jobs[] is left as given (the caller marks every one done afterwards);
  * the reruns go through a separate list.
@@ -502,7 +537,8 @@ store_run_jobs(struct store *s, struct store_job **jobs, size_t n)
 	size_t            i, m;
 
 	for (;;) {
-		store_run_batch(s, run, n);
+		if (store_run_flat(s, run, n) != 0)
+			store_run_batch(s, run, n);
 		for (i = m = 0; i < n; i++)
 			if (run[i]->rc == STORE_EFULL)
 				retry[m++] = run[i];

@@ -236,15 +236,56 @@ store_enrollment_get(struct store_txn *t, const char *id,
 	return enroll_get_eid(t, id, out, NULL);
 }
 
+/*
+ * Walk an enrollment record without decoding it: its eid, and where the
+ * eight bytes of last_seen are (*seen_off 0 when it has none). What
+ * enroll_decode() refuses in the fields read here is refused too; nothing
+ * is allocated: every report looks its enrollment up three times.
+ */
+static int
+enroll_scan(const MDB_val *v, uint64_t *eid, size_t *seen_off)
+{
+	struct rec_r         r;
+	const unsigned char *p;
+	size_t               n;
+	unsigned             tag;
+	uint64_t             x = 0, type = 0;
+	int                  rc, has_id = 0;
+
+	*seen_off = 0;
+	if ((rc = rec_open(&r, v, REC_ENROLL)) != 0)
+		return rc;
+	while ((rc = rec_next(&r, &tag, &p, &n)) == 1) {
+		if (tag == 1)
+			has_id = memchr(p, '\0', n) == NULL;
+		else if (tag == ENROLL_TAG_EID && rec_get_u64(p, n, &x) != 0)
+			return STORE_ECORRUPT;
+		else if (tag == 3 && rec_get_u64(p, n, &type) != 0)
+			return STORE_ECORRUPT;
+		else if (tag == 14) {
+			if (n != 8)
+				return STORE_ECORRUPT;
+			*seen_off = (size_t)(p - r.p);
+		}
+	}
+	if (rc != 0 || !has_id || x == 0 || type >= ENROLL__MAX)
+		return rc ? rc : STORE_ECORRUPT;
+	*eid = x;
+	return 0;
+}
+
 int
 enroll_eid(struct store_txn *t, const char *id, uint64_t *eid)
 {
-	struct store_enrollment *e;
-	int                      rc;
+	struct key k;
+	MDB_val    v;
+	size_t     off;
+	int        rc;
 
-	if ((rc = enroll_get_eid(t, id, &e, eid)) == 0)
-		store_enrollment_free(e);
-	return rc;
+	if ((rc = str_key(&k, id)) != 0 ||
+	    (rc = db_get(t, DBI_ENROLL, &k, &v)) != 0)
+		return rc;
+	return enroll_scan(&v, eid, &off);
 }
 
 int
@@ -320,18 +361,42 @@ store_enrollment_put(struct store_txn *t, const struct store_enrollment *e)
 	return enroll_write(t, e, eid);
 }
 
+/*
+ * last_seen is rewritten in a copy of the record as it is, without a
+ * decode and an encode; a record without the field (never written so by
+ * picomdm) goes the long way.
+ */
 int
 store_enrollment_touch(struct store_txn *t, const char *id)
 {
 	struct store_enrollment *e;
-	uint64_t                 eid;
-	int                      rc;
+	struct key               k;
+	MDB_val                  v;
+	unsigned char           *b;
+	uint64_t                 eid, x;
+	size_t                   off;
+	int                      rc, i;
 
-	if ((rc = enroll_get_eid(t, id, &e, &eid)) != 0)
-		return rc == STORE_ENOTFOUND ? 0 : rc;
-	e->last_seen = t->now;
-	rc = enroll_write(t, e, eid);
-	store_enrollment_free(e);
+	if ((rc = str_key(&k, id)) != 0 ||
+	    (rc = db_get(t, DBI_ENROLL, &k, &v)) != 0 ||
+	    (rc = enroll_scan(&v, &eid, &off)) != 0)
+		return rc;
+	if (off == 0) {
+		if ((rc = enroll_decode(&v, &e, NULL)) != 0)
+			return rc;
+		e->last_seen = t->now;
+		rc = enroll_write(t, e, eid);
+		store_enrollment_free(e);
+		return rc;
+	}
+	/* The value lives in the map (or a dirty page): copy, then put. */
+	if ((b = malloc(v.mv_size)) == NULL)
+		return STORE_ENOMEM;
+	memcpy(b, v.mv_data, v.mv_size);
+	for (i = 7, x = t->now; i >= 0; i--, x >>= 8)
+		b[off + (size_t)i] = (unsigned char)x;
+	rc = db_put(t, DBI_ENROLL, &k, b, v.mv_size, 0);
+	freezero(b, v.mv_size);
 	return rc;
 }
 

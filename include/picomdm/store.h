@@ -6,8 +6,9 @@
  *
  * Writes go through store_write(): the operation runs inside a write
  * transaction that the group-commit writer shares between every request
- * waiting at that moment, each in its own nested transaction, so one
- * failing operation discards only its own changes. store_write() returns
+ * waiting at that moment; if one of them fails, the batch is run again
+ * with each in its own nested transaction, so one failing operation
+ * discards only its own changes. store_write() returns
  * only after the shared transaction is durably committed (one sync for the
  * whole batch). Reads use store_read() and never wait for the writer.
  *
@@ -76,8 +77,10 @@ typedef int (*store_op_fn)(struct store_txn *, void *arg);
 /*
  * Run op in a durable write transaction. Without a writer thread the call
  * runs its own transaction. If the map fills, the map grows and op is run
- * again from the start (ops must reset their outputs on entry); when it
- * cannot grow, returns STORE_EFULL and nothing of op is kept.
+ * again from the start; when it cannot grow, returns STORE_EFULL and
+ * nothing of op is kept. An op is also run again when another op of the
+ * same group commit failed (the batch is then rerun with each op in a
+ * nested transaction): ops must reset their outputs on entry.
  */
 int store_write(struct store *, store_op_fn, void *arg);
 /*
@@ -232,7 +235,8 @@ int  store_enrollment_get(struct store_txn *, const char *id,
 /* Insert or replace; also maintains the device -> user-channel index. */
 int  store_enrollment_put(struct store_txn *, const struct store_enrollment *);
 void store_enrollment_free(struct store_enrollment *);
-/* Update last_seen only (no-op when the enrollment does not exist). */
+/* Update last_seen only (STORE_ENOTFOUND when there is no such enrollment);
+ * cheaper than a get and a put. */
 int  store_enrollment_touch(struct store_txn *, const char *id);
 
 /* Iterate enrollments in ID order, starting after `after` (NULL = first).

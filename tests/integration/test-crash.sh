@@ -26,7 +26,9 @@
 # after its sync, concurrent operations sharing one).
 #
 # Environment: PICOMDM_CRASH_KILLS (default 20), PICOMDM_CRASH_DEVICES
-# (default 6).
+# (default 6), PICOMDM_CRASH_SECS (how long the load runs; default the
+# number of kills + 8), PICOMDM_CRASH_SUMMARY (a file to get one JSON line
+# with the counts: scripts/bench runs this test with 100 stops).
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -65,7 +67,7 @@ note "setup: $ndev devices authenticated"
 
 # The load: one connection per device, for as long as the kills take.
 rec=$(it_file record)
-secs=$((kills + 8))
+secs=${PICOMDM_CRASH_SECS:-$((kills + 8))}
 "$LG" --port "$IT_PORT" --tls --cacert "$IT_CERTS/server-ca.pem" \
     --devices "$devs" --connections "$ndev" --duration "$secs" \
     --timeout 10000 --record "$rec" >"$(it_file loadgen.json)" \
@@ -156,8 +158,10 @@ else
 	fail "load got through between kills" "only $nok answered 200"
 fi
 
+checked=0
 if out=$(ctl check 2>&1); then
 	pass "picomdmctl check finds nothing wrong"
+	checked=1
 else
 	fail "picomdmctl check finds nothing wrong" "$(head -c 300 <<<"$out")"
 fi
@@ -169,5 +173,11 @@ expect_status 200 "responder serves a TokenUpdate after the kills"
 expect_jq "$(ctlok show "$(printf '00008120-C0A5%012d' 0)")" \
     '.enrollments[0].token.sha256' "$(sha256_b64 "$token")" \
     "that token is stored"
+
+if [[ -n ${PICOMDM_CRASH_SUMMARY-} ]]; then
+	printf '{"stops":%d,"sigterm":%d,"devices":%d,"seconds":%d,"acknowledged":%d,"sent":%d,"check_clean":%d,"failed_cases":%d}\n' \
+	    "$restarts" "$terms" "$ndev" "$secs" "$nok" "$(wc -l <"$rec")" \
+	    "$checked" "$IT_FAIL" >"$PICOMDM_CRASH_SUMMARY"
+fi
 
 it_done

@@ -430,6 +430,75 @@ test_clear_and_history(void)
 	store_close(s);
 }
 
+/* ---- last_seen ---- */
+
+struct touch_args {
+	const char *id;
+	uint64_t    now;       /* out: the transaction's time */
+	uint64_t    last_seen; /* out: read back afterwards */
+};
+
+static int
+op_touch(struct store_txn *t, void *arg)
+{
+	struct touch_args *a = arg;
+
+	a->now = store_txn_now(t);
+	return store_enrollment_touch(t, a->id);
+}
+
+static int
+op_seen(struct store_txn *t, void *arg)
+{
+	struct touch_args       *a = arg;
+	struct store_enrollment *e;
+
+	CHECK_EQ(store_enrollment_get(t, a->id, &e), 0);
+	a->last_seen = e->last_seen;
+	/* Nothing else changes. */
+	CHECK_STR(e->topic, "com.apple.mgmt.test");
+	CHECK_EQ(e->token_len, 3);
+	CHECK(memcmp(e->token, "\x01\x02\x03", 3) == 0);
+	CHECK_EQ(e->token_update_tally, 7);
+	CHECK_EQ(e->enabled, 1);
+	store_enrollment_free(e);
+	return 0;
+}
+
+/*
+ * store_enrollment_touch on a record without last_seen (the long way),
+ * then with one (rewritten in place): the time moves, the rest of the
+ * record and its eid (the queue still answers) stay.
+ */
+static void
+test_touch(void)
+{
+	struct store      *s;
+	struct enroll_args dev = { "TOUCH", "TOUCH", ENROLL_DEVICE };
+	struct touch_args  a = { "TOUCH", 0, 0 }, nope = { "nope", 0, 0 };
+	uint64_t           first;
+
+	fresh_dir("touch");
+	s = open_store(0, 0);
+	CHECK_EQ(store_write(s, op_enroll, &dev), 0);
+	enqueue(s, "TOUCH", "T-1", 0);
+	CHECK_EQ(store_read(s, op_seen, &a), 0);
+	CHECK_EQ(a.last_seen, 0);
+	CHECK_EQ(store_write(s, op_touch, &a), 0);
+	CHECK_EQ(store_read(s, op_seen, &a), 0);
+	CHECK(a.now != 0);
+	CHECK_EQ(a.last_seen, a.now);
+	first = a.now;
+	usleep(2000);
+	CHECK_EQ(store_write(s, op_touch, &a), 0);
+	CHECK_EQ(store_read(s, op_seen, &a), 0);
+	CHECK(a.now > first);
+	CHECK_EQ(a.last_seen, a.now);
+	CHECK_STR(report(s, "TOUCH", NULL, CMD_STATUS_IDLE), "T-1");
+	CHECK_EQ(store_write(s, op_touch, &nope), STORE_ENOTFOUND);
+	store_close(s);
+}
+
 /* ---- group commit under threads ---- */
 
 static struct store *gc_store;
@@ -611,6 +680,76 @@ test_group_commit_batch(void)
 	store_close(s);
 }
 
+/*
+ * One group commit holding an operation that fails after writing: its
+ * writes vanish, the others' stay, and they share the commit. The first
+ * job holds the writer until the three others are queued behind it.
+ */
+static volatile int gate;
+
+static int
+op_gate(struct store_txn *t, void *arg)
+{
+	(void)t;
+	(void)arg;
+	while (!__atomic_load_n(&gate, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	return 0;
+}
+
+static void
+note_rc(int rc, void *arg)
+{
+	__atomic_store_n((int *)arg, rc, __ATOMIC_RELEASE);
+}
+
+static int
+op_has(struct store_txn *t, void *arg)
+{
+	struct store_enrollment *e = NULL;
+	int                      rc;
+
+	rc = store_enrollment_get(t, arg, &e);
+	store_enrollment_free(e);
+	return rc;
+}
+
+static void
+test_batch_refuse(void)
+{
+	char               ida[] = "BA", idb[] = "BB", refused[] = "refused";
+	struct enroll_args a = { ida, ida, ENROLL_DEVICE };
+	struct enroll_args b = { idb, idb, ENROLL_DEVICE };
+	struct store      *s;
+	uint64_t           batches, ops;
+	int                rc[4] = { -1, -1, -1, -1 }, i;
+
+	fresh_dir("batch");
+	s = open_store(0, 0);
+	CHECK_EQ(store_writer_start(s), 0);
+	gate = 0;
+	CHECK_EQ(store_submit(s, op_gate, NULL, note_rc, &rc[0]), 0);
+	usleep(50000); /* the writer is in op_gate now */
+	CHECK_EQ(store_submit(s, op_enroll, &a, note_rc, &rc[1]), 0);
+	CHECK_EQ(store_submit(s, op_refuse, NULL, note_rc, &rc[2]), 0);
+	CHECK_EQ(store_submit(s, op_enroll, &b, note_rc, &rc[3]), 0);
+	__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < 4; i++)
+		while (__atomic_load_n(&rc[i], __ATOMIC_ACQUIRE) == -1)
+			usleep(1000);
+	CHECK_EQ(rc[0], 0);
+	CHECK_EQ(rc[1], 0);
+	CHECK_EQ(rc[2], 403);
+	CHECK_EQ(rc[3], 0);
+	store_writer_stats(s, &batches, &ops);
+	CHECK_EQ(ops, 4);
+	CHECK_EQ(batches, 2);
+	CHECK_EQ(store_read(s, op_has, ida), 0);
+	CHECK_EQ(store_read(s, op_has, idb), 0);
+	CHECK_EQ(store_read(s, op_has, refused), STORE_ENOTFOUND);
+	store_close(s);
+}
+
 /* ---- a full map ---- */
 
 static int
@@ -714,11 +853,12 @@ test_corrupt(void)
 	{
 		char cmd[1200];
 
-		/* The mdb_load tool writes a bogus enrollment record. */
+		/* The mdb_load tool writes two bogus enrollment records: "X"
+		 * of another kind, "Y" with its ID and no eid. */
 		snprintf(cmd, sizeof(cmd),
 		    "printf 'VERSION=3\\nformat=bytevalue\\ntype=btree\\n"
-		    "HEADER=END\\n 58\\n 7001ff\\nDATA=END\\n' | "
-		    "mdb_load -s enroll '%s'", dir);
+		    "HEADER=END\\n 58\\n 7001ff\\n 59\\n 700201010000000159\\n"
+		    "DATA=END\\n' | mdb_load -s enroll '%s'", dir);
 		/* lmdb-utils is a build dependency: no mdb_load, no pass. */
 		CHECK(system(cmd) == 0);
 	}
@@ -728,6 +868,8 @@ test_corrupt(void)
 
 		memset(&a, 0, sizeof(a));
 		a.id = "X";
+		CHECK_EQ(store_write(s, op_report, &a), STORE_ECORRUPT);
+		a.id = "Y";
 		CHECK_EQ(store_write(s, op_report, &a), STORE_ECORRUPT);
 		store_close(s);
 	}
@@ -798,6 +940,8 @@ main(void)
 	test_records();
 	test_queue();
 	test_clear_and_history();
+	test_touch();
+	test_batch_refuse();
 	test_group_commit();
 	test_group_commit_batch();
 	test_map_full();
