@@ -446,6 +446,25 @@ store_err_unavailable(int rc)
 	    rc == STORE_EREADONLY || rc == STORE_EREADERS;
 }
 
+/* A commit went through: if earlier ones failed, say it is over. */
+static void
+batch_recovered(struct store *s)
+{
+	if (__atomic_load_n(&s->last_error, __ATOMIC_RELAXED) != 0) {
+		__atomic_store_n(&s->last_error, 0, __ATOMIC_RELAXED);
+		log_info("store: commits succeed again");
+	}
+}
+
+/* One batch of n operations ran (store_writer_stats, /metrics). */
+static void
+batch_counted(struct store *s, size_t n)
+{
+	__atomic_add_fetch(&s->batches, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->ops, n, __ATOMIC_RELAXED);
+	metrics_commit(n);
+}
+
 /*
  * Run jobs[0..n) in one parent transaction, each in a child. Jobs that hit
  * a full map are left with rc = STORE_EFULL for the caller to retry after
@@ -483,13 +502,9 @@ store_run_batch(struct store *s, struct store_job **jobs, size_t n)
 		for (i = 0; i < n; i++)
 			if (jobs[i]->rc == 0)
 				jobs[i]->rc = rc;
-	} else if (__atomic_load_n(&s->last_error, __ATOMIC_RELAXED) != 0) {
-		__atomic_store_n(&s->last_error, 0, __ATOMIC_RELAXED);
-		log_info("store: commits succeed again");
-	}
-	__atomic_add_fetch(&s->batches, 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&s->ops, n, __ATOMIC_RELAXED);
-	metrics_commit(n);
+	} else
+		batch_recovered(s);
+	batch_counted(s, n);
 }
 
 /*
@@ -520,8 +535,9 @@ store_run_flat(struct store *s, struct store_job **jobs, size_t n)
 			return 1;
 	} else if (txn_end(&t, 1) != 0)
 		return 1;
-	__atomic_add_fetch(&s->batches, 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&s->ops, n, __ATOMIC_RELAXED);
+	else
+		batch_recovered(s);
+	batch_counted(s, n);
 	return 0;
 }
 
