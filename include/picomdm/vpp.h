@@ -1,0 +1,98 @@
+/*
+ * vpp.h - Apps and Books (VPP): the content token and the v2 client.
+ *
+ * Token (vpp_token.c, no network): a .vpptoken file holds one base64
+ * string, which decodes to JSON {"token","expDate","orgName"}. The whole
+ * base64 string is the credential sent as "Authorization: Bearer"; the
+ * inner "token" is the secret part and is never printed. expDate looks
+ * like 2030-11-08T22:33:22+0000 (any +-hhmm offset).
+ *
+ * Client (vpp.c, libcurl + jansson, in libpicomdm_net.a so picomdm-fcgi
+ * never links libcurl): GET the service configuration first and use the
+ * URLs it names; every answer is parsed for errorNumber, HTTP 200
+ * included; 429/9646 and 5xx with Retry-After are retried after a bounded
+ * wait; requests are spaced to at most a requests-per-second limit
+ * (the smaller of the caller's and the service's maxRequestPerSecond).
+ * See man/picomdm-vpp.8.
+ */
+#ifndef PICOMDM_VPP_H
+#define PICOMDM_VPP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define VPP_SERVICE_CONFIG_URL \
+	"https://vpp.itunes.apple.com/mdm/v2/service/config"
+#define VPP_WARN_DAYS   30
+#define VPP_TOKEN_MAX   (64 * 1024) /* a .vpptoken file is < 1 KiB today */
+#define VPP_RPS_DEFAULT 15.0
+
+struct vpp_token {
+	char   *stoken;   /* the whole base64 string: the bearer credential */
+	char   *org;      /* orgName */
+	char   *location; /* locationName when the token carries one, or NULL */
+	char   *exp_text; /* expDate as written */
+	int64_t exp;      /* expDate, Unix seconds */
+};
+
+/*
+ * Decode a token from text (the file's content; surrounding whitespace is
+ * ignored). Refuses (-1, a message in err naming what is wrong, never the
+ * secret) text that is not base64 of a JSON object with string token,
+ * expDate and orgName, a bad expDate, or a token expired at now.
+ */
+int  vpp_token_parse(const char *, size_t, int64_t now, struct vpp_token *,
+    char *err, size_t errlen);
+int  vpp_token_load(const char *path, int64_t now, struct vpp_token *,
+    char *err, size_t errlen);
+void vpp_token_free(struct vpp_token *);
+/* Whole days left at now; < VPP_WARN_DAYS means "warn". */
+long vpp_token_days_left(const struct vpp_token *, int64_t now);
+/* Parse 2030-11-08T22:33:22+0000 (or -hhmm, or Z) into Unix seconds. */
+int  vpp_time_parse(const char *, int64_t *out);
+
+struct vpp_opts {
+	const char *config_url; /* NULL: VPP_SERVICE_CONFIG_URL */
+	const char *ca_file;    /* NULL: the system's */
+	double      max_rps;    /* <= 0: VPP_RPS_DEFAULT */
+	int         max_retries;    /* per request; default 3 */
+	long        max_wait_s;     /* longest Retry-After obeyed; default 60 */
+	long        timeout_ms;     /* per request; default 30000 */
+};
+
+/* What went wrong with the last call. */
+struct vpp_error {
+	long http;        /* HTTP status, 0 when no answer */
+	int  number;      /* Apple's errorNumber, 0 when none */
+	char message[512];
+};
+
+struct vpp;
+
+struct vpp *vpp_new(const struct vpp_token *, const struct vpp_opts *);
+void        vpp_free(struct vpp *);
+/* Fetch (once) the service configuration; the returned object is owned by
+ * the client. */
+json_t     *vpp_service_config(struct vpp *, struct vpp_error *);
+/* GET the URL the service configuration names under urls.<key>, with an
+ * optional query ("a=b&c=d"). Returns a new reference or NULL. */
+json_t     *vpp_get(struct vpp *, const char *key, const char *query,
+    struct vpp_error *);
+/*
+ * Every page of a listing (key getAssets, getAssignments or getUsers):
+ * calls cb once per element of array (assets, assignments, users); since
+ * is the sinceVersionId or NULL. *version (caller frees) receives the
+ * versionId of the first page. Returns 0, or -1 with err set (cb returning
+ * nonzero stops with -1 too).
+ */
+int vpp_list(struct vpp *, const char *key, const char *array,
+    const char *since, int (*cb)(json_t *, void *), void *arg,
+    char **version, struct vpp_error *);
+/* A sentence for a token error (9621/9622/9625, 9722), or NULL. */
+const char *vpp_token_error(int number);
+/* Requests sent so far (HTTP requests, retries included). */
+unsigned long vpp_requests(const struct vpp *);
+
+#endif

@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+#
+# test-vpp.sh - picomdm-vpp and the Apps and Books v2 client
+# (module/vpp.c, module/vpp_token.c) against tests/mock-vpp.py over TLS:
+#
+#   - token show: organisation and expiry, never the secret; the 30-day
+#     warning; expired and malformed tokens refused;
+#   - the service configuration is read first and its URLs (the mock's
+#     own paths) are used for everything else;
+#   - assets, assignments and users over many pages, each record once;
+#     a delta (sinceVersionId) returns only what changed; a bad version
+#     id is Apple's 9721;
+#   - errorNumber on HTTP 200 is an error; 429/9646 and 503 Retry-After
+#     are waited out (bounded by --max-wait, retries bounded); a 500
+#     without Retry-After is not retried;
+#   - token errors 9622 (HTTP 200), 9621, 9625 and 9722 are reported as
+#     such (exit 3);
+#   - the client keeps to the service's maxRequestPerSecond even when
+#     asked for more (the mock counts requests per second).
+
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+VPP=$PM_BUILD/picomdm-vpp
+PY=/usr/bin/python3
+IT_MAIN_PID=$BASHPID
+IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
+trap it_cleanup EXIT
+C=$IT_DIR/certs
+MOCK_PID=
+MOCK_PORT=
+MOCK_LOG=
+
+[[ -x $VPP ]] || it_abort "setup: $VPP not built"
+
+ossl() {
+	openssl "$@" 2>>"$IT_DIR/openssl.log" ||
+	    it_abort "setup: openssl $1" "$(tail -n 2 "$IT_DIR/openssl.log")"
+}
+
+# mktoken FILE ORG EXPDATE [SECRET]: a .vpptoken file.
+mktoken() {
+	printf '{"token":"%s","expDate":"%s","orgName":"%s"}' "${4:-U0VDUkVUUw==}" \
+	    "$3" "$2" | base64 -w0 >"$1"
+}
+
+mkdir -p "$C"
+ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$C/ca.key" -out "$C/ca.pem" -days 30 -subj "/CN=picomdm test VPP CA"
+ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$C/server.key" -out "$C/server.csr" -subj "/CN=localhost"
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$C/san.ext"
+ossl x509 -req -in "$C/server.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" \
+    -CAcreateserial -out "$C/server.pem" -days 30 -extfile "$C/san.ext"
+
+T=$IT_DIR/tokens
+mkdir -p "$T"
+mktoken "$T/good.vpptoken" "Example Org" 2030-11-08T22:33:22+0000
+mktoken "$T/other.vpptoken" "Example Org" 2030-11-08T22:33:22+0000 T1RIRVI=
+mktoken "$T/srvexpired.vpptoken" "Example Org" 2030-11-08T22:33:22+0000 RVhQ
+mktoken "$T/revoked.vpptoken" "Example Org" 2030-11-08T22:33:22+0000 UkVW
+mktoken "$T/expired.vpptoken" "Old Org" 2020-01-01T00:00:00+0000
+mktoken "$T/soon.vpptoken" "Soon Org" \
+    "$(date -u -d '+10 days' +%Y-%m-%dT%H:%M:%S+0000)"
+printf 'not a token\n' >"$T/bad.vpptoken"
+
+# start_mock ARG...: a fresh mock with these data options.
+start_mock() {
+	local i
+	stop_mock
+	MOCK_LOG=$IT_DIR/mock.$((++MOCK_N)).log
+	: >"$MOCK_LOG"
+	rm -f "$IT_DIR/mock.port"
+	setsid "$PY" "$PM_ROOT/tests/mock-vpp.py" --cert "$C/server.pem" \
+	    --key "$C/server.key" --port-file "$IT_DIR/mock.port" \
+	    --log "$MOCK_LOG" --token "$(cat "$T/good.vpptoken")" \
+	    --expired "$(cat "$T/srvexpired.vpptoken")" \
+	    --revoked "$(cat "$T/revoked.vpptoken")" "$@" </dev/null \
+	    >>"$IT_DIR/mock.stderr" 2>&1 &
+	MOCK_PID=$!
+	disown "$MOCK_PID"
+	IT_PIDS+=("$MOCK_PID")
+	for ((i = 0; i < 200; i++)); do
+		[[ -s $IT_DIR/mock.port ]] && break
+		kill -0 "$MOCK_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	[[ -s $IT_DIR/mock.port ]] || it_abort "setup: mock-vpp did not start" \
+	    "$(tail -n 3 "$IT_DIR/mock.stderr" | tr '\n' ' ')"
+	read -r MOCK_PORT <"$IT_DIR/mock.port"
+}
+MOCK_N=0
+
+stop_mock() {
+	if [[ -n $MOCK_PID ]] && pm_pid_cmd_has "$MOCK_PID" "$IT_DIR"; then
+		kill -TERM "$MOCK_PID" 2>/dev/null || true
+		pm_wait_gone "$MOCK_PID" 10 || kill -KILL "$MOCK_PID" 2>/dev/null
+	fi
+	MOCK_PID=
+}
+
+# vpp [--token FILE] ARG...: picomdm-vpp against the mock; output in
+# $IT_DIR/out, errors in $IT_DIR/err, exit status in RC.
+vpp() {
+	local tok=$T/good.vpptoken
+	if [[ ${1-} == --token ]]; then
+		tok=$2
+		shift 2
+	fi
+	RC=0
+	"$VPP" --token "$tok" --ca "$C/ca.pem" \
+	    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" "$@" \
+	    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+}
+
+# control PATH JSON: a mock control request.
+control() {
+	curl -sS --fail --cacert "$C/ca.pem" -H 'Content-Type: application/json' \
+	    --data-binary "$2" "https://127.0.0.1:$MOCK_PORT$1" >/dev/null ||
+	    it_abort "setup: mock control $1"
+}
+
+stats() {
+	curl -sS --fail --cacert "$C/ca.pem" \
+	    "https://127.0.0.1:$MOCK_PORT/mock/stats" | jq -r ".$1"
+}
+
+# count PATH: requests to PATH in the current mock's log.
+count() {
+	jq -r --arg p "$1" 'select(.path == $p) | .path' "$MOCK_LOG" | wc -l
+}
+
+# --- token show -----------------------------------------------------------
+RC=0
+"$VPP" token show "$T/good.vpptoken" >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+expect_eq "$RC" 0 "token show: exit 0"
+expect_eq "$(jq -r .org "$IT_DIR/out")" "Example Org" "token show: org"
+expect_eq "$(jq -r .expires "$IT_DIR/out")" 2030-11-08T22:33:22+0000 \
+    "token show: expiry"
+if grep -q -e U0VDUkVUUw -e "$(cat "$T/good.vpptoken")" "$IT_DIR/out" \
+    "$IT_DIR/err"; then
+	fail "token show: the secret is never printed"
+else
+	pass "token show: the secret is never printed"
+fi
+[[ ! -s $IT_DIR/err ]] && pass "token show: no warning a year ahead" ||
+    fail "token show: no warning a year ahead" "$(cat "$IT_DIR/err")"
+RC=0
+"$VPP" token show "$T/soon.vpptoken" >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+expect_eq "$RC" 0 "token show: a token 10 days from expiry is shown"
+grep -q 'warning: the token of Soon Org expires in [0-9]* days' "$IT_DIR/err" &&
+    pass "token show: 30-day warning" ||
+    fail "token show: 30-day warning" "$(cat "$IT_DIR/err")"
+for bad in expired:expired bad:'not one base64 string'; do
+	RC=0
+	"$VPP" token show "$T/${bad%%:*}.vpptoken" >"$IT_DIR/out" \
+	    2>"$IT_DIR/err" || RC=$?
+	if ((RC == 1)) && [[ ! -s $IT_DIR/out ]] &&
+	    grep -q "${bad#*:}" "$IT_DIR/err"; then
+		pass "token show: ${bad%%:*} token refused"
+	else
+		fail "token show: ${bad%%:*} token refused" \
+		    "rc $RC $(cat "$IT_DIR/err")"
+	fi
+done
+
+# --- listings over pages ----------------------------------------------------
+start_mock --assets 250 --assignments 1234 --users 37 --page-size 100 \
+    --max-rps 15
+vpp config
+expect_eq "$RC" 0 "config: exit 0"
+expect_eq "$(jq -r .locationName "$IT_DIR/out")" "Mock Campus" \
+    "config: the client configuration"
+expect_eq "$(jq -rs '.[0].path' "$MOCK_LOG")" /mdm/v2/service/config \
+    "the service configuration is read first"
+expect_eq "$(jq -rs '[.[] | select(.path == "/mock-v2/client/config" and .auth)] | length' \
+    "$MOCK_LOG")" 1 "config: the URL the service configuration names, with the bearer"
+
+vpp assets
+expect_eq "$RC" 0 "assets: exit 0"
+expect_eq "$(wc -l <"$IT_DIR/out")" 250 "assets: 250 over 3 pages"
+expect_eq "$(jq -r .adamId "$IT_DIR/out" | sort -u | wc -l)" 250 \
+    "assets: each once"
+expect_eq "$(count /mock-v2/assets/list)" 3 "assets: 3 page requests"
+
+vpp assignments
+expect_eq "$RC" 0 "assignments: exit 0"
+expect_eq "$(wc -l <"$IT_DIR/out")" 1234 "assignments: 1234 over 13 pages"
+expect_eq "$(jq -r .serialNumber "$IT_DIR/out" | sort -u | wc -l)" 1234 \
+    "assignments: each once"
+grep -qx 'picomdm-vpp: versionId v1' "$IT_DIR/err" &&
+    pass "assignments: versionId reported" ||
+    fail "assignments: versionId reported" "$(cat "$IT_DIR/err")"
+vpp users
+expect_eq "$RC:$(wc -l <"$IT_DIR/out")" 0:37 "users: 37 on one page"
+
+# --- deltas -------------------------------------------------------------------
+control /mock/change '{"assignments":[{"adamId":"100000001","pricingParam":"STDQ","serialNumber":"C02DELTA0001"},{"adamId":"100000002","pricingParam":"STDQ","serialNumber":"C02DELTA0002"}]}'
+vpp assignments --since v1
+expect_eq "$RC" 0 "delta: exit 0"
+expect_eq "$(jq -r .serialNumber "$IT_DIR/out" | sort | tr '\n' ' ')" \
+    "C02DELTA0001 C02DELTA0002 " "delta: only the two changed assignments"
+grep -qx 'picomdm-vpp: versionId v2' "$IT_DIR/err" &&
+    pass "delta: the new versionId" ||
+    fail "delta: the new versionId" "$(cat "$IT_DIR/err")"
+expect_eq "$(jq -rs '[.[] | select(.query == "sinceVersionId=v1")] | length' \
+    "$MOCK_LOG")" 1 "delta: sinceVersionId sent"
+vpp assignments --since v9
+{ ((RC == 1)) && grep -q 'Apple error 9721 (HTTP 400)' "$IT_DIR/err"; } &&
+    pass "delta: an unknown versionId is 9721" ||
+    fail "delta: an unknown versionId is 9721" "rc $RC $(cat "$IT_DIR/err")"
+n=$(wc -l <"$MOCK_LOG")
+vpp assignments --since 'v1&pageIndex=3'
+{ ((RC == 1)) && (($(wc -l <"$MOCK_LOG") == n)); } &&
+    pass "delta: a version id with query characters is refused before sending" ||
+    fail "delta: a version id with query characters is refused before sending" "rc $RC"
+
+# --- errorNumber on 200, Retry-After ---------------------------------------------
+control /mock/fail '{"path":"/mock-v2/users/list","answers":[{"status":200,"errorNumber":9603,"errorMessage":"Internal error"}]}'
+vpp users
+{ ((RC == 1)) && [[ ! -s $IT_DIR/out ]] &&
+    grep -q 'Apple error 9603 (HTTP 200): Internal error' "$IT_DIR/err"; } &&
+    pass "errorNumber on HTTP 200 is an error" ||
+    fail "errorNumber on HTTP 200 is an error" "rc $RC $(cat "$IT_DIR/err")"
+
+control /mock/fail '{"path":"/mock-v2/client/config","answers":[{"status":429,"errorNumber":9646,"retry_after":"2"}]}'
+s=$(date +%s.%N)
+vpp config
+e=$(date +%s.%N)
+expect_eq "$RC" 0 "429/9646: the request succeeds after Retry-After"
+awk -v s="$s" -v e="$e" 'BEGIN { exit !(e - s >= 1.9) }' &&
+    pass "429/9646: waited Retry-After (2 s)" ||
+    fail "429/9646: waited Retry-After (2 s)" "$s -> $e"
+control /mock/fail '{"path":"/mock-v2/client/config","answers":[{"status":503,"errorNumber":9729,"retry_after":"1"}]}'
+vpp config
+expect_eq "$RC" 0 "503 with Retry-After: retried and succeeds"
+control /mock/fail '{"path":"/mock-v2/client/config","answers":[{"status":503,"retry_after":"30"}]}'
+s=$(date +%s)
+vpp --max-wait 1 config
+e=$(date +%s)
+{ ((RC == 0)) && ((e - s <= 5)); } &&
+    pass "Retry-After is bounded by --max-wait" ||
+    fail "Retry-After is bounded by --max-wait" "rc $RC, $((e - s)) s"
+control /mock/fail '{"path":"/mock-v2/client/config","answers":[{"status":500,"errorNumber":9603}]}'
+n=$(count /mock-v2/client/config)
+vpp config
+{ ((RC == 1)) && (($(count /mock-v2/client/config) == n + 1)); } &&
+    pass "500 without Retry-After: not retried, an error" ||
+    fail "500 without Retry-After: not retried, an error" "rc $RC"
+control /mock/fail '{"path":"/mock-v2/client/config","answers":[{"status":429,"errorNumber":9646,"retry_after":"1"},{"status":429,"errorNumber":9646,"retry_after":"1"},{"status":429,"errorNumber":9646,"retry_after":"1"},{"status":429,"errorNumber":9646,"retry_after":"1"},{"status":429,"errorNumber":9646,"retry_after":"1"}]}'
+n=$(count /mock-v2/client/config)
+vpp --max-wait 1 config
+{ ((RC == 1)) && (($(count /mock-v2/client/config) == n + 4)) &&
+    grep -q 'Apple error 9646 (HTTP 429)' "$IT_DIR/err"; } &&
+    pass "429: retries stop after 3, then an error" ||
+    fail "429: retries stop after 3, then an error" \
+    "rc $RC, $(($(count /mock-v2/client/config) - n)) requests"
+
+# --- token errors ---------------------------------------------------------------------
+for c in other:9622:'not valid' srvexpired:9621:expired revoked:9625:revoked; do
+	IFS=: read -r f num what <<<"$c"
+	vpp --token "$T/$f.vpptoken" assets
+	{ ((RC == 3)) && [[ ! -s $IT_DIR/out ]] &&
+	    grep -q "$what ($num)" "$IT_DIR/err"; } &&
+	    pass "token error $num reported" ||
+	    fail "token error $num reported" "rc $RC $(cat "$IT_DIR/err")"
+done
+expect_eq "$(jq -rs '[.[] | select(.errorNumber == 9622 and .status == 200)] | length' \
+    "$MOCK_LOG")" 1 "9622 came with HTTP 200"
+RC=0
+curl -sS --cacert "$C/ca.pem" -o "$IT_DIR/out" -w '%{http_code}' \
+    "https://127.0.0.1:$MOCK_PORT/mock-v2/assets/list" >"$IT_DIR/code" || RC=$?
+expect_eq "$(cat "$IT_DIR/code"):$(jq -r .errorNumber "$IT_DIR/out")" \
+    401:9722 "mock: no bearer is 401 9722"
+
+# --- rate limit -------------------------------------------------------------------------
+start_mock --assignments 1500 --page-size 50 --max-rps 15
+for ((i = 0; i < 20; i++)); do
+	curl -sS --cacert "$C/ca.pem" -o /dev/null \
+	    "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" || true
+done
+(($(stats over_rate) > 0)) && pass "mock: a burst of 20 is over its rate" ||
+    fail "mock: a burst of 20 is over its rate"
+start_mock --assignments 1500 --page-size 50 --max-rps 15
+vpp --rps 1000 assignments
+expect_eq "$RC:$(wc -l <"$IT_DIR/out")" 0:1500 "rate: 1500 assignments over 30 pages"
+expect_eq "$(stats over_rate)" 0 "rate: never over maxRequestPerSecond"
+(($(stats max_per_second) <= 15)) && pass "rate: at most 15 requests in any second" ||
+    fail "rate: at most 15 requests in any second" "$(stats max_per_second)"
+
+stop_mock
+it_done
