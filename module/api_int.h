@@ -1,0 +1,71 @@
+/*
+ * api_int.h - what the operator API's files share (api.c: the helpers,
+ * authentication and routing; api_data.c: enqueue and the enrollment,
+ * queue, command and result views; api_admin.c: metrics, push
+ * certificates, enrollment tokens and health). Not a public interface.
+ */
+#ifndef PICOMDM_API_INT_H
+#define PICOMDM_API_INT_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "extern.h"
+
+#define API_PREFIX    "/api/v1/"
+#define API_SEGS_MAX  4
+#define API_LIMIT_DEF 100
+#define API_LIMIT_MAX 1000
+/* Enrollments looked at per list request, matching or not. */
+#define API_SCAN_MAX 100000
+
+struct api {
+	const struct server  *srv;
+	const struct request *req;
+	struct response	     *resp;
+	const char	     *raw[API_SEGS_MAX]; /* segments, as sent */
+	size_t		      rawlen[API_SEGS_MAX];
+	char		     *seg[API_SEGS_MAX]; /* decoded; seg[0] the name */
+	size_t		      nseg;
+};
+
+
+/* Answer with {"error": error, "detail": fmt...} and status. */
+void api_fail(struct api *, int status, const char *error, const char *fmt,
+    ...) __attribute__((format(printf, 4, 5)));
+/* Answer a store error with the status it maps to. */
+void api_store_fail(struct api *, int rc);
+/* Answer with o (taken) as JSON; a NULL o is a 500. */
+void api_reply(struct api *, int status, json_t *o);
+/* json_object_set_new that tells about a NULL value or no memory: -1. */
+int  api_set(json_t *o, const char *key, json_t *v);
+/* The query parameters names[0..n) into vals (NULL when absent): 0, or
+ * -1 answered. Free with api_query_free. */
+int  api_query(struct api *, const char *const *names, size_t n, char **vals);
+void api_query_free(char **vals, size_t n);
+/* A number parameter within [min, max], dflt when absent: 0, or -1
+ * answered (400). */
+int  api_num(struct api *, const char *name, const char *v, long long min,
+    long long max, long long dflt, long long *out);
+/* The comma-separated IDs of segment 1, decoded, repeats dropped: 0, or
+ * -1 answered. */
+int  api_ids(struct api *, char ***ids, size_t *nids);
+
+/* api_data.c */
+void api_enqueue(struct api *);
+void api_enrollments(struct api *);
+void api_enrollment(struct api *);
+void api_queue(struct api *);
+void api_command(struct api *);
+void api_results(struct api *);
+
+/* api_admin.c */
+void api_metrics(struct api *);
+void api_pushcert_list(struct api *);
+void api_pushcert_put(struct api *);
+void api_token_new(struct api *);
+void api_token_list(struct api *);
+void api_token_del(struct api *);
+
+#endif /* PICOMDM_API_INT_H */
