@@ -196,33 +196,6 @@ profile_schema(const char *type)
 	return NULL;
 }
 
-static int
-node_is(plist_t n, enum schema_type t)
-{
-	plist_type pt = plist_get_node_type(n);
-
-	switch (t) {
-	case SCHEMA_STRING:
-		return pt == PLIST_STRING;
-	case SCHEMA_DATA:
-		return pt == PLIST_DATA;
-	case SCHEMA_BOOL:
-		return pt == PLIST_BOOLEAN;
-	case SCHEMA_INTEGER:
-		return pt == PLIST_UINT;
-	case SCHEMA_REAL:
-		return pt == PLIST_REAL;
-	case SCHEMA_DATE:
-		return pt == PLIST_DATE;
-	case SCHEMA_DICT:
-		return pt == PLIST_DICT;
-	case SCHEMA_ARRAY:
-		return pt == PLIST_ARRAY;
-	default:
-		return 1;
-	}
-}
-
 static int check_dict(plist_t, const struct schema_key *, size_t,
     const struct schema_key *, size_t, const char *, char *, size_t);
 
@@ -233,7 +206,7 @@ check_value(plist_t v, const struct schema_key *k, const char *path, char *err,
 {
 	uint32_t i, n;
 
-	if (!node_is(v, k->type)) {
+	if (!plist_is_schema_type(v, k->type)) {
 		snprintf(
 		    err, errsz, "%s: want %s", path, schema_type_name(k->type));
 		return -1;

@@ -18,6 +18,7 @@
 #include <plist/plist.h>
 
 #include "picomdm/plist.h"
+#include "picomdm/schema.h"
 
 static const char *const plist_safe_errs[] = {
     [PLIST_SAFE_OK] = "ok",
@@ -1008,4 +1009,34 @@ plist_dict_bool(plist_t dict, const char *key, int *out)
 	if (out != NULL)
 		*out = v != 0;
 	return 0;
+}
+
+/* See plist.h. */
+int
+plist_is_schema_type(plist_t node, enum schema_type t)
+{
+	plist_type pt = plist_get_node_type(node);
+
+	switch (t) {
+	case SCHEMA_STRING:
+		return pt == PLIST_STRING;
+	case SCHEMA_DATA:
+		return pt == PLIST_DATA;
+	case SCHEMA_BOOL:
+		return pt == PLIST_BOOLEAN;
+	case SCHEMA_INTEGER:
+		return pt == PLIST_UINT;
+	case SCHEMA_REAL:
+		return pt == PLIST_REAL || pt == PLIST_UINT;
+	case SCHEMA_DATE:
+		return pt == PLIST_DATE;
+	case SCHEMA_DICT:
+		return pt == PLIST_DICT;
+	case SCHEMA_ARRAY:
+		return pt == PLIST_ARRAY;
+	case SCHEMA_ANY:
+		return 1;
+	default:
+		return 0;
+	}
 }

@@ -202,36 +202,6 @@ node_type_name(plist_t node)
 	}
 }
 
-/* Does node have the schema type t? A <real> key also takes an integer. */
-static int
-node_is(plist_t node, enum schema_type t)
-{
-	plist_type pt = plist_get_node_type(node);
-
-	switch (t) {
-	case SCHEMA_STRING:
-		return pt == PLIST_STRING;
-	case SCHEMA_DATA:
-		return pt == PLIST_DATA;
-	case SCHEMA_BOOL:
-		return pt == PLIST_BOOLEAN;
-	case SCHEMA_INTEGER:
-		return pt == PLIST_UINT;
-	case SCHEMA_REAL:
-		return pt == PLIST_REAL || pt == PLIST_UINT;
-	case SCHEMA_DATE:
-		return pt == PLIST_DATE;
-	case SCHEMA_DICT:
-		return pt == PLIST_DICT;
-	case SCHEMA_ARRAY:
-		return pt == PLIST_ARRAY;
-	case SCHEMA_ANY:
-		return 1;
-	default:
-		return 0;
-	}
-}
-
 /* The length rule of a top-level key, or NULL for the defaults. */
 static const struct msg_limit *
 limit_find(const char *key)
@@ -323,7 +293,7 @@ check_node(plist_t node, const struct schema_key *k, const struct msg_path *p,
 {
 	const char *top = p->top != NULL ? p->top : p->leaf;
 
-	if (!node_is(node, k->type)) {
+	if (!plist_is_schema_type(node, k->type)) {
 		char what[64];
 		int n = snprintf(what, sizeof(what), "wrong type (%s, want %s)",
 		    node_type_name(node), schema_type_name(k->type));

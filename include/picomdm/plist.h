@@ -13,6 +13,8 @@
 
 #include <plist/plist.h>
 
+#include "picomdm/schema.h"
+
 #define PLIST_DEPTH_MAX 32
 
 enum plist_safe_err {
@@ -46,6 +48,12 @@ const char         *plist_safe_strerror(enum plist_safe_err);
 
 /* Serialise to XML; caller frees with free(). Returns 0 or -1. */
 int plist_to_xml_buf(plist_t, char **out, size_t *outlen);
+
+/*
+ * Does node have the schema type t (schema.h)? A <real> key also takes an
+ * integer, as Apple's own readers do; SCHEMA_ANY takes anything.
+ */
+int plist_is_schema_type(plist_t node, enum schema_type t);
 
 /*
  * Typed getters on a dict. They return NULL / -1 when the key is absent or
