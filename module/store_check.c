@@ -675,26 +675,39 @@ check_cmdq(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return 0;
 }
 
+/*
+ * A record keyed by one of its own fields: it decodes with the fields req
+ * names and field keytag holds exactly its key (what names the field in
+ * the problem).
+ */
+static int
+check_own_key(struct check_ctx *c, enum store_dbi d, enum rec_kind kind,
+    const unsigned *req, unsigned keytag, const char *what, const MDB_val *k,
+    const MDB_val *v)
+{
+	const unsigned char *p;
+	const char	    *why;
+	size_t		     n;
+
+	check_tick(c);
+	if ((why = rec_problem(v, kind, req)) != NULL)
+		return problem(c, d, k->mv_data, k->mv_size, 0, "%s", why);
+	rec_field(v, kind, keytag, &p, &n);
+	if (n != k->mv_size || memcmp(p, k->mv_data, n) != 0)
+		return problem(c, d, k->mv_data, k->mv_size, 0,
+		    "record holds another %s", what);
+	return 0;
+}
+
 /* CMD: the record decodes and holds its own UUID. */
 static int
 check_cmd(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	static const unsigned req[] = {1, 3, 0};
-	struct check_ctx     *c = arg;
-	const unsigned char  *p;
-	const char	     *why;
-	size_t		      n;
 
 	(void)t;
-	check_tick(c);
-	if ((why = rec_problem(v, REC_CMD, req)) != NULL)
-		return problem(
-		    c, DBI_CMD, k->mv_data, k->mv_size, 0, "%s", why);
-	rec_field(v, REC_CMD, 1, &p, &n);
-	if (n != k->mv_size || memcmp(p, k->mv_data, n) != 0)
-		return problem(c, DBI_CMD, k->mv_data, k->mv_size, 0,
-		    "record holds another command UUID");
-	return 0;
+	return check_own_key(
+	    arg, DBI_CMD, REC_CMD, req, 1, "command UUID", k, v);
 }
 
 /* PUSHCERT: the record decodes, holds its own topic, a certificate and
@@ -705,21 +718,10 @@ check_pushcert(
 {
 	static const unsigned req[] = {TAG_PUSHCERT_TOPIC, TAG_PUSHCERT_CERT,
 	    TAG_PUSHCERT_KEY, TAG_PUSHCERT_NOTAFTER, 0};
-	struct check_ctx    *c = arg;
-	const unsigned char *p;
-	const char	    *why;
-	size_t		     n;
 
 	(void)t;
-	check_tick(c);
-	if ((why = rec_problem(v, REC_PUSHCERT, req)) != NULL)
-		return problem(
-		    c, DBI_PUSHCERT, k->mv_data, k->mv_size, 0, "%s", why);
-	rec_field(v, REC_PUSHCERT, TAG_PUSHCERT_TOPIC, &p, &n);
-	if (n != k->mv_size || memcmp(p, k->mv_data, n) != 0)
-		return problem(c, DBI_PUSHCERT, k->mv_data, k->mv_size, 0,
-		    "record holds another topic");
-	return 0;
+	return check_own_key(arg, DBI_PUSHCERT, REC_PUSHCERT, req,
+	    TAG_PUSHCERT_TOPIC, "topic", k, v);
 }
 
 /* MACHINEINFO: the record decodes and holds the UDID it is keyed by. */
@@ -728,21 +730,10 @@ check_machineinfo(
     struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	static const unsigned req[] = {TAG_MI_UDID, 0};
-	struct check_ctx     *c = arg;
-	const unsigned char  *p;
-	const char	     *why;
-	size_t		      n;
 
 	(void)t;
-	check_tick(c);
-	if ((why = rec_problem(v, REC_MACHINEINFO, req)) != NULL)
-		return problem(
-		    c, DBI_MACHINEINFO, k->mv_data, k->mv_size, 0, "%s", why);
-	rec_field(v, REC_MACHINEINFO, TAG_MI_UDID, &p, &n);
-	if (n != k->mv_size || memcmp(p, k->mv_data, n) != 0)
-		return problem(c, DBI_MACHINEINFO, k->mv_data, k->mv_size, 0,
-		    "record holds another UDID");
-	return 0;
+	return check_own_key(arg, DBI_MACHINEINFO, REC_MACHINEINFO, req,
+	    TAG_MI_UDID, "UDID", k, v);
 }
 
 /* ENRTOKEN: keyed by a SHA-256; the record decodes and has an expiry. */
