@@ -877,8 +877,8 @@ static int
 identity_store_status(int src, const char *what, const char **reason)
 {
 	log_error("%s: %s", what, store_strerror(src));
-	if (src == STORE_EFULL) {
-		*reason = "store full";
+	if (store_err_unavailable(src)) {
+		*reason = store_strerror(src);
 		return 503;
 	}
 	*reason = "store error";

@@ -202,7 +202,8 @@ metrics_store_rc(int rc)
 			STORE(&m.bad_rc, 0);
 	} else if (rc == STORE_EFULL)
 		STORE(&m.full, 1);
-	else if (rc == STORE_EREADONLY || rc == STORE_EIO)
+	else if (rc == STORE_EREADONLY || rc == STORE_EIO ||
+	    rc == STORE_ENOSPC || rc == STORE_EDISK)
 		STORE(&m.bad_rc, rc);
 }
 

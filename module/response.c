@@ -55,6 +55,8 @@ void
 response_set(struct response *r, int status, const char *reason)
 {
 	r->status = status == 0 ? 200 : status;
+	/* Every 503 here means "the same request may succeed later". */
+	r->retry_after = r->status == 503 ? RESPONSE_RETRY_AFTER : 0;
 	r->reason = NULL;
 	if (reason != NULL) {
 		strlcpy(r->reason_buf, reason, sizeof(r->reason_buf));
@@ -115,9 +117,8 @@ response_store_result(struct response *resp, int rc, const char *reason)
 {
 	if (rc > 0)
 		response_set(resp, rc, reason ? reason : "refused");
-	else if (store_err_unavailable(rc)) {
+	else if (store_err_unavailable(rc))
 		response_set(resp, 503, store_strerror(rc));
-		resp->retry_after = RESPONSE_RETRY_AFTER;
-	} else if (rc < 0)
+	else if (rc < 0)
 		response_set(resp, 500, store_strerror(rc));
 }

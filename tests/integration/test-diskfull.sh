@@ -110,6 +110,14 @@ else
 	fail "the responder stays up" "pid $fcgi_pid gone"
 fi
 
+put_raw /healthz -X GET
+expect_status 503 "healthz: 503 while the file system is full"
+if grep -q 'file system full' "$BODY"; then
+	pass "healthz says why: file system full"
+else
+	fail "healthz says why: file system full" "$(head -c 200 "$BODY")"
+fi
+
 # Free space: the store serves writes again without a restart.
 mount -o remount,size=64m "$IT_DB" || it_abort "setup: remount $IT_DB"
 checkin "$(token_plist "$udid" "$(openssl rand -base64 32)")" device1
@@ -128,6 +136,8 @@ if grep -q 'commits succeed again' "$IT_DIR/fcgi.log"; then
 else
 	fail "the responder logs that commits succeed again"
 fi
+put_raw /healthz -X GET
+expect_status 200 "healthz: 200 again once a write is stored"
 expect_exit 0 "picomdmctl check is clean" ctl check
 
 it_done
