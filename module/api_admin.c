@@ -431,20 +431,12 @@ api_token_list(struct api *a)
 	json_decref(l.arr);
 }
 
-/* The value of a lowercase hex digit (checked by enroll_token_valid). */
-static unsigned
-hexdig(char c)
-{
-	return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
-}
-
 /* DELETE /api/v1/enrollment-tokens/{id}: revoke (the ID from the list). */
 void
 api_token_del(struct api *a)
 {
 	unsigned char h[32];
 	const char   *id = a->seg[1];
-	size_t	      i;
 	int	      rc;
 
 	if (api_query(a, NULL, 0, NULL) == -1)
@@ -454,9 +446,7 @@ api_token_del(struct api *a)
 		    "token ID: want 64 lowercase hex digits");
 		return;
 	}
-	for (i = 0; i < 32; i++)
-		h[i] = (unsigned char)(hexdig(id[2 * i]) << 4 |
-		    hexdig(id[2 * i + 1]));
+	(void)hex_decode(id, 32, h); /* checked by enroll_token_valid */
 	rc = store_write(a->srv->store, token_del_op, h);
 	if (rc == 404)
 		api_fail(a, 404, "not found", "no enrollment token %.64s", id);

@@ -19,6 +19,7 @@
 
 #include "picomdm/plist.h"
 #include "picomdm/schema.h"
+#include "picomdm/util.h"
 
 static const char *const plist_safe_errs[] = {
     [PLIST_SAFE_OK] = "ok",
@@ -410,22 +411,6 @@ strict_date(const char *s, size_t n)
 	return 0;
 }
 
-static int
-strict_b64val(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Base64 with white space; '=' only as final padding; pad bits zero. */
 static int
 strict_data(const char *s, size_t n)
@@ -440,7 +425,7 @@ strict_data(const char *s, size_t n)
 			pad++;
 			continue;
 		}
-		if (pad > 0 || (v = strict_b64val(s[i])) < 0)
+		if (pad > 0 || (v = b64_val((unsigned char)s[i])) < 0)
 			return -1;
 		last = v;
 		m++;

@@ -87,7 +87,6 @@ int j_get_u64(const json_t *, uint64_t *out);
 json_t *j_b64str(const void *p, size_t n);
 /* A secret as it may be shown: length and SHA-256, never the value. */
 json_t *j_secret(const void *p, size_t n);
-int	hex_val(int c);
 /* The key of an entry of sub-database d in its JSON form, or NULL when
  * the bytes do not have that sub-database's layout. */
 json_t *key_json(enum store_dbi d, const unsigned char *k, size_t n);

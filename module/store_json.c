@@ -143,34 +143,6 @@ j_arr(size_t n, json_t *a, json_t *b, json_t *c)
 	return arr;
 }
 
-int
-hex_val(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decode 2n hex digits into out[n]; 0 or -1. */
-static int
-hex_decode(const char *s, size_t n, unsigned char *out)
-{
-	size_t i;
-	int    hi, lo;
-
-	for (i = 0; i < n; i++) {
-		if ((hi = hex_val(s[2 * i])) < 0 ||
-		    (lo = hex_val(s[2 * i + 1])) < 0)
-			return -1;
-		out[i] = (unsigned char)(hi << 4 | lo);
-	}
-	return 0;
-}
-
 /* {"b64": "..."} into an owned buffer; 0 or -1. */
 static int
 j_get_b64(const json_t *j, unsigned char **out, size_t *n)

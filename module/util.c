@@ -193,8 +193,9 @@ base64_encode(const void *p, size_t len)
 	return out;
 }
 
-static int
-b64_val(unsigned char c)
+/* See util.h. */
+int
+b64_val(int c)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -250,8 +251,9 @@ fail:
 	return NULL;
 }
 
-static int
-hexval(char c)
+/* See util.h. */
+int
+hex_val(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -260,6 +262,22 @@ hexval(char c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
+}
+
+/* See util.h. */
+int
+hex_decode(const char *s, size_t n, unsigned char *out)
+{
+	size_t i;
+	int    hi, lo;
+
+	for (i = 0; i < n; i++) {
+		if ((hi = hex_val(s[2 * i])) < 0 ||
+		    (lo = hex_val(s[2 * i + 1])) < 0)
+			return -1;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
 }
 
 char *
@@ -275,8 +293,8 @@ pct_decode(const char *s, size_t len)
 		if (s[i] == '%') {
 			if (len - i < 3)
 				goto fail;
-			if ((hi = hexval(s[i + 1])) < 0 ||
-			    (lo = hexval(s[i + 2])) < 0)
+			if ((hi = hex_val(s[i + 1])) < 0 ||
+			    (lo = hex_val(s[i + 2])) < 0)
 				goto fail;
 			out[n] = (char)(hi << 4 | lo);
 			i += 2;

@@ -26,6 +26,12 @@ int  time_parse_rfc3339(const char *, uint64_t *out_us);
 
 /* Lowercase hex of len bytes into out (2*len+1 bytes). */
 void hex_encode(const void *, size_t len, char *out);
+/* The value of one hex digit (either case), or -1. */
+int  hex_val(int c);
+/* Decode 2n hex digits of s into out[n]: 0, or -1 at a non-hex digit. */
+int  hex_decode(const char *s, size_t n, unsigned char *out);
+/* The value of one base64 character (RFC 4648 alphabet), or -1. */
+int  b64_val(int c);
 
 /*
  * Base64 (RFC 4648, with padding). base64_encode returns a NUL-terminated
