@@ -505,8 +505,9 @@ int
 metrics_render(struct buf *b, struct store *s, int max_inflight,
     uint64_t map_max)
 {
-	char why[128];
-	int  up, rc;
+	struct store_health h;
+	char		    why[128];
+	int		    up, rc;
 
 	if (counters_render(b, max_inflight) == -1)
 		return -1;
@@ -520,6 +521,18 @@ metrics_render(struct buf *b, struct store *s, int max_inflight,
 	    "map_max: the map grows up to this, then writes are refused.") ==
 	    -1 || buf_printf(b, "picomdm_store_map_max_bytes %llu\n",
 	    (unsigned long long)map_max) == -1)
+		return -1;
+	store_health_get(s, &h);
+	if (family(b, "picomdm_store_commit_failures_total", "counter",
+	    "Group commits that failed (their requests answered 503 or "
+	    "500), by cause.") == -1 ||
+	    buf_printf(b, "picomdm_store_commit_failures_total{cause=\"nospc\"}"
+	    " %llu\npicomdm_store_commit_failures_total{cause=\"disk\"} %llu\n"
+	    "picomdm_store_commit_failures_total{cause=\"other\"} %llu\n",
+	    (unsigned long long)h.commit_nospc,
+	    (unsigned long long)h.commit_disk,
+	    (unsigned long long)(h.commit_failures - h.commit_nospc -
+		h.commit_disk)) == -1)
 		return -1;
 	rc = metrics_render_store(b, s);
 	if (family(b, "picomdm_store_up", "gauge",

@@ -118,6 +118,15 @@ else
 	fail "healthz says why: file system full" "$(head -c 200 "$BODY")"
 fi
 
+api GET /api/v1/metrics
+n=$(sed -n 's/^picomdm_store_commit_failures_total{cause="nospc"} \([0-9]*\)$/\1/p' "$BODY")
+if [[ $STATUS == 200 && ${n:-0} -ge 1 ]]; then
+	pass "/metrics counts the commits the full file system refused ($n)"
+else
+	fail "/metrics counts the commits the full file system refused" \
+	    "status $STATUS, nospc '${n:-}'"
+fi
+
 # Free space: the store serves writes again without a restart.
 mount -o remount,size=64m "$IT_DB" || it_abort "setup: remount $IT_DB"
 checkin "$(token_plist "$udid" "$(openssl rand -base64 32)")" device1
