@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 
@@ -167,11 +168,93 @@ out:
 }
 
 /*
+ * A store made by an older picomdm lacks the sub-databases added since.
+ * A read-write open creates them; a read-only one cannot, so it adds them
+ * here in a short read-write open of its own (empty sub-databases change
+ * no record) when the store is a picomdm store (it has "meta") and the
+ * directory is writable. 0 when they now exist; STORE_ENOTFOUND, said,
+ * otherwise. LMDB wants one open of an environment per process at a
+ * time, so the caller has closed its read-only one.
+ */
+#define OPEN_AGAIN 1 /* store_open1: added what was missing, open again */
+
+static int store_open1(const char *, const struct store_opts *,
+    struct store **, int);
+
+static int
+store_add_missing(const char *dir, const char *missing)
+{
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_dbi	 dbi;
+	int	 rc, i;
+
+	if ((rc = mdb_env_create(&env)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(env, DBI__MAX)) != 0)
+		goto out;
+	if (access(dir, W_OK) == -1 ||
+	    (rc = mdb_env_open(env, dir, MDB_NOTLS, 0600)) != 0) {
+		log_error("store: %s: made by an older picomdm (it has no "
+		    "sub-database \"%s\"), and it cannot be opened "
+		    "read-write to add it: start picomdm-fcgi on it once, "
+		    "or run picomdmctl --db %s check as a user who can "
+		    "write it", dir, missing, dir);
+		rc = STORE_ENOTFOUND;
+		goto out;
+	}
+	if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0)
+		goto out;
+	if ((rc = mdb_dbi_open(txn, store_dbi_names[DBI_META], 0, &dbi)) != 0) {
+		mdb_txn_abort(txn);
+		log_error("store: %s: not a picomdm store", dir);
+		rc = STORE_ENOTFOUND;
+		goto out;
+	}
+	for (i = 0; i < DBI__MAX; i++)
+		if ((rc = mdb_dbi_open(txn, store_dbi_names[i], MDB_CREATE,
+		    &dbi)) != 0) {
+			mdb_txn_abort(txn);
+			goto out;
+		}
+	if ((rc = mdb_txn_commit(txn)) == 0)
+		log_info("store: %s: added the sub-databases this version "
+		    "keeps (\"%s\" and any others missing)", dir, missing);
+out:
+	if (rc != 0 && rc != STORE_ENOTFOUND) {
+		log_error("store: %s: adding sub-database \"%s\": %s", dir,
+		    missing, mdb_strerror(rc));
+		rc = STORE_ENOTFOUND;
+	}
+	if (env != NULL)
+		mdb_env_close(env);
+	return rc;
+}
+
+/*
  * Open the environment and every named sub-database. With readonly, the
- * sub-databases must already exist (the responder or a restore made them).
+ * sub-databases must already exist (the responder or a restore made
+ * them); those an older picomdm did not make are added first when the
+ * store can be written (store_add_missing).
  */
 int
 store_open(const char *dir, const struct store_opts *o, struct store **out)
+{
+	int rc, upgraded = 0;
+
+again:
+	rc = store_open1(dir, o, out, upgraded);
+	if (rc == OPEN_AGAIN) {
+		upgraded = 1;
+		goto again;
+	}
+	return rc;
+}
+
+/* store_open's work; OPEN_AGAIN: a read-only open found a sub-database
+ * missing and has added it (upgraded: it tried already). */
+static int
+store_open1(const char *dir, const struct store_opts *o, struct store **out,
+    int upgraded)
 {
 	struct store *s;
 	MDB_txn      *txn = NULL;
@@ -234,10 +317,17 @@ store_open(const char *dir, const struct store_opts *o, struct store **out)
 		rc = mdb_dbi_open(txn, store_dbi_names[i],
 		    o->readonly ? 0 : MDB_CREATE, &s->dbi[i]);
 		if (rc == MDB_NOTFOUND && o->readonly) {
-			log_error("store: %s: not a picomdm store", dir);
 			mdb_txn_abort(txn);
-			rc = STORE_ENOTFOUND;
-			goto fail;
+			if (i == DBI_META || upgraded) {
+				log_error("store: %s: not a picomdm store",
+				    dir);
+				rc = STORE_ENOTFOUND;
+				goto fail;
+			}
+			store_close(s);
+			s = NULL;
+			rc = store_add_missing(dir, store_dbi_names[i]);
+			return rc == 0 ? OPEN_AGAIN : rc;
 		}
 		if (rc != 0) {
 			mdb_txn_abort(txn);

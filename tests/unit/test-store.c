@@ -15,8 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <lmdb.h>
 
 #include "picomdm/store.h"
 #include "regress.h"
@@ -934,6 +937,73 @@ test_missing_fields(void)
 	store_close(s);
 }
 
+/*
+ * A store made by an older picomdm, without a sub-database added since
+ * (here the last one, dropped by hand), opens read-only: the missing
+ * sub-database is added and nothing else changes. A directory that is
+ * not a picomdm store (no "meta") still fails read-only and is not
+ * written.
+ */
+static void
+test_readonly_upgrade(void)
+{
+	struct store_opts o;
+	struct store	 *s;
+	MDB_env		 *env;
+	MDB_txn		 *txn;
+	MDB_dbi		  dbi;
+	MDB_stat	  st;
+	char		  empty[600];
+
+	fresh_dir("upgrade");
+	s = open_store(1 << 20, 1 << 20);
+	store_close(s);
+	CHECK_EQ(mdb_env_create(&env), 0);
+	CHECK_EQ(mdb_env_set_maxdbs(env, 64), 0);
+	CHECK_EQ(mdb_env_open(env, dir, 0, 0600), 0);
+	CHECK_EQ(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	CHECK_EQ(mdb_dbi_open(txn, "enrollment_token", 0, &dbi), 0);
+	CHECK_EQ(mdb_drop(txn, dbi, 1), 0);
+	CHECK_EQ(mdb_txn_commit(txn), 0);
+	CHECK_EQ(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	CHECK_EQ(mdb_dbi_open(txn, "enrollment_token", 0, &dbi), MDB_NOTFOUND);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+
+	memset(&o, 0, sizeof(o));
+	o.readonly = 1;
+	s = NULL;
+	CHECK_EQ(store_open(dir, &o, &s), 0);
+	CHECK(s != NULL);
+	store_close(s);
+	CHECK_EQ(mdb_env_create(&env), 0);
+	CHECK_EQ(mdb_env_set_maxdbs(env, 64), 0);
+	CHECK_EQ(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
+	CHECK_EQ(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	CHECK_EQ(mdb_dbi_open(txn, "enrollment_token", 0, &dbi), 0);
+	CHECK_EQ(mdb_stat(txn, dbi, &st), 0);
+	CHECK_EQ(st.ms_entries, 0);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+
+	/* An LMDB environment that is not a picomdm store. */
+	snprintf(empty, sizeof(empty), "%s/other", dir);
+	CHECK_EQ(mkdir(empty, 0700), 0);
+	CHECK_EQ(mdb_env_create(&env), 0);
+	CHECK_EQ(mdb_env_open(env, empty, 0, 0600), 0);
+	mdb_env_close(env);
+	s = NULL;
+	CHECK_EQ(store_open(empty, &o, &s), STORE_ENOTFOUND);
+	CHECK(s == NULL);
+	CHECK_EQ(mdb_env_create(&env), 0);
+	CHECK_EQ(mdb_env_set_maxdbs(env, 64), 0);
+	CHECK_EQ(mdb_env_open(env, empty, MDB_RDONLY, 0600), 0);
+	CHECK_EQ(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	CHECK_EQ(mdb_dbi_open(txn, "meta", 0, &dbi), MDB_NOTFOUND);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+}
+
 int
 main(void)
 {
@@ -948,6 +1018,7 @@ main(void)
 	test_growth_concurrent();
 	test_corrupt();
 	test_missing_fields();
+	test_readonly_upgrade();
 	remove_dir();
 	REGRESS_DONE();
 }
