@@ -140,6 +140,24 @@ expect_logged 403 "certificate issued by CN=picomdm demo other CA,O=picomdm demo
     "... by the responder's own chain check (logged)"
 checkin_signed "$(checkout_plist "$sudid")" signer1
 expect_status 200 "CheckOut identified by Mdm-Signature"
+
+# ---- Mdm-Signature by an RSA identity, the key SCEP makes a device use ----
+rudid=0000FE00-SIGN-0000-0000-0000000000A5
+"$PM_ROOT/scripts/mkcerts" -r "$IT_CERTS" rsasigner1 >/dev/null
+expect_eq "$(openssl pkey -in "$IT_CERTS/devices/rsasigner1.key" -noout \
+    -text | head -n 1)" "Private-Key: (2048 bit, 2 primes)" \
+    "mkcerts -r made an RSA-2048 device key"
+checkin_signed "$(auth_plist "$rudid" C02SIGNRSA01)" rsasigner1
+expect_status 200 "Authenticate signed by an RSA identity"
+checkin_signed "$(token_plist "$rudid" "$tok1")" rsasigner1
+expect_status 200 "TokenUpdate signed by the same RSA identity (seen before)"
+f=$(token_plist "$rudid" "$tok2")
+sig=$(mdm_signature "$f" rsasigner1)
+printf ' ' >>"$f"
+checkin "$f" none -H "Mdm-Signature: $sig"
+expect_status 400 "RSA Mdm-Signature over a different body refused"
+expect_jq "$(ctlok show "$rudid")" '.enrollments[0].token_update_tally' 1 \
+    "the refused body changed nothing"
 expect_jq "$(ctlok show "$sudid")" '.enrollments[0].enabled' false \
     "CheckOut disabled the signed enrollment"
 
