@@ -886,8 +886,14 @@ main(int argc, char *argv[])
 	}
 	log_info("signal %d: finishing requests in progress", sig);
 	stopping = 1;
-	/* Wake the workers blocked in accept(); those busy finish first. */
-	shutdown(listen_fd, SHUT_RDWR);
+	/*
+	 * Wake the workers waiting for a connection (conn_stop); those busy
+	 * finish first. The listen socket is left open as it is, never
+	 * shut down: under socket activation systemd keeps it for the next
+	 * start, which serves what waits in its backlog meanwhile, and a
+	 * shutdown() would fail the socket unit (POLLHUP), leaving nginx
+	 * nothing to connect to (tests/package/test-boot.sh).
+	 */
 	FCGX_ShutdownPending();
 	conn_stop();
 	pthread_mutex_lock(&ex.mu);

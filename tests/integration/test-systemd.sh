@@ -4,7 +4,10 @@
 #   1. picomdm-fcgi started by systemd-socket-activate (the listening
 #      socket passed as fd 3 with LISTEN_FDS/LISTEN_PID, as systemd does
 #      for picomdm-fcgi.socket) serves /healthz and a check-in through
-#      nginx;
+#      nginx; then, on a socket held by tests/integration/sockholder.py
+#      as systemd holds it, SIGTERM leaves the socket listening and a
+#      check-in sent while the responder is down is served by its next
+#      start (tests/package/test-boot.sh does the same under systemd);
 #   2. where systemd-analyze exists: "systemd-analyze verify" passes for
 #      every unit (rendered as make install renders them) and "security
 #      --offline" rates each service's exposure at 2.0 or less, while a
@@ -41,6 +44,31 @@ if command -v systemd-socket-activate >/dev/null; then
 	expect_status 200 "socket-activated: TokenUpdate"
 	expect_jq "$(ctl show "$udid")" '.enrollments[0].enabled' true \
 	    "socket-activated: the enrollment is stored"
+
+	# ---- 1b. stop and start again on the socket systemd keeps ----
+	it_stop_responder
+	rm -f "$IT_SOCK"
+	IT_RESPONDER_CMD=(/usr/bin/python3 "$PM_ROOT/tests/integration/sockholder.py"
+	    "$IT_SOCK" "$PM_BUILD/picomdm-fcgi" --db "$IT_DB" --device-ca
+	    "$IT_CERTS/ca.pem" --api-key-file "$IT_DIR/api.key" --workers 2)
+	it_start_responder
+	holder=$(head -n 1 "$IT_DIR/fcgi.pid")
+	child=$(pgrep -P "$holder" | head -n 1 || true)
+	[[ -n $child ]] || it_abort "setup: sockholder started picomdm-fcgi"
+	kill -TERM "$child"
+	pm_wait_gone "$child" 10 || it_abort "setup: picomdm-fcgi stops on SIGTERM"
+	# The holder starts it again a second later; this waits in the backlog.
+	checkin "$(token_plist "$udid" "$token")" device1
+	expect_status 200 \
+	    "a check-in sent while stopped is served by the next start"
+	if grep -q 'sockholder: exit 0 listening' "$IT_DIR/fcgi.log"; then
+		pass "SIGTERM leaves the passed socket listening (no POLLHUP for systemd)"
+	else
+		fail "SIGTERM leaves the passed socket listening (no POLLHUP for systemd)" \
+		    "$(grep sockholder: "$IT_DIR/fcgi.log" | head -n 2)"
+	fi
+	expect_jq "$(ctl show "$udid")" '.enrollments[0].token_update_tally' 2 \
+	    "both TokenUpdates stored across the restart"
 else
 	echo "# test-systemd: no systemd-socket-activate, part 1 skipped"
 	IT_MAIN_PID=$BASHPID
