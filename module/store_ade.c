@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <lmdb.h>
 
 #include "picomdm/store.h"
@@ -364,4 +365,26 @@ store_ade_serial_of(struct store_txn *t, const char *id, char **serial)
 	if (rc == 1 && (*serial = strdup(id)) == NULL)
 		return STORE_ENOMEM;
 	return 0;
+}
+
+/* See store_ade.h. */
+json_t *
+store_ade_device_json(const struct store_ade_device *d)
+{
+	json_t *o = json_object();
+	char	when[32];
+	size_t	i;
+
+	if (o == NULL)
+		return NULL;
+	for (i = 0; i < ADE_DEV__MAX; i++)
+		if (d->f[i] != NULL)
+			json_object_set_new(
+			    o, store_ade_field_names[i], json_string(d->f[i]));
+	json_object_set_new(
+	    o, "token", d->token != NULL ? json_string(d->token) : json_null());
+	time_format(d->synced_at, when, sizeof(when));
+	json_object_set_new(o, "synced_at",
+	    d->synced_at != 0 ? json_string(when) : json_null());
+	return o;
 }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "picomdm/store.h"
 
 /* Apple's device record, field by field (tag = index + 1). */
@@ -114,6 +116,10 @@ int  store_ade_device_each(
  */
 int store_ade_device_apply(struct store_txn *, const char *token,
     struct store_ade_device *in, int *changed, int *added);
+
+/* A device record as JSON: Apple's fields by Apple's names (those
+ * present), "token" and "synced_at" (RFC 3339). NULL on no memory. */
+json_t *store_ade_device_json(const struct store_ade_device *);
 
 /* The serial an ADE record would be keyed by for this device ID: the
  * device's, else its MachineInfo's, else id itself when an ADE record
