@@ -585,34 +585,178 @@ apply_page(struct store *s, struct page_op *po)
 	return rc;
 }
 
-/* Assign newly added devices to the token's default profile, in batches
- * of at most 1,000 (Apple's limit). Failures are reported, not fatal:
- * the devices stay in the store and can be assigned by hand. */
-static void
-auto_assign(struct dep_client *c, const char *token, const char *profile,
-    json_t *serials)
+/*
+ * Assign (or, remove set, take off) profile uuid for serials, in calls
+ * of at most 1,000 (Apple's limit). Serials Apple answers THROTTLED are
+ * sent again after retry_after_seconds (1 when absent, at most
+ * --max-wait), up to ASSIGN_TRIES times. Every serial not answered
+ * SUCCESS is put in failed (serial -> Apple's answer). 0, or the
+ * dep_status of a call that failed whole.
+ */
+#define ASSIGN_TRIES 5
+static enum dep_status
+assign_serials(const struct dep_tool *o, struct dep_client *c,
+    const char *uuid, int remove, json_t *serials, size_t *ok,
+    json_t *failed)
 {
-	const char    *v[1000];
-	json_t	      *r;
-	size_t	       i, n;
-	enum dep_status ds;
+	json_t	       *batch, *todo, *r = NULL, *req, *res, *v;
+	enum dep_status ds = DEP_OK;
+	const char     *serial;
+	size_t		i, j, n;
+	long long	wait;
+	unsigned	max_wait = o->cfg.max_wait ? o->cfg.max_wait : 60;
+	int		tries;
 
-	for (i = 0; i < json_array_size(serials); i += n) {
+	*ok = 0;
+	for (i = 0; i < json_array_size(serials) && ds == DEP_OK; i += n) {
 		n = json_array_size(serials) - i;
 		if (n > 1000)
 			n = 1000;
-		for (size_t j = 0; j < n; j++)
-			v[j] = json_string_value(json_array_get(serials, i + j));
-		ds = dep_profile_assign(c, profile, v, n, &r);
-		if (ds != DEP_OK) {
-			fprintf(stderr,
-			    "picomdm-dep: sync %s: assigning profile %s: "
-			    "%s\n",
-			    token, profile, dep_strerror(ds));
-			return;
+		if ((todo = json_array()) == NULL)
+			return DEP_ERR_SYSTEM;
+		for (j = 0; j < n; j++)
+			json_array_append(todo, json_array_get(serials, i + j));
+		for (tries = 0; json_array_size(todo) > 0; tries++) {
+			batch = todo;
+			if ((todo = json_array()) == NULL) {
+				json_decref(batch);
+				return DEP_ERR_SYSTEM;
+			}
+			req = remove ? json_pack("{s:O}", "devices", batch)
+				     : json_pack("{s:s, s:O}", "profile_uuid",
+					   uuid, "devices", batch);
+			ds = req == NULL ? DEP_ERR_SYSTEM
+					 : dep_call(c, remove ? "DELETE" : "POST",
+					       "/profile/devices", req, &r);
+			json_decref(req);
+			if (ds == DEP_OK &&
+			    !json_is_object(json_object_get(r, "devices")))
+				ds = DEP_ERR_PROTOCOL;
+			if (ds != DEP_OK) {
+				json_decref(batch);
+				break;
+			}
+			res = json_object_get(r, "devices");
+			for (j = 0; j < json_array_size(batch); j++) {
+				serial = json_string_value(
+				    json_array_get(batch, j));
+				v = json_object_get(res, serial);
+				if (json_is_string(v) &&
+				    strcmp(json_string_value(v), "SUCCESS") ==
+					0)
+					(*ok)++;
+				else if (json_is_string(v) &&
+				    strcmp(json_string_value(v), "THROTTLED") ==
+					0 &&
+				    tries + 1 < ASSIGN_TRIES)
+					json_array_append(
+					    todo, json_array_get(batch, j));
+				else
+					json_object_set_new(failed, serial,
+					    json_string(json_is_string(v)
+						    ? json_string_value(v)
+						    : "NO_ANSWER"));
+			}
+			wait = json_integer_value(
+			    json_object_get(r, "retry_after_seconds"));
+			json_decref(r);
+			r = NULL;
+			json_decref(batch);
+			if (json_array_size(todo) == 0)
+				break;
+			if (wait < 1)
+				wait = 1;
+			if (wait > max_wait)
+				wait = max_wait;
+			log_info("%zu devices THROTTLED: again in %lld s",
+			    json_array_size(todo), wait);
+			sleep((unsigned)wait);
 		}
-		json_decref(r);
+		json_decref(todo);
 	}
+	return ds;
+}
+
+/* Assign newly added devices to the token's default profile. Failures
+ * are reported, not fatal: the devices stay in the store and can be
+ * assigned by hand (profile assign). */
+static void
+auto_assign(const struct dep_tool *o, struct dep_client *c,
+    const char *token, const char *profile, json_t *serials)
+{
+	json_t	       *failed = json_object();
+	size_t		ok = 0;
+	enum dep_status ds;
+
+	ds = assign_serials(o, c, profile, 0, serials, &ok, failed);
+	if (ds != DEP_OK)
+		fprintf(stderr,
+		    "picomdm-dep: sync %s: assigning profile %s: %s\n", token,
+		    profile, dep_strerror(ds));
+	else if (json_object_size(failed) > 0)
+		fprintf(stderr,
+		    "picomdm-dep: sync %s: profile %s not assigned to %zu "
+		    "devices\n",
+		    token, profile, json_object_size(failed));
+	else
+		log_info("sync %s: profile %s assigned to %zu devices", token,
+		    profile, ok);
+	json_decref(failed);
+}
+
+/*
+ * The client of a stored, imported, unexpired token (*tk kept for the
+ * caller when tk is not NULL). 0 or an exit status after a message.
+ */
+static int
+token_client(const struct dep_tool *o, struct store *s, const char *name,
+    struct dep_client **c, struct store_ade_token **tkout)
+{
+	struct store_ade_token *tk = NULL;
+	struct dep_oauth	oa = {0};
+	void		       *a[2] = {(void *)(uintptr_t)name, &tk};
+	int			rc;
+
+	*c = NULL;
+	if ((rc = store_read(s, op_get_token, a)) != 0) {
+		if (rc == STORE_ENOTFOUND)
+			fprintf(stderr, "picomdm-dep: no token named %s\n",
+			    name);
+		else
+			store_failed(name, rc);
+		return EX_FAIL;
+	}
+	if (tk->access_token == NULL) {
+		fprintf(stderr,
+		    "picomdm-dep: %s: no server token imported yet "
+		    "(token import %s FILE.p7m)\n",
+		    name, name);
+		store_ade_token_free(tk);
+		return EX_FAIL;
+	}
+	if (tk->expiry <= time_now_us()) {
+		fprintf(stderr,
+		    "picomdm-dep: %s: the token has expired; download "
+		    "a new one and token import it\n",
+		    name);
+		store_ade_token_free(tk);
+		return EX_FAIL;
+	}
+	oa.consumer_key = tk->consumer_key;
+	oa.consumer_secret = tk->consumer_secret;
+	oa.access_token = tk->access_token;
+	oa.access_secret = tk->access_secret;
+	oa.expiry_us = tk->expiry;
+	if ((*c = dep_client_new(&o->cfg, &oa)) == NULL) {
+		fprintf(stderr, "picomdm-dep: bad --url or out of memory\n");
+		store_ade_token_free(tk);
+		return EX_USAGE;
+	}
+	if (tkout != NULL)
+		*tkout = tk;
+	else
+		store_ade_token_free(tk);
+	return 0;
 }
 
 /*
@@ -624,10 +768,8 @@ static int
 sync_token(const struct dep_tool *o, struct store *s, const char *name)
 {
 	struct store_ade_token *tk = NULL;
-	struct dep_client      *c;
-	struct dep_oauth	oa = {0};
+	struct dep_client      *c = NULL;
 	struct page_op		po;
-	void		       *a[2] = {(void *)(uintptr_t)name, &tk};
 	json_t		       *r = NULL, *acct = NULL;
 	enum dep_status		ds;
 	char		       *cursor = NULL, *profile = NULL;
@@ -635,48 +777,14 @@ sync_token(const struct dep_tool *o, struct store *s, const char *name)
 	size_t			fetched_n = 0, synced_n = 0, pages = 0;
 	int			rc, fetched, restarts = 0, more, tty;
 
-	if ((rc = store_read(s, op_get_token, a)) != 0) {
-		if (rc == STORE_ENOTFOUND)
-			fprintf(stderr, "picomdm-dep: sync: no token named %s\n",
-			    name);
-		else
-			store_failed("sync", rc);
-		return EX_FAIL;
-	}
-	if (tk->access_token == NULL) {
-		fprintf(stderr,
-		    "picomdm-dep: sync %s: no server token imported yet "
-		    "(token import %s FILE.p7m)\n",
-		    name, name);
-		store_ade_token_free(tk);
-		return EX_FAIL;
-	}
-	if (tk->expiry <= time_now_us()) {
-		fprintf(stderr,
-		    "picomdm-dep: sync %s: the token has expired; download "
-		    "a new one and token import it\n",
-		    name);
-		store_ade_token_free(tk);
-		return EX_FAIL;
-	}
-	oa.consumer_key = tk->consumer_key;
-	oa.consumer_secret = tk->consumer_secret;
-	oa.access_token = tk->access_token;
-	oa.access_secret = tk->access_secret;
-	oa.expiry_us = tk->expiry;
-	c = dep_client_new(&o->cfg, &oa);
+	if ((rc = token_client(o, s, name, &c, &tk)) != 0)
+		return rc;
 	cursor = tk->cursor != NULL ? strdup(tk->cursor) : NULL;
 	fetched = tk->fetched && cursor != NULL;
 	profile = tk->default_profile != NULL && o->auto_assign
 	    ? strdup(tk->default_profile)
 	    : NULL;
 	store_ade_token_free(tk);
-	if (c == NULL) {
-		fprintf(stderr, "picomdm-dep: bad --url or out of memory\n");
-		free(cursor);
-		free(profile);
-		return EX_USAGE;
-	}
 	memset(&po, 0, sizeof(po));
 	po.token = name;
 	po.new_serials = json_array();
@@ -747,7 +855,7 @@ sync_token(const struct dep_tool *o, struct store *s, const char *name)
 				 "serial_number skipped",
 			    name, po.skipped);
 		if (profile != NULL && json_array_size(po.new_serials) > 0)
-			auto_assign(c, name, profile, po.new_serials);
+			auto_assign(o, c, name, profile, po.new_serials);
 		free(cursor);
 		if ((cursor = strdup(nc)) == NULL) {
 			rc = EX_FAIL;
@@ -880,4 +988,151 @@ dep_db_token_default(const struct dep_tool *o, int argc, char *argv[])
 		return EX_FAIL;
 	}
 	return r != 0 ? store_failed("token default", r) : 0;
+}
+
+/* ---- profiles ---- */
+
+/*
+ * profile define TOKEN FILE.json [--enroll-url URL] [--default]: the
+ * JSON's url defaults to --enroll-url, picomdm's enrollment URL
+ * (https://HOST/mdm/enroll); with --default the new profile becomes the
+ * token's default (sync --auto-assign).
+ */
+static int
+profile_define(const struct dep_tool *o, struct store *s,
+    struct dep_client *c, const char *token, const char *file)
+{
+	struct profile_op po;
+	json_t		 *p, *r = NULL;
+	json_error_t	  e;
+	enum dep_status	  ds;
+	const char	 *url;
+	int		  rc;
+
+	if ((p = json_load_file(file, JSON_REJECT_DUPLICATES, &e)) == NULL) {
+		fprintf(stderr, "picomdm-dep: %s:%d: %s\n", file, e.line,
+		    e.text);
+		return EX_FAIL;
+	}
+	if (!json_is_object(p) ||
+	    !json_is_string(json_object_get(p, "profile_name"))) {
+		fprintf(stderr, "picomdm-dep: %s: a profile is a JSON object "
+				"with profile_name\n",
+		    file);
+		json_decref(p);
+		return EX_FAIL;
+	}
+	if (json_object_get(p, "url") == NULL && o->enroll_url != NULL)
+		json_object_set_new(p, "url", json_string(o->enroll_url));
+	url = json_string_value(json_object_get(p, "url"));
+	if (url == NULL || strncmp(url, "https://", 8) != 0) {
+		fprintf(stderr,
+		    "picomdm-dep: %s: no https url: give picomdm's enrollment "
+		    "URL with --enroll-url https://HOST/mdm/enroll\n",
+		    file);
+		json_decref(p);
+		return EX_FAIL;
+	}
+	ds = dep_profile_define(c, p, &r);
+	json_decref(p);
+	if (ds != DEP_OK)
+		return dep_call_failed(c, "profile define", ds);
+	if (!json_is_string(json_object_get(r, "profile_uuid"))) {
+		json_decref(r);
+		return dep_call_failed(c, "profile define", DEP_ERR_PROTOCOL);
+	}
+	printf("%s\n", json_string_value(json_object_get(r, "profile_uuid")));
+	rc = 0;
+	if (o->make_default) {
+		po.name = token;
+		po.uuid = json_string_value(json_object_get(r, "profile_uuid"));
+		if ((rc = store_write(s, op_profile, &po)) != 0)
+			rc = store_failed("profile define --default", rc);
+	}
+	json_decref(r);
+	return rc;
+}
+
+/* profile assign|remove TOKEN [UUID] SERIAL...: one JSON line with the
+ * count assigned and the serials that were not, with Apple's answer;
+ * exit 1 when any was not. */
+static int
+profile_assign(const struct dep_tool *o, struct dep_client *c, int remove,
+    const char *uuid, int argc, char *argv[])
+{
+	json_t	       *serials = json_array(), *failed = json_object(), *out;
+	enum dep_status ds;
+	size_t		ok = 0;
+	int		i, rc;
+
+	for (i = 0; i < argc; i++)
+		json_array_append_new(serials, json_string(argv[i]));
+	ds = assign_serials(o, c, uuid, remove, serials, &ok, failed);
+	json_decref(serials);
+	if (ds != DEP_OK) {
+		json_decref(failed);
+		return dep_call_failed(c, remove ? "profile remove"
+						 : "profile assign", ds);
+	}
+	rc = json_object_size(failed) > 0 ? EX_FAIL : 0;
+	out = json_pack("{s:o, s:I, s:o}", "profile_uuid",
+	    uuid != NULL ? json_string(uuid) : json_null(),
+	    remove ? "removed" : "assigned", (json_int_t)ok, "failed", failed);
+	if (out != NULL) {
+		char *t = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+		if (t != NULL)
+			printf("%s\n", t);
+		free(t);
+	}
+	json_decref(out);
+	return rc;
+}
+
+int
+dep_db_profile(const struct dep_tool *o, int argc, char *argv[])
+{
+	struct dep_client *c;
+	struct store	  *s;
+	json_t		  *r;
+	enum dep_status	   ds;
+	int		   rc;
+
+	if (argc < 3)
+		return -1;
+	if (strcmp(argv[0], "define") == 0 && argc != 3)
+		return -1;
+	if (strcmp(argv[0], "show") == 0 && argc != 3)
+		return -1;
+	if (strcmp(argv[0], "assign") == 0 && argc < 4)
+		return -1;
+	if (strcmp(argv[0], "define") != 0 && strcmp(argv[0], "show") != 0 &&
+	    strcmp(argv[0], "assign") != 0 && strcmp(argv[0], "remove") != 0)
+		return -1;
+	if ((s = open_store(o->db, 0)) == NULL)
+		return EX_FAIL;
+	if ((rc = token_client(o, s, argv[1], &c, NULL)) != 0) {
+		store_close(s);
+		return rc;
+	}
+	if (strcmp(argv[0], "define") == 0)
+		rc = profile_define(o, s, c, argv[1], argv[2]);
+	else if (strcmp(argv[0], "show") == 0) {
+		if ((ds = dep_profile_get(c, argv[2], &r)) != DEP_OK)
+			rc = dep_call_failed(c, "profile show", ds);
+		else {
+			char *t = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
+
+			if (t != NULL)
+				printf("%s\n", t);
+			free(t);
+			json_decref(r);
+		}
+	} else if (strcmp(argv[0], "assign") == 0)
+		rc = profile_assign(o, c, 0, argv[2], argc - 3, argv + 3);
+	else
+		rc = profile_assign(o, c, 1, NULL, argc - 2, argv + 2);
+	dep_client_free(c);
+	store_close(s);
+	return rc;
 }

@@ -32,6 +32,8 @@ struct dep_tool {
 	unsigned		 interval;    /* sync --interval, seconds */
 	int			 auto_assign; /* sync --auto-assign */
 	int			 quiet;	      /* no progress line */
+	const char		*enroll_url;  /* profile define --enroll-url */
+	int			 make_default; /* profile define --default */
 };
 
 /* Files (picomdm-dep.c): read at most 1 MiB, NUL-terminated, caller
@@ -51,5 +53,6 @@ int dep_db_token_list(const struct dep_tool *, int argc, char *argv[]);
 int dep_db_token_remove(const struct dep_tool *, int argc, char *argv[]);
 int dep_db_token_default(const struct dep_tool *, int argc, char *argv[]);
 int dep_db_sync(const struct dep_tool *, int argc, char *argv[]);
+int dep_db_profile(const struct dep_tool *, int argc, char *argv[]);
 
 #endif

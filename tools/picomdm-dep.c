@@ -50,6 +50,12 @@ usage(void)
 	    "       picomdm-dep --db DIR sync [NAME] [--once | --daemon "
 	    "[--interval SECS]]\n"
 	    "                   [--auto-assign] [--limit N] [--quiet]\n"
+	    "       picomdm-dep --db DIR profile define TOKEN FILE.json "
+	    "[--enroll-url URL]\n"
+	    "                   [--default]\n"
+	    "       picomdm-dep --db DIR profile show TOKEN UUID\n"
+	    "       picomdm-dep --db DIR profile assign TOKEN UUID SERIAL ...\n"
+	    "       picomdm-dep --db DIR profile remove TOKEN SERIAL ...\n"
 	    "  interim, on files:\n"
 	    "       picomdm-dep token new NAME -o CERT.pem --key-out KEY.pem "
 	    "[--days N]\n"
@@ -583,6 +589,8 @@ db_command(struct dep_tool *o, int argc, char *argv[])
 			rc = dep_db_token_default(o, argc - 2, argv + 2);
 	} else if (strcmp(argv[0], "sync") == 0 && !o->purge)
 		rc = dep_db_sync(o, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "profile") == 0 && !o->purge && !o->daemon)
+		rc = dep_db_profile(o, argc - 1, argv + 1);
 	curl_global_cleanup();
 	if (rc == -1)
 		usage();
@@ -612,6 +620,8 @@ main(int argc, char *argv[])
 	    {"interval", required_argument, NULL, 'I'},
 	    {"auto-assign", no_argument, NULL, 'a'},
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"enroll-url", required_argument, NULL, 'E'},
+	    {"default", no_argument, NULL, 'f'},
 	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	struct dep_tool	   o;
 	struct dep_oauth   oa = {0};
@@ -700,6 +710,14 @@ main(int argc, char *argv[])
 		case 'q':
 			o.quiet = 1;
 			break;
+		case 'E':
+			if (strncmp(optarg, "https://", 8) != 0)
+				usage();
+			o.enroll_url = optarg;
+			break;
+		case 'f':
+			o.make_default = 1;
+			break;
 		default:
 			usage();
 		}
@@ -715,7 +733,8 @@ main(int argc, char *argv[])
 		o.interval = 3600;
 	if (o.db != NULL)
 		return db_command(&o, argc, argv);
-	if (o.purge || o.daemon || once || o.auto_assign)
+	if (o.purge || o.daemon || once || o.auto_assign ||
+	    o.enroll_url != NULL || o.make_default)
 		usage();
 	if (strcmp(cmd, "token") == 0) {
 		if (argc < 2)

@@ -21,6 +21,9 @@
 #     devices of the pages before the stored cursor (page and cursor in
 #     one transaction), and the restarted sync continues from that
 #     cursor to the same result as an uninterrupted one;
+#   - profile define (url from --enroll-url; --default), show, assign
+#     (THROTTLED serials sent again), remove; sync --auto-assign assigns
+#     added devices to the token's default profile;
 #   - show SERIAL has the ade object, with and without an enrollment;
 #     inventory lists every ADE field with its purpose;
 #   - GET /api/v1/ade/devices (token, profile_status, enrolled, paging)
@@ -279,6 +282,50 @@ expect_jq "$inv" '[.services[] | select(.service=="ADE") | .fields[] |
     select(.field=="asset_tag")][0] | [.value, .token] | @csv' \
     '"MOD-MOCK00000001","abm-main"' "  with the value and the token"
 
+# --- profiles --------------------------------------------------------------
+
+printf '{"profile_name":"picomdm","is_supervised":true}\n' >profile.json
+expect_exit 1 "profile define: no url and no --enroll-url" \
+    dep "$IT_DB" profile define abm-main profile.json
+grep -q "enroll-url" "$EXIT_ERR" && pass "  says what to give" ||
+	fail "  says what to give" "$(cat "$EXIT_ERR")"
+expect_exit 0 "profile define: url from --enroll-url, made the default" \
+    dep "$IT_DB" profile define abm-main profile.json \
+    --enroll-url https://mdm.example.test/mdm/enroll --default
+UUID=$(cat "$EXIT_OUT")
+expect_jq "$(dep "$IT_DB" profile show abm-main "$UUID")" .url \
+    https://mdm.example.test/mdm/enroll "  the profile Apple holds"
+expect_jq "$("$DEP" --db "$IT_DB" token list)" .default_profile "$UUID" \
+    "  the token's default profile"
+mock /_mock/throttle '{"count":2,"retry_after":1}'
+m=$(mark)
+expect_exit 1 "profile assign: one serial Apple does not know" \
+    dep "$IT_DB" profile assign abm-main "$UUID" MOCK00000010 MOCK00000011 \
+    MOCK00000012 NOSUCH
+expect_jq "$(cat "$EXIT_OUT")" '[.assigned, (.failed|keys|@csv)] | @csv' \
+    '3,"""NOSUCH"""' "  three assigned, the unknown one named"
+expect_eq "$(since "$m" | jq -r 'select(.path=="/profile/devices") |
+    (.body.devices|length)' | tr '\n' ,)" "4,2," \
+    "  the THROTTLED two sent again"
+expect_exit 0 "profile remove" dep "$IT_DB" profile remove abm-main \
+    MOCK00000012
+expect_exit 0 "sync: the assignments" dep "$IT_DB" sync abm-main
+expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show MOCK00000010)" \
+    '[.ade.profile_status, .ade.profile_uuid] | @csv' "\"assigned\",\"$UUID\"" \
+    "  an assigned device in the store"
+expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show MOCK00000012)" \
+    '[.ade.profile_status, .ade.profile_uuid] | @csv' '"empty",' \
+    "  a removed one"
+mock /_mock/events '{"add":2}'
+m=$(mark)
+expect_exit 0 "sync --auto-assign" dep "$IT_DB" sync abm-main --auto-assign
+expect_eq "$(since "$m" | jq -r 'select(.path=="/profile/devices") |
+    .body.devices | sort | @csv')" '"MOCK00002503","MOCK00002504"' \
+    "  the added devices assigned to the default profile"
+expect_exit 0 "sync" dep "$IT_DB" sync abm-main
+expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show MOCK00002504)" \
+    '.ade.profile_status' assigned "  and then synced as assigned"
+
 # --- with an enrollment; the API -----------------------------------------------
 
 UDID=0000FE00-ADE0-4000-8000-000000000003
@@ -314,7 +361,7 @@ while :; do
 	after=$(jq -r '.next // empty' "$BODY")
 	[[ -n $after ]] || break
 done
-expect_eq "$total/$pages" 2503/3 "API: paging over every device, 1000 a page"
+expect_eq "$total/$pages" 2505/3 "API: paging over every device, 1000 a page"
 api GET "/api/v1/ade/devices?profile_status=empty&limit=5"
 expect_body_jq '[.devices[].profile_status] | unique | @csv' '"empty"' \
     "API: profile_status filter"
@@ -330,7 +377,7 @@ expect_eq "$(leaks dump-secrets.json)" dump-secrets.json \
 out=$("$PM_BUILD/picomdmctl" --db "$IT_DB" purge --token abm-main --yes \
     --verify 2>&1) || true
 expect_true "purge --token: every ADE record of the token" "$out" \
-    grep -q "^removed	ade_device	2503$" <<<"$out"
+    grep -q "^removed	ade_device	2505$" <<<"$out"
 expect_true "  and the token" "$out" grep -q "^removed	ade_token	1$" <<<"$out"
 expect_true "  --verify finds nothing" "$out" \
     grep -q "^verify	0 hits" <<<"$out"
