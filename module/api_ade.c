@@ -36,8 +36,8 @@ ade_json(struct store_txn *t, const struct store_ade_device *d, int *enrolled,
 	*enrolled = *rc == 0;
 	*rc = 0;
 	if ((o = store_ade_device_json(d)) == NULL ||
-	    api_set(o, "device_id", id != NULL ? json_string(id) : json_null()) ==
-		-1) {
+	    api_set(o, "device_id",
+		id != NULL ? json_string(id) : json_null()) == -1) {
 		json_decref(o);
 		o = NULL;
 		*rc = STORE_ENOMEM;
@@ -48,12 +48,12 @@ ade_json(struct store_txn *t, const struct store_ade_device *d, int *enrolled,
 
 struct ade_list_op {
 	struct store_txn *t;
-	const char *token, *status, *after;
-	int	    enrolled; /* -1: either */
-	size_t	    limit, scanned;
-	json_t	   *arr;
-	char	   *last;
-	int	    more;
+	const char	 *token, *status, *after;
+	int		  enrolled; /* -1: either */
+	size_t		  limit, scanned;
+	json_t		 *arr;
+	char		 *last;
+	int		  more;
 };
 
 static int
@@ -74,9 +74,9 @@ list_cb(const struct store_ade_device *d, void *arg)
 	if (op->token != NULL &&
 	    (d->token == NULL || strcmp(d->token, op->token) != 0))
 		return 0;
-	if (op->status != NULL && (d->f[ADE_PROFILE_STATUS] == NULL ||
-				      strcmp(d->f[ADE_PROFILE_STATUS],
-					  op->status) != 0))
+	if (op->status != NULL &&
+	    (d->f[ADE_PROFILE_STATUS] == NULL ||
+		strcmp(d->f[ADE_PROFILE_STATUS], op->status) != 0))
 		return 0;
 	if ((o = ade_json(op->t, d, &enrolled, &rc)) == NULL)
 		return rc != 0 ? rc : STORE_ENOMEM;
@@ -161,9 +161,9 @@ api_ade_devices(struct api *a)
 	}
 	o = json_object();
 	if (o == NULL || api_set(o, "devices", json_incref(op.arr)) == -1 ||
-	    api_set(o, "next", op.more && op.last != NULL
-				   ? json_string(op.last)
-				   : json_null()) == -1) {
+	    api_set(o, "next",
+		op.more && op.last != NULL ? json_string(op.last)
+					   : json_null()) == -1) {
 		json_decref(o);
 		api_fail(a, 500, "internal error", "out of memory");
 		goto out;
@@ -208,8 +208,8 @@ api_ade_device(struct api *a)
 	op.serial = a->seg[2];
 	rc = store_read(a->srv->store, one_run, &op);
 	if (rc == STORE_ENOTFOUND) {
-		api_fail(a, 404, "not found", "no ADE device %.255s",
-		    op.serial);
+		api_fail(
+		    a, 404, "not found", "no ADE device %.255s", op.serial);
 		return;
 	}
 	if (rc != 0) {

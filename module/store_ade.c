@@ -21,48 +21,82 @@
 
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
 
-const char *const store_ade_field_names[ADE_DEV__MAX] = {
-    "serial_number", "model", "description", "color", "asset_tag",
-    "profile_status", "profile_uuid", "profile_assign_time",
-    "profile_push_time", "device_assigned_date", "device_assigned_by", "os",
-    "device_family", "op_type", "op_date"};
+const char *const store_ade_field_names[ADE_DEV__MAX] = {"serial_number",
+    "model", "description", "color", "asset_tag", "profile_status",
+    "profile_uuid", "profile_assign_time", "profile_push_time",
+    "device_assigned_date", "device_assigned_by", "os", "device_family",
+    "op_type", "op_date"};
 
 const char *const store_ade_account_names[ADE_ACCT__MAX] = {"server_name",
     "server_uuid", "admin_id", "org_name", "org_email", "org_phone",
     "org_address", "org_id", "org_type", "org_version"};
 
 /* The tags of adedevice_af in store_kinds.c: Apple's fields 1-15. */
-#define DF(i) \
-	{ (i) + 1, F_STR, offsetof(struct store_ade_device, f[i]), 0, (i) == 0 }
+#define DF(i)                                                               \
+	{                                                                   \
+		(i) + 1, F_STR, offsetof(struct store_ade_device, f[i]), 0, \
+		    (i) == 0                                                \
+	}
 static const struct fdesc dev_fields[] = {
-	DF(0), DF(1), DF(2), DF(3), DF(4), DF(5), DF(6), DF(7), DF(8), DF(9),
-	DF(10), DF(11), DF(12), DF(13), DF(14),
-	{ 16, F_STR, offsetof(struct store_ade_device, token), 0, 0 },
-	{ 17, F_U64, offsetof(struct store_ade_device, synced_at), 0, 0 },
+    DF(0),
+    DF(1),
+    DF(2),
+    DF(3),
+    DF(4),
+    DF(5),
+    DF(6),
+    DF(7),
+    DF(8),
+    DF(9),
+    DF(10),
+    DF(11),
+    DF(12),
+    DF(13),
+    DF(14),
+    {16, F_STR, offsetof(struct store_ade_device, token), 0, 0},
+    {17, F_U64, offsetof(struct store_ade_device, synced_at), 0, 0},
 };
 
 /* The tags of adetoken_af in store_kinds.c. */
-#define TS(tag, m) { tag, F_STR, offsetof(struct store_ade_token, m), 0, 0 }
-#define TU(tag, m) { tag, F_U64, offsetof(struct store_ade_token, m), 0, 0 }
-#define TA(i) \
-	{ (i) + 9, F_STR, offsetof(struct store_ade_token, acct[i]), 0, 0 }
+#define TS(tag, m)                                                    \
+	{                                                             \
+		tag, F_STR, offsetof(struct store_ade_token, m), 0, 0 \
+	}
+#define TU(tag, m)                                                    \
+	{                                                             \
+		tag, F_U64, offsetof(struct store_ade_token, m), 0, 0 \
+	}
+#define TA(i)                                                                 \
+	{                                                                     \
+		(i) + 9, F_STR, offsetof(struct store_ade_token, acct[i]), 0, \
+		    0                                                         \
+	}
 static const struct fdesc tok_fields[] = {
-	{ 1, F_STR, offsetof(struct store_ade_token, name), 0, 1 },
-	TS(2, consumer_key),
-	TS(3, consumer_secret),
-	TS(4, access_token),
-	TS(5, access_secret),
-	TU(6, expiry),
-	TS(7, key_pem),
-	TS(8, cert_pem),
-	TA(0), TA(1), TA(2), TA(3), TA(4), TA(5), TA(6), TA(7), TA(8), TA(9),
-	TU(19, account_at),
-	TS(20, cursor),
-	{ 21, F_INT, offsetof(struct store_ade_token, fetched), 0, 0 },
-	TU(22, synced_at),
-	TS(23, default_profile),
-	TU(24, created_at),
-	TU(25, imported_at),
+    {1, F_STR, offsetof(struct store_ade_token, name), 0, 1},
+    TS(2, consumer_key),
+    TS(3, consumer_secret),
+    TS(4, access_token),
+    TS(5, access_secret),
+    TU(6, expiry),
+    TS(7, key_pem),
+    TS(8, cert_pem),
+    TA(0),
+    TA(1),
+    TA(2),
+    TA(3),
+    TA(4),
+    TA(5),
+    TA(6),
+    TA(7),
+    TA(8),
+    TA(9),
+    TU(19, account_at),
+    TS(20, cursor),
+    {21, F_INT, offsetof(struct store_ade_token, fetched), 0, 0},
+    TU(22, synced_at),
+    TS(23, default_profile),
+    TU(24, created_at),
+    TU(25, imported_at),
 };
 
 _Static_assert(ADE_ACCT__MAX == 10, "account fields are tags 9 to 18");
@@ -156,8 +190,8 @@ store_ade_token_put(struct store_txn *t, const struct store_ade_token *tk)
 	rec_begin(&w, REC_ADETOKEN);
 	rec_encode(&w, tok_fields, NF(tok_fields), tk);
 	rc = w.err ? STORE_ENOMEM
-		   : db_putv(t, DBI_ADETOKEN, tk->name, strlen(tk->name),
-			 w.b.p, w.b.len);
+		   : db_putv(t, DBI_ADETOKEN, tk->name, strlen(tk->name), w.b.p,
+			 w.b.len);
 	if (w.b.p != NULL)
 		freezero(w.b.p, w.b.cap);
 	return rc;
@@ -259,8 +293,8 @@ store_ade_device_put(struct store_txn *t, const struct store_ade_device *d)
 }
 
 int
-store_ade_device_each(struct store_txn *t, const char *after,
-    store_ade_device_fn fn, void *arg)
+store_ade_device_each(
+    struct store_txn *t, const char *after, store_ade_device_fn fn, void *arg)
 {
 	struct store_ade_device *d;
 	MDB_cursor		*cur;
@@ -268,8 +302,7 @@ store_ade_device_each(struct store_txn *t, const char *after,
 	MDB_cursor_op		 op = MDB_FIRST;
 	int			 rc, r = 0;
 
-	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_ADEDEVICE], &cur)) !=
-	    0)
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_ADEDEVICE], &cur)) != 0)
 		return store_rc(rc);
 	if (after != NULL && *after != '\0' && strlen(after) <= KEY_MAX) {
 		k.mv_data = (void *)(uintptr_t)after;
@@ -318,10 +351,10 @@ store_ade_device_apply(struct store_txn *t, const char *token,
 	rc = store_ade_device_get(t, in->f[ADE_SERIAL], &old);
 	if (rc != 0 && rc != STORE_ENOTFOUND)
 		return rc;
-	dead = old == NULL || (old->f[ADE_OP_TYPE] != NULL &&
-				  strcmp(old->f[ADE_OP_TYPE], "deleted") == 0);
-	if (old != NULL &&
-	    older(in->f[ADE_OP_DATE], old->f[ADE_OP_DATE])) {
+	dead = old == NULL ||
+	    (old->f[ADE_OP_TYPE] != NULL &&
+		strcmp(old->f[ADE_OP_TYPE], "deleted") == 0);
+	if (old != NULL && older(in->f[ADE_OP_DATE], old->f[ADE_OP_DATE])) {
 		store_ade_device_free(old);
 		return 0;
 	}
@@ -332,8 +365,9 @@ store_ade_device_apply(struct store_txn *t, const char *token,
 	if (rc == 0 && changed != NULL)
 		*changed = 1;
 	if (rc == 0 && added != NULL)
-		*added = dead && (in->f[ADE_OP_TYPE] == NULL ||
-				     strcmp(in->f[ADE_OP_TYPE], "deleted") != 0);
+		*added = dead &&
+		    (in->f[ADE_OP_TYPE] == NULL ||
+			strcmp(in->f[ADE_OP_TYPE], "deleted") != 0);
 	return rc;
 }
 
@@ -349,14 +383,17 @@ store_ade_serial_of(struct store_txn *t, const char *id, char **serial)
 	if (n == 0 || n > KEY_MAX)
 		return 0;
 	rc = db_getv(t, DBI_DEVICE, id, n, &v);
-	if (rc == 0 && (rc = rec_field_str(&v, REC_DEVICE, TAG_DEVICE_SERIAL,
-			    serial)) == 0 && *serial != NULL)
+	if (rc == 0 &&
+	    (rc = rec_field_str(&v, REC_DEVICE, TAG_DEVICE_SERIAL, serial)) ==
+		0 &&
+	    *serial != NULL)
 		return 0;
 	if (rc != 0 && rc != STORE_ENOTFOUND)
 		return rc;
 	rc = db_getv(t, DBI_MACHINEINFO, id, n, &v);
-	if (rc == 0 && (rc = rec_field_str(&v, REC_MACHINEINFO, 2, serial)) ==
-		0 && *serial != NULL)
+	if (rc == 0 &&
+	    (rc = rec_field_str(&v, REC_MACHINEINFO, 2, serial)) == 0 &&
+	    *serial != NULL)
 		return 0;
 	if (rc != 0 && rc != STORE_ENOTFOUND)
 		return rc;

@@ -41,8 +41,8 @@ open_store(const char *dir, int readonly)
 		return NULL;
 	}
 	if ((rc = store_open(dir, &so, &s)) != 0) {
-		fprintf(stderr, "picomdm-dep: %s: %s\n", dir,
-		    store_strerror(rc));
+		fprintf(
+		    stderr, "picomdm-dep: %s: %s\n", dir, store_strerror(rc));
 		return NULL;
 	}
 	return s;
@@ -104,8 +104,9 @@ dep_db_token_new(const struct dep_tool *o, int argc, char *argv[])
 	if (argc != 1)
 		return -1;
 	if (!name_valid(argv[0])) {
-		fprintf(stderr, "picomdm-dep: token new: NAME must be 1 to %d "
-				"printable characters\n",
+		fprintf(stderr,
+		    "picomdm-dep: token new: NAME must be 1 to %d "
+		    "printable characters\n",
 		    STORE_ADE_NAME_MAX);
 		return EX_USAGE;
 	}
@@ -151,11 +152,11 @@ out:
 /* ---- token import ---- */
 
 struct import_op {
-	const char	 *name;
-	const char	 *p7m;
-	size_t		  len;
-	enum dep_status	  ds;
-	uint64_t	  expiry;
+	const char     *name;
+	const char     *p7m;
+	size_t		len;
+	enum dep_status ds;
+	uint64_t	expiry;
 };
 
 static int
@@ -175,8 +176,8 @@ op_token_import(struct store_txn *t, void *arg)
 		io->ds = DEP_ERR_KEY;
 		return STORE_EINVAL;
 	}
-	io->ds = dep_token_decrypt(io->p7m, io->len, tk->key_pem, tk->cert_pem,
-	    store_txn_now(t), &oa);
+	io->ds = dep_token_decrypt(
+	    io->p7m, io->len, tk->key_pem, tk->cert_pem, store_txn_now(t), &oa);
 	io->expiry = oa.expiry_us;
 	if (io->ds != DEP_OK) {
 		dep_oauth_clear(&oa);
@@ -314,16 +315,16 @@ list_cb(const struct store_ade_token *tk, void *arg)
 	if ((rc = store_ade_device_each(t, NULL, count_cb, &ca)) != 0)
 		return rc;
 	if (tk->expiry != 0)
-		days = tk->expiry > now ? (int)((tk->expiry - now) / US_DAY)
-					: -1;
+		days =
+		    tk->expiry > now ? (int)((tk->expiry - now) / US_DAY) : -1;
 	j = json_pack("{s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, "
 		      "s:o, s:I, s:I}",
-	    "name", tk->name, "imported", tk->access_token != NULL,
-	    "org_name", j_str_or_null(tk->acct[ADE_ACCT_ORG_NAME]),
-	    "org_id", j_str_or_null(tk->acct[ADE_ACCT_ORG_ID]),
-	    "server_name", j_str_or_null(tk->acct[ADE_ACCT_SERVER_NAME]),
-	    "server_uuid", j_str_or_null(tk->acct[ADE_ACCT_SERVER_UUID]),
-	    "expiry", j_time_or_null(tk->expiry), "days_left",
+	    "name", tk->name, "imported", tk->access_token != NULL, "org_name",
+	    j_str_or_null(tk->acct[ADE_ACCT_ORG_NAME]), "org_id",
+	    j_str_or_null(tk->acct[ADE_ACCT_ORG_ID]), "server_name",
+	    j_str_or_null(tk->acct[ADE_ACCT_SERVER_NAME]), "server_uuid",
+	    j_str_or_null(tk->acct[ADE_ACCT_SERVER_UUID]), "expiry",
+	    j_time_or_null(tk->expiry), "days_left",
 	    tk->expiry != 0 ? json_integer(days) : json_null(), "synced_at",
 	    j_time_or_null(tk->synced_at), "fetched", tk->fetched != 0,
 	    "default_profile", j_str_or_null(tk->default_profile), "devices",
@@ -427,8 +428,8 @@ dep_db_token_remove(const struct dep_tool *o, int argc, char *argv[])
 	r = store_write(s, op_remove, &ro);
 	store_close(s);
 	if (r == STORE_ENOTFOUND) {
-		fprintf(stderr, "picomdm-dep: token remove: no token named %s\n",
-		    argv[0]);
+		fprintf(stderr,
+		    "picomdm-dep: token remove: no token named %s\n", argv[0]);
 		store_purge_report_free(&rep);
 		return EX_FAIL;
 	}
@@ -438,7 +439,8 @@ dep_db_token_remove(const struct dep_tool *o, int argc, char *argv[])
 	}
 	if (o->purge)
 		printf("token %s removed with %llu ADE device records\n",
-		    argv[0], (unsigned long long)report_count(&rep, "ade_device"));
+		    argv[0],
+		    (unsigned long long)report_count(&rep, "ade_device"));
 	else
 		printf("token %s removed (its device records are kept; "
 		       "purge --token %s removes them)\n",
@@ -463,12 +465,12 @@ on_stop(int sig)
 struct page_op {
 	const char *token;
 	json_t	   *devices;
-	const char *cursor;   /* the cursor that follows this page */
-	int	    fetched;  /* the token's state after this page */
-	int	    reset;    /* a full fetch starts again: no cursor */
-	json_t	   *account;  /* /account's answer, or NULL */
+	const char *cursor;  /* the cursor that follows this page */
+	int	    fetched; /* the token's state after this page */
+	int	    reset;   /* a full fetch starts again: no cursor */
+	json_t	   *account; /* /account's answer, or NULL */
 	/* out */
-	size_t applied, added, skipped, ignored;
+	size_t	applied, added, skipped, ignored;
 	json_t *new_serials; /* added devices, for auto-assign */
 };
 
@@ -492,7 +494,8 @@ op_page(struct store_txn *t, void *arg)
 		for (j = 0; json_is_object(e) && j < ADE_DEV__MAX; j++) {
 			v = json_object_get(e, store_ade_field_names[j]);
 			if (json_is_string(v))
-				d.f[j] = (char *)(uintptr_t)json_string_value(v);
+				d.f[j] =
+				    (char *)(uintptr_t)json_string_value(v);
 		}
 		if (d.f[ADE_SERIAL] == NULL || *d.f[ADE_SERIAL] == '\0' ||
 		    strlen(d.f[ADE_SERIAL]) > 255) {
@@ -514,7 +517,8 @@ op_page(struct store_txn *t, void *arg)
 	}
 	if (po->account != NULL) {
 		for (j = 0; j < ADE_ACCT__MAX; j++) {
-			v = json_object_get(po->account, store_ade_account_names[j]);
+			v = json_object_get(
+			    po->account, store_ade_account_names[j]);
 			free(tk->acct[j]);
 			tk->acct[j] = json_is_string(v)
 			    ? strdup(json_string_value(v))
@@ -595,9 +599,8 @@ apply_page(struct store *s, struct page_op *po)
  */
 #define ASSIGN_TRIES 5
 static enum dep_status
-assign_serials(const struct dep_tool *o, struct dep_client *c,
-    const char *uuid, int remove, json_t *serials, size_t *ok,
-    json_t *failed)
+assign_serials(const struct dep_tool *o, struct dep_client *c, const char *uuid,
+    int remove, json_t *serials, size_t *ok, json_t *failed)
 {
 	json_t	       *batch, *todo, *r = NULL, *req, *res, *v;
 	enum dep_status ds = DEP_OK;
@@ -625,9 +628,10 @@ assign_serials(const struct dep_tool *o, struct dep_client *c,
 			req = remove ? json_pack("{s:O}", "devices", batch)
 				     : json_pack("{s:s, s:O}", "profile_uuid",
 					   uuid, "devices", batch);
-			ds = req == NULL ? DEP_ERR_SYSTEM
-					 : dep_call(c, remove ? "DELETE" : "POST",
-					       "/profile/devices", req, &r);
+			ds = req == NULL
+			    ? DEP_ERR_SYSTEM
+			    : dep_call(c, remove ? "DELETE" : "POST",
+				  "/profile/devices", req, &r);
 			json_decref(req);
 			if (ds == DEP_OK &&
 			    !json_is_object(json_object_get(r, "devices")))
@@ -638,8 +642,8 @@ assign_serials(const struct dep_tool *o, struct dep_client *c,
 			}
 			res = json_object_get(r, "devices");
 			for (j = 0; j < json_array_size(batch); j++) {
-				serial = json_string_value(
-				    json_array_get(batch, j));
+				serial =
+				    json_string_value(json_array_get(batch, j));
 				v = json_object_get(res, serial);
 				if (json_is_string(v) &&
 				    strcmp(json_string_value(v), "SUCCESS") ==
@@ -681,8 +685,8 @@ assign_serials(const struct dep_tool *o, struct dep_client *c,
  * are reported, not fatal: the devices stay in the store and can be
  * assigned by hand (profile assign). */
 static void
-auto_assign(const struct dep_tool *o, struct dep_client *c,
-    const char *token, const char *profile, json_t *serials)
+auto_assign(const struct dep_tool *o, struct dep_client *c, const char *token,
+    const char *profile, json_t *serials)
 {
 	json_t	       *failed = json_object();
 	size_t		ok = 0;
@@ -720,8 +724,8 @@ token_client(const struct dep_tool *o, struct store *s, const char *name,
 	*c = NULL;
 	if ((rc = store_read(s, op_get_token, a)) != 0) {
 		if (rc == STORE_ENOTFOUND)
-			fprintf(stderr, "picomdm-dep: no token named %s\n",
-			    name);
+			fprintf(
+			    stderr, "picomdm-dep: no token named %s\n", name);
 		else
 			store_failed(name, rc);
 		return EX_FAIL;
@@ -864,8 +868,9 @@ sync_token(const struct dep_tool *o, struct store *s, const char *name)
 		json_decref(r);
 		r = NULL;
 		if (tty && !o->quiet)
-			fprintf(stderr, "\rpicomdm-dep: %s: %zu fetched, %zu "
-					"synced",
+			fprintf(stderr,
+			    "\rpicomdm-dep: %s: %zu fetched, %zu "
+			    "synced",
 			    name, fetched_n, synced_n);
 		if (more)
 			continue;
@@ -982,8 +987,9 @@ dep_db_token_default(const struct dep_tool *o, int argc, char *argv[])
 	r = store_write(s, op_profile, &po);
 	store_close(s);
 	if (r == STORE_ENOTFOUND) {
-		fprintf(stderr, "picomdm-dep: token default: no token named "
-				"%s\n",
+		fprintf(stderr,
+		    "picomdm-dep: token default: no token named "
+		    "%s\n",
 		    argv[0]);
 		return EX_FAIL;
 	}
@@ -999,8 +1005,8 @@ dep_db_token_default(const struct dep_tool *o, int argc, char *argv[])
  * token's default (sync --auto-assign).
  */
 static int
-profile_define(const struct dep_tool *o, struct store *s,
-    struct dep_client *c, const char *token, const char *file)
+profile_define(const struct dep_tool *o, struct store *s, struct dep_client *c,
+    const char *token, const char *file)
 {
 	struct profile_op po;
 	json_t		 *p, *r = NULL;
@@ -1010,14 +1016,15 @@ profile_define(const struct dep_tool *o, struct store *s,
 	int		  rc;
 
 	if ((p = json_load_file(file, JSON_REJECT_DUPLICATES, &e)) == NULL) {
-		fprintf(stderr, "picomdm-dep: %s:%d: %s\n", file, e.line,
-		    e.text);
+		fprintf(
+		    stderr, "picomdm-dep: %s:%d: %s\n", file, e.line, e.text);
 		return EX_FAIL;
 	}
 	if (!json_is_object(p) ||
 	    !json_is_string(json_object_get(p, "profile_name"))) {
-		fprintf(stderr, "picomdm-dep: %s: a profile is a JSON object "
-				"with profile_name\n",
+		fprintf(stderr,
+		    "picomdm-dep: %s: a profile is a JSON object "
+		    "with profile_name\n",
 		    file);
 		json_decref(p);
 		return EX_FAIL;
@@ -1071,8 +1078,8 @@ profile_assign(const struct dep_tool *o, struct dep_client *c, int remove,
 	json_decref(serials);
 	if (ds != DEP_OK) {
 		json_decref(failed);
-		return dep_call_failed(c, remove ? "profile remove"
-						 : "profile assign", ds);
+		return dep_call_failed(
+		    c, remove ? "profile remove" : "profile assign", ds);
 	}
 	rc = json_object_size(failed) > 0 ? EX_FAIL : 0;
 	out = json_pack("{s:o, s:I, s:o}", "profile_uuid",

@@ -27,12 +27,12 @@ struct dep_tool {
 	const char		*cursor_file;
 	unsigned		 limit;
 	int			 days;
-	int			 purge;	      /* token remove --purge */
-	int			 daemon;      /* sync --daemon */
-	unsigned		 interval;    /* sync --interval, seconds */
-	int			 auto_assign; /* sync --auto-assign */
-	int			 quiet;	      /* no progress line */
-	const char		*enroll_url;  /* profile define --enroll-url */
+	int			 purge;	       /* token remove --purge */
+	int			 daemon;       /* sync --daemon */
+	unsigned		 interval;     /* sync --interval, seconds */
+	int			 auto_assign;  /* sync --auto-assign */
+	int			 quiet;	       /* no progress line */
+	const char		*enroll_url;   /* profile define --enroll-url */
 	int			 make_default; /* profile define --default */
 };
 
@@ -42,7 +42,7 @@ char *dep_file_read(const char *path, size_t *len);
 int   dep_file_write(
       const char *path, const void *, size_t, mode_t mode, int excl);
 /* Exit status of a failed call, after a message naming it. */
-int dep_call_failed(struct dep_client *, const char *what, enum dep_status);
+int  dep_call_failed(struct dep_client *, const char *what, enum dep_status);
 void dep_store_swap(char **, char **);
 
 /* The commands on the store (dep_store.c): 0, an exit status, or -1 for

@@ -85,27 +85,27 @@ struct store_ade_token {
 
 #define STORE_ADE_NAME_MAX 64
 
-int  store_ade_token_get(
-     struct store_txn *, const char *name, struct store_ade_token **out);
+int store_ade_token_get(
+    struct store_txn *, const char *name, struct store_ade_token **out);
 /* Write (replace); 0 or a store_err (STORE_EINVAL: no or a bad name). */
-int  store_ade_token_put(struct store_txn *, const struct store_ade_token *);
+int store_ade_token_put(struct store_txn *, const struct store_ade_token *);
 /* Remove the token record only; STORE_ENOTFOUND when none. */
 int  store_ade_token_del(struct store_txn *, const char *name);
 void store_ade_token_free(struct store_ade_token *);
 typedef int (*store_ade_token_fn)(const struct store_ade_token *, void *);
 /* Every token in name order; fn returns 0 to go on, <0 to stop with it. */
-int  store_ade_token_each(struct store_txn *, store_ade_token_fn, void *);
+int store_ade_token_each(struct store_txn *, store_ade_token_fn, void *);
 
-int  store_ade_device_get(
-     struct store_txn *, const char *serial, struct store_ade_device **out);
+int store_ade_device_get(
+    struct store_txn *, const char *serial, struct store_ade_device **out);
 /* Write (replace) d; synced_at is the transaction's time. */
 int  store_ade_device_put(struct store_txn *, const struct store_ade_device *);
 void store_ade_device_free(struct store_ade_device *);
 typedef int (*store_ade_device_fn)(const struct store_ade_device *, void *);
 /* Devices in serial order from after (NULL: the first); fn returns 0 to
  * go on, 1 to stop, <0 to stop with it. */
-int  store_ade_device_each(
-     struct store_txn *, const char *after, store_ade_device_fn, void *);
+int store_ade_device_each(
+    struct store_txn *, const char *after, store_ade_device_fn, void *);
 
 /*
  * Apply one device of Apple's answer (a JSON object's fields, already
@@ -124,7 +124,7 @@ json_t *store_ade_device_json(const struct store_ade_device *);
 /* The serial an ADE record would be keyed by for this device ID: the
  * device's, else its MachineInfo's, else id itself when an ADE record
  * is keyed by it. *serial NULL when none. */
-int store_ade_serial_of(struct store_txn *, const char *device_id,
-    char **serial);
+int store_ade_serial_of(
+    struct store_txn *, const char *device_id, char **serial);
 
 #endif

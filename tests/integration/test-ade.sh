@@ -28,6 +28,7 @@
 #     inventory lists every ADE field with its purpose;
 #   - GET /api/v1/ade/devices (token, profile_status, enrolled, paging)
 #     and /ade/devices/SERIAL;
+#   - purge UDID removes the device's ADE record;
 #   - purge --token removes the token's ADE records and nothing else
 #     (--verify); token remove, --purge; check is clean throughout.
 
@@ -366,6 +367,18 @@ api GET "/api/v1/ade/devices?profile_status=empty&limit=5"
 expect_body_jq '[.devices[].profile_status] | unique | @csv' '"empty"' \
     "API: profile_status filter"
 
+# A purged device takes its ADE record with it.
+UDID2=0000FE00-ADE0-4000-8000-000000000004
+enroll "$UDID2" device2 MOCK00000004
+out=$("$PM_BUILD/picomdmctl" --db "$IT_DB" purge "$UDID2" --yes --verify \
+    2>&1) || true
+expect_true "purge UDID: the device's ADE record too" "$out" \
+    grep -q "^removed	ade_device	1$" <<<"$out"
+expect_true "  --verify finds nothing" "$out" \
+    grep -q "^verify	0 hits" <<<"$out"
+api GET "/api/v1/ade/devices/MOCK00000004"
+expect_api_error 404 "  gone from the API"
+
 "$PM_BUILD/picomdmctl" --db "$IT_DB" dump -o dump.json
 "$PM_BUILD/picomdmctl" --db "$IT_DB" dump --secrets -o dump-secrets.json
 expect_eq "$(leaks dump.json)" "" "no secret in a dump without --secrets"
@@ -377,7 +390,7 @@ expect_eq "$(leaks dump-secrets.json)" dump-secrets.json \
 out=$("$PM_BUILD/picomdmctl" --db "$IT_DB" purge --token abm-main --yes \
     --verify 2>&1) || true
 expect_true "purge --token: every ADE record of the token" "$out" \
-    grep -q "^removed	ade_device	2505$" <<<"$out"
+    grep -q "^removed	ade_device	2504$" <<<"$out"
 expect_true "  and the token" "$out" grep -q "^removed	ade_token	1$" <<<"$out"
 expect_true "  --verify finds nothing" "$out" \
     grep -q "^verify	0 hits" <<<"$out"
