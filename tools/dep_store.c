@@ -467,7 +467,6 @@ struct page_op {
 	json_t	   *devices;
 	const char *cursor;  /* the cursor that follows this page */
 	int	    fetched; /* the token's state after this page */
-	int	    reset;   /* a full fetch starts again: no cursor */
 	json_t	   *account; /* /account's answer, or NULL */
 	/* out */
 	size_t	applied, added, skipped, ignored;
@@ -526,17 +525,16 @@ op_page(struct store_txn *t, void *arg)
 		}
 		tk->account_at = store_txn_now(t);
 	}
-	if (po->reset || po->cursor != NULL) {
+	/* The cursor that follows the page, in the page's transaction. */
+	if (po->cursor != NULL) {
 		free(tk->cursor);
-		tk->cursor = po->cursor != NULL ? strdup(po->cursor) : NULL;
-		tk->fetched = po->fetched;
-		if (po->cursor != NULL && tk->cursor == NULL) {
+		if ((tk->cursor = strdup(po->cursor)) == NULL) {
 			rc = STORE_ENOMEM;
 			goto out;
 		}
-	}
-	if (po->cursor != NULL)
+		tk->fetched = po->fetched;
 		tk->synced_at = store_txn_now(t);
+	}
 	rc = store_ade_token_put(t, tk);
 out:
 	store_ade_token_free(tk);
@@ -577,7 +575,7 @@ op_names(struct store_txn *t, void *arg)
 	return store_ade_token_each(t, names_cb, arg);
 }
 
-/* Apply one page (or only the account, or reset the cursor). */
+/* Apply one page with its cursor (or only the account). */
 static int
 apply_page(struct store *s, struct page_op *po)
 {
@@ -844,7 +842,6 @@ sync_token(const struct dep_tool *o, struct store *s, const char *name)
 		/* The page that ends the full fetch makes the token's
 		 * cursor a sync cursor. */
 		po.fetched = fetched || !more;
-		po.reset = 0;
 		if (apply_page(s, &po) != 0) {
 			rc = EX_FAIL;
 			goto out;
