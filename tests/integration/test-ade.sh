@@ -21,6 +21,7 @@
 #     devices of the pages before the stored cursor (page and cursor in
 #     one transaction), and the restarted sync continues from that
 #     cursor to the same result as an uninterrupted one;
+#   - sync --daemon passes again every --interval and stops on SIGTERM;
 #   - profile define (url from --enroll-url; --default), show, assign
 #     (THROTTLED serials sent again), remove; sync --auto-assign assigns
 #     added devices to the token's default profile;
@@ -399,9 +400,28 @@ grep -q "^removed	\(device\|enroll\)	" <<<"$out" &&
 expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show "$UDID")" \
     '[.device.serial_number, .ade] | @csv' '"MOCK00000003",' \
     "  the enrolled device stays, without its ADE record"
+# --daemon: a pass every --interval seconds, until SIGTERM (exit 0).
+"$DEP" --db "$DB2" --url "$URL" --ca tls-cert.pem sync --daemon \
+    --interval 1 >daemon.out 2>daemon.err &
+pid=$!
+for _ in $(seq 100); do
+	[[ $(count "$DB2") == 2504 ]] && break
+	sleep 0.1
+done
+expect_eq "$(count "$DB2")" 2504 "sync --daemon: the changes since the fetch"
+mock /_mock/events '{"add":1}'
+for _ in $(seq 100); do
+	[[ $(count "$DB2") == 2505 ]] && break
+	sleep 0.1
+done
+expect_eq "$(count "$DB2")" 2505 "  and a device added later, at the next pass"
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+expect_eq "$rc" 0 "  SIGTERM: exit 0"
 expect_exit 0 "token remove --purge" "$DEP" --db "$DB2" token remove \
     abm-main --purge
-grep -q "removed with 2502 ADE device records" "$EXIT_OUT" &&
+grep -q "removed with 2505 ADE device records" "$EXIT_OUT" &&
     pass "  says how many" || fail "  says how many" "$(cat "$EXIT_OUT")"
 expect_eq "$(count "$DB2")/$("$DEP" --db "$DB2" token list)" "0/" \
     "  nothing left"
