@@ -274,6 +274,23 @@ tail_fields() { # the records without their sync time
 expect_eq "$(tail_fields "$DB2")" "$(tail_fields "$IT_DB")" \
     "  the same records as the uninterrupted sync"
 
+# A sync that fails right after the full fetch: the token is fetched,
+# and the next sync asks /devices/sync only.
+DB3=$IT_DIR/db3
+mkdir -m 0700 "$DB3"
+"$DEP" --db "$DB3" token new abm-main -o cert-3.pem >/dev/null
+mkp7m creds.json cert-3.pem token-3.p7m
+"$DEP" --db "$DB3" token import abm-main token-3.p7m >/dev/null
+mock /_mock/fail '{"path":"/devices/sync","status":500,"body":"X","count":1}'
+expect_exit 1 "sync: /devices/sync fails after the full fetch" \
+    dep "$DB3" sync abm-main --limit 1000
+expect_jq "$("$DEP" --db "$DB3" token list)" '[.fetched, .devices] | @csv' \
+    true,2502 "  the fetch is kept, and marked complete"
+m=$(mark)
+expect_exit 0 "  the next sync" dep "$DB3" sync abm-main
+expect_eq "$(since "$m" | jq -r 'select(.path|test("devices")) | .path' |
+    sort -u | tr '\n' ,)" "/devices/sync," "  asks /devices/sync only"
+
 # --- inventory ---------------------------------------------------------------
 
 inv=$("$PM_BUILD/picomdmctl" --db "$IT_DB" inventory MOCK00000001 --json)
