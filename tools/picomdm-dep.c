@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "dep_tool.h"
+#include "extern.h"
 #include "picomdm/dep.h"
 #include "picomdm/log.h"
 #include "picomdm/util.h"
@@ -37,7 +38,8 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: picomdm-dep [-v] [--url URL] [--ca FILE] [--user-agent UA]\n"
+	    "usage: picomdm-dep [-v] [--config FILE] [--url URL] [--ca FILE] "
+	    "[--user-agent UA]\n"
 	    "                   [--protocol-version N] [--max-wait SECS] "
 	    "COMMAND ...\n"
 	    "  on the store:\n"
@@ -565,6 +567,44 @@ cmd_profile(struct dep_client *c, int argc, char *argv[])
 	return rc;
 }
 
+/*
+ * --config FILE: picomdm.conf(5)'s db, dep_url, dep_sync_interval and
+ * dep_enroll_url (else https://HOST/mdm/enroll from server_url) for what
+ * the command line does not give. 0, or -1 after a message. The strings
+ * live until exit.
+ */
+static int
+apply_config(struct dep_tool *o, const char *path)
+{
+	static struct config cfg;
+	static char	     enroll[2048];
+	const char	    *su, *host;
+	size_t		     hl;
+
+	config_defaults(&cfg);
+	if (config_load(&cfg, path) == -1)
+		return -1;
+	if (o->db == NULL)
+		o->db = cfg.db;
+	if (o->cfg.url == NULL)
+		o->cfg.url = cfg.dep_url;
+	if (o->interval == 0)
+		o->interval = cfg.dep_sync_interval;
+	if (o->enroll_url == NULL)
+		o->enroll_url = cfg.dep_enroll_url;
+	su = cfg.enroll.server_url;
+	if (o->enroll_url == NULL && su != NULL &&
+	    strncmp(su, "https://", 8) == 0) {
+		host = su + 8;
+		hl = strcspn(host, "/?#");
+		if (hl > 0 && snprintf(enroll, sizeof(enroll),
+				  "https://%.*s/mdm/enroll", (int)hl,
+				  host) < (int)sizeof(enroll))
+			o->enroll_url = enroll;
+	}
+	return 0;
+}
+
 /* The commands on the store (dep_store.c). */
 static int
 db_command(struct dep_tool *o, int argc, char *argv[])
@@ -622,11 +662,13 @@ main(int argc, char *argv[])
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"enroll-url", required_argument, NULL, 'E'},
 	    {"default", no_argument, NULL, 'f'},
+	    {"config", required_argument, NULL, 'g'},
 	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	struct dep_tool	   o;
 	struct dep_oauth   oa = {0};
 	struct dep_client *c;
 	long long	   v;
+	const char	  *config_path = NULL;
 	int		   ch, rc, once = 0;
 	const char	  *cmd;
 
@@ -718,6 +760,9 @@ main(int argc, char *argv[])
 		case 'f':
 			o.make_default = 1;
 			break;
+		case 'g':
+			config_path = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -729,6 +774,8 @@ main(int argc, char *argv[])
 	cmd = argv[0];
 	if (once && o.daemon)
 		usage();
+	if (config_path != NULL && apply_config(&o, config_path) != 0)
+		return EX_USAGE;
 	if (o.interval == 0)
 		o.interval = 3600;
 	if (o.db != NULL)

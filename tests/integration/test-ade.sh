@@ -22,7 +22,8 @@
 #     one transaction), and the restarted sync continues from that
 #     cursor to the same result as an uninterrupted one;
 #   - sync --daemon passes again every --interval and stops on SIGTERM;
-#   - profile define (url from --enroll-url; --default), show, assign
+#   - profile define (url from --enroll-url, or from picomdm.conf's
+#     server_url with --config; --default), show, assign
 #     (THROTTLED serials sent again), remove; sync --auto-assign assigns
 #     added devices to the token's default profile;
 #   - show SERIAL has the ade object, with and without an enrollment;
@@ -238,16 +239,19 @@ mkdir -m 0700 "$DB2"
 mkp7m creds.json cert-k.pem token-k.p7m
 "$DEP" --db "$DB2" token import abm-main token-k.p7m >/dev/null
 m=$(mark)
-# Not through dep(): $! must be picomdm-dep itself, not a subshell.
-"$DEP" --db "$DB2" --url "$URL" --ca tls-cert.pem sync abm-main --limit 10 \
-    >kill.out 2>kill.err &
-pid=$!
-for _ in $(seq 400); do
-	(($(since "$m" | grep -c '"/server/devices"') >= 30)) && break
-	sleep 0.01
-done
-kill -KILL "$pid" 2>/dev/null || true
-{ wait "$pid"; } 2>/dev/null || true
+# Not through dep(): $! must be picomdm-dep itself, not a subshell; the
+# whole in a subshell whose stderr takes bash's "Killed" notice.
+(
+	"$DEP" --db "$DB2" --url "$URL" --ca tls-cert.pem sync abm-main \
+	    --limit 10 >kill.out 2>kill.err &
+	pid=$!
+	for _ in $(seq 400); do
+		(($(since "$m" | grep -c '"/server/devices"') >= 30)) && break
+		sleep 0.01
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" || true
+) 2>/dev/null
 cursor=$("$PM_BUILD/picomdmctl" --db "$DB2" dump |
     jq -r 'select(.db=="ade_token") | .value.cursor')
 # The mock's fetch cursor is base64url "f:OFFSET:SNAPSHOT:MS".
@@ -316,6 +320,20 @@ expect_jq "$(dep "$IT_DB" profile show abm-main "$UUID")" .url \
     https://mdm.example.test/mdm/enroll "  the profile Apple holds"
 expect_jq "$("$DEP" --db "$IT_DB" token list)" .default_profile "$UUID" \
     "  the token's default profile"
+# --config: the store, the service and the profile's url from
+# picomdm.conf (https://HOST/mdm/enroll on server_url's host).
+printf 'db = %s\ndep_url = %s\nserver_url = %s\n' "$IT_DB" "$URL" \
+    https://mdm.conf.test/mdm/connect >dep.conf
+expect_exit 0 "profile define --config: url from server_url" \
+    "$DEP" --config dep.conf --ca tls-cert.pem profile define abm-main \
+    profile.json
+expect_jq "$(dep "$IT_DB" profile show abm-main "$(cat "$EXIT_OUT")")" .url \
+    https://mdm.conf.test/mdm/enroll "  https://HOST/mdm/enroll"
+printf 'dep_sync_interval = 5\n' >bad.conf
+expect_exit 2 "--config: a bad dep_sync_interval is refused" \
+    "$DEP" --config bad.conf --db "$IT_DB" token list
+grep -q "dep_sync_interval" "$EXIT_ERR" && pass "  names the key" ||
+	fail "  names the key" "$(cat "$EXIT_ERR")"
 mock /_mock/throttle '{"count":2,"retry_after":1}'
 m=$(mark)
 expect_exit 1 "profile assign: one serial Apple does not know" \
