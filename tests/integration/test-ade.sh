@@ -12,7 +12,8 @@
 #     decrypts a .p7m made here with openssl smime -encrypt to it,
 #     refusing one encrypted to another certificate and an expired one
 #     (nothing changes); token list shows org, server, expiry and warns
-#     30 days ahead; no secret is printed or in a dump without --secrets;
+#     30 days ahead; no secret is printed or in a dump without --secrets,
+#     and dump --secrets then restore gives them back byte for byte;
 #   - sync: /account kept with the token; a full fetch of 2,500 devices
 #     over 25 pages, every page requested once; added/modified/deleted
 #     applied (a deleted device kept as a tombstone); EXPIRED_CURSOR
@@ -420,6 +421,12 @@ expect_api_error 404 "  gone from the API"
 expect_eq "$(leaks dump.json)" "" "no secret in a dump without --secrets"
 expect_eq "$(leaks dump-secrets.json)" dump-secrets.json \
     "  and they are with --secrets"
+expect_exit 0 "restore of dump --secrets" \
+    "$PM_BUILD/picomdmctl" --db "$IT_DIR/db4" restore dump-secrets.json
+"$PM_BUILD/picomdmctl" --db "$IT_DIR/db4" dump --secrets -o dump4.json
+expect_true "  gives the same ADE tokens and records, byte for byte" \
+    "$(cmp dump-secrets.json dump4.json 2>&1)" \
+    cmp -s dump-secrets.json dump4.json
 
 # --- purge --token; token remove --purge ------------------------------------
 
