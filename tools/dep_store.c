@@ -1140,3 +1140,38 @@ dep_db_profile(const struct dep_tool *o, int argc, char *argv[])
 	store_close(s);
 	return rc;
 }
+
+/* details NAME SERIAL ...: Apple's current record of each serial
+ * (POST /devices, at most 1,000), printed as one JSON line; the store
+ * is not changed (sync keeps it current). */
+int
+dep_db_details(const struct dep_tool *o, int argc, char *argv[])
+{
+	struct dep_client *c;
+	struct store	  *s;
+	json_t		  *r;
+	enum dep_status	   ds;
+	char		  *t;
+	int		   rc;
+
+	if (argc < 2 || argc > 1001)
+		return -1;
+	if ((s = open_store(o->db, 1)) == NULL)
+		return EX_FAIL;
+	rc = token_client(o, s, argv[0], &c, NULL);
+	store_close(s);
+	if (rc != 0)
+		return rc;
+	ds = dep_devices_details(
+	    c, (const char *const *)argv + 1, (size_t)argc - 1, &r);
+	if (ds != DEP_OK)
+		rc = dep_call_failed(c, "details", ds);
+	else {
+		if ((t = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS)) != NULL)
+			printf("%s\n", t);
+		free(t);
+		json_decref(r);
+	}
+	dep_client_free(c);
+	return rc;
+}

@@ -54,5 +54,6 @@ int dep_db_token_remove(const struct dep_tool *, int argc, char *argv[]);
 int dep_db_token_default(const struct dep_tool *, int argc, char *argv[]);
 int dep_db_sync(const struct dep_tool *, int argc, char *argv[]);
 int dep_db_profile(const struct dep_tool *, int argc, char *argv[]);
+int dep_db_details(const struct dep_tool *, int argc, char *argv[]);
 
 #endif

@@ -58,6 +58,7 @@ usage(void)
 	    "       picomdm-dep --db DIR profile show TOKEN UUID\n"
 	    "       picomdm-dep --db DIR profile assign TOKEN UUID SERIAL ...\n"
 	    "       picomdm-dep --db DIR profile remove TOKEN SERIAL ...\n"
+	    "       picomdm-dep --db DIR details TOKEN SERIAL ...\n"
 	    "  interim, on files:\n"
 	    "       picomdm-dep token new NAME -o CERT.pem --key-out KEY.pem "
 	    "[--days N]\n"
@@ -631,6 +632,8 @@ db_command(struct dep_tool *o, int argc, char *argv[])
 		rc = dep_db_sync(o, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "profile") == 0 && !o->purge && !o->daemon)
 		rc = dep_db_profile(o, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "details") == 0 && !o->purge && !o->daemon)
+		rc = dep_db_details(o, argc - 1, argv + 1);
 	curl_global_cleanup();
 	if (rc == -1)
 		usage();

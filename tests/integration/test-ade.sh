@@ -351,6 +351,11 @@ expect_exit 0 "sync: the assignments" dep "$IT_DB" sync abm-main
 expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show MOCK00000010)" \
     '[.ade.profile_status, .ade.profile_uuid] | @csv' "\"assigned\",\"$UUID\"" \
     "  an assigned device in the store"
+expect_exit 0 "details: Apple's current record, on demand" \
+    dep "$IT_DB" details abm-main MOCK00000010 NOSUCH
+expect_jq "$(cat "$EXIT_OUT")" \
+    '[.devices.MOCK00000010.profile_status, .devices.NOSUCH.response_status] | @csv' \
+    '"assigned","NOT_ACCESSIBLE"' "  per serial"
 expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show MOCK00000012)" \
     '[.ade.profile_status, .ade.profile_uuid] | @csv' '"empty",' \
     "  a removed one"
