@@ -425,3 +425,42 @@ store_ade_device_json(const struct store_ade_device *d)
 	    d->synced_at != 0 ? json_string(when) : json_null());
 	return o;
 }
+
+struct prune_arg {
+	uint64_t before;
+};
+
+/* A tombstone synced before the limit: 1 (delete it). */
+static int
+prune_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct prune_arg    *pa = arg;
+	const unsigned char *p;
+	size_t		     n;
+	uint64_t	     at;
+	int		     rc;
+
+	(void)t;
+	(void)k;
+	rc = rec_field(v, REC_ADEDEVICE, ADE_OP_TYPE + 1, &p, &n);
+	if (rc < 0)
+		return rc;
+	if (rc == 0 || n != 7 || memcmp(p, "deleted", 7) != 0)
+		return 0;
+	rc = rec_field(v, REC_ADEDEVICE, 17, &p, &n);
+	if (rc < 0)
+		return rc;
+	if (rc == 1 && (n != 8 || rec_get_u64(p, n, &at) != 0))
+		return STORE_ECORRUPT;
+	return rc == 0 || at < pa->before;
+}
+
+/* See store_ade.h. */
+int
+store_ade_prune(struct store_txn *t, uint64_t before, uint64_t *n)
+{
+	struct prune_arg pa = {before};
+
+	*n = 0;
+	return db_visit(t, DBI_ADEDEVICE, prune_visit, &pa, n);
+}

@@ -1175,3 +1175,40 @@ dep_db_details(const struct dep_tool *o, int argc, char *argv[])
 	dep_client_free(c);
 	return rc;
 }
+
+/* prune [--days N]: remove the ADE tombstones synced more than N days
+ * ago (default 90), in one transaction. */
+struct prune_op {
+	uint64_t before, n;
+};
+
+static int
+op_prune(struct store_txn *t, void *arg)
+{
+	struct prune_op *po = arg;
+
+	return store_ade_prune(t, po->before, &po->n);
+}
+
+int
+dep_db_prune(const struct dep_tool *o, int argc, char *argv[])
+{
+	struct prune_op po;
+	struct store   *s;
+	uint64_t	now = time_now_us();
+	int		rc;
+
+	(void)argv;
+	if (argc != 0)
+		return -1;
+	po.n = 0;
+	po.before = now - (uint64_t)o->prune_days * US_DAY;
+	if ((s = open_store(o->db, 0)) == NULL)
+		return EX_FAIL;
+	rc = store_write(s, op_prune, &po);
+	store_close(s);
+	if (rc != 0)
+		return store_failed("prune", rc);
+	printf("tombstones\t%llu\n", (unsigned long long)po.n);
+	return 0;
+}

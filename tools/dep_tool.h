@@ -34,6 +34,7 @@ struct dep_tool {
 	int			 quiet;	       /* no progress line */
 	const char		*enroll_url;   /* profile define --enroll-url */
 	int			 make_default; /* profile define --default */
+	int			 prune_days;   /* prune --days; 0 is allowed */
 };
 
 /* Files (picomdm-dep.c): read at most 1 MiB, NUL-terminated, caller
@@ -55,5 +56,6 @@ int dep_db_token_default(const struct dep_tool *, int argc, char *argv[]);
 int dep_db_sync(const struct dep_tool *, int argc, char *argv[]);
 int dep_db_profile(const struct dep_tool *, int argc, char *argv[]);
 int dep_db_details(const struct dep_tool *, int argc, char *argv[]);
+int dep_db_prune(const struct dep_tool *, int argc, char *argv[]);
 
 #endif

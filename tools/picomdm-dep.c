@@ -59,6 +59,7 @@ usage(void)
 	    "       picomdm-dep --db DIR profile assign TOKEN UUID SERIAL ...\n"
 	    "       picomdm-dep --db DIR profile remove TOKEN SERIAL ...\n"
 	    "       picomdm-dep --db DIR details TOKEN SERIAL ...\n"
+	    "       picomdm-dep --db DIR prune [--days N]\n"
 	    "  interim, on files:\n"
 	    "       picomdm-dep token new NAME -o CERT.pem --key-out KEY.pem "
 	    "[--days N]\n"
@@ -634,6 +635,8 @@ db_command(struct dep_tool *o, int argc, char *argv[])
 		rc = dep_db_profile(o, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "details") == 0 && !o->purge && !o->daemon)
 		rc = dep_db_details(o, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "prune") == 0 && !o->purge && !o->daemon)
+		rc = dep_db_prune(o, argc - 1, argv + 1);
 	curl_global_cleanup();
 	if (rc == -1)
 		usage();
@@ -672,6 +675,7 @@ main(int argc, char *argv[])
 	struct dep_client *c;
 	long long	   v;
 	const char	  *config_path = NULL;
+	int		   days_given = 0;
 	int		   ch, rc, once = 0;
 	const char	  *cmd;
 
@@ -707,9 +711,12 @@ main(int argc, char *argv[])
 			o.limit = (unsigned)v;
 			break;
 		case 'D':
-			if (num_parse(optarg, 1, 3650, &v) == -1)
+			/* token new: validity (1 to 3650); prune: age (0 up) */
+			if (num_parse(optarg, 0, 36500, &v) == -1)
 				usage();
 			o.days = (int)v;
+			o.prune_days = (int)v;
+			days_given = 1;
 			break;
 		case 'o':
 			o.out = optarg;
@@ -779,6 +786,10 @@ main(int argc, char *argv[])
 		usage();
 	if (config_path != NULL && apply_config(&o, config_path) != 0)
 		return EX_USAGE;
+	if (!days_given)
+		o.prune_days = 90;
+	else if (strcmp(cmd, "prune") != 0 && (o.days < 1 || o.days > 3650))
+		usage();
 	if (o.interval == 0)
 		o.interval = 3600;
 	if (o.db != NULL)

@@ -117,6 +117,10 @@ int store_ade_device_each(
 int store_ade_device_apply(struct store_txn *, const char *token,
     struct store_ade_device *in, int *changed, int *added);
 
+/* Remove the tombstones (op_type "deleted") synced before before_us;
+ * *n the number removed. 0 or a store_err. */
+int store_ade_prune(struct store_txn *, uint64_t before_us, uint64_t *n);
+
 /* A device record as JSON: Apple's fields by Apple's names (those
  * present), "token" and "synced_at" (RFC 3339). NULL on no memory. */
 json_t *store_ade_device_json(const struct store_ade_device *);

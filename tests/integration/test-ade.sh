@@ -31,6 +31,7 @@
 #     inventory lists every ADE field with its purpose;
 #   - GET /api/v1/ade/devices (token, profile_status, enrolled, paging)
 #     and /ade/devices/SERIAL;
+#   - prune removes tombstones older than --days (default 90);
 #   - purge UDID removes the device's ADE record;
 #   - purge --token removes the token's ADE records and nothing else
 #     (--verify); token remove, --purge; check is clean throughout.
@@ -433,12 +434,22 @@ expect_true "  gives the same ADE tokens and records, byte for byte" \
     "$(cmp dump-secrets.json dump4.json 2>&1)" \
     cmp -s dump-secrets.json dump4.json
 
+# --- prune: tombstones -----------------------------------------------------
+
+expect_exit 0 "prune: tombstones older than 90 days" \
+    "$DEP" --db "$IT_DB" prune
+expect_eq "$(cat "$EXIT_OUT")" "tombstones	0" "  none: the tombstone is recent"
+expect_exit 0 "prune --days 0" "$DEP" --db "$IT_DB" prune --days 0
+expect_eq "$(cat "$EXIT_OUT")" "tombstones	1" "  removes the tombstone"
+expect_exit 1 "  which show no longer finds" \
+    "$PM_BUILD/picomdmctl" --db "$IT_DB" show MOCK00000002
+
 # --- purge --token; token remove --purge ------------------------------------
 
 out=$("$PM_BUILD/picomdmctl" --db "$IT_DB" purge --token abm-main --yes \
     --verify 2>&1) || true
 expect_true "purge --token: every ADE record of the token" "$out" \
-    grep -q "^removed	ade_device	2504$" <<<"$out"
+    grep -q "^removed	ade_device	2503$" <<<"$out"
 expect_true "  and the token" "$out" grep -q "^removed	ade_token	1$" <<<"$out"
 expect_true "  --verify finds nothing" "$out" \
     grep -q "^verify	0 hits" <<<"$out"

@@ -214,6 +214,43 @@ removed(const struct store_purge_report *r, const char *db)
 	return 0;
 }
 
+struct prune_op {
+	uint64_t before, n;
+};
+
+static int
+op_prune(struct store_txn *t, void *arg)
+{
+	struct prune_op *o = arg;
+
+	return store_ade_prune(t, o->before, &o->n);
+}
+
+/* Tombstones synced before the limit go; recent ones and live records
+ * stay. */
+static void
+test_prune(struct store *s)
+{
+	struct ev d = {
+	    "P1", "tokC", "deleted", "2026-01-02T00:00:00Z", "p", 0, 0, 0};
+	struct ev l = {
+	    "P2", "tokC", "added", "2026-01-02T00:00:00Z", "q", 0, 0, 0};
+	struct prune_op po = {0, 0};
+	char		b[32];
+
+	apply(s, &d);
+	apply(s, &l);
+	po.before = 1; /* before every record */
+	CHECK_EQ(store_write(s, op_prune, &po), 0);
+	CHECK_EQ(po.n, 0);
+	CHECK_STR(model_of(s, "P1", b, sizeof(b)), "deleted");
+	po.before = UINT64_MAX;
+	CHECK_EQ(store_write(s, op_prune, &po), 0);
+	CHECK_EQ(po.n, 1);
+	CHECK_STR(model_of(s, "P1", b, sizeof(b)), "");
+	CHECK_STR(model_of(s, "P2", b, sizeof(b)), "q");
+}
+
 static void
 test_purge(struct store *s)
 {
@@ -291,6 +328,7 @@ main(void)
 	o.nosync = 1;
 	CHECK_EQ(store_open(dir, &o, &s), 0);
 	test_apply(s);
+	test_prune(s);
 	test_purge(s);
 	store_close(s);
 	reset_dir(dir, 0);
