@@ -359,6 +359,8 @@ static const struct api_route {
     {"enrollment-tokens", 0, "POST", api_token_new},
     {"enrollment-tokens", 0, "GET", api_token_list},
     {"enrollment-tokens", 1, "DELETE", api_token_del},
+    {"ade", 1, "GET", api_ade_devices},
+    {"ade", 2, "GET", api_ade_device},
 };
 
 /*

@@ -68,4 +68,8 @@ void api_token_new(struct api *);
 void api_token_list(struct api *);
 void api_token_del(struct api *);
 
+/* api_ade.c */
+void api_ade_devices(struct api *);
+void api_ade_device(struct api *);
+
 #endif /* PICOMDM_API_INT_H */

@@ -36,8 +36,8 @@
 #define MF(m, f, p) { INV_COMMAND, m, f, p, 0, INV_KEPT_FIELD }
 #define MR(m, f, p) { INV_COMMAND, m, f, p, 0, INV_KEPT_RAW }
 #define MS(m, f, p) { INV_COMMAND, m, f, p, 1, INV_KEPT_RAW }
-#define AD(m, f, p) { INV_ADE, m, f, p, 0, INV_KEPT_PLANNED }
-#define AS(m, f, p) { INV_ADE, m, f, p, 1, INV_KEPT_PLANNED }
+#define AD(m, f, p) { INV_ADE, m, f, p, 0, INV_KEPT_FIELD }
+#define AS(m, f, p) { INV_ADE, m, f, p, 1, INV_KEPT_FIELD }
 #define AM(f, p) { INV_ADE, "MachineInfo", f, p, 0, INV_KEPT_FIELD }
 #define VP(m, f, p) { INV_VPP, m, f, p, 0, INV_KEPT_PLANNED }
 #define VS(m, f, p) { INV_VPP, m, f, p, 1, INV_KEPT_PLANNED }
@@ -187,7 +187,8 @@ const struct inv_row inventory_catalogue[] = {
     AM("MEID", "shown to the operator (cellular devices)"),
     AM("LANGUAGE", "shown to the operator (Setup Assistant language)"),
 
-    /* ---- ADE: device records from Apple Business/School Manager ---- */
+    /* ---- ADE: device records from Apple Business/School Manager, kept
+     * by picomdm-dep sync (store_ade.c), and the token's account ---- */
     AD("device record", "serial_number",
 	"ties the ADE record to the enrolled device (purge by serial)"),
     AD("device record", "model", "shown to the operator"),
@@ -214,6 +215,19 @@ const struct inv_row inventory_catalogue[] = {
     AD("account", "org_id", "identifies the organisation of the token"),
     AD("account", "server_uuid", "identifies this MDM server at Apple"),
     AD("account", "admin_id", "who made the token (an Apple ID)"),
+    AD("account", "server_name", "names this MDM server in Apple "
+	"Business Manager (token list)"),
+    AD("account", "org_email", "shown to the operator (token list)"),
+    AD("account", "org_phone", "shown to the operator"),
+    AD("account", "org_address", "shown to the operator"),
+    AD("account", "org_type", "shown to the operator (edu or org)"),
+    AD("account", "org_version", "shown to the operator (v1 or v2)"),
+    AD("server token", "access_token_expiry",
+	"warns before the token expires (token list)"),
+    AS("server token", "private key", "decrypts the server token Apple "
+	"encrypts to the certificate (made by token new)"),
+    AD("server token", "certificate", "uploaded to Apple Business Manager; "
+	"Apple encrypts the server token to it"),
     AS("server token", "consumer_key", "OAuth credential of the token"),
     AS("server token", "consumer_secret", "OAuth credential of the token"),
     AS("server token", "access_token", "OAuth credential of the token"),

@@ -45,6 +45,8 @@ config_free(struct config *c)
 	enroll_conf_free(&c->enroll);
 	free(c->socket_owner);
 	free(c->socket_group);
+	free(c->dep_url);
+	free(c->dep_enroll_url);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -157,6 +159,9 @@ static const struct {
 	{ "sign_message", "yes or no" },
 	{ "check_out_when_removed", "yes or no" },
 	{ "access_rights", "1 to 8191" },
+	{ "dep_url", "an https URL" },
+	{ "dep_sync_interval", "seconds, 60 to 604800" },
+	{ "dep_enroll_url", "an https URL" },
 };
 
 static const char *
@@ -309,7 +314,16 @@ config_set(struct config *c, const char *key, const char *val)
 		rc = str_set(&c->socket_owner, val);
 	else if (strcmp(k, "socket_group") == 0)
 		rc = str_set(&c->socket_group, val);
-	else if ((rc = enroll_conf_set(&c->enroll, k, val)) == 1)
+	else if (strcmp(k, "dep_url") == 0 || strcmp(k, "dep_enroll_url") == 0) {
+		if (strncmp(val, "https://", 8) != 0 || val[8] == '\0')
+			goto bad_val;
+		rc = str_set(k[4] == 'u' ? &c->dep_url : &c->dep_enroll_url,
+		    val);
+	} else if (strcmp(k, "dep_sync_interval") == 0) {
+		if (num_parse(val, 60, 604800, &n) == -1)
+			goto bad_val;
+		c->dep_sync_interval = (unsigned)n;
+	} else if ((rc = enroll_conf_set(&c->enroll, k, val)) == 1)
 		goto bad_key;
 	else if (rc == -1)
 		goto bad_val;

@@ -56,6 +56,10 @@ struct config {
 	unsigned health_stall;    /* seconds a thread may be busy (healthz) */
 	char    *socket_owner;    /* user name, or NULL: unchanged */
 	char    *socket_group;    /* group name, or NULL: unchanged */
+	/* picomdm-dep(8) --config: the responder ignores these */
+	char    *dep_url;         /* ADE service, NULL: Apple's */
+	unsigned dep_sync_interval; /* sync --daemon, seconds; 0: 3600 */
+	char    *dep_enroll_url;  /* profile url, NULL: from server_url */
 };
 
 /* Defaults, then the file (if any), then command-line overrides. */

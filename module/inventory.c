@@ -20,6 +20,7 @@
 #include "picomdm/message.h"
 #include "picomdm/plist.h"
 #include "picomdm/store.h"
+#include "picomdm/store_ade.h"
 #include "picomdm/store_enroll.h"
 #include "picomdm/util.h"
 
@@ -315,7 +316,13 @@ inv_kept(struct inv_ctx *c, enum inv_service svc, const char *enrollment,
 	s.source = "record";
 	s.at = at;
 	s.topic = c->rec_topic;
+	/* An ADE record came through a token, not a topic. */
+	if (svc == INV_ADE && s.topic != NULL) {
+		s.extra = json_pack("{s:s}", "token", s.topic);
+		s.topic = NULL;
+	}
 	inv_row(c, &s, field, value);
+	json_decref(s.extra);
 }
 
 struct inv_rec {
@@ -415,6 +422,25 @@ inv_machineinfo(struct inv_ctx *c, struct store_txn *t)
 	return rc;
 }
 
+/* A serial known only by its ADE record (store_ade.c) is a device too;
+ * the record's fields are listed with the device's (store_fields.c). */
+static int
+inv_ade(struct inv_ctx *c, struct store_txn *t)
+{
+	struct store_ade_device *d = NULL;
+	int			 rc;
+
+	if (c->found)
+		return 0;
+	if ((rc = store_ade_device_get(t, c->device_id, &d)) != 0)
+		return rc == STORE_ENOTFOUND ? 0 : rc;
+	c->found = 1;
+	if (c->serial == NULL && (c->serial = strdup(c->device_id)) == NULL)
+		rc = STORE_ENOMEM;
+	store_ade_device_free(d);
+	return rc;
+}
+
 /* Everything about one enrollment. */
 static int
 inv_enrollment(struct inv_ctx *c, struct store_txn *t, const char *id)
@@ -470,6 +496,8 @@ inv_collect(struct store_txn *t, struct inv_ctx *c)
 		rc = 0;
 	if (rc == 0)
 		rc = inv_machineinfo(c, t);
+	if (rc == 0)
+		rc = inv_ade(c, t);
 	if (rc == 0 && c->found)
 		rc = inv_records(c, t, 0, c->device_id);
 	if (rc == 0)

@@ -416,7 +416,11 @@ store_device_resolve(struct store_txn *t, const char *arg, char **device_id)
 		return (*device_id = strdup(arg)) == NULL ? STORE_ENOMEM : 0;
 	if (rc != STORE_ENOTFOUND)
 		return rc;
-	return store_device_by_serial(t, arg, device_id);
+	rc = store_device_by_serial(t, arg, device_id);
+	/* A serial known only by its ADE record stands for the device. */
+	if (rc == STORE_ENOTFOUND && db_has(t, DBI_ADEDEVICE, arg, n) == 1)
+		return (*device_id = strdup(arg)) == NULL ? STORE_ENOMEM : 0;
+	return rc;
 }
 
 /* See store.h. */

@@ -756,6 +756,30 @@ check_enrtoken(
 	return 0;
 }
 
+/* ADE_TOKEN: the record decodes and holds the name it is keyed by. */
+static int
+check_adetoken(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	static const unsigned req[] = {TAG_ADETOKEN_NAME, 0};
+
+	(void)t;
+	return check_own_key(arg, DBI_ADETOKEN, REC_ADETOKEN, req,
+	    TAG_ADETOKEN_NAME, "token name", k, v);
+}
+
+/* ADE_DEVICE: the record decodes and holds the serial it is keyed by. */
+static int
+check_adedevice(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	static const unsigned req[] = {TAG_ADEDEV_SERIAL, 0};
+
+	(void)t;
+	return check_own_key(arg, DBI_ADEDEVICE, REC_ADEDEVICE, req,
+	    TAG_ADEDEV_SERIAL, "serial number", k, v);
+}
+
 /* A counter in meta must be above every number in use. */
 static int
 check_counter(
@@ -807,6 +831,8 @@ static const visit_fn checks[DBI__MAX] = {
     [DBI_PUSHCERT] = check_pushcert,
     [DBI_MACHINEINFO] = check_machineinfo,
     [DBI_ENRTOKEN] = check_enrtoken,
+    [DBI_ADETOKEN] = check_adetoken,
+    [DBI_ADEDEVICE] = check_adedevice,
 };
 
 /* See store_kinds.h. */

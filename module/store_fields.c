@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "picomdm/store.h"
+#include "picomdm/store_ade.h"
+#include "store_admin.h"
 #include "store_int.h"
 #include "store_kinds.h"
 
@@ -176,6 +178,7 @@ store_owner_fields(struct store_txn *t, int enrollment, const char *id,
 	MDB_val			 v;
 	unsigned char		 be[8];
 	uint64_t		 eid = 0, x;
+	char			*serial = NULL;
 	size_t			 d;
 	int			 i, rc;
 
@@ -189,6 +192,20 @@ store_owner_fields(struct store_txn *t, int enrollment, const char *id,
 			key_init(&key);
 			key_raw(&key, id, strlen(id));
 			rc = db_get(t, k->dbi, &key, &v);
+			if (rc == STORE_ENOTFOUND)
+				continue;
+			if (rc != 0 || (rc = rec_fields(k, &v, fn, arg)) != 0)
+				return rc;
+		} else if (!enrollment && k->owner == OWN_SERIAL &&
+		    k->key == KK_TEXT) {
+			/* Keyed by the device's serial (ADE records). */
+			if ((rc = store_ade_serial_of(t, id, &serial)) != 0)
+				return rc;
+			if (serial == NULL)
+				continue;
+			rc = db_getv(t, k->dbi, serial, strlen(serial), &v);
+			free(serial);
+			serial = NULL;
 			if (rc == STORE_ENOTFOUND)
 				continue;
 			if (rc != 0 || (rc = rec_fields(k, &v, fn, arg)) != 0)

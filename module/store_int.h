@@ -37,6 +37,8 @@ enum store_dbi {
 	DBI_PUSHCERT, /* APNs topic -> push certificate record */
 	DBI_MACHINEINFO, /* UDID -> MachineInfo record (store_enroll.c) */
 	DBI_ENRTOKEN, /* SHA-256 of a token -> enrollment token record */
+	DBI_ADETOKEN, /* ADE token name -> ADE token record (store_ade.c) */
+	DBI_ADEDEVICE, /* serial -> ADE device record (store_ade.c) */
 	DBI__MAX
 };
 
@@ -130,6 +132,8 @@ enum rec_kind {
 	REC_PUSHCERT,
 	REC_MACHINEINFO,
 	REC_ENRTOKEN,
+	REC_ADETOKEN,
+	REC_ADEDEVICE,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 
@@ -189,6 +193,7 @@ void rec_free_fields(const struct fdesc *, size_t, void *obj);
  * that agree. */
 const struct fdesc *store_device_fdesc(enum rec_kind, size_t *n);
 const struct fdesc *store_queue_fdesc(enum rec_kind, size_t *n);
+const struct fdesc *store_ade_fdesc(enum rec_kind, size_t *n);
 
 /* ---- enrollments' internal numbers ---- */
 

@@ -44,6 +44,9 @@
 #define AA(tg, nm, ty, f) { .tag = tg, .name = nm, .type = ty, \
     .cat = CAT_ROW, .svc = INV_ADE, .message = "MachineInfo", .field = f, \
     .at_tag = 8 }
+/* An ADE field of Apple's (as text), received at tag at. */
+#define AE(tg, nm, m, f, at) { .tag = tg, .name = nm, .type = A_STR, \
+    .cat = CAT_ROW, .svc = INV_ADE, .message = m, .field = f, .at_tag = at }
 /* clang-format on */
 
 /* Tags as written by store_device.c and store_queue.c. */
@@ -180,6 +183,62 @@ static const struct afield enrtoken_af[] = {
     AO(5, "purpose", A_STR),
 };
 
+/* Tags as written by store_ade.c: an ADE token (OAuth credentials and
+ * the key are secrets, through their catalogue rows), with what /account
+ * said (received at account_at, 19) and the sync state; and Apple's
+ * device record field by field (synced at 17), with the token it came
+ * through (purge --token). */
+static const struct afield adetoken_af[] = {
+    AO(1, "name", A_STR),
+    AE(2, "consumer_key", "server token", "consumer_key", 0),
+    AE(3, "consumer_secret", "server token", "consumer_secret", 0),
+    AE(4, "access_token", "server token", "access_token", 0),
+    AE(5, "access_secret", "server token", "access_secret", 0),
+    {.tag = 6, .name = "access_token_expiry", .type = A_TIME,
+	.cat = CAT_ROW, .svc = INV_ADE, .message = "server token",
+	.field = "access_token_expiry"},
+    AE(7, "key_pem", "server token", "private key", 0),
+    AE(8, "cert_pem", "server token", "certificate", 0),
+    AE(9, "server_name", "account", "server_name", 19),
+    AE(10, "server_uuid", "account", "server_uuid", 19),
+    AE(11, "admin_id", "account", "admin_id", 19),
+    AE(12, "org_name", "account", "org_name", 19),
+    AE(13, "org_email", "account", "org_email", 19),
+    AE(14, "org_phone", "account", "org_phone", 19),
+    AE(15, "org_address", "account", "org_address", 19),
+    AE(16, "org_id", "account", "org_id", 19),
+    AE(17, "org_type", "account", "org_type", 19),
+    AE(18, "org_version", "account", "org_version", 19),
+    AO(19, "account_at", A_TIME),
+    AO(20, "cursor", A_STR),
+    AO(21, "fetched", A_BOOL),
+    AO(22, "synced_at", A_TIME),
+    AO(23, "default_profile", A_STR),
+    AO(24, "created_at", A_TIME),
+    AO(25, "imported_at", A_TIME),
+};
+
+#define ADEV(tg, f) AE(tg, f, "device record", f, 17)
+static const struct afield adedevice_af[] = {
+    ADEV(1, "serial_number"),
+    ADEV(2, "model"),
+    ADEV(3, "description"),
+    ADEV(4, "color"),
+    ADEV(5, "asset_tag"),
+    ADEV(6, "profile_status"),
+    ADEV(7, "profile_uuid"),
+    ADEV(8, "profile_assign_time"),
+    ADEV(9, "profile_push_time"),
+    ADEV(10, "device_assigned_date"),
+    ADEV(11, "device_assigned_by"),
+    ADEV(12, "os"),
+    ADEV(13, "device_family"),
+    ADEV(14, "op_type"),
+    ADEV(15, "op_date"),
+    AO(16, "token", A_STR),
+    AO(17, "synced_at", A_TIME),
+};
+
 /* No purge by source for this kind. */
 #define NO_SOURCE .src = STORE_SOURCE__MAX, .src_owner = SRC_NONE
 
@@ -252,6 +311,16 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	.rec = REC_ENRTOKEN, .f = enrtoken_af, .nf = NF(enrtoken_af),
 	.plist_svc = INV_CHECKIN, .owner = OWN_EXPIRY, NO_SOURCE,
 	.check_pass = 15},
+    [DBI_ADETOKEN] = {.dbi = DBI_ADETOKEN, .key = KK_TEXT, .val = KV_RECORD,
+	.rec = REC_ADETOKEN, .f = adetoken_af, .nf = NF(adetoken_af),
+	.plist_svc = INV_ADE, .owner = OWN_TOKEN,
+	.src = STORE_SOURCE_TOKEN, .src_tag = TAG_ADETOKEN_NAME,
+	.src_owner = SRC_SELF, .check_pass = 16},
+    [DBI_ADEDEVICE] = {.dbi = DBI_ADEDEVICE, .key = KK_TEXT,
+	.val = KV_RECORD, .rec = REC_ADEDEVICE, .f = adedevice_af,
+	.nf = NF(adedevice_af), .plist_svc = INV_ADE, .owner = OWN_SERIAL,
+	.src = STORE_SOURCE_TOKEN, .src_tag = TAG_ADEDEV_TOKEN,
+	.src_owner = SRC_SELF, .check_pass = 17},
 };
 /* clang-format on */
 

@@ -116,8 +116,13 @@ enum kind_owner {
 			 * entry that refers to it */
 	OWN_TOPIC,	/* keyed by an APNs topic: removed by purge --topic
 			 * of that topic only (source SRC_SELF) */
-	OWN_EXPIRY	/* belongs to no device: removed by prune once
+	OWN_EXPIRY,	/* belongs to no device: removed by prune once
 			 * expired or used (enrollment tokens) */
+	OWN_SERIAL,	/* keyed by a serial number (ADE device records):
+			 * removed with the device of that serial, and by
+			 * purge --token of the token it came through */
+	OWN_TOKEN	/* keyed by a service token's name (ADE tokens):
+			 * removed by purge --token of that name */
 };
 
 /* What an entry refers to, beyond its owner (purge notes the commands
@@ -202,6 +207,10 @@ int afield_secret(const struct afield *);
 #define TAG_PUSHCERT_KEY      3
 #define TAG_PUSHCERT_NOTAFTER 4
 #define TAG_MI_UDID	      1
+#define TAG_MI_SERIAL	      2
+#define TAG_ADETOKEN_NAME     1
+#define TAG_ADEDEV_SERIAL     1
+#define TAG_ADEDEV_TOKEN      16
 
 /* Does store_check.c have the check of one entry of this sub-database?
  * (test-admin: every kind with a pass has one.) */

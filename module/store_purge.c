@@ -24,6 +24,7 @@
 #include "picomdm/util.h"
 #include "store_admin.h"
 #include "store_int.h"
+#include "picomdm/store_ade.h"
 #include "store_kinds.h"
 
 /* ---- purge ---- */
@@ -39,6 +40,8 @@ struct purge_ctx {
 	struct u64set		   eids;  /* their numbers */
 	struct strset		   uuids; /* commands they touched */
 	struct strset		   topics; /* OWN_TOPIC keys to remove */
+	struct strset		   serials; /* OWN_SERIAL keys to remove */
+	struct strset		   tokens;  /* OWN_TOKEN keys to remove */
 };
 
 static void
@@ -50,6 +53,8 @@ purge_ctx_free(struct purge_ctx *pc)
 	u64set_free(&pc->eids);
 	strset_free(&pc->uuids);
 	strset_free(&pc->topics);
+	strset_free(&pc->serials);
+	strset_free(&pc->tokens);
 }
 
 void
@@ -271,6 +276,9 @@ command_referenced(struct store_txn *t, const char *uuid)
  * per-command status, the commands left without any enrollment, and
  * finally the devices with their serial and certificate bindings.
  */
+static int purge_note_serial(
+    struct store_txn *, struct purge_ctx *, const char *, int *);
+
 static int
 purge_run(struct store_txn *t, struct purge_ctx *pc)
 {
@@ -280,6 +288,7 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 	unsigned char		   eb[8];
 	MDB_val			   v;
 	size_t			   i, j, n, total = 0;
+	struct strset		  *set;
 	char			 **list;
 	int			   rc, d, existed;
 
@@ -335,6 +344,8 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		case OWN_COMMAND:
 		case OWN_TOPIC:
 		case OWN_EXPIRY:
+		case OWN_SERIAL:
+		case OWN_TOKEN:
 			rc = 0; /* before or after this phase */
 			break;
 		}
@@ -372,6 +383,12 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		if (rc != 0 && rc != STORE_ENOTFOUND)
 			return rc;
 		existed = rc == 0 || strset_has(&pc->found, pc->devs.v[i], n);
+		/* Its serial, read before its record goes: the ADE record
+		 * keyed by it goes too. */
+		if (n > 0 && n <= KEY_MAX &&
+		    (d = purge_note_serial(t, pc, pc->devs.v[i], &existed)) !=
+			0)
+			return d;
 		if (rc == 0) {
 			if ((rc = db_delv(t, DBI_DEVICE, pc->devs.v[i], n)) !=
 			    0)
@@ -414,6 +431,25 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		for (i = 0; i < pc->topics.n; i++) {
 			rc = db_delv(t, k->dbi, pc->topics.v[i],
 			    strlen(pc->topics.v[i]));
+			if (rc == 0)
+				r->removed[k->dbi]++;
+			else if (rc != STORE_ENOTFOUND)
+				return rc;
+		}
+	}
+
+	/* What is keyed by a serial (ADE device records) or a token being
+	 * purged (ADE tokens). */
+	for (j = 0; j < DBI__MAX; j++) {
+		k = &store_kinds[j];
+		if (k->owner == OWN_SERIAL)
+			set = &pc->serials;
+		else if (k->owner == OWN_TOKEN)
+			set = &pc->tokens;
+		else
+			continue;
+		for (i = 0; i < set->n; i++) {
+			rc = db_delv(t, k->dbi, set->v[i], strlen(set->v[i]));
 			if (rc == 0)
 				r->removed[k->dbi]++;
 			else if (rc != STORE_ENOTFOUND)
@@ -497,6 +533,29 @@ store_purge_enrollments(struct store_txn *t, const char *const *ids, size_t n,
 }
 
 /*
+ * Note the serial of device id for the kinds keyed by a serial (ADE
+ * device records): the device's, its MachineInfo's, or id itself when
+ * it is a serial known only by ADE (*existed is then set: the purge
+ * lists it as a device).
+ */
+static int
+purge_note_serial(
+    struct store_txn *t, struct purge_ctx *pc, const char *id, int *existed)
+{
+	char *serial = NULL;
+	int   rc;
+
+	if ((rc = store_ade_serial_of(t, id, &serial)) != 0 || serial == NULL)
+		return rc;
+	rc = strset_add(&pc->serials, serial, strlen(serial));
+	if (rc == 0 && strcmp(serial, id) == 0 &&
+	    db_has(t, DBI_DEVICE, id, strlen(id)) != 1)
+		*existed = 1;
+	free(serial);
+	return rc;
+}
+
+/*
  * Purge by source: the kinds whose registry entry names a source field
  * (src_tag) for this kind of source. A record matches when that field
  * equals the topic or token name; the device it belongs to is then
@@ -527,7 +586,10 @@ source_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 		return 0;
 	sc->matched++;
 	if (row->src_owner == SRC_SELF)
-		return strset_add(&sc->pc->topics, k->mv_data, k->mv_size);
+		return strset_add(row->owner == OWN_SERIAL ? &sc->pc->serials
+			: row->owner == OWN_TOKEN	   ? &sc->pc->tokens
+							   : &sc->pc->topics,
+		    k->mv_data, k->mv_size);
 	if (row->src_owner == SRC_KEY)
 		return strset_add(&sc->pc->devs, k->mv_data, k->mv_size);
 	if ((rc = rec_field_str(v, row->rec, row->src_owner_tag, &owner)) < 0)

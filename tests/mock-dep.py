@@ -19,7 +19,9 @@ It behaves as Apple documents the service:
     events after its cursor with op_type and op_date; CURSOR_REQUIRED,
     INVALID_CURSOR and EXPIRED_CURSOR (older than 7 days on the mock's clock);
   - GET /account, POST /devices, POST /profile, GET /profile?profile_uuid=,
-    POST and PUT /profile/devices with their documented validation codes.
+    POST and PUT /profile/devices (assign), DELETE /profile/devices
+    (remove: profile_status back to "empty") with their documented
+    validation codes.
 Error bodies are the bare code (--quoted-errors: JSON-quoted, as Apple's own
 simulator does).
 
@@ -35,6 +37,9 @@ Control endpoints for tests (no authentication, not part of Apple's API):
   POST /_mock/clock    {"advance":SECONDS}
   POST /_mock/session-calls {"calls":N}  a session answers 401 after N data
                        calls (0: no limit), as Apple's sessions expire
+  POST /_mock/throttle {"count":N,"retry_after":S}  the next N serials sent
+                       to POST/PUT /profile/devices are answered THROTTLED
+                       (protocol 9) with retry_after_seconds S (protocol 10)
 
 Every request is appended to --log as a JSON line: time, method, path, session,
 whether it carried an Authorization header, user agent, protocol version,
@@ -102,6 +107,8 @@ class State:
         self.state_cache = {}
         self.next_serial = 0
         self.profiles = {}
+        self.throttle = 0
+        self.throttle_after = None
         self.log = open(args.log, "a") if args.log else None
         t0 = self.now() - 86400 * 30
         for _ in range(args.devices):
@@ -302,6 +309,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             st.generation += 1
         elif path == "/_mock/session-calls":
             st.session_calls = int(body.get("calls", 0))
+        elif path == "/_mock/throttle":
+            st.throttle = int(body.get("count", 0))
+            st.throttle_after = body.get("retry_after")
         elif path == "/_mock/clock":
             st.clock_offset += float(body.get("advance", 0))
         else:
@@ -512,6 +522,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if s not in cur:
                 res[s] = "NOT_ACCESSIBLE"
                 continue
+            if st.throttle > 0:
+                st.throttle -= 1
+                res[s] = "THROTTLED"
+                continue
             d = dict(cur[s])
             d.update(profile_status="assigned", profile_uuid=uuid,
                      profile_assign_time=rfc3339(t))
@@ -530,8 +544,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.error(400, "DEVICE_ID_INVALID", extra)
         if uuid not in st.profiles:
             return self.error(404, "PROFILE_NOT_FOUND", extra)
-        return self.reply(200, {"profile_uuid": uuid,
-                                "devices": self.assign_to(uuid, serials)}, extra)
+        res = {"profile_uuid": uuid, "devices": self.assign_to(uuid, serials)}
+        if "THROTTLED" in res["devices"].values() and st.throttle_after:
+            res["retry_after_seconds"] = int(st.throttle_after)
+        return self.reply(200, res, extra)
+
+    def profile_remove(self, body, q, extra):
+        st = self.server.state
+        serials = body.get("devices")
+        if not isinstance(serials, list) or not serials:
+            return self.error(400, "DEVICE_ID_REQUIRED", extra)
+        if len(serials) > 1000:
+            return self.error(400, "DEVICE_ID_INVALID", extra)
+        cur = st.current()
+        res = {}
+        t = st.now()
+        for s in serials:
+            if s not in cur or not cur[s].get("profile_uuid"):
+                res[s] = "NOT_ACCESSIBLE"
+                continue
+            d = dict(cur[s])
+            d.pop("profile_uuid", None)
+            d.pop("profile_assign_time", None)
+            d["profile_status"] = "empty"
+            st.event("modified", d, t)
+            res[s] = "SUCCESS"
+        return self.reply(200, {"devices": res}, extra)
 
 
 ROUTES = {
@@ -541,7 +579,8 @@ ROUTES = {
     "/devices": {"POST": Handler.details},
     "/profile": {"POST": Handler.profile_define, "GET": Handler.profile_get},
     "/profile/devices": {"POST": Handler.profile_assign,
-                         "PUT": Handler.profile_assign},
+                         "PUT": Handler.profile_assign,
+                         "DELETE": Handler.profile_remove},
 }
 
 

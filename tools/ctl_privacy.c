@@ -309,7 +309,8 @@ needle_add(struct purge_ctx *p, const char *s)
 }
 
 /* Collect the identifiers of what is about to go: device ID, UDID,
- * EnrollmentID, serial number (and the topic itself). */
+ * EnrollmentID, serial number (and the topic or token name itself: no
+ * record may still name it). */
 static int
 needles_op(struct store_txn *t, void *arg)
 {
@@ -318,7 +319,7 @@ needles_op(struct store_txn *t, void *arg)
 	size_t		     i;
 	int		     rc = 0;
 
-	if (p->mode == PURGE_TOPIC)
+	if (p->mode == PURGE_TOPIC || p->mode == PURGE_TOKEN)
 		rc = needle_add(p, p->arg);
 	for (i = 0; i < p->r.ndevices && rc == 0; i++) {
 		if ((rc = needle_add(p, p->r.devices[i])) != 0)
@@ -415,7 +416,7 @@ static const char purge_help[] =
     "  --yes      do not ask (required when stdin is not a terminal)\n"
     "  --verify   then scan every key and value of every sub-database for\n"
     "             the device ID, UDID, EnrollmentID and serial number (and\n"
-    "             the topic); exit status 1 if any is left\n"
+    "             the topic or token name); exit status 1 if any is left\n"
     "Freed pages of the live file may still hold old bytes until reused;\n"
     "a backup (compacting) holds none of them.\n";
 

@@ -14,6 +14,7 @@
 #include "ctl.h"
 #include "picomdm/message.h"
 #include "picomdm/store.h"
+#include "picomdm/store_ade.h"
 #include "picomdm/store_enroll.h"
 #include "picomdm/util.h"
 
@@ -213,7 +214,8 @@ show_op(struct store_txn *t, void *arg)
 	struct store_enrollment *e = NULL;
 	struct store_device     *d = NULL;
 	struct store_machineinfo *mi = NULL;
-	char                    *devid = NULL;
+	struct store_ade_device *ade = NULL;
+	char                    *devid = NULL, *serial = NULL;
 	json_t                  *arr;
 	void                    *a[2];
 	int                      rc;
@@ -227,6 +229,11 @@ show_op(struct store_txn *t, void *arg)
 	if (rc == STORE_ENOTFOUND &&
 	    (rc = store_machineinfo_get(t, c->arg, &mi)) == 0)
 		devid = strdup(c->arg); /* known by its MachineInfo only */
+	if (rc == STORE_ENOTFOUND &&
+	    (rc = store_ade_device_get(t, c->arg, &ade)) == 0)
+		devid = strdup(c->arg); /* known by its ADE record only */
+	store_ade_device_free(ade);
+	ade = NULL;
 	store_machineinfo_free(mi);
 	mi = NULL;
 	store_enrollment_free(e);
@@ -257,6 +264,19 @@ show_op(struct store_txn *t, void *arg)
 			"received_at", ctl_json_time(mi->received_at)));
 		store_machineinfo_free(mi);
 	} else if (rc != STORE_ENOTFOUND)
+		goto out;
+	/* Apple's ADE record of its serial, with or without enrollment. */
+	if ((rc = store_ade_serial_of(t, devid, &serial)) != 0)
+		goto out;
+	rc = serial != NULL ? store_ade_device_get(t, serial, &ade)
+			    : STORE_ENOTFOUND;
+	free(serial);
+	if (rc == 0) {
+		json_object_set_new(c->out, "ade", store_ade_device_json(ade));
+		store_ade_device_free(ade);
+	} else if (rc == STORE_ENOTFOUND)
+		json_object_set_new(c->out, "ade", json_null());
+	else
 		goto out;
 	arr = json_array();
 	json_object_set_new(c->out, "enrollments", arr);

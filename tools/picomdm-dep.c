@@ -23,38 +23,44 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "dep_tool.h"
+#include "extern.h"
 #include "picomdm/dep.h"
 #include "picomdm/log.h"
 #include "picomdm/util.h"
 
-/* Exit statuses (picomdm-dep(8) EXIT STATUS). */
-#define EX_FAIL	 1
-#define EX_USAGE 2
-#define EX_APPLE 3 /* the organisation must act at Apple */
 
 #define FILE_MAX   (1024 * 1024)
 #define CURSOR_MAX 4096
 #define WARN_DAYS  30
 
-struct opts {
-	struct dep_client_config cfg;
-	const char		*out;	  /* -o */
-	const char		*key_out; /* --key-out */
-	const char		*key;	  /* --key */
-	const char		*cert;	  /* --cert */
-	const char		*token;	  /* --token */
-	const char		*cursor_file;
-	unsigned		 limit;
-	int			 days;
-};
-
 static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: picomdm-dep [-v] [--url URL] [--ca FILE] [--user-agent UA]\n"
+	    "usage: picomdm-dep [-v] [--config FILE] [--url URL] [--ca FILE] "
+	    "[--user-agent UA]\n"
 	    "                   [--protocol-version N] [--max-wait SECS] "
 	    "COMMAND ...\n"
+	    "  on the store:\n"
+	    "       picomdm-dep --db DIR token new NAME [-o CERT.pem] "
+	    "[--days N]\n"
+	    "       picomdm-dep --db DIR token import NAME FILE.p7m\n"
+	    "       picomdm-dep --db DIR token list\n"
+	    "       picomdm-dep --db DIR token remove NAME [--purge]\n"
+	    "       picomdm-dep --db DIR token default NAME UUID|none\n"
+	    "       picomdm-dep --db DIR sync [NAME] [--once | --daemon "
+	    "[--interval SECS]]\n"
+	    "                   [--auto-assign] [--limit N] [--quiet]\n"
+	    "       picomdm-dep --db DIR profile define TOKEN FILE.json "
+	    "[--enroll-url URL]\n"
+	    "                   [--default]\n"
+	    "       picomdm-dep --db DIR profile show TOKEN UUID\n"
+	    "       picomdm-dep --db DIR profile assign TOKEN UUID SERIAL ...\n"
+	    "       picomdm-dep --db DIR profile remove TOKEN SERIAL ...\n"
+	    "       picomdm-dep --db DIR details TOKEN SERIAL ...\n"
+	    "       picomdm-dep --db DIR prune [--days N]\n"
+	    "  interim, on files:\n"
 	    "       picomdm-dep token new NAME -o CERT.pem --key-out KEY.pem "
 	    "[--days N]\n"
 	    "       picomdm-dep token decrypt FILE.p7m --key KEY.pem "
@@ -73,8 +79,8 @@ usage(void)
 
 /* Read a whole file (at most FILE_MAX bytes) into a NUL-terminated
  * buffer; NULL with a message on error. Caller frees (freezero). */
-static char *
-file_read(const char *path, size_t *len)
+char *
+dep_file_read(const char *path, size_t *len)
 {
 	struct buf b = {.max = FILE_MAX};
 	char	   chunk[8192];
@@ -113,8 +119,8 @@ fail:
  * otherwise replace it atomically (temporary file + rename). 0 or -1
  * with a message.
  */
-static int
-file_write(
+int
+dep_file_write(
     const char *path, const void *data, size_t len, mode_t mode, int excl)
 {
 	char	    tmp[4096];
@@ -178,7 +184,7 @@ days_left(uint64_t expiry_us)
 }
 
 static int
-cmd_token_new(struct opts *o, int argc, char *argv[])
+cmd_token_new(struct dep_tool *o, int argc, char *argv[])
 {
 	char	       *cert = NULL, *key = NULL;
 	struct buf	both = {0};
@@ -198,9 +204,9 @@ cmd_token_new(struct opts *o, int argc, char *argv[])
 	if (buf_append(&both, key, strlen(key)) != 0 ||
 	    buf_append(&both, cert, strlen(cert)) != 0)
 		goto out;
-	if (file_write(o->key_out, both.p, both.len, 0600, 1) != 0)
+	if (dep_file_write(o->key_out, both.p, both.len, 0600, 1) != 0)
 		goto out;
-	if (file_write(o->out, cert, strlen(cert), 0644, 1) != 0) {
+	if (dep_file_write(o->out, cert, strlen(cert), 0644, 1) != 0) {
 		(void)unlink(o->key_out);
 		goto out;
 	}
@@ -244,7 +250,7 @@ token_load(const char *path, struct dep_oauth *oa)
 		    path, (unsigned)(st.st_mode & 07777));
 		return EX_FAIL;
 	}
-	if ((s = file_read(path, &n)) == NULL)
+	if ((s = dep_file_read(path, &n)) == NULL)
 		return EX_FAIL;
 	ds = dep_token_parse_json(s, n, oa);
 	freezero(s, n);
@@ -281,7 +287,7 @@ print_expiry(uint64_t expiry_us)
 }
 
 static int
-cmd_token_decrypt(struct opts *o, int argc, char *argv[])
+cmd_token_decrypt(struct dep_tool *o, int argc, char *argv[])
 {
 	char		*p7m = NULL, *key = NULL, *cert = NULL, *json = NULL;
 	size_t		 pl = 0, kl = 0, cl = 0;
@@ -292,10 +298,10 @@ cmd_token_decrypt(struct opts *o, int argc, char *argv[])
 
 	if (argc != 1 || o->key == NULL)
 		usage();
-	if ((p7m = file_read(argv[0], &pl)) == NULL ||
-	    (key = file_read(o->key, &kl)) == NULL)
+	if ((p7m = dep_file_read(argv[0], &pl)) == NULL ||
+	    (key = dep_file_read(o->key, &kl)) == NULL)
 		goto out;
-	if (o->cert != NULL && (cert = file_read(o->cert, &cl)) == NULL)
+	if (o->cert != NULL && (cert = dep_file_read(o->cert, &cl)) == NULL)
 		goto out;
 	s = dep_token_decrypt(
 	    p7m, pl, key, cert != NULL ? cert : key, time_now_us(), &oa);
@@ -314,7 +320,7 @@ cmd_token_decrypt(struct opts *o, int argc, char *argv[])
 	}
 	if (o->out != NULL) {
 		if ((json = dep_token_to_json(&oa)) == NULL ||
-		    file_write(o->out, json, strlen(json), 0600, 1) != 0)
+		    dep_file_write(o->out, json, strlen(json), 0600, 1) != 0)
 			goto out;
 		printf("token %s\n", o->out);
 	}
@@ -330,8 +336,8 @@ out:
 }
 
 /* Exit status for a failed call, after a message naming it. */
-static int
-call_failed(struct dep_client *c, const char *what, enum dep_status s)
+int
+dep_call_failed(struct dep_client *c, const char *what, enum dep_status s)
 {
 	long	    st;
 	const char *code = dep_client_error(c, &st);
@@ -367,7 +373,7 @@ cmd_account(struct dep_client *c, int argc)
 	if (argc != 0)
 		usage();
 	if ((s = dep_account(c, &j)) != DEP_OK)
-		return call_failed(c, "account", s);
+		return dep_call_failed(c, "account", s);
 	print_json(j);
 	json_decref(j);
 	return 0;
@@ -381,7 +387,7 @@ cursor_load(const char *path)
 
 	if (path == NULL || access(path, F_OK) == -1)
 		return NULL;
-	if ((s = file_read(path, &n)) == NULL)
+	if ((s = dep_file_read(path, &n)) == NULL)
 		exit(EX_FAIL);
 	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
 		s[--n] = '\0';
@@ -400,7 +406,7 @@ cursor_load(const char *path)
  * (once).
  */
 static int
-cmd_devices(struct opts *o, struct dep_client *c, int argc)
+cmd_devices(struct dep_tool *o, struct dep_client *c, int argc)
 {
 	char	       *cursor;
 	json_t	       *r, *d;
@@ -434,7 +440,7 @@ cmd_devices(struct opts *o, struct dep_client *c, int argc)
 		}
 		if (s != DEP_OK) {
 			free(cursor);
-			return call_failed(c, sync ? "sync" : "fetch", s);
+			return dep_call_failed(c, sync ? "sync" : "fetch", s);
 		}
 		d = json_object_get(r, "devices");
 		for (i = 0; i < json_array_size(d); i++) {
@@ -464,7 +470,7 @@ cmd_devices(struct opts *o, struct dep_client *c, int argc)
 			return EX_FAIL;
 		}
 		if (o->cursor_file != NULL &&
-		    file_write(
+		    dep_file_write(
 			o->cursor_file, cursor, strlen(cursor), 0600, 0) != 0) {
 			json_decref(r);
 			free(cursor);
@@ -496,7 +502,7 @@ cmd_details(struct dep_client *c, int argc, char *argv[])
 		usage();
 	if ((s = dep_devices_details(
 		 c, (const char *const *)argv, (size_t)argc, &r)) != DEP_OK)
-		return call_failed(c, "details", s);
+		return dep_call_failed(c, "details", s);
 	print_json(r);
 	json_decref(r);
 	return 0;
@@ -535,13 +541,13 @@ cmd_profile(struct dep_client *c, int argc, char *argv[])
 		s = dep_profile_define(c, p, &r);
 		json_decref(p);
 		if (s != DEP_OK)
-			return call_failed(c, "profile define", s);
+			return dep_call_failed(c, "profile define", s);
 		print_json(r);
 	} else if (strcmp(argv[0], "show") == 0) {
 		if (argc != 2)
 			usage();
 		if ((s = dep_profile_get(c, argv[1], &r)) != DEP_OK)
-			return call_failed(c, "profile show", s);
+			return dep_call_failed(c, "profile show", s);
 		print_json(r);
 	} else if (strcmp(argv[0], "assign") == 0) {
 		if (argc < 3)
@@ -552,7 +558,7 @@ cmd_profile(struct dep_client *c, int argc, char *argv[])
 			s = dep_profile_assign(c, argv[1],
 			    (const char *const *)argv + i, (size_t)n, &r);
 			if (s != DEP_OK)
-				return call_failed(c, "profile assign", s);
+				return dep_call_failed(c, "profile assign", s);
 			print_json(r);
 			json_decref(r);
 			r = NULL;
@@ -560,6 +566,80 @@ cmd_profile(struct dep_client *c, int argc, char *argv[])
 	} else
 		usage();
 	json_decref(r);
+	return rc;
+}
+
+/*
+ * --config FILE: picomdm.conf(5)'s db, dep_url, dep_sync_interval and
+ * dep_enroll_url (else https://HOST/mdm/enroll from server_url) for what
+ * the command line does not give. 0, or -1 after a message. The strings
+ * live until exit.
+ */
+static int
+apply_config(struct dep_tool *o, const char *path)
+{
+	static struct config cfg;
+	static char	     enroll[2048];
+	const char	    *su, *host;
+	size_t		     hl;
+
+	config_defaults(&cfg);
+	if (config_load(&cfg, path) == -1)
+		return -1;
+	if (o->db == NULL)
+		o->db = cfg.db;
+	if (o->cfg.url == NULL)
+		o->cfg.url = cfg.dep_url;
+	if (o->interval == 0)
+		o->interval = cfg.dep_sync_interval;
+	if (o->enroll_url == NULL)
+		o->enroll_url = cfg.dep_enroll_url;
+	su = cfg.enroll.server_url;
+	if (o->enroll_url == NULL && su != NULL &&
+	    strncmp(su, "https://", 8) == 0) {
+		host = su + 8;
+		hl = strcspn(host, "/?#");
+		if (hl > 0 && snprintf(enroll, sizeof(enroll),
+				  "https://%.*s/mdm/enroll", (int)hl,
+				  host) < (int)sizeof(enroll))
+			o->enroll_url = enroll;
+	}
+	return 0;
+}
+
+/* The commands on the store (dep_store.c). */
+static int
+db_command(struct dep_tool *o, int argc, char *argv[])
+{
+	int rc;
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "picomdm-dep: libcurl initialisation failed\n");
+		return EX_FAIL;
+	}
+	rc = -1;
+	if (strcmp(argv[0], "token") == 0 && argc >= 2 && !o->daemon) {
+		if (strcmp(argv[1], "new") == 0 && !o->purge)
+			rc = dep_db_token_new(o, argc - 2, argv + 2);
+		else if (strcmp(argv[1], "import") == 0 && !o->purge)
+			rc = dep_db_token_import(o, argc - 2, argv + 2);
+		else if (strcmp(argv[1], "list") == 0 && !o->purge)
+			rc = dep_db_token_list(o, argc - 2, argv + 2);
+		else if (strcmp(argv[1], "remove") == 0)
+			rc = dep_db_token_remove(o, argc - 2, argv + 2);
+		else if (strcmp(argv[1], "default") == 0 && !o->purge)
+			rc = dep_db_token_default(o, argc - 2, argv + 2);
+	} else if (strcmp(argv[0], "sync") == 0 && !o->purge)
+		rc = dep_db_sync(o, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "profile") == 0 && !o->purge && !o->daemon)
+		rc = dep_db_profile(o, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "details") == 0 && !o->purge && !o->daemon)
+		rc = dep_db_details(o, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "prune") == 0 && !o->purge && !o->daemon)
+		rc = dep_db_prune(o, argc - 1, argv + 1);
+	curl_global_cleanup();
+	if (rc == -1)
+		usage();
 	return rc;
 }
 
@@ -579,12 +659,24 @@ main(int argc, char *argv[])
 	    {"cursor-file", required_argument, NULL, 'F'},
 	    {"limit", required_argument, NULL, 'l'},
 	    {"days", required_argument, NULL, 'D'},
+	    {"db", required_argument, NULL, 'd'},
+	    {"purge", no_argument, NULL, 'p'},
+	    {"once", no_argument, NULL, '1'},
+	    {"daemon", no_argument, NULL, 'B'},
+	    {"interval", required_argument, NULL, 'I'},
+	    {"auto-assign", no_argument, NULL, 'a'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"enroll-url", required_argument, NULL, 'E'},
+	    {"default", no_argument, NULL, 'f'},
+	    {"config", required_argument, NULL, 'g'},
 	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-	struct opts	   o;
+	struct dep_tool	   o;
 	struct dep_oauth   oa = {0};
 	struct dep_client *c;
 	long long	   v;
-	int		   ch, rc;
+	const char	  *config_path = NULL;
+	int		   days_given = 0;
+	int		   ch, rc, once = 0;
 	const char	  *cmd;
 
 	memset(&o, 0, sizeof(o));
@@ -619,9 +711,12 @@ main(int argc, char *argv[])
 			o.limit = (unsigned)v;
 			break;
 		case 'D':
-			if (num_parse(optarg, 1, 3650, &v) == -1)
+			/* token new: validity (1 to 3650); prune: age (0 up) */
+			if (num_parse(optarg, 0, 36500, &v) == -1)
 				usage();
 			o.days = (int)v;
+			o.prune_days = (int)v;
+			days_given = 1;
 			break;
 		case 'o':
 			o.out = optarg;
@@ -644,6 +739,40 @@ main(int argc, char *argv[])
 		case 'v':
 			log_set_level(LOG_INFO);
 			break;
+		case 'd':
+			o.db = optarg;
+			break;
+		case 'p':
+			o.purge = 1;
+			break;
+		case '1':
+			once = 1;
+			break;
+		case 'B':
+			o.daemon = 1;
+			break;
+		case 'I':
+			if (num_parse(optarg, 1, 86400 * 7, &v) == -1)
+				usage();
+			o.interval = (unsigned)v;
+			break;
+		case 'a':
+			o.auto_assign = 1;
+			break;
+		case 'q':
+			o.quiet = 1;
+			break;
+		case 'E':
+			if (strncmp(optarg, "https://", 8) != 0)
+				usage();
+			o.enroll_url = optarg;
+			break;
+		case 'f':
+			o.make_default = 1;
+			break;
+		case 'g':
+			config_path = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -653,6 +782,21 @@ main(int argc, char *argv[])
 	if (argc < 1)
 		usage();
 	cmd = argv[0];
+	if (once && o.daemon)
+		usage();
+	if (config_path != NULL && apply_config(&o, config_path) != 0)
+		return EX_USAGE;
+	if (!days_given)
+		o.prune_days = 90;
+	else if (strcmp(cmd, "prune") != 0 && (o.days < 1 || o.days > 3650))
+		usage();
+	if (o.interval == 0)
+		o.interval = 3600;
+	if (o.db != NULL)
+		return db_command(&o, argc, argv);
+	if (o.purge || o.daemon || once || o.auto_assign ||
+	    o.enroll_url != NULL || o.make_default)
+		usage();
 	if (strcmp(cmd, "token") == 0) {
 		if (argc < 2)
 			usage();

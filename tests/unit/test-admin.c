@@ -31,6 +31,7 @@
 #include "picomdm/metrics.h"
 #include "picomdm/schema.h"
 #include "picomdm/store.h"
+#include "picomdm/store_ade.h"
 #include "picomdm/store_enroll.h"
 #include "picomdm/util.h"
 #include "regress.h"
@@ -969,13 +970,29 @@ op_machineinfo(struct store_txn *t, void *arg)
 	char udid[] = "0000FE00-FIXT-0000-0000-000000000001",
 	     serial[] = "C02FIXTURE01", product[] = "iPhone14,5",
 	     version[] = "21F90", imei[] = "35 123456 789012 3",
-	     meid[] = "A1000012345678", language[] = "en-US";
+	     meid[] = "A1000012345678", language[] = "en-US",
+	     tok[] = "fixture-token";
 	struct store_machineinfo mi = {.udid = udid, .serial = serial,
 	    .product = product, .version = version, .imei = imei,
 	    .meid = meid, .language = language};
 
+	struct store_ade_device	 ad;
+	char			 vals[ADE_DEV__MAX][32];
+	size_t			 i;
+	int			 rc;
+
 	(void)arg;
-	return store_machineinfo_put(t, &mi);
+	if ((rc = store_machineinfo_put(t, &mi)) != 0)
+		return rc;
+	/* Its ADE record, every field Apple sends set. */
+	memset(&ad, 0, sizeof(ad));
+	for (i = 0; i < ADE_DEV__MAX; i++) {
+		snprintf(vals[i], sizeof(vals[i]), "ade-%zu", i);
+		ad.f[i] = vals[i];
+	}
+	ad.f[ADE_SERIAL] = serial;
+	ad.token = tok;
+	return store_ade_device_put(t, &ad);
 }
 
 static void
@@ -989,8 +1006,9 @@ fixture_inventory(struct store *s)
 	json_t			*row;
 	size_t			 i, d, j;
 
-	/* The fixture predates the MachineInfo kind: the device gets one
-	 * here, with every field, as Setup Assistant would send it. */
+	/* The fixture predates the MachineInfo and ADE kinds: the device
+	 * gets one of each here, with every field, as Setup Assistant and
+	 * Apple's ADE service would send them. */
 	CHECK_EQ(store_write(s, op_machineinfo, NULL), 0);
 	for (i = 0; i < 2; i++) {
 		CHECK_EQ(store_read(s, op_inventory, &io[i]), 0);
@@ -1004,7 +1022,7 @@ fixture_inventory(struct store *s)
 		 * device and is listed by its own command (pushcert list)
 		 * and by inventory --catalogue.
 		 */
-		if (k->owner == OWN_TOPIC)
+		if (k->owner == OWN_TOPIC || k->owner == OWN_TOKEN)
 			continue;
 		for (j = 0; j < k->nf; j++) {
 			f = &k->f[j];
@@ -1208,8 +1226,9 @@ test_writer_tables(void)
 
 	for (r = 1; r < REC__MAX; r++) {
 		k = store_kind_of_rec((enum rec_kind)r);
-		if ((w = store_device_fdesc((enum rec_kind)r, &n)) == NULL)
-			w = store_queue_fdesc((enum rec_kind)r, &n);
+		if ((w = store_device_fdesc((enum rec_kind)r, &n)) == NULL &&
+		    (w = store_queue_fdesc((enum rec_kind)r, &n)) == NULL)
+			w = store_ade_fdesc((enum rec_kind)r, &n);
 		if (w == NULL || k == NULL)
 			continue;
 		found++;
@@ -1233,7 +1252,7 @@ test_writer_tables(void)
 			    (r == REC_ENROLL && k->f[j].tag == TAG_ENROLL_EID));
 		}
 	}
-	CHECK_EQ(found, (size_t)REC_CMDQ);
+	CHECK_EQ(found, (size_t)REC_CMDQ + 2); /* and the two ADE kinds */
 }
 
 /* Is tag an A_TIME field of k? */
@@ -1305,8 +1324,11 @@ test_registry(void)
 				CHECK(((k->owner == OWN_DEVICE ||
 					   k->owner == OWN_ENROLL) &&
 					  k->key == KK_TEXT) ||
+				    (k->owner == OWN_SERIAL &&
+					k->key == KK_TEXT) ||
 				    k->owner == OWN_EID ||
-				    k->owner == OWN_TOPIC);
+				    k->owner == OWN_TOPIC ||
+				    k->owner == OWN_TOKEN);
 				CHECK(f->inv_message != NULL ||
 				    strcmp(f->message, "*") != 0);
 			}
@@ -1348,6 +1370,24 @@ test_registry(void)
 			CHECK(afield_secret(&k->f[i]));
 		else if (strcmp(k->f[i].name, "cert_pem") == 0)
 			CHECK(!afield_secret(&k->f[i]));
+	/* An ADE token's OAuth credentials and key are secrets, its
+	 * account is not; tokens and device records are purged by the
+	 * token's name (purge --token), themselves. */
+	k = store_kind_of_rec(REC_ADETOKEN);
+	CHECK(k != NULL && k->owner == OWN_TOKEN && k->src_owner == SRC_SELF &&
+	    k->src == STORE_SOURCE_TOKEN);
+	for (i = 0; k != NULL && i < k->nf; i++)
+		if (strcmp(k->f[i].name, "consumer_key") == 0 ||
+		    strcmp(k->f[i].name, "consumer_secret") == 0 ||
+		    strcmp(k->f[i].name, "access_token") == 0 ||
+		    strcmp(k->f[i].name, "access_secret") == 0 ||
+		    strcmp(k->f[i].name, "key_pem") == 0)
+			CHECK(afield_secret(&k->f[i]));
+		else
+			CHECK(!afield_secret(&k->f[i]));
+	k = store_kind_of_rec(REC_ADEDEVICE);
+	CHECK(k != NULL && k->owner == OWN_SERIAL && k->src_owner == SRC_SELF &&
+	    k->src == STORE_SOURCE_TOKEN);
 }
 
 int
