@@ -14,8 +14,8 @@
 #     (nothing changes); token list shows org, server, expiry and warns
 #     30 days ahead; no secret is printed or in a dump without --secrets,
 #     and dump --secrets then restore gives them back byte for byte;
-#   - sync: /account kept with the token; a full fetch of 2,500 devices
-#     over 25 pages, every page requested once; added/modified/deleted
+#   - sync: /account kept with the token; a full fetch of 10,000 devices
+#     over 100 pages, every page requested once; added/modified/deleted
 #     applied (a deleted device kept as a tombstone); EXPIRED_CURSOR
 #     fetches everything again;
 #   - sync killed with SIGKILL mid-fetch: the store holds exactly the
@@ -43,6 +43,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib-api.sh"
 
 DEP=$PM_BUILD/picomdm-dep
+N=10000 # devices the mock holds at first (issue 13: 10,000)
 MOCK=$PM_ROOT/tests/mock-dep.py
 [[ -x $DEP ]] || it_abort "no $DEP (build first)"
 
@@ -157,7 +158,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
     -addext subjectAltName=IP:127.0.0.1 -keyout tls-key.pem \
     -out tls-cert.pem 2>/dev/null
 /usr/bin/python3 "$MOCK" --cert tls-cert.pem --key tls-key.pem \
-    --credentials creds.json --devices 2500 --rotate-every 7 \
+    --credentials creds.json --devices "$N" --rotate-every 7 \
     --port-file "$A/port" --log "$A/requests.jsonl" 2>mock.log &
 IT_PIDS+=("$!")
 for _ in $(seq 100); do
@@ -187,21 +188,21 @@ count() {
 
 m=$(mark)
 expect_exit 0 "sync: a full fetch" dep "$IT_DB" sync abm-main --limit 100
-grep -q "sync abm-main: 2500 devices fetched" "$EXIT_ERR" &&
-    pass "  reports 2500 devices fetched" ||
-	fail "  reports 2500 devices fetched" "$(cat "$EXIT_ERR")"
-expect_eq "$(count "$IT_DB")" 2500 "  2500 ADE records in the store"
+grep -q "sync abm-main: $N devices fetched" "$EXIT_ERR" &&
+    pass "  reports $N devices fetched" ||
+	fail "  reports $N devices fetched" "$(cat "$EXIT_ERR")"
+expect_eq "$(count "$IT_DB")" "$N" "  $N ADE records in the store"
 expect_eq "$(since "$m" | jq -r 'select(.path=="/server/devices") |
     (.body|tostring)' | sort | uniq -d | wc -l)" 0 \
     "  no page requested twice"
 expect_eq "$(since "$m" | jq -r 'select(.path=="/server/devices")' |
-    jq -s length)" 25 "  25 pages"
+    jq -s length)" $((N / 100)) "  $((N / 100)) pages"
 expect_eq "$(since "$m" | jq -r .path | head -n 2 | tr '\n' ,)" \
     "/session,/account," "  /account first"
 list=$("$DEP" --db "$IT_DB" token list)
 expect_jq "$list" '[.org_name, .server_name, .fetched, .devices] | @csv' \
-    '"Example Org","picomdm mock",true,2500' \
-    "  token list: the account, fetched, 2500 devices"
+    "\"Example Org\",\"picomdm mock\",true,$N" \
+    "  token list: the account, fetched, $N devices"
 
 mock /_mock/events '{"add":3,"modify":["MOCK00000001"],"delete":["MOCK00000002"]}'
 m=$(mark)
@@ -210,7 +211,7 @@ expect_eq "$(since "$m" | jq -r 'select(.path|test("devices")) | .path' |
     sort -u | tr '\n' ,)" "/devices/sync," "  by /devices/sync only"
 grep -q "0 devices fetched, 5 changes synced" "$EXIT_ERR" &&
     pass "  5 changes" || fail "  5 changes" "$(cat "$EXIT_ERR")"
-expect_eq "$(count "$IT_DB")" 2503 "  3 added (the deleted one kept)"
+expect_eq "$(count "$IT_DB")" $((N + 3)) "  3 added (the deleted one kept)"
 show=$("$PM_BUILD/picomdmctl" --db "$IT_DB" show MOCK00000001)
 expect_jq "$show" '[.device, .ade.asset_tag, .ade.op_type, .ade.token] | @csv' \
     ',"MOD-MOCK00000001","modified","abm-main"' \
@@ -219,7 +220,7 @@ expect_jq "$show" '.ade | keys | length' 14 \
     "  every field Apple sent, the token and the sync time"
 expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show MOCK00000002)" \
     '.ade.op_type' deleted "show: a deleted device is a tombstone"
-expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show MOCK00002502)" \
+expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show "$(printf MOCK%08d $((N + 2)))")" \
     '.ade.op_type' added "show: an added device"
 expect_exit 1 "show: an unknown serial" \
     "$PM_BUILD/picomdmctl" --db "$IT_DB" show NOSUCHSERIAL
@@ -228,10 +229,10 @@ expect_exit 1 "show: an unknown serial" \
 mock /_mock/clock '{"advance":691200}'
 expect_exit 0 "sync: EXPIRED_CURSOR" dep "$IT_DB" sync abm-main
 grep -q "EXPIRED_CURSOR.*fetching every device again" "$EXIT_ERR" &&
-    grep -q "2502 devices fetched" "$EXIT_ERR" &&
+    grep -q "$((N + 2)) devices fetched" "$EXIT_ERR" &&
     pass "  fetches every device again" ||
 	fail "  fetches every device again" "$(cat "$EXIT_ERR")"
-expect_eq "$(count "$IT_DB")" 2503 "  the same records"
+expect_eq "$(count "$IT_DB")" $((N + 3)) "  the same records"
 
 # --- killed mid-sync ----------------------------------------------------------
 
@@ -257,20 +258,22 @@ m=$(mark)
 cursor=$("$PM_BUILD/picomdmctl" --db "$DB2" dump |
     jq -r 'select(.db=="ade_token") | .value.cursor')
 # The mock's fetch cursor is base64url "f:OFFSET:SNAPSHOT:MS".
-off=$(tr '_-' '/+' <<<"$cursor" | base64 -d 2>/dev/null | cut -d : -f 2) || off=
+# (unpadded: pad it to a multiple of four for base64 -d)
+pad=$(printf '%*s' $(((4 - ${#cursor} % 4) % 4)) '' | tr ' ' =)
+off=$(tr '_-' '/+' <<<"$cursor$pad" | base64 -d 2>/dev/null | cut -d : -f 2) || off=
 n=$(count "$DB2")
-if [[ $off =~ ^[0-9]+$ ]] && ((off < 2502)); then
+if [[ $off =~ ^[0-9]+$ ]] && ((off < N + 2)); then
 	pass "sync killed mid-fetch (after $n devices)"
 	expect_eq "$n" "$off" "  the store holds exactly the pages before its cursor"
 else
 	fail "sync killed mid-fetch" "cursor '$cursor' offset '$off', $n devices"
 fi
 m=$(mark)
-expect_exit 0 "sync after the kill" dep "$DB2" sync abm-main --limit 10
+expect_exit 0 "sync after the kill" dep "$DB2" sync abm-main --limit 100
 expect_eq "$(since "$m" | jq -c 'select(.path=="/server/devices") |
     .body.cursor' | head -n 1)" "\"$cursor\"" \
     "  continues from the stored cursor"
-expect_eq "$(count "$DB2")" 2502 "  every device (a full fetch: no tombstone)"
+expect_eq "$(count "$DB2")" $((N + 2)) "  every device (a full fetch: no tombstone)"
 tail_fields() { # the records without their sync time
 	"$PM_BUILD/picomdmctl" --db "$1" dump |
 	    jq -c 'select(.db=="ade_device" and .value.op_type != "deleted") |
@@ -291,7 +294,7 @@ mock /_mock/fail '{"path":"/devices/sync","status":500,"body":"X","count":1}'
 expect_exit 1 "sync: /devices/sync fails after the full fetch" \
     dep "$DB3" sync abm-main --limit 1000
 expect_jq "$("$DEP" --db "$DB3" token list)" '[.fetched, .devices] | @csv' \
-    true,2502 "  the fetch is kept, and marked complete"
+    "true,$((N + 2))" "  the fetch is kept, and marked complete"
 m=$(mark)
 expect_exit 0 "  the next sync" dep "$DB3" sync abm-main
 expect_eq "$(since "$m" | jq -r 'select(.path|test("devices")) | .path' |
@@ -364,10 +367,11 @@ mock /_mock/events '{"add":2}'
 m=$(mark)
 expect_exit 0 "sync --auto-assign" dep "$IT_DB" sync abm-main --auto-assign
 expect_eq "$(since "$m" | jq -r 'select(.path=="/profile/devices") |
-    .body.devices | sort | @csv')" '"MOCK00002503","MOCK00002504"' \
+    .body.devices | sort | @csv')" "$(printf '"MOCK%08d","MOCK%08d"' \
+    $((N + 3)) $((N + 4)))" \
     "  the added devices assigned to the default profile"
 expect_exit 0 "sync" dep "$IT_DB" sync abm-main
-expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show MOCK00002504)" \
+expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show "$(printf MOCK%08d $((N + 4)))")" \
     '.ade.profile_status' assigned "  and then synced as assigned"
 
 # --- with an enrollment; the API -----------------------------------------------
@@ -405,7 +409,8 @@ while :; do
 	after=$(jq -r '.next // empty' "$BODY")
 	[[ -n $after ]] || break
 done
-expect_eq "$total/$pages" 2505/3 "API: paging over every device, 1000 a page"
+expect_eq "$total/$pages" "$((N + 5))/$(((N + 5 + 999) / 1000))" \
+    "API: paging over every device, 1000 a page"
 api GET "/api/v1/ade/devices?profile_status=empty&limit=5"
 expect_body_jq '[.devices[].profile_status] | unique | @csv' '"empty"' \
     "API: profile_status filter"
@@ -449,7 +454,7 @@ expect_exit 1 "  which show no longer finds" \
 out=$("$PM_BUILD/picomdmctl" --db "$IT_DB" purge --token abm-main --yes \
     --verify 2>&1) || true
 expect_true "purge --token: every ADE record of the token" "$out" \
-    grep -q "^removed	ade_device	2503$" <<<"$out"
+    grep -q "^removed	ade_device	$((N + 3))$" <<<"$out"
 expect_true "  and the token" "$out" grep -q "^removed	ade_token	1$" <<<"$out"
 expect_true "  --verify finds nothing" "$out" \
     grep -q "^verify	0 hits" <<<"$out"
@@ -463,23 +468,23 @@ expect_jq "$("$PM_BUILD/picomdmctl" --db "$IT_DB" show "$UDID")" \
     --interval 1 >daemon.out 2>daemon.err &
 pid=$!
 for _ in $(seq 100); do
-	[[ $(count "$DB2") == 2504 ]] && break
+	[[ $(count "$DB2") == $((N + 4)) ]] && break
 	sleep 0.1
 done
-expect_eq "$(count "$DB2")" 2504 "sync --daemon: the changes since the fetch"
+expect_eq "$(count "$DB2")" $((N + 4)) "sync --daemon: the changes since the fetch"
 mock /_mock/events '{"add":1}'
 for _ in $(seq 100); do
-	[[ $(count "$DB2") == 2505 ]] && break
+	[[ $(count "$DB2") == $((N + 5)) ]] && break
 	sleep 0.1
 done
-expect_eq "$(count "$DB2")" 2505 "  and a device added later, at the next pass"
+expect_eq "$(count "$DB2")" $((N + 5)) "  and a device added later, at the next pass"
 kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
 expect_eq "$rc" 0 "  SIGTERM: exit 0"
 expect_exit 0 "token remove --purge" "$DEP" --db "$DB2" token remove \
     abm-main --purge
-grep -q "removed with 2505 ADE device records" "$EXIT_OUT" &&
+grep -q "removed with $((N + 5)) ADE device records" "$EXIT_OUT" &&
     pass "  says how many" || fail "  says how many" "$(cat "$EXIT_OUT")"
 expect_eq "$(count "$DB2")/$("$DEP" --db "$DB2" token list)" "0/" \
     "  nothing left"
