@@ -12,6 +12,7 @@
 #include "picomdm/enroll.h"
 #include "picomdm/identity.h"
 #include "picomdm/store.h"
+#include "picomdm/webhook.h"
 
 struct store;
 struct identity_ca;
@@ -56,6 +57,7 @@ struct config {
 	unsigned health_stall;    /* seconds a thread may be busy (healthz) */
 	char    *socket_owner;    /* user name, or NULL: unchanged */
 	char    *socket_group;    /* group name, or NULL: unchanged */
+	struct webhook_conf webhook; /* webhook_* keys (webhook_conf.c) */
 };
 
 /* Defaults, then the file (if any), then command-line overrides. */

@@ -37,6 +37,7 @@ enum store_dbi {
 	DBI_PUSHCERT, /* APNs topic -> push certificate record */
 	DBI_MACHINEINFO, /* UDID -> MachineInfo record (store_enroll.c) */
 	DBI_ENRTOKEN, /* SHA-256 of a token -> enrollment token record */
+	DBI_EVENT,    /* seq -> webhook event record (store_event.c) */
 	DBI__MAX
 };
 
@@ -130,6 +131,7 @@ enum rec_kind {
 	REC_PUSHCERT,
 	REC_MACHINEINFO,
 	REC_ENRTOKEN,
+	REC_EVENT,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 
@@ -189,6 +191,7 @@ void rec_free_fields(const struct fdesc *, size_t, void *obj);
  * that agree. */
 const struct fdesc *store_device_fdesc(enum rec_kind, size_t *n);
 const struct fdesc *store_queue_fdesc(enum rec_kind, size_t *n);
+const struct fdesc *store_event_fdesc(enum rec_kind, size_t *n);
 
 /* ---- enrollments' internal numbers ---- */
 

@@ -116,8 +116,11 @@ enum kind_owner {
 			 * entry that refers to it */
 	OWN_TOPIC,	/* keyed by an APNs topic: removed by purge --topic
 			 * of that topic only (source SRC_SELF) */
-	OWN_EXPIRY	/* belongs to no device: removed by prune once
+	OWN_EXPIRY,	/* belongs to no device: removed by prune once
 			 * expired or used (enrollment tokens) */
+	OWN_ENROLL_TAG	/* keyed by a sequence; record field owner_tag
+			 * holds the owning enrollment's ID (webhook
+			 * events) */
 };
 
 /* What an entry refers to, beyond its owner (purge notes the commands
@@ -153,6 +156,7 @@ struct store_kind {
 	enum kind_owner	     owner;
 	enum kind_ref	     ref;
 	unsigned	     ref_tag;
+	unsigned	     owner_tag; /* OWN_ENROLL_TAG: the field */
 	/* Purge by source: STORE_SOURCE__MAX when none. */
 	enum store_source src;
 	unsigned	  src_tag;
@@ -202,6 +206,7 @@ int afield_secret(const struct afield *);
 #define TAG_PUSHCERT_KEY      3
 #define TAG_PUSHCERT_NOTAFTER 4
 #define TAG_MI_UDID	      1
+#define TAG_EVENT_ENROLL      1
 
 /* Does store_check.c have the check of one entry of this sub-database?
  * (test-admin: every kind with a pass has one.) */
