@@ -9,9 +9,9 @@
  * failure holds back the later events of that enrollment to that URL
  * (order per enrollment) and the whole URL until its backoff is over (a
  * dead receiver costs one timeout per backoff, not one per event).
- * Outcomes are written to the store in small groups: a crash between a
- * POST and its record sends that event again (at least once), never
- * loses one.
+ * Outcomes are written to the store in small groups (FLUSH_MAX events or
+ * FLUSH_US, whichever comes first): a crash between a POST and its
+ * record sends those events again (at least once), never loses one.
  */
 #include "config.h"
 
@@ -34,7 +34,9 @@
 #include "picomdm/webhook.h"
 
 #define PASS_MAX  256 /* events collected by one pass, at most */
-#define FLUSH_MAX 32  /* outcomes written in one transaction */
+#define FLUSH_MAX 32  /* outcomes written in one transaction, at most */
+#define FLUSH_US  50000 /* nor kept unwritten longer than this: a crash
+			 * sends again only what was posted in that time */
 
 struct wh_url {
 	char	*url;
@@ -573,7 +575,7 @@ webhook_pass(struct webhook *w, struct store *st, int64_t now,
 	struct due     *d;
 	size_t		i, no = 0;
 	char	       *body;
-	int64_t		retry;
+	int64_t		retry, first = 0;
 	int		rc, prc, delivered = 0;
 
 	*next_due = 0;
@@ -631,7 +633,11 @@ webhook_pass(struct webhook *w, struct store *st, int64_t now,
 			    (long long)(retry / 1000000));
 		}
 		store_event_free(g.ev);
-		if (++no == FLUSH_MAX && (rc = flush(st, o, &no)) != 0)
+		if (no++ == 0)
+			first = (int64_t)time_now_us();
+		if ((no == FLUSH_MAX ||
+		    (int64_t)time_now_us() - first >= FLUSH_US) &&
+		    (rc = flush(st, o, &no)) != 0)
 			goto out;
 	}
 	rc = flush(st, o, &no);
