@@ -298,6 +298,23 @@ expect_eq "$(ctlok dump | jq -r 'select(.db == "event")' | wc -l)" 0 \
     "purge removes the device's webhook events"
 expect_eq "$(ctlok check 2>&1 | grep -c -i problem || true)" 0 "check finds no problem"
 
+# ---- bad configuration: refused, the secret never echoed ----
+long=$(head -c 4000 /dev/urandom | base64 -w 0)
+printf '%s\n' "$long" >"$IT_DIR/long.secret"
+printf 'webhook_secret_file = %s\n' "$IT_DIR/long.secret" >"$IT_DIR/bad1.conf"
+expect_exit 2 "picomdm-fcgi refuses a webhook secret over 4096 bytes" \
+    "$PM_BUILD/picomdm-fcgi" --config "$IT_DIR/bad1.conf" --db "$IT_DIR/db3"
+if grep -q 'webhook_secret_file' "$EXIT_ERR" &&
+    ! grep -qF "${long:0:40}" "$EXIT_ERR"; then
+	pass "the refusal names the key, not the secret"
+else
+	fail "the refusal names the key, not the secret" "$(head -c 200 "$EXIT_ERR")"
+fi
+printf 'webhook_url = ftp://127.0.0.1/x\n' >"$IT_DIR/bad2.conf"
+expect_exit 2 "picomdm-fcgi refuses a webhook_url that is not http(s)" \
+    "$PM_BUILD/picomdm-fcgi" --config "$IT_DIR/bad2.conf" --db "$IT_DIR/db3"
+expect_eq "$(grep -c 'webhook_url: bad value' "$EXIT_ERR")" 1 "and says which key"
+
 # ---- metrics ----
 api GET /api/v1/metrics
 expect_status 200 "GET /api/v1/metrics"

@@ -351,6 +351,107 @@ test_outbox(void)
 	remove_store(s);
 }
 
+static int
+op_count(struct store_txn *t, void *arg)
+{
+	return store_event_count(t, arg);
+}
+
+/* ---- writing events: nothing without a URL, one per URL ---- */
+
+struct wput {
+	const struct webhook_conf *c;
+	struct mdm_msg		  *m;
+	const char		  *body;
+};
+
+static int
+op_wput(struct store_txn *t, void *arg)
+{
+	struct wput *w = arg;
+
+	return webhook_event_put(t, w->c, w->m, w->body, strlen(w->body),
+	    "tenant=acme");
+}
+
+struct ids {
+	char id[4][64];
+	char url[4][64];
+	int  n;
+};
+
+static int
+op_ids(struct store_txn *t, void *arg)
+{
+	struct ids	   *x = arg;
+	struct store_event *e;
+	uint64_t	    seq;
+	int		    rc;
+
+	x->n = 0;
+	for (seq = 1; seq < 64 && x->n < 4; seq++) {
+		if ((rc = store_event_get(t, seq, &e)) == STORE_ENOTFOUND)
+			continue;
+		if (rc != 0)
+			return rc;
+		snprintf(x->id[x->n], 64, "%s", e->event_id);
+		snprintf(x->url[x->n], 64, "%s", e->url);
+		CHECK_STR(e->topic, "mdm.Authenticate");
+		CHECK_STR(e->udid, "0000FEED-0000-0000-0000-000000000001");
+		CHECK_STR(e->url_params, "tenant=acme");
+		CHECK(e->raw_len > 100 && memcmp(e->raw, "<?xml", 5) == 0);
+		x->n++;
+		store_event_free(e);
+	}
+	return 0;
+}
+
+static void
+test_event_put(void)
+{
+	static const char body[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+	    "<plist version=\"1.0\"><dict><key>MessageType</key>"
+	    "<string>Authenticate</string><key>Topic</key>"
+	    "<string>com.apple.mgmt.test</string><key>UDID</key>"
+	    "<string>0000FEED-0000-0000-0000-000000000001</string>"
+	    "</dict></plist>";
+	struct store	   *s = fresh_store("put");
+	struct webhook_conf c;
+	struct mdm_msg	   *m = NULL;
+	struct wput	    w;
+	struct ids	    x;
+	const char	   *why = NULL;
+	uint64_t	    n = 99;
+
+	CHECK_EQ(msg_parse_checkin(body, strlen(body), &m, &why), 0);
+	webhook_conf_defaults(&c);
+	w.c = &c;
+	w.m = m;
+	w.body = body;
+	/* No URL: nothing written. */
+	CHECK_EQ(store_write(s, op_wput, &w), 0);
+	CHECK_EQ(store_read(s, op_count, &n), 0);
+	CHECK_EQ(n, 0);
+	/* Two URLs: two events, one event_id. */
+	CHECK_EQ(webhook_conf_set(&c, "webhook_url", "http://127.0.0.1:1/a"), 0);
+	CHECK_EQ(webhook_conf_set(&c, "webhook_url", "https://h.example/b"), 0);
+	CHECK_EQ(store_write(s, op_wput, &w), 0);
+	CHECK_EQ(store_read(s, op_ids, &x), 0);
+	CHECK_EQ(x.n, 2);
+	CHECK_STR(x.id[0], x.id[1]);
+	CHECK_STR(x.url[0], "http://127.0.0.1:1/a");
+	CHECK_STR(x.url[1], "https://h.example/b");
+	CHECK_EQ(webhook_conf_set(&c, "webhook_max_events", "0"), -1);
+	CHECK_EQ(webhook_conf_set(&c, "webhook_timeout", "x"), -1);
+	CHECK_EQ(webhook_conf_set(&c, "webhook_url", "http://"), -1);
+	CHECK_EQ(webhook_conf_set(&c, "webhook_url", "http://a b/"), -1);
+	CHECK_EQ(webhook_conf_set(&c, "webhook_secret", ""), -1);
+	CHECK_EQ(c.nurls, 2);
+	webhook_conf_free(&c);
+	msg_free(m);
+	remove_store(s);
+}
+
 /* ---- delivery, against a receiver in this process ---- */
 
 struct recv {
@@ -539,6 +640,49 @@ test_delivery(void)
 	remove_store(s);
 }
 
+/* Two URLs, one dead (nothing listens): the live one gets every event;
+ * the dead one is tried once and then waits as a whole. */
+static void
+test_dead_url(void)
+{
+	static struct recv	  r2;
+	struct store		 *s = fresh_store("dead");
+	struct webhook_conf	  conf;
+	struct webhook		 *w;
+	struct store_event_counts c;
+	struct put_op		  p;
+	pthread_t		  th;
+	char			  live[64];
+	int64_t			  now = 1000000000000000LL, next;
+	int			  i;
+
+	recv_start(&r2, &th);
+	snprintf(live, sizeof(live), "http://127.0.0.1:%d/hook", r2.port);
+	webhook_conf_defaults(&conf);
+	CHECK_EQ(webhook_conf_set(&conf, "webhook_timeout", "2"), 0);
+	CHECK_EQ(store_write(s, op_enroll, UC("A")), 0);
+	CHECK_EQ(store_write(s, op_enroll, UC("B")), 0);
+	for (i = 0; i < 2; i++) {
+		p = (struct put_op){i ? "B" : "A", "http://127.0.0.1:1/", 2, 0,
+		    0, 0};
+		CHECK_EQ(store_write(s, op_put, &p), 0);
+		p.url = live;
+		CHECK_EQ(store_write(s, op_put, &p), 0);
+	}
+	CHECK((w = webhook_new(&conf)) != NULL);
+	CHECK_EQ(webhook_pass(w, s, now, &next), 4);
+	CHECK_EQ(r2.n, 4);
+	CHECK_EQ(store_read(s, op_counts, &c), 0);
+	CHECK_EQ(c.failed, 1); /* one try at the dead URL, not four */
+	CHECK(next > now);
+	webhook_free(w);
+	webhook_conf_free(&conf);
+	shutdown(r2.fd, SHUT_RDWR);
+	close(r2.fd);
+	pthread_join(th, NULL);
+	remove_store(s);
+}
+
 int
 main(void)
 {
@@ -546,6 +690,8 @@ main(void)
 	test_sign();
 	test_backoff();
 	test_outbox();
+	test_event_put();
 	test_delivery();
+	test_dead_url();
 	REGRESS_DONE();
 }
