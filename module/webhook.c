@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -272,9 +273,10 @@ webhook_free(struct webhook *w)
 	curl_global_cleanup();
 }
 
-/* The state of a URL (an event queued for a URL since removed from the
- * configuration is still delivered to it: it was promised). */
-static struct wh_url *
+/* The index of a URL's state in w->u (an event queued for a URL since
+ * removed from the configuration is still delivered to it: it was
+ * promised); -1 out of memory. An index, not a pointer: w->u moves. */
+static ssize_t
 url_of(struct webhook *w, const char *url)
 {
 	struct wh_url *n;
@@ -282,14 +284,14 @@ url_of(struct webhook *w, const char *url)
 
 	for (i = 0; i < w->nu; i++)
 		if (strcmp(w->u[i].url, url) == 0)
-			return &w->u[i];
+			return (ssize_t)i;
 	if ((n = realloc(w->u, (w->nu + 1) * sizeof(*n))) == NULL)
-		return NULL;
+		return -1;
 	w->u = n;
 	memset(&n[w->nu], 0, sizeof(*n));
 	if ((n[w->nu].url = strdup(url)) == NULL)
-		return NULL;
-	return &n[w->nu++];
+		return -1;
+	return (ssize_t)w->nu++;
 }
 
 /* A set of (URL, enrollment) pairs and their state in this pass. */
@@ -369,7 +371,7 @@ pairs_free(struct pairset *ps)
 struct due {
 	uint64_t     seq;
 	struct pair *pair;
-	struct wh_url *u;
+	size_t	     ui; /* its URL: w->u[ui] */
 };
 
 struct scan {
@@ -394,11 +396,13 @@ scan_one(const struct store_event *ev, void *arg)
 	struct scan   *s = arg;
 	struct pair   *p;
 	struct wh_url *u;
+	ssize_t	       ui;
 	int64_t	       at;
 
 	if ((p = pair_get(&s->ps, ev->url, ev->enrollment_id)) == NULL ||
-	    (u = url_of(s->w, ev->url)) == NULL)
+	    (ui = url_of(s->w, ev->url)) < 0)
 		return s->err = STORE_ENOMEM;
+	u = &s->w->u[ui];
 	if (p->st == 0) {
 		at = (int64_t)ev->next_try;
 		if (u->hold_until > at)
@@ -415,7 +419,7 @@ scan_one(const struct store_event *ev, void *arg)
 	}
 	s->d[s->n].seq = ev->seq;
 	s->d[s->n].pair = p;
-	s->d[s->n].u = u;
+	s->d[s->n].ui = (size_t)ui;
 	s->n++;
 	return 0;
 }
@@ -573,6 +577,7 @@ webhook_pass(struct webhook *w, struct store *st, int64_t now,
 	struct outcome	o[FLUSH_MAX];
 	struct get_op	g;
 	struct due     *d;
+	struct wh_url  *u;
 	size_t		i, no = 0;
 	char	       *body;
 	int64_t		retry, first = 0;
@@ -587,9 +592,10 @@ webhook_pass(struct webhook *w, struct store *st, int64_t now,
 		goto out;
 	for (i = 0; i < s->n; i++) {
 		d = &s->d[i];
+		u = &w->u[d->ui];
 		/* A failure this pass holds back the rest of its pair, and
 		 * its URL until the backoff is over. */
-		if (d->pair->st != PAIR_TAKE || d->u->hold_until > now)
+		if (d->pair->st != PAIR_TAKE || u->hold_until > now)
 			continue;
 		g.seq = d->seq;
 		g.ev = NULL;
@@ -603,12 +609,12 @@ webhook_pass(struct webhook *w, struct store *st, int64_t now,
 			goto out;
 		}
 		o[no].seq = d->seq;
-		prc = post(w, d->u, body, g.ev->event_id, o[no].err,
+		prc = post(w, u, body, g.ev->event_id, o[no].err,
 		    sizeof(o[no].err));
 		o[no].ok = prc == 0;
 		free(body);
 		if (o[no].ok) {
-			d->u->fails = 0;
+			u->fails = 0;
 			delivered++;
 		} else {
 			retry = webhook_backoff_us(g.ev->attempts + 1,
@@ -620,13 +626,13 @@ webhook_pass(struct webhook *w, struct store *st, int64_t now,
 			 * the whole URL waits (one timeout per backoff,
 			 * not one per enrollment). */
 			if (prc == -2) {
-				d->u->fails++;
-				d->u->hold_until = now + webhook_backoff_us(
-				    d->u->fails, w->c->retry_max, rand01());
-				next_at(s, d->u->hold_until);
+				u->fails++;
+				u->hold_until = now + webhook_backoff_us(
+				    u->fails, w->c->retry_max, rand01());
+				next_at(s, u->hold_until);
 			}
 			log_warn("webhook: %s: event %llu (%s of %s): %s; "
-			    "attempt %llu, next in %llds", d->u->url,
+			    "attempt %llu, next in %llds", u->url,
 			    (unsigned long long)d->seq, g.ev->topic,
 			    g.ev->enrollment_id, o[no].err,
 			    (unsigned long long)g.ev->attempts + 1,
