@@ -61,6 +61,26 @@ int webhook_event_put(struct store_txn *, const struct webhook_conf *,
 
 /* ---- delivery (libpicomdm_push.a) ---- */
 
+/*
+ * How a daemon runs it (tests/webhook-drain.c does exactly this):
+ *
+ *	struct webhook *wh = webhook_new(&cfg.webhook); // once, before
+ *	                          // other threads: it calls curl_global_init
+ *	for (;;) {
+ *		int64_t now = time_now_us(), due;
+ *		int n = webhook_pass(wh, store, now, &due);
+ *		if (n < 0) log_error(... store_strerror(n));
+ *		if (due != 0 && due <= now) continue;   // more due at once
+ *		sleep until min(due ? due : now + 1 s, now + 1 s);
+ *	}
+ *	webhook_free(wh);
+ *
+ * A pass blocks for its POSTs (one at a time, at most webhook_timeout
+ * each), so a daemon with other work runs the loop in a thread of its
+ * own, with the same struct store (its writes are transactions of their
+ * own). Run it even with no webhook_url: events queued before the URL was
+ * removed are still owed.
+ */
 struct webhook;
 
 /* A deliverer for conf (borrowed: it must outlive the deliverer); NULL

@@ -329,4 +329,21 @@ ctlok stats --prometheus >"$IT_DIR/stats.prom"
 expect_eq "$(grep '^picomdm_webhook' "$IT_DIR/stats.prom")" \
     "$(grep '^picomdm_webhook' "$BODY")" "picomdmctl stats --prometheus says the same"
 
+# ---- the bound: the oldest dropped, counted and said in the responder's log ----
+it_stop_responder
+printf 'webhook_max_events = 3\n' >>"$IT_DIR/picomdm.conf"
+it_start_responder
+for i in $(seq 5); do
+	checkin "$(token_plist "$udid1" "$(openssl rand -base64 32)")" device1
+	[[ $STATUS == 200 ]] || fail "TokenUpdate $i with the outbox bounded" "$STATUS"
+done
+ctlok stats --prometheus >"$IT_DIR/stats2.prom"
+expect_eq "$(promval picomdm_webhook_outbox "$IT_DIR/stats2.prom")/$(promval 'picomdm_webhook_events_total{outcome="dropped"}' "$IT_DIR/stats2.prom")" \
+    3/2 "webhook_max_events = 3: five check-ins leave three events, two dropped and counted"
+expect_eq "$(grep -c 'outbox is full (webhook_max_events 3): dropped the 1 oldest' "$IT_DIR/fcgi.log")" 2 \
+    "each drop is a warning in the responder's log"
+expect_eq "$(ctlok dump | jq -r 'select(.db == "event") | .value.token_update_tally' | tr '\n' ' ')" \
+    "$(ctlok dump | jq -r 'select(.db == "enroll" and .key == "'"$udid1"'") | .value.token_update_tally - 2, .value.token_update_tally - 1, .value.token_update_tally' | tr '\n' ' ')" \
+    "the newest three kept"
+
 it_done
