@@ -601,6 +601,14 @@ webhook_pass(struct webhook *w, struct store *st, int64_t now,
 		g.ev = NULL;
 		if ((rc = store_read(st, get_op, &g)) == STORE_ENOTFOUND)
 			continue; /* dropped or purged meanwhile */
+		if (rc == STORE_ECORRUPT) {
+			/* Left for picomdmctl check to report; it holds
+			 * back the rest of its enrollment, nothing else. */
+			log_error("webhook: event %llu does not decode",
+			    (unsigned long long)d->seq);
+			d->pair->st = PAIR_HELD;
+			continue;
+		}
 		if (rc != 0)
 			goto out;
 		if ((body = webhook_event_json(g.ev)) == NULL) {
