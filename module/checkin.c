@@ -510,24 +510,37 @@ checkin_op_run(struct store_txn *t, void *arg)
 		return rc;
 	switch (op->d.msg->kind) {
 	case MSG_AUTHENTICATE:
-		return do_authenticate(t, op);
+		rc = do_authenticate(t, op);
+		break;
 	case MSG_TOKEN_UPDATE:
-		return do_token_update(t, op);
+		rc = do_token_update(t, op);
+		break;
 	case MSG_CHECK_OUT:
-		return do_check_out(t, op);
+		rc = do_check_out(t, op);
+		break;
 	case MSG_USER_AUTHENTICATE:
-		return do_user_authenticate(t, op);
+		rc = do_user_authenticate(t, op);
+		break;
 	case MSG_SET_BOOTSTRAP_TOKEN:
-		return do_set_bootstrap(t, op);
+		rc = do_set_bootstrap(t, op);
+		break;
 	case MSG_GET_BOOTSTRAP_TOKEN:
-		return do_get_bootstrap(t, op);
+		rc = do_get_bootstrap(t, op);
+		break;
 	case MSG_DECLARATIVE_MANAGEMENT:
-		return do_declarative(t, op);
+		rc = do_declarative(t, op);
+		break;
 	case MSG_GET_TOKEN:
-		return do_get_token(t, op);
+		rc = do_get_token(t, op);
+		break;
 	default:
 		return op->reason = "not a check-in", 400;
 	}
+	/* The webhook event, in this transaction (none configured: none). */
+	if (rc == 0)
+		rc = webhook_event_put(t, &op->d.srv->cfg->webhook, op->d.msg,
+		    op->d.req->body, op->d.req->body_len, op->d.req->query);
+	return rc;
 }
 
 /* After the commit, in the writer thread: the reply, then it is sent. */

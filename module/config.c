@@ -14,6 +14,7 @@
 #include "extern.h"
 #include "picomdm/log.h"
 #include "picomdm/util.h"
+#include "picomdm/webhook.h"
 
 void
 config_defaults(struct config *c)
@@ -30,6 +31,7 @@ config_defaults(struct config *c)
 	c->socket_mode = 0660;
 	enroll_conf_defaults(&c->enroll);
 	c->health_stall = 30;
+	webhook_conf_defaults(&c->webhook);
 }
 
 void
@@ -47,6 +49,7 @@ config_free(struct config *c)
 	free(c->socket_group);
 	free(c->dep_url);
 	free(c->dep_enroll_url);
+	webhook_conf_free(&c->webhook);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -162,6 +165,12 @@ static const struct {
 	{ "dep_url", "an https URL" },
 	{ "dep_sync_interval", "seconds, 60 to 604800" },
 	{ "dep_enroll_url", "an https URL" },
+	{ "webhook_url", "an http:// or https:// URL" },
+	{ "webhook_secret", "a string of 1 to 4096 bytes" },
+	{ "webhook_secret_file", "a readable file of 1 to 4096 bytes" },
+	{ "webhook_max_events", "1 to 1000000000" },
+	{ "webhook_timeout", "seconds, 1 to 3600" },
+	{ "webhook_retry_max", "seconds, 1 to 86400" },
 };
 
 static const char *
@@ -323,6 +332,18 @@ config_set(struct config *c, const char *key, const char *val)
 		if (num_parse(val, 60, 604800, &n) == -1)
 			goto bad_val;
 		c->dep_sync_interval = (unsigned)n;
+	} else if (strncmp(k, "webhook_", 8) == 0 &&
+	    (rc = webhook_conf_set(&c->webhook, k, val)) != 1) {
+		if (rc == -1 && strcmp(k, "webhook_secret") == 0) {
+			/* Never the value: it is a secret. */
+			log_error("%s%s: bad value (%s)", where, key,
+			    config_valid(k));
+			return -1;
+		}
+		if (rc == -1)
+			goto bad_val;
+		if (rc == -2)
+			rc = -1;
 	} else if ((rc = enroll_conf_set(&c->enroll, k, val)) == 1)
 		goto bad_key;
 	else if (rc == -1)

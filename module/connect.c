@@ -53,6 +53,10 @@ connect_op_run(struct store_txn *t, void *arg)
 	    op->d.req->body, op->d.req->body_len, m->well_formed,
 	    &op->known)) != 0)
 		return rc;
+	/* The webhook event, in this transaction (none configured: none). */
+	if ((rc = webhook_event_put(t, &op->d.srv->cfg->webhook, m,
+	    op->d.req->body, op->d.req->body_len, op->d.req->query)) != 0)
+		return rc;
 	rc = store_queue_next(t, m->id, m->status == CMD_STATUS_NOT_NOW,
 	    &op->next);
 	return rc == STORE_ENOTFOUND ? 0 : rc;

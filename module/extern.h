@@ -12,6 +12,7 @@
 #include "picomdm/enroll.h"
 #include "picomdm/identity.h"
 #include "picomdm/store.h"
+#include "picomdm/webhook.h"
 
 struct store;
 struct identity_ca;
@@ -60,6 +61,7 @@ struct config {
 	char    *dep_url;         /* ADE service, NULL: Apple's */
 	unsigned dep_sync_interval; /* sync --daemon, seconds; 0: 3600 */
 	char    *dep_enroll_url;  /* profile url, NULL: from server_url */
+	struct webhook_conf webhook; /* webhook_* keys (webhook_conf.c) */
 };
 
 /* Defaults, then the file (if any), then command-line overrides. */

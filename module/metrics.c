@@ -20,6 +20,7 @@
 
 #include "picomdm/metrics.h"
 #include "picomdm/store.h"
+#include "picomdm/store_event.h"
 #include "picomdm/util.h"
 
 #define LOAD(p)    __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -408,6 +409,7 @@ struct store_fig {
 	int                   ndb;
 	struct store_env_stat env;
 	uint64_t              enabled, disabled;
+	struct store_event_counts wh; /* the webhook outbox's counters */
 };
 
 static int
@@ -430,7 +432,8 @@ store_fig_op(struct store_txn *t, void *arg)
 
 	if ((f->ndb = store_stat(t, f->db, 32)) < 0)
 		return f->ndb;
-	if ((rc = store_env_stat(t, &f->env)) != 0)
+	if ((rc = store_env_stat(t, &f->env)) != 0 ||
+	    (rc = store_event_counts(t, &f->wh)) != 0)
 		return rc;
 	return store_enrollment_iter(t, NULL, enroll_count, f);
 }
@@ -497,6 +500,23 @@ metrics_render_store(struct buf *b, struct store *s)
 	    "Command results kept (retention: picomdmctl prune).") == -1 ||
 	    buf_printf(b, "picomdm_results_stored %llu\n",
 	    (unsigned long long)fig_entries(&f, "result")) == -1)
+		return STORE_ENOMEM;
+	if (family(b, "picomdm_webhook_events_total", "counter",
+	    "Webhook events (README.md, \"Webhooks\"): queued by check-ins "
+	    "and reports, delivered, POSTs failed (retried), dropped "
+	    "undelivered when the outbox was full.") == -1 ||
+	    buf_printf(b, "picomdm_webhook_events_total{outcome=\"queued\"} "
+	    "%llu\npicomdm_webhook_events_total{outcome=\"delivered\"} %llu\n"
+	    "picomdm_webhook_events_total{outcome=\"failed\"} %llu\n"
+	    "picomdm_webhook_events_total{outcome=\"dropped\"} %llu\n",
+	    (unsigned long long)f.wh.queued,
+	    (unsigned long long)f.wh.delivered,
+	    (unsigned long long)f.wh.failed,
+	    (unsigned long long)f.wh.dropped) == -1 ||
+	    family(b, "picomdm_webhook_outbox", "gauge",
+	    "Webhook events waiting in the outbox.") == -1 ||
+	    buf_printf(b, "picomdm_webhook_outbox %llu\n",
+	    (unsigned long long)fig_entries(&f, "event")) == -1)
 		return STORE_ENOMEM;
 	return 0;
 }

@@ -780,6 +780,41 @@ check_adedevice(
 	    TAG_ADEDEV_SERIAL, "serial number", k, v);
 }
 
+/* EVENT: keyed by a sequence number (the counter "seq" stays above
+ * it); the record decodes with its enrollment, topic and URL; the
+ * enrollment exists (repair: drop the event, which no purge would reach
+ * otherwise). */
+static int
+check_event(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	static const unsigned req[] = {TAG_EVENT_ENROLL, 2, 14, 0};
+	struct check_ctx     *c = arg;
+	const char	     *why;
+	const unsigned char  *p;
+	size_t		      n;
+	uint64_t	      seq;
+	int		      rc;
+
+	check_tick(c);
+	if (k->mv_size != 8)
+		return check_malformed(c, DBI_EVENT, k);
+	if ((seq = key_get_u64(k->mv_data)) > c->max_seq)
+		c->max_seq = seq;
+	if ((why = rec_problem(v, REC_EVENT, req)) != NULL)
+		return problem(
+		    c, DBI_EVENT, k->mv_data, k->mv_size, 0, "%s", why);
+	if ((rc = rec_field(v, REC_EVENT, TAG_EVENT_ENROLL, &p, &n)) != 1)
+		return rc < 0 ? rc : 0;
+	if ((rc = db_has(t, DBI_ENROLL, p, n)) < 0)
+		return rc;
+	if (rc == 1)
+		return 0;
+	if ((rc = problem(c, DBI_EVENT, k->mv_data, k->mv_size, c->repair,
+		 "webhook event of an enrollment that does not exist")) != 0)
+		return rc;
+	return c->repair;
+}
+
 /* A counter in meta must be above every number in use. */
 static int
 check_counter(
@@ -833,6 +868,7 @@ static const visit_fn checks[DBI__MAX] = {
     [DBI_ENRTOKEN] = check_enrtoken,
     [DBI_ADETOKEN] = check_adetoken,
     [DBI_ADEDEVICE] = check_adedevice,
+    [DBI_EVENT] = check_event,
 };
 
 /* See store_kinds.h. */

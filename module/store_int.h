@@ -39,6 +39,7 @@ enum store_dbi {
 	DBI_ENRTOKEN, /* SHA-256 of a token -> enrollment token record */
 	DBI_ADETOKEN, /* ADE token name -> ADE token record (store_ade.c) */
 	DBI_ADEDEVICE, /* serial -> ADE device record (store_ade.c) */
+	DBI_EVENT,    /* seq -> webhook event record (store_event.c) */
 	DBI__MAX
 };
 
@@ -134,6 +135,7 @@ enum rec_kind {
 	REC_ENRTOKEN,
 	REC_ADETOKEN,
 	REC_ADEDEVICE,
+	REC_EVENT,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 
@@ -194,6 +196,7 @@ void rec_free_fields(const struct fdesc *, size_t, void *obj);
 const struct fdesc *store_device_fdesc(enum rec_kind, size_t *n);
 const struct fdesc *store_queue_fdesc(enum rec_kind, size_t *n);
 const struct fdesc *store_ade_fdesc(enum rec_kind, size_t *n);
+const struct fdesc *store_event_fdesc(enum rec_kind, size_t *n);
 
 /* ---- enrollments' internal numbers ---- */
 

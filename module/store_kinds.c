@@ -239,6 +239,26 @@ static const struct afield adedevice_af[] = {
     AO(17, "synced_at", A_TIME),
 };
 
+/* Tags as written by store_event.c: the webhook outbox, all picomdm's
+ * own (the raw message is the one kept in msg or result as well). */
+static const struct afield event_af[] = {
+    AO(1, "enrollment_id", A_STR),
+    AO(2, "topic", A_STR),
+    AO(3, "created_at", A_TIME),
+    AO(4, "raw", A_PLIST),
+    AO(5, "command_uuid", A_STR),
+    AO(6, "status", A_STR),
+    AO(7, "udid", A_STR),
+    AO(8, "msg_enrollment_id", A_STR),
+    AO(9, "url_params", A_STR),
+    AO(10, "token_update_tally", A_U64),
+    AO(11, "attempts", A_U64),
+    AO(12, "next_try", A_TIME),
+    AO(13, "last_error", A_STR),
+    AO(14, "url", A_STR),
+    AO(15, "event_id", A_STR),
+};
+
 /* No purge by source for this kind. */
 #define NO_SOURCE .src = STORE_SOURCE__MAX, .src_owner = SRC_NONE
 
@@ -321,6 +341,10 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	.nf = NF(adedevice_af), .plist_svc = INV_ADE, .owner = OWN_SERIAL,
 	.src = STORE_SOURCE_TOKEN, .src_tag = TAG_ADEDEV_TOKEN,
 	.src_owner = SRC_SELF, .check_pass = 17},
+    [DBI_EVENT] = {.dbi = DBI_EVENT, .key = KK_U64, .val = KV_RECORD,
+	.rec = REC_EVENT, .f = event_af, .nf = NF(event_af),
+	.plist_svc = INV_CHECKIN, .owner = OWN_ENROLL_TAG,
+	.owner_tag = TAG_EVENT_ENROLL, NO_SOURCE, .check_pass = 18},
 };
 /* clang-format on */
 

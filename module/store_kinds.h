@@ -121,8 +121,11 @@ enum kind_owner {
 	OWN_SERIAL,	/* keyed by a serial number (ADE device records):
 			 * removed with the device of that serial, and by
 			 * purge --token of the token it came through */
-	OWN_TOKEN	/* keyed by a service token's name (ADE tokens):
+	OWN_TOKEN,	/* keyed by a service token's name (ADE tokens):
 			 * removed by purge --token of that name */
+	OWN_ENROLL_TAG	/* keyed by a sequence; record field owner_tag
+			 * holds the owning enrollment's ID (webhook
+			 * events) */
 };
 
 /* What an entry refers to, beyond its owner (purge notes the commands
@@ -158,6 +161,7 @@ struct store_kind {
 	enum kind_owner	     owner;
 	enum kind_ref	     ref;
 	unsigned	     ref_tag;
+	unsigned	     owner_tag; /* OWN_ENROLL_TAG: the field */
 	/* Purge by source: STORE_SOURCE__MAX when none. */
 	enum store_source src;
 	unsigned	  src_tag;
@@ -211,6 +215,7 @@ int afield_secret(const struct afield *);
 #define TAG_ADETOKEN_NAME     1
 #define TAG_ADEDEV_SERIAL     1
 #define TAG_ADEDEV_TOKEN      16
+#define TAG_EVENT_ENROLL      1
 
 /* Does store_check.c have the check of one entry of this sub-database?
  * (test-admin: every kind with a pass has one.) */

@@ -231,6 +231,24 @@ purge_cmdq(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return 1;
 }
 
+/* OWN_ENROLL_TAG (webhook events): the record names a removed
+ * enrollment in its field owner_tag. */
+static int
+purge_enroll_tag(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct note_arg	    *na = arg;
+	const unsigned char *p;
+	size_t		     n;
+	int		     rc;
+
+	(void)t;
+	(void)k;
+	/* An undecodable one is left to check, which reports it. */
+	rc = rec_field(v, na->kind->rec, na->kind->owner_tag, &p, &n);
+	return rc == 1 && strset_has(&na->pc->found, p, n);
+}
+
 /* SERIAL and CERT: bindings to the removed devices. */
 static int
 purge_binding(
@@ -335,6 +353,12 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		case OWN_EID_SUFFIX:
 			rc = db_visit(
 			    t, k->dbi, purge_cmdq, pc, &r->removed[k->dbi]);
+			break;
+		case OWN_ENROLL_TAG:
+			na.kind = k;
+			na.pc = pc;
+			rc = db_visit(t, k->dbi, purge_enroll_tag, &na,
+			    &r->removed[k->dbi]);
 			break;
 		case OWN_UNSET:
 		case OWN_STORE:

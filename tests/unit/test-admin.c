@@ -1227,8 +1227,9 @@ test_writer_tables(void)
 	for (r = 1; r < REC__MAX; r++) {
 		k = store_kind_of_rec((enum rec_kind)r);
 		if ((w = store_device_fdesc((enum rec_kind)r, &n)) == NULL &&
-		    (w = store_queue_fdesc((enum rec_kind)r, &n)) == NULL)
-			w = store_ade_fdesc((enum rec_kind)r, &n);
+		    (w = store_queue_fdesc((enum rec_kind)r, &n)) == NULL &&
+		    (w = store_ade_fdesc((enum rec_kind)r, &n)) == NULL)
+			w = store_event_fdesc((enum rec_kind)r, &n);
 		if (w == NULL || k == NULL)
 			continue;
 		found++;
@@ -1252,7 +1253,8 @@ test_writer_tables(void)
 			    (r == REC_ENROLL && k->f[j].tag == TAG_ENROLL_EID));
 		}
 	}
-	CHECK_EQ(found, (size_t)REC_CMDQ + 2); /* and the two ADE kinds */
+	/* and the two ADE kinds and the webhook events */
+	CHECK_EQ(found, (size_t)REC_CMDQ + 3);
 }
 
 /* Is tag an A_TIME field of k? */

@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+#
+# test-webhook.sh - webhooks (README.md, "Webhooks") through real nginx,
+# TLS and picomdm-fcgi, delivered by tests/webhook-drain (webhook_pass,
+# as picomdm-notify will run it) to tests/mock-webhook.py: every
+# check-in and command report posted in the JSON NanoMDM and MicroMDM
+# consumers read, byte for byte raw_payload, signed with
+# webhook_secret_file (the receiver verifies the HMAC); in order per
+# enrollment, a refused POST holding back only its own enrollment; a dead
+# receiver does not slow check-ins; kill -9 of the drainer mid-batch and
+# a restart deliver every event; a purged enrollment's events go with
+# it; the outcomes in /api/v1/metrics and picomdmctl stats --prometheus.
+
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib-api.sh
+. "$(dirname "$0")/lib-api.sh"
+
+PY=/usr/bin/python3
+DRAIN=$PM_BUILD/tests/webhook-drain
+MOCK=$PM_ROOT/tests/mock-webhook.py
+MOCK_PID=
+MOCK_PORT=
+
+# mock_start [SCRIPT_JSON]: (re)start the receiver on MOCK_PORT (a free
+# one the first time), logging to $IT_DIR/hook.log.
+mock_start() {
+	local port_file=$IT_DIR/mock.port args=()
+	rm -f "$port_file"
+	if [[ -n ${1-} ]]; then
+		printf '%s\n' "$1" >"$IT_DIR/mock.script"
+		args=(--script "$IT_DIR/mock.script")
+	fi
+	"$MOCK" --port "${MOCK_PORT:-0}" --port-file "$port_file" \
+	    --log "$IT_DIR/hook.log" "${args[@]}" 2>>"$IT_DIR/mock.err" &
+	MOCK_PID=$!
+	IT_PIDS+=("$MOCK_PID")
+	for _ in $(seq 100); do
+		[[ -s $port_file ]] && break
+		sleep 0.05
+	done
+	[[ -s $port_file ]] || it_abort "setup: mock-webhook did not start" \
+	    "$(tail -n 3 "$IT_DIR/mock.err" 2>/dev/null)"
+	MOCK_PORT=$(cat "$port_file")
+}
+
+mock_stop() {
+	[[ -n $MOCK_PID ]] || return 0
+	kill -TERM "$MOCK_PID" 2>/dev/null || true
+	wait "$MOCK_PID" 2>/dev/null || true
+	MOCK_PID=
+}
+
+it_setup_hook() {
+	[[ -x $DRAIN ]] || it_abort "setup: $DRAIN not built"
+	mock_start
+	(umask 077 && printf 'hook-secret-%s\n' "$(openssl rand -hex 16)" \
+	    >"$IT_DIR/hook.secret")
+	cat >"$IT_DIR/picomdm.conf" <<CONF
+# webhooks for test-webhook.sh
+webhook_url = http://127.0.0.1:$MOCK_PORT/hook
+webhook_secret_file = $IT_DIR/hook.secret
+webhook_timeout = 2
+webhook_retry_max = 1
+nosync = yes
+CONF
+	IT_RESPONDER_ARGS+=(--config "$IT_DIR/picomdm.conf")
+}
+
+it_start
+
+# drain [ARG...]: run the drainer on the test store; DRAIN_OUT its
+# "delivered N waiting N" line.
+drain() {
+	DRAIN_OUT=$("$DRAIN" --db "$IT_DB" --config "$IT_DIR/picomdm.conf" \
+	    "$@" 2>>"$IT_DIR/drain.log") || DRAIN_RC=$?
+}
+
+# hook PYTHON: run PYTHON with the receiver's log as a list of records
+# `log` (each with its parsed JSON as "json") and the secret as `secret`;
+# it prints what the case compares.
+hook() {
+	$PY - "$IT_DIR/hook.log" "$IT_DIR/hook.secret" "$1" <<'PYEOF'
+import base64, hashlib, hmac, json, sys
+log = []
+for line in open(sys.argv[1], encoding="utf-8"):
+    r = json.loads(line)
+    try:
+        r["json"] = json.loads(r["body"])
+    except Exception:
+        r["json"] = None
+    log.append(r)
+secret = open(sys.argv[2], "rb").read().rstrip(b"\r\n")
+def hdr(r, name):
+    for k, v in r["headers"]:
+        if k == name:
+            return v
+    return None
+def sig_ok(r):
+    want = "sha256=" + hmac.new(secret, base64.b64decode(r["body_b64"]),
+                                hashlib.sha256).hexdigest()
+    return hdr(r, "x-hub-signature-256") == want
+def ev(r):
+    j = r["json"]
+    return j.get("checkin_event") or j.get("acknowledge_event")
+def raw(r):
+    return base64.b64decode(ev(r)["raw_payload"])
+exec(sys.argv[3])
+PYEOF
+}
+
+udid1=00008120-00AA11BB22CC33DD
+udid2=00008120-00EE44FF5566778A
+: >"$IT_DIR/hook.log"
+
+# ---- the format ----
+auth=$(auth_plist "$udid1" WEBHOOK00001)
+checkin "$auth" device1 --url-query "tenant=acme" --url-query "+x=a%20b"
+expect_status 200 "Authenticate (with a query string) accepted"
+tok=$(token_plist "$udid1" "$(openssl rand -base64 32)")
+checkin "$tok" device1
+expect_status 200 "TokenUpdate accepted"
+enqueue_raw "$udid1" hook-cmd-1 ProfileList
+expect_status 200 "a command enqueued"
+idle=$(report "$udid1" Idle)
+connect "$idle" device1
+expect_status 200 "Idle accepted"
+ack=$(report "$udid1" Acknowledged hook-cmd-1)
+connect "$ack" device1
+expect_status 200 "Acknowledged accepted"
+expect_eq "$(wc -l <"$IT_DIR/hook.log")" 0 \
+    "the responder itself posts nothing"
+
+DRAIN_RC=0
+drain
+expect_eq "$DRAIN_RC/$DRAIN_OUT" "0/delivered 4 waiting 0" \
+    "the drainer delivers the four events and empties the outbox"
+expect_eq "$(hook 'print(" ".join(r["json"]["topic"] for r in log))')" \
+    "mdm.Authenticate mdm.TokenUpdate mdm.Connect mdm.Connect" \
+    "topics in the order the messages came"
+expect_eq "$(hook 'print(all(r["method"] == "POST" and r["path"] == "/hook"
+    and hdr(r, "content-type") == "application/json" for r in log))')" \
+    True "POST /hook, Content-Type application/json"
+expect_eq "$(hook 'print(all(sig_ok(r) for r in log), len(log))')" "True 4" \
+    "every POST signed: X-Hub-Signature-256 verified with the secret"
+expect_eq "$(hook 'import re
+print(all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z",
+    r["json"]["created_at"]) and re.fullmatch(r"[0-9A-F-]{36}",
+    r["json"]["event_id"]) and hdr(r, "x-picomdm-event-id") ==
+    r["json"]["event_id"] for r in log),
+    len(set(r["json"]["event_id"] for r in log)))')" "True 4" \
+    "created_at RFC 3339, event_id a UUID (also in X-Picomdm-Event-Id), one per event"
+expect_eq "$(hook 'print(sorted(log[0]["json"]),
+    sorted(log[0]["json"]["checkin_event"]))')" \
+    "['checkin_event', 'created_at', 'event_id', 'topic'] ['raw_payload', 'udid', 'url_params']" \
+    "Authenticate: exactly topic, event_id, created_at, checkin_event{udid, raw_payload, url_params}"
+expect_eq "$(hook 'print(ev(log[0])["udid"], json.dumps(ev(log[0])["url_params"], sort_keys=True))')" \
+    "$udid1 {\"tenant\": \"acme\", \"x\": \"a b\"}" "udid and url_params (decoded)"
+expect_eq "$(hook 'import hashlib
+print(hashlib.sha256(raw(log[0])).hexdigest(), hashlib.sha256(raw(log[1])).hexdigest())')" \
+    "$(sha256sum <"$auth" | cut -c1-64) $(sha256sum <"$tok" | cut -c1-64)" \
+    "raw_payload: the check-ins byte for byte"
+expect_eq "$(hook 'print(ev(log[1]).get("token_update_tally"))')" 1 \
+    "TokenUpdate: token_update_tally 1"
+expect_eq "$(hook 'print(sorted(log[2]["json"]), sorted(ev(log[2])))')" \
+    "['acknowledge_event', 'created_at', 'event_id', 'topic'] ['command_uuid', 'raw_payload', 'status', 'udid']" \
+    "a report: acknowledge_event{udid, status, command_uuid, raw_payload}"
+expect_eq "$(hook 'print(ev(log[2])["status"], repr(ev(log[2])["command_uuid"]),
+    ev(log[3])["status"], ev(log[3])["command_uuid"], ev(log[3])["udid"])')" \
+    "Idle '' Acknowledged hook-cmd-1 $udid1" "Idle and Acknowledged with their CommandUUID"
+expect_eq "$(hook 'import hashlib
+print(hashlib.sha256(raw(log[3])).hexdigest())')" \
+    "$(sha256sum <"$ack" | cut -c1-64)" "raw_payload: the report byte for byte"
+DRAIN_RC=0
+drain
+expect_eq "$DRAIN_RC/$DRAIN_OUT/$(wc -l <"$IT_DIR/hook.log")" \
+    "0/delivered 0 waiting 0/4" "nothing delivered twice once recorded"
+
+# ---- per-enrollment order: a refused POST holds back its own enrollment ----
+mock_stop
+: >"$IT_DIR/hook.log"
+mock_start '{"answers": [{"status": 503}, {"status": 200}]}'
+for i in 1 2 3; do
+	checkin "$(token_plist "$udid1" "$(openssl rand -base64 32)")" device1
+	[[ $STATUS == 200 ]] || fail "TokenUpdate $i of device 1" "$STATUS"
+	checkin "$(auth_plist "$udid2" WEBHOOK00002)" device2
+	[[ $STATUS == 200 ]] || fail "Authenticate $i of device 2" "$STATUS"
+done
+DRAIN_RC=0
+drain --until-empty 30
+expect_eq "$DRAIN_RC/$DRAIN_OUT" "0/delivered 6 waiting 0" \
+    "after a 503 every event is delivered once retried"
+expect_eq "$(hook 'print(" ".join("%s:%s:%s" % (ev(r)["udid"][-1],
+    r["json"]["checkin_event"].get("token_update_tally", "-"), r["status"]) for r in log))')" \
+    "D:2:503 A:-:200 A:-:200 A:-:200 D:2:200 D:3:200 D:4:200" \
+    "the refused event held back only device 1's later events; device 2's went on; then device 1's in order"
+expect_eq "$(hook 'print(all(sig_ok(r) for r in log))')" True "signed after a retry too"
+expect_logged_drain() {
+	if grep -q 'HTTP 503' "$IT_DIR/drain.log"; then pass "$1"
+	else fail "$1" "no 'HTTP 503' in drain.log"; fi
+}
+expect_logged_drain "the failed POST logged with its status"
+
+# ---- a dead receiver does not slow check-ins ----
+mock_stop
+: >"$IT_DIR/hook.log"
+"$DRAIN" --db "$IT_DB" --config "$IT_DIR/picomdm.conf" --follow \
+    2>>"$IT_DIR/drain.log" &
+drain_pid=$!
+IT_PIDS+=("$drain_pid")
+t0=$(date +%s%N)
+for i in $(seq 20); do
+	checkin "$(token_plist "$udid2" "$(openssl rand -base64 32)")" device2
+	[[ $STATUS == 200 ]] || fail "TokenUpdate $i with the receiver dead" "$STATUS"
+done
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+if ((ms < 20 * 500)); then
+	pass "20 check-ins with the receiver dead and the drainer retrying took ${ms} ms"
+else
+	fail "20 check-ins with the receiver dead" "${ms} ms"
+fi
+sleep 1.5
+waiting=$(ctlok stats --prometheus | awk '$1 == "picomdm_webhook_outbox" {print $2}')
+expect_eq "$waiting" 20 "the 20 events wait in the outbox"
+failed=$(ctlok stats --prometheus |
+    awk '$1 == "picomdm_webhook_events_total{outcome=\"failed\"}" {print $2}')
+if ((failed >= 2)); then pass "failed POSTs counted ($failed)"
+else fail "failed POSTs counted" "$failed"; fi
+kill -TERM "$drain_pid" 2>/dev/null || true
+wait "$drain_pid" 2>/dev/null || true
+
+# ---- kill -9 mid-batch, restart: every event delivered ----
+mock_start '{"answers": [{"status": 200, "delay_ms": 40}]}'
+: >"$IT_DIR/hook.log"
+for i in $(seq 30); do
+	checkin "$(token_plist "$udid1" "$(openssl rand -base64 32)")" device1
+	[[ $STATUS == 200 ]] || fail "TokenUpdate $i for the crash" "$STATUS"
+done
+# 20 of device 2's and 30 of device 1's; remember their event IDs.
+ids_before=$(ctlok dump | jq -r 'select(.db == "event") | .value.event_id' | sort)
+expect_eq "$(wc -l <<<"$ids_before")" 50 "50 events waiting before the crash"
+"$DRAIN" --db "$IT_DB" --config "$IT_DIR/picomdm.conf" --follow \
+    2>>"$IT_DIR/drain.log" &
+drain_pid=$!
+IT_PIDS+=("$drain_pid")
+for _ in $(seq 200); do
+	(($(wc -l <"$IT_DIR/hook.log") >= 12)) && break
+	sleep 0.05
+done
+{ kill -KILL "$drain_pid"; wait "$drain_pid"; } 2>/dev/null || true
+got=$(wc -l <"$IT_DIR/hook.log")
+if ((got >= 12 && got < 50)); then pass "the drainer killed mid-batch ($got of 50 posted)"
+else fail "the drainer killed mid-batch" "$got posted"; fi
+DRAIN_RC=0
+drain --until-empty 60
+expect_eq "$DRAIN_RC/${DRAIN_OUT#delivered * }" "0/waiting 0" \
+    "after the restart the outbox is empty"
+expect_eq "$(hook 'print("\n".join(sorted(set(r["json"]["event_id"] for r in log))))')" \
+    "$ids_before" "every event delivered at least once"
+expect_eq "$(hook 'seen = set(); firsts = []
+for r in log:
+    if r["json"]["event_id"] not in seen:
+        seen.add(r["json"]["event_id"]); firsts.append(r)
+d1 = [ev(r).get("token_update_tally") for r in firsts if ev(r)["udid"] == "'"$udid1"'"]
+print(d1 == sorted(d1), len(d1))')" "True 30" \
+    "device 1's events first delivered in order"
+dups=$(hook 'print(len(log) - len(set(r["json"]["event_id"] for r in log)))')
+# Outcomes are recorded within 50 ms (module/webhook.c, FLUSH_US); each
+# POST takes 40 ms here: the one in flight and at most two recorded too
+# late may go twice.
+if ((dups <= 3)); then pass "only events posted just before the kill sent again ($dups)"
+else fail "only events posted just before the kill sent again" "$dups duplicates"; fi
+
+# ---- purge: the enrollment's events go with it ----
+mock_stop
+checkin "$(token_plist "$udid2" "$(openssl rand -base64 32)")" device2
+expect_status 200 "a TokenUpdate of device 2 queued"
+expect_eq "$(ctlok dump | jq -r 'select(.db == "event") | .value.udid' | sort -u)" \
+    "$udid2" "device 2's event waits"
+# dump and restore keep the event as it was (the frozen fixture in
+# tests/data/store predates the kind).
+ctlok dump --secrets >"$IT_DIR/dump1.json"
+mkdir -p "$IT_DIR/db2"
+expect_exit 0 "restore of a store with a webhook event" \
+    "$PM_BUILD/picomdmctl" --db "$IT_DIR/db2" restore "$IT_DIR/dump1.json"
+"$PM_BUILD/picomdmctl" --db "$IT_DIR/db2" dump --secrets >"$IT_DIR/dump2.json"
+if cmp -s "$IT_DIR/dump1.json" "$IT_DIR/dump2.json" &&
+    grep -q '"db":"event"' "$IT_DIR/dump2.json"; then
+	pass "dump, restore, dump: the webhook event byte-identical"
+else
+	fail "dump, restore, dump: the webhook event byte-identical" \
+	    "$(diff "$IT_DIR/dump1.json" "$IT_DIR/dump2.json" | head -c 300)"
+fi
+ctlok purge "$udid2" --yes >/dev/null
+expect_eq "$(ctlok dump | jq -r 'select(.db == "event")' | wc -l)" 0 \
+    "purge removes the device's webhook events"
+expect_eq "$(ctlok check 2>&1 | grep -c -i problem || true)" 0 "check finds no problem"
+
+# ---- bad configuration: refused, the secret never echoed ----
+long=$(head -c 4000 /dev/urandom | base64 -w 0)
+printf '%s\n' "$long" >"$IT_DIR/long.secret"
+printf 'webhook_secret_file = %s\n' "$IT_DIR/long.secret" >"$IT_DIR/bad1.conf"
+expect_exit 2 "picomdm-fcgi refuses a webhook secret over 4096 bytes" \
+    "$PM_BUILD/picomdm-fcgi" --config "$IT_DIR/bad1.conf" --db "$IT_DIR/db3"
+if grep -q 'webhook_secret_file' "$EXIT_ERR" &&
+    ! grep -qF "${long:0:40}" "$EXIT_ERR"; then
+	pass "the refusal names the key, not the secret"
+else
+	fail "the refusal names the key, not the secret" "$(head -c 200 "$EXIT_ERR")"
+fi
+printf 'webhook_url = ftp://127.0.0.1/x\n' >"$IT_DIR/bad2.conf"
+expect_exit 2 "picomdm-fcgi refuses a webhook_url that is not http(s)" \
+    "$PM_BUILD/picomdm-fcgi" --config "$IT_DIR/bad2.conf" --db "$IT_DIR/db3"
+expect_eq "$(grep -c 'webhook_url: bad value' "$EXIT_ERR")" 1 "and says which key"
+
+# ---- metrics ----
+api GET /api/v1/metrics
+expect_status 200 "GET /api/v1/metrics"
+expect_eq "$(grep -c '^picomdm_webhook_events_total{outcome="\(queued\|delivered\|failed\|dropped\)"}' "$BODY")" 4 \
+    "/api/v1/metrics shows the webhook outcomes"
+# 4 + 6 + 50 events recorded delivered, each once (one sent again after
+# the kill was never recorded before it); 61 queued.
+promval() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
+expect_eq "$(promval 'picomdm_webhook_events_total{outcome="delivered"}' "$BODY")/$(promval 'picomdm_webhook_events_total{outcome="queued"}' "$BODY")" \
+    60/61 "60 delivered, 61 queued"
+ctlok stats --prometheus >"$IT_DIR/stats.prom"
+expect_eq "$(grep '^picomdm_webhook' "$IT_DIR/stats.prom")" \
+    "$(grep '^picomdm_webhook' "$BODY")" "picomdmctl stats --prometheus says the same"
+
+# ---- the bound: the oldest dropped, counted and said in the responder's log ----
+it_stop_responder
+printf 'webhook_max_events = 3\n' >>"$IT_DIR/picomdm.conf"
+it_start_responder
+for i in $(seq 5); do
+	checkin "$(token_plist "$udid1" "$(openssl rand -base64 32)")" device1
+	[[ $STATUS == 200 ]] || fail "TokenUpdate $i with the outbox bounded" "$STATUS"
+done
+ctlok stats --prometheus >"$IT_DIR/stats2.prom"
+expect_eq "$(promval picomdm_webhook_outbox "$IT_DIR/stats2.prom")/$(promval 'picomdm_webhook_events_total{outcome="dropped"}' "$IT_DIR/stats2.prom")" \
+    3/2 "webhook_max_events = 3: five check-ins leave three events, two dropped and counted"
+expect_eq "$(grep -c 'outbox is full (webhook_max_events 3): dropped the 1 oldest' "$IT_DIR/fcgi.log")" 2 \
+    "each drop is a warning in the responder's log"
+expect_eq "$(ctlok dump | jq -r 'select(.db == "event") | .value.token_update_tally' | tr '\n' ' ')" \
+    "$(ctlok dump | jq -r 'select(.db == "enroll" and .key == "'"$udid1"'") | .value.token_update_tally - 2, .value.token_update_tally - 1, .value.token_update_tally' | tr '\n' ' ')" \
+    "the newest three kept"
+
+it_done
