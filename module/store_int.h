@@ -37,6 +37,11 @@ enum store_dbi {
 	DBI_PUSHCERT, /* APNs topic -> push certificate record */
 	DBI_MACHINEINFO, /* UDID -> MachineInfo record (store_enroll.c) */
 	DBI_ENRTOKEN, /* SHA-256 of a token -> enrollment token record */
+	DBI_VPPTOKEN, /* VPP token name -> content token record (store_vpp.c) */
+	DBI_VPPASSET, /* token . adamId . pricingParam -> asset record */
+	DBI_VPPASSIGN, /* token . "device"|"user" . serial|clientUserId .
+			* adamId -> assignment record */
+	DBI_VPPUSER,  /* token . clientUserId -> user record */
 	DBI__MAX
 };
 
@@ -130,6 +135,10 @@ enum rec_kind {
 	REC_PUSHCERT,
 	REC_MACHINEINFO,
 	REC_ENRTOKEN,
+	REC_VPPTOKEN,
+	REC_VPPASSET,
+	REC_VPPASSIGN,
+	REC_VPPUSER,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 

@@ -87,7 +87,8 @@ enum kind_key {
 	KK_U64_MSGKIND,	 /* eid . message kind: [eid, "kind"] */
 	KK_U64_PRIO_U64, /* eid . (255 - priority) . seq: [eid, prio, seq] */
 	KK_U64_TEXT,	 /* eid . string: [eid, "uuid"] */
-	KK_TEXT_U64	 /* length-prefixed string . eid: ["uuid", eid] */
+	KK_TEXT_U64,	 /* length-prefixed string . eid: ["uuid", eid] */
+	KK_STRS		 /* length-prefixed strings: ["token", "a", ...] */
 };
 
 /* How a value is laid out. */
@@ -116,8 +117,11 @@ enum kind_owner {
 			 * entry that refers to it */
 	OWN_TOPIC,	/* keyed by an APNs topic: removed by purge --topic
 			 * of that topic only (source SRC_SELF) */
-	OWN_EXPIRY	/* belongs to no device: removed by prune once
+	OWN_EXPIRY,	/* belongs to no device: removed by prune once
 			 * expired or used (enrollment tokens) */
+	OWN_VPP_TOKEN	/* keyed by a VPP token's name (KK_TEXT) or starting
+			 * with it (KK_STRS): removed by purge --token of
+			 * that name, with no device (store_vpp.c) */
 };
 
 /* What an entry refers to, beyond its owner (purge notes the commands
@@ -202,6 +206,7 @@ int afield_secret(const struct afield *);
 #define TAG_PUSHCERT_KEY      3
 #define TAG_PUSHCERT_NOTAFTER 4
 #define TAG_MI_UDID	      1
+#define TAG_VPPTOKEN_NAME     1
 
 /* Does store_check.c have the check of one entry of this sub-database?
  * (test-admin: every kind with a pass has one.) */
