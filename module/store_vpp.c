@@ -382,3 +382,22 @@ store_vpp_count(struct store_txn *t, const char *token, size_t *n)
 	}
 	return 0;
 }
+
+/* See store_vpp.h. */
+int
+store_vpp_token_remove(struct store_txn *t, const char *name, uint64_t *n)
+{
+	size_t i;
+	int    rc;
+
+	*n = 0;
+	if (name == NULL || *name == '\0' || strlen(name) > KEY_MAX)
+		return STORE_EINVAL;
+	if ((rc = db_delv(t, DBI_VPPTOKEN, name, strlen(name))) != 0)
+		return rc;
+	for (i = 0; i < STORE_VPP__MAX; i++)
+		if ((rc = store_vpp_clear(t, (enum store_vpp_list)i, name,
+			 n)) != 0)
+			return rc;
+	return 0;
+}

@@ -456,3 +456,39 @@ fail:
 	}
 	return -1;
 }
+
+json_t *
+vpp_page(struct vpp *v, const char *key, const char *array, const char *since,
+    long long page, long long *total, struct vpp_error *e)
+{
+	json_t *o, *tp, *cp;
+	char	q[160];
+
+	if (since != NULL && !query_safe(since)) {
+		seterr(e, 0, 0, "sinceVersionId has characters a version "
+		    "id does not: ", since);
+		return NULL;
+	}
+	q[0] = '\0';
+	if (page > 0 && since != NULL)
+		snprintf(q, sizeof q, "pageIndex=%lld&sinceVersionId=%s", page,
+		    since);
+	else if (page > 0)
+		snprintf(q, sizeof q, "pageIndex=%lld", page);
+	else if (since != NULL)
+		snprintf(q, sizeof q, "sinceVersionId=%s", since);
+	if ((o = vpp_get(v, key, q, e)) == NULL)
+		return NULL;
+	tp = json_object_get(o, "totalPages");
+	cp = json_object_get(o, "currentPageIndex");
+	if (!json_is_array(json_object_get(o, array)) ||
+	    !json_is_integer(tp) || json_integer_value(tp) < 1 ||
+	    !json_is_integer(cp) || json_integer_value(cp) != page) {
+		seterr(e, 200, 0, "page answer without totalPages, the page "
+		    "asked for or the array ", array);
+		json_decref(o);
+		return NULL;
+	}
+	*total = json_integer_value(tp);
+	return o;
+}
