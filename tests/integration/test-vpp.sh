@@ -371,6 +371,12 @@ expect_eq "$(jq -r '.vpp[] | .adam_id + "|" + .token' "$IT_DIR/show")" \
     "100000007|campus" "show: the device's vpp list"
 expect_eq "$("$CTL" --db "$DB" show GEN000000002 | jq -c .vpp)" "[]" \
     "show: no vpp list for a device without licences"
+"$CTL" --db "$DB" inventory GEN000000001 --json >"$IT_DIR/inv"
+expect_eq "$(jq -r '.services[] | select(.service == "VPP") | .fields[] |
+    select(.source == "record") | [.message, .field, .value, (.purpose | length > 10),
+    (.received_at != null)] | map(tostring) | join("|")' "$IT_DIR/inv" | sort | tr '\n' ' ')" \
+    "assignments|adamId|100000007|true|true assignments|pricingParam|STDQ|true|true assignments|serialNumber|GEN000000001|true|true " \
+    "inventory: the device's VPP fields under the VPP service, with purpose and time"
 
 # Delta: only the change, asked with the last versionId.
 control /mock/change '{"assignments":[{"adamId":"100000001","pricingParam":"STDQ","serialNumber":"C02DELTA0001"}],"users":[{"clientUserId":"11111111-0000-4000-8000-000000000001","status":"Registered"}]}'
