@@ -400,6 +400,12 @@ dumpv "$IT_DIR/after" --secrets
     pass "sync: a record of the wrong type fails its page whole" ||
     fail "sync: a record of the wrong type fails its page whole" "rc $RC $(cat "$IT_DIR/err")"
 
+vdb token remove campus
+{ ((RC == 1)) && grep -q 'has 1,*[0-9]* asset, assignment and user records' "$IT_DIR/err" &&
+    [[ $("$VPP" --db "$DB" token list | jq -r .name) == campus ]]; } &&
+    pass "token remove: a token with records is refused without --purge" ||
+    fail "token remove: a token with records is refused without --purge" "rc $RC $(cat "$IT_DIR/err")"
+
 # --- killed mid-sync, run again: the same result -------------------------------------
 start_mock --assets 40 --assignments 3000 --users 5 --page-size 50 --max-rps 15
 "$VPP" --db "$IT_DIR/ref" token import campus "$T/good.vpptoken" >/dev/null
@@ -432,6 +438,12 @@ fi
 dup=$(jq -r 'select(.path == "/mock-v2/assignments/list") | .query' "$MOCK_LOG" |
     sort | uniq -d | wc -l)
 expect_eq "$dup" 0 "kill -9: no assignment page fetched twice (none lost either)"
+
+# A full listing replaces: assets Apple no longer lists are gone.
+start_mock --assets 7 --assignments 3 --users 2
+vdb sync campus
+expect_eq "$RC:$("$VPP" --db "$DB" assets | wc -l)" 0:7 \
+    "sync: a full asset listing replaces the old one"
 
 # --- purge --token ---------------------------------------------------------------------
 "$GEN" --db "$DB" --devices 3 --queue 0 --results 0 2>/dev/null
