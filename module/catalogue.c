@@ -228,6 +228,9 @@ const struct inv_row inventory_catalogue[] = {
 	"store country of the location (v2), shown by token list"),
     VK("client config", "locationName",
 	"the location the token is for, shown by token list"),
+    VK("client config", "mdmInfo.id",
+	"the MDM that manages the location: sync claims a free location and "
+	"leaves another MDM's alone unless --force"),
     VK("client config", "uId",
 	"Apple's ID of the location's library, shown by token list"),
     VP("client config", "organizationId", "the organisation of the token"),

@@ -208,6 +208,7 @@ static const struct afield vpptoken_af[] = {
     AO(13, "cursor_page", A_U64),
     AO(14, "cursor_since", A_STR),
     AO(15, "cursor_version", A_STR),
+    AV(16, "mdm_id", A_STR, "client config", "mdmInfo.id"),
 };
 
 static const struct afield vppasset_af[] = {

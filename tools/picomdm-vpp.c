@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -36,7 +37,7 @@ usage(void)
 	    "       picomdm-vpp --db DIR token list\n"
 	    "       picomdm-vpp --db DIR token remove NAME [--purge]\n"
 	    "       picomdm-vpp --db DIR [--url URL] [--ca FILE] [--rps N]\n"
-	    "           [--max-wait SECONDS] sync [NAME]\n"
+	    "           [--max-wait SECONDS] [--mdm-id ID] [--force] sync [NAME]\n"
 	    "       picomdm-vpp --db DIR assets|assignments|users [NAME]\n");
 	exit(2);
 }
@@ -406,6 +407,10 @@ page_op(struct store_txn *t, void *arg)
 			if (json_is_string(x = json_object_get(po->client,
 			    m[i][0])))
 				json_object_set(tok, m[i][1], x);
+		x = json_object_get(json_object_get(po->client, "mdmInfo"),
+		    "id");
+		if (json_is_string(x))
+			json_object_set(tok, "mdm_id", x);
 		rc = store_vpp_token_put(t, tok);
 		json_decref(tok);
 		return rc;
@@ -473,6 +478,46 @@ tok_op(struct store_txn *t, void *arg)
 	return store_vpp_token_get(t, to->name, 1, &to->rec);
 }
 
+/* What names this picomdm to Apple as the location's MDM (mdmInfo). */
+static char mdm_id[101];
+static int  force;
+
+/*
+ * Claim the location for this picomdm: a location no MDM holds is
+ * claimed; one another MDM holds is left alone (exit 4) unless --force.
+ * *cc is replaced by the configuration the claim answered.
+ */
+static int
+claim(struct vpp *v, const char *name, json_t **cc)
+{
+	struct vpp_error e = { 0 };
+	json_t		*mi = json_object_get(*cc, "mdmInfo"), *body, *n;
+	const char	*id = json_string_value(json_object_get(mi, "id"));
+
+	if (id != NULL && strcmp(id, mdm_id) == 0)
+		return 0;
+	if (id != NULL && !force) {
+		fprintf(stderr, "picomdm-vpp: %s: the location %s is managed "
+		    "by another MDM (%s, id %s); --force takes it over\n",
+		    name, json_string_value(json_object_get(*cc,
+		    "locationName")) ?: "?", json_string_value(
+		    json_object_get(mi, "name")) ?: "?", id);
+		return 4;
+	}
+	body = json_pack("{s:{s:s, s:s, s:s}}", "mdmInfo", "id", mdm_id,
+	    "name", "picomdm", "metadata", name);
+	n = body != NULL ? vpp_post(v, "clientConfig", body, &e) : NULL;
+	json_decref(body);
+	if (n == NULL)
+		return fail(&e);
+	fprintf(stderr, "picomdm-vpp: %s: claimed the location%s%s%s\n", name,
+	    id != NULL ? " from " : "", id != NULL ? id : "",
+	    id != NULL ? " (--force)" : "");
+	json_decref(*cc);
+	*cc = n;
+	return 0;
+}
+
 static int
 sync_one(const char *name, const struct vpp_opts *o)
 {
@@ -511,6 +556,10 @@ sync_one(const char *name, const struct vpp_opts *o)
 	po.token = name;
 	if ((cc = vpp_get(v, "clientConfig", NULL, &e)) == NULL) {
 		rc = fail(&e);
+		goto out;
+	}
+	if ((rc = claim(v, name, &cc)) != 0) {
+		json_decref(cc);
 		goto out;
 	}
 	po.client = cc;
@@ -557,6 +606,20 @@ sync_one(const char *name, const struct vpp_opts *o)
 		    po.index < po.total; po.index++) {
 			po.page = vpp_page(v, lists[li].key, lists[li].name,
 			    since, po.index, &po.total, &e);
+			if (po.page == NULL && e.number == 9721 &&
+			    since != NULL && po.index == 0) {
+				/* Apple no longer knows the version (a new
+				 * library, a reset): list it whole. */
+				fprintf(stderr, "picomdm-vpp: %s: %s: versionId "
+				    "%s refused (9721): listing all\n", name,
+				    lists[li].name, since);
+				free(since);
+				since = NULL;
+				po.since = NULL;
+				po.index = -1;
+				po.total = 1;
+				continue;
+			}
 			if (po.page == NULL) {
 				rc = fail(&e);
 				break;
@@ -720,6 +783,8 @@ main(int argc, char **argv)
 		{ "since", required_argument, NULL, 's' },
 		{ "db", required_argument, NULL, 'd' },
 		{ "purge", no_argument, NULL, 'p' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "mdm-id", required_argument, NULL, 'm' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vpp_opts  o = { 0 };
@@ -740,6 +805,15 @@ main(int argc, char **argv)
 		case 's': since = optarg; break;
 		case 'd': dir = optarg; break;
 		case 'p': purge = 1; break;
+		case 'f': force = 1; break;
+		case 'm':
+			if (strlen(optarg) < 1 || strlen(optarg) >= sizeof mdm_id) {
+				fprintf(stderr, "picomdm-vpp: --mdm-id: 1 to 100 "
+				    "characters\n");
+				return 2;
+			}
+			snprintf(mdm_id, sizeof mdm_id, "%s", optarg);
+			break;
 		case 'r':
 			o.max_rps = strtod(optarg, &end);
 			if (*end != '\0' || !(o.max_rps > 0 &&
@@ -763,6 +837,14 @@ main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		usage();
+	if (mdm_id[0] == '\0') {
+		char host[64];
+
+		if (gethostname(host, sizeof host) != 0)
+			snprintf(host, sizeof host, "localhost");
+		host[sizeof host - 1] = '\0';
+		snprintf(mdm_id, sizeof mdm_id, "picomdm@%s", host);
+	}
 	cmd = argv[optind];
 	if (dir != NULL) {
 		if (token != NULL || since != NULL) {

@@ -90,6 +90,10 @@ json_t     *vpp_get(struct vpp *, const char *key, const char *query,
 int vpp_list(struct vpp *, const char *key, const char *array,
     const char *since, int (*cb)(json_t *, void *), void *arg,
     char **version, struct vpp_error *);
+/* POST a JSON body to the URL the service configuration names under
+ * urls.<key>. Returns a new reference or NULL. */
+json_t     *vpp_post(struct vpp *, const char *key, const json_t *body,
+    struct vpp_error *);
 /* One page of a listing (pageIndex page, sinceVersionId since or NULL),
  * checked to be that page with its array; *total the totalPages. A new
  * reference, or NULL with e set. */

@@ -379,6 +379,13 @@ expect_eq "$(jq -r '.services[] | select(.service == "VPP") | .fields[] |
     "assignments|adamId|100000007|true|true assignments|pricingParam|STDQ|true|true assignments|serialNumber|GEN000000001|true|true " \
     "inventory: the device's VPP fields under the VPP service, with purpose and time"
 
+expect_eq "$(jq -rs '[.[] | select(.method == "POST" and .path == "/mock-v2/client/config" and .status == 200)] | length' \
+    "$MOCK_LOG")" 1 "mdmInfo: the first sync claims the location"
+grep -q 'campus: claimed the location$' "$IT_DIR/err" &&
+    pass "mdmInfo: the claim reported" || fail "mdmInfo: the claim reported" "$(cat "$IT_DIR/err")"
+expect_eq "$("$CTL" --db "$DB" dump | jq -r 'select(.db == "vpp_token") | .value.mdm_id')" \
+    "picomdm@$(hostname)" "mdmInfo: our id on the token"
+
 # Delta: only the change, asked with the last versionId.
 control /mock/change '{"assignments":[{"adamId":"100000001","pricingParam":"STDQ","serialNumber":"C02DELTA0001"}],"users":[{"clientUserId":"11111111-0000-4000-8000-000000000001","status":"Registered"}]}'
 n=$(count /mock-v2/assignments/list)
@@ -406,6 +413,30 @@ vdb token remove campus
     [[ $("$VPP" --db "$DB" token list | jq -r .name) == campus ]]; } &&
     pass "token remove: a token with records is refused without --purge" ||
     fail "token remove: a token with records is refused without --purge" "rc $RC $(cat "$IT_DIR/err")"
+
+# --- another MDM holds the location -----------------------------------------------------
+start_mock --assets 5 --assignments 5 --users 5 \
+    --mdm-info '{"id":"other-mdm-7","name":"Other MDM","metadata":""}'
+dumpv "$IT_DIR/before" --secrets
+vdb sync campus
+dumpv "$IT_DIR/after" --secrets
+{ ((RC == 4)) && grep -q 'managed by another MDM (Other MDM, id other-mdm-7); --force' "$IT_DIR/err" &&
+    (($(count /mock-v2/assets/list) == 0)) && cmp -s "$IT_DIR/before" "$IT_DIR/after" &&
+    (($(jq -rs '[.[] | select(.method == "POST")] | length' "$MOCK_LOG") == 0)); } &&
+    pass "mdmInfo: a location another MDM holds is left alone, nothing synced" ||
+    fail "mdmInfo: a location another MDM holds is left alone, nothing synced" \
+    "rc $RC $(cat "$IT_DIR/err")"
+vdb --force sync campus
+{ ((RC == 0)) && grep -q 'claimed the location from other-mdm-7 (--force)' "$IT_DIR/err" &&
+    [[ $("$VPP" --db "$DB" assets | wc -l) == 5 ]] &&
+    [[ $("$VPP" --db "$DB" assignments | wc -l) == 5 ]] &&
+    grep -q 'assignments: versionId v[0-9]* refused (9721): listing all' "$IT_DIR/err"; } &&
+    pass "mdmInfo: --force takes the location over and syncs (a versionId Apple refuses: all listed again)" ||
+    fail "mdmInfo: --force takes the location over and syncs (a versionId Apple refuses: all listed again)" "rc $RC $(cat "$IT_DIR/err")"
+n=$(jq -rs '[.[] | select(.method == "POST")] | length' "$MOCK_LOG")
+vdb sync campus
+expect_eq "$RC:$(jq -rs '[.[] | select(.method == "POST")] | length' "$MOCK_LOG")" "0:$n" \
+    "mdmInfo: a location we hold is not claimed again"
 
 # --- killed mid-sync, run again: the same result -------------------------------------
 start_mock --assets 40 --assignments 3000 --users 5 --page-size 50 --max-rps 15
