@@ -359,6 +359,7 @@ static const struct api_route {
     {"enrollment-tokens", 0, "POST", api_token_new},
     {"enrollment-tokens", 0, "GET", api_token_list},
     {"enrollment-tokens", 1, "DELETE", api_token_del},
+    {"vpp", 1, "GET", api_vpp},
 };
 
 /*

@@ -493,5 +493,39 @@ grep -q $'removed\tvpp_assignment\t3000' "$IT_DIR/out" &&
     pass "purge --token: reports what it removed" ||
     fail "purge --token: reports what it removed" "$(cat "$IT_DIR/out")"
 
+# --- the operator API: GET /api/v1/vpp/... ------------------------------------------------
+# The responder, nginx and a store of their own (it_start makes a new
+# IT_DIR; this one, with the certificates and tokens, goes at the end).
 stop_mock
+VPP_DIR=$IT_DIR
+it_start
+# shellcheck source=lib-api.sh
+. "$(dirname "$0")/lib-api.sh"
+DB=$IT_DB
+start_mock --assets 30 --assignments 25 --users 4 --page-size 10
+vdb token import campus "$T/good.vpptoken"
+vdb sync campus
+expect_eq "$RC" 0 "api: synced into the responder's store while it runs"
+api GET /api/v1/vpp/assets
+expect_status 200 "api: GET vpp/assets"
+expect_body_jq '[(.assets | length), (.next | tostring), .assets[0].token] | map(tostring) | join(" ")' \
+    "30 null campus" "api: every asset, with its token"
+api GET '/api/v1/vpp/assignments?limit=10&offset=20'
+expect_body_jq '[(.assignments | length), (.next | tostring)] | map(tostring) | join(" ")' \
+    "5 null" "api: the last page of assignments"
+api GET '/api/v1/vpp/assignments?limit=10'
+expect_body_jq '[(.assignments | length), .next] | map(tostring) | join(" ")' \
+    "10 10" "api: a first page and the offset of the next"
+api GET '/api/v1/vpp/users?token=campus'
+expect_body_jq '.users | map(.client_user_id) | length' 4 "api: users of one token"
+api GET '/api/v1/vpp/users?token=nosuch'
+expect_body_jq '.users | length' 0 "api: no users for a token that does not exist"
+api GET /api/v1/vpp/licences
+expect_api_error 404 "api: vpp/ of nothing is 404"
+api GET '/api/v1/vpp/assets?limit=0'
+expect_api_error 400 "api: a bad limit is 400"
+put_raw /api/v1/vpp/assets
+expect_status 401 "api: vpp/ needs the API key"
+stop_mock
+rm -rf "$VPP_DIR"
 it_done
