@@ -367,6 +367,21 @@ expect_eq "$(count /mock-v2/assignments/list)" 13 "sync: 13 assignment pages, ea
 "$CTL" --db "$DB" check >"$IT_DIR/check" 2>&1 &&
     pass "sync: the store checks clean" || fail "sync: the store checks clean" \
     "$(head -3 "$IT_DIR/check")"
+"$CTL" --db "$DB" dump --secrets >"$IT_DIR/full.json"
+"$CTL" --db "$IT_DIR/restored" restore "$IT_DIR/full.json" >/dev/null 2>&1 ||
+    fail "dump/restore: restore"
+if "$CTL" --db "$IT_DIR/restored" dump --secrets | cmp -s - "$IT_DIR/full.json" &&
+    "$CTL" --db "$IT_DIR/restored" check >/dev/null 2>&1; then
+	pass "dump/restore: the VPP kinds round-trip byte for byte and check clean"
+else
+	fail "dump/restore: the VPP kinds round-trip byte for byte and check clean"
+fi
+"$CTL" --db "$DB" dump >"$IT_DIR/nosecrets.json"
+RC=0
+"$CTL" --db "$IT_DIR/restored2" restore "$IT_DIR/nosecrets.json" >"$IT_DIR/out" 2>&1 || RC=$?
+{ ((RC != 0)) && grep -q 'made without --secrets' "$IT_DIR/out"; } &&
+    pass "dump/restore: a dump without --secrets does not restore a token" ||
+    fail "dump/restore: a dump without --secrets does not restore a token" "rc $RC $(head -2 "$IT_DIR/out")"
 "$CTL" --db "$DB" show GEN000000001 >"$IT_DIR/show"
 expect_eq "$(jq -r '.vpp[] | .adam_id + "|" + .token' "$IT_DIR/show")" \
     "100000007|campus" "show: the device's vpp list"
