@@ -376,6 +376,20 @@ if "$CTL" --db "$IT_DIR/restored" dump --secrets | cmp -s - "$IT_DIR/full.json" 
 else
 	fail "dump/restore: the VPP kinds round-trip byte for byte and check clean"
 fi
+grep -v '"db":"vpp_token"' "$IT_DIR/full.json" | jq -c 'if .end then .records -= 1 else . end' \
+    >"$IT_DIR/orphans.json"
+"$CTL" --db "$IT_DIR/orphans" restore "$IT_DIR/orphans.json" >/dev/null 2>&1 ||
+    fail "check: restore of records without their token"
+RC=0
+"$CTL" --db "$IT_DIR/orphans" check >"$IT_DIR/out" 2>&1 || RC=$?
+{ ((RC != 0)) && grep -q 'belongs to VPP token campus, which does not exist' "$IT_DIR/out"; } &&
+    pass "check: VPP records without their token are a problem" ||
+    fail "check: VPP records without their token are a problem" "rc $RC $(head -2 "$IT_DIR/out")"
+"$CTL" --db "$IT_DIR/orphans" check --repair >/dev/null 2>&1 || true
+{ "$CTL" --db "$IT_DIR/orphans" check >/dev/null 2>&1 &&
+    [[ $("$CTL" --db "$IT_DIR/orphans" dump | grep -c '"db":"vpp_') == 0 ]]; } &&
+    pass "check --repair: drops VPP records without their token" ||
+    fail "check --repair: drops VPP records without their token"
 "$CTL" --db "$DB" dump >"$IT_DIR/nosecrets.json"
 RC=0
 "$CTL" --db "$IT_DIR/restored2" restore "$IT_DIR/nosecrets.json" >"$IT_DIR/out" 2>&1 || RC=$?
