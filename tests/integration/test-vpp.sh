@@ -278,9 +278,11 @@ expect_eq "$(cat "$IT_DIR/code"):$(jq -r .errorNumber "$IT_DIR/out")" \
 start_mock --assignments 1500 --page-size 50 --max-rps 15
 # One curl for the 20, so that a loaded machine's process start-up does
 # not spread them over more than a second.
-curl -sS --cacert "$C/ca.pem" $(for ((i = 0; i < 20; i++)); do
-	printf -- '-o /dev/null https://127.0.0.1:%s/mdm/v2/service/config ' "$MOCK_PORT"
-done) || true
+burst=()
+for ((i = 0; i < 20; i++)); do
+	burst+=(-o /dev/null "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config")
+done
+curl -sS --cacert "$C/ca.pem" "${burst[@]}" || true
 (($(stats over_rate) > 0)) && pass "mock: a burst of 20 is over its rate" ||
     fail "mock: a burst of 20 is over its rate"
 start_mock --assignments 1500 --page-size 50 --max-rps 15
@@ -307,7 +309,7 @@ vdb() {
 }
 # dumpv FILE [--secrets]: the store's VPP entries.
 dumpv() {
-	"$CTL" --db "$DB" dump ${2-} | grep '"db":"vpp_' >"$1" || true
+	"$CTL" --db "$DB" dump ${2:+"$2"} | grep '"db":"vpp_' >"$1" || true
 }
 
 vdb token import campus "$T/good.vpptoken"
@@ -528,7 +530,7 @@ grep -q $'removed\tvpp_assignment\t3000' "$IT_DIR/out" &&
 stop_mock
 VPP_DIR=$IT_DIR
 it_start
-# shellcheck source=lib-api.sh
+# shellcheck source-path=SCRIPTDIR source=lib-api.sh
 . "$(dirname "$0")/lib-api.sh"
 DB=$IT_DB
 start_mock --assets 30 --assignments 25 --users 4 --page-size 10
