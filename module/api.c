@@ -361,6 +361,7 @@ static const struct api_route {
     {"enrollment-tokens", 1, "DELETE", api_token_del},
     {"ade", 1, "GET", api_ade_devices},
     {"ade", 2, "GET", api_ade_device},
+    {"vpp", 1, "GET", api_vpp},
 };
 
 /*

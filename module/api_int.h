@@ -52,6 +52,9 @@ int  api_num(struct api *, const char *name, const char *v, long long min,
  * -1 answered. */
 int  api_ids(struct api *, char ***ids, size_t *nids);
 
+/* api_vpp.c */
+void api_vpp(struct api *);
+
 /* api_data.c */
 void api_enqueue(struct api *);
 void api_enrollments(struct api *);

@@ -22,6 +22,7 @@
 #include "picomdm/store.h"
 #include "picomdm/store_ade.h"
 #include "picomdm/store_enroll.h"
+#include "picomdm/store_vpp.h"
 #include "picomdm/util.h"
 
 /* ---- the inventory of one device ---- */
@@ -463,6 +464,30 @@ inv_enrollment(struct inv_ctx *c, struct store_txn *t, const char *id)
 	return store_result_iter(t, id, 0, inv_result_cb, &ir);
 }
 
+/* An Apps and Books licence assigned to the device's serial number
+ * (store_vpp.h), its fields under the VPP service's "assignments". */
+static int
+inv_vpp_cb(const char *token, json_t *rec, void *arg)
+{
+	static const char *const f[][2] = {{"adam_id", "adamId"},
+	    {"pricing_param", "pricingParam"},
+	    {"serial_number", "serialNumber"}};
+	struct inv_ctx *c = arg;
+	const char     *at = json_string_value(json_object_get(rec, "synced_at"));
+	uint64_t	us = 0;
+	json_t	       *v;
+	size_t		i;
+
+	(void)token;
+	if (at != NULL && time_parse_rfc3339(at, &us) == -1)
+		us = 0;
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if ((v = json_object_get(rec, f[i][0])) != NULL)
+			inv_kept(c, INV_VPP, c->device_id, "assignments",
+			    f[i][1], json_incref(v), us);
+	return 0;
+}
+
 static int
 inv_uchan_cb(const char *id, void *arg)
 {
@@ -504,6 +529,8 @@ inv_collect(struct store_txn *t, struct inv_ctx *c)
 		rc = inv_enrollment(c, t, c->device_id);
 	if (rc == 0)
 		rc = store_user_channels(t, c->device_id, inv_uchan_cb, a);
+	if (rc == 0 && c->found && c->serial != NULL)
+		rc = store_vpp_of_serial(t, c->serial, inv_vpp_cb, c);
 	if (rc == 0 && !c->found)
 		rc = STORE_ENOTFOUND;
 	return rc;

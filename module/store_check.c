@@ -736,6 +736,86 @@ check_machineinfo(
 	    TAG_MI_UDID, "UDID", k, v);
 }
 
+/*
+ * VPP (store_vpp.c): a token record decodes and holds its own name and
+ * sToken; an asset, assignment or user record decodes, its key is the
+ * length-prefixed strings of its layout (store_kinds.h, KK_STRS) and the
+ * token its key starts with exists (repair: drop the orphan).
+ */
+static int
+check_vpp(struct check_ctx *c, struct store_txn *t, enum store_dbi d,
+    const MDB_val *k, const MDB_val *v, size_t parts, unsigned idtag)
+{
+	const unsigned char *kp = k->mv_data, *p;
+	const char	    *why;
+	size_t		     off = 0, l = 0, i, n;
+	int		     rc;
+
+	check_tick(c);
+	for (i = 0; i < parts; i++) {
+		if (k->mv_size - off < 3 ||
+		    (l = (size_t)kp[off] << 8 | kp[off + 1]) == 0 ||
+		    l > k->mv_size - off - 2)
+			return check_malformed(c, d, k);
+		off += 2 + l;
+	}
+	if (off != k->mv_size)
+		return check_malformed(c, d, k);
+	l = (size_t)kp[0] << 8 | kp[1];
+	if ((rc = db_has(t, DBI_VPPTOKEN, kp + 2, l)) < 0)
+		return rc;
+	if (rc == 0) {
+		if ((rc = problem(c, d, kp, k->mv_size, c->repair,
+			 "belongs to VPP token %.*s, which does not exist",
+			 (int)l, (const char *)kp + 2)) != 0)
+			return rc;
+		return c->repair;
+	}
+	if ((why = rec_problem(v, store_kinds[d].rec, NULL)) != NULL)
+		return problem(c, d, kp, k->mv_size, 0, "%s", why);
+	/* The record's ID is the key's second string. */
+	l = (size_t)kp[2 + (kp[0] << 8 | kp[1])] << 8 |
+	    kp[3 + (kp[0] << 8 | kp[1])];
+	if (d != DBI_VPPASSIGN &&
+	    (rec_field(v, store_kinds[d].rec, idtag, &p, &n) != 1 || n != l ||
+		memcmp(p, kp + 4 + (kp[0] << 8 | kp[1]), l) != 0))
+		return problem(c, d, kp, k->mv_size, 0,
+		    "record holds another ID than its key");
+	return 0;
+}
+
+static int
+check_vpptoken(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	static const unsigned req[] = {TAG_VPPTOKEN_NAME, 2, 0};
+
+	(void)t;
+	return check_own_key(arg, DBI_VPPTOKEN, REC_VPPTOKEN, req,
+	    TAG_VPPTOKEN_NAME, "token name", k, v);
+}
+
+static int
+check_vppasset(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	return check_vpp(arg, t, DBI_VPPASSET, k, v, 3, 1);
+}
+
+static int
+check_vppassign(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	return check_vpp(arg, t, DBI_VPPASSIGN, k, v, 4, 0);
+}
+
+static int
+check_vppuser(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	return check_vpp(arg, t, DBI_VPPUSER, k, v, 2, 1);
+}
+
 /* ENRTOKEN: keyed by a SHA-256; the record decodes and has an expiry. */
 static int
 check_enrtoken(
@@ -869,6 +949,10 @@ static const visit_fn checks[DBI__MAX] = {
     [DBI_ADETOKEN] = check_adetoken,
     [DBI_ADEDEVICE] = check_adedevice,
     [DBI_EVENT] = check_event,
+    [DBI_VPPTOKEN] = check_vpptoken,
+    [DBI_VPPASSET] = check_vppasset,
+    [DBI_VPPASSIGN] = check_vppassign,
+    [DBI_VPPUSER] = check_vppuser,
 };
 
 /* See store_kinds.h. */

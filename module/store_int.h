@@ -40,6 +40,11 @@ enum store_dbi {
 	DBI_ADETOKEN, /* ADE token name -> ADE token record (store_ade.c) */
 	DBI_ADEDEVICE, /* serial -> ADE device record (store_ade.c) */
 	DBI_EVENT,    /* seq -> webhook event record (store_event.c) */
+	DBI_VPPTOKEN, /* VPP token name -> content token record (store_vpp.c) */
+	DBI_VPPASSET, /* token . adamId . pricingParam -> asset record */
+	DBI_VPPASSIGN, /* token . "device"|"user" . serial|clientUserId .
+			* adamId -> assignment record */
+	DBI_VPPUSER,  /* token . clientUserId -> user record */
 	DBI__MAX
 };
 
@@ -136,6 +141,10 @@ enum rec_kind {
 	REC_ADETOKEN,
 	REC_ADEDEVICE,
 	REC_EVENT,
+	REC_VPPTOKEN,
+	REC_VPPASSET,
+	REC_VPPASSIGN,
+	REC_VPPUSER,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 

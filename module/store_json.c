@@ -185,6 +185,31 @@ status_name(int i)
 	return cmd_status_name((enum cmd_status)i);
 }
 
+/* A key of length-prefixed strings (KK_STRS) as an array of them; NULL
+ * unless the strings cover the key exactly, none empty. */
+static json_t *
+strs_json(const unsigned char *k, size_t n)
+{
+	json_t *a = json_array();
+	size_t	l, off = 0;
+
+	while (a != NULL && off < n) {
+		if (n - off < 3 || (l = (size_t)k[off] << 8 | k[off + 1]) == 0 ||
+		    l > n - off - 2 ||
+		    json_array_append_new(a,
+			json_stringn((const char *)k + off + 2, l)) != 0) {
+			json_decref(a);
+			return NULL;
+		}
+		off += 2 + l;
+	}
+	if (a != NULL && json_array_size(a) == 0) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
 /* The key of an entry of sub-database d in its JSON form, or NULL when
  * the bytes do not have that sub-database's layout. */
 json_t *
@@ -225,6 +250,8 @@ key_json(enum store_dbi d, const unsigned char *k, size_t n)
 			return NULL;
 		return j_arr(2, json_stringn((const char *)k + 2, l),
 		    j_u64(key_get_u64(k + 2 + l)), NULL);
+	case KK_STRS:
+		return strs_json(k, n);
 	default:
 		return NULL;
 	}
@@ -237,6 +264,7 @@ key_from_json(enum store_dbi d, const json_t *j, struct key *out)
 	const json_t *a, *b, *c;
 	uint64_t      x, y;
 	json_int_t    prio;
+	size_t	      i;
 	int	      kind;
 
 	key_init(out);
@@ -304,6 +332,18 @@ key_from_json(enum store_dbi d, const json_t *j, struct key *out)
 		key_u8(out, (unsigned)(json_string_length(c) & 0xff));
 		key_raw(out, json_string_value(c), json_string_length(c));
 		key_u64(out, x);
+		break;
+	case KK_STRS:
+		if (!json_is_array(j) || json_array_size(j) == 0)
+			return -1;
+		json_array_foreach((json_t *)(uintptr_t)j, i, c)
+		{
+			if (!json_is_string(c) || json_string_length(c) == 0 ||
+			    strlen(json_string_value(c)) !=
+				json_string_length(c))
+				return -1;
+			key_str(out, json_string_value(c));
+		}
 		break;
 	default:
 		return -1;

@@ -47,6 +47,10 @@
 /* An ADE field of Apple's (as text), received at tag at. */
 #define AE(tg, nm, m, f, at) { .tag = tg, .name = nm, .type = A_STR, \
     .cat = CAT_ROW, .svc = INV_ADE, .message = m, .field = f, .at_tag = at }
+/* A field of Apps and Books (VPP) with its catalogue row: Apple's name
+ * of it in that message. */
+#define AV(tg, nm, ty, m, f) { .tag = tg, .name = nm, .type = ty, \
+    .cat = CAT_ROW, .svc = INV_VPP, .message = m, .field = f }
 /* clang-format on */
 
 /* Tags as written by store_device.c and store_queue.c. */
@@ -259,6 +263,64 @@ static const struct afield event_af[] = {
     AO(15, "event_id", A_STR),
 };
 
+/*
+ * Apps and Books (store_vpp.c, picomdm-vpp): a content token, by the name
+ * the operator gave it, with what its .vpptoken file and the client
+ * configuration say and the sync's cursors; and the assets, assignments
+ * and users Apple lists for it, keyed by the token's name first. The
+ * sToken is a secret (its catalogue row): never in a dump without
+ * --secrets.
+ */
+static const struct afield vpptoken_af[] = {
+    AO(1, "name", A_STR),
+    AV(2, "stoken", A_STR, "server token", "sToken"),
+    AV(3, "org", A_STR, "server token", "orgName"),
+    AV(4, "expires", A_STR, "server token", "expDate"),
+    AV(5, "location", A_STR, "client config", "locationName"),
+    AV(6, "country", A_STR, "client config", "countryISO2ACode"),
+    AV(7, "uid", A_STR, "client config", "uId"),
+    AO(8, "imported_at", A_TIME),
+    AO(9, "synced_at", A_TIME),
+    AO(10, "assignments_version", A_STR),
+    AO(11, "users_version", A_STR),
+    AO(12, "cursor_list", A_STR),
+    AO(13, "cursor_page", A_U64),
+    AO(14, "cursor_since", A_STR),
+    AO(15, "cursor_version", A_STR),
+    AV(16, "mdm_id", A_STR, "client config", "mdmInfo.id"),
+};
+
+static const struct afield vppasset_af[] = {
+    AV(1, "adam_id", A_STR, "assets", "adamId"),
+    AV(2, "pricing_param", A_STR, "assets", "pricingParam"),
+    AV(3, "product_type", A_STR, "assets", "productType"),
+    AV(4, "assigned_count", A_U64, "assets", "assignedCount"),
+    AV(5, "available_count", A_U64, "assets", "availableCount"),
+    AV(6, "retired_count", A_U64, "assets", "retiredCount"),
+    AV(7, "total_count", A_U64, "assets", "totalCount"),
+    AV(8, "device_assignable", A_BOOL, "assets", "deviceAssignable"),
+    AV(9, "revocable", A_BOOL, "assets", "revocable"),
+    AO(10, "synced_at", A_TIME),
+};
+
+static const struct afield vppassign_af[] = {
+    AV(1, "adam_id", A_STR, "assignments", "adamId"),
+    AV(2, "pricing_param", A_STR, "assignments", "pricingParam"),
+    AV(3, "serial_number", A_STR, "assignments", "serialNumber"),
+    AV(4, "client_user_id", A_STR, "assignments", "clientUserId"),
+    AO(5, "synced_at", A_TIME),
+};
+
+static const struct afield vppuser_af[] = {
+    AV(1, "client_user_id", A_STR, "users", "clientUserId"),
+    AV(2, "email", A_STR, "users", "email"),
+    AV(3, "status", A_STR, "users", "status"),
+    AV(4, "invite_code", A_STR, "users", "inviteCode"),
+    AV(5, "id_hash", A_STR, "users", "idHash"),
+    AV(6, "managed_apple_id", A_STR, "users", "managedAppleId"),
+    AO(7, "synced_at", A_TIME),
+};
+
 /* No purge by source for this kind. */
 #define NO_SOURCE .src = STORE_SOURCE__MAX, .src_owner = SRC_NONE
 
@@ -345,6 +407,22 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	.rec = REC_EVENT, .f = event_af, .nf = NF(event_af),
 	.plist_svc = INV_CHECKIN, .owner = OWN_ENROLL_TAG,
 	.owner_tag = TAG_EVENT_ENROLL, NO_SOURCE, .check_pass = 18},
+    [DBI_VPPTOKEN] = {.dbi = DBI_VPPTOKEN, .key = KK_TEXT,
+	.val = KV_RECORD, .rec = REC_VPPTOKEN, .f = vpptoken_af,
+	.nf = NF(vpptoken_af), .plist_svc = INV_VPP,
+	.owner = OWN_VPP_TOKEN, NO_SOURCE, .check_pass = 19},
+    [DBI_VPPASSET] = {.dbi = DBI_VPPASSET, .key = KK_STRS,
+	.val = KV_RECORD, .rec = REC_VPPASSET, .f = vppasset_af,
+	.nf = NF(vppasset_af), .plist_svc = INV_VPP,
+	.owner = OWN_VPP_TOKEN, NO_SOURCE, .check_pass = 20},
+    [DBI_VPPASSIGN] = {.dbi = DBI_VPPASSIGN, .key = KK_STRS,
+	.val = KV_RECORD, .rec = REC_VPPASSIGN, .f = vppassign_af,
+	.nf = NF(vppassign_af), .plist_svc = INV_VPP,
+	.owner = OWN_VPP_TOKEN, NO_SOURCE, .check_pass = 21},
+    [DBI_VPPUSER] = {.dbi = DBI_VPPUSER, .key = KK_STRS,
+	.val = KV_RECORD, .rec = REC_VPPUSER, .f = vppuser_af,
+	.nf = NF(vppuser_af), .plist_svc = INV_VPP,
+	.owner = OWN_VPP_TOKEN, NO_SOURCE, .check_pass = 22},
 };
 /* clang-format on */
 

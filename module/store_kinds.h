@@ -87,7 +87,8 @@ enum kind_key {
 	KK_U64_MSGKIND,	 /* eid . message kind: [eid, "kind"] */
 	KK_U64_PRIO_U64, /* eid . (255 - priority) . seq: [eid, prio, seq] */
 	KK_U64_TEXT,	 /* eid . string: [eid, "uuid"] */
-	KK_TEXT_U64	 /* length-prefixed string . eid: ["uuid", eid] */
+	KK_TEXT_U64,	 /* length-prefixed string . eid: ["uuid", eid] */
+	KK_STRS		 /* length-prefixed strings: ["token", "a", ...] */
 };
 
 /* How a value is laid out. */
@@ -123,9 +124,12 @@ enum kind_owner {
 			 * purge --token of the token it came through */
 	OWN_TOKEN,	/* keyed by a service token's name (ADE tokens):
 			 * removed by purge --token of that name */
-	OWN_ENROLL_TAG	/* keyed by a sequence; record field owner_tag
+	OWN_ENROLL_TAG,	/* keyed by a sequence; record field owner_tag
 			 * holds the owning enrollment's ID (webhook
 			 * events) */
+	OWN_VPP_TOKEN	/* keyed by a VPP token's name (KK_TEXT) or starting
+			 * with it (KK_STRS): removed by purge --token of
+			 * that name, with no device (store_vpp.c) */
 };
 
 /* What an entry refers to, beyond its owner (purge notes the commands
@@ -216,6 +220,7 @@ int afield_secret(const struct afield *);
 #define TAG_ADEDEV_SERIAL     1
 #define TAG_ADEDEV_TOKEN      16
 #define TAG_EVENT_ENROLL      1
+#define TAG_VPPTOKEN_NAME     1
 
 /* Does store_check.c have the check of one entry of this sub-database?
  * (test-admin: every kind with a pass has one.) */

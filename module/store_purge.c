@@ -370,6 +370,7 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		case OWN_EXPIRY:
 		case OWN_SERIAL:
 		case OWN_TOKEN:
+		case OWN_VPP_TOKEN:
 			rc = 0; /* before or after this phase */
 			break;
 		}
@@ -643,8 +644,51 @@ source_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return rc;
 }
 
+/*
+ * What a VPP token owns (OWN_VPP_TOKEN): its record, keyed by its name,
+ * and every entry whose key starts with the name as its first
+ * length-prefixed string (assets, assignments, users). No device goes
+ * with them: a licence is Apple's record of the token, not the device's.
+ */
+static int
+purge_vpp_token(struct store_txn *t, const char *name,
+    struct store_purge_report *r, size_t *matched)
+{
+	const struct store_kind *k;
+	struct key		 pfx;
+	uint64_t		 before;
+	size_t			 j, n = strlen(name);
+	int			 rc;
+
+	key_init(&pfx);
+	key_str(&pfx, name);
+	if (pfx.overflow || n > KEY_MAX)
+		return 0;
+	for (j = 0; j < DBI__MAX; j++) {
+		k = &store_kinds[j];
+		if (k->owner != OWN_VPP_TOKEN)
+			continue;
+		if (k->key == KK_TEXT) {
+			rc = db_delv(t, k->dbi, name, n);
+			if (rc == STORE_ENOTFOUND)
+				continue;
+			if (rc != 0)
+				return rc;
+			r->removed[k->dbi]++;
+			(*matched)++;
+			continue;
+		}
+		before = r->removed[k->dbi];
+		if ((rc = db_del_prefix(t, k->dbi, pfx.b, pfx.len, NULL, NULL,
+			 &r->removed[k->dbi])) != 0)
+			return rc;
+		*matched += (size_t)(r->removed[k->dbi] - before);
+	}
+	return 0;
+}
+
 /* See store.h: every kind of the registry with a field for this kind of
- * source. */
+ * source, and for a token what a VPP token of that name owns. */
 int
 store_purge_source(struct store_txn *t, enum store_source src, const char *name,
     struct store_purge_report *r)
@@ -670,6 +714,8 @@ store_purge_source(struct store_txn *t, enum store_source src, const char *name,
 		rc = db_visit(t, store_kinds[i].dbi, source_visit, &sc, NULL);
 		matched += sc.matched;
 	}
+	if (rc == 0 && src == STORE_SOURCE_TOKEN)
+		rc = purge_vpp_token(t, name, r, &matched);
 	if (rc == 0)
 		rc = matched == 0 ? STORE_ENOTFOUND : purge_run(t, &pc);
 	purge_ctx_free(&pc);

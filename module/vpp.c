@@ -209,9 +209,11 @@ seterr(struct vpp_error *e, long http, int number, const char *a,
 	snprintf(e->message, sizeof e->message, "%s%s", a, b);
 }
 
-/* GET url; the parsed object, or NULL with e set. auth: send the bearer. */
+/* GET url (POST body when not NULL); the parsed object, or NULL with e
+ * set. auth: send the bearer. */
 static json_t *
-vpp_fetch(struct vpp *v, const char *url, int auth, struct vpp_error *e)
+vpp_fetch(struct vpp *v, const char *url, int auth, const char *body,
+    struct vpp_error *e)
 {
 	struct curl_slist *h = NULL;
 	struct vpp_buf     b;
@@ -227,6 +229,9 @@ vpp_fetch(struct vpp *v, const char *url, int auth, struct vpp_error *e)
 		h = curl_slist_append(NULL, "Accept: application/json");
 		if (auth && h != NULL)
 			h = curl_slist_append(h, v->auth);
+		if (body != NULL && h != NULL)
+			h = curl_slist_append(h,
+			    "Content-Type: application/json");
 		if (h == NULL) {
 			seterr(e, 0, 0, "", "out of memory");
 			return NULL;
@@ -236,6 +241,8 @@ vpp_fetch(struct vpp *v, const char *url, int auth, struct vpp_error *e)
 		curl_easy_setopt(v->curl, CURLOPT_PROTOCOLS_STR, "https");
 		curl_easy_setopt(v->curl, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(v->curl, CURLOPT_HTTPHEADER, h);
+		if (body != NULL)
+			curl_easy_setopt(v->curl, CURLOPT_POSTFIELDS, body);
 		if (v->ca_file != NULL)
 			curl_easy_setopt(v->curl, CURLOPT_CAINFO, v->ca_file);
 		curl_easy_setopt(v->curl, CURLOPT_TIMEOUT_MS, v->timeout_ms);
@@ -312,7 +319,7 @@ vpp_service_config(struct vpp *v, struct vpp_error *e)
 
 	if (v->config != NULL)
 		return v->config;
-	c = vpp_fetch(v, v->config_url, 0, e);
+	c = vpp_fetch(v, v->config_url, 0, NULL, e);
 	if (c == NULL)
 		return NULL;
 	if (!json_is_object(json_object_get(c, "urls"))) {
@@ -330,8 +337,34 @@ vpp_service_config(struct vpp *v, struct vpp_error *e)
 	return c;
 }
 
+static json_t *vpp_call(struct vpp *, const char *, const char *,
+    const char *, struct vpp_error *);
+
 json_t *
 vpp_get(struct vpp *v, const char *key, const char *query,
+    struct vpp_error *e)
+{
+	return vpp_call(v, key, query, NULL, e);
+}
+
+json_t *
+vpp_post(struct vpp *v, const char *key, const json_t *body,
+    struct vpp_error *e)
+{
+	char   *b = json_dumps(body, JSON_COMPACT);
+	json_t *o;
+
+	if (b == NULL) {
+		seterr(e, 0, 0, "", "out of memory");
+		return NULL;
+	}
+	o = vpp_call(v, key, NULL, b, e);
+	free(b);
+	return o;
+}
+
+static json_t *
+vpp_call(struct vpp *v, const char *key, const char *query, const char *body,
     struct vpp_error *e)
 {
 	json_t     *c = vpp_service_config(v, e);
@@ -358,7 +391,7 @@ vpp_get(struct vpp *v, const char *key, const char *query,
 	snprintf(url, n, "%s%s%s", base,
 	    query && *query ? (strchr(base, '?') ? "&" : "?") : "",
 	    query ? query : "");
-	o = vpp_fetch(v, url, 1, e);
+	o = vpp_fetch(v, url, 1, body, e);
 	free(url);
 	return o;
 }
@@ -455,4 +488,40 @@ fail:
 		*version = NULL;
 	}
 	return -1;
+}
+
+json_t *
+vpp_page(struct vpp *v, const char *key, const char *array, const char *since,
+    long long page, long long *total, struct vpp_error *e)
+{
+	json_t *o, *tp, *cp;
+	char	q[160];
+
+	if (since != NULL && !query_safe(since)) {
+		seterr(e, 0, 0, "sinceVersionId has characters a version "
+		    "id does not: ", since);
+		return NULL;
+	}
+	q[0] = '\0';
+	if (page > 0 && since != NULL)
+		snprintf(q, sizeof q, "pageIndex=%lld&sinceVersionId=%s", page,
+		    since);
+	else if (page > 0)
+		snprintf(q, sizeof q, "pageIndex=%lld", page);
+	else if (since != NULL)
+		snprintf(q, sizeof q, "sinceVersionId=%s", since);
+	if ((o = vpp_get(v, key, q, e)) == NULL)
+		return NULL;
+	tp = json_object_get(o, "totalPages");
+	cp = json_object_get(o, "currentPageIndex");
+	if (!json_is_array(json_object_get(o, array)) ||
+	    !json_is_integer(tp) || json_integer_value(tp) < 1 ||
+	    !json_is_integer(cp) || json_integer_value(cp) != page) {
+		seterr(e, 200, 0, "page answer without totalPages, the page "
+		    "asked for or the array ", array);
+		json_decref(o);
+		return NULL;
+	}
+	*total = json_integer_value(tp);
+	return o;
 }

@@ -6,7 +6,14 @@ for tests. HTTPS (http.server + ssl) on 127.0.0.1; run with /usr/bin/python3.
                                on paths of its own (/mock-v2/...) so a
                                client that hard-codes Apple's paths fails,
                                and limits.maxRequestPerSecond (--max-rps)
-  GET <clientConfig>           countryISO2ACode, locationName, uId, ...
+  GET <clientConfig>           countryISO2ACode, locationName, uId, ...,
+                               and mdmInfo once an MDM claimed the location
+  POST <clientConfig>          {"mdmInfo": {"id", "name", "metadata"}}
+                               claims the location (id and name 1..100
+                               characters, metadata at most 255, else 400
+                               9723); answers the client configuration
+                               (--mdm-info JSON: held by another MDM from
+                               the start)
   GET <getAssets>              assets, paged          (pageIndex)
   GET <getAssignments>         assignments, paged     (pageIndex, sinceVersionId)
   GET <getUsers>               users, paged           (pageIndex, sinceVersionId)
@@ -59,6 +66,7 @@ P.add_argument("--assignments", type=int, default=10)
 P.add_argument("--users", type=int, default=10)
 P.add_argument("--page-size", type=int, default=100)
 P.add_argument("--max-rps", type=int, default=15)
+P.add_argument("--mdm-info", default=None)
 A = P.parse_args()
 
 VERSION = [1]
@@ -81,6 +89,7 @@ DATA = {
         for i in range(A.users)],
 }
 FAIL = collections.defaultdict(list)
+MDM_INFO = [json.loads(A.mdm_info) if A.mdm_info else None]
 STATS = {"requests": 0, "over_rate": 0, "max_per_second": 0}
 WINDOW = collections.deque()
 LOG = open(A.log, "a", buffering=1)
@@ -157,7 +166,34 @@ class H(BaseHTTPRequestHandler):
         if u.path == "/mock/fail":
             FAIL[body["path"]].extend(body["answers"])
             return self.answer(200, {})
-        return self.error(405, 9726, "method not allowed")
+        if u.path != "/mock-v2/client/config":
+            return self.error(405, 9726, "method not allowed")
+        h = self.headers.get("Authorization", "")
+        if not h.startswith("Bearer ") or h[7:] != A.token:
+            return self.error(401, 9722, "Invalid Authorization header")
+        if self.headers.get("Content-Type", "") != "application/json":
+            return self.error(415, 9727, "Content-Type", auth=True)
+        mi = body.get("mdmInfo")
+        if (not isinstance(mi, dict) or
+                not isinstance(mi.get("id"), str) or
+                not 1 <= len(mi["id"]) <= 100 or
+                not isinstance(mi.get("name"), str) or
+                not 1 <= len(mi["name"]) <= 100 or
+                len(mi.get("metadata", "")) > 255):
+            return self.error(400, 9723, "Invalid mdmInfo", auth=True)
+        MDM_INFO[0] = {"id": mi["id"], "name": mi["name"],
+                       "metadata": mi.get("metadata", "")}
+        return self.answer(200, self.client_config(), auth=True)
+
+    def client_config(self):
+        c = {"uId": "mock-library-1",
+             "tokenExpirationDate": "2030-11-08T22:33:22+0000",
+             "countryISO2ACode": "US", "defaultPlatform": "volumestore",
+             "locationName": "Mock Campus",
+             "websiteURL": "https://example.invalid/"}
+        if MDM_INFO[0] is not None:
+            c["mdmInfo"] = MDM_INFO[0]
+        return c
 
     def do_GET(self):
         u = urllib.parse.urlsplit(self.path)
@@ -193,11 +229,7 @@ class H(BaseHTTPRequestHandler):
         common = {"uId": "mock-library-1",
                   "tokenExpirationDate": "2030-11-08T22:33:22+0000"}
         if u.path == "/mock-v2/client/config":
-            common.update({"countryISO2ACode": "US",
-                           "defaultPlatform": "volumestore",
-                           "locationName": "Mock Campus",
-                           "websiteURL": "https://example.invalid/"})
-            return self.answer(200, common, auth=True)
+            return self.answer(200, self.client_config(), auth=True)
         if u.path not in LISTS:
             return self.error(404, 9604, "not found", auth=True)
         kind, deltas = LISTS[u.path]

@@ -16,6 +16,7 @@
 #include "picomdm/store.h"
 #include "picomdm/store_ade.h"
 #include "picomdm/store_enroll.h"
+#include "picomdm/store_vpp.h"
 #include "picomdm/util.h"
 
 static void
@@ -207,6 +208,19 @@ show_uchan_cb(const char *id, void *arg)
 	return show_enrollment(a[0], id, a[1]);
 }
 
+/* One VPP assignment to the device (store_vpp.h), as the vpp list. */
+static int
+show_vpp_cb(const char *token, json_t *rec, void *arg)
+{
+	json_t *o = json_pack("{s:O?, s:O?, s:s, s:O?}", "adam_id",
+	    json_object_get(rec, "adam_id"), "pricing_param",
+	    json_object_get(rec, "pricing_param"), "token", token, "synced_at",
+	    json_object_get(rec, "synced_at"));
+
+	return o != NULL && json_array_append_new(arg, o) == 0 ? 0
+							     : STORE_ENOMEM;
+}
+
 static int
 show_op(struct store_txn *t, void *arg)
 {
@@ -245,6 +259,8 @@ show_op(struct store_txn *t, void *arg)
 	rc = store_device_get(t, devid, &d);
 	if (rc == 0) {
 		json_object_set_new(c->out, "device", device_json(d));
+		if (d->serial != NULL && (serial = strdup(d->serial)) == NULL)
+			rc = STORE_ENOMEM;
 		store_device_free(d);
 	} else if (rc == STORE_ENOTFOUND)
 		json_object_set_new(c->out, "device", json_null());
@@ -262,6 +278,9 @@ show_op(struct store_txn *t, void *arg)
 			"meid", ctl_json_str(mi->meid),
 			"language", ctl_json_str(mi->language),
 			"received_at", ctl_json_time(mi->received_at)));
+		if (serial == NULL && mi->serial != NULL &&
+		    (serial = strdup(mi->serial)) == NULL)
+			rc = STORE_ENOMEM;
 		store_machineinfo_free(mi);
 	} else if (rc != STORE_ENOTFOUND)
 		goto out;
@@ -287,7 +306,16 @@ show_op(struct store_txn *t, void *arg)
 	a[1] = arr;
 	if (rc == 0)
 		rc = store_user_channels(t, devid, show_uchan_cb, a);
+	/* The Apps and Books licences assigned to its serial number, by
+	 * the last sync of each token (picomdm-vpp sync). */
+	if (rc == 0) {
+		arr = json_array();
+		json_object_set_new(c->out, "vpp", arr);
+		if (serial != NULL)
+			rc = store_vpp_of_serial(t, serial, show_vpp_cb, arr);
+	}
 out:
+	free(serial);
 	free(devid);
 	return rc;
 }

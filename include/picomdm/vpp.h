@@ -90,6 +90,16 @@ json_t     *vpp_get(struct vpp *, const char *key, const char *query,
 int vpp_list(struct vpp *, const char *key, const char *array,
     const char *since, int (*cb)(json_t *, void *), void *arg,
     char **version, struct vpp_error *);
+/* POST a JSON body to the URL the service configuration names under
+ * urls.<key>. Returns a new reference or NULL. */
+json_t     *vpp_post(struct vpp *, const char *key, const json_t *body,
+    struct vpp_error *);
+/* One page of a listing (pageIndex page, sinceVersionId since or NULL),
+ * checked to be that page with its array; *total the totalPages. A new
+ * reference, or NULL with e set. */
+json_t *vpp_page(struct vpp *, const char *key, const char *array,
+    const char *since, long long page, long long *total,
+    struct vpp_error *);
 /* A sentence for a token error (9621/9622/9625, 9722), or NULL. */
 const char *vpp_token_error(int number);
 /* Requests sent so far (HTTP requests, retries included). */

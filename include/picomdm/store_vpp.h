@@ -1,0 +1,61 @@
+/*
+ * store_vpp.h - what Apps and Books stores (module/store_vpp.c; the
+ * registry entries are in store_kinds.c): content tokens by the name the
+ * operator gave them, and the assets, assignments and users Apple lists
+ * for each, keyed by the token's name first so that purge --token
+ * removes them all (store_purge.c). Records go in and out as JSON
+ * objects with the registry's field names (times in RFC 3339).
+ */
+#ifndef PICOMDM_STORE_VPP_H
+#define PICOMDM_STORE_VPP_H
+
+#include <jansson.h>
+
+#include "picomdm/store.h"
+
+enum store_vpp_list {
+	STORE_VPP_ASSETS = 0,
+	STORE_VPP_ASSIGNMENTS,
+	STORE_VPP_USERS,
+	STORE_VPP__MAX
+};
+
+/* A token record (fields by the registry's names: name, stoken, org,
+ * expires, location, ...), written whole; its "name" is the key.
+ * STORE_EINVAL when it lacks a name or stoken or a field does not fit. */
+int store_vpp_token_put(struct store_txn *, const json_t *rec);
+/* The record of a token; secrets: the sToken in clear (else length and
+ * SHA-256). STORE_ENOTFOUND when none. *out is a new reference. */
+int store_vpp_token_get(
+    struct store_txn *, const char *name, int secrets, json_t **out);
+/* Every token, by name, without secrets; cb returning nonzero stops
+ * (a negative value is returned). */
+int store_vpp_token_each(
+    struct store_txn *, int (*cb)(json_t *rec, void *), void *arg);
+/* Remove a token and every asset, assignment and user of it; *n the
+ * entries removed besides the token. STORE_ENOTFOUND when none. */
+int store_vpp_token_remove(struct store_txn *, const char *name, uint64_t *n);
+/* How many asset, assignment and user entries a token has. */
+int store_vpp_count(struct store_txn *, const char *token, size_t *n);
+
+/* One element of Apple's listing (its own JSON, v2 key names) stored as
+ * a record of the token; its key is made of the token's name and the
+ * record's IDs (adamId and pricingParam; serialNumber or clientUserId and
+ * adamId; clientUserId). A field of the wrong type, or a missing ID, is
+ * STORE_EINVAL (nothing written). synced_at is the transaction's time. */
+int store_vpp_put(struct store_txn *, enum store_vpp_list,
+    const char *token, const json_t *apple);
+/* Remove every entry of this list of the token (a full listing starts
+ * over); *n the number removed (may be NULL). */
+int store_vpp_clear(struct store_txn *, enum store_vpp_list,
+    const char *token, uint64_t *n);
+/* Every entry of the list, of one token or (NULL) all: cb gets the token
+ * and the record; nonzero stops (a negative value is returned). */
+int store_vpp_each(struct store_txn *, enum store_vpp_list,
+    const char *token, int (*cb)(const char *token, json_t *rec, void *),
+    void *arg);
+/* The assignments to a device serial number, over every token. */
+int store_vpp_of_serial(struct store_txn *, const char *serial,
+    int (*cb)(const char *token, json_t *rec, void *), void *arg);
+
+#endif

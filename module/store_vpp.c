@@ -1,0 +1,403 @@
+/*
+ * store_vpp.c - Apps and Books in the store (include/picomdm/store_vpp.h):
+ * content tokens (DBI_VPPTOKEN) and the assets, assignments and users of
+ * each (DBI_VPPASSET, DBI_VPPASSIGN, DBI_VPPUSER; keys of length-prefixed
+ * strings starting with the token's name, KK_STRS). Records are coded
+ * through the registry (store_kinds.c) by their JSON form (store_json.c),
+ * and Apple's v2 key names map onto fields through each field's
+ * catalogue row, so a field added to the registry with its row is synced
+ * with no change here.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "picomdm/store.h"
+#include "picomdm/store_vpp.h"
+#include "picomdm/util.h"
+#include "store_admin.h"
+#include "store_int.h"
+#include "store_kinds.h"
+
+static const enum store_dbi list_dbi[STORE_VPP__MAX] = {
+    [STORE_VPP_ASSETS] = DBI_VPPASSET,
+    [STORE_VPP_ASSIGNMENTS] = DBI_VPPASSIGN,
+    [STORE_VPP_USERS] = DBI_VPPUSER,
+};
+
+/* RFC 3339 UTC with microseconds, as the dump writes times. */
+static json_t *
+time_json(uint64_t us)
+{
+	char	  b[64];
+	time_t	  s = (time_t)(us / 1000000u);
+	struct tm tm;
+	size_t	  n;
+
+	if (gmtime_r(&s, &tm) == NULL ||
+	    (n = strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%S", &tm)) == 0)
+		return NULL;
+	snprintf(b + n, sizeof(b) - n, ".%06uZ", (unsigned)(us % 1000000u));
+	return json_string(b);
+}
+
+static int
+put_json(struct store_txn *t, enum store_dbi d, const struct key *k,
+    const json_t *rec)
+{
+	struct buf  b = {0};
+	const char *why;
+	int	    rc;
+
+	if (k->overflow || k->len == 0)
+		return STORE_EINVAL;
+	if (val_from_json(d, rec, &b, &why) != 0) {
+		freezero(b.p, b.cap);
+		return STORE_EINVAL;
+	}
+	rc = db_put(t, d, k, b.p, b.len, 0);
+	freezero(b.p, b.cap);
+	return rc;
+}
+
+int
+store_vpp_token_put(struct store_txn *t, const json_t *rec)
+{
+	const char *name = json_string_value(json_object_get(rec, "name"));
+	struct key  k;
+
+	if (name == NULL || *name == '\0' ||
+	    !json_is_string(json_object_get(rec, "stoken")))
+		return STORE_EINVAL;
+	key_init(&k);
+	key_raw(&k, name, strlen(name));
+	return put_json(t, DBI_VPPTOKEN, &k, rec);
+}
+
+int
+store_vpp_token_get(
+    struct store_txn *t, const char *name, int secrets, json_t **out)
+{
+	MDB_val v;
+	size_t	n;
+	int	rc;
+
+	*out = NULL;
+	if (name == NULL || (n = strlen(name)) == 0 || n > KEY_MAX)
+		return STORE_EINVAL;
+	if ((rc = db_getv(t, DBI_VPPTOKEN, name, n, &v)) != 0)
+		return rc;
+	if ((*out = val_json(DBI_VPPTOKEN, &v, secrets)) == NULL)
+		return STORE_ECORRUPT;
+	return 0;
+}
+
+int
+store_vpp_token_each(
+    struct store_txn *t, int (*cb)(json_t *, void *), void *arg)
+{
+	MDB_cursor *cur;
+	MDB_val	    k, v;
+	json_t	   *j;
+	int	    rc, r = 0;
+
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_VPPTOKEN], &cur)) != 0)
+		return store_rc(rc);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if ((j = val_json(DBI_VPPTOKEN, &v, 0)) == NULL) {
+			r = STORE_ECORRUPT;
+			break;
+		}
+		r = cb(j, arg);
+		json_decref(j);
+	}
+	mdb_cursor_close(cur);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+}
+
+/* The value of Apple's key for field f, checked against its type:
+ * 1 with *out, 0 when absent (or null), -1 when of the wrong type. */
+static int
+apple_field(const json_t *apple, const struct afield *f, json_t **out)
+{
+	json_t *j = json_object_get(apple, f->field);
+
+	*out = NULL;
+	if (j == NULL || json_is_null(j))
+		return 0;
+	switch (f->type) {
+	case A_STR:
+		if (!json_is_string(j) ||
+		    strlen(json_string_value(j)) != json_string_length(j))
+			return -1;
+		break;
+	case A_U64:
+		if (!json_is_integer(j) || json_integer_value(j) < 0)
+			return -1;
+		break;
+	case A_BOOL:
+		if (!json_is_boolean(j))
+			return -1;
+		break;
+	default:
+		return -1;
+	}
+	*out = j;
+	return 1;
+}
+
+/* The key's IDs from Apple's record: NULL when one is missing. */
+static const char *
+apple_str(const json_t *apple, const char *name)
+{
+	const char *s = json_string_value(json_object_get(apple, name));
+
+	return s != NULL && *s != '\0' ? s : NULL;
+}
+
+int
+store_vpp_put(struct store_txn *t, enum store_vpp_list l, const char *token,
+    const json_t *apple)
+{
+	const struct store_kind *k;
+	const char		*a, *b;
+	struct key		 key;
+	json_t			*rec, *j;
+	size_t			 i;
+	int			 rc;
+
+	if ((unsigned)l >= STORE_VPP__MAX || token == NULL || *token == '\0' ||
+	    !json_is_object(apple))
+		return STORE_EINVAL;
+	k = &store_kinds[list_dbi[l]];
+	key_init(&key);
+	key_str(&key, token);
+	switch (l) {
+	case STORE_VPP_ASSETS:
+		if ((a = apple_str(apple, "adamId")) == NULL ||
+		    (b = apple_str(apple, "pricingParam")) == NULL)
+			return STORE_EINVAL;
+		key_str(&key, a);
+		key_str(&key, b);
+		break;
+	case STORE_VPP_ASSIGNMENTS:
+		if ((a = apple_str(apple, "adamId")) == NULL)
+			return STORE_EINVAL;
+		if ((b = apple_str(apple, "serialNumber")) != NULL)
+			key_str(&key, "device");
+		else if ((b = apple_str(apple, "clientUserId")) != NULL)
+			key_str(&key, "user");
+		else
+			return STORE_EINVAL;
+		key_str(&key, b);
+		key_str(&key, a);
+		break;
+	case STORE_VPP_USERS:
+		if ((a = apple_str(apple, "clientUserId")) == NULL)
+			return STORE_EINVAL;
+		key_str(&key, a);
+		break;
+	default:
+		return STORE_EINVAL;
+	}
+	if ((rec = json_object()) == NULL)
+		return STORE_ENOMEM;
+	for (i = 0; i < k->nf; i++) {
+		if (k->f[i].cat != CAT_ROW)
+			continue;
+		if ((rc = apple_field(apple, &k->f[i], &j)) < 0) {
+			json_decref(rec);
+			return STORE_EINVAL;
+		}
+		if (rc == 1)
+			json_object_set(rec, k->f[i].name, j);
+	}
+	json_object_set_new(rec, "synced_at", time_json(t->now));
+	rc = put_json(t, k->dbi, &key, rec);
+	json_decref(rec);
+	return rc;
+}
+
+int
+store_vpp_clear(struct store_txn *t, enum store_vpp_list l, const char *token,
+    uint64_t *n)
+{
+	struct key key;
+	uint64_t   dummy = 0;
+
+	if ((unsigned)l >= STORE_VPP__MAX || token == NULL || *token == '\0')
+		return STORE_EINVAL;
+	key_init(&key);
+	key_str(&key, token);
+	if (key.overflow)
+		return STORE_EINVAL;
+	return db_del_prefix(t, list_dbi[l], key.b, key.len, NULL, NULL,
+	    n != NULL ? n : &dummy);
+}
+
+struct each_arg {
+	enum store_dbi d;
+	int (*cb)(const char *, json_t *, void *);
+	void *arg;
+	char  token[KEY_MAX + 1];
+};
+
+static int
+each_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct each_arg	    *ea = arg;
+	const unsigned char *p = k->mv_data;
+	size_t		     l;
+	json_t		    *j;
+	int		     rc;
+
+	(void)t;
+	if (k->mv_size < 3 || (l = (size_t)p[0] << 8 | p[1]) == 0 ||
+	    l > k->mv_size - 2)
+		return STORE_ECORRUPT;
+	memcpy(ea->token, p + 2, l);
+	ea->token[l] = '\0';
+	if ((j = val_json(ea->d, v, 0)) == NULL)
+		return STORE_ECORRUPT;
+	rc = ea->cb(ea->token, j, ea->arg);
+	json_decref(j);
+	return rc;
+}
+
+int
+store_vpp_each(struct store_txn *t, enum store_vpp_list l, const char *token,
+    int (*cb)(const char *, json_t *, void *), void *arg)
+{
+	struct each_arg ea;
+	struct key	key;
+	int		rc;
+
+	if ((unsigned)l >= STORE_VPP__MAX)
+		return STORE_EINVAL;
+	ea.d = list_dbi[l];
+	ea.cb = cb;
+	ea.arg = arg;
+	if (token != NULL) {
+		key_init(&key);
+		key_str(&key, token);
+		if (key.overflow)
+			return STORE_EINVAL;
+		rc = db_prefix_each(
+		    t, ea.d, key.b, key.len, 0, each_visit, &ea);
+		return rc > 0 ? 0 : rc;
+	}
+	{
+		MDB_cursor *cur;
+		MDB_val	    k, v;
+		int	    r = 0;
+
+		if ((rc = mdb_cursor_open(t->txn, t->s->dbi[ea.d], &cur)) != 0)
+			return store_rc(rc);
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		     rc == 0 && r == 0;
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+			r = each_visit(t, &k, &v, &ea);
+		mdb_cursor_close(cur);
+		if (r != 0)
+			return r < 0 ? r : 0;
+		return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+	}
+}
+
+int
+store_vpp_of_serial(struct store_txn *t, const char *serial,
+    int (*cb)(const char *, json_t *, void *), void *arg)
+{
+	MDB_cursor     *cur;
+	MDB_val		k, v;
+	struct each_arg ea;
+	struct key	key;
+	int		rc, r = 0;
+
+	if (serial == NULL || *serial == '\0')
+		return STORE_EINVAL;
+	ea.d = DBI_VPPASSIGN;
+	ea.cb = cb;
+	ea.arg = arg;
+	/* Per token: token . "device" . serial is a prefix. */
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_VPPTOKEN], &cur)) != 0)
+		return store_rc(rc);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		char name[KEY_MAX + 1];
+
+		if (k.mv_size == 0 || k.mv_size > KEY_MAX)
+			continue;
+		memcpy(name, k.mv_data, k.mv_size);
+		name[k.mv_size] = '\0';
+		key_init(&key);
+		key_str(&key, name);
+		key_str(&key, "device");
+		key_str(&key, serial);
+		if (key.overflow)
+			continue;
+		r = db_prefix_each(
+		    t, DBI_VPPASSIGN, key.b, key.len, 0, each_visit, &ea);
+	}
+	mdb_cursor_close(cur);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+}
+
+/* See store_vpp.h. */
+int
+store_vpp_count(struct store_txn *t, const char *token, size_t *n)
+{
+	struct key key;
+	MDB_cursor *cur;
+	MDB_val	    k, v;
+	size_t	    i;
+	int	    rc;
+
+	*n = 0;
+	key_init(&key);
+	key_str(&key, token);
+	if (key.overflow)
+		return STORE_EINVAL;
+	for (i = 0; i < STORE_VPP__MAX; i++) {
+		if ((rc = mdb_cursor_open(t->txn, t->s->dbi[list_dbi[i]],
+			 &cur)) != 0)
+			return store_rc(rc);
+		k.mv_data = key.b;
+		k.mv_size = key.len;
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		     rc == 0 && k.mv_size >= key.len &&
+		     memcmp(k.mv_data, key.b, key.len) == 0;
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+			(*n)++;
+		mdb_cursor_close(cur);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return store_rc(rc);
+	}
+	return 0;
+}
+
+/* See store_vpp.h. */
+int
+store_vpp_token_remove(struct store_txn *t, const char *name, uint64_t *n)
+{
+	size_t i;
+	int    rc;
+
+	*n = 0;
+	if (name == NULL || *name == '\0' || strlen(name) > KEY_MAX)
+		return STORE_EINVAL;
+	if ((rc = db_delv(t, DBI_VPPTOKEN, name, strlen(name))) != 0)
+		return rc;
+	for (i = 0; i < STORE_VPP__MAX; i++)
+		if ((rc = store_vpp_clear(t, (enum store_vpp_list)i, name,
+			 n)) != 0)
+			return rc;
+	return 0;
+}
