@@ -229,7 +229,7 @@ show_op(struct store_txn *t, void *arg)
 	struct store_device     *d = NULL;
 	struct store_machineinfo *mi = NULL;
 	struct store_ade_device *ade = NULL;
-	char                    *devid = NULL, *serial = NULL;
+	char                    *devid = NULL, *serial = NULL, *aserial = NULL;
 	json_t                  *arr;
 	void                    *a[2];
 	int                      rc;
@@ -284,12 +284,17 @@ show_op(struct store_txn *t, void *arg)
 		store_machineinfo_free(mi);
 	} else if (rc != STORE_ENOTFOUND)
 		goto out;
-	/* Apple's ADE record of its serial, with or without enrollment. */
-	if ((rc = store_ade_serial_of(t, devid, &serial)) != 0)
+	/* Apple's ADE record of its serial, with or without enrollment
+	 * (the serial it finds is the device's for the vpp list below when
+	 * the device record and MachineInfo had none). */
+	if ((rc = store_ade_serial_of(t, devid, &aserial)) != 0)
 		goto out;
-	rc = serial != NULL ? store_ade_device_get(t, serial, &ade)
-			    : STORE_ENOTFOUND;
-	free(serial);
+	rc = aserial != NULL ? store_ade_device_get(t, aserial, &ade)
+			     : STORE_ENOTFOUND;
+	if (serial == NULL) {
+		serial = aserial;
+		aserial = NULL;
+	}
 	if (rc == 0) {
 		json_object_set_new(c->out, "ade", store_ade_device_json(ade));
 		store_ade_device_free(ade);
@@ -315,6 +320,7 @@ show_op(struct store_txn *t, void *arg)
 			rc = store_vpp_of_serial(t, serial, show_vpp_cb, arr);
 	}
 out:
+	free(aserial);
 	free(serial);
 	free(devid);
 	return rc;
