@@ -40,7 +40,7 @@
 const char *const store_dbi_names[DBI__MAX] = {
 	"meta", "device", "enroll", "eid", "uchan", "serial", "cert", "msg",
 	"cmd", "queue", "qpos", "result", "cmdq", "pushcert", "machineinfo",
-	"enrollment_token"
+	"enrollment_token", "push_outbox", "push_state"
 };
 
 #define BATCH_MAX 256 /* jobs in one group commit, at most */

@@ -37,6 +37,8 @@ enum store_dbi {
 	DBI_PUSHCERT, /* APNs topic -> push certificate record */
 	DBI_MACHINEINFO, /* UDID -> MachineInfo record (store_enroll.c) */
 	DBI_ENRTOKEN, /* SHA-256 of a token -> enrollment token record */
+	DBI_PUSHQ,    /* eid -> push outbox record (store_push.c) */
+	DBI_PUSHSTATE, /* eid -> push state record (store_push.c) */
 	DBI__MAX
 };
 
@@ -130,6 +132,8 @@ enum rec_kind {
 	REC_PUSHCERT,
 	REC_MACHINEINFO,
 	REC_ENRTOKEN,
+	REC_PUSHQ,
+	REC_PUSHSTATE,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 
