@@ -29,6 +29,7 @@
 #include "picomdm/message.h"
 #include "picomdm/metrics.h"
 #include "picomdm/plist.h"
+#include "picomdm/push.h"
 #include "picomdm/pushcert.h"
 #include "picomdm/store.h"
 #include "picomdm/store_enroll.h"
@@ -44,14 +45,16 @@ api_enqueue(struct api *a)
 	struct command		*cmd = NULL;
 	char			*qv[3], **ids = NULL, err[COMMAND_ERR_SIZE];
 	json_t			*o = NULL, *st;
-	long long		 prio;
+	long long		 prio, nopush;
+	int			*push = NULL;
 	uint64_t		 expires = 0;
 	size_t			 nids = 0, nq = 0, i, nalready = 0;
 	int			 rc, status;
 
 	if (api_query(a, qn, 3, qv) == -1)
 		return;
-	if (api_num(a, "priority", qv[0], 0, 255, 0, &prio) == -1)
+	if (api_num(a, "priority", qv[0], 0, 255, 0, &prio) == -1 ||
+	    api_num(a, "nopush", qv[2], 0, 1, 0, &nopush) == -1)
 		goto out;
 	if (qv[1] != NULL &&
 	    command_expires_parse(qv[1], time_now_us(), &expires) == -1) {
@@ -100,12 +103,13 @@ api_enqueue(struct api *a)
 		goto out;
 	}
 	strlcpy(a->resp->id, ids[0], sizeof(a->resp->id));
-	if ((oc = calloc(nids, sizeof(*oc))) == NULL) {
+	if ((oc = calloc(nids, sizeof(*oc))) == NULL ||
+	    (push = calloc(nids, sizeof(*push))) == NULL) {
 		api_fail(a, 500, "internal error", "out of memory");
 		goto out;
 	}
-	rc = command_enqueue(
-	    a->srv->store, cmd, ids, nids, (int)prio, expires, oc, &nq);
+	rc = command_enqueue_push(a->srv->store, cmd, ids, nids, (int)prio,
+	    expires, (int)nopush, oc, push, &nq);
 	if (rc == STORE_EEXIST) {
 		api_fail(a, 409, "duplicate command",
 		    "CommandUUID %.255s is already known", cmd->uuid);
@@ -123,9 +127,14 @@ api_enqueue(struct api *a)
 	for (i = 0; i < nids; i++) {
 		if (oc[i] == COMMAND_ALREADY_QUEUED)
 			nalready++;
+		/* "push": whether a push was queued, or why not. */
 		if (api_set(st, ids[i],
-			json_pack("{s:s}", "status",
-			    command_outcome_name(oc[i]))) == -1)
+			rc == 0 && push[i] >= 0
+			    ? json_pack("{s:s,s:s}", "status",
+				  command_outcome_name(oc[i]), "push",
+				  push_queued_name((enum push_queued)push[i]))
+			    : json_pack("{s:s}", "status",
+				  command_outcome_name(oc[i]))) == -1)
 			goto oom;
 	}
 	if (rc == 0)
@@ -151,6 +160,7 @@ oom:
 out:
 	json_decref(o);
 	free(oc);
+	free(push);
 	command_free(cmd);
 	for (i = 0; i < nids; i++)
 		free(ids[i]);
@@ -478,6 +488,7 @@ enrollment_op_run(struct store_txn *t, void *arg)
 	    api_set(op->out, "device", d != NULL ? device_json(d) : json_null()) ==
 		-1 ||
 	    api_set(op->out, "queued", json_integer((json_int_t)op->count)) == -1 ||
+	    api_set(op->out, "push", store_push_json(t, e)) == -1 ||
 	    (uc = json_array()) == NULL)
 		goto out;
 	if (e->device_id == NULL || strcmp(e->device_id, e->id) == 0) {

@@ -13,6 +13,7 @@
 
 #include "extern.h"
 #include "picomdm/log.h"
+#include "picomdm/notify.h"
 #include "picomdm/util.h"
 
 void
@@ -30,6 +31,7 @@ config_defaults(struct config *c)
 	c->socket_mode = 0660;
 	enroll_conf_defaults(&c->enroll);
 	c->health_stall = 30;
+	notify_conf_defaults(&c->notify);
 }
 
 void
@@ -45,6 +47,7 @@ config_free(struct config *c)
 	enroll_conf_free(&c->enroll);
 	free(c->socket_owner);
 	free(c->socket_group);
+	notify_conf_free(&c->notify);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -157,6 +160,16 @@ static const struct {
 	{ "sign_message", "yes or no" },
 	{ "check_out_when_removed", "yes or no" },
 	{ "access_rights", "1 to 8191" },
+	/* picomdm-notify's (notify_conf.c) */
+	{ "apns_url", "an https:// URL" },
+	{ "apns_ca", "a PEM file" },
+	{ "apns_expiration", "seconds, 0 to 31536000" },
+	{ "notify_poll_ms", "milliseconds, 10 to 3600000" },
+	{ "push_max_attempts", "1 to 100" },
+	{ "push_backoff_ms", "milliseconds, 1 to 3600000" },
+	{ "push_backoff_max_ms", "milliseconds, 1 to 86400000" },
+	{ "push_topic_retry", "seconds, 1 to 86400" },
+	{ "repush_interval", "seconds, 0 (off) to 2592000" },
 };
 
 static const char *
@@ -309,7 +322,8 @@ config_set(struct config *c, const char *key, const char *val)
 		rc = str_set(&c->socket_owner, val);
 	else if (strcmp(k, "socket_group") == 0)
 		rc = str_set(&c->socket_group, val);
-	else if ((rc = enroll_conf_set(&c->enroll, k, val)) == 1)
+	else if ((rc = enroll_conf_set(&c->enroll, k, val)) == 1 &&
+	    (rc = notify_conf_set(&c->notify, k, val)) == 1)
 		goto bad_key;
 	else if (rc == -1)
 		goto bad_val;

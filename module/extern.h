@@ -11,6 +11,7 @@
 
 #include "picomdm/enroll.h"
 #include "picomdm/identity.h"
+#include "picomdm/notify.h"
 #include "picomdm/store.h"
 
 struct store;
@@ -56,6 +57,7 @@ struct config {
 	unsigned health_stall;    /* seconds a thread may be busy (healthz) */
 	char    *socket_owner;    /* user name, or NULL: unchanged */
 	char    *socket_group;    /* group name, or NULL: unchanged */
+	struct notify_conf notify; /* picomdm-notify's keys (notify.h) */
 };
 
 /* Defaults, then the file (if any), then command-line overrides. */
