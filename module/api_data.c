@@ -965,3 +965,62 @@ out:
 	free(op.rtype);
 	api_query_free(qv, 2);
 }
+
+/* ---- pushes ---- */
+
+/*
+ * POST /api/v1/push/{id[,id...]}: queue a push for each (picomdm-notify
+ * sends it). 200 with {"status": {ID: {"push": "queued" | "pending" |
+ * "no token" | "token invalid" | "checked out" | "unknown
+ * enrollment"}}}; 404 when no ID is an enrollment.
+ */
+void
+api_push(struct api *a)
+{
+	enum push_queued *pq = NULL;
+	char		**ids = NULL;
+	json_t		 *o = NULL, *st;
+	size_t		  nids = 0, i, nknown = 0;
+	int		  rc;
+
+	if (api_ids(a, &ids, &nids) == -1)
+		return;
+	strlcpy(a->resp->id, ids[0], sizeof(a->resp->id));
+	if ((pq = calloc(nids, sizeof(*pq))) == NULL) {
+		api_fail(a, 500, "internal error", "out of memory");
+		goto out;
+	}
+	if ((rc = store_push_request(a->srv->store, ids, nids, "api", pq)) !=
+	    0) {
+		api_store_fail(a, rc);
+		goto out;
+	}
+	if ((o = json_object()) == NULL || (st = json_object()) == NULL ||
+	    api_set(o, "status", st) == -1) {
+		api_fail(a, 500, "internal error", "out of memory");
+		goto out;
+	}
+	for (i = 0; i < nids; i++) {
+		nknown += pq[i] != PUSHQ_UNKNOWN;
+		if (api_set(st, ids[i], json_pack("{s:s}", "push",
+			push_queued_name(pq[i]))) == -1) {
+			api_fail(a, 500, "internal error", "out of memory");
+			goto out;
+		}
+	}
+	if (nknown == 0 && (api_set(o, "error",
+	    json_string("unknown enrollment")) == -1 || api_set(o, "detail",
+	    json_string("no ID is an enrollment: nothing was queued")) ==
+	    -1)) {
+		api_fail(a, 500, "internal error", "out of memory");
+		goto out;
+	}
+	api_reply(a, nknown > 0 ? 200 : 404, o);
+	o = NULL;
+out:
+	json_decref(o);
+	free(pq);
+	for (i = 0; i < nids; i++)
+		free(ids[i]);
+	free(ids);
+}

@@ -54,6 +54,7 @@ int  api_ids(struct api *, char ***ids, size_t *nids);
 
 /* api_data.c */
 void api_enqueue(struct api *);
+void api_push(struct api *);
 void api_enrollments(struct api *);
 void api_enrollment(struct api *);
 void api_queue(struct api *);

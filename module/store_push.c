@@ -249,6 +249,36 @@ out:
 	return rc;
 }
 
+struct request_op {
+	char *const	 *ids;
+	size_t		  n;
+	const char	 *why;
+	enum push_queued *out;
+};
+
+static int
+request_run(struct store_txn *t, void *arg)
+{
+	struct request_op *op = arg;
+	size_t		   i;
+	int		   rc;
+
+	for (i = 0; i < op->n; i++)
+		if ((rc = store_push_queue(t, op->ids[i], op->why,
+			 &op->out[i])) != 0)
+			return rc;
+	return 0;
+}
+
+int
+store_push_request(struct store *s, char *const *ids, size_t n,
+    const char *why, enum push_queued *out)
+{
+	struct request_op op = {ids, n, why, out};
+
+	return store_write(s, request_run, &op);
+}
+
 /* ---- picomdm-notify's side ---- */
 
 struct take_ctx {

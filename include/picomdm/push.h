@@ -49,6 +49,14 @@ const char *push_queued_name(enum push_queued);
 int store_push_queue(struct store_txn *, const char *id, const char *why,
     enum push_queued *out);
 
+/*
+ * Queue a push for each of ids[0..n) in one durable write transaction
+ * (POST /api/v1/push, picomdmctl push); out[i] says what became of
+ * ids[i]. 0 or a store_err.
+ */
+int store_push_request(struct store *, char *const *ids, size_t n,
+    const char *why, enum push_queued *out);
+
 /* How a push ended; the first five are apns.h's enum apns_result, in its
  * order. */
 enum push_result {
