@@ -1017,6 +1017,8 @@ api_push(struct api *a)
 	}
 	api_reply(a, nknown > 0 ? 200 : 404, o);
 	o = NULL;
+	if (nknown == 0)
+		a->resp->reason = "unknown enrollment";
 out:
 	json_decref(o);
 	free(pq);

@@ -377,6 +377,27 @@ take_one(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return 0;
 }
 
+/* fn on every entry of the outbox, in key order (0 go on, 1 stop, < 0
+ * an error, returned). */
+static int
+outbox_each(struct store_txn *t, db_each_fn fn, void *arg)
+{
+	MDB_cursor *cur;
+	MDB_val	    k, v;
+	int	    rc, frc = 0;
+
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_PUSHQ], &cur)) != 0)
+		return store_rc(rc);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		if ((frc = fn(t, &k, &v, arg)) != 0)
+			break;
+	mdb_cursor_close(cur);
+	if (frc != 0)
+		return frc == 1 ? 0 : frc;
+	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+}
+
 int
 store_push_take(struct store_txn *t, uint64_t now, size_t max,
     struct push_item **out, size_t *n, uint64_t *next_due)
@@ -392,7 +413,7 @@ store_push_take(struct store_txn *t, uint64_t now, size_t max,
 	c.max = max;
 	if (max == 0 || (c.v = calloc(max, sizeof(*c.v))) == NULL)
 		return max == 0 ? STORE_EINVAL : STORE_ENOMEM;
-	rc = db_prefix_each(t, DBI_PUSHQ, NULL, 0, 8, take_one, &c);
+	rc = outbox_each(t, take_one, &c);
 	if (rc != 0) {
 		push_items_free(c.v, c.n);
 		return rc;
