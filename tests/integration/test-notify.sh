@@ -20,8 +20,8 @@
 #   - with APNs dead, enqueue and check-ins stay fast and the push waits;
 #   - kill -9 of picomdm-notify while APNs holds its request, then a
 #     restart: the push is still delivered; SIGTERM stops the daemon;
-#   - purge removes an enrollment's outbox entry and push state; check is
-#     clean at the end.
+#   - dump and restore carry the push records; purge removes an
+#     enrollment's outbox entry and push state; check is clean at the end.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -327,8 +327,18 @@ notify --once
 expect_eq "$(requests .status)" 200 "after a restart it is delivered"
 expect_eq "$(prom picomdm_push_outbox_depth)" 0 "and the outbox is empty"
 
-# --- purge takes the push records with the enrollment ---
+# --- dump and restore carry the push records ---
 ctl push "$D2" >/dev/null
+ctl dump --secrets >"$IT_DIR/dump.jsonl"
+expect_eq "$(jq -r 'select(.db == "push_outbox" or .db == "push_state") | .db' \
+    "$IT_DIR/dump.jsonl" | sort | tr '\n' ' ')" "push_outbox push_state push_state " \
+    "dump shows the outbox record and both push states"
+"$PM_BUILD/picomdmctl" --db "$IT_DIR/db2" restore "$IT_DIR/dump.jsonl" >/dev/null 2>&1 ||
+    fail "restore into a new store"
+expect_eq "$("$PM_BUILD/picomdmctl" --db "$IT_DIR/db2" dump --secrets | sha256sum)" \
+    "$(sha256sum <"$IT_DIR/dump.jsonl")" "restore then dump gives the same bytes"
+
+# --- purge takes the push records with the enrollment ---
 ctl purge "$D2" --yes >/dev/null 2>&1 || fail "purge $D2"
 expect_eq "$(ctl dump | jq -r 'select(.db == "push_outbox" or .db == "push_state") | .db' | wc -l)" 1 \
     "purge removes the enrollment's outbox entry and push state (the other's stays)"
