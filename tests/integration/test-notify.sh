@@ -17,6 +17,8 @@
 #     a loud log line) and it resumes after push_topic_retry; 429 is
 #     retried after a backoff and delivered; 500 every time is given up
 #     after push_max_attempts;
+#   - the re-push pass pushes enrollments with commands queued that were
+#     not seen since their last push, and not the others;
 #   - with APNs dead, enqueue and check-ins stay fast and the push waits;
 #   - kill -9 of picomdm-notify while APNs holds its request, then a
 #     restart: the push is still delivered; SIGTERM stops the daemon;
@@ -326,6 +328,38 @@ start_mock after
 notify --once
 expect_eq "$(requests .status)" 200 "after a restart it is delivered"
 expect_eq "$(prom picomdm_push_outbox_depth)" 0 "and the outbox is empty"
+
+# --- the re-push pass: commands queued, no contact since the last push ---
+sed 's/^repush_interval = 0$/repush_interval = 1/' "$IT_DIR/notify.conf" \
+    >"$IT_DIR/repush.conf"
+# daemon_for SECONDS: picomdm-notify with re-push on, for that long.
+daemon_for() {
+	"$NOTIFY" --db "$IT_DB" --config "$IT_DIR/repush.conf" \
+	    --apns-url "https://127.0.0.1:$MOCK_PORT" >>"$IT_DIR/notify.log" 2>&1 &
+	npid=$!
+	IT_PIDS+=("$npid")
+	sleep "$1"
+	kill -TERM "$npid"
+	wait "$npid" || true
+}
+tok1_pushes() {
+	requests .path | grep -c "$TOK1" || true
+}
+start_mock repush
+connect "$(report "$D1" Idle)" device1 # seen after its last push
+sleep 1.1
+daemon_for 1.5
+expect_eq "$(tok1_pushes)" 0 "re-push: not for an enrollment seen since its last push"
+ctl push "$D1" >/dev/null
+daemon_for 2.5
+n=$(tok1_pushes)
+if ((n >= 2)); then pass "re-push: pushed again when not seen since ($n pushes)"; else
+	fail "re-push: pushed again when not seen since" "$n pushes"; fi
+if grep -q 'notify: re-push: [0-9]* enrollments' "$IT_DIR/notify.log"; then
+	pass "re-push is logged"
+else
+	fail "re-push is logged"
+fi
 
 # --- dump and restore carry the push records ---
 ctl push "$D2" >/dev/null
