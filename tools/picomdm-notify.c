@@ -452,6 +452,7 @@ main(int argc, char **argv)
 	struct notify	  nf;
 	struct sigaction  sa;
 	const char	 *db = NULL, *conf = NULL, *url = NULL, *ca = NULL;
+	char		  path[4096];
 	size_t		  i;
 	long		  n;
 	int		  c, once = 0, verbose = 0, rc, ex = 0;
@@ -504,7 +505,15 @@ main(int argc, char **argv)
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
-	/* Beside a running picomdm-fcgi, as picomdmctl opens it. */
+	/* Beside a running picomdm-fcgi, as picomdmctl opens it; never a
+	 * new empty store at a mistyped path. */
+	if ((size_t)snprintf(path, sizeof(path), "%s/data.mdb", db) >=
+	    sizeof(path) || access(path, F_OK) != 0) {
+		log_error("notify: %s: no picomdm store there (picomdm-fcgi "
+		    "or picomdmctl makes one)", db);
+		config_free(&cfg);
+		return 1;
+	}
 	memset(&so, 0, sizeof(so));
 	if ((rc = store_open(db, &so, &nf.store)) != 0) {
 		log_error("notify: %s: %s", db, store_strerror(rc));

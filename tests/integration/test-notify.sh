@@ -361,6 +361,14 @@ else
 	fail "re-push is logged"
 fi
 
+# --- bad invocations change nothing ---
+expect_exit 1 "no store at --db: exit 1" "$NOTIFY" --db "$IT_DIR/nostore" --once
+[[ ! -e $IT_DIR/nostore ]] && pass "and no store is made there" ||
+    fail "and no store is made there"
+printf 'push_max_attempts = 0\n' >"$IT_DIR/bad.conf"
+expect_exit 2 "a bad key value: exit 2" "$NOTIFY" --db "$IT_DB" --config "$IT_DIR/bad.conf" --once
+expect_exit 2 "an unknown option: exit 2" "$NOTIFY" --db "$IT_DB" --bogus
+
 # --- dump and restore carry the push records ---
 ctl push "$D2" >/dev/null
 ctl dump --secrets >"$IT_DIR/dump.jsonl"
