@@ -37,25 +37,104 @@
 
 #include "api_int.h"
 
+#define PUSH_WAIT_MAX_MS 10000
+
+struct wait_op {
+	char *const *ids;
+	const int   *push;
+	size_t	     n;
+	uint64_t     since;
+	char	   **outcome, **apns_id;
+	size_t	     left;
+};
+
+static int
+wait_op_run(struct store_txn *t, void *arg)
+{
+	struct wait_op *w = arg;
+	size_t		i;
+	int		rc;
+
+	w->left = 0;
+	for (i = 0; i < w->n; i++) {
+		if (w->outcome[i] != NULL || (w->push[i] != PUSHQ_QUEUED &&
+		    w->push[i] != PUSHQ_PENDING))
+			continue;
+		rc = store_push_answered(t, w->ids[i], w->since, &w->outcome[i],
+		    &w->apns_id[i]);
+		if (rc < 0)
+			return rc;
+		w->left += rc == 0;
+	}
+	return 0;
+}
+
+/*
+ * push_wait=MS: wait up to MS for picomdm-notify's outcome of the pushes
+ * just queued (polling the store; the worker thread is held meanwhile)
+ * and add it per ID as "push_result" (and "apns_id"). Best effort: a
+ * push not answered in time has no "push_result".
+ */
+static void
+push_wait(struct api *a, json_t *st, char *const *ids, const int *push,
+    size_t n, uint64_t since, long long ms)
+{
+	struct wait_op	w = {ids, push, n, since, NULL, NULL, 0};
+	struct timespec ts = {0, 20 * 1000000L};
+	uint64_t	end = time_now_us() + (uint64_t)ms * 1000u;
+	size_t		i;
+
+	if ((w.outcome = calloc(n, sizeof(char *))) == NULL ||
+	    (w.apns_id = calloc(n, sizeof(char *))) == NULL)
+		goto out;
+	for (;;) {
+		if (store_read(a->srv->store, wait_op_run, &w) != 0 ||
+		    w.left == 0 || time_now_us() >= end)
+			break;
+		(void)nanosleep(&ts, NULL);
+	}
+	for (i = 0; i < n; i++) {
+		if (w.outcome[i] == NULL)
+			continue;
+		json_object_set_new(json_object_get(st, ids[i]), "push_result",
+		    json_string(w.outcome[i]));
+		if (w.apns_id[i] != NULL)
+			json_object_set_new(json_object_get(st, ids[i]),
+			    "apns_id", json_string(w.apns_id[i]));
+	}
+out:
+	for (i = 0; w.outcome != NULL && i < n; i++) {
+		free(w.outcome[i]);
+		free(w.apns_id[i]);
+	}
+	free(w.outcome);
+	free(w.apns_id);
+}
+
 void
 api_enqueue(struct api *a)
 {
-	static const char *const qn[] = {"priority", "expires", "nopush"};
+	static const char *const qn[] = {"priority", "expires", "nopush",
+	    "push_wait"};
 	enum command_outcome	*oc = NULL;
 	struct command		*cmd = NULL;
-	char			*qv[3], **ids = NULL, err[COMMAND_ERR_SIZE];
+	char			*qv[4], **ids = NULL, err[COMMAND_ERR_SIZE];
 	json_t			*o = NULL, *st;
-	long long		 prio, nopush;
+	long long		 prio, nopush, wait_ms;
+	uint64_t		 since;
 	int			*push = NULL;
 	uint64_t		 expires = 0;
 	size_t			 nids = 0, nq = 0, i, nalready = 0;
 	int			 rc, status;
 
-	if (api_query(a, qn, 3, qv) == -1)
+	if (api_query(a, qn, 4, qv) == -1)
 		return;
 	if (api_num(a, "priority", qv[0], 0, 255, 0, &prio) == -1 ||
-	    api_num(a, "nopush", qv[2], 0, 1, 0, &nopush) == -1)
+	    api_num(a, "nopush", qv[2], 0, 1, 0, &nopush) == -1 ||
+	    api_num(a, "push_wait", qv[3], 0, PUSH_WAIT_MAX_MS, 0, &wait_ms) ==
+		-1)
 		goto out;
+	since = time_now_us();
 	if (qv[1] != NULL &&
 	    command_expires_parse(qv[1], time_now_us(), &expires) == -1) {
 		api_fail(a, 400, "bad request",
@@ -137,6 +216,8 @@ api_enqueue(struct api *a)
 				  command_outcome_name(oc[i]))) == -1)
 			goto oom;
 	}
+	if (rc == 0 && wait_ms > 0 && !nopush)
+		push_wait(a, st, ids, push, nids, since, wait_ms);
 	if (rc == 0)
 		status = nq == nids ? 200 : 207;
 	else {
@@ -165,7 +246,7 @@ out:
 	for (i = 0; i < nids; i++)
 		free(ids[i]);
 	free(ids);
-	api_query_free(qv, 3);
+	api_query_free(qv, 4);
 }
 
 /* ---- enrollments ---- */

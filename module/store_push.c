@@ -575,6 +575,32 @@ out:
 	return rc;
 }
 
+int
+store_push_answered(struct store_txn *t, const char *id, uint64_t since,
+    char **outcome, char **apns_id)
+{
+	struct store_push_state st;
+	int			rc;
+
+	*outcome = *apns_id = NULL;
+	rc = store_push_state_get(t, id, &st);
+	if (rc == STORE_ENOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	rc = st.last_outcome != NULL && st.last_outcome_at >= since;
+	if (rc) {
+		*outcome = st.last_outcome;
+		st.last_outcome = NULL;
+		if (strcmp(*outcome, "delivered") == 0) {
+			*apns_id = st.apns_id;
+			st.apns_id = NULL;
+		}
+	}
+	store_push_state_free(&st);
+	return rc;
+}
+
 /* ---- views ---- */
 
 static json_t *

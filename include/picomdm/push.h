@@ -146,6 +146,14 @@ int push_token_invalid(const struct store_push_state *,
     const struct store_enrollment *);
 
 /*
+ * Has picomdm-notify written an outcome for enrollment id at or after
+ * since (µs)? 1 with *outcome and *apns_id (owned; NULL when none), 0 when
+ * not yet, or a store_err.
+ */
+int store_push_answered(struct store_txn *, const char *id, uint64_t since,
+    char **outcome, char **apns_id);
+
+/*
  * The "push" object of an enrollment view (API and picomdmctl show):
  * state, pending outbox record, token validity. NULL on out of memory
  * or a store error.

@@ -22,6 +22,8 @@
 #   - with APNs dead, enqueue and check-ins stay fast and the push waits;
 #   - kill -9 of picomdm-notify while APNs holds its request, then a
 #     restart: the push is still delivered; SIGTERM stops the daemon;
+#   - enqueue with push_wait=MS answers with the push's result and
+#     apns-id when picomdm-notify writes it in time;
 #   - 10,000 pushes in one --once run reach the mock over one connection;
 #   - dump and restore carry the push records; purge removes an
 #     enrollment's outbox entry and push state; check is clean at the end.
@@ -361,6 +363,27 @@ if grep -q 'notify: re-push: [0-9]* enrollments' "$IT_DIR/notify.log"; then
 else
 	fail "re-push is logged"
 fi
+
+# --- push_wait: the enqueue answer carries picomdm-notify's result ---
+start_mock wait
+"$NOTIFY" --db "$IT_DB" --config "$IT_DIR/notify.conf" \
+    --apns-url "https://127.0.0.1:$MOCK_PORT" >>"$IT_DIR/notify.log" 2>&1 &
+npid=$!
+IT_PIDS+=("$npid")
+enq "$D1" push_wait=5000
+expect_body_jq "[.status[\"$D1\"].push, .status[\"$D1\"].push_result] | join(\",\")" \
+    "queued,delivered" "push_wait: the answer has the push's result"
+expect_body_jq ".status[\"$D1\"].apns_id" "$(requests .apns_id | tail -n 1 | tr -d '"')" \
+    "push_wait: and its apns-id"
+kill -TERM "$npid"
+wait "$npid" || true
+enq "$D1" push_wait=100
+expect_body_jq "[.status[\"$D1\"].push, (.status[\"$D1\"].push_result|tostring)] | join(\",\")" \
+    "queued,null" "push_wait: no result when none comes in time"
+api PUT "/api/v1/enqueue/$D1?push_wait=10001" --data-binary "@$(cmd_plist C0FFEE00-0000-4000-8000-999999999999 ProfileList)"
+expect_api_error 400 "push_wait over 10000 ms is refused"
+ctl push "$D1" >/dev/null # leave nothing pending for what follows
+notify --once
 
 # --- bad invocations change nothing ---
 expect_exit 1 "no store at --db: exit 1" "$NOTIFY" --db "$IT_DIR/nostore" --once
