@@ -18,6 +18,7 @@
  *	POST   /api/v1/enrollment-tokens        issue a one-time token
  *	GET    /api/v1/enrollment-tokens        list them (never the token)
  *	DELETE /api/v1/enrollment-tokens/{id}   revoke one
+ *	POST   /api/v1/push/{id[,id...]}        queue a push (picomdm-notify)
  *	GET    /healthz                         (no key) 200 ok, or 503 why
  *
  * Path segments are percent-decoded one by one (enrollment IDs contain
@@ -330,8 +331,8 @@ fail:
 
 /*
  * PUT (raw plist) or POST (JSON form) /api/v1/enqueue/{ids}. Query:
- * priority (0..255), expires (RFC 3339 or seconds from now), nopush
- * (accepted; pushing comes later). 200 when every ID got the command,
+ * priority (0..255), expires (RFC 3339 or seconds from now), nopush=1
+ * (no push is queued; by default one is, include/picomdm/push.h). 200 when every ID got the command,
  * 207 when some did, 404 when none (nothing is kept), 409 for a
  * CommandUUID already known.
  */
@@ -362,6 +363,7 @@ static const struct api_route {
     {"ade", 1, "GET", api_ade_devices},
     {"ade", 2, "GET", api_ade_device},
     {"vpp", 1, "GET", api_vpp},
+    {"push", 1, "POST", api_push},
 };
 
 /*

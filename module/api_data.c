@@ -29,6 +29,7 @@
 #include "picomdm/message.h"
 #include "picomdm/metrics.h"
 #include "picomdm/plist.h"
+#include "picomdm/push.h"
 #include "picomdm/pushcert.h"
 #include "picomdm/store.h"
 #include "picomdm/store_enroll.h"
@@ -36,23 +37,104 @@
 
 #include "api_int.h"
 
+#define PUSH_WAIT_MAX_MS 10000
+
+struct wait_op {
+	char *const *ids;
+	const int   *push;
+	size_t	     n;
+	uint64_t     since;
+	char	   **outcome, **apns_id;
+	size_t	     left;
+};
+
+static int
+wait_op_run(struct store_txn *t, void *arg)
+{
+	struct wait_op *w = arg;
+	size_t		i;
+	int		rc;
+
+	w->left = 0;
+	for (i = 0; i < w->n; i++) {
+		if (w->outcome[i] != NULL || (w->push[i] != PUSHQ_QUEUED &&
+		    w->push[i] != PUSHQ_PENDING))
+			continue;
+		rc = store_push_answered(t, w->ids[i], w->since, &w->outcome[i],
+		    &w->apns_id[i]);
+		if (rc < 0)
+			return rc;
+		w->left += rc == 0;
+	}
+	return 0;
+}
+
+/*
+ * push_wait=MS: wait up to MS for picomdm-notify's outcome of the pushes
+ * just queued (polling the store; the worker thread is held meanwhile)
+ * and add it per ID as "push_result" (and "apns_id"). Best effort: a
+ * push not answered in time has no "push_result".
+ */
+static void
+push_wait(struct api *a, json_t *st, char *const *ids, const int *push,
+    size_t n, uint64_t since, long long ms)
+{
+	struct wait_op	w = {ids, push, n, since, NULL, NULL, 0};
+	struct timespec ts = {0, 20 * 1000000L};
+	uint64_t	end = time_now_us() + (uint64_t)ms * 1000u;
+	size_t		i;
+
+	if ((w.outcome = calloc(n, sizeof(char *))) == NULL ||
+	    (w.apns_id = calloc(n, sizeof(char *))) == NULL)
+		goto out;
+	for (;;) {
+		if (store_read(a->srv->store, wait_op_run, &w) != 0 ||
+		    w.left == 0 || time_now_us() >= end)
+			break;
+		(void)nanosleep(&ts, NULL);
+	}
+	for (i = 0; i < n; i++) {
+		if (w.outcome[i] == NULL)
+			continue;
+		json_object_set_new(json_object_get(st, ids[i]), "push_result",
+		    json_string(w.outcome[i]));
+		if (w.apns_id[i] != NULL)
+			json_object_set_new(json_object_get(st, ids[i]),
+			    "apns_id", json_string(w.apns_id[i]));
+	}
+out:
+	for (i = 0; w.outcome != NULL && i < n; i++) {
+		free(w.outcome[i]);
+		free(w.apns_id[i]);
+	}
+	free(w.outcome);
+	free(w.apns_id);
+}
+
 void
 api_enqueue(struct api *a)
 {
-	static const char *const qn[] = {"priority", "expires", "nopush"};
+	static const char *const qn[] = {"priority", "expires", "nopush",
+	    "push_wait"};
 	enum command_outcome	*oc = NULL;
 	struct command		*cmd = NULL;
-	char			*qv[3], **ids = NULL, err[COMMAND_ERR_SIZE];
+	char			*qv[4], **ids = NULL, err[COMMAND_ERR_SIZE];
 	json_t			*o = NULL, *st;
-	long long		 prio;
+	long long		 prio, nopush, wait_ms;
+	uint64_t		 since;
+	int			*push = NULL;
 	uint64_t		 expires = 0;
 	size_t			 nids = 0, nq = 0, i, nalready = 0;
 	int			 rc, status;
 
-	if (api_query(a, qn, 3, qv) == -1)
+	if (api_query(a, qn, 4, qv) == -1)
 		return;
-	if (api_num(a, "priority", qv[0], 0, 255, 0, &prio) == -1)
+	if (api_num(a, "priority", qv[0], 0, 255, 0, &prio) == -1 ||
+	    api_num(a, "nopush", qv[2], 0, 1, 0, &nopush) == -1 ||
+	    api_num(a, "push_wait", qv[3], 0, PUSH_WAIT_MAX_MS, 0, &wait_ms) ==
+		-1)
 		goto out;
+	since = time_now_us();
 	if (qv[1] != NULL &&
 	    command_expires_parse(qv[1], time_now_us(), &expires) == -1) {
 		api_fail(a, 400, "bad request",
@@ -100,12 +182,13 @@ api_enqueue(struct api *a)
 		goto out;
 	}
 	strlcpy(a->resp->id, ids[0], sizeof(a->resp->id));
-	if ((oc = calloc(nids, sizeof(*oc))) == NULL) {
+	if ((oc = calloc(nids, sizeof(*oc))) == NULL ||
+	    (push = calloc(nids, sizeof(*push))) == NULL) {
 		api_fail(a, 500, "internal error", "out of memory");
 		goto out;
 	}
-	rc = command_enqueue(
-	    a->srv->store, cmd, ids, nids, (int)prio, expires, oc, &nq);
+	rc = command_enqueue_push(a->srv->store, cmd, ids, nids, (int)prio,
+	    expires, (int)nopush, oc, push, &nq);
 	if (rc == STORE_EEXIST) {
 		api_fail(a, 409, "duplicate command",
 		    "CommandUUID %.255s is already known", cmd->uuid);
@@ -123,11 +206,18 @@ api_enqueue(struct api *a)
 	for (i = 0; i < nids; i++) {
 		if (oc[i] == COMMAND_ALREADY_QUEUED)
 			nalready++;
+		/* "push": whether a push was queued, or why not. */
 		if (api_set(st, ids[i],
-			json_pack("{s:s}", "status",
-			    command_outcome_name(oc[i]))) == -1)
+			rc == 0 && push[i] >= 0
+			    ? json_pack("{s:s,s:s}", "status",
+				  command_outcome_name(oc[i]), "push",
+				  push_queued_name((enum push_queued)push[i]))
+			    : json_pack("{s:s}", "status",
+				  command_outcome_name(oc[i]))) == -1)
 			goto oom;
 	}
+	if (rc == 0 && wait_ms > 0 && !nopush)
+		push_wait(a, st, ids, push, nids, since, wait_ms);
 	if (rc == 0)
 		status = nq == nids ? 200 : 207;
 	else {
@@ -151,11 +241,12 @@ oom:
 out:
 	json_decref(o);
 	free(oc);
+	free(push);
 	command_free(cmd);
 	for (i = 0; i < nids; i++)
 		free(ids[i]);
 	free(ids);
-	api_query_free(qv, 3);
+	api_query_free(qv, 4);
 }
 
 /* ---- enrollments ---- */
@@ -478,6 +569,7 @@ enrollment_op_run(struct store_txn *t, void *arg)
 	    api_set(op->out, "device", d != NULL ? device_json(d) : json_null()) ==
 		-1 ||
 	    api_set(op->out, "queued", json_integer((json_int_t)op->count)) == -1 ||
+	    api_set(op->out, "push", store_push_json(t, e)) == -1 ||
 	    (uc = json_array()) == NULL)
 		goto out;
 	if (e->device_id == NULL || strcmp(e->device_id, e->id) == 0) {
@@ -953,4 +1045,65 @@ out:
 	store_result_free(op.one);
 	free(op.rtype);
 	api_query_free(qv, 2);
+}
+
+/* ---- pushes ---- */
+
+/*
+ * POST /api/v1/push/{id[,id...]}: queue a push for each (picomdm-notify
+ * sends it). 200 with {"status": {ID: {"push": "queued" | "pending" |
+ * "no token" | "token invalid" | "checked out" | "unknown
+ * enrollment"}}}; 404 when no ID is an enrollment.
+ */
+void
+api_push(struct api *a)
+{
+	enum push_queued *pq = NULL;
+	char		**ids = NULL;
+	json_t		 *o = NULL, *st;
+	size_t		  nids = 0, i, nknown = 0;
+	int		  rc;
+
+	if (api_ids(a, &ids, &nids) == -1)
+		return;
+	strlcpy(a->resp->id, ids[0], sizeof(a->resp->id));
+	if ((pq = calloc(nids, sizeof(*pq))) == NULL) {
+		api_fail(a, 500, "internal error", "out of memory");
+		goto out;
+	}
+	if ((rc = store_push_request(a->srv->store, ids, nids, "api", pq)) !=
+	    0) {
+		api_store_fail(a, rc);
+		goto out;
+	}
+	if ((o = json_object()) == NULL || (st = json_object()) == NULL ||
+	    api_set(o, "status", st) == -1) {
+		api_fail(a, 500, "internal error", "out of memory");
+		goto out;
+	}
+	for (i = 0; i < nids; i++) {
+		nknown += pq[i] != PUSHQ_UNKNOWN;
+		if (api_set(st, ids[i], json_pack("{s:s}", "push",
+			push_queued_name(pq[i]))) == -1) {
+			api_fail(a, 500, "internal error", "out of memory");
+			goto out;
+		}
+	}
+	if (nknown == 0 && (api_set(o, "error",
+	    json_string("unknown enrollment")) == -1 || api_set(o, "detail",
+	    json_string("no ID is an enrollment: nothing was queued")) ==
+	    -1)) {
+		api_fail(a, 500, "internal error", "out of memory");
+		goto out;
+	}
+	api_reply(a, nknown > 0 ? 200 : 404, o);
+	o = NULL;
+	if (nknown == 0)
+		a->resp->reason = "unknown enrollment";
+out:
+	json_decref(o);
+	free(pq);
+	for (i = 0; i < nids; i++)
+		free(ids[i]);
+	free(ids);
 }

@@ -57,6 +57,7 @@ void api_vpp(struct api *);
 
 /* api_data.c */
 void api_enqueue(struct api *);
+void api_push(struct api *);
 void api_enrollments(struct api *);
 void api_enrollment(struct api *);
 void api_queue(struct api *);

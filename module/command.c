@@ -25,6 +25,7 @@
 #include "picomdm/command.h"
 #include "picomdm/message.h"
 #include "picomdm/plist.h"
+#include "picomdm/push.h"
 #include "picomdm/schema.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
@@ -901,8 +902,10 @@ struct enqueue_op {
 	size_t		      nids;
 	int		      priority;
 	uint64_t	      expires_at;
+	int		      nopush;
 	/* outputs, reset on every run */
 	enum command_outcome *outcome;
+	int		     *push; /* enum push_queued, or NULL */
 	size_t		      nqueued;
 };
 
@@ -917,12 +920,16 @@ enqueue_op_run(struct store_txn *t, void *arg)
 {
 	struct enqueue_op   *op = arg;
 	struct store_command sc;
+	enum push_queued     pq;
 	size_t		     i, n;
 	int		     rc;
 
 	op->nqueued = 0;
-	for (i = 0; i < op->nids; i++)
+	for (i = 0; i < op->nids; i++) {
 		op->outcome[i] = COMMAND_INVALID_ID;
+		if (op->push != NULL)
+			op->push[i] = -1;
+	}
 	memset(&sc, 0, sizeof(sc));
 	sc.uuid = op->cmd->uuid;
 	sc.request_type = op->cmd->request_type;
@@ -939,6 +946,14 @@ enqueue_op_run(struct store_txn *t, void *arg)
 		if (rc == 0) {
 			op->outcome[i] = COMMAND_QUEUED;
 			op->nqueued++;
+			pq = PUSHQ_NOPUSH;
+			/* The push that wakes the device, in this
+			 * transaction: picomdm-notify sends it. */
+			if (!op->nopush && (rc = store_push_queue(t,
+			    op->ids[i], "enqueue", &pq)) != 0)
+				return rc;
+			if (op->push != NULL)
+				op->push[i] = (int)pq;
 		} else if (rc == STORE_ENOTFOUND)
 			op->outcome[i] = COMMAND_UNKNOWN_ENROLLMENT;
 		else if (rc == STORE_EEXIST)
@@ -954,6 +969,15 @@ command_enqueue(struct store *s, const struct command *cmd, char *const *ids,
     size_t nids, int priority, uint64_t expires_at,
     enum command_outcome *outcome, size_t *nqueued)
 {
+	return command_enqueue_push(s, cmd, ids, nids, priority, expires_at, 0,
+	    outcome, NULL, nqueued);
+}
+
+int
+command_enqueue_push(struct store *s, const struct command *cmd,
+    char *const *ids, size_t nids, int priority, uint64_t expires_at,
+    int nopush, enum command_outcome *outcome, int *push, size_t *nqueued)
+{
 	struct enqueue_op op;
 	int		  rc;
 
@@ -967,6 +991,8 @@ command_enqueue(struct store *s, const struct command *cmd, char *const *ids,
 	op.priority = priority;
 	op.expires_at = expires_at;
 	op.outcome = outcome;
+	op.nopush = nopush;
+	op.push = push;
 	rc = store_write(s, enqueue_op_run, &op);
 	*nqueued = rc == 0 ? op.nqueued : 0;
 	return rc;

@@ -13,6 +13,7 @@
 
 #include "extern.h"
 #include "picomdm/log.h"
+#include "picomdm/notify.h"
 #include "picomdm/util.h"
 #include "picomdm/webhook.h"
 
@@ -32,6 +33,7 @@ config_defaults(struct config *c)
 	enroll_conf_defaults(&c->enroll);
 	c->health_stall = 30;
 	webhook_conf_defaults(&c->webhook);
+	notify_conf_defaults(&c->notify);
 }
 
 void
@@ -50,6 +52,7 @@ config_free(struct config *c)
 	free(c->dep_url);
 	free(c->dep_enroll_url);
 	webhook_conf_free(&c->webhook);
+	notify_conf_free(&c->notify);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -171,6 +174,16 @@ static const struct {
 	{ "webhook_max_events", "1 to 1000000000" },
 	{ "webhook_timeout", "seconds, 1 to 3600" },
 	{ "webhook_retry_max", "seconds, 1 to 86400" },
+	/* picomdm-notify's (notify_conf.c) */
+	{ "apns_url", "an https:// URL" },
+	{ "apns_ca", "a PEM file" },
+	{ "apns_expiration", "seconds, 0 to 31536000" },
+	{ "notify_poll_ms", "milliseconds, 10 to 3600000" },
+	{ "push_max_attempts", "1 to 100" },
+	{ "push_backoff_ms", "milliseconds, 1 to 3600000" },
+	{ "push_backoff_max_ms", "milliseconds, 1 to 86400000" },
+	{ "push_topic_retry", "seconds, 1 to 86400" },
+	{ "repush_interval", "seconds, 0 (off) to 2592000" },
 };
 
 static const char *
@@ -344,7 +357,8 @@ config_set(struct config *c, const char *key, const char *val)
 			goto bad_val;
 		if (rc == -2)
 			rc = -1;
-	} else if ((rc = enroll_conf_set(&c->enroll, k, val)) == 1)
+	} else if ((rc = enroll_conf_set(&c->enroll, k, val)) == 1 &&
+	    (rc = notify_conf_set(&c->notify, k, val)) == 1)
 		goto bad_key;
 	else if (rc == -1)
 		goto bad_val;

@@ -11,6 +11,7 @@
 
 #include "picomdm/enroll.h"
 #include "picomdm/identity.h"
+#include "picomdm/notify.h"
 #include "picomdm/store.h"
 #include "picomdm/webhook.h"
 
@@ -62,6 +63,7 @@ struct config {
 	unsigned dep_sync_interval; /* sync --daemon, seconds; 0: 3600 */
 	char    *dep_enroll_url;  /* profile url, NULL: from server_url */
 	struct webhook_conf webhook; /* webhook_* keys (webhook_conf.c) */
+	struct notify_conf notify; /* picomdm-notify's keys (notify.h) */
 };
 
 /* Defaults, then the file (if any), then command-line overrides. */

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "picomdm/metrics.h"
+#include "picomdm/push.h"
 #include "picomdm/store.h"
 #include "picomdm/store_event.h"
 #include "picomdm/util.h"
@@ -410,6 +411,7 @@ struct store_fig {
 	struct store_env_stat env;
 	uint64_t              enabled, disabled;
 	struct store_event_counts wh; /* the webhook outbox's counters */
+	uint64_t              push[PUSH__MAX]; /* picomdm-notify's counters */
 };
 
 static int
@@ -433,7 +435,8 @@ store_fig_op(struct store_txn *t, void *arg)
 	if ((f->ndb = store_stat(t, f->db, 32)) < 0)
 		return f->ndb;
 	if ((rc = store_env_stat(t, &f->env)) != 0 ||
-	    (rc = store_event_counts(t, &f->wh)) != 0)
+	    (rc = store_event_counts(t, &f->wh)) != 0 ||
+	    (rc = store_push_counters(t, f->push)) != 0)
 		return rc;
 	return store_enrollment_iter(t, NULL, enroll_count, f);
 }
@@ -518,6 +521,19 @@ metrics_render_store(struct buf *b, struct store *s)
 	    buf_printf(b, "picomdm_webhook_outbox %llu\n",
 	    (unsigned long long)fig_entries(&f, "event")) == -1)
 		return STORE_ENOMEM;
+	/* picomdm-notify writes these with each outcome (push.h). */
+	if (family(b, "picomdm_push_outbox_depth", "gauge",
+	    "Pushes waiting in the outbox (one per enrollment at most).") ==
+	    -1 || buf_printf(b, "picomdm_push_outbox_depth %llu\n",
+	    (unsigned long long)fig_entries(&f, "push_outbox")) == -1 ||
+	    family(b, "picomdm_pushes_total", "counter",
+	    "Push outcomes written by picomdm-notify, by result.") == -1)
+		return STORE_ENOMEM;
+	for (i = 0; i < PUSH__MAX; i++)
+		if (buf_printf(b, "picomdm_pushes_total{result=\"%s\"} %llu\n",
+		    push_result_name((enum push_result)i),
+		    (unsigned long long)f.push[i]) == -1)
+			return STORE_ENOMEM;
 	return 0;
 }
 

@@ -895,6 +895,41 @@ check_event(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return c->repair;
 }
 
+/* PUSHQ, PUSHSTATE: keyed by an enrollment number in use (repair: drop);
+ * the record decodes (an outbox record has its queued_at). */
+static int
+check_push_kind(struct check_ctx *c, enum store_dbi d, enum rec_kind r,
+    const unsigned *req, const MDB_val *k, const MDB_val *v)
+{
+	const char *why;
+
+	check_tick(c);
+	if (k->mv_size != 8)
+		return check_malformed(c, d, k);
+	if (!u64set_has(&c->eids, key_get_u64(k->mv_data)))
+		return check_orphan(c, d, k, "push record");
+	if ((why = rec_problem(v, r, req)) != NULL)
+		return problem(c, d, k->mv_data, k->mv_size, 0, "%s", why);
+	return 0;
+}
+
+static int
+check_pushq(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	static const unsigned req[] = {1, 0}; /* queued_at */
+
+	(void)t;
+	return check_push_kind(arg, DBI_PUSHQ, REC_PUSHQ, req, k, v);
+}
+
+static int
+check_pushstate(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	(void)t;
+	return check_push_kind(arg, DBI_PUSHSTATE, REC_PUSHSTATE, NULL, k, v);
+}
+
 /* A counter in meta must be above every number in use. */
 static int
 check_counter(
@@ -953,6 +988,8 @@ static const visit_fn checks[DBI__MAX] = {
     [DBI_VPPASSET] = check_vppasset,
     [DBI_VPPASSIGN] = check_vppassign,
     [DBI_VPPUSER] = check_vppuser,
+    [DBI_PUSHQ] = check_pushq,
+    [DBI_PUSHSTATE] = check_pushstate,
 };
 
 /* See store_kinds.h. */

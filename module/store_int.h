@@ -45,6 +45,8 @@ enum store_dbi {
 	DBI_VPPASSIGN, /* token . "device"|"user" . serial|clientUserId .
 			* adamId -> assignment record */
 	DBI_VPPUSER,  /* token . clientUserId -> user record */
+	DBI_PUSHQ,    /* eid -> push outbox record (store_push.c) */
+	DBI_PUSHSTATE, /* eid -> push state record (store_push.c) */
 	DBI__MAX
 };
 
@@ -145,6 +147,8 @@ enum rec_kind {
 	REC_VPPASSET,
 	REC_VPPASSIGN,
 	REC_VPPUSER,
+	REC_PUSHQ,
+	REC_PUSHSTATE,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 

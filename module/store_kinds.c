@@ -321,6 +321,30 @@ static const struct afield vppuser_af[] = {
     AO(7, "synced_at", A_TIME),
 };
 
+/* Tags as written by store_push.c: the push outbox (one pending push
+ * per enrollment) and each enrollment's push state, all picomdm's own. */
+static const struct afield pushq_af[] = {
+    AO(1, "queued_at", A_TIME),
+    AO(2, "reason", A_STR),
+    AO(3, "attempts", A_U64),
+    AO(4, "next_try", A_TIME),
+    AO(5, "last_result", A_STR),
+    AO(6, "last_status", A_U64),
+    AO(7, "last_reason", A_STR),
+};
+
+static const struct afield pushstate_af[] = {
+    AO(1, "last_push_at", A_TIME),
+    AO(2, "apns_id", A_STR),
+    AO(3, "last_outcome", A_STR),
+    AO(4, "last_outcome_at", A_TIME),
+    AO(5, "last_status", A_U64),
+    AO(6, "last_reason", A_STR),
+    AO(7, "token_invalid_at", A_TIME),
+    AO(8, "token_invalid_reason", A_STR),
+    AO(9, "delivered", A_U64),
+};
+
 /* No purge by source for this kind. */
 #define NO_SOURCE .src = STORE_SOURCE__MAX, .src_owner = SRC_NONE
 
@@ -423,6 +447,14 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	.val = KV_RECORD, .rec = REC_VPPUSER, .f = vppuser_af,
 	.nf = NF(vppuser_af), .plist_svc = INV_VPP,
 	.owner = OWN_VPP_TOKEN, NO_SOURCE, .check_pass = 22},
+    [DBI_PUSHQ] = {.dbi = DBI_PUSHQ, .key = KK_U64, .val = KV_RECORD,
+	.rec = REC_PUSHQ, .f = pushq_af, .nf = NF(pushq_af),
+	.plist_svc = INV_CHECKIN, .owner = OWN_EID, NO_SOURCE,
+	.check_pass = 23},
+    [DBI_PUSHSTATE] = {.dbi = DBI_PUSHSTATE, .key = KK_U64,
+	.val = KV_RECORD, .rec = REC_PUSHSTATE, .f = pushstate_af,
+	.nf = NF(pushstate_af), .plist_svc = INV_CHECKIN, .owner = OWN_EID,
+	NO_SOURCE, .check_pass = 24},
 };
 /* clang-format on */
 

@@ -84,6 +84,8 @@ int ctl_scep_verify(struct ctl *);
 
 /* ctl_pushcert.c: pushcert import|list|remove */
 int ctl_pushcert(struct ctl *);
+/* ctl_push.c */
+int ctl_push(struct ctl *);
 
 /* ctl_privacy.c: inventory, purge, prune */
 int ctl_inventory(struct ctl *);

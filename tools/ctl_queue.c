@@ -26,6 +26,7 @@
 #include "ctl.h"
 #include "picomdm/command.h"
 #include "picomdm/message.h"
+#include "picomdm/push.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
 
@@ -214,6 +215,7 @@ ctl_enqueue(struct ctl *c)
 {
 	static const char *const opts[] = {"priority", "expires"};
 	enum command_outcome	*oc = NULL;
+	int			*push = NULL;
 	struct command		*cmd = NULL;
 	struct buf		 b;
 	const char		*pos[2], *vals[2];
@@ -267,10 +269,11 @@ ctl_enqueue(struct ctl *c)
 		fprintf(stderr, "picomdmctl: %s: %s\n", pos[1], err);
 		goto out;
 	}
-	if ((oc = calloc(nids, sizeof(*oc))) == NULL)
+	if ((oc = calloc(nids, sizeof(*oc))) == NULL ||
+	    (push = calloc(nids, sizeof(*push))) == NULL)
 		goto out;
-	rc = command_enqueue(
-	    c->store, cmd, ids, nids, (int)prio, expires, oc, &nq);
+	rc = command_enqueue_push(c->store, cmd, ids, nids, (int)prio, expires,
+	    0, oc, push, &nq);
 	if (rc == STORE_EEXIST) {
 		fprintf(stderr,
 		    "picomdmctl: CommandUUID %s is already "
@@ -287,7 +290,10 @@ ctl_enqueue(struct ctl *c)
 	json_object_set_new(o, "command_uuid", json_string(cmd->uuid));
 	json_object_set_new(o, "request_type", json_string(cmd->request_type));
 	for (i = 0; i < nids; i++)
-		json_object_set_new(st, ids[i],
+		json_object_set_new(st, ids[i], rc == 0 && push[i] >= 0 ?
+		    json_pack("{s:s,s:s}", "status",
+			command_outcome_name(oc[i]), "push",
+			push_queued_name((enum push_queued)push[i])) :
 		    json_pack("{s:s}", "status", command_outcome_name(oc[i])));
 	json_object_set_new(o, "status", st);
 	st = NULL;
@@ -298,6 +304,7 @@ out:
 	json_decref(st);
 	json_decref(o);
 	free(oc);
+	free(push);
 	command_free(cmd);
 	buf_free(&b);
 	for (i = 0; i < nids; i++)

@@ -13,6 +13,7 @@
 
 #include "ctl.h"
 #include "picomdm/message.h"
+#include "picomdm/push.h"
 #include "picomdm/store.h"
 #include "picomdm/store_ade.h"
 #include "picomdm/store_enroll.h"
@@ -189,6 +190,9 @@ show_enrollment(struct store_txn *t, const char *id, json_t *arr)
 	if ((rc = store_enrollment_get(t, id, &e)) != 0)
 		return rc;
 	o = enrollment_json(e);
+	/* Its push state and pending push (include/picomdm/push.h). */
+	if (o != NULL)
+		json_object_set_new(o, "push", store_push_json(t, e));
 	store_enrollment_free(e);
 	msgs = json_array();
 	queue = json_array();

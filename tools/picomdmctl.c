@@ -43,6 +43,7 @@ static const struct ctl_cmd cmds[] = {
 	{ "enrollment-profile", ctl_enroll_profile, CTL_OPEN_NONE,
 	    "[-o FILE]" },
 	{ "scep-verify", ctl_scep_verify, CTL_OPEN_NONE, "< CSR" },
+	{ "push", ctl_push, CTL_OPEN_WRITE, "ID..." },
 };
 
 static void

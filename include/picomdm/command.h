@@ -102,6 +102,15 @@ const char *command_outcome_name(enum command_outcome);
 int command_enqueue(struct store *, const struct command *, char *const *ids,
     size_t nids, int priority, uint64_t expires_at,
     enum command_outcome *outcome, size_t *nqueued);
+/*
+ * The same, and in the same transaction a push for every enrollment the
+ * command was queued to (include/picomdm/push.h), unless nopush; push
+ * (may be NULL) says per ID whether one was queued or why not.
+ * command_enqueue pushes too.
+ */
+int command_enqueue_push(struct store *, const struct command *,
+    char *const *ids, size_t nids, int priority, uint64_t expires_at,
+    int nopush, enum command_outcome *outcome, int *push, size_t *nqueued);
 
 /*
  * A plist as JSON: dict -> object, array -> array, string -> string
