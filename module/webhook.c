@@ -67,18 +67,6 @@ rfc3339(uint64_t us, char *out, size_t n)
 	    tm.tm_min, tm.tm_sec, (unsigned)(us % 1000000));
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode s[0..n) ('+' is a space) into a new string. */
 static char *
 query_decode(const char *s, size_t n)
@@ -90,9 +78,9 @@ query_decode(const char *s, size_t n)
 		return NULL;
 	for (i = 0; i < n; i++) {
 		if (s[i] == '%' && i + 2 < n &&
-		    hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			o[j++] = (char)(hexval(s[i + 1]) << 4 |
-			    hexval(s[i + 2]));
+		    hex_val(s[i + 1]) >= 0 && hex_val(s[i + 2]) >= 0) {
+			o[j++] = (char)(hex_val(s[i + 1]) << 4 |
+			    hex_val(s[i + 2]));
 			i += 2;
 		} else
 			o[j++] = s[i] == '+' ? ' ' : s[i];
