@@ -1,7 +1,8 @@
 /*
  * picomdm-notify - delivers what the store says must be sent: the push
  * outbox (include/picomdm/push.h) to APNs with the topic's certificate
- * from the store (module/apns.c). It opens the store beside a running
+ * from the store (module/apns.c), and the webhook outbox
+ * (include/picomdm/webhook.h) to each webhook_url. It opens the store beside a running
  * picomdm-fcgi, as picomdmctl does; the responder never makes an outbound
  * call (ARCHITECTURE.md, "The outbound principle"). See
  * man/picomdm-notify.8 and README.md "Waking devices".
@@ -13,6 +14,9 @@
  *	repush_pass	re-queue pushes for enrollments not seen since
  *			their last push (repush_interval)
  * then a sleep until the next record is due or the poll interval ends.
+ * The webhook outbox has a thread of its own (webhook_loop): a pass POSTs
+ * one event at a time and may wait webhook_timeout for a receiver, which
+ * must never hold a push back. With --once both are drained in turn.
  * A record is removed only in the transaction that records its outcome,
  * so a crash at any point sends it again (at least once), never loses it.
  */
@@ -20,6 +24,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +38,7 @@
 #include "picomdm/push.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
+#include "picomdm/webhook.h"
 
 #define BATCH_MAX 2000 /* records taken per pass */
 #define TOPICS_MAX 64
@@ -434,6 +440,48 @@ nap(struct notify *nf)
 	(void)nanosleep(&ts, NULL); /* a signal ends it early */
 }
 
+/*
+ * One webhook pass after the other until nothing is due: with until_idle
+ * (--once) then return, else sleep until the next event is due (a
+ * second at most: new events are not announced) and go on until stop.
+ */
+struct webhook_run {
+	struct webhook *wh;
+	struct store   *store;
+	int		until_idle;
+	int		failed;
+};
+
+static void *
+webhook_loop(void *arg)
+{
+	struct webhook_run *w = arg;
+	struct timespec	    ts;
+	int64_t		    now, due, ms;
+	int		    n;
+
+	while (!stop) {
+		now = (int64_t)time_now_us();
+		due = 0;
+		if ((n = webhook_pass(w->wh, w->store, now, &due)) < 0) {
+			log_error("notify: webhook pass: %s", store_strerror(n));
+			w->failed = 1;
+			due = 0;
+		}
+		if (due != 0 && due <= now)
+			continue; /* more is due at once */
+		if (w->until_idle)
+			break;
+		ms = due != 0 ? (due - now) / 1000 + 1 : 1000;
+		if (ms > 1000)
+			ms = 1000;
+		ts.tv_sec = (time_t)(ms / 1000);
+		ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+		(void)nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -450,6 +498,8 @@ main(int argc, char **argv)
 	struct config	  cfg;
 	struct store_opts so;
 	struct notify	  nf;
+	struct webhook_run wr;
+	pthread_t	  wt;
 	struct sigaction  sa;
 	const char	 *db = NULL, *conf = NULL, *url = NULL, *ca = NULL;
 	char		  path[4096];
@@ -520,9 +570,26 @@ main(int argc, char **argv)
 		config_free(&cfg);
 		return 1;
 	}
-	log_info("notify: started on %s, APNs %s%s", db,
+	/* Before any thread: webhook_new starts libcurl. */
+	memset(&wr, 0, sizeof(wr));
+	wr.store = nf.store;
+	wr.until_idle = once;
+	if ((wr.wh = webhook_new(&cfg.webhook)) == NULL) {
+		log_error("notify: cannot start the webhook deliverer");
+		store_close(nf.store);
+		config_free(&cfg);
+		return 1;
+	}
+	log_info("notify: started on %s, APNs %s, %zu webhook URL(s)%s", db,
 	    nf.ac.url != NULL ? nf.ac.url : APNS_URL_PRODUCTION,
-	    once ? " (--once)" : "");
+	    cfg.webhook.nurls, once ? " (--once)" : "");
+	if (!once && pthread_create(&wt, NULL, webhook_loop, &wr) != 0) {
+		log_error("notify: cannot start the webhook thread");
+		webhook_free(wr.wh);
+		store_close(nf.store);
+		config_free(&cfg);
+		return 1;
+	}
 	while (!stop) {
 		/* One pass after the other; each ends in the store. */
 		n = push_pass(&nf);
@@ -541,6 +608,13 @@ main(int argc, char **argv)
 			continue; /* more is due: no sleep */
 		nap(&nf);
 	}
+	if (once)
+		webhook_loop(&wr); /* the webhook outbox in turn */
+	else
+		pthread_join(wt, NULL); /* stop ends its sleep within 1 s */
+	if (wr.failed)
+		ex = 1;
+	webhook_free(wr.wh);
 	log_info("notify: stopping (%lu pushes sent)", nf.sent);
 	for (i = 0; i < nf.ntopics; i++) {
 		apns_free(nf.topics[i].apns);

@@ -387,4 +387,35 @@ expect_eq "$(ctlok dump | jq -r 'select(.db == "event") | .value.token_update_ta
     "$(ctlok dump | jq -r 'select(.db == "enroll" and .key == "'"$udid1"'") | .value.token_update_tally - 2, .value.token_update_tally - 1, .value.token_update_tally' | tr '\n' ' ')" \
     "the newest three kept"
 
+# ---- picomdm-notify delivers the outbox (its webhook thread) ----
+NOTIFY=$PM_BUILD/picomdm-notify
+mock_stop
+: >"$IT_DIR/hook.log"
+mock_start
+rc=0
+"$NOTIFY" --db "$IT_DB" --config "$IT_DIR/picomdm.conf" --once \
+    2>>"$IT_DIR/notify.log" || rc=$?
+ctlok stats --prometheus >"$IT_DIR/stats3.prom"
+expect_eq "$rc/$(wc -l <"$IT_DIR/hook.log")/$(promval picomdm_webhook_outbox "$IT_DIR/stats3.prom")" \
+    0/3/0 "picomdm-notify --once posts the three waiting events and empties the outbox"
+expect_eq "$(hook 'print(all(sig_ok(r) for r in log))')" True \
+    "  each signed"
+"$NOTIFY" --db "$IT_DB" --config "$IT_DIR/picomdm.conf" \
+    2>>"$IT_DIR/notify.log" &
+notify_pid=$!
+IT_PIDS+=("$notify_pid")
+checkin "$(token_plist "$udid1" "$(openssl rand -base64 32)")" device1
+checkin "$(checkout_plist "$udid1")" device1
+for _ in $(seq 100); do
+	(($(wc -l <"$IT_DIR/hook.log") >= 5)) && break
+	sleep 0.1
+done
+expect_eq "$(hook 'print(" ".join(r["json"]["topic"] for r in log[3:]))')" \
+    "mdm.TokenUpdate mdm.CheckOut" \
+    "the picomdm-notify daemon posts new check-ins as they come"
+kill -TERM "$notify_pid"
+rc=0
+wait "$notify_pid" || rc=$?
+expect_eq "$rc" 0 "  and exits 0 on SIGTERM"
+
 it_done
