@@ -90,7 +90,8 @@ for f in "$PM_ROOT"/systemd/*; do
 	esac
 done
 for u in picomdm-fcgi.socket picomdm-fcgi.service picomdm-prune.service \
-    picomdm-prune.timer picomdm-notify.service; do
+    picomdm-prune.timer picomdm-notify.service picomdm-dep.service \
+    picomdm-vpp.service picomdm-vpp.timer; do
 	[[ -f $units/$u ]] || fail "systemd/ has $u"
 done
 if out=$(cd "$units" && systemd-analyze verify --man=no ./*.service \
@@ -107,7 +108,8 @@ exposure() {
 	    "./$(basename "$1")" 2>/dev/null) |
 	    sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\) .*/\1/p'
 }
-for u in picomdm-fcgi.service picomdm-prune.service picomdm-notify.service; do
+for u in picomdm-fcgi.service picomdm-prune.service picomdm-notify.service \
+    picomdm-dep.service picomdm-vpp.service; do
 	e=$(exposure "$units/$u")
 	if [[ -n $e ]] && awk -v e="$e" 'BEGIN { exit !(e <= 2.0) }'; then
 		pass "$u: exposure $e (2.0 or less)"

@@ -217,6 +217,14 @@ show=$(in_ct picomdmctl --db /var/lib/picomdm show "$udid" 2>&1 || true)
 expect_jq "$show" '.device.serial_number' C02BOOT00001 \
     "picomdmctl reads the store beside the running service"
 
+# ---- picomdm-notify.service: starts and stays up as picomdm ----
+in_ct systemctl start picomdm-notify.service >/dev/null 2>&1 || true
+sleep 2
+expect_eq "$(in_ct systemctl is-active picomdm-notify.service || true)/$(in_ct \
+    ps -o user= -p "$(in_ct systemctl show -p MainPID --value \
+    picomdm-notify.service)" | tr -d ' ')" active/picomdm \
+    "picomdm-notify.service runs as picomdm beside the responder"
+
 # ---- the prune timer's service ----
 in_ct systemctl start picomdm-prune.service >/dev/null 2>&1 || true
 expect_eq "$(in_ct systemctl show -p Result --value picomdm-prune.service)" \

@@ -54,6 +54,9 @@ dpkg-deb -c "$deb" | awk '{ print $6 }' | sed 's|^\./|/|' >"$dir/files"
 for f in /usr/sbin/picomdm-fcgi /usr/bin/picomdmctl /usr/bin/picomdm-dep /usr/bin/picomdm-vpp \
     /usr/sbin/picomdm-notify /usr/share/man/man8/picomdm-notify.8.gz \
     /lib/systemd/system/picomdm-notify.service \
+    /lib/systemd/system/picomdm-dep.service \
+    /lib/systemd/system/picomdm-vpp.service \
+    /lib/systemd/system/picomdm-vpp.timer \
     /usr/share/man/man8/picomdm-fcgi.8.gz /usr/share/man/man8/picomdmctl.8.gz \
     /usr/share/man/man5/picomdm.conf.5.gz /usr/share/man/man7/picomdm-api.7.gz \
     /lib/systemd/system/picomdm-fcgi.socket \
