@@ -412,6 +412,7 @@ struct store_fig {
 	uint64_t              enabled, disabled;
 	struct store_event_counts wh; /* the webhook outbox's counters */
 	uint64_t              push[PUSH__MAX]; /* picomdm-notify's counters */
+	uint64_t              push_invalid; /* enrollments, token refused */
 };
 
 static int
@@ -436,7 +437,8 @@ store_fig_op(struct store_txn *t, void *arg)
 		return f->ndb;
 	if ((rc = store_env_stat(t, &f->env)) != 0 ||
 	    (rc = store_event_counts(t, &f->wh)) != 0 ||
-	    (rc = store_push_counters(t, f->push)) != 0)
+	    (rc = store_push_counters(t, f->push)) != 0 ||
+	    (rc = store_push_invalid_count(t, &f->push_invalid)) != 0)
 		return rc;
 	return store_enrollment_iter(t, NULL, enroll_count, f);
 }
@@ -526,6 +528,11 @@ metrics_render_store(struct buf *b, struct store *s)
 	    "Pushes waiting in the outbox (one per enrollment at most).") ==
 	    -1 || buf_printf(b, "picomdm_push_outbox_depth %llu\n",
 	    (unsigned long long)fig_entries(&f, "push_outbox")) == -1 ||
+	    family(b, "picomdm_push_tokens_invalid", "gauge",
+	    "Enrollments whose push token APNs refused, with no TokenUpdate "
+	    "since: no push wakes them.") == -1 ||
+	    buf_printf(b, "picomdm_push_tokens_invalid %llu\n",
+	    (unsigned long long)f.push_invalid) == -1 ||
 	    family(b, "picomdm_pushes_total", "counter",
 	    "Push outcomes written by picomdm-notify, by result.") == -1)
 		return STORE_ENOMEM;

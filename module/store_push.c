@@ -190,6 +190,39 @@ push_token_invalid(
 	    s->token_invalid_at >= e->token_updated_at;
 }
 
+/* store_push_invalid_count's visit: a state marked invalid counts while
+ * its enrollment has had no TokenUpdate since. */
+static int
+invalid_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v,
+    void *arg)
+{
+	struct store_push_state	 s;
+	struct store_enrollment *e = NULL;
+	uint64_t		*n = arg;
+	char			*id = NULL;
+
+	memset(&s, 0, sizeof(s));
+	/* A record that does not decode counts for nothing (check reports
+	 * it); one of an enrollment gone neither. */
+	if (k->mv_size == 8 && rec_decode(v, REC_PUSHSTATE, state_fields,
+	    NF(state_fields), &s, NULL, NULL) == 0 &&
+	    s.token_invalid_at != 0 &&
+	    enroll_id_of(t, key_get_u64(k->mv_data), &id) == 0 &&
+	    store_enrollment_get(t, id, &e) == 0 && push_token_invalid(&s, e))
+		(*n)++;
+	store_enrollment_free(e);
+	free(id);
+	store_push_state_free(&s);
+	return 0;
+}
+
+int
+store_push_invalid_count(struct store_txn *t, uint64_t *n)
+{
+	*n = 0;
+	return db_visit(t, DBI_PUSHSTATE, invalid_visit, n, NULL);
+}
+
 /* Can this enrollment be pushed? PUSHQ_QUEUED when it can. */
 static enum push_queued
 pushable(const struct store_enrollment *e, const struct store_push_state *s)

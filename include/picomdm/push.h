@@ -123,6 +123,10 @@ int store_push_done(struct store_txn *, const struct push_item *,
 
 /* The counters of results (PUSH__MAX of them). */
 int store_push_counters(struct store_txn *, uint64_t *out);
+/* Enrollments whose push token APNs refused and that have sent no
+ * TokenUpdate since (no push goes to them): one pass over the push
+ * states, the enrollment read for each one marked. */
+int store_push_invalid_count(struct store_txn *, uint64_t *n);
 
 /* An enrollment's push state. */
 struct store_push_state {

@@ -236,8 +236,12 @@ enq "$D2"
 expect_body_jq ".status[\"$D2\"].push" "token invalid" "an enqueue says why no push was queued"
 expect_exit 1 "picomdmctl push of an invalid token exits 1" ctl push "$D2"
 expect_jq "$(ctlok show "$D2")" .enrollments[0].push.token_invalid true "picomdmctl show: token invalid"
+expect_eq "$(prom picomdm_push_tokens_invalid)" 1 \
+    "picomdm_push_tokens_invalid counts the enrollment"
 token_update "$D2" device2 "$TOK2B"
 expect_jq "$(pushview "$D2")" .token_invalid false "a TokenUpdate clears it"
+expect_eq "$(prom picomdm_push_tokens_invalid)" 0 \
+    "  and picomdm_push_tokens_invalid no longer counts it"
 enq "$D2"
 expect_body_jq ".status[\"$D2\"].push" queued "and pushes are queued again"
 notify --once
