@@ -569,7 +569,9 @@ store_push_done(struct store_txn *t, const struct push_item *it,
 		break;
 	case PUSH_RETRY:
 		q.attempts++;
-		/* fall through */
+		keep = 1;
+		q.next_try = o->next_try;
+		break;
 	case PUSH_TOPIC_STOPPED:
 		keep = 1;
 		q.next_try = o->next_try;

@@ -375,5 +375,12 @@ main(void)
 	CHECK_EQ(store_check(s, 0, NULL, problem_cb, NULL, &cc), 0);
 
 	store_close(s);
+	/* make distcheck wants the build tree clean. */
+	{
+		char cmd[sizeof(dir) + 16];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		CHECK(system(cmd) == 0);
+	}
 	REGRESS_DONE();
 }
