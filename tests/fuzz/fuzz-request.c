@@ -266,7 +266,7 @@ fuzz_libfcgi_walk(const unsigned char *s, size_t n, int keep_pad)
 {
 	struct buf params;
 	size_t	   off = 0, clen, plen;
-	int	   bad = 0, rid, type, begun = 0, ended = 0;
+	int	   bad = 0, rid, type, brid = -1, ended = 0;
 
 	memset(&params, 0, sizeof(params));
 	while (!bad && n - off >= 8) {
@@ -283,9 +283,14 @@ fuzz_libfcgi_walk(const unsigned char *s, size_t n, int keep_pad)
 		    buf_append(&params, s + off, clen) == -1)
 			abort();
 		off += clen;
-		if (rid != 0 && type == 1 && !begun++ && (keep_pad & 1))
-			plen = 0;
-		if (rid != 0 && type == 4 && clen == 0 && !ended++ &&
+		if (rid != 0 && type == 1 && brid == -1) {
+			brid = rid;
+			if (keep_pad & 1)
+				plen = 0;
+		}
+		/* Only the request's own empty record ends its params; libfcgi
+		 * skips records of another request ID. */
+		if (rid == brid && type == 4 && clen == 0 && !ended++ &&
 		    (keep_pad & 2))
 			plen = 0;
 		off += plen < n - off ? plen : n - off;
