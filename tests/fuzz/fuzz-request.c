@@ -247,11 +247,18 @@ fuzz_pairs_overflow(const unsigned char *p, size_t n)
  * corpus files expect-bug-*). Only a peer that can write to the FastCGI
  * socket can send that, and nginx never does: such streams are not run.
  * This looks at the content of FCGI_PARAMS records joined up (pairs span
- * records) and of every management record (request ID 0) on its own.
+ * records) and of every FCGI_GET_VALUES management record (request ID 0)
+ * on its own, which libfcgi reads as pairs up to the record's end. A
+ * management record of any other type is answered FCGI_UNKNOWN_TYPE but
+ * its content is not skipped: FillBuffProc hands it on to whichever
+ * stream is reading, so while the params are read it joins them (the
+ * padding after it is skipped). Such records count here as params until
+ * the params' empty record, an over-approximation (before
+ * FCGI_BEGIN_REQUEST libfcgi refuses the stream instead).
  * libfcgi does not always skip a record's padding: switching its reader
  * to the params stream after FCGI_BEGIN_REQUEST, and to stdin after the
  * params' empty record, drops the padding length, so those padding bytes
- * are read as the next header (fuzz-request found it). Each of the four
+ * are read as the next header (fuzz-request found both). Each of the four
  * readings is walked; any that overflows counts.
  */
 static int
@@ -259,7 +266,7 @@ fuzz_libfcgi_walk(const unsigned char *s, size_t n, int keep_pad)
 {
 	struct buf params;
 	size_t	   off = 0, clen, plen;
-	int	   bad = 0, rid, type, begun = 0, ended = 0;
+	int	   bad = 0, rid, type, brid = -1, ended = 0;
 
 	memset(&params, 0, sizeof(params));
 	while (!bad && n - off >= 8) {
@@ -270,14 +277,20 @@ fuzz_libfcgi_walk(const unsigned char *s, size_t n, int keep_pad)
 		off += 8;
 		if (clen > n - off)
 			clen = n - off;
-		if (rid == 0)
+		if (rid == 0 && type == 9)
 			bad = fuzz_pairs_overflow(s + off, clen);
-		else if (type == 4 && buf_append(&params, s + off, clen) == -1)
+		else if ((type == 4 || (rid == 0 && !ended)) &&
+		    buf_append(&params, s + off, clen) == -1)
 			abort();
 		off += clen;
-		if (rid != 0 && type == 1 && !begun++ && (keep_pad & 1))
-			plen = 0;
-		if (rid != 0 && type == 4 && clen == 0 && !ended++ &&
+		if (rid != 0 && type == 1 && brid == -1) {
+			brid = rid;
+			if (keep_pad & 1)
+				plen = 0;
+		}
+		/* Only the request's own empty record ends its params; libfcgi
+		 * skips records of another request ID. */
+		if (rid == brid && type == 4 && clen == 0 && !ended++ &&
 		    (keep_pad & 2))
 			plen = 0;
 		off += plen < n - off ? plen : n - off;
