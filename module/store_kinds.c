@@ -449,11 +449,11 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	.owner = OWN_VPP_TOKEN, NO_SOURCE, .check_pass = 22},
     [DBI_PUSHQ] = {.dbi = DBI_PUSHQ, .key = KK_U64, .val = KV_RECORD,
 	.rec = REC_PUSHQ, .f = pushq_af, .nf = NF(pushq_af),
-	.plist_svc = INV_CHECKIN, .owner = OWN_EID, NO_SOURCE,
+	.owner = OWN_EID, .plist_svc = INV_CHECKIN, NO_SOURCE,
 	.check_pass = 23},
     [DBI_PUSHSTATE] = {.dbi = DBI_PUSHSTATE, .key = KK_U64,
 	.val = KV_RECORD, .rec = REC_PUSHSTATE, .f = pushstate_af,
-	.nf = NF(pushstate_af), .plist_svc = INV_CHECKIN, .owner = OWN_EID,
+	.nf = NF(pushstate_af), .owner = OWN_EID, .plist_svc = INV_CHECKIN,
 	NO_SOURCE, .check_pass = 24},
 };
 /* clang-format on */

@@ -25,6 +25,7 @@
 #include "store_admin.h"
 #include "store_int.h"
 #include "picomdm/store_ade.h"
+#include "picomdm/store_vpp.h"
 #include "store_kinds.h"
 
 /* ---- purge ---- */
@@ -481,6 +482,12 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 				return rc;
 		}
 	}
+	/* The Apps and Books licences assigned to those serials: kept per
+	 * token (purge --token), but they name the device. */
+	for (i = 0; i < pc->serials.n; i++)
+		if ((rc = store_vpp_forget_serial(t, pc->serials.v[i],
+		    &r->removed[DBI_VPPASSIGN])) != 0)
+			return rc;
 
 	list = calloc(pc->found.n + 1, sizeof(char *));
 	if (list == NULL)

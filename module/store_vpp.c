@@ -352,6 +352,42 @@ store_vpp_of_serial(struct store_txn *t, const char *serial,
 
 /* See store_vpp.h. */
 int
+store_vpp_forget_serial(struct store_txn *t, const char *serial, uint64_t *n)
+{
+	MDB_cursor *cur;
+	MDB_val	    k, v;
+	struct key  key;
+	char	    name[KEY_MAX + 1];
+	int	    rc, r = 0;
+
+	if (serial == NULL || *serial == '\0')
+		return 0;
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_VPPTOKEN], &cur)) != 0)
+		return store_rc(rc);
+	/* Per token: token . "device" . serial is a prefix. */
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size == 0 || k.mv_size > KEY_MAX)
+			continue;
+		memcpy(name, k.mv_data, k.mv_size);
+		name[k.mv_size] = '\0';
+		key_init(&key);
+		key_str(&key, name);
+		key_str(&key, "device");
+		key_str(&key, serial);
+		if (key.overflow)
+			continue;
+		r = db_del_prefix(t, DBI_VPPASSIGN, key.b, key.len, NULL, NULL,
+		    n);
+	}
+	mdb_cursor_close(cur);
+	if (r != 0)
+		return r;
+	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+}
+
+/* See store_vpp.h. */
+int
 store_vpp_count(struct store_txn *t, const char *token, size_t *n)
 {
 	struct key key;

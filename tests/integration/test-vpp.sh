@@ -409,6 +409,20 @@ expect_eq "$(jq -r '.services[] | select(.service == "VPP") | .fields[] |
     (.received_at != null)] | map(tostring) | join("|")' "$IT_DIR/inv" | sort | tr '\n' ' ')" \
     "assignments|adamId|100000007|true|true assignments|pricingParam|STDQ|true|true assignments|serialNumber|GEN000000001|true|true " \
     "inventory: the device's VPP fields under the VPP service, with purpose and time"
+# A device purge takes its licences (kept per token, but they name it),
+# and --verify finds its serial nowhere; on a copy, the rest goes on.
+mkdir -p "$IT_DIR/purgecopy"
+cp "$DB/data.mdb" "$IT_DIR/purgecopy/"
+RC=0
+"$CTL" --db "$IT_DIR/purgecopy" purge GEN000000001 --yes --verify \
+    >"$IT_DIR/out" 2>&1 || RC=$?
+{ ((RC == 0)) && grep -q '^removed	vpp_assignment	1$' "$IT_DIR/out" &&
+    grep -q '^verify	0 hits' "$IT_DIR/out" &&
+    [[ $("$CTL" --db "$IT_DIR/purgecopy" dump |
+    grep -c 'GEN000000001') == 0 ]]; } &&
+    pass "purge SERIAL: its VPP licences go too, and --verify finds it nowhere" ||
+    fail "purge SERIAL: its VPP licences go too, and --verify finds it nowhere" \
+    "rc $RC $(tr '\n' ' ' <"$IT_DIR/out" | head -c 300)"
 
 expect_eq "$(jq -rs '[.[] | select(.method == "POST" and .path == "/mock-v2/client/config" and .status == 200)] | length' \
     "$MOCK_LOG")" 1 "mdmInfo: the first sync claims the location"
