@@ -451,6 +451,10 @@ store_push_take(struct store_txn *t, uint64_t now, size_t max,
 		push_items_free(c.v, c.n);
 		return rc;
 	}
+	if (c.n == 0) {
+		free(c.v); /* nothing due: nothing for the caller to free */
+		c.v = NULL;
+	}
 	*out = c.v;
 	*n = c.n;
 	*next_due = c.next_due;
