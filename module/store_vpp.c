@@ -309,50 +309,14 @@ store_vpp_each(struct store_txn *t, enum store_vpp_list l, const char *token,
 	}
 }
 
-int
-store_vpp_of_serial(struct store_txn *t, const char *serial,
-    int (*cb)(const char *, json_t *, void *), void *arg)
-{
-	MDB_cursor     *cur;
-	MDB_val		k, v;
-	struct each_arg ea;
-	struct key	key;
-	int		rc, r = 0;
-
-	if (serial == NULL || *serial == '\0')
-		return STORE_EINVAL;
-	ea.d = DBI_VPPASSIGN;
-	ea.cb = cb;
-	ea.arg = arg;
-	/* Per token: token . "device" . serial is a prefix. */
-	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_VPPTOKEN], &cur)) != 0)
-		return store_rc(rc);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && r == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		char name[KEY_MAX + 1];
-
-		if (k.mv_size == 0 || k.mv_size > KEY_MAX)
-			continue;
-		memcpy(name, k.mv_data, k.mv_size);
-		name[k.mv_size] = '\0';
-		key_init(&key);
-		key_str(&key, name);
-		key_str(&key, "device");
-		key_str(&key, serial);
-		if (key.overflow)
-			continue;
-		r = db_prefix_each(
-		    t, DBI_VPPASSIGN, key.b, key.len, 0, each_visit, &ea);
-	}
-	mdb_cursor_close(cur);
-	if (r != 0)
-		return r < 0 ? r : 0;
-	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
-}
-
-/* See store_vpp.h. */
-int
-store_vpp_forget_serial(struct store_txn *t, const char *serial, uint64_t *n)
+/*
+ * Call fn with the key prefix token . "device" . serial of every VPP
+ * token: where that token's assignments to the serial are. Stops at the
+ * first nonzero fn (a negative one is returned).
+ */
+static int
+serial_prefixes(struct store_txn *t, const char *serial,
+    int (*fn)(struct store_txn *, const struct key *, void *), void *arg)
 {
 	MDB_cursor *cur;
 	MDB_val	    k, v;
@@ -360,11 +324,8 @@ store_vpp_forget_serial(struct store_txn *t, const char *serial, uint64_t *n)
 	char	    name[KEY_MAX + 1];
 	int	    rc, r = 0;
 
-	if (serial == NULL || *serial == '\0')
-		return 0;
 	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_VPPTOKEN], &cur)) != 0)
 		return store_rc(rc);
-	/* Per token: token . "device" . serial is a prefix. */
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && r == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size == 0 || k.mv_size > KEY_MAX)
@@ -375,15 +336,50 @@ store_vpp_forget_serial(struct store_txn *t, const char *serial, uint64_t *n)
 		key_str(&key, name);
 		key_str(&key, "device");
 		key_str(&key, serial);
-		if (key.overflow)
-			continue;
-		r = db_del_prefix(t, DBI_VPPASSIGN, key.b, key.len, NULL, NULL,
-		    n);
+		if (!key.overflow)
+			r = fn(t, &key, arg);
 	}
 	mdb_cursor_close(cur);
 	if (r != 0)
-		return r;
+		return r < 0 ? r : 0;
 	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+}
+
+static int
+of_serial_fn(struct store_txn *t, const struct key *pfx, void *arg)
+{
+	return db_prefix_each(t, DBI_VPPASSIGN, pfx->b, pfx->len, 0,
+	    each_visit, arg);
+}
+
+int
+store_vpp_of_serial(struct store_txn *t, const char *serial,
+    int (*cb)(const char *, json_t *, void *), void *arg)
+{
+	struct each_arg ea;
+
+	if (serial == NULL || *serial == '\0')
+		return STORE_EINVAL;
+	ea.d = DBI_VPPASSIGN;
+	ea.cb = cb;
+	ea.arg = arg;
+	return serial_prefixes(t, serial, of_serial_fn, &ea);
+}
+
+static int
+forget_fn(struct store_txn *t, const struct key *pfx, void *arg)
+{
+	return db_del_prefix(t, DBI_VPPASSIGN, pfx->b, pfx->len, NULL, NULL,
+	    arg);
+}
+
+/* See store_vpp.h. */
+int
+store_vpp_forget_serial(struct store_txn *t, const char *serial, uint64_t *n)
+{
+	if (serial == NULL || *serial == '\0')
+		return 0;
+	return serial_prefixes(t, serial, forget_fn, n);
 }
 
 /* See store_vpp.h. */
