@@ -5,12 +5,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/sha.h>
 
@@ -410,3 +412,33 @@ strlcat(char *dst, const char *src, size_t sz)
 	return d + strlcpy(dst + d, src, sz - d);
 }
 #endif
+
+/*
+ * F_OFD_SETLK, not flock: a byte per role lets picomdm-notify and
+ * picomdm-dep each hold their own on the same file, and unlike a classic
+ * POSIX lock it is not dropped when some other descriptor of the file in
+ * this process is closed. LMDB locks lock.mdb, never data.mdb, so nothing
+ * else contends for these bytes.
+ */
+int
+lock_slot(const char *path, int slot)
+{
+	struct flock fl;
+	int	     fd, e;
+
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) == -1)
+		return -1;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = slot;
+	fl.l_len = 1;
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return fd;
+	e = errno;
+	(void)close(fd);
+	if (e == EAGAIN || e == EACCES)
+		return -2;
+	errno = e;
+	return -1;
+}

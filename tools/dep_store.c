@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -900,13 +901,29 @@ dep_db_sync(const struct dep_tool *o, int argc, char *argv[])
 	struct names	 nm = {NULL, 0};
 	struct store	*s;
 	struct sigaction sa;
+	char		 path[4096];
 	size_t		 i;
-	int		 rc = 0, r;
+	int		 rc = 0, r, lk = -1;
 
 	if (argc > 1)
 		return -1;
 	if ((s = open_store(o->db, 0)) == NULL)
 		return EX_FAIL;
+	/* One sync per store at a time, held until exit (store.h). */
+	errno = ENAMETOOLONG;
+	if ((size_t)snprintf(path, sizeof(path), "%s/data.mdb", o->db) >=
+	    sizeof(path) ||
+	    (lk = lock_slot(path, STORE_ROLE_DEP_SYNC)) < 0) {
+		if (lk == -2)
+			fprintf(stderr, "picomdm-dep: %s: another picomdm-dep "
+			    "sync is running on this store (one at a time; "
+			    "is picomdm-dep.service running?)\n", o->db);
+		else
+			fprintf(stderr, "picomdm-dep: %s: %s\n", path,
+			    strerror(errno));
+		store_close(s);
+		return EX_FAIL;
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop;
 	sigaction(SIGTERM, &sa, NULL);
@@ -937,6 +954,7 @@ dep_db_sync(const struct dep_tool *o, int argc, char *argv[])
 			sleep(1);
 	} while (o->daemon && !stop_asked);
 	store_close(s);
+	(void)close(lk);
 	return o->daemon && stop_asked ? 0 : rc;
 }
 

@@ -505,7 +505,7 @@ main(int argc, char **argv)
 	char		  path[4096];
 	size_t		  i;
 	long		  n;
-	int		  c, once = 0, verbose = 0, rc, ex = 0;
+	int		  c, once = 0, verbose = 0, rc, ex = 0, lk;
 
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -561,6 +561,17 @@ main(int argc, char **argv)
 	    sizeof(path) || access(path, F_OK) != 0) {
 		log_error("notify: %s: no picomdm store there (picomdm-fcgi "
 		    "or picomdmctl makes one)", db);
+		config_free(&cfg);
+		return 1;
+	}
+	/* One sender per store, held until exit. */
+	if ((lk = lock_slot(path, STORE_ROLE_NOTIFY)) < 0) {
+		if (lk == -2)
+			log_error("notify: %s: another picomdm-notify is "
+			    "sending for this store (one per store; is "
+			    "picomdm-notify.service running?)", db);
+		else
+			log_error("notify: %s: %s", path, strerror(errno));
 		config_free(&cfg);
 		return 1;
 	}
@@ -621,6 +632,7 @@ main(int argc, char **argv)
 		free(nf.topics[i].name);
 	}
 	store_close(nf.store);
+	(void)close(lk);
 	config_free(&cfg);
 	return ex;
 }

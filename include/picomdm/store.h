@@ -68,6 +68,17 @@ struct store_opts {
  * store_err; *out is owned by the caller (store_close).
  */
 int  store_open(const char *dir, const struct store_opts *, struct store **out);
+
+/*
+ * The jobs only one process may do on a store at a time, each a byte of
+ * the store's data.mdb locked with lock_slot() (util.h) before the store
+ * is opened: two picomdm-notify would send every push and webhook twice,
+ * two ADE syncs would fetch every page twice.
+ */
+enum store_role {
+	STORE_ROLE_NOTIFY = 0, /* picomdm-notify: pushes and webhooks */
+	STORE_ROLE_DEP_SYNC,   /* picomdm-dep sync */
+};
 void store_close(struct store *);
 
 /* Operation run inside a transaction. Return 0 to keep its changes; any

@@ -71,4 +71,13 @@ size_t strlcpy(char *, const char *, size_t);
 size_t strlcat(char *, const char *, size_t);
 #endif
 
+/*
+ * One process per role on a file: an exclusive lock on byte slot of path
+ * (an open file description lock, advisory, taken without waiting). The
+ * descriptor returned holds it until it is closed or the process ends.
+ * Returns the descriptor, -2 when another process holds the slot, or -1
+ * with errno (the file cannot be opened read-write, ...).
+ */
+int lock_slot(const char *path, int slot);
+
 #endif

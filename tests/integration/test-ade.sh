@@ -478,6 +478,10 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 expect_eq "$(count "$DB2")" $((N + 5)) "  and a device added later, at the next pass"
+expect_exit 1 "  a second sync on the store meanwhile: refused" \
+    "$DEP" --db "$DB2" --url "$URL" --ca tls-cert.pem sync --once
+grep -q "another picomdm-dep sync is running on this store" "$EXIT_ERR" &&
+    pass "  and says why" || fail "  and says why" "$(cat "$EXIT_ERR")"
 kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?

@@ -292,6 +292,11 @@ for ((i = 0; i < 100; i++)); do
 	sleep 0.1
 done
 expect_eq "$(requests | wc -l)" 4 "500: the first try and push_max_attempts retries"
+expect_exit 1 "a second picomdm-notify on the store: refused" \
+    "$NOTIFY" --db "$IT_DB" --config "$IT_DIR/notify.conf" --once \
+    --apns-url "https://127.0.0.1:$MOCK_PORT"
+grep -q "another picomdm-notify is sending for this store" "$EXIT_ERR" &&
+    pass "  and says why" || fail "  and says why" "$(cat "$EXIT_ERR")"
 expect_jq "$(pushview "$D1")" '.last_outcome + " " + (.pending|tostring)' "gave-up null" "then given up"
 t1=$(date +%s%N)
 kill -TERM "$npid"
