@@ -416,18 +416,6 @@ struct store_fig {
 };
 
 static int
-enroll_count(const struct store_enrollment *e, void *arg)
-{
-	struct store_fig *f = arg;
-
-	if (e->enabled)
-		f->enabled++;
-	else
-		f->disabled++;
-	return 0;
-}
-
-static int
 store_fig_op(struct store_txn *t, void *arg)
 {
 	struct store_fig *f = arg;
@@ -440,7 +428,7 @@ store_fig_op(struct store_txn *t, void *arg)
 	    (rc = store_push_counters(t, f->push)) != 0 ||
 	    (rc = store_push_invalid_count(t, &f->push_invalid)) != 0)
 		return rc;
-	return store_enrollment_iter(t, NULL, enroll_count, f);
+	return store_enrollment_counts(t, &f->enabled, &f->disabled);
 }
 
 static uint64_t

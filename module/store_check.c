@@ -961,6 +961,47 @@ check_counter(
 	    (unsigned long long)have, (unsigned long long)in_use);
 }
 
+/* The enabled / disabled counters (store_counts.c) must match the
+ * records; absent is fine (a store not yet opened for writing by this
+ * version), and --repair sets them from the records. */
+static int
+check_enroll_counts(struct store_txn *t, struct check_ctx *c)
+{
+	static const char *const name[2] = {
+	    "enrollments_disabled", "enrollments_enabled"};
+	uint64_t		 have[2], want[2];
+	MDB_val			 v;
+	int			 i, rc, absent = 0;
+
+	for (i = 0; i < 2; i++) {
+		rc = db_getv(t, DBI_META, name[i], strlen(name[i]), &v);
+		if (rc == STORE_ENOTFOUND) {
+			absent++;
+			continue;
+		}
+		if (rc != 0)
+			return rc;
+		have[i] = v.mv_size == 8 ? key_get_u64(v.mv_data) : UINT64_MAX;
+	}
+	if (absent == 2)
+		return 0;
+	if ((rc = enroll_count_records(t, &want[0], &want[1])) != 0)
+		return rc;
+	if (absent == 0 && have[0] == want[0] && have[1] == want[1])
+		return 0;
+	if (c->repair && (rc = enroll_count_reset(t)) != 0)
+		return rc;
+	for (i = 0; i < 2 && rc == 0; i++) {
+		if (absent == 0 && have[i] == want[i])
+			continue;
+		rc = problem(c, DBI_META, name[i], strlen(name[i]), c->repair,
+		    "counter does not match the %llu enrollment records that "
+		    "are %s", (unsigned long long)want[i],
+		    i ? "enabled" : "disabled");
+	}
+	return rc;
+}
+
 /*
  * The check of one entry, by sub-database; the registry (store_kinds.c)
  * says in which pass each runs.
@@ -1039,7 +1080,8 @@ check_op(struct store_txn *t, void *arg)
 		rc = problem(c, DBI_META, "schema_version", 14, 0,
 		    "missing or not %d", STORE_SCHEMA_VERSION);
 	if (rc != 0 || (rc = check_counter(t, c, "seq", c->max_seq)) != 0 ||
-	    (rc = check_counter(t, c, "eid", c->max_eid)) != 0)
+	    (rc = check_counter(t, c, "eid", c->max_eid)) != 0 ||
+	    (rc = check_enroll_counts(t, c)) != 0)
 		return rc;
 	progress(c->prog, "check", c->total, c->total);
 	return 0;

@@ -336,10 +336,18 @@ store_enrollment_put(struct store_txn *t, const struct store_enrollment *e)
 	int                      rc;
 
 	rc = enroll_get_eid(t, e->id, &old, &eid);
+	if (rc == 0 && !old->enabled != !e->enabled &&
+	    ((rc = enroll_count_add(t, old->enabled, -1)) != 0 ||
+		(rc = enroll_count_add(t, e->enabled, 1)) != 0)) {
+		store_enrollment_free(old);
+		return rc;
+	}
 	store_enrollment_free(old);
 	if (rc == 0)
 		return enroll_write(t, e, eid);
 	if (rc != STORE_ENOTFOUND)
+		return rc;
+	if ((rc = enroll_count_add(t, e->enabled, 1)) != 0)
 		return rc;
 	if ((rc = store_eid_next(t, &eid)) != 0)
 		return rc;

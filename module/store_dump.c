@@ -721,6 +721,21 @@ restore_raw(struct restore_ctx *c, struct store_txn *t)
 	return rc;
 }
 
+/* What a store no one has written to holds in meta: its schema version
+ * and, once opened for writing, the enrollment counters (zero). */
+static size_t
+meta_fresh_entries(struct store_txn *t)
+{
+	static const char *const fresh[] = {"schema_version",
+	    "enrollments_disabled", "enrollments_enabled"};
+	size_t i, n = 0;
+
+	for (i = 0; i < NF(fresh); i++)
+		if (db_has(t, DBI_META, fresh[i], strlen(fresh[i])) == 1)
+			n++;
+	return n;
+}
+
 /*
  * The restore operation: check the store is empty (or empty it with
  * force), load the dump, then check its schema version. Runs from the
@@ -743,10 +758,8 @@ restore_op(struct store_txn *t, void *arg)
 			return store_rc(rc);
 		if (d != DBI_META && st.ms_entries > 0)
 			empty = 0;
-		else if (d == DBI_META && st.ms_entries > 1)
-			empty = 0;
-		else if (d == DBI_META && st.ms_entries == 1 &&
-		    db_has(t, DBI_META, "schema_version", 14) != 1)
+		else if (d == DBI_META &&
+		    st.ms_entries > meta_fresh_entries(t))
 			empty = 0;
 	}
 	if (!empty && !(c->flags & STORE_RESTORE_FORCE))
@@ -769,6 +782,9 @@ restore_op(struct store_txn *t, void *arg)
 	if (key_get_u64(v.mv_data) != STORE_SCHEMA_VERSION)
 		return restore_fail(
 		    c, STORE_EINVAL, "dump of another schema version");
+	/* Counted from the records, whatever the dump said. */
+	if ((rc = enroll_count_reset(t)) != 0)
+		return rc;
 	progress(c->prog, "restore", c->len, c->len);
 	return 0;
 }

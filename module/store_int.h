@@ -221,4 +221,20 @@ int enroll_eid(struct store_txn *, const char *id, uint64_t *eid);
 /* The enrollment ID of an eid; caller frees. */
 int enroll_id_of(struct store_txn *, uint64_t eid, char **id);
 
+/*
+ * The enabled / disabled enrollment counters in meta (store_counts.c).
+ * enroll_count_add moves one counter by delta when the counters are kept;
+ * enroll_count_of says whether a raw enrollment record is enabled (the
+ * counter it is in); enroll_count_records counts the records;
+ * enroll_count_reset sets both counters from the records;
+ * enroll_count_ensure, at a writable open, counts once when they are not
+ * there yet.
+ */
+int enroll_count_add(struct store_txn *, int enabled, int64_t delta);
+int enroll_count_of(const MDB_val *);
+int enroll_count_records(struct store_txn *, uint64_t *disabled,
+    uint64_t *enabled);
+int enroll_count_reset(struct store_txn *);
+int enroll_count_ensure(struct store *);
+
 #endif

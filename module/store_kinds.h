@@ -201,6 +201,7 @@ int afield_secret(const struct afield *);
 #define TAG_DEVICE_CERT	      14
 #define TAG_ENROLL_ID	      1
 #define TAG_ENROLL_DEVICE     2
+#define TAG_ENROLL_ENABLED    10
 #define TAG_ENROLL_TOPIC      7
 #define TAG_ENROLL_CHECKEDOUT 16
 #define TAG_ENROLL_EID	      100

@@ -298,6 +298,30 @@ command_referenced(struct store_txn *t, const char *uuid)
 static int purge_note_serial(
     struct store_txn *, struct purge_ctx *, const char *, int *);
 
+/* The enrollments found leave the enabled / disabled counters
+ * (store_counts.c); read before anything is deleted. */
+static int
+purge_uncount(struct store_txn *t, struct purge_ctx *pc)
+{
+	int64_t n[2] = {0, 0};
+	MDB_val v;
+	size_t	i;
+	int	rc;
+
+	for (i = 0; i < pc->found.n; i++) {
+		rc = db_getv(t, DBI_ENROLL, pc->found.v[i],
+		    strlen(pc->found.v[i]), &v);
+		if (rc == STORE_ENOTFOUND)
+			continue;
+		if (rc != 0)
+			return rc;
+		n[enroll_count_of(&v)]++;
+	}
+	if ((rc = enroll_count_add(t, 0, -n[0])) != 0)
+		return rc;
+	return enroll_count_add(t, 1, -n[1]);
+}
+
 static int
 purge_run(struct store_txn *t, struct purge_ctx *pc)
 {
@@ -318,6 +342,8 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		return rc;
 	strset_sort(&pc->found);
 	u64set_sort(&pc->eids);
+	if ((rc = purge_uncount(t, pc)) != 0)
+		return rc;
 
 	/* What the enrollments' numbers own: keys starting with one. */
 	for (i = 0; i < pc->eids.n; i++) {

@@ -250,6 +250,12 @@ void store_enrollment_free(struct store_enrollment *);
  * cheaper than a get and a put. */
 int  store_enrollment_touch(struct store_txn *, const char *id);
 
+/* How many enrollments are enabled and disabled: two counters the writes
+ * keep (store_counts.c), or a count of the records when a store opened
+ * read-only has no counters yet. */
+int store_enrollment_counts(struct store_txn *, uint64_t *enabled,
+    uint64_t *disabled);
+
 /* Iterate enrollments in ID order, starting after `after` (NULL = first).
  * fn returns 0 to go on, 1 to stop, <0 on error (returned). */
 typedef int (*store_enrollment_cb)(const struct store_enrollment *, void *);

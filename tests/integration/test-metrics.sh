@@ -192,6 +192,50 @@ expect_eq "$(metric 'picomdm_requests_total{endpoint="checkin",status="403",type
     2 "the 403s by type and status"
 expect_eq "$PARSED" ok "the whole exposition parses with refusals"
 
+# ---- the enrollment counters: a purge, and a store without them ----
+# The gauges are two counters in meta that every write keeps
+# (module/store_counts.c), not a count of the records at each scrape.
+checkin "$(auth_plist "$udid" METRICS0001)" device1
+checkin "$(token_plist "$udid" "$token")" device1
+expect_status 200 "Authenticate and TokenUpdate again after the CheckOut"
+scrape
+expect_eq "$(metric 'picomdm_enrollments{state="enabled"}')/$(metric 'picomdm_enrollments{state="disabled"}')" \
+    1/0 "re-enrolled: the disabled enrollment is enabled again"
+ctl purge "$udid" --yes >/dev/null || fail "purge of the device"
+scrape
+expect_eq "$(metric 'picomdm_enrollments{state="enabled"}')/$(metric 'picomdm_enrollments{state="disabled"}')" \
+    0/0 "purged beside the responder: the gauges follow"
+# A store made before the counters: the fixture's raw dump (6 enrollments
+# enabled, 1 disabled) loaded with mdb_load, so nothing of picomdm wrote
+# it. Read-only, picomdmctl counts the records; the responder's open
+# writes the counters once.
+hexname() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+old_db=$IT_DIR/old-store
+mkdir -p "$old_db"
+mdb_load -f "$PM_ROOT/tests/data/store/store.raw" "$old_db" ||
+    fail "mdb_load of the fixture"
+expect_eq "$(mdb_dump -s meta "$old_db" | grep -c "$(hexname enrollments_)")" \
+    0 "the fixture's store has no counters"
+"$PM_BUILD/picomdmctl" --db "$old_db" stats --prometheus >"$IT_DIR/old.prom" ||
+    fail "picomdmctl stats --prometheus of the old store"
+parse_metrics "$IT_DIR/old.prom" 9
+expect_eq "$(metric 'picomdm_enrollments{state="enabled"}')/$(metric 'picomdm_enrollments{state="disabled"}')" \
+    6/1 "read-only, without counters: the records are counted"
+it_stop_responder
+saved_cmd=("${IT_RESPONDER_CMD[@]}")
+IT_RESPONDER_CMD+=(--db "$old_db") # the last --db counts
+it_start_responder
+expect_eq "$(mdb_dump -s meta "$old_db" | grep -c "$(hexname enrollments_)")" \
+    2 "the responder's open wrote the two counters"
+scrape
+expect_eq "$(metric 'picomdm_enrollments{state="enabled"}')/$(metric 'picomdm_enrollments{state="disabled"}')" \
+    6/1 "  and /metrics reads them"
+expect_exit 0 "check is clean after the count" \
+    "$PM_BUILD/picomdmctl" --db "$old_db" check
+it_stop_responder
+IT_RESPONDER_CMD=("${saved_cmd[@]}")
+it_start_responder
+
 # ---- /healthz ----
 put_raw /healthz -X GET
 expect_status 200 "healthz without a key: 200"
