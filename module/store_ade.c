@@ -182,19 +182,10 @@ store_ade_token_get(
 int
 store_ade_token_put(struct store_txn *t, const struct store_ade_token *tk)
 {
-	struct rec_w w;
-	int	     rc;
-
 	if (!name_ok(tk->name, STORE_ADE_NAME_MAX))
 		return STORE_EINVAL;
-	rec_begin(&w, REC_ADETOKEN);
-	rec_encode(&w, tok_fields, NF(tok_fields), tk);
-	rc = w.err ? STORE_ENOMEM
-		   : db_putv(t, DBI_ADETOKEN, tk->name, strlen(tk->name), w.b.p,
-			 w.b.len);
-	if (w.b.p != NULL)
-		freezero(w.b.p, w.b.cap);
-	return rc;
+	return rec_putv(t, DBI_ADETOKEN, tk->name, strlen(tk->name),
+	    REC_ADETOKEN, tok_fields, NF(tok_fields), tk);
 }
 
 int
@@ -277,19 +268,13 @@ int
 store_ade_device_put(struct store_txn *t, const struct store_ade_device *d)
 {
 	struct store_ade_device w2 = *d;
-	struct rec_w		w;
-	int			rc;
 
 	if (!name_ok(d->f[ADE_SERIAL], KEY_MAX))
 		return STORE_EINVAL;
 	w2.synced_at = store_txn_now(t);
-	rec_begin(&w, REC_ADEDEVICE);
-	rec_encode(&w, dev_fields, NF(dev_fields), &w2);
-	rc = w.err ? STORE_ENOMEM
-		   : db_putv(t, DBI_ADEDEVICE, d->f[ADE_SERIAL],
-			 strlen(d->f[ADE_SERIAL]), w.b.p, w.b.len);
-	buf_free(&w.b);
-	return rc;
+	return rec_putv(t, DBI_ADEDEVICE, d->f[ADE_SERIAL],
+	    strlen(d->f[ADE_SERIAL]), REC_ADEDEVICE, dev_fields, NF(dev_fields),
+	    &w2);
 }
 
 int

@@ -235,6 +235,21 @@ db_getv(
 }
 
 int
+rec_putv(struct store_txn *t, enum store_dbi d, const void *k, size_t kn,
+    enum rec_kind kind, const struct fdesc *f, size_t nf, const void *obj)
+{
+	struct rec_w w;
+	int	     rc;
+
+	rec_begin(&w, kind);
+	rec_encode(&w, f, nf, obj);
+	rc = w.err ? STORE_ENOMEM : db_putv(t, d, k, kn, w.b.p, w.b.len);
+	if (w.b.p != NULL)
+		freezero(w.b.p, w.b.cap);
+	return rc;
+}
+
+int
 db_putv(struct store_txn *t, enum store_dbi d, const void *k, size_t kn,
     const void *p, size_t n)
 {

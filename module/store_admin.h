@@ -68,6 +68,10 @@ int db_getv(
 int  db_putv(struct store_txn *, enum store_dbi, const void *k, size_t kn,
      const void *p, size_t n);
 int  db_delv(struct store_txn *, enum store_dbi, const void *k, size_t n);
+/* Encode obj as a record of kind with its fields and put it under k; the
+ * encoding is wiped afterwards (records may hold secrets). */
+int  rec_putv(struct store_txn *, enum store_dbi, const void *k, size_t kn,
+     enum rec_kind, const struct fdesc *, size_t nf, const void *obj);
 void be64(unsigned char *b, uint64_t v);
 /*
  * Call fn for every entry of d; fn returns 0 to keep the entry, 1 to

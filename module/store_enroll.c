@@ -50,22 +50,13 @@ int
 store_machineinfo_put(struct store_txn *t, const struct store_machineinfo *mi)
 {
 	struct store_machineinfo m = *mi;
-	struct rec_w		 w;
 	size_t			 n;
-	int			 rc;
 
 	if (mi->udid == NULL || (n = strlen(mi->udid)) == 0 || n > KEY_MAX)
 		return STORE_EINVAL;
 	m.received_at = store_txn_now(t);
-	rec_begin(&w, REC_MACHINEINFO);
-	rec_encode(&w, mi_fields, NF(mi_fields), &m);
-	if (w.err) {
-		buf_free(&w.b);
-		return STORE_ENOMEM;
-	}
-	rc = db_putv(t, DBI_MACHINEINFO, mi->udid, n, w.b.p, w.b.len);
-	buf_free(&w.b);
-	return rc;
+	return rec_putv(t, DBI_MACHINEINFO, mi->udid, n, REC_MACHINEINFO,
+	    mi_fields, NF(mi_fields), &m);
 }
 
 int
@@ -107,18 +98,8 @@ store_machineinfo_free(struct store_machineinfo *m)
 static int
 tok_write(struct store_txn *t, const struct store_enroll_token *tk)
 {
-	struct rec_w w;
-	int	     rc;
-
-	rec_begin(&w, REC_ENRTOKEN);
-	rec_encode(&w, tok_fields, NF(tok_fields), tk);
-	if (w.err) {
-		buf_free(&w.b);
-		return STORE_ENOMEM;
-	}
-	rc = db_putv(t, DBI_ENRTOKEN, tk->hash, 32, w.b.p, w.b.len);
-	buf_free(&w.b);
-	return rc;
+	return rec_putv(t, DBI_ENRTOKEN, tk->hash, 32, REC_ENRTOKEN,
+	    tok_fields, NF(tok_fields), tk);
 }
 
 int

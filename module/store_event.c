@@ -96,19 +96,10 @@ static int
 event_write(struct store_txn *t, uint64_t seq, const struct store_event *ev)
 {
 	unsigned char k[8];
-	struct rec_w  w;
-	int	      rc;
 
-	rec_begin(&w, REC_EVENT);
-	rec_encode(&w, event_fields, NF(event_fields), ev);
-	if (w.err) {
-		buf_free(&w.b);
-		return STORE_ENOMEM;
-	}
 	be64(k, seq);
-	rc = db_putv(t, DBI_EVENT, k, 8, w.b.p, w.b.len);
-	buf_free(&w.b);
-	return rc;
+	return rec_putv(t, DBI_EVENT, k, 8, REC_EVENT, event_fields,
+	    NF(event_fields), ev);
 }
 
 /* See store_event.h. */

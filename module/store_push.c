@@ -120,15 +120,10 @@ static int
 pushq_put(struct store_txn *t, uint64_t eid, const struct pushq *q)
 {
 	unsigned char k[8];
-	struct rec_w  w;
-	int	      rc;
 
 	eid_key(k, eid);
-	rec_begin(&w, REC_PUSHQ);
-	rec_encode(&w, pushq_fields, NF(pushq_fields), q);
-	rc = w.err ? STORE_ENOMEM : db_putv(t, DBI_PUSHQ, k, 8, w.b.p, w.b.len);
-	buf_free(&w.b);
-	return rc;
+	return rec_putv(t, DBI_PUSHQ, k, 8, REC_PUSHQ, pushq_fields,
+	    NF(pushq_fields), q);
 }
 
 static int
@@ -150,16 +145,10 @@ static int
 state_put(struct store_txn *t, uint64_t eid, const struct store_push_state *s)
 {
 	unsigned char k[8];
-	struct rec_w  w;
-	int	      rc;
 
 	eid_key(k, eid);
-	rec_begin(&w, REC_PUSHSTATE);
-	rec_encode(&w, state_fields, NF(state_fields), s);
-	rc = w.err ? STORE_ENOMEM
-		   : db_putv(t, DBI_PUSHSTATE, k, 8, w.b.p, w.b.len);
-	buf_free(&w.b);
-	return rc;
+	return rec_putv(t, DBI_PUSHSTATE, k, 8, REC_PUSHSTATE, state_fields,
+	    NF(state_fields), s);
 }
 
 void

@@ -81,19 +81,13 @@ store_pushcert_get(
 int
 store_pushcert_put(struct store_txn *t, const struct store_pushcert *c)
 {
-	struct rec_w w;
-	size_t	     n;
-	int	     rc;
+	size_t n;
 
 	if (c->topic == NULL || (n = strlen(c->topic)) == 0 || n > KEY_MAX ||
 	    c->cert_pem == NULL || c->key_pem == NULL)
 		return STORE_EINVAL;
-	rec_begin(&w, REC_PUSHCERT);
-	rec_encode(&w, pushcert_fields, NF(pushcert_fields), c);
-	rc = w.err ? STORE_ENOMEM
-		   : db_putv(t, DBI_PUSHCERT, c->topic, n, w.b.p, w.b.len);
-	freezero(w.b.p, w.b.cap);
-	return rc;
+	return rec_putv(t, DBI_PUSHCERT, c->topic, n, REC_PUSHCERT,
+	    pushcert_fields, NF(pushcert_fields), c);
 }
 
 int
