@@ -129,7 +129,9 @@ db_prefix_each(struct store_txn *t, enum store_dbi d, const void *prefix,
 		return store_rc(rc);
 	k.mv_data = (void *)(uintptr_t)prefix;
 	k.mv_size = plen;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	/* LMDB refuses an empty key: no prefix is every entry. */
+	for (rc = mdb_cursor_get(c, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
+	     rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
 			break;

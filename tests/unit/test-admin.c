@@ -1408,6 +1408,42 @@ test_registry(void)
 	    k->src == STORE_SOURCE_TOKEN);
 }
 
+/* db_prefix_each: an empty prefix walks every entry, as the enrollment
+ * counters say there are (store_rec.c). */
+static int
+count_each(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	(void)t;
+	(void)k;
+	(void)v;
+	(*(uint64_t *)arg)++;
+	return 0;
+}
+
+static int
+op_prefix_all(struct store_txn *t, void *arg)
+{
+	uint64_t *n = arg, en, dis;
+	int	  rc;
+
+	if ((rc = db_prefix_each(t, DBI_ENROLL, "", 0, 0, count_each,
+		 &n[0])) != 0 ||
+	    (rc = store_enrollment_counts(t, &en, &dis)) != 0)
+		return rc;
+	n[1] = en + dis;
+	return 0;
+}
+
+static void
+test_prefix_all(struct store *s)
+{
+	uint64_t n[2] = {0, 0};
+
+	CHECK_EQ(store_read(s, op_prefix_all, n), 0);
+	CHECK(n[0] > 0);
+	CHECK_EQ(n[0], n[1]);
+}
+
 int
 main(void)
 {
@@ -1421,6 +1457,7 @@ main(void)
 	test_registry();
 	test_writer_tables();
 	test_check(s);
+	test_prefix_all(s);
 	test_inventory(s);
 	test_purge(s);
 	store_close(s);
