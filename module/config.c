@@ -174,6 +174,7 @@ static const struct {
 	{ "webhook_max_events", "1 to 1000000000" },
 	{ "webhook_timeout", "seconds, 1 to 3600" },
 	{ "webhook_retry_max", "seconds, 1 to 86400" },
+	{ "webhook_concurrency", "1 to 64" },
 	/* picomdm-notify's (notify_conf.c) */
 	{ "apns_url", "an https:// URL" },
 	{ "apns_ca", "a PEM file" },

@@ -5,10 +5,15 @@
  *
  * A pass reads the outbox in its order (the store-wide sequence), keeps
  * for each enrollment and URL only what follows a due first event, and
- * POSTs those one by one over one kept-alive connection per URL. A
+ * POSTs those over kept-alive connections, up to webhook_concurrency at
+ * once (one libcurl multi handle), but never two of one enrollment to one
+ * URL at a time: the next of a pair starts when the one before it has
+ * its answer, so each receiver sees an enrollment's events in order. A
  * failure holds back the later events of that enrollment to that URL
- * (order per enrollment) and the whole URL until its backoff is over (a
- * dead receiver costs one timeout per backoff, not one per event).
+ * (order per enrollment) and the whole URL until its backoff is over. A
+ * URL gets one POST at a time until it answers one (at start, and after
+ * a POST that got no answer), so a dead receiver costs one timeout per
+ * backoff, not one per event or per slot.
  * Outcomes are written to the store in small groups (FLUSH_MAX events or
  * FLUSH_US, whichever comes first): a crash between a POST and its
  * record sends those events again (at least once), never loses one.
@@ -41,15 +46,30 @@
 
 struct wh_url {
 	char	*url;
-	CURL	*easy;
 	uint64_t fails;	     /* consecutive failed POSTs */
 	int64_t	 hold_until; /* µs: no POST to it before */
+	int	 up;	     /* it answered the last POST that ended */
+	unsigned inflight;   /* POSTs to it in flight */
+};
+
+/* A POST in flight: its handle (kept across passes), what it sends, and
+ * the event it is for. */
+struct slot {
+	CURL		   *easy;
+	struct curl_slist  *h;
+	char		   *body;
+	struct store_event *ev;
+	size_t		    di; /* the pass's d[di] */
+	int		    busy;
+	char		    ebuf[CURL_ERROR_SIZE];
 };
 
 struct webhook {
 	const struct webhook_conf *c;
 	struct wh_url		  *u;
 	size_t			   nu;
+	CURLM			  *multi;
+	struct slot		   slot[WEBHOOK_CONCURRENCY_MAX];
 };
 
 /* ---- JSON ---- */
@@ -251,11 +271,13 @@ webhook_free(struct webhook *w)
 
 	if (w == NULL)
 		return;
-	for (i = 0; i < w->nu; i++) {
-		if (w->u[i].easy != NULL)
-			curl_easy_cleanup(w->u[i].easy);
+	for (i = 0; i < WEBHOOK_CONCURRENCY_MAX; i++)
+		if (w->slot[i].easy != NULL)
+			curl_easy_cleanup(w->slot[i].easy);
+	if (w->multi != NULL)
+		curl_multi_cleanup(w->multi);
+	for (i = 0; i < w->nu; i++)
 		free(w->u[i].url);
-	}
 	free(w->u);
 	free(w);
 	curl_global_cleanup();
@@ -287,6 +309,7 @@ enum pair_state { PAIR_TAKE = 1, PAIR_HELD };
 struct pair {
 	char *k;
 	int   st;
+	int   busy; /* one of its events is in flight */
 };
 struct pairset {
 	struct pair *v;
@@ -341,6 +364,7 @@ pair_get(struct pairset *ps, const char *url, const char *id)
 		}
 	ps->v[j].k = k;
 	ps->v[j].st = 0;
+	ps->v[j].busy = 0;
 	ps->n++;
 	return &ps->v[j];
 }
@@ -359,7 +383,8 @@ pairs_free(struct pairset *ps)
 struct due {
 	uint64_t     seq;
 	struct pair *pair;
-	size_t	     ui; /* its URL: w->u[ui] */
+	size_t	     ui;   /* its URL: w->u[ui] */
+	int	     done; /* posted, or passed over, this pass */
 };
 
 struct scan {
@@ -467,80 +492,126 @@ discard_cb(char *p, size_t sz, size_t n, void *arg)
 	return sz * n;
 }
 
-/* POST body to u: 0 on a 2xx answer, -1 with why on another answer, -2
- * when none came (no connection, a timeout: the receiver is down). */
+/* Start the POST of sl->body to u on sl's handle in the multi handle; 0,
+ * or -1 with why when the request cannot be built. */
 static int
-post(struct webhook *w, struct wh_url *u, const char *body, const char *id,
-    char *why, size_t whysz)
+post_start(struct webhook *w, struct slot *sl, struct wh_url *u,
+    const char *id, char *why, size_t whysz)
 {
-	struct curl_slist *h = NULL, *h2;
-	char		   sig[96], line[160], ebuf[CURL_ERROR_SIZE];
-	long		   code = 0, tmo = (long)w->c->timeout * 1000;
-	CURLcode	   res;
+	struct curl_slist *h2;
+	char		   sig[96], line[160];
+	long		   tmo = (long)w->c->timeout * 1000;
 	size_t		   i;
 	const char	  *hdrs[] = {"Content-Type: application/json",
 	    "User-Agent: picomdm-webhook", "Expect:"};
 
-	if (u->easy == NULL && (u->easy = curl_easy_init()) == NULL) {
-		snprintf(why, whysz, "out of memory");
-		return -1;
-	}
+	if (sl->easy == NULL && (sl->easy = curl_easy_init()) == NULL)
+		goto oom;
+	sl->h = NULL;
 	for (i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++) {
-		if ((h2 = curl_slist_append(h, hdrs[i])) == NULL)
+		if ((h2 = curl_slist_append(sl->h, hdrs[i])) == NULL)
 			goto oom;
-		h = h2;
+		sl->h = h2;
 	}
 	if (id != NULL) {
 		snprintf(line, sizeof(line), "X-Picomdm-Event-Id: %s", id);
-		if ((h2 = curl_slist_append(h, line)) == NULL)
+		if ((h2 = curl_slist_append(sl->h, line)) == NULL)
 			goto oom;
-		h = h2;
+		sl->h = h2;
 	}
 	if (w->c->secret != NULL) {
-		if (webhook_sign(w->c->secret, w->c->secret_len, body,
-		    strlen(body), sig, sizeof(sig)) == -1)
+		if (webhook_sign(w->c->secret, w->c->secret_len, sl->body,
+		    strlen(sl->body), sig, sizeof(sig)) == -1)
 			goto oom;
 		snprintf(line, sizeof(line), "%s: %s", WEBHOOK_SIG_HEADER, sig);
-		if ((h2 = curl_slist_append(h, line)) == NULL)
+		if ((h2 = curl_slist_append(sl->h, line)) == NULL)
 			goto oom;
-		h = h2;
+		sl->h = h2;
 	}
-	ebuf[0] = '\0';
-	if (curl_easy_setopt(u->easy, CURLOPT_URL, u->url) != CURLE_OK ||
-	    curl_easy_setopt(u->easy, CURLOPT_PROTOCOLS_STR, "http,https") !=
+	sl->ebuf[0] = '\0';
+	if (curl_easy_setopt(sl->easy, CURLOPT_URL, u->url) != CURLE_OK ||
+	    curl_easy_setopt(sl->easy, CURLOPT_PROTOCOLS_STR, "http,https") !=
 		CURLE_OK ||
-	    curl_easy_setopt(u->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-	    curl_easy_setopt(u->easy, CURLOPT_POST, 1L) != CURLE_OK ||
-	    curl_easy_setopt(u->easy, CURLOPT_POSTFIELDS, body) != CURLE_OK ||
-	    curl_easy_setopt(u->easy, CURLOPT_POSTFIELDSIZE,
-		(long)strlen(body)) != CURLE_OK ||
-	    curl_easy_setopt(u->easy, CURLOPT_HTTPHEADER, h) != CURLE_OK ||
-	    curl_easy_setopt(u->easy, CURLOPT_TIMEOUT_MS, tmo) != CURLE_OK ||
-	    curl_easy_setopt(u->easy, CURLOPT_CONNECTTIMEOUT_MS,
+	    curl_easy_setopt(sl->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_setopt(sl->easy, CURLOPT_POST, 1L) != CURLE_OK ||
+	    curl_easy_setopt(sl->easy, CURLOPT_POSTFIELDS, sl->body) !=
+		CURLE_OK ||
+	    curl_easy_setopt(sl->easy, CURLOPT_POSTFIELDSIZE,
+		(long)strlen(sl->body)) != CURLE_OK ||
+	    curl_easy_setopt(sl->easy, CURLOPT_HTTPHEADER, sl->h) != CURLE_OK ||
+	    curl_easy_setopt(sl->easy, CURLOPT_TIMEOUT_MS, tmo) != CURLE_OK ||
+	    curl_easy_setopt(sl->easy, CURLOPT_CONNECTTIMEOUT_MS,
 		tmo < 5000 ? tmo : 5000L) != CURLE_OK ||
-	    curl_easy_setopt(u->easy, CURLOPT_WRITEFUNCTION, discard_cb) !=
+	    curl_easy_setopt(sl->easy, CURLOPT_WRITEFUNCTION, discard_cb) !=
 		CURLE_OK ||
-	    curl_easy_setopt(u->easy, CURLOPT_ERRORBUFFER, ebuf) != CURLE_OK)
+	    curl_easy_setopt(sl->easy, CURLOPT_ERRORBUFFER, sl->ebuf) !=
+		CURLE_OK ||
+	    curl_easy_setopt(sl->easy, CURLOPT_PRIVATE, sl) != CURLE_OK ||
+	    curl_multi_add_handle(w->multi, sl->easy) != CURLM_OK)
 		goto oom;
-	res = curl_easy_perform(u->easy);
-	(void)curl_easy_setopt(u->easy, CURLOPT_HTTPHEADER, NULL);
-	(void)curl_easy_setopt(u->easy, CURLOPT_ERRORBUFFER, NULL);
-	curl_slist_free_all(h);
+	return 0;
+oom:
+	curl_slist_free_all(sl->h);
+	sl->h = NULL;
+	snprintf(why, whysz, "cannot build the request");
+	return -1;
+}
+
+/* Take sl's finished POST out of the multi handle: 0 on a 2xx answer, -1
+ * with why on another answer, -2 when none came (no connection, a
+ * timeout: the receiver is down). */
+static int
+post_end(struct webhook *w, struct slot *sl, CURLcode res, char *why,
+    size_t whysz)
+{
+	long code = 0;
+
+	(void)curl_multi_remove_handle(w->multi, sl->easy);
+	(void)curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &code);
+	(void)curl_easy_setopt(sl->easy, CURLOPT_HTTPHEADER, NULL);
+	(void)curl_easy_setopt(sl->easy, CURLOPT_ERRORBUFFER, NULL);
+	curl_slist_free_all(sl->h);
+	sl->h = NULL;
 	if (res != CURLE_OK) {
-		snprintf(why, whysz, "%s", ebuf[0] != '\0' ? ebuf
+		snprintf(why, whysz, "%.150s", sl->ebuf[0] != '\0' ? sl->ebuf
 		    : curl_easy_strerror(res));
 		return -2;
 	}
-	(void)curl_easy_getinfo(u->easy, CURLINFO_RESPONSE_CODE, &code);
 	if (code < 200 || code > 299) {
 		snprintf(why, whysz, "HTTP %ld", code);
 		return -1;
 	}
 	return 0;
-oom:
-	curl_slist_free_all(h);
-	snprintf(why, whysz, "cannot build the request");
-	return -2;
+}
+
+/* Let go of what a slot held for its POST. */
+static void
+slot_clear(struct slot *sl)
+{
+	free(sl->body);
+	store_event_free(sl->ev);
+	sl->body = NULL;
+	sl->ev = NULL;
+	sl->busy = 0;
+}
+
+/* Stop every POST in flight (a pass that fails on its store): what was
+ * sent has no outcome recorded, so it is sent again (at least once). */
+static void
+slots_abort(struct webhook *w)
+{
+	size_t i;
+
+	for (i = 0; i < WEBHOOK_CONCURRENCY_MAX; i++) {
+		if (!w->slot[i].busy)
+			continue;
+		(void)curl_multi_remove_handle(w->multi, w->slot[i].easy);
+		curl_slist_free_all(w->slot[i].h);
+		w->slot[i].h = NULL;
+		slot_clear(&w->slot[i]);
+	}
+	for (i = 0; i < w->nu; i++)
+		w->u[i].inflight = 0;
 }
 
 static int
@@ -556,6 +627,116 @@ flush(struct store *st, struct outcome *o, size_t *n)
 	return rc;
 }
 
+/*
+ * Start d's POST in a free slot: 0 started, 1 nothing to send (the event
+ * was dropped or purged meanwhile, or does not decode: then the rest of
+ * its pair waits), -1 the request could not be built (recorded as a
+ * failure in *o), or a store_err.
+ */
+static int finish_one(struct webhook *, struct scan *, const struct slot *,
+    int, struct outcome *, int64_t);
+
+static int
+start_one(struct webhook *w, struct store *st, struct scan *s, size_t di,
+    struct outcome *o)
+{
+	struct due  *d = &s->d[di];
+	struct slot *sl = NULL;
+	struct get_op g;
+	size_t	     i;
+	int	     rc;
+
+	for (i = 0; i < w->c->concurrency && i < WEBHOOK_CONCURRENCY_MAX; i++)
+		if (!w->slot[i].busy) {
+			sl = &w->slot[i];
+			break;
+		}
+	if (sl == NULL)
+		return STORE_EINVAL; /* the caller counts: never */
+	g.seq = d->seq;
+	g.ev = NULL;
+	if ((rc = store_read(st, get_op, &g)) == STORE_ENOTFOUND)
+		return 1;
+	if (rc == STORE_ECORRUPT) {
+		/* Left for picomdmctl check to report; it holds back the
+		 * rest of its enrollment, nothing else. */
+		log_error("webhook: event %llu does not decode",
+		    (unsigned long long)d->seq);
+		d->pair->st = PAIR_HELD;
+		return 1;
+	}
+	if (rc != 0)
+		return rc;
+	if ((sl->body = webhook_event_json(g.ev)) == NULL) {
+		store_event_free(g.ev);
+		return STORE_ENOMEM;
+	}
+	sl->ev = g.ev;
+	sl->di = di;
+	sl->busy = 1;
+	o->seq = d->seq;
+	if (post_start(w, sl, &w->u[d->ui], g.ev->event_id, o->err,
+	    sizeof(o->err)) != 0) {
+		/* Not sent: a failure like a refused POST. */
+		(void)finish_one(w, s, sl, -1, o, s->now);
+		slot_clear(sl);
+		return -1;
+	}
+	return 0;
+}
+
+/* An outcome was written to o[*no]: count it, and write the outcomes to
+ * the store when FLUSH_MAX are waiting or the first has waited FLUSH_US. */
+static int
+outcome_added(struct store *st, struct outcome *o, size_t *no, int64_t *first)
+{
+	if ((*no)++ == 0)
+		*first = (int64_t)time_now_us();
+	if (*no == FLUSH_MAX || (int64_t)time_now_us() - *first >= FLUSH_US)
+		return flush(st, o, no);
+	return 0;
+}
+
+/* Record the outcome of a POST (prc as post_end says) in *o, and what it
+ * means for its pair and URL. 1 when it was delivered. */
+static int
+finish_one(struct webhook *w, struct scan *s, const struct slot *sl,
+    int prc, struct outcome *o, int64_t now)
+{
+	struct due	   *d = &s->d[sl->di];
+	struct wh_url	   *u = &w->u[d->ui];
+	struct store_event *ev = sl->ev;
+	int64_t		    retry;
+
+	o->seq = d->seq;
+	o->ok = prc == 0;
+	d->done = 1;
+	d->pair->busy = 0;
+	u->up = prc != -2;
+	if (o->ok) {
+		u->fails = 0;
+		return 1;
+	}
+	retry = webhook_backoff_us(ev->attempts + 1, w->c->retry_max,
+	    rand01());
+	o->next_try = (uint64_t)(now + retry);
+	d->pair->st = PAIR_HELD;
+	next_at(s, (int64_t)o->next_try);
+	/* No answer at all: the receiver is down, so the whole URL waits
+	 * (one timeout per backoff, not one per enrollment). */
+	if (prc == -2) {
+		u->fails++;
+		u->hold_until = now + webhook_backoff_us(u->fails,
+		    w->c->retry_max, rand01());
+		next_at(s, u->hold_until);
+	}
+	log_warn("webhook: %s: event %llu (%s of %s): %s; attempt %llu, next "
+	    "in %llds", u->url, (unsigned long long)d->seq, ev->topic,
+	    ev->enrollment_id, o->err, (unsigned long long)ev->attempts + 1,
+	    (long long)(retry / 1000000));
+	return 0;
+}
+
 /* See webhook.h. */
 int
 webhook_pass(struct webhook *w, struct store *st, int64_t now,
@@ -563,87 +744,89 @@ webhook_pass(struct webhook *w, struct store *st, int64_t now,
 {
 	struct scan    *s;
 	struct outcome	o[FLUSH_MAX];
-	struct get_op	g;
 	struct due     *d;
-	struct wh_url  *u;
-	size_t		i, no = 0;
-	char	       *body;
-	int64_t		retry, first = 0;
-	int		rc, prc, delivered = 0;
+	struct slot    *sl;
+	CURLMsg	       *msg;
+	size_t		i, no = 0, active = 0, conc;
+	int64_t		first = 0;
+	int		rc = 0, prc, running, left, delivered = 0;
 
 	*next_due = 0;
+	conc = w->c->concurrency == 0 ? 1 : w->c->concurrency;
+	if (conc > WEBHOOK_CONCURRENCY_MAX)
+		conc = WEBHOOK_CONCURRENCY_MAX;
+	if (w->multi == NULL && (w->multi = curl_multi_init()) == NULL)
+		return STORE_ENOMEM;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return STORE_ENOMEM;
 	s->w = w;
 	s->now = now;
 	if ((rc = store_read(st, scan_op, s)) != 0 || (rc = s->err) != 0)
 		goto out;
-	for (i = 0; i < s->n; i++) {
-		d = &s->d[i];
-		u = &w->u[d->ui];
-		/* A failure this pass holds back the rest of its pair, and
-		 * its URL until the backoff is over. */
-		if (d->pair->st != PAIR_TAKE || u->hold_until > now)
-			continue;
-		g.seq = d->seq;
-		g.ev = NULL;
-		if ((rc = store_read(st, get_op, &g)) == STORE_ENOTFOUND)
-			continue; /* dropped or purged meanwhile */
-		if (rc == STORE_ECORRUPT) {
-			/* Left for picomdmctl check to report; it holds
-			 * back the rest of its enrollment, nothing else. */
-			log_error("webhook: event %llu does not decode",
-			    (unsigned long long)d->seq);
-			d->pair->st = PAIR_HELD;
-			continue;
+	for (;;) {
+		/* Start what may start, in the outbox's order: the first
+		 * event of each pair not in flight. A failure this pass
+		 * holds back the rest of its pair, and its URL until the
+		 * backoff is over. */
+		for (i = 0; i < s->n && active < conc; i++) {
+			d = &s->d[i];
+			if (d->done || d->pair->busy ||
+			    (!w->u[d->ui].up && w->u[d->ui].inflight > 0))
+				continue;
+			if (d->pair->st != PAIR_TAKE ||
+			    w->u[d->ui].hold_until > now) {
+				d->done = 1;
+				continue;
+			}
+			rc = start_one(w, st, s, i, &o[no]);
+			if (rc == 1) {
+				d->done = 1;
+				continue;
+			}
+			if (rc == -1) {
+				if ((rc = outcome_added(st, o, &no, &first)) !=
+				    0)
+					goto out;
+				continue;
+			}
+			if (rc != 0)
+				goto out;
+			d->pair->busy = 1;
+			w->u[d->ui].inflight++;
+			active++;
 		}
-		if (rc != 0)
-			goto out;
-		if ((body = webhook_event_json(g.ev)) == NULL) {
-			store_event_free(g.ev);
+		if (active == 0)
+			break;
+		if (curl_multi_perform(w->multi, &running) != CURLM_OK) {
 			rc = STORE_ENOMEM;
 			goto out;
 		}
-		o[no].seq = d->seq;
-		prc = post(w, u, body, g.ev->event_id, o[no].err,
-		    sizeof(o[no].err));
-		o[no].ok = prc == 0;
-		free(body);
-		if (o[no].ok) {
-			u->fails = 0;
-			delivered++;
-		} else {
-			retry = webhook_backoff_us(g.ev->attempts + 1,
-			    w->c->retry_max, rand01());
-			o[no].next_try = (uint64_t)(now + retry);
-			d->pair->st = PAIR_HELD;
-			next_at(s, (int64_t)o[no].next_try);
-			/* No answer at all: the receiver is down, so
-			 * the whole URL waits (one timeout per backoff,
-			 * not one per enrollment). */
-			if (prc == -2) {
-				u->fails++;
-				u->hold_until = now + webhook_backoff_us(
-				    u->fails, w->c->retry_max, rand01());
-				next_at(s, u->hold_until);
-			}
-			log_warn("webhook: %s: event %llu (%s of %s): %s; "
-			    "attempt %llu, next in %llds", u->url,
-			    (unsigned long long)d->seq, g.ev->topic,
-			    g.ev->enrollment_id, o[no].err,
-			    (unsigned long long)g.ev->attempts + 1,
-			    (long long)(retry / 1000000));
+		while ((msg = curl_multi_info_read(w->multi, &left)) != NULL) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			sl = NULL;
+			(void)curl_easy_getinfo(msg->easy_handle,
+			    CURLINFO_PRIVATE, (char **)&sl);
+			if (sl == NULL || !sl->busy)
+				continue;
+			prc = post_end(w, sl, msg->data.result, o[no].err,
+			    sizeof(o[no].err));
+			w->u[s->d[sl->di].ui].inflight--;
+			delivered += finish_one(w, s, sl, prc, &o[no], now);
+			slot_clear(sl);
+			active--;
+			if ((rc = outcome_added(st, o, &no, &first)) != 0)
+				goto out;
 		}
-		store_event_free(g.ev);
-		if (no++ == 0)
-			first = (int64_t)time_now_us();
-		if ((no == FLUSH_MAX ||
-		    (int64_t)time_now_us() - first >= FLUSH_US) &&
-		    (rc = flush(st, o, &no)) != 0)
+		if (active > 0 && running > 0 &&
+		    curl_multi_poll(w->multi, NULL, 0, 100, NULL) != CURLM_OK) {
+			rc = STORE_ENOMEM;
 			goto out;
+		}
 	}
 	rc = flush(st, o, &no);
 out:
+	slots_abort(w);
 	if (rc == 0 && s->full)
 		*next_due = now; /* more is due at once */
 	else if (rc == 0)

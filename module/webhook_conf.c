@@ -29,6 +29,7 @@ webhook_conf_defaults(struct webhook_conf *c)
 	c->max_events = WEBHOOK_MAX_EVENTS_DEFAULT;
 	c->timeout = WEBHOOK_TIMEOUT_DEFAULT;
 	c->retry_max = WEBHOOK_RETRY_MAX_DEFAULT;
+	c->concurrency = WEBHOOK_CONCURRENCY_DEFAULT;
 }
 
 void
@@ -150,6 +151,12 @@ webhook_conf_set(struct webhook_conf *c, const char *k, const char *v)
 		if (num_parse(v, 1, 86400, &n) == -1)
 			return -1;
 		c->retry_max = (unsigned)n;
+		return 0;
+	}
+	if (strcmp(k, "webhook_concurrency") == 0) {
+		if (num_parse(v, 1, WEBHOOK_CONCURRENCY_MAX, &n) == -1)
+			return -1;
+		c->concurrency = (unsigned)n;
 		return 0;
 	}
 	return 1;

@@ -4,7 +4,9 @@
 Listens for HTTP/1.1 on 127.0.0.1 (plain; put nginx in front to test TLS),
 answers each request as --script says, and appends one JSON line per
 request to --log: {"n": N, "method", "path", "headers": [[name, value],
-...], "body_b64", "body" (text, when UTF-8), "status", "time"}. Tests read
+...], "body_b64", "body" (text, when UTF-8), "status", "start" (the body
+read), "time" (the answer about to be sent)}. Requests are served
+concurrently, one thread each. Tests read
 the log to check what arrived, in which order, how often (at least once
 means duplicates are allowed, losses are not) and with which signature
 header.
@@ -70,6 +72,7 @@ def make_handler(state):
                 self.send_error(400)
                 return
             body = self.rfile.read(length) if length else b""
+            start = time.time()
             n, ans = state.next_answer()
             if ans.get("delay_ms"):
                 time.sleep(ans["delay_ms"] / 1000.0)
@@ -77,7 +80,7 @@ def make_handler(state):
                    "headers": [[k.lower(), v] for k, v in
                                self.headers.items()],
                    "body_b64": base64.b64encode(body).decode(),
-                   "time": time.time()}
+                   "start": start, "time": time.time()}
             try:
                 rec["body"] = body.decode("utf-8")
             except UnicodeDecodeError:

@@ -34,11 +34,14 @@ struct webhook_conf {
 	uint64_t max_events;  /* webhook_max_events: outbox bound */
 	unsigned timeout;     /* webhook_timeout: seconds per POST */
 	unsigned retry_max;   /* webhook_retry_max: longest backoff, s */
+	unsigned concurrency; /* webhook_concurrency: POSTs in flight */
 };
 
 #define WEBHOOK_MAX_EVENTS_DEFAULT 100000
 #define WEBHOOK_TIMEOUT_DEFAULT	   10
 #define WEBHOOK_RETRY_MAX_DEFAULT  600
+#define WEBHOOK_CONCURRENCY_DEFAULT 8
+#define WEBHOOK_CONCURRENCY_MAX	    64
 #define WEBHOOK_SIG_HEADER	   "X-Hub-Signature-256"
 
 void webhook_conf_defaults(struct webhook_conf *);
@@ -75,8 +78,8 @@ int webhook_event_put(struct store_txn *, const struct webhook_conf *,
  *	}
  *	webhook_free(wh);
  *
- * A pass blocks for its POSTs (one at a time, at most webhook_timeout
- * each), so a daemon with other work runs the loop in a thread of its
+ * A pass blocks for its POSTs (up to webhook_concurrency at once, never
+ * two of one enrollment to one URL, each at most webhook_timeout), so a daemon with other work runs the loop in a thread of its
  * own, with the same struct store (its writes are transactions of their
  * own). Run it even with no webhook_url: events queued before the URL was
  * removed are still owed.

@@ -202,6 +202,42 @@ expect_logged_drain() {
 }
 expect_logged_drain "the failed POST logged with its status"
 
+# ---- concurrency: enrollments in parallel, each one in order ----
+# webhook_concurrency (default 8) POSTs at once, never two of one
+# enrollment to one URL; with 1, one at a time. Each answer waits 300 ms,
+# so overlaps are certain when allowed. "start"/"time": the mock's clock
+# when it had the body and when it answered.
+overlap='
+rs = sorted(log, key=lambda r: r["start"])
+most = max(sum(1 for o in rs if o["start"] <= r["start"] < o["time"])
+           for r in rs)
+seq_ok = True
+for u in set(ev(r)["udid"] for r in rs):
+    mine = [r for r in rs if ev(r)["udid"] == u]
+    tallies = [ev(r).get("token_update_tally", 0) for r in mine]
+    seq_ok &= tallies == sorted(tallies) and all(
+        a["time"] <= b["start"] for a, b in zip(mine, mine[1:]))
+print(len(rs), most, seq_ok)'
+for conc in 8 1; do
+	mock_stop
+	: >"$IT_DIR/hook.log"
+	mock_start '{"answers": [{"status": 200, "delay_ms": 300}]}'
+	sed "s/^webhook_url = .*/webhook_url = http:\/\/127.0.0.1:$MOCK_PORT\/hook/" \
+	    "$IT_DIR/picomdm.conf" >"$IT_DIR/conc.conf"
+	printf 'webhook_concurrency = %s\n' "$conc" >>"$IT_DIR/conc.conf"
+	for i in 1 2 3; do
+		checkin "$(token_plist "$udid1" "$(openssl rand -base64 32)")" device1
+		checkin "$(token_plist "$udid2" "$(openssl rand -base64 32)")" device2
+	done
+	DRAIN_RC=0
+	DRAIN_OUT=$("$DRAIN" --db "$IT_DB" --config "$IT_DIR/conc.conf" \
+	    --until-empty 30 2>>"$IT_DIR/drain.log") || DRAIN_RC=$?
+	expect_eq "$DRAIN_RC/$DRAIN_OUT" "0/delivered 6 waiting 0" \
+	    "webhook_concurrency = $conc: every event delivered"
+	expect_eq "$(hook "$overlap")" "6 $((conc < 2 ? conc : 2)) True" \
+	    "  $((conc < 2 ? conc : 2)) POSTs at once at the most (two devices), each device's in order, never two of one at once"
+done
+
 # ---- a dead receiver does not slow check-ins ----
 # timed_checkins N LABEL: N TokenUpdates of device 2; MS their time.
 timed_checkins() {
@@ -368,12 +404,12 @@ api GET /api/v1/metrics
 expect_status 200 "GET /api/v1/metrics"
 expect_eq "$(grep -c '^picomdm_webhook_events_total{outcome="\(queued\|delivered\|failed\|dropped\)"}' "$BODY")" 4 \
     "/api/v1/metrics shows the webhook outcomes"
-# 4 + 6 + 20 (the latency baseline) + 50 events recorded delivered, each
-# once (one sent again after the kill was never recorded before it); 81
-# queued.
+# 4 + 6 + 12 (concurrency) + 20 (the latency baseline) + 50 events
+# recorded delivered, each once (one sent again after the kill was never
+# recorded before it); 93 queued.
 promval() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
 expect_eq "$(promval 'picomdm_webhook_events_total{outcome="delivered"}' "$BODY")/$(promval 'picomdm_webhook_events_total{outcome="queued"}' "$BODY")" \
-    80/81 "80 delivered, 81 queued"
+    92/93 "92 delivered, 93 queued"
 ctlok stats --prometheus >"$IT_DIR/stats.prom"
 expect_eq "$(grep '^picomdm_webhook' "$IT_DIR/stats.prom")" \
     "$(grep '^picomdm_webhook' "$BODY")" "picomdmctl stats --prometheus says the same"
