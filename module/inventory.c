@@ -467,7 +467,7 @@ inv_enrollment(struct inv_ctx *c, struct store_txn *t, const char *id)
 
 /* The App Store metadata of a licensed app (store_vpp.h, picomdm-vpp
  * sync or meta) under the VPP service's "app metadata", received when
- * it was fetched. */
+ * it was fetched; none for an app the lookup did not know. */
 static int
 inv_vpp_meta(struct inv_ctx *c, const char *token, const char *adam_id)
 {
@@ -488,7 +488,13 @@ inv_vpp_meta(struct inv_ctx *c, const char *token, const char *adam_id)
 		return 0;
 	if (rc != 0)
 		return rc;
-	at = json_string_value(json_object_get(m, "fetched_at"));
+	/* An app the lookup did not know has no metadata to show. */
+	if ((at = json_string_value(json_object_get(m, "status"))) == NULL ||
+	    strcmp(at, "found") != 0) {
+		json_decref(m);
+		return 0;
+	}
+	at = json_string_value(json_object_get(m, "synced_at"));
 	if (at != NULL && time_parse_rfc3339(at, &us) == -1)
 		us = 0;
 	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)

@@ -326,7 +326,7 @@ static const struct afield vppuser_af[] = {
  * sync and meta), keyed by the token's name and the adamId like the other
  * VPP kinds, so purge --token and token remove --purge take it with the
  * token; status is "found", or "not found" when the lookup did not know
- * the adamId (so that it is asked again only once fetched_at is older
+ * the adamId (so that it is asked again only once synced_at is older
  * than the refresh age, as a found one).
  */
 static const struct afield vppmeta_af[] = {
@@ -339,7 +339,7 @@ static const struct afield vppmeta_af[] = {
     AV(7, "genres", A_STR, "app metadata", "genreNames"),
     AV(8, "store_url", A_STR, "app metadata", "url"),
     AO(9, "status", A_STR),
-    AO(10, "fetched_at", A_TIME),
+    AO(10, "synced_at", A_TIME),
 };
 
 /* Tags as written by store_push.c: the push outbox (one pending push

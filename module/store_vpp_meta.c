@@ -53,7 +53,7 @@ store_vpp_meta_put(struct store_txn *t, const char *token, const json_t *rec)
 		return STORE_EINVAL;
 	if ((r = json_copy((json_t *)(uintptr_t)rec)) == NULL)
 		return STORE_ENOMEM;
-	if (json_object_get(r, "fetched_at") == NULL) {
+	if (json_object_get(r, "synced_at") == NULL) {
 		s = (time_t)(t->now / 1000000u);
 		if (gmtime_r(&s, &tm) == NULL ||
 		    (n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S",
@@ -63,7 +63,7 @@ store_vpp_meta_put(struct store_txn *t, const char *token, const json_t *rec)
 		}
 		snprintf(ts + n, sizeof(ts) - n, ".%06uZ",
 		    (unsigned)(t->now % 1000000u));
-		json_object_set_new(r, "fetched_at", json_string(ts));
+		json_object_set_new(r, "synced_at", json_string(ts));
 	}
 	rc = val_from_json(DBI_VPPMETA, r, &b, &why);
 	json_decref(r);
