@@ -14,7 +14,7 @@
 #     is asked for, meta --refresh and an age passed ask for all again
 #     (the mock counts every adamId asked for);
 #   - a failed lookup changes no metadata and never undoes the assets a
-#     sync wrote;
+#     sync wrote; the metadata of assets gone from the listing goes;
 #   - InstallApplication with an iTunesStoreID through POST (JSON) and
 #     PUT (plist) enqueue: accepted for a device holding a licence of the
 #     adamId (of any token, or of ?vpp_token=), refused 409 naming the
@@ -53,24 +53,34 @@ ossl x509 -req -in "$C/server.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" \
 printf '{"token":"U0VDUkVUUw==","expDate":"2030-11-08T22:33:22+0000","orgName":"Example Org"}' |
     base64 -w0 >"$C/good.vpptoken"
 
-MOCK_LOG=$IT_DIR/mock.log
-: >"$MOCK_LOG"
-setsid "$PY" "$PM_ROOT/tests/mock-vpp.py" --cert "$C/server.pem" \
-    --key "$C/server.key" --port-file "$IT_DIR/mock.port" --log "$MOCK_LOG" \
-    --token "$(cat "$C/good.vpptoken")" --assets 30 --assignments 0 \
-    --users 2 --meta --meta-missing 2 --max-rps 50 </dev/null \
-    >>"$IT_DIR/mock.stderr" 2>&1 &
-MOCK_PID=$!
-disown "$MOCK_PID"
-IT_PIDS+=("$MOCK_PID")
-for ((i = 0; i < 200; i++)); do
-	[[ -s $IT_DIR/mock.port ]] && break
-	kill -0 "$MOCK_PID" 2>/dev/null || break
-	sleep 0.05
-done
-[[ -s $IT_DIR/mock.port ]] || it_abort "setup: mock-vpp did not start" \
-    "$(tail -n 3 "$IT_DIR/mock.stderr" | tr '\n' ' ')"
-read -r MOCK_PORT <"$IT_DIR/mock.port"
+# start_mock ARG...: a fresh mock (its log in MOCK_LOG, port MOCK_PORT).
+start_mock() {
+	local i
+	if [[ -n $MOCK_PID ]]; then
+		kill -TERM "$MOCK_PID" 2>/dev/null || true
+		pm_wait_gone "$MOCK_PID" 10 || kill -KILL "$MOCK_PID" 2>/dev/null
+	fi
+	MOCK_LOG=$IT_DIR/mock.$((++MOCK_N)).log
+	: >"$MOCK_LOG"
+	rm -f "$IT_DIR/mock.port"
+	setsid "$PY" "$PM_ROOT/tests/mock-vpp.py" --cert "$C/server.pem" \
+	    --key "$C/server.key" --port-file "$IT_DIR/mock.port" \
+	    --log "$MOCK_LOG" --token "$(cat "$C/good.vpptoken")" \
+	    --max-rps 50 --meta "$@" </dev/null >>"$IT_DIR/mock.stderr" 2>&1 &
+	MOCK_PID=$!
+	disown "$MOCK_PID"
+	IT_PIDS+=("$MOCK_PID")
+	for ((i = 0; i < 200; i++)); do
+		[[ -s $IT_DIR/mock.port ]] && break
+		kill -0 "$MOCK_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	[[ -s $IT_DIR/mock.port ]] || it_abort "setup: mock-vpp did not start" \
+	    "$(tail -n 3 "$IT_DIR/mock.stderr" | tr '\n' ' ')"
+	read -r MOCK_PORT <"$IT_DIR/mock.port"
+}
+MOCK_N=0
+start_mock --assets 30 --assignments 0 --users 2 --meta-missing 2
 
 # vdb ARG...: picomdm-vpp --db against the mock; RC, out, err.
 vdb() {
@@ -255,10 +265,18 @@ api POST "/api/v1/enqueue/$udid2?vpp_token=campus" -H 'Content-Type: application
     --data-binary '{"request_type":"DeviceInformation","Queries":["UDID"]}'
 expect_api_error 400 "vpp_token on another command is refused" "only for an InstallApplication"
 
+# --- assets gone: their metadata goes ----------------------------------------------------
+start_mock --assets 25 --assignments 0 --users 2
+vdb sync campus
+{ ((RC == 0)) && grep -q 'metadata: 0 fetched, 0 not found, 25 current, 6 removed' "$IT_DIR/err" &&
+    [[ $("$VPP" --db "$DB" metadata campus | wc -l) == 25 ]]; } &&
+    pass "sync: the metadata of assets the token no longer holds is removed" ||
+    fail "sync: the metadata of assets the token no longer holds is removed" "rc $RC $(cat "$IT_DIR/err")"
+
 # --- purge --token ----------------------------------------------------------------------
 RC=0
 "$CTL" --db "$DB" purge --token campus --yes --verify >"$IT_DIR/out" 2>&1 || RC=$?
-{ ((RC == 0)) && grep -q $'^removed\tvpp_metadata\t31$' "$IT_DIR/out" &&
+{ ((RC == 0)) && grep -q $'^removed\tvpp_metadata\t25$' "$IT_DIR/out" &&
     grep -q $'^verify\t0 hits' "$IT_DIR/out" &&
     [[ $("$CTL" --db "$DB" dump | grep -c '"db":"vpp_') == 0 ]]; } &&
     pass "purge --token: the metadata goes with the token, --verify finds nothing" ||
