@@ -251,6 +251,13 @@ expect_api_error 409 "install: an adamId the device holds no licence of" "adamId
 api POST "/api/v1/enqueue/$udid1?vpp_token=other" -H 'Content-Type: application/json' \
     --data-binary "$ins"
 expect_api_error 404 "install: an unknown vpp_token" "no Apps and Books token other"
+"$VPP" --db "$DB" token import other "$C/good.vpptoken" >/dev/null 2>&1 ||
+    fail "setup: token import other"
+api POST "/api/v1/enqueue/$udid1?vpp_token=other" -H 'Content-Type: application/json' \
+    --data-binary "$ins"
+expect_api_error 409 "install: a licence of another token than the one named does not count" \
+    "adamId 100000003 from token other"
+"$VPP" --db "$DB" token remove other >/dev/null 2>&1 || fail "setup: token remove other"
 api PUT "/api/v1/enqueue/$udid2" --data-binary "@$(cmd_plist \
     22222222-3333-4444-8555-666666666661 InstallApplication \
     '<key>iTunesStoreID</key><integer>100000003</integer>' \
