@@ -63,7 +63,7 @@ plan_meta_cb(const char *token, json_t *rec, void *arg)
 	if (json_object_get(po->adams, a) == NULL)
 		return json_array_append_new(po->gone, json_string(a)) == 0 ? 0 :
 		    STORE_ENOMEM;
-	at = json_string_value(json_object_get(rec, "fetched_at"));
+	at = json_string_value(json_object_get(rec, "synced_at"));
 	if (!po->refresh && at != NULL && time_parse_rfc3339(at, &us) == 0 &&
 	    us >= po->stale_before) {
 		po->current++;

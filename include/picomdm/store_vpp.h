@@ -66,8 +66,8 @@ int store_vpp_forget_serial(struct store_txn *, const char *serial,
 /*
  * App metadata (module/store_vpp_meta.c): one record per token and
  * adamId, fields by the registry's names (adam_id, name, description,
- * icon_url, bundle_id, copyright, genres, store_url, status, fetched_at
- * in RFC 3339). put writes rec whole (its adam_id is the key; fetched_at
+ * icon_url, bundle_id, copyright, genres, store_url, status, synced_at
+ * in RFC 3339). put writes rec whole (its adam_id is the key; synced_at
  * is the transaction's time when rec has none): STORE_EINVAL when it
  * lacks adam_id or a field does not fit. get: STORE_ENOTFOUND when none;
  * *out is a new reference. remove: 0 or STORE_ENOTFOUND.
