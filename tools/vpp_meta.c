@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,6 +271,8 @@ vpp_meta_run(struct store *db, const char *name, const struct vpp_opts *o,
 	char		 q[1024], platform[32], cc2[32];
 	size_t		 i, j, nb, fetched = 0, missing = 0;
 	uint64_t	 now = time_now_us();
+	struct timespec	 ts;
+	double		 rps;
 	int		 rc, ret = 0;
 
 	memset(&po, 0, sizeof(po));
@@ -315,6 +318,14 @@ vpp_meta_run(struct store *db, const char *name, const struct vpp_opts *o,
 			ret = 1;
 			goto out;
 		}
+		/* Spaced from the sync's last request as the client spaces
+		 * its own (vpp.c, pace): at most the rate in any second. */
+		rps = o != NULL && o->max_rps > 0 ? o->max_rps :
+		    VPP_RPS_DEFAULT;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)(1.1e9 / (rps < 1.2 ? 1.2 : rps));
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
 		/* The store front and platform the location buys in. */
 		if ((cc = vpp_get(v, "clientConfig", NULL, &e)) == NULL)
 			goto fail;
@@ -341,6 +352,12 @@ vpp_meta_run(struct store *db, const char *name, const struct vpp_opts *o,
 			}
 			n += (size_t)snprintf(q + n, sizeof(q) - n, "%s%s",
 			    q[n - 1] == '=' ? "" : ",", a);
+			if (n >= sizeof(q)) {
+				snprintf(e.message, sizeof(e.message),
+				    "the lookup's query is too long");
+				e.number = 0;
+				goto fail;
+			}
 		}
 		if (q[n - 1] == '=')
 			continue;
