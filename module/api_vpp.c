@@ -1,9 +1,9 @@
 /*
  * api_vpp.c - the operator API's Apps and Books views (picomdm-api(7)):
  * GET /api/v1/vpp/assets, /vpp/assignments, /vpp/users and /vpp/metadata
- * (the App Store metadata of the assets), what
- * picomdm-vpp sync stored (include/picomdm/store_vpp.h), of every token
- * or the one named by ?token=, paged by offset and limit.
+ * (the App Store metadata of the assets), what picomdm-vpp sync stored
+ * (include/picomdm/store_vpp.h), of every token or the one named by
+ * ?token=, paged by offset and limit.
  */
 #include "config.h"
 
