@@ -115,10 +115,10 @@ void
 api_enqueue(struct api *a)
 {
 	static const char *const qn[] = {"priority", "expires", "nopush",
-	    "push_wait"};
+	    "push_wait", "vpp_token"};
 	enum command_outcome	*oc = NULL;
 	struct command		*cmd = NULL;
-	char			*qv[4], **ids = NULL, err[COMMAND_ERR_SIZE];
+	char			*qv[5], **ids = NULL, err[COMMAND_ERR_SIZE];
 	json_t			*o = NULL, *st;
 	long long		 prio, nopush, wait_ms;
 	uint64_t		 since;
@@ -127,7 +127,7 @@ api_enqueue(struct api *a)
 	size_t			 nids = 0, nq = 0, i, nalready = 0;
 	int			 rc, status;
 
-	if (api_query(a, qn, 4, qv) == -1)
+	if (api_query(a, qn, 5, qv) == -1)
 		return;
 	if (api_num(a, "priority", qv[0], 0, 255, 0, &prio) == -1 ||
 	    api_num(a, "nopush", qv[2], 0, 1, 0, &nopush) == -1 ||
@@ -182,6 +182,9 @@ api_enqueue(struct api *a)
 		goto out;
 	}
 	strlcpy(a->resp->id, ids[0], sizeof(a->resp->id));
+	/* An App Store install: the devices' licences first. */
+	if (api_vpp_licence_check(a, cmd, ids, nids, qv[4]) == -1)
+		goto out;
 	if ((oc = calloc(nids, sizeof(*oc))) == NULL ||
 	    (push = calloc(nids, sizeof(*push))) == NULL) {
 		api_fail(a, 500, "internal error", "out of memory");
@@ -246,7 +249,7 @@ out:
 	for (i = 0; i < nids; i++)
 		free(ids[i]);
 	free(ids);
-	api_query_free(qv, 4);
+	api_query_free(qv, 5);
 }
 
 /* ---- enrollments ---- */

@@ -55,6 +55,14 @@ int  api_ids(struct api *, char ***ids, size_t *nids);
 /* api_vpp.c */
 void api_vpp(struct api *);
 
+/* api_vpp_install.c: an InstallApplication with an iTunesStoreID only
+ * for enrollments whose device holds a licence of it (of token, or of
+ * any token when NULL): 0 to go on, or -1 answered (409 naming the
+ * serial and adamId, 404 for an unknown token), nothing queued. */
+struct command;
+int api_vpp_licence_check(struct api *, const struct command *,
+    char *const *ids, size_t nids, const char *token);
+
 /* api_data.c */
 void api_enqueue(struct api *);
 void api_push(struct api *);

@@ -1,8 +1,9 @@
 /*
  * api_vpp.c - the operator API's Apps and Books views (picomdm-api(7)):
- * GET /api/v1/vpp/assets, /vpp/assignments and /vpp/users, what
- * picomdm-vpp sync stored (include/picomdm/store_vpp.h), of every token
- * or the one named by ?token=, paged by offset and limit.
+ * GET /api/v1/vpp/assets, /vpp/assignments, /vpp/users and /vpp/metadata
+ * (the App Store metadata of the assets), what picomdm-vpp sync stored
+ * (include/picomdm/store_vpp.h), of every token or the one named by
+ * ?token=, paged by offset and limit.
  */
 #include "config.h"
 
@@ -59,7 +60,8 @@ api_vpp(struct api *a)
 	static const char *const lists[STORE_VPP__MAX] = {
 	    [STORE_VPP_ASSETS] = "assets",
 	    [STORE_VPP_ASSIGNMENTS] = "assignments",
-	    [STORE_VPP_USERS] = "users"};
+	    [STORE_VPP_USERS] = "users",
+	    [STORE_VPP_META] = "metadata"};
 	struct vpp_op op;
 	char	     *qv[3];
 	long long     offset, limit;
@@ -71,7 +73,7 @@ api_vpp(struct api *a)
 		continue;
 	if (i == STORE_VPP__MAX) {
 		api_fail(a, 404, "not found",
-		    "vpp: want assets, assignments or users");
+		    "vpp: want assets, assignments, users or metadata");
 		return;
 	}
 	op.list = (enum store_vpp_list)i;

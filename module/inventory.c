@@ -68,6 +68,7 @@ struct inv_ctx {
 	json_t	   *rows[INV__MAX];
 	int	    found;
 	const char *rec_topic; /* topic of the record being listed */
+	struct store_txn *t;   /* for the VPP app metadata */
 };
 
 /* Where a walked plist came from. */
@@ -464,8 +465,49 @@ inv_enrollment(struct inv_ctx *c, struct store_txn *t, const char *id)
 	return store_result_iter(t, id, 0, inv_result_cb, &ir);
 }
 
+/* The App Store metadata of a licensed app (store_vpp.h, picomdm-vpp
+ * sync or meta) under the VPP service's "app metadata", received when
+ * it was fetched; none for an app the lookup did not know. */
+static int
+inv_vpp_meta(struct inv_ctx *c, const char *token, const char *adam_id)
+{
+	static const char *const f[][2] = {{"adam_id", "id"},
+	    {"name", "name"}, {"description", "description.standard"},
+	    {"icon_url", "artwork.url"}, {"bundle_id", "bundleId"},
+	    {"copyright", "copyright"}, {"genres", "genreNames"},
+	    {"store_url", "url"}};
+	const char *at;
+	uint64_t    us = 0;
+	json_t	   *m, *v;
+	size_t	    i;
+	int	    rc;
+
+	if (adam_id == NULL ||
+	    (rc = store_vpp_meta_get(c->t, token, adam_id, &m)) ==
+		STORE_ENOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	/* An app the lookup did not know has no metadata to show. */
+	if ((at = json_string_value(json_object_get(m, "status"))) == NULL ||
+	    strcmp(at, "found") != 0) {
+		json_decref(m);
+		return 0;
+	}
+	at = json_string_value(json_object_get(m, "synced_at"));
+	if (at != NULL && time_parse_rfc3339(at, &us) == -1)
+		us = 0;
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if ((v = json_object_get(m, f[i][0])) != NULL)
+			inv_kept(c, INV_VPP, c->device_id, "app metadata",
+			    f[i][1], json_incref(v), us);
+	json_decref(m);
+	return 0;
+}
+
 /* An Apps and Books licence assigned to the device's serial number
- * (store_vpp.h), its fields under the VPP service's "assignments". */
+ * (store_vpp.h), its fields under the VPP service's "assignments", and
+ * its app's metadata. */
 static int
 inv_vpp_cb(const char *token, json_t *rec, void *arg)
 {
@@ -478,14 +520,14 @@ inv_vpp_cb(const char *token, json_t *rec, void *arg)
 	json_t	       *v;
 	size_t		i;
 
-	(void)token;
 	if (at != NULL && time_parse_rfc3339(at, &us) == -1)
 		us = 0;
 	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 		if ((v = json_object_get(rec, f[i][0])) != NULL)
 			inv_kept(c, INV_VPP, c->device_id, "assignments",
 			    f[i][1], json_incref(v), us);
-	return 0;
+	return inv_vpp_meta(c, token,
+	    json_string_value(json_object_get(rec, "adam_id")));
 }
 
 static int
@@ -506,6 +548,7 @@ inv_collect(struct store_txn *t, struct inv_ctx *c)
 	int		     rc, i;
 
 	c->enrollments = json_array();
+	c->t = t;
 	for (i = 0; i < INV__MAX; i++)
 		c->rows[i] = json_array();
 	if ((rc = store_device_resolve(t, c->arg, &c->device_id)) != 0)

@@ -816,6 +816,13 @@ check_vppuser(
 	return check_vpp(arg, t, DBI_VPPUSER, k, v, 2, 1);
 }
 
+static int
+check_vppmeta(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	return check_vpp(arg, t, DBI_VPPMETA, k, v, 2, 1);
+}
+
 /* ENRTOKEN: keyed by a SHA-256; the record decodes and has an expiry. */
 static int
 check_enrtoken(
@@ -1029,6 +1036,7 @@ static const visit_fn checks[DBI__MAX] = {
     [DBI_VPPASSET] = check_vppasset,
     [DBI_VPPASSIGN] = check_vppassign,
     [DBI_VPPUSER] = check_vppuser,
+    [DBI_VPPMETA] = check_vppmeta,
     [DBI_PUSHQ] = check_pushq,
     [DBI_PUSHSTATE] = check_pushstate,
 };

@@ -47,6 +47,8 @@ enum store_dbi {
 	DBI_VPPUSER,  /* token . clientUserId -> user record */
 	DBI_PUSHQ,    /* eid -> push outbox record (store_push.c) */
 	DBI_PUSHSTATE, /* eid -> push state record (store_push.c) */
+	DBI_VPPMETA,  /* token . adamId -> app metadata record
+		       * (store_vpp_meta.c) */
 	DBI__MAX
 };
 
@@ -149,6 +151,7 @@ enum rec_kind {
 	REC_VPPUSER,
 	REC_PUSHQ,
 	REC_PUSHSTATE,
+	REC_VPPMETA,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 

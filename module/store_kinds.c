@@ -321,6 +321,27 @@ static const struct afield vppuser_af[] = {
     AO(7, "synced_at", A_TIME),
 };
 
+/*
+ * The App Store metadata of a token's assets (store_vpp_meta.c, picomdm-vpp
+ * sync and meta), keyed by the token's name and the adamId like the other
+ * VPP kinds, so purge --token and token remove --purge take it with the
+ * token; status is "found", or "not found" when the lookup did not know
+ * the adamId (so that it is asked again only once synced_at is older
+ * than the refresh age, as a found one).
+ */
+static const struct afield vppmeta_af[] = {
+    AV(1, "adam_id", A_STR, "app metadata", "id"),
+    AV(2, "name", A_STR, "app metadata", "name"),
+    AV(3, "description", A_STR, "app metadata", "description.standard"),
+    AV(4, "icon_url", A_STR, "app metadata", "artwork.url"),
+    AV(5, "bundle_id", A_STR, "app metadata", "bundleId"),
+    AV(6, "copyright", A_STR, "app metadata", "copyright"),
+    AV(7, "genres", A_STR, "app metadata", "genreNames"),
+    AV(8, "store_url", A_STR, "app metadata", "url"),
+    AO(9, "status", A_STR),
+    AO(10, "synced_at", A_TIME),
+};
+
 /* Tags as written by store_push.c: the push outbox (one pending push
  * per enrollment) and each enrollment's push state, all picomdm's own. */
 static const struct afield pushq_af[] = {
@@ -455,6 +476,10 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	.val = KV_RECORD, .rec = REC_PUSHSTATE, .f = pushstate_af,
 	.nf = NF(pushstate_af), .owner = OWN_EID, .plist_svc = INV_CHECKIN,
 	NO_SOURCE, .check_pass = 24},
+    [DBI_VPPMETA] = {.dbi = DBI_VPPMETA, .key = KK_STRS,
+	.val = KV_RECORD, .rec = REC_VPPMETA, .f = vppmeta_af,
+	.nf = NF(vppmeta_af), .plist_svc = INV_VPP,
+	.owner = OWN_VPP_TOKEN, NO_SOURCE, .check_pass = 25},
 };
 /* clang-format on */
 

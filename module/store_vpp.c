@@ -25,6 +25,7 @@ static const enum store_dbi list_dbi[STORE_VPP__MAX] = {
     [STORE_VPP_ASSETS] = DBI_VPPASSET,
     [STORE_VPP_ASSIGNMENTS] = DBI_VPPASSIGN,
     [STORE_VPP_USERS] = DBI_VPPUSER,
+    [STORE_VPP_META] = DBI_VPPMETA,
 };
 
 /* RFC 3339 UTC with microseconds, as the dump writes times. */

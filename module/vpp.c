@@ -32,6 +32,7 @@ struct vpp {
 	long           timeout_ms;
 	struct timespec last;   /* when the last request left */
 	unsigned long  requests;
+	char          *cookie;  /* "itvt=<sToken>" while vpp_lookup runs */
 };
 
 struct vpp_buf {
@@ -227,7 +228,7 @@ vpp_fetch(struct vpp *v, const char *url, int auth, const char *body,
 		b.retry_after = -1;
 		cerr[0] = '\0';
 		h = curl_slist_append(NULL, "Accept: application/json");
-		if (auth && h != NULL)
+		if (auth && v->cookie == NULL && h != NULL)
 			h = curl_slist_append(h, v->auth);
 		if (body != NULL && h != NULL)
 			h = curl_slist_append(h,
@@ -245,6 +246,8 @@ vpp_fetch(struct vpp *v, const char *url, int auth, const char *body,
 			curl_easy_setopt(v->curl, CURLOPT_POSTFIELDS, body);
 		if (v->ca_file != NULL)
 			curl_easy_setopt(v->curl, CURLOPT_CAINFO, v->ca_file);
+		if (auth && v->cookie != NULL)
+			curl_easy_setopt(v->curl, CURLOPT_COOKIE, v->cookie);
 		curl_easy_setopt(v->curl, CURLOPT_TIMEOUT_MS, v->timeout_ms);
 		curl_easy_setopt(v->curl, CURLOPT_WRITEFUNCTION, vpp_write_cb);
 		curl_easy_setopt(v->curl, CURLOPT_WRITEDATA, &b);
@@ -523,5 +526,36 @@ vpp_page(struct vpp *v, const char *key, const char *array, const char *since,
 		return NULL;
 	}
 	*total = json_integer_value(tp);
+	return o;
+}
+
+/*
+ * The content-metadata lookup (urls.<key> of the service configuration,
+ * contentMetadataLookup): the sToken goes as the itvt cookie, not as a
+ * bearer, so that the organisation's custom apps are found too. See
+ * include/picomdm/vpp.h.
+ */
+json_t *
+vpp_lookup(struct vpp *v, const char *key, const char *query,
+    struct vpp_error *e)
+{
+	const char *bearer = "Authorization: Bearer ";
+	size_t      n;
+	json_t     *o;
+
+	if (strncmp(v->auth, bearer, strlen(bearer)) != 0) {
+		seterr(e, 0, 0, "", "no sToken");
+		return NULL;
+	}
+	n = strlen(v->auth) - strlen(bearer) + sizeof "itvt=";
+	if ((v->cookie = malloc(n)) == NULL) {
+		seterr(e, 0, 0, "", "out of memory");
+		return NULL;
+	}
+	snprintf(v->cookie, n, "itvt=%s", v->auth + strlen(bearer));
+	o = vpp_call(v, key, query, NULL, e);
+	explicit_bzero(v->cookie, n);
+	free(v->cookie);
+	v->cookie = NULL;
 	return o;
 }

@@ -17,6 +17,18 @@ for tests. HTTPS (http.server + ssl) on 127.0.0.1; run with /usr/bin/python3.
   GET <getAssets>              assets, paged          (pageIndex)
   GET <getAssignments>         assignments, paged     (pageIndex, sinceVersionId)
   GET <getUsers>               users, paged           (pageIndex, sinceVersionId)
+  GET <contentMetadataLookup>  app metadata in the legacy lookup's shape,
+                               {"results": {adamId: {...}}}, for the ids
+                               of id=a,b,...; no bearer: the sToken goes
+                               as the cookie itvt= (without it, or with
+                               another, results are empty, as Apple's
+                               are for an organisation's custom apps);
+                               only with --meta are there any, and then
+                               the last --meta-missing assets (of the
+                               start) have none (absent from results),
+                               as without --meta every asset; queued
+                               /mock/fail answers apply; every id asked
+                               for is counted (GET /mock/lookups)
 
 Every authenticated request needs "Authorization: Bearer <--token>":
 no or a malformed header is 401 errorNumber 9722; a bearer given as
@@ -40,6 +52,8 @@ Control (no authentication, for the test):
       "retry_after": "2"} (any field optional)
   GET /mock/stats
       {"requests": N, "over_rate": N, "max_per_second": N}
+  GET /mock/lookups
+      {adamId: times asked for, ...} by the metadata lookup
 
 --log FILE gets one JSON line per request: t (seconds), method, path,
 query, auth (the bearer matched --token), status, errorNumber.
@@ -67,6 +81,8 @@ P.add_argument("--users", type=int, default=10)
 P.add_argument("--page-size", type=int, default=100)
 P.add_argument("--max-rps", type=int, default=15)
 P.add_argument("--mdm-info", default=None)
+P.add_argument("--meta", action="store_true")
+P.add_argument("--meta-missing", type=int, default=0)
 A = P.parse_args()
 
 VERSION = [1]
@@ -92,6 +108,10 @@ FAIL = collections.defaultdict(list)
 MDM_INFO = [json.loads(A.mdm_info) if A.mdm_info else None]
 STATS = {"requests": 0, "over_rate": 0, "max_per_second": 0}
 WINDOW = collections.deque()
+LOOKUPS = collections.Counter()
+MISSING = set(r["adamId"] for r in DATA["assets"][len(DATA["assets"]) -
+                                                    A.meta_missing:]
+              ) if A.meta_missing else set()
 LOG = open(A.log, "a", buffering=1)
 PORT = [0]
 
@@ -200,6 +220,8 @@ class H(BaseHTTPRequestHandler):
         q = dict(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
         if u.path == "/mock/stats":
             return self.answer(200, STATS)
+        if u.path == "/mock/lookups":
+            return self.answer(200, dict(LOOKUPS))
         STATS["requests"] += 1
         now = time.monotonic()
         WINDOW.append(now)
@@ -211,6 +233,8 @@ class H(BaseHTTPRequestHandler):
             return self.error(429, 9646, "Too many requests", 1)
         if u.path == "/mdm/v2/service/config":
             return self.answer(200, service_config())
+        if u.path == "/mock-v2/lookup":
+            return self.lookup(q)
         h = self.headers.get("Authorization", "")
         if not h.startswith("Bearer ") or len(h) <= 7:
             return self.error(401, 9722, "Invalid Authorization header")
@@ -254,6 +278,52 @@ class H(BaseHTTPRequestHandler):
         if page + 1 < total:
             common["nextPageIndex"] = page + 1
         return self.answer(200, common, auth=True)
+
+    def lookup(self, q):
+        """The content-metadata lookup (Apple's legacy shape)."""
+        c = self.headers.get("Cookie", "")
+        auth = ("itvt=" + A.token) in [x.strip() for x in c.split(";")]
+        if self.headers.get("Authorization") is not None:
+            return self.error(400, 9602, "no bearer here", auth=auth)
+        ids = [i for i in q.get("id", "").split(",") if i]
+        if (not ids or q.get("version") != "2" or
+                q.get("p") != "mdm-lockup" or q.get("caller") != "MDM" or
+                not q.get("platform") or not q.get("cc")):
+            return self.error(400, 9602, "bad lookup query", auth=auth)
+        for i in ids:
+            LOOKUPS[i] += 1
+        if FAIL["/mock-v2/lookup"]:
+            a = FAIL["/mock-v2/lookup"].pop(0)
+            return self.error(a.get("status", 200), a.get("errorNumber", 0),
+                              a.get("errorMessage", "scripted"),
+                              a.get("retry_after"), auth)
+        known = set(r["adamId"] for r in DATA["assets"]) - MISSING
+        res = {}
+        for i in ids:
+            if not auth or not A.meta or i not in known:
+                continue
+            n = int(i) % 1000
+            art = ({"url": "https://is1.example.invalid/%s/{w}x{h}bb.{f}" % i,
+                    "width": 1024, "height": 1024} if n % 2 == 0 else
+                   [{"url": "https://is1.example.invalid/%s/512.png" % i,
+                     "width": 512, "height": 512}])
+            res[i] = {"id": i, "name": "Mock App %d" % n,
+                      "nameRaw": "Mock App %d" % n,
+                      "bundleId": "com.example.mock%d" % n,
+                      "artistName": "Example Developer",
+                      "copyright": "\u00a9 2026 Example Developer",
+                      "description": {"standard": "The mock app number %d."
+                                      % n},
+                      "url": "https://apps.example.invalid/app/id%s" % i,
+                      "artwork": art,
+                      "genreNames": ["Education", "Productivity"],
+                      "kind": "iosSoftware"}
+        return self.answer(200, {"results": res, "version": 2,
+                                 "isAuthenticated": False,
+                                 "meta": {"storefront": {"id": "143441",
+                                                         "cc": q["cc"]},
+                                          "language": {"tag": "en-us"}}},
+                           auth=auth)
 
 
 def main():

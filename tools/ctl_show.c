@@ -212,17 +212,35 @@ show_uchan_cb(const char *id, void *arg)
 	return show_enrollment(a[0], id, a[1]);
 }
 
-/* One VPP assignment to the device (store_vpp.h), as the vpp list. */
+/* One VPP assignment to the device (store_vpp.h), as the vpp list: the
+ * app's name and bundleId from its metadata (null until picomdm-vpp
+ * fetched it), assigned_at the time of the sync that listed the
+ * assignment (Apple's listing carries no date of its own). */
+struct show_vpp {
+	struct store_txn *t;
+	json_t		 *arr;
+};
+
 static int
 show_vpp_cb(const char *token, json_t *rec, void *arg)
 {
-	json_t *o = json_pack("{s:O?, s:O?, s:s, s:O?}", "adam_id",
-	    json_object_get(rec, "adam_id"), "pricing_param",
-	    json_object_get(rec, "pricing_param"), "token", token, "synced_at",
-	    json_object_get(rec, "synced_at"));
+	struct show_vpp *sv = arg;
+	json_t		*m = NULL, *o;
+	int		 rc;
 
-	return o != NULL && json_array_append_new(arg, o) == 0 ? 0
-							     : STORE_ENOMEM;
+	rc = store_vpp_meta_get(sv->t, token,
+	    json_string_value(json_object_get(rec, "adam_id")), &m);
+	if (rc != 0 && rc != STORE_ENOTFOUND && rc != STORE_EINVAL)
+		return rc;
+	o = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:s}", "adam_id",
+	    json_object_get(rec, "adam_id"), "name", json_object_get(m, "name"),
+	    "bundle_id", json_object_get(m, "bundle_id"), "pricing_param",
+	    json_object_get(rec, "pricing_param"), "assigned_at",
+	    json_object_get(rec, "synced_at"), "token", token);
+	json_decref(m);
+	return o != NULL && json_array_append_new(sv->arr, o) == 0
+		   ? 0
+		   : STORE_ENOMEM;
 }
 
 static int
@@ -318,10 +336,11 @@ show_op(struct store_txn *t, void *arg)
 	/* The Apps and Books licences assigned to its serial number, by
 	 * the last sync of each token (picomdm-vpp sync). */
 	if (rc == 0) {
-		arr = json_array();
-		json_object_set_new(c->out, "vpp", arr);
+		struct show_vpp sv = {t, json_array()};
+
+		json_object_set_new(c->out, "vpp", sv.arr);
 		if (serial != NULL)
-			rc = store_vpp_of_serial(t, serial, show_vpp_cb, arr);
+			rc = store_vpp_of_serial(t, serial, show_vpp_cb, &sv);
 	}
 out:
 	free(aserial);

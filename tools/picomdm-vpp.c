@@ -23,6 +23,7 @@
 #include "picomdm/store_vpp.h"
 #include "picomdm/util.h"
 #include "picomdm/vpp.h"
+#include "vpp_meta.h"
 
 static void
 usage(void)
@@ -37,8 +38,12 @@ usage(void)
 	    "       picomdm-vpp --db DIR token list\n"
 	    "       picomdm-vpp --db DIR token remove NAME [--purge]\n"
 	    "       picomdm-vpp --db DIR [--url URL] [--ca FILE] [--rps N]\n"
-	    "           [--max-wait SECONDS] [--mdm-id ID] [--force] sync [NAME]\n"
-	    "       picomdm-vpp --db DIR assets|assignments|users [NAME]\n");
+	    "           [--max-wait SECONDS] [--mdm-id ID] [--force]\n"
+	    "           [--meta-max-age SECONDS] sync [NAME]\n"
+	    "       picomdm-vpp --db DIR [--url URL] [--ca FILE] [--rps N]\n"
+	    "           [--meta-max-age SECONDS] [--refresh] meta [NAME]\n"
+	    "       picomdm-vpp --db DIR assets|assignments|users|metadata "
+	    "[NAME]\n");
 	exit(2);
 }
 
@@ -658,6 +663,24 @@ out:
 	return rc;
 }
 
+/* App metadata: after a sync's listings (never undoing them: its
+ * errors are reported, the sync's exit status is the listings'), or
+ * alone (meta). See tools/vpp_meta.c. */
+static long meta_max_age = VPP_META_MAX_AGE;
+static int  meta_refresh, meta_only;
+
+static int
+sync_meta(const char *name, const struct vpp_opts *o)
+{
+	int rc;
+
+	if (meta_only)
+		return vpp_meta_run(db, name, o, meta_max_age, meta_refresh);
+	if ((rc = sync_one(name, o)) == 0)
+		(void)vpp_meta_run(db, name, o, meta_max_age, 0);
+	return rc;
+}
+
 static int
 names_cb(json_t *rec, void *arg)
 {
@@ -681,7 +704,7 @@ sync_all(const char *name, const struct vpp_opts *o)
 	int	rc = 0, r;
 
 	if (name != NULL)
-		return sync_one(name, o);
+		return sync_meta(name, o);
 	if ((names = json_array()) == NULL ||
 	    (rc = store_read(db, names_op, names)) != 0) {
 		json_decref(names);
@@ -690,7 +713,7 @@ sync_all(const char *name, const struct vpp_opts *o)
 	if (json_array_size(names) == 0)
 		fprintf(stderr, "picomdm-vpp: no tokens: token import first\n");
 	json_array_foreach(names, i, x)
-		if ((r = sync_one(json_string_value(x), o)) != 0 && rc == 0)
+		if ((r = sync_meta(json_string_value(x), o)) != 0 && rc == 0)
 			rc = r;
 	json_decref(names);
 	return rc;
@@ -726,6 +749,13 @@ db_main(const char *dir, int argc, char **argv, const struct vpp_opts *o,
 	const char    *cmd = argv[0];
 	int	       rc, ro;
 
+	if (strcmp(cmd, "meta") == 0) {
+		meta_only = 1;
+		cmd = "sync";
+	} else if (meta_refresh) {
+		fprintf(stderr, "picomdm-vpp: --refresh is for meta\n");
+		return 2;
+	}
 	ro = strcmp(cmd, "sync") != 0 && !(strcmp(cmd, "token") == 0 &&
 	    argc > 1 && strcmp(argv[1], "list") != 0);
 	if (strcmp(cmd, "token") == 0) {
@@ -741,10 +771,12 @@ db_main(const char *dir, int argc, char **argv, const struct vpp_opts *o,
 		if (argc > 2)
 			usage();
 	} else if (strcmp(cmd, "assets") == 0 ||
-	    strcmp(cmd, "assignments") == 0 || strcmp(cmd, "users") == 0) {
+	    strcmp(cmd, "assignments") == 0 || strcmp(cmd, "users") == 0 ||
+	    strcmp(cmd, "metadata") == 0) {
 		if (argc > 2)
 			usage();
 		so.list = strcmp(cmd, "assets") == 0 ? STORE_VPP_ASSETS :
+		    strcmp(cmd, "metadata") == 0 ? STORE_VPP_META :
 		    strcmp(cmd, "users") == 0 ? STORE_VPP_USERS :
 		    STORE_VPP_ASSIGNMENTS;
 		so.token = argc == 2 ? argv[1] : NULL;
@@ -785,6 +817,8 @@ main(int argc, char **argv)
 		{ "purge", no_argument, NULL, 'p' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "mdm-id", required_argument, NULL, 'm' },
+		{ "meta-max-age", required_argument, NULL, 'A' },
+		{ "refresh", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vpp_opts  o = { 0 };
@@ -806,6 +840,16 @@ main(int argc, char **argv)
 		case 'd': dir = optarg; break;
 		case 'p': purge = 1; break;
 		case 'f': force = 1; break;
+		case 'R': meta_refresh = 1; break;
+		case 'A':
+			meta_max_age = strtol(optarg, &end, 10);
+			if (*end != '\0' || end == optarg || meta_max_age < 0 ||
+			    meta_max_age > 10L * 366 * 86400) {
+				fprintf(stderr, "picomdm-vpp: --meta-max-age %s: "
+				    "not 0..316224000 seconds\n", optarg);
+				return 2;
+			}
+			break;
 		case 'm':
 			if (strlen(optarg) < 1 || strlen(optarg) >= sizeof mdm_id) {
 				fprintf(stderr, "picomdm-vpp: --mdm-id: 1 to 100 "

@@ -17,6 +17,7 @@ enum store_vpp_list {
 	STORE_VPP_ASSETS = 0,
 	STORE_VPP_ASSIGNMENTS,
 	STORE_VPP_USERS,
+	STORE_VPP_META, /* app metadata (store_vpp_meta_put) */
 	STORE_VPP__MAX
 };
 
@@ -61,5 +62,28 @@ int store_vpp_of_serial(struct store_txn *, const char *serial,
  * *n counts what went. */
 int store_vpp_forget_serial(struct store_txn *, const char *serial,
     uint64_t *n);
+
+/*
+ * App metadata (module/store_vpp_meta.c): one record per token and
+ * adamId, fields by the registry's names (adam_id, name, description,
+ * icon_url, bundle_id, copyright, genres, store_url, status, synced_at
+ * in RFC 3339). put writes rec whole (its adam_id is the key; synced_at
+ * is the transaction's time when rec has none): STORE_EINVAL when it
+ * lacks adam_id or a field does not fit. get: STORE_ENOTFOUND when none;
+ * *out is a new reference. remove: 0 or STORE_ENOTFOUND.
+ */
+int store_vpp_meta_put(struct store_txn *, const char *token,
+    const json_t *rec);
+int store_vpp_meta_get(struct store_txn *, const char *token,
+    const char *adam_id, json_t **out);
+int store_vpp_meta_remove(struct store_txn *, const char *token,
+    const char *adam_id);
+/*
+ * Does the device of this serial hold a licence (an assignment) of
+ * adam_id, from token (NULL: from any token)? 1 with the token's name in
+ * tok (tokn bytes) when it does, 0 when not, or a store_err.
+ */
+int store_vpp_licensed(struct store_txn *, const char *serial,
+    const char *adam_id, const char *token, char *tok, size_t tokn);
 
 #endif

@@ -100,6 +100,11 @@ json_t     *vpp_post(struct vpp *, const char *key, const json_t *body,
 json_t *vpp_page(struct vpp *, const char *key, const char *array,
     const char *since, long long page, long long *total,
     struct vpp_error *);
+/* GET the content-metadata lookup URL the service configuration names
+ * under urls.<key> with query, the sToken as the itvt cookie (no
+ * bearer). Returns a new reference or NULL. */
+json_t *vpp_lookup(struct vpp *, const char *key, const char *query,
+    struct vpp_error *);
 /* A sentence for a token error (9621/9622/9625, 9722), or NULL. */
 const char *vpp_token_error(int number);
 /* Requests sent so far (HTTP requests, retries included). */

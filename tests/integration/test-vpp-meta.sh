@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+#
+# test-vpp-meta.sh - Apps and Books app metadata and App Store installs
+# (tools/vpp_meta.c, module/store_vpp_meta.c, module/api_vpp_install.c)
+# against tests/mock-vpp.py over TLS, with the responder and nginx:
+#
+#   - sync fetches the metadata of the token's assets from the lookup
+#     URL the service configuration names (the sToken as the itvt
+#     cookie, no bearer), in batches; an app the lookup does not know is
+#     kept as "not found"; the fields land in picomdm-vpp metadata, in
+#     show SERIAL's vpp list, in inventory SERIAL (with their purpose)
+#     and in GET /api/v1/vpp/metadata; dump/restore round-trips them;
+#   - the refresh age: a second sync asks for nothing, a new asset alone
+#     is asked for, meta --refresh and an age passed ask for all again
+#     (the mock counts every adamId asked for);
+#   - a failed lookup changes no metadata and never undoes the assets a
+#     sync wrote; the metadata of assets gone from the listing goes;
+#   - InstallApplication with an iTunesStoreID through POST (JSON) and
+#     PUT (plist) enqueue: accepted for a device holding a licence of the
+#     adamId (of any token, or of ?vpp_token=), refused 409 naming the
+#     serial and adamId otherwise, with nothing queued to any enrollment;
+#   - purge --token removes the metadata with the token (--verify), and
+#     a licence gone makes the install refused.
+
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+VPP=$PM_BUILD/picomdm-vpp
+CTL=$PM_BUILD/picomdmctl
+PY=/usr/bin/python3
+[[ -x $VPP && -x $CTL ]] || it_abort "setup: picomdm-vpp or picomdmctl not built"
+
+it_start
+# shellcheck source-path=SCRIPTDIR source=lib-api.sh
+. "$(dirname "$0")/lib-api.sh"
+DB=$IT_DB
+C=$IT_DIR/vppcerts
+MOCK_PID=
+mkdir -p "$C"
+
+ossl() {
+	openssl "$@" 2>>"$IT_DIR/openssl.log" ||
+	    it_abort "setup: openssl $1" "$(tail -n 2 "$IT_DIR/openssl.log")"
+}
+ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$C/ca.key" -out "$C/ca.pem" -days 30 -subj "/CN=picomdm test VPP CA"
+ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$C/server.key" -out "$C/server.csr" -subj "/CN=localhost"
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$C/san.ext"
+ossl x509 -req -in "$C/server.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" \
+    -CAcreateserial -out "$C/server.pem" -days 30 -extfile "$C/san.ext"
+printf '{"token":"U0VDUkVUUw==","expDate":"2030-11-08T22:33:22+0000","orgName":"Example Org"}' |
+    base64 -w0 >"$C/good.vpptoken"
+
+# start_mock ARG...: a fresh mock (its log in MOCK_LOG, port MOCK_PORT).
+start_mock() {
+	local i
+	if [[ -n $MOCK_PID ]]; then
+		kill -TERM "$MOCK_PID" 2>/dev/null || true
+		pm_wait_gone "$MOCK_PID" 10 || kill -KILL "$MOCK_PID" 2>/dev/null
+	fi
+	MOCK_LOG=$IT_DIR/mock.$((++MOCK_N)).log
+	: >"$MOCK_LOG"
+	rm -f "$IT_DIR/mock.port"
+	setsid "$PY" "$PM_ROOT/tests/mock-vpp.py" --cert "$C/server.pem" \
+	    --key "$C/server.key" --port-file "$IT_DIR/mock.port" \
+	    --log "$MOCK_LOG" --token "$(cat "$C/good.vpptoken")" \
+	    --max-rps 50 --meta "$@" </dev/null >>"$IT_DIR/mock.stderr" 2>&1 &
+	MOCK_PID=$!
+	disown "$MOCK_PID"
+	IT_PIDS+=("$MOCK_PID")
+	for ((i = 0; i < 200; i++)); do
+		[[ -s $IT_DIR/mock.port ]] && break
+		kill -0 "$MOCK_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	[[ -s $IT_DIR/mock.port ]] || it_abort "setup: mock-vpp did not start" \
+	    "$(tail -n 3 "$IT_DIR/mock.stderr" | tr '\n' ' ')"
+	read -r MOCK_PORT <"$IT_DIR/mock.port"
+}
+MOCK_N=0
+start_mock --assets 30 --assignments 0 --users 2 --meta-missing 2
+
+# vdb ARG...: picomdm-vpp --db against the mock; RC, out, err.
+vdb() {
+	RC=0
+	"$VPP" --db "$DB" --ca "$C/ca.pem" --rps 50 \
+	    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" "$@" \
+	    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+}
+control() {
+	curl -sS --fail --cacert "$C/ca.pem" -H 'Content-Type: application/json' \
+	    --data-binary "$2" "https://127.0.0.1:$MOCK_PORT$1" >/dev/null ||
+	    it_abort "setup: mock control $1"
+}
+# lookups: the mock's count of each adamId asked for, as "id:n" sorted.
+lookups() {
+	curl -sS --fail --cacert "$C/ca.pem" \
+	    "https://127.0.0.1:$MOCK_PORT/mock/lookups" |
+	    jq -r 'to_entries | map("\(.key):\(.value)") | sort | join(" ")'
+}
+# same N: every one of the 30 first adamIds asked for N times.
+same() {
+	local i s=
+	for ((i = 0; i < 30; i++)); do s+="$((100000000 + i)):$1 "; done
+	printf '%s' "${s% }"
+}
+metadump() {
+	"$CTL" --db "$DB" dump | grep '"db":"vpp_metadata"' >"$1" || true
+}
+queued() {
+	api GET "/api/v1/queue/$1"
+	jq -r '.queue | length' "$BODY"
+}
+
+udid1=00008110-000A1B2C3D4E5F61
+udid2=00008110-000F6E5D4C3B2A11
+serial1=VPPMETA00001
+serial2=VPPMETA00002
+enroll "$udid1" device1 "$serial1"
+enroll "$udid2" device2 "$serial2"
+control /mock/change "{\"assignments\":[{\"adamId\":\"100000003\",\"pricingParam\":\"STDQ\",\"serialNumber\":\"$serial1\"},{\"adamId\":\"100000028\",\"pricingParam\":\"STDQ\",\"serialNumber\":\"$serial2\"}]}"
+
+# --- the fetch after sync ---------------------------------------------------------
+vdb token import campus "$C/good.vpptoken"
+vdb sync campus
+expect_eq "$RC" 0 "sync: exit 0"
+grep -q 'campus: metadata: 28 fetched, 2 not found, 0 current, 0 removed' "$IT_DIR/err" &&
+    pass "sync: the metadata of 30 assets fetched, 2 unknown to the lookup" ||
+    fail "sync: the metadata of 30 assets fetched, 2 unknown to the lookup" "$(cat "$IT_DIR/err")"
+expect_eq "$(lookups)" "$(same 1)" "sync: each adamId asked for once"
+expect_eq "$(jq -rs '[.[] | select(.path == "/mock-v2/lookup")] |
+    "\(map("\(.status):\(.auth)") | unique | join(" ")) \(length)"' "$MOCK_LOG")" "200:true 2" \
+    "sync: two lookups (batches of 20) at the service configuration's URL, with the cookie and no bearer"
+vdb metadata campus
+m3=$(jq -c 'select(.adam_id == "100000003")' "$IT_DIR/out")
+expect_eq "$(wc -l <"$IT_DIR/out"):$(jq -r '[.name, .bundle_id, .icon_url, .genres,
+    .store_url, .copyright, .description, .status] | join("|")' <<<"$m3")" \
+    "30:Mock App 3|com.example.mock3|https://is1.example.invalid/100000003/512.png|Education, Productivity|https://apps.example.invalid/app/id100000003|© 2026 Example Developer|The mock app number 3.|found" \
+    "metadata: every field of an app stored"
+expect_eq "$(jq -r 'select(.adam_id == "100000004") | .icon_url' "$IT_DIR/out")" \
+    "https://is1.example.invalid/100000004/512x512bb.png" \
+    "metadata: an artwork URL template gets its size and format"
+expect_eq "$(jq -r 'select(.status == "not found") | .adam_id + ":" + (.name // "-")' \
+    "$IT_DIR/out" | tr '\n' ' ')" "100000028:- 100000029:- " \
+    "metadata: an app the lookup does not know is kept as not found"
+"$CTL" --db "$DB" check >"$IT_DIR/check" 2>&1 && pass "check: clean with metadata" ||
+    fail "check: clean with metadata" "$(head -3 "$IT_DIR/check")"
+
+# --- views ------------------------------------------------------------------------
+"$CTL" --db "$DB" show "$serial1" >"$IT_DIR/show"
+expect_eq "$(jq -r '.vpp[] | [.adam_id, .name, .bundle_id, .token,
+    (.assigned_at | test("^20[0-9-]+T"))] | map(tostring) | join("|")' "$IT_DIR/show")" \
+    "100000003|Mock App 3|com.example.mock3|campus|true" \
+    "show: the vpp list has adamId, app name, bundleId, assigned at and token"
+"$CTL" --db "$DB" inventory "$serial1" --json >"$IT_DIR/inv"
+expect_eq "$(jq -r '.services[] | select(.service == "VPP") | .fields[] |
+    select(.message == "app metadata") | [.field, (.purpose | length > 10),
+    (.received_at != null)] | map(tostring) | join("|")' "$IT_DIR/inv" | sort | tr '\n' ' ')" \
+    "artwork.url|true|true bundleId|true|true copyright|true|true description.standard|true|true genreNames|true|true id|true|true name|true|true url|true|true " \
+    "inventory: every metadata field under the VPP service, with purpose and time"
+expect_eq "$(jq -r '.services[] | select(.service == "VPP") | .fields[] |
+    select(.message == "app metadata" and .field == "name") | .value' "$IT_DIR/inv")" \
+    "Mock App 3" "inventory: the licensed app's name"
+expect_eq "$("$CTL" --db "$DB" inventory "$serial2" --json | jq -r '.services[] |
+    select(.service == "VPP") | .fields[] | .message + "|" + .field' | sort | tr '\n' ' ')" \
+    "assignments|adamId assignments|pricingParam assignments|serialNumber " \
+    "inventory: no metadata rows for an app the lookup did not know"
+expect_eq "$("$CTL" --db "$DB" show "$serial2" | jq -r '.vpp[] | [.adam_id, .name] | map(tostring) | join("|")')" \
+    "100000028|null" "show: no name for an app the lookup did not know"
+api GET '/api/v1/vpp/metadata?token=campus&limit=100'
+expect_body_jq '[(.metadata | length), (.metadata[] | select(.adam_id == "100000003") |
+    .name + "|" + .bundle_id + "|" + .token)] | map(tostring) | join(" ")' \
+    "30 Mock App 3|com.example.mock3|campus" "api: GET vpp/metadata"
+
+# --- the refresh age --------------------------------------------------------------
+vdb sync campus
+{ ((RC == 0)) && grep -q 'metadata: 0 fetched, 0 not found, 30 current' "$IT_DIR/err" &&
+    [[ $(lookups) == "$(same 1)" ]]; } &&
+    pass "refresh age: a second sync asks the lookup for nothing" ||
+    fail "refresh age: a second sync asks the lookup for nothing" "rc $RC $(lookups | head -c 200)"
+control /mock/change '{"assets":[{"adamId":"100000100","pricingParam":"STDQ","productType":"App","assignedCount":0,"availableCount":5,"retiredCount":0,"totalCount":5,"deviceAssignable":true,"revocable":true}]}'
+vdb sync campus
+{ ((RC == 0)) && [[ $(lookups) == "$(same 1) 100000100:1" ]] &&
+    grep -q 'metadata: 1 fetched, 0 not found, 30 current' "$IT_DIR/err"; } &&
+    pass "refresh age: only the new asset is asked for" ||
+    fail "refresh age: only the new asset is asked for" "rc $RC $(cat "$IT_DIR/err")"
+vdb meta --refresh campus
+{ ((RC == 0)) && [[ $(lookups) == "$(same 2) 100000100:2" ]]; } &&
+    pass "meta --refresh: every asset asked for again" ||
+    fail "meta --refresh: every asset asked for again" "rc $RC $(cat "$IT_DIR/err")"
+vdb meta --meta-max-age 3600 campus
+expect_eq "$RC:$(lookups)" "0:$(same 2) 100000100:2" "meta: younger than --meta-max-age, nothing asked"
+sleep 1.2
+vdb meta --meta-max-age 1 campus
+expect_eq "$RC:$(lookups)" "0:$(same 3) 100000100:3" "meta: older than --meta-max-age, asked again"
+vdb sync --refresh campus
+expect_eq "$RC" 2 "--refresh is for meta only"
+
+# --- a failed lookup ----------------------------------------------------------------
+metadump "$IT_DIR/m.before"
+control /mock/fail '{"path":"/mock-v2/lookup","answers":[{"status":500,"errorNumber":0,"errorMessage":"lookup down"}]}'
+vdb meta --refresh campus
+metadump "$IT_DIR/m.after"
+{ ((RC == 1)) && grep -q 'metadata: unexpected answer: HTTP 500 (the assets stay as synced)' "$IT_DIR/err" &&
+    cmp -s "$IT_DIR/m.before" "$IT_DIR/m.after"; } &&
+    pass "a failed lookup: an error, no metadata changed" ||
+    fail "a failed lookup: an error, no metadata changed" "rc $RC $(cat "$IT_DIR/err")"
+control /mock/change '{"assets":[{"adamId":"100000101","pricingParam":"STDQ","productType":"App","assignedCount":0,"availableCount":5,"retiredCount":0,"totalCount":5,"deviceAssignable":true,"revocable":true}]}'
+control /mock/fail '{"path":"/mock-v2/lookup","answers":[{"status":503,"errorMessage":"lookup down"}]}'
+vdb sync campus
+{ ((RC == 0)) && grep -q 'campus: metadata: unexpected answer: HTTP 503' "$IT_DIR/err" &&
+    [[ $("$VPP" --db "$DB" assets campus | jq -r .adam_id | grep -c 100000101) == 1 ]] &&
+    [[ $("$VPP" --db "$DB" metadata campus | jq -r .adam_id | grep -c 100000101) == 0 ]]; } &&
+    pass "a failed lookup after a sync: the sync's assets stay, exit 0" ||
+    fail "a failed lookup after a sync: the sync's assets stay, exit 0" "rc $RC $(cat "$IT_DIR/err")"
+
+# --- dump and restore -----------------------------------------------------------------
+"$CTL" --db "$DB" dump --secrets >"$IT_DIR/full.json"
+"$CTL" --db "$IT_DIR/restored" restore "$IT_DIR/full.json" >/dev/null 2>&1 ||
+    fail "dump/restore: restore"
+if "$CTL" --db "$IT_DIR/restored" dump --secrets | cmp -s - "$IT_DIR/full.json" &&
+    "$CTL" --db "$IT_DIR/restored" check >/dev/null 2>&1 &&
+    [[ $(grep -c '"db":"vpp_metadata"' "$IT_DIR/full.json") == 31 ]]; then
+	pass "dump/restore: the metadata round-trips byte for byte and checks clean"
+else
+	fail "dump/restore: the metadata round-trips byte for byte and checks clean"
+fi
+
+# --- InstallApplication: the licence check ---------------------------------------------
+ins='{"request_type":"InstallApplication","iTunesStoreID":100000003,"ManagementFlags":1,"Options":{"PurchaseMethod":1},"InstallAsManaged":true}'
+api POST "/api/v1/enqueue/$udid1" -H 'Content-Type: application/json' --data-binary "$ins"
+expect_status 200 "install: a device holding a licence of the adamId: queued"
+api POST "/api/v1/enqueue/$udid1?vpp_token=campus" -H 'Content-Type: application/json' \
+    --data-binary "$ins"
+expect_status 200 "install: with the licence of the token named: queued"
+q1=$(queued "$udid1")
+q2=$(queued "$udid2")
+expect_eq "$q1:$q2" "2:0" "install: the queues before the refusals"
+api POST "/api/v1/enqueue/$udid2" -H 'Content-Type: application/json' --data-binary "$ins"
+expect_api_error 409 "install: no licence: 409 naming the serial and adamId" \
+    "serial $serial2 holds no Apps and Books licence of adamId 100000003"
+api POST "/api/v1/enqueue/$udid1,$udid2" -H 'Content-Type: application/json' \
+    --data-binary "$ins"
+expect_api_error 409 "install: one of two enrollments without a licence: refused whole" \
+    "serial $serial2"
+api POST "/api/v1/enqueue/$udid1" -H 'Content-Type: application/json' \
+    --data-binary "${ins/100000003/100000005}"
+expect_api_error 409 "install: an adamId the device holds no licence of" "adamId 100000005"
+api POST "/api/v1/enqueue/$udid1?vpp_token=other" -H 'Content-Type: application/json' \
+    --data-binary "$ins"
+expect_api_error 404 "install: an unknown vpp_token" "no Apps and Books token other"
+"$VPP" --db "$DB" token import other "$C/good.vpptoken" >/dev/null 2>&1 ||
+    fail "setup: token import other"
+api POST "/api/v1/enqueue/$udid1?vpp_token=other" -H 'Content-Type: application/json' \
+    --data-binary "$ins"
+expect_api_error 409 "install: a licence of another token than the one named does not count" \
+    "adamId 100000003 from token other"
+"$VPP" --db "$DB" token remove other >/dev/null 2>&1 || fail "setup: token remove other"
+api PUT "/api/v1/enqueue/$udid2" --data-binary "@$(cmd_plist \
+    22222222-3333-4444-8555-666666666661 InstallApplication \
+    '<key>iTunesStoreID</key><integer>100000003</integer>' \
+    '<key>ManagementFlags</key><integer>1</integer>')"
+expect_api_error 409 "install: the plist form is checked too" "serial $serial2"
+expect_eq "$(queued "$udid1"):$(queued "$udid2")" "$q1:$q2" \
+    "install: nothing queued by any refusal"
+api POST "/api/v1/enqueue/$udid2" -H 'Content-Type: application/json' \
+    --data-binary '{"request_type":"InstallApplication","ManifestURL":"https://apps.example.invalid/manifest.plist","ManagementFlags":1}'
+expect_status 200 "install: an install by ManifestURL needs no licence"
+api POST "/api/v1/enqueue/$udid2?vpp_token=campus" -H 'Content-Type: application/json' \
+    --data-binary '{"request_type":"DeviceInformation","Queries":["UDID"]}'
+expect_api_error 400 "vpp_token on another command is refused" "only for an InstallApplication"
+
+# --- assets gone: their metadata goes ----------------------------------------------------
+start_mock --assets 25 --assignments 0 --users 2
+vdb sync campus
+{ ((RC == 0)) && grep -q 'metadata: 0 fetched, 0 not found, 25 current, 6 removed' "$IT_DIR/err" &&
+    [[ $("$VPP" --db "$DB" metadata campus | wc -l) == 25 ]]; } &&
+    pass "sync: the metadata of assets the token no longer holds is removed" ||
+    fail "sync: the metadata of assets the token no longer holds is removed" "rc $RC $(cat "$IT_DIR/err")"
+
+# --- purge --token ----------------------------------------------------------------------
+RC=0
+"$CTL" --db "$DB" purge --token campus --yes --verify >"$IT_DIR/out" 2>&1 || RC=$?
+{ ((RC == 0)) && grep -q $'^removed\tvpp_metadata\t25$' "$IT_DIR/out" &&
+    grep -q $'^verify\t0 hits' "$IT_DIR/out" &&
+    [[ $("$CTL" --db "$DB" dump | grep -c '"db":"vpp_') == 0 ]]; } &&
+    pass "purge --token: the metadata goes with the token, --verify finds nothing" ||
+    fail "purge --token: the metadata goes with the token, --verify finds nothing" \
+    "rc $RC $(tr '\n' ' ' <"$IT_DIR/out" | head -c 300)"
+expect_eq "$("$CTL" --db "$DB" show "$serial1" | jq -c .vpp)" "[]" \
+    "purge --token: no vpp list left"
+api POST "/api/v1/enqueue/$udid1" -H 'Content-Type: application/json' --data-binary "$ins"
+expect_api_error 409 "install: refused once the licence is gone" "serial $serial1"
+
+kill -TERM "$MOCK_PID" 2>/dev/null || true
+it_done
