@@ -304,7 +304,9 @@ url_of(struct webhook *w, const char *url)
 	return (ssize_t)w->nu++;
 }
 
-/* A set of (URL, enrollment) pairs and their state in this pass. */
+/* A set of (URL, enrollment) pairs and their state in this pass. Each
+ * pair is allocated on its own: the pass keeps pointers to them (in its
+ * due list) while the table grows, so a pair never moves. */
 enum pair_state { PAIR_TAKE = 1, PAIR_HELD };
 struct pair {
 	char *k;
@@ -312,8 +314,8 @@ struct pair {
 	int   busy; /* one of its events is in flight */
 };
 struct pairset {
-	struct pair *v;
-	size_t	     cap, n;
+	struct pair **v;
+	size_t	      cap, n;
 };
 
 static uint64_t
@@ -330,9 +332,9 @@ fnv(const char *s)
 static struct pair *
 pair_get(struct pairset *ps, const char *url, const char *id)
 {
-	struct pair *old;
-	size_t	     i, j, oc, len = strlen(url) + strlen(id) + 2;
-	char	    *k;
+	struct pair **old, *p;
+	size_t	      i, j, oc, len = strlen(url) + strlen(id) + 2;
+	char	     *k;
 
 	if (ps->n * 2 >= ps->cap) {
 		old = ps->v;
@@ -344,10 +346,10 @@ pair_get(struct pairset *ps, const char *url, const char *id)
 			return NULL;
 		}
 		for (i = 0; i < oc; i++) {
-			if (old[i].k == NULL)
+			if (old[i] == NULL)
 				continue;
-			for (j = fnv(old[i].k) & (ps->cap - 1);
-			     ps->v[j].k != NULL; j = (j + 1) & (ps->cap - 1))
+			for (j = fnv(old[i]->k) & (ps->cap - 1);
+			     ps->v[j] != NULL; j = (j + 1) & (ps->cap - 1))
 				continue;
 			ps->v[j] = old[i];
 		}
@@ -356,17 +358,20 @@ pair_get(struct pairset *ps, const char *url, const char *id)
 	if ((k = malloc(len)) == NULL)
 		return NULL;
 	snprintf(k, len, "%s\n%s", url, id);
-	for (j = fnv(k) & (ps->cap - 1); ps->v[j].k != NULL;
+	for (j = fnv(k) & (ps->cap - 1); ps->v[j] != NULL;
 	     j = (j + 1) & (ps->cap - 1))
-		if (strcmp(ps->v[j].k, k) == 0) {
+		if (strcmp(ps->v[j]->k, k) == 0) {
 			free(k);
-			return &ps->v[j];
+			return ps->v[j];
 		}
-	ps->v[j].k = k;
-	ps->v[j].st = 0;
-	ps->v[j].busy = 0;
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		free(k);
+		return NULL;
+	}
+	p->k = k;
+	ps->v[j] = p;
 	ps->n++;
-	return &ps->v[j];
+	return p;
 }
 
 static void
@@ -375,7 +380,10 @@ pairs_free(struct pairset *ps)
 	size_t i;
 
 	for (i = 0; i < ps->cap; i++)
-		free(ps->v[i].k);
+		if (ps->v[i] != NULL) {
+			free(ps->v[i]->k);
+			free(ps->v[i]);
+		}
 	free(ps->v);
 	memset(ps, 0, sizeof(*ps));
 }

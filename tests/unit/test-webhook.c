@@ -576,6 +576,11 @@ test_delivery(void)
 	CHECK_EQ(webhook_conf_set(&conf, "webhook_url", "ftp://x/"), -1);
 	CHECK_EQ(webhook_conf_set(&conf, "webhook_secret", "Jefe"), 0);
 	CHECK_EQ(webhook_conf_set(&conf, "webhook_nonsense", "1"), 1);
+	/* One at a time, so that the order of arrival across enrollments
+	 * is fixed too (test_many_pairs has them in parallel). */
+	CHECK_EQ(webhook_conf_set(&conf, "webhook_concurrency", "1"), 0);
+	CHECK_EQ(webhook_conf_set(&conf, "webhook_concurrency", "0"), -1);
+	CHECK_EQ(webhook_conf_set(&conf, "webhook_concurrency", "65"), -1);
 	CHECK_EQ(store_write(s, op_enroll, UC("A")), 0);
 	CHECK_EQ(store_write(s, op_enroll, UC("B")), 0);
 	/* Interleaved: A#0 B#0 A#1 B#1 A#2 B#2. */
@@ -640,6 +645,60 @@ test_delivery(void)
 	remove_store(s);
 }
 
+/*
+ * 100 enrollments, two events each, in parallel (webhook_concurrency 8):
+ * every event delivered once in one pass, each enrollment's in order.
+ * More pairs than the pass's table starts with (32), so it grows while
+ * the pass holds pointers to its pairs.
+ */
+static void
+test_many_pairs(void)
+{
+	static struct recv r;
+	struct store	  *s = fresh_store("many");
+	struct webhook_conf conf;
+	struct webhook	  *w;
+	struct put_op	   p;
+	pthread_t	   th;
+	char		   url[64], id[16], want[24];
+	int64_t		   now = 1000000000000000LL, next;
+	int		   i, j, seen[100];
+
+	recv_start(&r, &th);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/hook", r.port);
+	webhook_conf_defaults(&conf);
+	CHECK_EQ(conf.concurrency, 8);
+	for (j = 0; j < 2; j++)
+		for (i = 0; i < 100; i++) {
+			snprintf(id, sizeof(id), "E%02d", i);
+			if (j == 0)
+				CHECK_EQ(store_write(s, op_enroll, id), 0);
+			p = (struct put_op){id, url, 1, 0, 0, j};
+			CHECK_EQ(store_write(s, op_put, &p), 0);
+		}
+	CHECK((w = webhook_new(&conf)) != NULL);
+	CHECK_EQ(webhook_pass(w, s, now, &next), 200);
+	CHECK_EQ(next, 0);
+	CHECK_EQ(r.n, 200);
+	memset(seen, 0, sizeof(seen));
+	for (i = 0; i < r.n && i < 200; i++) {
+		j = atoi(r.got[i] + 1);
+		CHECK(j >= 0 && j < 100);
+		if (j < 0 || j >= 100)
+			continue;
+		snprintf(want, sizeof(want), "E%02d#%d", j, seen[j]++);
+		CHECK_STR(r.got[i], want);
+	}
+	for (i = 0; i < 100; i++)
+		CHECK_EQ(seen[i], 2);
+	webhook_free(w);
+	webhook_conf_free(&conf);
+	shutdown(r.fd, SHUT_RDWR);
+	close(r.fd);
+	pthread_join(th, NULL);
+	remove_store(s);
+}
+
 /* Two URLs, one dead (nothing listens): the live one gets every event;
  * the dead one is tried once and then waits as a whole. */
 static void
@@ -692,6 +751,7 @@ main(void)
 	test_outbox();
 	test_event_put();
 	test_delivery();
+	test_many_pairs();
 	test_dead_url();
 	REGRESS_DONE();
 }
