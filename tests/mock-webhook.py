@@ -117,6 +117,9 @@ def main():
     ap.add_argument("--log")
     args = ap.parse_args()
     state = State(args)
+    # socketserver's listen backlog is 5: more connections at once than
+    # that (webhook_concurrency is 8 by default) wait out a SYN retry.
+    http.server.ThreadingHTTPServer.request_queue_size = 128
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", args.port),
                                           make_handler(state))
     srv.daemon_threads = True
