@@ -41,7 +41,8 @@ const char *const store_dbi_names[DBI__MAX] = {
 	"meta", "device", "enroll", "eid", "uchan", "serial", "cert", "msg",
 	"cmd", "queue", "qpos", "result", "cmdq", "pushcert", "machineinfo",
 	"enrollment_token", "ade_token", "ade_device", "event", "vpp_token",
-	"vpp_asset", "vpp_assignment", "vpp_user", "push_outbox", "push_state"
+	"vpp_asset", "vpp_assignment", "vpp_user", "push_outbox", "push_state",
+	"vpp_event"
 };
 
 #define BATCH_MAX 256 /* jobs in one group commit, at most */

@@ -816,6 +816,13 @@ check_vppuser(
 	return check_vpp(arg, t, DBI_VPPUSER, k, v, 2, 1);
 }
 
+static int
+check_vppevent(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	return check_vpp(arg, t, DBI_VPPEVENT, k, v, 2, 1);
+}
+
 /* ENRTOKEN: keyed by a SHA-256; the record decodes and has an expiry. */
 static int
 check_enrtoken(
@@ -990,6 +997,7 @@ static const visit_fn checks[DBI__MAX] = {
     [DBI_VPPUSER] = check_vppuser,
     [DBI_PUSHQ] = check_pushq,
     [DBI_PUSHSTATE] = check_pushstate,
+    [DBI_VPPEVENT] = check_vppevent,
 };
 
 /* See store_kinds.h. */

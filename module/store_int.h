@@ -47,6 +47,8 @@ enum store_dbi {
 	DBI_VPPUSER,  /* token . clientUserId -> user record */
 	DBI_PUSHQ,    /* eid -> push outbox record (store_push.c) */
 	DBI_PUSHSTATE, /* eid -> push state record (store_push.c) */
+	DBI_VPPEVENT, /* VPP token . eventId -> write event record
+		       * (store_vpp_event.c) */
 	DBI__MAX
 };
 
@@ -149,6 +151,7 @@ enum rec_kind {
 	REC_VPPUSER,
 	REC_PUSHQ,
 	REC_PUSHSTATE,
+	REC_VPPEVENT,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 
