@@ -151,15 +151,28 @@ store_vpp_event_each(struct store_txn *t, const char *token,
 {
 	struct each_arg ea = {cb, arg};
 	struct key	k;
-	int		rc;
+	MDB_cursor     *cur;
+	MDB_val		mk, mv;
+	int		rc, r = 0;
 
-	key_init(&k);
-	if (token != NULL)
+	if (token != NULL) {
+		key_init(&k);
 		key_str(&k, token);
-	if (k.overflow)
-		return STORE_EINVAL;
-	rc = db_prefix_each(t, DBI_VPPEVENT, k.b, k.len, 0, each_visit, &ea);
-	return rc > 0 ? 0 : rc;
+		if (k.overflow)
+			return STORE_EINVAL;
+		rc = db_prefix_each(t, DBI_VPPEVENT, k.b, k.len, 0, each_visit,
+		    &ea);
+		return rc > 0 ? 0 : rc;
+	}
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_VPPEVENT], &cur)) != 0)
+		return store_rc(rc);
+	for (rc = mdb_cursor_get(cur, &mk, &mv, MDB_FIRST); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(cur, &mk, &mv, MDB_NEXT))
+		r = each_visit(t, &mk, &mv, &ea);
+	mdb_cursor_close(cur);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
 }
 
 int

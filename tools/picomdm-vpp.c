@@ -862,7 +862,7 @@ main(int argc, char **argv)
 		return vppw_main(dir, argc - optind, argv + optind, &o);
 	if (vppw_used()) {
 		fprintf(stderr, "picomdm-vpp: --serial, --user, --email, "
-		    "--no-wait, --wait, --pending and --token NAME with --db "
+		    "--no-wait, --pending and --token NAME with --db "
 		    "are for the write commands\n");
 		return 2;
 	}

@@ -132,15 +132,13 @@ vppw_options(int *argc, char **argv)
 		} else if ((r = opt_val(argv, *argc, &i, "--wait", &v)) != 0) {
 			if (r < 0 || seconds("--wait", v, 1, 86400, &d) != 0)
 				return 2;
-			w.wait_s = (long)d;
-			w.used = 1;
+			w.wait_s = (long)d; /* elsewhere unused */
 		} else if ((r = opt_val(argv, *argc, &i, "--poll-interval",
 		    &v)) != 0) {
 			if (r < 0 || seconds("--poll-interval", v, 0.05, 300,
 			    &d) != 0)
 				return 2;
 			w.poll_s = d;
-			w.used = 1;
 		} else if (db_mode && (r = opt_val(argv, *argc, &i, "--token",
 		    &v)) != 0) {
 			/* With --db, --token names a stored token. */
@@ -508,7 +506,7 @@ poll_event(struct vpp *v, const char *token, json_t *rec, double deadline)
 	double		 gap = w.poll_s;
 	json_int_t	 polls;
 	json_t		*ans, *x, *fl;
-	const char	*st;
+	char		 st[16];
 	char		*s;
 	int		 rc;
 
@@ -524,8 +522,9 @@ poll_event(struct vpp *v, const char *token, json_t *rec, double deadline)
 			store_write(db, put_op, &po);
 			return fail_vpp(&e);
 		}
-		st = ans != NULL ? json_string_value(json_object_get(ans,
-		    "eventStatus")) : "FAILED";
+		/* vpp_event_status checked it is one of the three. */
+		snprintf(st, sizeof st, "%s", ans != NULL ? json_string_value(
+		    json_object_get(ans, "eventStatus")) : "FAILED");
 		if (strcmp(st, "PENDING") == 0) {
 			if (json_is_integer(x = json_object_get(ans,
 			    "numCompleted")))
