@@ -40,6 +40,8 @@ Control (no authentication, for the test):
       "retry_after": "2"} (any field optional)
   GET /mock/stats
       {"requests": N, "over_rate": N, "max_per_second": N}
+  POST /mock/rate-reset
+      starts over_rate, max_per_second and the one-second window afresh
 
 Writes (asynchronous, as Apple's): POST <associateAssets>,
 <disassociateAssets>, <revokeAssets>, <createUsers>, <retireUsers> check
@@ -216,6 +218,10 @@ class H(BaseHTTPRequestHandler):
             return self.answer(200, {"versionId": "v%d" % VERSION[0]})
         if u.path == "/mock/fail":
             FAIL[body["path"]].extend(body["answers"])
+            return self.answer(200, {})
+        if u.path == "/mock/rate-reset":
+            WINDOW.clear()
+            STATS["over_rate"] = STATS["max_per_second"] = 0
             return self.answer(200, {})
         if u.path == "/mock/events":
             if body.pop("finish", False):

@@ -275,6 +275,19 @@ dumpall "$IT_DIR/after"
     fail "400 9602: Apple's error reported, nothing recorded" "rc $RC $(cat "$IT_DIR/err")"
 refused "poll of an event not recorded" 1 "no such event" poll 1234567
 
+# --- 429 on a write: waited out; an event Apple forgot (9708) ---------------------------------------
+control /mock/fail '{"path": "/mock-v2/assets/associate", "answers": [{"status": 429, "errorNumber": 9646, "errorMessage": "Too many requests", "retry_after": "1"}]}'
+p=$(posts)
+vdb assign 100000003 --serial GEN000000004
+expect_eq "$RC:$(($(posts) - p)):$(jq -r .status "$IT_DIR/out"):$(vppof GEN000000004)" \
+    "0:2:COMPLETE:100000003" "429/9646 on the associate: sent again after Retry-After, completed"
+vdb unassign 100000003 --serial GEN000000004 --no-wait
+EV9=$(jq -r .event_id "$IT_DIR/out")
+control /mock/fail '{"path": "/mock-v2/status", "answers": [{"status": 400, "errorNumber": 9708, "errorMessage": "eventId not found"}]}'
+vdb poll "$EV9"
+expect_eq "$RC:$(jq -r '.status + "|" + (.failures | fromjson | .[0].errorNumber | tostring)' "$IT_DIR/out"):$(vppof GEN000000004)" \
+    "6:FAILED|9708:100000003" "9708 on /status: the event FAILED, nothing applied"
+
 # --- --no-wait, poll; a pending event holds new writes back ----------------------------------------
 vdb assign 100000000 --serial GEN000000001 --no-wait
 EV2=$(jq -r .event_id "$IT_DIR/out")
@@ -341,6 +354,46 @@ expect_eq "$(vppof GEN000000001):$("$VPP" --db "$DB" assets campus | jq -r 'sele
 vdb poll
 expect_eq "$RC" 0 "poll: nothing pending is fine"
 
+# --- the rate limit in one run: twelve pending events polled back to back ------------------------
+# Sent to the mock directly (curl), recorded in a copy of the store by
+# restore; then one poll asks the status of each, as fast as its pacing
+# lets it, and the mock counts the requests of every second.
+expect_eq "$(stats over_rate)" 0 "rate: none over maxRequestPerSecond so far, over runs back to back"
+(($(stats max_per_second) <= RPS)) && pass "rate: at most $RPS requests in any second so far (POSTs counted)" ||
+    fail "rate: at most $RPS requests in any second so far (POSTs counted)" "$(stats max_per_second)"
+"$CTL" --db "$DB" dump --secrets | grep -v '"end":true' >"$IT_DIR/rate.json"
+for ((i = 0; i < 12; i++)); do
+	u=$(printf 'eeeeeeee-0000-4000-8000-%012d' "$i")
+	ev=$(curl -sS --fail --cacert "$C/ca.pem" -H 'Content-Type: application/json' \
+	    -H "Authorization: Bearer $(cat "$IT_DIR/good.vpptoken")" \
+	    --data-binary "{\"users\":[{\"clientUserId\":\"$u\"}]}" \
+	    "https://127.0.0.1:$MOCK_PORT/mock-v2/users/create" | jq -r .eventId) ||
+	    it_abort "setup: a users/create to the mock"
+	jq -nc --arg e "$ev" --arg u "$u" '{db: "vpp_event", key: ["campus", $e],
+	    value: {event_id: $e, type: "CREATE", item_kind: "user",
+	    items: ([$u] | tojson), status: "PENDING", num_requested: 1}}' \
+	    >>"$IT_DIR/rate.json"
+	sleep 0.15 # curl keeps to the mock's rate by hand
+done
+"$CTL" --db "$DB" dump --secrets | grep '"end":true' | jq -c '.records += 12' >>"$IT_DIR/rate.json"
+"$CTL" --db "$IT_DIR/ratedb" restore "$IT_DIR/rate.json" >/dev/null 2>&1 ||
+    it_abort "setup: restore of the store with 12 pending events"
+sleep 0.5
+control /mock/rate-reset '{}'
+RC=0
+"$VPP" --db "$IT_DIR/ratedb" --ca "$C/ca.pem" --poll-interval 0.1 \
+    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" poll \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+expect_eq "$RC:$(jq -s '(map(.status) | unique | join(",")) + " " + (length | tostring)' -r "$IT_DIR/out")" "0:COMPLETE 12" \
+    "rate: one poll finishes twelve pending events"
+expect_eq "$("$VPP" --db "$IT_DIR/ratedb" users campus | jq -r .client_user_id | grep -c '^eeeeeeee-')" \
+    12 "rate: the twelve users in the store"
+expect_eq "$(stats over_rate)" 0 "rate: thirteen requests back to back, none over maxRequestPerSecond"
+m=$(stats max_per_second)
+((m <= RPS && m >= RPS - 1)) &&
+    pass "rate: $m requests in the busiest second, at most $RPS" ||
+    fail "rate: at most $RPS requests in the busiest second, and near it" "$m"
+
 # --- the store: check, dump/restore, purge --token --------------------------------------------
 "$CTL" --db "$DB" check >"$IT_DIR/check" 2>&1 &&
     pass "check: the store with events checks clean" ||
@@ -383,7 +436,7 @@ RC=0
 cmp -s "$IT_DIR/rest.before" "$IT_DIR/rest.after" &&
     pass "purge --token: nothing else removed" || fail "purge --token: nothing else removed"
 
-# --- the rate limit held over every request of the test ----------------------------------------------
+# --- the rate limit held since the reset, over runs back to back ----------------------------------------
 expect_eq "$(stats over_rate)" 0 "rate: never over maxRequestPerSecond ($RPS)"
 (($(stats max_per_second) <= RPS)) && pass "rate: at most $RPS requests in any second (POSTs counted)" ||
     fail "rate: at most $RPS requests in any second (POSTs counted)" "$(stats max_per_second)"
