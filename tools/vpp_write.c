@@ -458,8 +458,9 @@ finish_op(struct store_txn *t, void *arg)
 static json_t *
 per_item(const json_t *failures, json_t *failed)
 {
+	/* errorInfo's assets name the request's one asset: not an item. */
 	static const char *const lists[] = { "serialNumbers",
-		"clientUserIds", "assets", NULL };
+		"clientUserIds", NULL };
 	json_t *out = json_array(), *f, *x;
 	size_t	i, k;
 
@@ -470,8 +471,6 @@ per_item(const json_t *failures, json_t *failed)
 		int	named = 0;
 
 		for (int l = 0; lists[l] != NULL; l++) {
-			if (l == 2) /* the asset is the request's one */
-				continue;
 			json_array_foreach(json_object_get(info, lists[l]), k,
 			    x) {
 				if (!json_is_string(x))
@@ -584,8 +583,9 @@ poll_event(struct vpp *v, const char *token, json_t *rec, double deadline)
 	}
 }
 
-/* Poll the token's pending events (or the one named) in the order
- * they were recorded. 0 when none is left pending. */
+/* Poll the token's pending events (or the one named), in key order:
+ * picomdm-vpp's own runs leave at most one pending per token, since a
+ * write waits for the earlier one first. 0 when none is left pending. */
 static int
 resume(struct vpp *v, const char *token, const char *only, double deadline)
 {
