@@ -42,7 +42,7 @@ const char *const store_dbi_names[DBI__MAX] = {
 	"cmd", "queue", "qpos", "result", "cmdq", "pushcert", "machineinfo",
 	"enrollment_token", "ade_token", "ade_device", "event", "vpp_token",
 	"vpp_asset", "vpp_assignment", "vpp_user", "push_outbox", "push_state",
-	"vpp_metadata"
+	"vpp_metadata", "vpp_event"
 };
 
 #define BATCH_MAX 256 /* jobs in one group commit, at most */

@@ -823,6 +823,13 @@ check_vppmeta(
 	return check_vpp(arg, t, DBI_VPPMETA, k, v, 2, 1);
 }
 
+static int
+check_vppevent(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	return check_vpp(arg, t, DBI_VPPEVENT, k, v, 2, 1);
+}
+
 /* ENRTOKEN: keyed by a SHA-256; the record decodes and has an expiry. */
 static int
 check_enrtoken(
@@ -1039,6 +1046,7 @@ static const visit_fn checks[DBI__MAX] = {
     [DBI_VPPMETA] = check_vppmeta,
     [DBI_PUSHQ] = check_pushq,
     [DBI_PUSHSTATE] = check_pushstate,
+    [DBI_VPPEVENT] = check_vppevent,
 };
 
 /* See store_kinds.h. */

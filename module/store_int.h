@@ -49,6 +49,8 @@ enum store_dbi {
 	DBI_PUSHSTATE, /* eid -> push state record (store_push.c) */
 	DBI_VPPMETA,  /* token . adamId -> app metadata record
 		       * (store_vpp_meta.c) */
+	DBI_VPPEVENT, /* VPP token . eventId -> write event record
+		       * (store_vpp_event.c) */
 	DBI__MAX
 };
 
@@ -152,6 +154,7 @@ enum rec_kind {
 	REC_PUSHQ,
 	REC_PUSHSTATE,
 	REC_VPPMETA,
+	REC_VPPEVENT,
 	REC__MAX /* every kind has its entry in store_kinds.c */
 };
 

@@ -342,6 +342,31 @@ static const struct afield vppmeta_af[] = {
     AO(10, "synced_at", A_TIME),
 };
 
+/* A write to Apps and Books (store_vpp_event.c, picomdm-vpp assign,
+ * unassign, revoke, user create and retire): the eventId Apple answered
+ * and what /status said of it, all picomdm's own record of the request;
+ * items and failures are JSON text (an array of IDs; one object per
+ * failed item with Apple's errorNumber and errorMessage). */
+static const struct afield vppevent_af[] = {
+    AO(1, "event_id", A_STR),
+    AO(2, "type", A_STR),
+    AO(3, "item_kind", A_STR),
+    AO(4, "items", A_STR),
+    AO(5, "adam_id", A_STR),
+    AO(6, "pricing_param", A_STR),
+    AO(7, "email", A_STR),
+    AO(8, "managed_apple_id", A_STR),
+    AO(9, "status", A_STR),
+    AO(10, "num_requested", A_U64),
+    AO(11, "num_completed", A_U64),
+    AO(12, "failures", A_STR),
+    AO(13, "created_at", A_TIME),
+    AO(14, "updated_at", A_TIME),
+    AO(15, "completed_at", A_TIME),
+    AO(16, "polls", A_U64),
+    AO(17, "last_error", A_STR),
+};
+
 /* Tags as written by store_push.c: the push outbox (one pending push
  * per enrollment) and each enrollment's push state, all picomdm's own. */
 static const struct afield pushq_af[] = {
@@ -480,6 +505,10 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	.val = KV_RECORD, .rec = REC_VPPMETA, .f = vppmeta_af,
 	.nf = NF(vppmeta_af), .plist_svc = INV_VPP,
 	.owner = OWN_VPP_TOKEN, NO_SOURCE, .check_pass = 25},
+    [DBI_VPPEVENT] = {.dbi = DBI_VPPEVENT, .key = KK_STRS,
+	.val = KV_RECORD, .rec = REC_VPPEVENT, .f = vppevent_af,
+	.nf = NF(vppevent_af), .plist_svc = INV_VPP,
+	.owner = OWN_VPP_TOKEN, NO_SOURCE, .check_pass = 26},
 };
 /* clang-format on */
 

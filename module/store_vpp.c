@@ -16,6 +16,7 @@
 
 #include "picomdm/store.h"
 #include "picomdm/store_vpp.h"
+#include "picomdm/store_vpp_event.h"
 #include "picomdm/util.h"
 #include "store_admin.h"
 #include "store_int.h"
@@ -398,8 +399,13 @@ store_vpp_count(struct store_txn *t, const char *token, size_t *n)
 	key_str(&key, token);
 	if (key.overflow)
 		return STORE_EINVAL;
-	for (i = 0; i < STORE_VPP__MAX; i++) {
-		if ((rc = mdb_cursor_open(t->txn, t->s->dbi[list_dbi[i]],
+	/* Every kind keyed by the token's name first (the lists, the write
+	 * events), as purge --token walks them. */
+	for (i = 0; i < DBI__MAX; i++) {
+		if (store_kinds[i].owner != OWN_VPP_TOKEN ||
+		    store_kinds[i].key != KK_STRS)
+			continue;
+		if ((rc = mdb_cursor_open(t->txn, t->s->dbi[i],
 			 &cur)) != 0)
 			return store_rc(rc);
 		k.mv_data = key.b;
@@ -432,5 +438,6 @@ store_vpp_token_remove(struct store_txn *t, const char *name, uint64_t *n)
 		if ((rc = store_vpp_clear(t, (enum store_vpp_list)i, name,
 			 n)) != 0)
 			return rc;
-	return 0;
+	/* And the write events (store_vpp_event.c). */
+	return store_vpp_event_clear(t, name, n);
 }

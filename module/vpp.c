@@ -115,6 +115,7 @@ vpp_new(const struct vpp_token *t, const struct vpp_opts *o)
 		return NULL;
 	}
 	snprintf(v->auth, n, "Authorization: Bearer %s", t->stoken);
+	clock_gettime(CLOCK_MONOTONIC, &v->last);
 	v->rps = o && o->max_rps > 0 ? o->max_rps : VPP_RPS_DEFAULT;
 	v->max_retries = o && o->max_retries > 0 ? o->max_retries : 3;
 	v->max_wait_s = o && o->max_wait_s > 0 ? o->max_wait_s : 60;
@@ -178,7 +179,9 @@ sleep_s(double s)
 }
 
 /* Space requests 1.1/rps seconds apart: at most rps in any second as
- * the service measures it, with room for jitter on the way. */
+ * the service measures it, with room for jitter on the way. The first
+ * waits one gap after the client was made, so that runs started back
+ * to back (a write after a sync) keep the spacing too. */
 static void
 pace(struct vpp *v)
 {
@@ -186,14 +189,12 @@ pace(struct vpp *v)
 	double          gap, since;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (v->requests > 0) {
-		gap = 1.1 / v->rps;
-		since = (double)(now.tv_sec - v->last.tv_sec) +
-		    (double)(now.tv_nsec - v->last.tv_nsec) / 1e9;
-		if (since < gap) {
-			sleep_s(gap - since);
-			clock_gettime(CLOCK_MONOTONIC, &now);
-		}
+	gap = 1.1 / v->rps;
+	since = (double)(now.tv_sec - v->last.tv_sec) +
+	    (double)(now.tv_nsec - v->last.tv_nsec) / 1e9;
+	if (since < gap) {
+		sleep_s(gap - since);
+		clock_gettime(CLOCK_MONOTONIC, &now);
 	}
 	v->last = now;
 	v->requests++;

@@ -54,6 +54,32 @@ Control (no authentication, for the test):
       {"requests": N, "over_rate": N, "max_per_second": N}
   GET /mock/lookups
       {adamId: times asked for, ...} by the metadata lookup
+  POST /mock/rate-reset
+      starts over_rate, max_per_second and the one-second window afresh
+
+Writes (asynchronous, as Apple's): POST <associateAssets>,
+<disassociateAssets>, <revokeAssets>, <createUsers>, <retireUsers> check
+the request (Content-Type 415 9727; no assets 9718, over maxAssets 9700,
+an unknown adamId/pricingParam 9602, serials to an asset not
+deviceAssignable 9707; neither serialNumbers nor clientUserIds 9719;
+over maxSerialNumbers/maxRevokeSerialNumbers 9702, over
+maxClientUserIds/maxRevokeClientUserIds 9701; duplicates 9703/9704;
+no users 9720, over maxUsers 9714, a user without clientUserId 9602, a
+bad email 9717) and answer {"eventId": ...}. GET <eventStatus>?eventId=
+answers PENDING until --event-delay seconds have passed (unknown event:
+400 9708), then COMPLETE (FAILED when every item failed) with
+numRequested, numCompleted and failures [{errorNumber, errorMessage,
+errorInfo: {serialNumbers|clientUserIds: [...]}}]: an item named by
+/mock/events "fail" fails with that number, an associate past the
+asset's available licences 9709, a clientUserId that exists 9716. The
+effect is applied to the data once, at a new version (assignments
+added or removed, counts, users added or Retired). POSTs count in the
+rate window and /mock/fail scripts them as GETs.
+  POST /mock/events {"delay": SECONDS, "fail": {"ITEM": errorNumber},
+                    "finish": true}
+      the delay of events sent from now on, items that will fail, and
+      (finish) every pending event due now
+  --limits JSON overrides service-configuration limits.
 
 --log FILE gets one JSON line per request: t (seconds), method, path,
 query, auth (the bearer matched --token), status, errorNumber.
@@ -83,6 +109,8 @@ P.add_argument("--max-rps", type=int, default=15)
 P.add_argument("--mdm-info", default=None)
 P.add_argument("--meta", action="store_true")
 P.add_argument("--meta-missing", type=int, default=0)
+P.add_argument("--event-delay", type=float, default=1.0)
+P.add_argument("--limits", default=None)
 A = P.parse_args()
 
 VERSION = [1]
@@ -120,6 +148,20 @@ LISTS = {"/mock-v2/assets/list": ("assets", False),
          "/mock-v2/users/list": ("users", True)}
 
 
+LIMITS = {"maxAssets": 25, "maxClientUserIds": 1000,
+          "maxSerialNumbers": 1000, "maxRevokeClientUserIds": 100,
+          "maxRevokeSerialNumbers": 100, "maxUsers": 100,
+          "maxRequestPerSecond": A.max_rps}
+LIMITS.update(json.loads(A.limits) if A.limits else {})
+EVENTS = {}
+EVENT_CONF = {"delay": A.event_delay, "fail": {}}
+WRITES = {"/mock-v2/assets/associate": "ASSOCIATE",
+          "/mock-v2/assets/disassociate": "DISASSOCIATE",
+          "/mock-v2/assets/revoke": "REVOKE",
+          "/mock-v2/users/create": "CREATE",
+          "/mock-v2/users/retire": "RETIRE"}
+
+
 def service_config():
     base = "https://127.0.0.1:%d/mock-v2" % PORT[0]
     return {
@@ -137,9 +179,7 @@ def service_config():
             "eventStatus": base + "/status",
             "contentMetadataLookup": base + "/lookup",
         },
-        "limits": {"maxAssets": 25, "maxClientUserIds": 1000,
-                   "maxSerialNumbers": 1000, "maxUsers": 100,
-                   "maxRequestPerSecond": A.max_rps},
+        "limits": LIMITS,
         "errorCodes": [],
     }
 
@@ -169,6 +209,19 @@ class H(BaseHTTPRequestHandler):
         self.answer(status, {"errorNumber": number, "errorMessage": msg},
                     number, retry_after, auth)
 
+    def over_rate(self):
+        """Count the request; True when it is over --max-rps."""
+        STATS["requests"] += 1
+        now = time.monotonic()
+        WINDOW.append(now)
+        while WINDOW and WINDOW[0] <= now - 1.0:
+            WINDOW.popleft()
+        STATS["max_per_second"] = max(STATS["max_per_second"], len(WINDOW))
+        if len(WINDOW) > A.max_rps:
+            STATS["over_rate"] += 1
+            return True
+        return False
+
     def do_POST(self):
         u = urllib.parse.urlsplit(self.path)
         n = int(self.headers.get("Content-Length", "0"))
@@ -186,6 +239,18 @@ class H(BaseHTTPRequestHandler):
         if u.path == "/mock/fail":
             FAIL[body["path"]].extend(body["answers"])
             return self.answer(200, {})
+        if u.path == "/mock/rate-reset":
+            WINDOW.clear()
+            STATS["over_rate"] = STATS["max_per_second"] = 0
+            return self.answer(200, {})
+        if u.path == "/mock/events":
+            if body.pop("finish", False):
+                for ev in EVENTS.values():
+                    ev["due"] = min(ev["due"], time.monotonic())
+            EVENT_CONF.update(body)
+            return self.answer(200, {})
+        if u.path in WRITES:
+            return self.write(u.path, body)
         if u.path != "/mock-v2/client/config":
             return self.error(405, 9726, "method not allowed")
         h = self.headers.get("Authorization", "")
@@ -205,6 +270,47 @@ class H(BaseHTTPRequestHandler):
                        "metadata": mi.get("metadata", "")}
         return self.answer(200, self.client_config(), auth=True)
 
+    def write(self, path, body):
+        """A write endpoint: checked, then an event."""
+        if self.over_rate():
+            return self.error(429, 9646, "Too many requests", 1)
+        e = bearer_error(self.headers.get("Authorization", ""))
+        if e is not None:
+            return self.error(*e)
+        if FAIL[path]:
+            a = FAIL[path].pop(0)
+            return self.error(a.get("status", 200), a.get("errorNumber", 0),
+                              a.get("errorMessage", "scripted"),
+                              a.get("retry_after"), True)
+        if self.headers.get("Content-Type", "") != "application/json":
+            return self.error(415, 9727, "Content-Type", auth=True)
+        kind = WRITES[path]
+        e = check_write(kind, body)
+        if e is not None:
+            return self.error(*e, auth=True)
+        eid = "%d%06d" % (int(time.time()), len(EVENTS) + 1)
+        n = (len(body.get("users", [])) if kind in ("CREATE", "RETIRE") else
+             (len(body.get("serialNumbers", [])) +
+              len(body.get("clientUserIds", []))) *
+             max(1, len(body.get("assets", []))))
+        EVENTS[eid] = {"type": kind, "body": body, "num": n,
+                       "due": time.monotonic() + EVENT_CONF["delay"],
+                       "fail": dict(EVENT_CONF["fail"]), "result": None}
+        return self.answer(200, {"eventId": eid, "uId": "mock-library-1",
+                                 "tokenExpirationDate":
+                                 "2030-11-08T22:33:22+0000"}, auth=True)
+
+    def status(self, q):
+        ev = EVENTS.get(q.get("eventId", ""))
+        if ev is None:
+            return self.error(400, 9708, "eventId not found", auth=True)
+        if time.monotonic() < ev["due"]:
+            return self.answer(200, {"eventStatus": "PENDING",
+                                     "eventType": ev["type"],
+                                     "numRequested": ev["num"],
+                                     "numCompleted": 0}, auth=True)
+        return self.answer(200, complete(ev), auth=True)
+
     def client_config(self):
         c = {"uId": "mock-library-1",
              "tokenExpirationDate": "2030-11-08T22:33:22+0000",
@@ -222,14 +328,7 @@ class H(BaseHTTPRequestHandler):
             return self.answer(200, STATS)
         if u.path == "/mock/lookups":
             return self.answer(200, dict(LOOKUPS))
-        STATS["requests"] += 1
-        now = time.monotonic()
-        WINDOW.append(now)
-        while WINDOW and WINDOW[0] <= now - 1.0:
-            WINDOW.popleft()
-        STATS["max_per_second"] = max(STATS["max_per_second"], len(WINDOW))
-        if len(WINDOW) > A.max_rps:
-            STATS["over_rate"] += 1
+        if self.over_rate():
             return self.error(429, 9646, "Too many requests", 1)
         if u.path == "/mdm/v2/service/config":
             return self.answer(200, service_config())
@@ -254,6 +353,8 @@ class H(BaseHTTPRequestHandler):
                   "tokenExpirationDate": "2030-11-08T22:33:22+0000"}
         if u.path == "/mock-v2/client/config":
             return self.answer(200, self.client_config(), auth=True)
+        if u.path == "/mock-v2/status":
+            return self.status(q)
         if u.path not in LISTS:
             return self.error(404, 9604, "not found", auth=True)
         kind, deltas = LISTS[u.path]
@@ -324,6 +425,168 @@ class H(BaseHTTPRequestHandler):
                                                          "cc": q["cc"]},
                                           "language": {"tag": "en-us"}}},
                            auth=auth)
+
+
+def bearer_error(h):
+    """The error tuple for an Authorization header, or None."""
+    if not h.startswith("Bearer ") or len(h) <= 7:
+        return (401, 9722, "Invalid Authorization header")
+    b = h[7:]
+    if A.expired is not None and b == A.expired:
+        return (401, 9621, "Token expired")
+    if A.revoked is not None and b == A.revoked:
+        return (401, 9625, "Token revoked")
+    if b != A.token:
+        return (200, 9622, "Invalid authentication token")
+    return None
+
+
+def find_asset(adam, pp):
+    for a in DATA["assets"]:
+        if a["adamId"] == adam and a["pricingParam"] == pp:
+            return a
+    return None
+
+
+def check_write(kind, body):
+    """(status, errorNumber, message) when the request is refused."""
+    if kind in ("ASSOCIATE", "DISASSOCIATE", "REVOKE"):
+        serials = body.get("serialNumbers", [])
+        users = body.get("clientUserIds", [])
+        if not isinstance(serials, list) or not isinstance(users, list):
+            return (400, 9602, "Invalid argument")
+        if not serials and not users:
+            return (400, 9719, "Either clientUserIds or serialNumbers")
+        rs = "maxRevokeSerialNumbers" if kind == "REVOKE" else "maxSerialNumbers"
+        ru = "maxRevokeClientUserIds" if kind == "REVOKE" else "maxClientUserIds"
+        if len(serials) > LIMITS[rs]:
+            return (400, 9702, "Too many serial numbers")
+        if len(users) > LIMITS[ru]:
+            return (400, 9701, "Too many clientUserIds")
+        if len(set(serials)) != len(serials):
+            return (400, 9703, "Duplicate serial numbers")
+        if len(set(users)) != len(users):
+            return (400, 9704, "Duplicate clientUserIds")
+        if kind == "REVOKE":
+            return None
+        assets = body.get("assets")
+        if not isinstance(assets, list) or not assets:
+            return (400, 9718, "No assets")
+        if len(assets) > LIMITS["maxAssets"]:
+            return (400, 9700, "Too many assets")
+        for x in assets:
+            a = find_asset(x.get("adamId"), x.get("pricingParam"))
+            if a is None:
+                return (400, 9602, "Invalid argument: unknown asset")
+            if serials and kind == "ASSOCIATE" and not a["deviceAssignable"]:
+                return (400, 9707, "Asset is not device assignable")
+        return None
+    users = body.get("users")
+    if not isinstance(users, list) or not users:
+        return (400, 9720, "No users")
+    if len(users) > LIMITS["maxUsers"]:
+        return (400, 9714, "Too many users")
+    ids = [u.get("clientUserId") for u in users]
+    if not all(isinstance(i, str) and i for i in ids):
+        return (400, 9602, "Invalid argument: clientUserId")
+    if len(set(ids)) != len(ids):
+        return (400, 9715, "Duplicate users")
+    for u in users:
+        e = u.get("email")
+        if e is not None and (not isinstance(e, str) or "@" not in e):
+            return (400, 9717, "Invalid email")
+    return None
+
+
+def complete(ev):
+    """Apply an event whose delay has passed (once); its status body."""
+    if ev.get("result") is not None:
+        return ev["result"]
+    kind, body = ev["type"], ev["body"]
+    fails = {}  # errorNumber -> {list name: [items]}
+    done = 0
+    VERSION[0] += 1
+    v = VERSION[0]
+
+    def failed(item, lst, number):
+        fails.setdefault(number, {}).setdefault(lst, []).append(item)
+
+    def assigned(adam, lst, item):
+        key = "serialNumber" if lst == "serialNumbers" else "clientUserId"
+        return [r for r in DATA["assignments"]
+                if r.get(key) == item and (adam is None or r["adamId"] == adam)]
+
+    items = [("serialNumbers", s) for s in body.get("serialNumbers", [])] + \
+        [("clientUserIds", c) for c in body.get("clientUserIds", [])]
+    if kind in ("ASSOCIATE", "DISASSOCIATE"):
+        for x in body["assets"]:
+            a = find_asset(x["adamId"], x["pricingParam"])
+            for lst, item in items:
+                key = "serialNumber" if lst == "serialNumbers" else "clientUserId"
+                if item in ev["fail"]:
+                    failed(item, lst, ev["fail"][item])
+                    continue
+                have = assigned(a["adamId"], lst, item)
+                if kind == "ASSOCIATE" and not have:
+                    if a["availableCount"] <= 0:
+                        failed(item, lst, 9709)
+                        continue
+                    DATA["assignments"].append(
+                        {"adamId": a["adamId"], "pricingParam": a["pricingParam"],
+                         key: item, "_v": v})
+                    a["availableCount"] -= 1
+                    a["assignedCount"] += 1
+                    a["_v"] = v
+                elif kind == "DISASSOCIATE":
+                    for r in have:
+                        DATA["assignments"].remove(r)
+                        a["availableCount"] += 1
+                        a["assignedCount"] = max(0, a["assignedCount"] - 1)
+                        a["_v"] = v
+                done += 1
+    elif kind == "REVOKE":
+        for lst, item in items:
+            if item in ev["fail"]:
+                failed(item, lst, ev["fail"][item])
+                continue
+            for r in assigned(None, lst, item):
+                DATA["assignments"].remove(r)
+                a = find_asset(r["adamId"], r["pricingParam"])
+                if a is not None:
+                    a["availableCount"] += 1
+                    a["assignedCount"] = max(0, a["assignedCount"] - 1)
+                    a["_v"] = v
+            done += 1
+    else:
+        for u in body["users"]:
+            cid = u["clientUserId"]
+            have = [r for r in DATA["users"] if r["clientUserId"] == cid]
+            if cid in ev["fail"]:
+                failed(cid, "clientUserIds", ev["fail"][cid])
+                continue
+            if kind == "CREATE":
+                if have:
+                    failed(cid, "clientUserIds", 9716)
+                    continue
+                r = {"clientUserId": cid, "status": "Registered",
+                     "inviteCode": "inv-" + cid[:8], "_v": v}
+                if "email" in u:
+                    r["email"] = u["email"]
+                DATA["users"].append(r)
+            else:
+                for r in have:
+                    r["status"] = "Retired"
+                    r["_v"] = v
+            done += 1
+    msgs = {9709: "Not enough licenses", 9716: "clientUserId already exists",
+            9603: "Internal error", 9635: "Apple ID can't be associated"}
+    failures = [{"errorNumber": n, "errorMessage": msgs.get(n, "failed"),
+                 "errorInfo": info} for n, info in sorted(fails.items())]
+    n = ev["num"]
+    ev["result"] = {"eventStatus": "FAILED" if done == 0 and n else "COMPLETE",
+                    "eventType": kind, "numRequested": n,
+                    "numCompleted": done, "failures": failures}
+    return ev["result"]
 
 
 def main():

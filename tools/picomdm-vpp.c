@@ -24,6 +24,7 @@
 #include "picomdm/util.h"
 #include "picomdm/vpp.h"
 #include "vpp_meta.h"
+#include "vpp_tool.h"
 
 static void
 usage(void)
@@ -43,7 +44,15 @@ usage(void)
 	    "       picomdm-vpp --db DIR [--url URL] [--ca FILE] [--rps N]\n"
 	    "           [--meta-max-age SECONDS] [--refresh] meta [NAME]\n"
 	    "       picomdm-vpp --db DIR assets|assignments|users|metadata "
-	    "[NAME]\n");
+	    "[NAME]\n"
+	    "       picomdm-vpp --db DIR [--token NAME] [--no-wait]\n"
+	    "           [--wait SECONDS] [--poll-interval SECONDS] [--force]\n"
+	    "           assign|unassign ADAMID --serial SERIAL...|--user GUID...\n"
+	    "       picomdm-vpp ... revoke --serial SERIAL...|--user GUID...\n"
+	    "       picomdm-vpp ... user create [--email E] [--managed-apple-id X]\n"
+	    "       picomdm-vpp ... user retire GUID...\n"
+	    "       picomdm-vpp ... poll [EVENTID]\n"
+	    "       picomdm-vpp --db DIR [--token NAME] events [--pending]\n");
 	exit(2);
 }
 
@@ -484,15 +493,15 @@ tok_op(struct store_txn *t, void *arg)
 }
 
 /* What names this picomdm to Apple as the location's MDM (mdmInfo). */
-static char mdm_id[101];
-static int  force;
+char mdm_id[101];
+int  force;
 
 /*
  * Claim the location for this picomdm: a location no MDM holds is
  * claimed; one another MDM holds is left alone (exit 4) unless --force.
  * *cc is replaced by the configuration the claim answered.
  */
-static int
+int
 claim(struct vpp *v, const char *name, json_t **cc)
 {
 	struct vpp_error e = { 0 };
@@ -831,6 +840,9 @@ main(int argc, char **argv)
 	json_t          *j;
 	int              c, rc = 0;
 
+	/* The write commands' options (tools/vpp_write.c) first. */
+	if ((rc = vppw_options(&argc, argv)) != 0)
+		return rc;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case 't': token = optarg; break;
@@ -890,6 +902,14 @@ main(int argc, char **argv)
 		snprintf(mdm_id, sizeof mdm_id, "picomdm@%s", host);
 	}
 	cmd = argv[optind];
+	if (dir != NULL && vppw_is_command(cmd))
+		return vppw_main(dir, argc - optind, argv + optind, &o);
+	if (vppw_used()) {
+		fprintf(stderr, "picomdm-vpp: --serial, --user, --email, "
+		    "--no-wait, --pending and --token NAME with --db "
+		    "are for the write commands\n");
+		return 2;
+	}
 	if (dir != NULL) {
 		if (token != NULL || since != NULL) {
 			fprintf(stderr, "picomdm-vpp: --token and --since are "

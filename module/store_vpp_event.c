@@ -1,0 +1,475 @@
+/*
+ * store_vpp_event.c - Apps and Books writes in the store
+ * (include/picomdm/store_vpp_event.h): the event records (DBI_VPPEVENT,
+ * key token . eventId, KK_STRS, so purge --token and token remove take
+ * them with the token), the lookups picomdm-vpp makes before a write,
+ * and a completed event's effect on the token's assignments, users and
+ * asset counts, written with the event in one transaction. Records are
+ * coded through the registry (store_kinds.c) by their JSON form.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "picomdm/store.h"
+#include "picomdm/store_vpp_event.h"
+#include "picomdm/util.h"
+#include "store_admin.h"
+#include "store_int.h"
+#include "store_kinds.h"
+
+/* RFC 3339 UTC with microseconds, as the dump writes times. */
+static json_t *
+time_json(uint64_t us)
+{
+	char	  b[64];
+	time_t	  s = (time_t)(us / 1000000u);
+	struct tm tm;
+	size_t	  n;
+
+	if (gmtime_r(&s, &tm) == NULL ||
+	    (n = strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%S", &tm)) == 0)
+		return NULL;
+	snprintf(b + n, sizeof(b) - n, ".%06uZ", (unsigned)(us % 1000000u));
+	return json_string(b);
+}
+
+static int
+put_rec(struct store_txn *t, enum store_dbi d, const struct key *k,
+    const json_t *rec)
+{
+	struct buf  b = {0};
+	const char *why;
+	int	    rc;
+
+	if (k->overflow || k->len == 0)
+		return STORE_EINVAL;
+	if (val_from_json(d, rec, &b, &why) != 0) {
+		freezero(b.p, b.cap);
+		return STORE_EINVAL;
+	}
+	rc = db_put(t, d, k, b.p, b.len, 0);
+	freezero(b.p, b.cap);
+	return rc;
+}
+
+static int
+get_rec(struct store_txn *t, enum store_dbi d, const struct key *k,
+    json_t **out)
+{
+	MDB_val v;
+	int	rc;
+
+	*out = NULL;
+	if (k->overflow || k->len == 0)
+		return STORE_EINVAL;
+	if ((rc = db_get(t, d, k, &v)) != 0)
+		return rc;
+	if ((*out = val_json(d, &v, 0)) == NULL)
+		return STORE_ECORRUPT;
+	return 0;
+}
+
+static int
+str_ok(const char *s)
+{
+	return s != NULL && *s != '\0';
+}
+
+/* token . a [. b [. c]] */
+static void
+key3(struct key *k, const char *token, const char *a, const char *b,
+    const char *c)
+{
+	key_init(k);
+	key_str(k, token);
+	key_str(k, a);
+	if (b != NULL)
+		key_str(k, b);
+	if (c != NULL)
+		key_str(k, c);
+}
+
+int
+store_vpp_event_put(struct store_txn *t, const char *token, const json_t *rec)
+{
+	const char *id = json_string_value(json_object_get(rec, "event_id"));
+	struct key  k;
+
+	if (!str_ok(token) || !str_ok(id))
+		return STORE_EINVAL;
+	key3(&k, token, id, NULL, NULL);
+	return put_rec(t, DBI_VPPEVENT, &k, rec);
+}
+
+int
+store_vpp_event_get(struct store_txn *t, const char *token, const char *id,
+    json_t **out)
+{
+	struct key k;
+
+	*out = NULL;
+	if (!str_ok(token) || !str_ok(id))
+		return STORE_EINVAL;
+	key3(&k, token, id, NULL, NULL);
+	return get_rec(t, DBI_VPPEVENT, &k, out);
+}
+
+struct each_arg {
+	int (*cb)(const char *, json_t *, void *);
+	void *arg;
+};
+
+static int
+each_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct each_arg	    *ea = arg;
+	const unsigned char *p = k->mv_data;
+	char		     token[KEY_MAX + 1];
+	size_t		     l;
+	json_t		    *j;
+	int		     rc;
+
+	(void)t;
+	if (k->mv_size < 3 || (l = (size_t)p[0] << 8 | p[1]) == 0 ||
+	    l > k->mv_size - 2)
+		return STORE_ECORRUPT;
+	memcpy(token, p + 2, l);
+	token[l] = '\0';
+	if ((j = val_json(DBI_VPPEVENT, v, 0)) == NULL)
+		return STORE_ECORRUPT;
+	rc = ea->cb(token, j, ea->arg);
+	json_decref(j);
+	return rc;
+}
+
+int
+store_vpp_event_each(struct store_txn *t, const char *token,
+    int (*cb)(const char *, json_t *, void *), void *arg)
+{
+	struct each_arg ea = {cb, arg};
+	struct key	k;
+	MDB_cursor     *cur;
+	MDB_val		mk, mv;
+	int		rc, r = 0;
+
+	if (token != NULL) {
+		key_init(&k);
+		key_str(&k, token);
+		if (k.overflow)
+			return STORE_EINVAL;
+		rc = db_prefix_each(t, DBI_VPPEVENT, k.b, k.len, 0, each_visit,
+		    &ea);
+		return rc > 0 ? 0 : rc;
+	}
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_VPPEVENT], &cur)) != 0)
+		return store_rc(rc);
+	for (rc = mdb_cursor_get(cur, &mk, &mv, MDB_FIRST); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(cur, &mk, &mv, MDB_NEXT))
+		r = each_visit(t, &mk, &mv, &ea);
+	mdb_cursor_close(cur);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+}
+
+int
+store_vpp_event_clear(struct store_txn *t, const char *token, uint64_t *n)
+{
+	struct key k;
+	uint64_t   dummy = 0;
+
+	if (!str_ok(token))
+		return STORE_EINVAL;
+	key_init(&k);
+	key_str(&k, token);
+	if (k.overflow)
+		return STORE_EINVAL;
+	return db_del_prefix(t, DBI_VPPEVENT, k.b, k.len, NULL, NULL,
+	    n != NULL ? n : &dummy);
+}
+
+/* ---- lookups ---- */
+
+struct collect {
+	enum store_dbi d;
+	json_t	      *all;
+};
+
+static int
+collect_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v,
+    void *arg)
+{
+	struct collect *c = arg;
+	json_t	       *j;
+
+	(void)t;
+	(void)k;
+	if ((j = val_json(c->d, v, 0)) == NULL)
+		return STORE_ECORRUPT;
+	return json_array_append_new(c->all, j) == 0 ? 0 : STORE_ENOMEM;
+}
+
+/* Every record of d under the prefix, as an array. */
+static int
+collect(struct store_txn *t, enum store_dbi d, const struct key *pfx,
+    json_t **out)
+{
+	struct collect c = {d, json_array()};
+	int	       rc;
+
+	*out = NULL;
+	if (c.all == NULL)
+		return STORE_ENOMEM;
+	if (pfx->overflow) {
+		json_decref(c.all);
+		return STORE_EINVAL;
+	}
+	rc = db_prefix_each(t, d, pfx->b, pfx->len, 0, collect_visit, &c);
+	if (rc < 0) {
+		json_decref(c.all);
+		return rc;
+	}
+	*out = c.all;
+	return 0;
+}
+
+int
+store_vpp_assets_of(struct store_txn *t, const char *token, const char *adam,
+    json_t **out)
+{
+	struct key k;
+
+	*out = NULL;
+	if (!str_ok(token) || !str_ok(adam))
+		return STORE_EINVAL;
+	key3(&k, token, adam, NULL, NULL);
+	return collect(t, DBI_VPPASSET, &k, out);
+}
+
+int
+store_vpp_assigned(struct store_txn *t, const char *token, int user,
+    const char *id, const char *adam)
+{
+	struct key k;
+
+	if (!str_ok(token) || !str_ok(id) || !str_ok(adam))
+		return STORE_EINVAL;
+	key3(&k, token, user ? "user" : "device", id, adam);
+	if (k.overflow)
+		return STORE_EINVAL;
+	return db_has(t, DBI_VPPASSIGN, k.b, k.len);
+}
+
+int
+store_vpp_user_get(struct store_txn *t, const char *token, const char *id,
+    json_t **out)
+{
+	struct key k;
+
+	*out = NULL;
+	if (!str_ok(token) || !str_ok(id))
+		return STORE_EINVAL;
+	key3(&k, token, id, NULL, NULL);
+	return get_rec(t, DBI_VPPUSER, &k, out);
+}
+
+/* ---- a completed event's effect ---- */
+
+/* The asset's assigned count up by d (available down by d), neither
+ * below 0; no asset record, no change. */
+static int
+count(struct store_txn *t, const char *token, const char *adam,
+    const char *pricing, int d, uint64_t *changed)
+{
+	struct key k;
+	json_t	  *a;
+	uint64_t   as = 0, av = 0;
+	int	   rc;
+
+	if (!str_ok(adam) || !str_ok(pricing))
+		return 0;
+	key3(&k, token, adam, pricing, NULL);
+	if ((rc = get_rec(t, DBI_VPPASSET, &k, &a)) != 0)
+		return rc == STORE_ENOTFOUND ? 0 : rc;
+	j_get_u64(json_object_get(a, "assigned_count"), &as);
+	j_get_u64(json_object_get(a, "available_count"), &av);
+	if (d > 0) {
+		as += (uint64_t)d;
+		av = av > (uint64_t)d ? av - (uint64_t)d : 0;
+	} else {
+		as = as > (uint64_t)-d ? as - (uint64_t)-d : 0;
+		av += (uint64_t)-d;
+	}
+	json_object_set_new(a, "assigned_count", json_integer((json_int_t)as));
+	json_object_set_new(a, "available_count", json_integer((json_int_t)av));
+	rc = put_rec(t, DBI_VPPASSET, &k, a);
+	json_decref(a);
+	if (rc == 0)
+		(*changed)++;
+	return rc;
+}
+
+static int
+in_array(const json_t *a, const char *s)
+{
+	size_t	i;
+	json_t *x;
+
+	json_array_foreach(a, i, x)
+		if (json_is_string(x) && strcmp(json_string_value(x), s) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+apply_item(struct store_txn *t, const char *token, const json_t *rec,
+    const char *type, int user, const char *id, uint64_t *changed)
+{
+	const char *adam = json_string_value(json_object_get(rec, "adam_id"));
+	const char *pp = json_string_value(json_object_get(rec,
+	    "pricing_param"));
+	const char *kind = user ? "user" : "device";
+	struct key  k;
+	json_t	   *r, *all, *x;
+	size_t	    i;
+	int	    rc;
+
+	if (strcmp(type, "ASSOCIATE") == 0 || strcmp(type, "DISASSOCIATE") == 0) {
+		if (!str_ok(adam) || !str_ok(pp))
+			return STORE_EINVAL;
+		key3(&k, token, kind, id, adam);
+		if (k.overflow)
+			return STORE_EINVAL;
+		if ((rc = db_has(t, DBI_VPPASSIGN, k.b, k.len)) < 0)
+			return rc;
+		if (type[0] == 'A') {
+			if (rc == 1)
+				return 0;
+			r = json_pack("{s:s, s:s, s:s, s:o}", "adam_id", adam,
+			    "pricing_param", pp, user ? "client_user_id" :
+			    "serial_number", id, "synced_at", time_json(t->now));
+			if (r == NULL)
+				return STORE_ENOMEM;
+			rc = put_rec(t, DBI_VPPASSIGN, &k, r);
+			json_decref(r);
+			if (rc != 0)
+				return rc;
+			(*changed)++;
+			return count(t, token, adam, pp, 1, changed);
+		}
+		if (rc == 0)
+			return 0;
+		if ((rc = db_del(t, DBI_VPPASSIGN, &k)) != 0)
+			return rc;
+		(*changed)++;
+		return count(t, token, adam, pp, -1, changed);
+	}
+	if (strcmp(type, "REVOKE") == 0) {
+		/* Every licence of the serial or user goes. */
+		key3(&k, token, kind, id, NULL);
+		if ((rc = collect(t, DBI_VPPASSIGN, &k, &all)) != 0)
+			return rc;
+		json_array_foreach(all, i, x) {
+			const char *a = json_string_value(json_object_get(x,
+			    "adam_id"));
+			struct key  one;
+
+			if (!str_ok(a))
+				continue;
+			key3(&one, token, kind, id, a);
+			if ((rc = db_del(t, DBI_VPPASSIGN, &one)) != 0 ||
+			    (rc = count(t, token, a, json_string_value(
+			    json_object_get(x, "pricing_param")), -1,
+			    changed)) != 0) {
+				json_decref(all);
+				return rc;
+			}
+			(*changed)++;
+		}
+		json_decref(all);
+		return 0;
+	}
+	if (strcmp(type, "CREATE") == 0 || strcmp(type, "RETIRE") == 0) {
+		key3(&k, token, id, NULL, NULL);
+		rc = get_rec(t, DBI_VPPUSER, &k, &r);
+		if (rc != 0 && rc != STORE_ENOTFOUND)
+			return rc;
+		if (type[0] == 'C') {
+			if (rc == 0) { /* a sync saw it first */
+				json_decref(r);
+				return 0;
+			}
+			r = json_pack("{s:s, s:s, s:o}", "client_user_id", id,
+			    "status", "Registered", "synced_at",
+			    time_json(t->now));
+			if (r == NULL)
+				return STORE_ENOMEM;
+			if ((x = json_object_get(rec, "email")) != NULL)
+				json_object_set(r, "email", x);
+			if ((x = json_object_get(rec, "managed_apple_id")) !=
+			    NULL)
+				json_object_set(r, "managed_apple_id", x);
+		} else {
+			if (rc == STORE_ENOTFOUND)
+				return 0;
+			json_object_set_new(r, "status", json_string("Retired"));
+		}
+		rc = put_rec(t, DBI_VPPUSER, &k, r);
+		json_decref(r);
+		if (rc == 0)
+			(*changed)++;
+		return rc;
+	}
+	return STORE_EINVAL;
+}
+
+int
+store_vpp_event_finish(struct store_txn *t, const char *token,
+    const json_t *rec, const json_t *failed, uint64_t *changed)
+{
+	const char *id = json_string_value(json_object_get(rec, "event_id"));
+	const char *type = json_string_value(json_object_get(rec, "type"));
+	const char *ik = json_string_value(json_object_get(rec, "item_kind"));
+	const char *st;
+	json_t	   *old, *items, *x;
+	size_t	    i;
+	int	    rc;
+
+	*changed = 0;
+	if (!str_ok(token) || !str_ok(id) || type == NULL || ik == NULL ||
+	    !json_is_array(failed))
+		return STORE_EINVAL;
+	rc = store_vpp_event_get(t, token, id, &old);
+	if (rc != 0 && rc != STORE_ENOTFOUND)
+		return rc;
+	if (rc == 0) {
+		st = json_string_value(json_object_get(old, "status"));
+		rc = st != NULL && (strcmp(st, "COMPLETE") == 0 ||
+		    strcmp(st, "FAILED") == 0);
+		json_decref(old);
+		if (rc) /* applied already */
+			return 0;
+	}
+	if ((rc = store_vpp_event_put(t, token, rec)) != 0)
+		return rc;
+	items = json_loads(json_string_value(json_object_get(rec, "items")) ?:
+	    "", 0, NULL);
+	if (!json_is_array(items)) {
+		json_decref(items);
+		return STORE_EINVAL;
+	}
+	rc = 0;
+	json_array_foreach(items, i, x) {
+		if (!json_is_string(x) || in_array(failed, json_string_value(x)))
+			continue;
+		if ((rc = apply_item(t, token, rec, type,
+		    strcmp(ik, "user") == 0, json_string_value(x),
+		    changed)) != 0)
+			break;
+	}
+	json_decref(items);
+	return rc;
+}
