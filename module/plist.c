@@ -267,14 +267,33 @@ struct strict {
 	int         roots;
 };
 
+/* Bytes 0x20 to 0x7f in each of the 8 lanes of a word, and their top bits. */
+#define UTF8_LANES_20 0x2020202020202020ULL
+#define UTF8_LANES_80 0x8080808080808080ULL
+
 /* Is the body valid UTF-8 of XML 1.0 characters only? */
 static int
 strict_utf8(const unsigned char *p, size_t n)
 {
 	size_t   i = 0, k, more;
 	uint32_t c;
+	uint64_t w;
 
 	while (i < n) {
+		/*
+		 * Eight bytes at once while all are printable ASCII (0x20 to
+		 * 0x7f): a byte with its top bit set, or one below 0x20 (its
+		 * lane borrows in w - 0x20...), leaves a top bit in the test.
+		 * A borrow only ever comes from such a byte, so a zero test
+		 * proves all eight; anything else goes byte by byte below.
+		 */
+		if (n - i >= 8) {
+			memcpy(&w, p + i, sizeof(w));
+			if ((((w - UTF8_LANES_20) | w) & UTF8_LANES_80) == 0) {
+				i += 8;
+				continue;
+			}
+		}
 		c = p[i];
 		if (c < 0x80) {
 			if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
