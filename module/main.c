@@ -383,19 +383,24 @@ exchange_finish(struct exchange *x)
 	char             id[128], path[128];
 
 	respond(&x->fr, resp);
-	log_safe(resp->id[0] ? resp->id : "-", id, sizeof(id));
-	log_safe(req->path ? req->path : "-", path, sizeof(path));
-	if (resp->status >= 400)
-		log_warn("request %s %s id=%s type=%s status=%d us=%llu "
-		    "reason=\"%s\"", req->method ? req->method : "-", path, id,
-		    resp->msgtype ? resp->msgtype : "-", resp->status,
-		    (unsigned long long)(time_mono_us() - req->start_us),
-		    resp->reason ? resp->reason : "-");
-	else
-		log_info("request %s %s id=%s type=%s status=%d us=%llu",
-		    req->method ? req->method : "-", path, id,
-		    resp->msgtype ? resp->msgtype : "-", resp->status,
-		    (unsigned long long)(time_mono_us() - req->start_us));
+	/* Formatted only when the log level keeps the line. */
+	if (log_enabled(resp->status >= 400 ? LOG_WARN : LOG_INFO)) {
+		log_safe(resp->id[0] ? resp->id : "-", id, sizeof(id));
+		log_safe(req->path ? req->path : "-", path, sizeof(path));
+		if (resp->status >= 400)
+			log_warn("request %s %s id=%s type=%s status=%d "
+			    "us=%llu reason=\"%s\"",
+			    req->method ? req->method : "-", path, id,
+			    resp->msgtype ? resp->msgtype : "-", resp->status,
+			    (unsigned long long)(time_mono_us() -
+			    req->start_us), resp->reason ? resp->reason : "-");
+		else
+			log_info("request %s %s id=%s type=%s status=%d us=%llu",
+			    req->method ? req->method : "-", path, id,
+			    resp->msgtype ? resp->msgtype : "-", resp->status,
+			    (unsigned long long)(time_mono_us() -
+			    req->start_us));
+	}
 	metrics_request(req->uri, resp->msgtype, resp->status,
 	    time_mono_us() - req->start_us);
 	/*
