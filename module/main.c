@@ -383,19 +383,24 @@ exchange_finish(struct exchange *x)
 	char             id[128], path[128];
 
 	respond(&x->fr, resp);
-	log_safe(resp->id[0] ? resp->id : "-", id, sizeof(id));
-	log_safe(req->path ? req->path : "-", path, sizeof(path));
-	if (resp->status >= 400)
-		log_warn("request %s %s id=%s type=%s status=%d us=%llu "
-		    "reason=\"%s\"", req->method ? req->method : "-", path, id,
-		    resp->msgtype ? resp->msgtype : "-", resp->status,
-		    (unsigned long long)(time_mono_us() - req->start_us),
-		    resp->reason ? resp->reason : "-");
-	else
-		log_info("request %s %s id=%s type=%s status=%d us=%llu",
-		    req->method ? req->method : "-", path, id,
-		    resp->msgtype ? resp->msgtype : "-", resp->status,
-		    (unsigned long long)(time_mono_us() - req->start_us));
+	/* Formatted only when the log level keeps the line. */
+	if (log_enabled(resp->status >= 400 ? LOG_WARN : LOG_INFO)) {
+		log_safe(resp->id[0] ? resp->id : "-", id, sizeof(id));
+		log_safe(req->path ? req->path : "-", path, sizeof(path));
+		if (resp->status >= 400)
+			log_warn("request %s %s id=%s type=%s status=%d "
+			    "us=%llu reason=\"%s\"",
+			    req->method ? req->method : "-", path, id,
+			    resp->msgtype ? resp->msgtype : "-", resp->status,
+			    (unsigned long long)(time_mono_us() -
+			    req->start_us), resp->reason ? resp->reason : "-");
+		else
+			log_info("request %s %s id=%s type=%s status=%d us=%llu",
+			    req->method ? req->method : "-", path, id,
+			    resp->msgtype ? resp->msgtype : "-", resp->status,
+			    (unsigned long long)(time_mono_us() -
+			    req->start_us));
+	}
 	metrics_request(req->uri, resp->msgtype, resp->status,
 	    time_mono_us() - req->start_us);
 	/*
@@ -415,20 +420,45 @@ exchange_finish(struct exchange *x)
 	pool_put(x);
 }
 
+/*
+ * The replies of one group commit, gathered in the thread that runs its
+ * completions (the store's writer) and handed to the completion thread
+ * together by exchanges_flush(), which the store calls after the last
+ * completion of each commit (store_set_batch_done). One lock and one
+ * wake-up a commit, not one a request: the completion thread no longer
+ * wakes for the first reply only to wait for the writer's lock for the
+ * next.
+ */
+static __thread struct exchange *pend, *pend_tail;
+
 /* Called from the store's writer thread (exchange_done, exchange.c):
- * queue the reply to be sent. */
+ * the reply joins its commit's batch. */
 static void
 exchange_ready(struct exchange *x)
 {
 	x->next = NULL;
+	if (pend_tail != NULL)
+		pend_tail->next = x;
+	else
+		pend = x;
+	pend_tail = x;
+}
+
+/* After a commit's completions: queue its replies to be sent. */
+static void
+exchanges_flush(void)
+{
+	if (pend == NULL)
+		return;
 	pthread_mutex_lock(&ex.rmu);
 	if (ex.ready_tail != NULL)
-		ex.ready_tail->next = x;
+		ex.ready_tail->next = pend;
 	else
-		ex.ready = x;
-	ex.ready_tail = x;
+		ex.ready = pend;
+	ex.ready_tail = pend_tail;
 	pthread_cond_signal(&ex.cv_ready);
 	pthread_mutex_unlock(&ex.rmu);
+	pend = pend_tail = NULL;
 }
 
 /*
@@ -848,6 +878,7 @@ main(int argc, char *argv[])
 	if (cfg.nosync)
 		log_warn("nosync: commits are not durable (tests and bench "
 		    "only)");
+	store_set_batch_done(srv.store, exchanges_flush);
 	if (store_writer_start(srv.store) != 0)
 		return 1;
 	pushcert_warn(srv.store, enroll_access(srv.enroll) != ENROLL_ACCESS_OFF ?

@@ -261,11 +261,16 @@ struct strict {
 	size_t      values; /* value elements in the text */
 	size_t      keys;   /* key elements in the text */
 	int         depth;
+	int         maxc;   /* deepest nesting of dict and array elements */
 	char        kind[PLIST_DEPTH_MAX + 2]; /* 'p'list, 'd'ict, 'a'rray */
 	char        want[PLIST_DEPTH_MAX + 2]; /* dict: a key awaits its value;
 	                                        * plist: holds its value */
 	int         roots;
 };
+
+/* Bytes 0x20 to 0x7f in each of the 8 lanes of a word, and their top bits. */
+#define UTF8_LANES_20 0x2020202020202020ULL
+#define UTF8_LANES_80 0x8080808080808080ULL
 
 /* Is the body valid UTF-8 of XML 1.0 characters only? */
 static int
@@ -273,8 +278,23 @@ strict_utf8(const unsigned char *p, size_t n)
 {
 	size_t   i = 0, k, more;
 	uint32_t c;
+	uint64_t w;
 
 	while (i < n) {
+		/*
+		 * Eight bytes at once while all are printable ASCII (0x20 to
+		 * 0x7f): a byte with its top bit set, or one below 0x20 (its
+		 * lane borrows in w - 0x20...), leaves a top bit in the test.
+		 * A borrow only ever comes from such a byte, so a zero test
+		 * proves all eight; anything else goes byte by byte below.
+		 */
+		if (n - i >= 8) {
+			memcpy(&w, p + i, sizeof(w));
+			if ((((w - UTF8_LANES_20) | w) & UTF8_LANES_80) == 0) {
+				i += 8;
+				continue;
+			}
+		}
 		c = p[i];
 		if (c < 0x80) {
 			if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
@@ -646,6 +666,10 @@ strict_scan(struct strict *st, const char *buf, size_t len)
 				st->depth++;
 				st->kind[st->depth] = kind;
 				st->want[st->depth] = 0;
+				/* As plist_xml_depth counts: not plist. */
+				if (st->depth - (st->kind[1] == 'p') > st->maxc)
+					st->maxc = st->depth -
+					    (st->kind[1] == 'p');
 			}
 			i = end + 1;
 			continue;
@@ -806,9 +830,11 @@ out:
  * plist_from_xml() on a NUL-terminated copy (libplist 2.2 calls
  * strtoull()/atof() on its input in place), and last the strict form
  * (strict_scan, strict_tree): what libplist accepted but another parser
- * could read differently is PLIST_SAFE_AMBIGUOUS. On success *out is a
- * tree the caller frees with plist_free(); otherwise *out is NULL.
- * Returns enum plist_safe_err.
+ * could read differently is PLIST_SAFE_AMBIGUOUS. A body the strict scan
+ * accepts (most are) skips the separate depth pass: the scan bounds the
+ * same depth; the verdicts are the ones of the order above. On success
+ * *out is a tree the caller frees with plist_free(); otherwise *out is
+ * NULL. Returns enum plist_safe_err.
  */
 enum plist_safe_err
 plist_safe_parse(const char *buf, size_t len, plist_t *out)
@@ -818,7 +844,7 @@ plist_safe_parse(const char *buf, size_t len, plist_t *out)
 	char		   *copy = NULL;
 	size_t		    off = 0, tvalues = 0, tkeys = 0;
 	struct strict	    st;
-	int		    depth;
+	int		    depth, strict;
 
 	if (out == NULL)
 		return PLIST_SAFE_MALFORMED;
@@ -844,13 +870,25 @@ plist_safe_parse(const char *buf, size_t len, plist_t *out)
 	if (len - off > UINT32_MAX - 1)
 		return PLIST_SAFE_MALFORMED;
 
-	depth = plist_xml_depth(buf + off, len - off, PLIST_DEPTH_MAX);
-	if (depth < 0)
-		return PLIST_SAFE_MALFORMED;
-	if (depth > PLIST_DEPTH_MAX)
-		return PLIST_SAFE_TOO_DEEP;
-	if (strict_utf8((const unsigned char *)buf, len) == -1)
-		return PLIST_SAFE_NOT_UTF8;
+	/*
+	 * The common case first: a body in the strict form, nested no deeper
+	 * than plist_xml_depth() allows (for such a body the scan counts the
+	 * same depth: no comment, CDATA section or text can hold markup it
+	 * would count), then UTF-8. Any other body takes the checks in their
+	 * order, so that it is refused for the same reason as ever.
+	 */
+	strict = strict_scan(&st, buf + off, len - off) == 0 &&
+	    st.maxc <= PLIST_DEPTH_MAX &&
+	    strict_utf8((const unsigned char *)buf, len) == 0;
+	if (!strict) {
+		depth = plist_xml_depth(buf + off, len - off, PLIST_DEPTH_MAX);
+		if (depth < 0)
+			return PLIST_SAFE_MALFORMED;
+		if (depth > PLIST_DEPTH_MAX)
+			return PLIST_SAFE_TOO_DEEP;
+		if (strict_utf8((const unsigned char *)buf, len) == -1)
+			return PLIST_SAFE_NOT_UTF8;
+	}
 
 	if ((copy = malloc(len - off + 1)) == NULL)
 		goto out;
@@ -862,7 +900,7 @@ plist_safe_parse(const char *buf, size_t len, plist_t *out)
 	if (plist_get_node_type(root) != PLIST_DICT)
 		goto out;
 	/* What libplist read must be what the text says (strict form). */
-	if (strict_scan(&st, buf + off, len - off) == -1 ||
+	if ((!strict && strict_scan(&st, buf + off, len - off) == -1) ||
 	    strict_tree(root, 0, &tvalues, &tkeys) == -1 ||
 	    tvalues != st.values || tkeys != st.keys) {
 		rc = PLIST_SAFE_AMBIGUOUS;

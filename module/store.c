@@ -711,6 +711,8 @@ store_submit(struct store *s, store_op_fn fn, void *arg, store_done_fn done,
 		store_run_jobs(s, &j, 1);
 		done(j->rc, done_arg);
 		free(j);
+		if (s->batch_done != NULL)
+			s->batch_done();
 		return 0;
 	}
 	enqueue_job(s, j);
@@ -718,15 +720,22 @@ store_submit(struct store *s, store_op_fn fn, void *arg, store_done_fn done,
 	return 0;
 }
 
+void
+store_set_batch_done(struct store *s, void (*fn)(void))
+{
+	s->batch_done = fn;
+}
+
 /*
  * Release the jobs of a committed batch: completions first (outside the
- * lock, in batch order), then the waiting store_write() callers, with
- * one broadcast for the batch only if it held any.
+ * lock, in batch order, then the batch_done hook once), then the waiting
+ * store_write() callers, with one broadcast for the batch only if it
+ * held any.
  */
 static void
 release_jobs(struct store *s, struct store_job **jobs, size_t n)
 {
-	size_t i, waiters = 0;
+	size_t i, waiters = 0, done = 0;
 
 	for (i = 0; i < n; i++) {
 		metrics_store_rc(jobs[i]->rc);
@@ -736,7 +745,10 @@ release_jobs(struct store *s, struct store_job **jobs, size_t n)
 		}
 		jobs[i]->done_fn(jobs[i]->rc, jobs[i]->done_arg);
 		free(jobs[i]);
+		done++;
 	}
+	if (done > 0 && s->batch_done != NULL)
+		s->batch_done();
 	if (waiters == 0)
 		return;
 	pthread_mutex_lock(&s->mu);

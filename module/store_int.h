@@ -74,6 +74,7 @@ struct store {
 	int               running;
 	int               stop;
 	pthread_t         thread;
+	void            (*batch_done)(void); /* store_set_batch_done */
 	uint64_t          batches;
 	uint64_t          ops;
 	/* commit health (store_health_get), atomics */

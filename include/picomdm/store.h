@@ -105,6 +105,14 @@ int store_write(struct store *, store_op_fn, void *arg);
 typedef void (*store_done_fn)(int rc, void *done_arg);
 int store_submit(struct store *, store_op_fn, void *arg, store_done_fn,
     void *done_arg);
+/*
+ * fn() is called after the done functions of each group commit have all
+ * been called, in the thread that called them (the writer, or the
+ * store_submit() caller without a writer thread): a caller that queues
+ * what done hands it can pass the whole batch on at once. Set before the
+ * writer starts; NULL (the default) calls nothing.
+ */
+void store_set_batch_done(struct store *, void (*fn)(void));
 /* Run op in a read-only transaction (a consistent snapshot). */
 int store_read(struct store *, store_op_fn, void *arg);
 

@@ -746,6 +746,32 @@ test_plist_json(void)
 	CHECK_EQ(plist_safe_parse(notutf8, strlen(notutf8), &root),
 	    PLIST_SAFE_NOT_UTF8);
 	CHECK(root == NULL);
+	/*
+	 * One bad byte at every position of a long ASCII run, so in every
+	 * lane of the check's eight-byte words: a lone continuation byte
+	 * (below 0xa0, which a word test without the top-bit mask would let
+	 * through), a control character, DEL's neighbour 0x80 and 0xc0.
+	 */
+	{
+		static const unsigned char bad[] = { 0x85, 0x01, 0x80, 0xc0,
+			0x9f, 0x1f };
+		char   buf[512];
+		size_t b, k;
+		int    n;
+
+		for (b = 0; b < sizeof(bad); b++)
+			for (k = 0; k < 17; k++) {
+				n = snprintf(buf, sizeof(buf), "%s<key>k</key>"
+				    "<string>%.*s%c%s</string>%s", PLIST_HEAD,
+				    (int)k, "abcdefghijklmnopqrstuvwxyz",
+				    (char)bad[b], "0123456789abcdefghij",
+				    PLIST_TAIL);
+				CHECK(n > 0 && (size_t)n < sizeof(buf));
+				CHECK_EQ(plist_safe_parse(buf, (size_t)n,
+				    &root), PLIST_SAFE_NOT_UTF8);
+				CHECK(root == NULL);
+			}
+	}
 	CHECK_EQ(plist_safe_parse(doc, strlen(doc), &root), PLIST_SAFE_OK);
 	/* Stored before the strict form, or built: still converts. */
 	plist_dict_set_item(root, "bad", plist_new_string("a\xffz"));

@@ -63,6 +63,48 @@ test_base64(void)
 	CHECK(base64_decode("Zm9v!", 5, &n) == NULL);
 	CHECK(base64_decode("Zg==Zg", 6, &n) == NULL);
 	CHECK(base64_decode("Z", 1, &n) == NULL);
+	/*
+	 * Every byte value, every length to 200, white space every k-th
+	 * character (so the four-at-once path starts on and off quantum
+	 * boundaries), then one bad byte at every position.
+	 */
+	{
+		unsigned char raw[200], *dd;
+		char          ws[600];
+		size_t        len, k, j, m;
+
+		for (j = 0; j < sizeof(raw); j++)
+			raw[j] = (unsigned char)(j * 97 + 13);
+		for (len = 0; len <= sizeof(raw); len++)
+			for (k = 1; k <= 7; k++) {
+				e = base64_encode(raw, len);
+				CHECK(e != NULL);
+				for (j = m = 0; e[j] != '\0'; j++) {
+					if (j % k == k - 1)
+						ws[m++] = j % 2 ? '\n' : ' ';
+					ws[m++] = e[j];
+				}
+				dd = base64_decode(ws, m, &n);
+				CHECK(dd != NULL);
+				CHECK_EQ(n, len);
+				CHECK(len == 0 || memcmp(dd, raw, len) == 0);
+				free(dd);
+				if (k == 1 && len == 120)
+					for (j = 0; j < strlen(e); j++) {
+						char save = e[j];
+
+						e[j] = '!';
+						CHECK(base64_decode(e, strlen(e),
+						    &n) == NULL);
+						e[j] = '=';
+						CHECK(j >= strlen(e) - 2 ||
+						    base64_decode(e, strlen(e),
+						    &n) == NULL);
+						e[j] = save;
+					}
+				free(e);
+			}
+	}
 }
 
 static void

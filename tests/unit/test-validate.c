@@ -361,6 +361,34 @@ test_safe_parse(void)
 	CHECK_EQ(plist_safe_parse(s, strlen(s), &p), PLIST_SAFE_TOO_DEEP);
 	CHECK(p == NULL);
 	free(s);
+	/*
+	 * At the cap, strict bodies (which skip the separate depth pass):
+	 * the root dict plus max - 1 arrays is exactly max, one more is too
+	 * deep; the same without the plist element (which does not count).
+	 */
+	s = deep(PLIST_DEPTH_MAX - 1);
+	CHECK_EQ(plist_safe_parse(s, strlen(s), &p), PLIST_SAFE_OK);
+	plist_free(p);
+	p = NULL;
+	free(s);
+	s = deep(PLIST_DEPTH_MAX);
+	CHECK_EQ(plist_safe_parse(s, strlen(s), &p), PLIST_SAFE_TOO_DEEP);
+	CHECK(p == NULL);
+	free(s);
+	s = deep(PLIST_DEPTH_MAX);
+	/* "<plist>" and "</plist>" become white space: no plist element. */
+	memset(s, ' ', 7);
+	memset(s + strlen(s) - 8, ' ', 8);
+	CHECK_EQ(plist_safe_parse(s, strlen(s), &p), PLIST_SAFE_TOO_DEEP);
+	CHECK(p == NULL);
+	free(s);
+	s = deep(PLIST_DEPTH_MAX - 1);
+	memset(s, ' ', 7);
+	memset(s + strlen(s) - 8, ' ', 8);
+	CHECK_EQ(plist_safe_parse(s, strlen(s), &p), PLIST_SAFE_OK);
+	plist_free(p);
+	p = NULL;
+	free(s);
 	CHECK_EQ(PARSE(bom), PLIST_SAFE_OK);
 	plist_free(p);
 	p = NULL;
