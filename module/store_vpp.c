@@ -160,51 +160,64 @@ apple_str(const json_t *apple, const char *name)
 	return s != NULL && *s != '\0' ? s : NULL;
 }
 
-int
-store_vpp_put(struct store_txn *t, enum store_vpp_list l, const char *token,
-    const json_t *apple)
+/* The key of Apple's record of list l: token, then its IDs (adamId and
+ * pricingParam; "device" or "user", serialNumber or clientUserId, then
+ * adamId; clientUserId). STORE_EINVAL when an ID is missing. */
+static int
+apple_key(enum store_vpp_list l, const char *token, const json_t *apple,
+    struct key *key)
 {
-	const struct store_kind *k;
-	const char		*a, *b;
-	struct key		 key;
-	json_t			*rec, *j;
-	size_t			 i;
-	int			 rc;
+	const char *a, *b;
 
 	if ((unsigned)l >= STORE_VPP__MAX || token == NULL || *token == '\0' ||
 	    !json_is_object(apple))
 		return STORE_EINVAL;
-	k = &store_kinds[list_dbi[l]];
-	key_init(&key);
-	key_str(&key, token);
+	key_init(key);
+	key_str(key, token);
 	switch (l) {
 	case STORE_VPP_ASSETS:
 		if ((a = apple_str(apple, "adamId")) == NULL ||
 		    (b = apple_str(apple, "pricingParam")) == NULL)
 			return STORE_EINVAL;
-		key_str(&key, a);
-		key_str(&key, b);
+		key_str(key, a);
+		key_str(key, b);
 		break;
 	case STORE_VPP_ASSIGNMENTS:
 		if ((a = apple_str(apple, "adamId")) == NULL)
 			return STORE_EINVAL;
 		if ((b = apple_str(apple, "serialNumber")) != NULL)
-			key_str(&key, "device");
+			key_str(key, "device");
 		else if ((b = apple_str(apple, "clientUserId")) != NULL)
-			key_str(&key, "user");
+			key_str(key, "user");
 		else
 			return STORE_EINVAL;
-		key_str(&key, b);
-		key_str(&key, a);
+		key_str(key, b);
+		key_str(key, a);
 		break;
 	case STORE_VPP_USERS:
 		if ((a = apple_str(apple, "clientUserId")) == NULL)
 			return STORE_EINVAL;
-		key_str(&key, a);
+		key_str(key, a);
 		break;
 	default:
 		return STORE_EINVAL;
 	}
+	return key->overflow ? STORE_EINVAL : 0;
+}
+
+int
+store_vpp_put(struct store_txn *t, enum store_vpp_list l, const char *token,
+    const json_t *apple)
+{
+	const struct store_kind *k;
+	struct key		 key;
+	json_t			*rec, *j;
+	size_t			 i;
+	int			 rc;
+
+	if ((rc = apple_key(l, token, apple, &key)) != 0)
+		return rc;
+	k = &store_kinds[list_dbi[l]];
 	if ((rec = json_object()) == NULL)
 		return STORE_ENOMEM;
 	for (i = 0; i < k->nf; i++) {
@@ -220,6 +233,25 @@ store_vpp_put(struct store_txn *t, enum store_vpp_list l, const char *token,
 	json_object_set_new(rec, "synced_at", time_json(t->now));
 	rc = put_json(t, k->dbi, &key, rec);
 	json_decref(rec);
+	return rc;
+}
+
+/* See store_vpp.h. */
+int
+store_vpp_del(struct store_txn *t, enum store_vpp_list l, const char *token,
+    const json_t *apple, int *removed)
+{
+	struct key key;
+	int	   rc;
+
+	*removed = 0;
+	if ((rc = apple_key(l, token, apple, &key)) != 0)
+		return rc;
+	rc = db_del(t, list_dbi[l], &key);
+	if (rc == STORE_ENOTFOUND)
+		return 0;
+	if (rc == 0)
+		*removed = 1;
 	return rc;
 }
 

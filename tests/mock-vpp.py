@@ -32,8 +32,13 @@ Records start at version 1; a listing with sinceVersionId=vK returns
 only records whose version is above K.
 
 Control (no authentication, for the test):
-  POST /mock/change {"assignments":[{...}], "users":[{...}]}
-      adds records at a new version (one version per call)
+  POST /mock/change {"assignments":[{...}], "users":[{...}],
+                     "remove": {"assignments":[{IDs}], "users":[{IDs}]}}
+      adds and removes records at a new version (one version per call).
+      Apple's v2 documents no removal marker for a delta; this mock's
+      convention, which picomdm-vpp follows (man/picomdm-vpp.8): a delta
+      returns a removed assignment with "deleted": true and a removed
+      user with status "Deleted"; a full listing leaves both out.
   POST /mock/fail {"path": "<path>", "answers": [ANSWER, ...]}
       queues answers for the next requests to that path, in order;
       ANSWER is {"status": 200, "errorNumber": 9603, "errorMessage": "..",
@@ -94,6 +99,56 @@ STATS = {"requests": 0, "over_rate": 0, "max_per_second": 0}
 WINDOW = collections.deque()
 LOG = open(A.log, "a", buffering=1)
 PORT = [0]
+
+VIEWS = {}
+
+
+def ident(kind, r):
+    """A record's IDs, as the store keys it."""
+    if kind == "assets":
+        return (r.get("adamId"), r.get("pricingParam"))
+    if kind == "users":
+        return (r.get("clientUserId"),)
+    return (r.get("adamId"), r.get("serialNumber"), r.get("clientUserId"))
+
+
+def remove(kind, r):
+    """Take a record away at the current version: the live one is marked
+    gone (full listings leave it out) and a tombstone goes after it, which
+    deltas since an older version return: an assignment with "deleted":
+    true, a user with status "Deleted"."""
+    key = ident(kind, r)
+    for x in DATA[kind]:
+        if not x.get("_gone") and ident(kind, x) == key:
+            x["_gone"] = True
+    t = {k: v for k, v in r.items()}
+    if kind == "users":
+        t["status"] = "Deleted"
+    else:
+        t["deleted"] = True
+    t["_v"] = VERSION[0]
+    t["_tomb"] = True
+    DATA[kind].append(t)
+
+
+def view(kind, since):
+    """What a listing since that version returns (0: a full one): built
+    once per version and kept, so that each page is a slice."""
+    v = VIEWS.get((kind, since))
+    if v is None:
+        if since == 0:
+            v = [r for r in DATA[kind]
+                 if not r.get("_gone") and not r.get("_tomb")]
+        else:
+            # The last state of each record changed since then.
+            last = {}
+            for r in DATA[kind]:
+                if r["_v"] > since:
+                    last[ident(kind, r)] = r
+            v = list(last.values())
+        VIEWS[(kind, since)] = v
+    return v
+
 
 LISTS = {"/mock-v2/assets/list": ("assets", False),
          "/mock-v2/assignments/list": ("assignments", True),
@@ -162,6 +217,10 @@ class H(BaseHTTPRequestHandler):
                 for r in body.get(k, []):
                     r["_v"] = VERSION[0]
                     DATA[k].append(r)
+            for k, recs in body.get("remove", {}).items():
+                for r in recs:
+                    remove(k, r)
+            VIEWS.clear()
             return self.answer(200, {"versionId": "v%d" % VERSION[0]})
         if u.path == "/mock/fail":
             FAIL[body["path"]].extend(body["answers"])
@@ -240,15 +299,15 @@ class H(BaseHTTPRequestHandler):
                     or int(s[1:]) > VERSION[0]):
                 return self.error(400, 9721, "Invalid versionId", auth=True)
             since = int(s[1:])
-        recs = [{k: v for k, v in r.items() if k != "_v"}
-                for r in DATA[kind] if r["_v"] > since]
+        recs = view(kind, since)
         size = A.page_size
         total = max(1, (len(recs) + size - 1) // size)
         page = q.get("pageIndex", "0")
         if not page.isdigit() or int(page) >= total:
             return self.error(400, 9650, "Invalid page index", auth=True)
         page = int(page)
-        common.update({kind: recs[page * size:(page + 1) * size],
+        common.update({kind: [{k: v for k, v in r.items() if k[0] != "_"}
+                              for r in recs[page * size:(page + 1) * size]],
                        "currentPageIndex": page, "size": size,
                        "totalPages": total, "versionId": "v%d" % VERSION[0]})
         if page + 1 < total:

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "extern.h"
 #include "picomdm/store.h"
 #include "picomdm/store_vpp.h"
 #include "picomdm/util.h"
@@ -29,6 +30,7 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: picomdm-vpp token show FILE.vpptoken\n"
+	    "       (every form but token show also takes --config FILE)\n"
 	    "       picomdm-vpp --token FILE.vpptoken [--url URL] [--ca FILE]\n"
 	    "           [--rps N] [--max-wait SECONDS] config\n"
 	    "       picomdm-vpp ... assets\n"
@@ -381,9 +383,32 @@ struct page_op {
 	const char *since;   /* NULL: a full listing */
 	const char *version; /* the listing's versionId (its first page) */
 	const json_t *client; /* the client configuration, or NULL */
-	size_t	    written;
+	size_t	    written, removed;
 	char	    why[160];
 };
+
+/*
+ * Whether an element of a listing reports its record gone: a user whose
+ * status is "Deleted", an assignment marked "deleted": true (how a delta
+ * reports a licence taken back; see man/picomdm-vpp.8). Its record is
+ * removed from the store in the page's transaction; every other element
+ * is written.
+ */
+static int
+removed(enum store_vpp_list l, const json_t *x)
+{
+	const char *st;
+
+	switch (l) {
+	case STORE_VPP_ASSIGNMENTS:
+		return json_is_true(json_object_get(x, "deleted"));
+	case STORE_VPP_USERS:
+		st = json_string_value(json_object_get(x, "status"));
+		return st != NULL && strcmp(st, "Deleted") == 0;
+	default:
+		return 0;
+	}
+}
 
 /* One page and the token's cursor, in one transaction. */
 static int
@@ -395,6 +420,7 @@ page_op(struct store_txn *t, void *arg)
 	int		rc;
 
 	po->written = 0;
+	po->removed = 0;
 	po->why[0] = '\0';
 	if ((rc = store_vpp_token_get(t, po->token, 1, &tok)) != 0)
 		return rc;
@@ -421,8 +447,16 @@ page_op(struct store_txn *t, void *arg)
 		goto out;
 	json_array_foreach(json_object_get(po->page, lists[po->li].name), i,
 	    x) {
-		if ((rc = store_vpp_put(t, lists[po->li].list, po->token, x)) !=
-		    0) {
+		int gone = 0;
+
+		if (removed(lists[po->li].list, x)) {
+			/* Reported gone: out of the store with this page. */
+			rc = store_vpp_del(t, lists[po->li].list, po->token, x,
+			    &gone);
+			po->removed += (size_t)gone;
+		} else
+			rc = store_vpp_put(t, lists[po->li].list, po->token, x);
+		if (rc != 0) {
 			char *s = json_dumps(x, JSON_COMPACT);
 
 			snprintf(po->why, sizeof po->why, "%s page %lld: %.100s",
@@ -430,7 +464,7 @@ page_op(struct store_txn *t, void *arg)
 			free(s);
 			goto out;
 		}
-		po->written++;
+		po->written += !removed(lists[po->li].list, x);
 	}
 	if (po->index + 1 < po->total) {
 		json_object_set_new(tok, "cursor_list",
@@ -530,7 +564,7 @@ sync_one(const char *name, const struct vpp_opts *o)
 	const char	*cl;
 	char		*since = NULL, *version = NULL;
 	long long	 start;
-	size_t		 li, first = 0, n;
+	size_t		 li, first = 0, n, gone;
 	int		 rc = 0;
 
 	if ((rc = store_read(db, tok_op, &to)) != 0) {
@@ -599,7 +633,7 @@ sync_one(const char *name, const struct vpp_opts *o)
 			if (json_is_string(x))
 				since = strdup(json_string_value(x));
 		}
-		n = 0;
+		n = gone = 0;
 		po.li = li;
 		po.since = since;
 		for (po.index = start, po.total = start + 1;
@@ -643,12 +677,13 @@ sync_one(const char *name, const struct vpp_opts *o)
 				break;
 			}
 			n += po.written;
+			gone += po.removed;
 		}
 		if (rc == 0)
-			fprintf(stderr, "picomdm-vpp: %s: %s: %zu %s%s%s\n",
-			    name, lists[li].name, n, since ? "changed since " :
-			    "in all", since ? since : "", resume && start > 0 ?
-			    " (resumed)" : "");
+			fprintf(stderr, "picomdm-vpp: %s: %s: %zu %s%s, %zu "
+			    "removed%s\n", name, lists[li].name, n, since ?
+			    "changed since " : "in all", since ? since : "", gone,
+			    resume && start > 0 ? " (resumed)" : "");
 	}
 out:
 	free(since);
@@ -771,6 +806,29 @@ db_main(const char *dir, int argc, char **argv, const struct vpp_opts *o,
 	return rc;
 }
 
+/*
+ * --config FILE: picomdm.conf(5)'s db (into *dir unless dir is NULL)
+ * and vpp_url, for what the command line does not give (--db, --url).
+ * 0, or -1 after a message. The strings live until exit.
+ */
+static int
+apply_config(const char *path, const char **dir, struct vpp_opts *o)
+{
+	static struct config cfg;
+
+	config_defaults(&cfg);
+	if (config_load(&cfg, path) == -1) {
+		fprintf(stderr, "picomdm-vpp: %s: not a usable picomdm.conf "
+		    "(above)\n", path);
+		return -1;
+	}
+	if (dir != NULL && *dir == NULL)
+		*dir = cfg.db;
+	if (o->config_url == NULL)
+		o->config_url = cfg.vpp_url;
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -785,6 +843,7 @@ main(int argc, char **argv)
 		{ "purge", no_argument, NULL, 'p' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "mdm-id", required_argument, NULL, 'm' },
+		{ "config", required_argument, NULL, 'g' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vpp_opts  o = { 0 };
@@ -792,6 +851,7 @@ main(int argc, char **argv)
 	struct vpp_error e = { 0 };
 	struct vpp      *v;
 	const char      *token = NULL, *since = NULL, *cmd, *dir = NULL;
+	const char      *config_path = NULL;
 	int              purge = 0;
 	char            *end, *version = NULL;
 	json_t          *j;
@@ -806,6 +866,7 @@ main(int argc, char **argv)
 		case 'd': dir = optarg; break;
 		case 'p': purge = 1; break;
 		case 'f': force = 1; break;
+		case 'g': config_path = optarg; break;
 		case 'm':
 			if (strlen(optarg) < 1 || strlen(optarg) >= sizeof mdm_id) {
 				fprintf(stderr, "picomdm-vpp: --mdm-id: 1 to 100 "
@@ -837,6 +898,13 @@ main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		usage();
+	/* The file's db is for the store's commands: not for --token's nor
+	 * for token show, which read no store. */
+	if (config_path != NULL && apply_config(config_path,
+	    token != NULL || (strcmp(argv[optind], "token") == 0 &&
+	    optind + 1 < argc && strcmp(argv[optind + 1], "show") == 0) ?
+	    NULL : &dir, &o) != 0)
+		return 2;
 	if (mdm_id[0] == '\0') {
 		char host[64];
 

@@ -45,6 +45,11 @@ int store_vpp_count(struct store_txn *, const char *token, size_t *n);
  * STORE_EINVAL (nothing written). synced_at is the transaction's time. */
 int store_vpp_put(struct store_txn *, enum store_vpp_list,
     const char *token, const json_t *apple);
+/* Remove the entry Apple's record names (its IDs as for store_vpp_put;
+ * its other fields are not looked at): a delta that reports it gone.
+ * *removed is 1 when there was one; none is not an error. */
+int store_vpp_del(struct store_txn *, enum store_vpp_list,
+    const char *token, const json_t *apple, int *removed);
 /* Remove every entry of this list of the token (a full listing starts
  * over); *n the number removed (may be NULL). */
 int store_vpp_clear(struct store_txn *, enum store_vpp_list,

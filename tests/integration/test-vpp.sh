@@ -443,13 +443,83 @@ expect_eq "$("$VPP" --db "$DB" assignments | wc -l):$("$VPP" --db "$DB" users | 
 grep -q 'assignments: 1 changed since v2' "$IT_DIR/err" &&
     pass "delta sync: reported" || fail "delta sync: reported" "$(cat "$IT_DIR/err")"
 
+# A delta that reports records gone: out of the store with that page.
+control /mock/change '{"remove":{"assignments":[{"adamId":"100000001","pricingParam":"STDQ","serialNumber":"C02DELTA0001"}],"users":[{"clientUserId":"11111111-0000-4000-8000-000000000001"}]}}'
+n=$(count /mock-v2/assignments/list)
+vdb sync campus
+expect_eq "$RC:$(($(count /mock-v2/assignments/list) - n))" 0:1 "delta removal: one page"
+expect_eq "$("$VPP" --db "$DB" assignments | wc -l):$("$VPP" --db "$DB" users | wc -l)" \
+    1235:37 "delta removal: the assignment and the user reported gone are removed"
+expect_eq "$("$VPP" --db "$DB" assignments | grep -c C02DELTA0001)$("$VPP" --db "$DB" users |
+    grep -c 11111111-0000-4000-8000-000000000001)" 00 "delta removal: the very records"
+{ grep -q 'assignments: 0 changed since v3, 1 removed' "$IT_DIR/err" &&
+    grep -q 'users: 0 changed since v3, 1 removed' "$IT_DIR/err"; } &&
+    pass "delta removal: reported" || fail "delta removal: reported" "$(cat "$IT_DIR/err")"
+# Gone twice (Apple repeats it; a rerun): nothing to remove, no error.
+control /mock/change '{"remove":{"assignments":[{"adamId":"100000001","pricingParam":"STDQ","serialNumber":"C02DELTA0001"}]}}'
+vdb sync campus
+expect_eq "$RC:$("$VPP" --db "$DB" assignments | wc -l)" 0:1235 \
+    "delta removal: a record already gone is no error"
+
+# --config: db and vpp_url from picomdm.conf; --url and --db win.
+cat >"$IT_DIR/picomdm.conf" <<EOF
+# picomdm-vpp reads db and vpp_url; the rest is the responder's
+db = $DB
+vpp_url = https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config
+workers = 4
+EOF
+n=$(count /mdm/v2/service/config)
+RC=0
+"$VPP" --config "$IT_DIR/picomdm.conf" --ca "$C/ca.pem" sync campus \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+{ ((RC == 0)) && (($(count /mdm/v2/service/config) == n + 1)) &&
+    grep -q 'campus: assignments: 0 changed since' "$IT_DIR/err"; } &&
+    pass "--config: the store and the service configuration URL from picomdm.conf" ||
+    fail "--config: the store and the service configuration URL from picomdm.conf" \
+    "rc $RC $(cat "$IT_DIR/err")"
+sed 's|^vpp_url = .*|vpp_url = https://127.0.0.1:1/mdm/v2/service/config|' \
+    "$IT_DIR/picomdm.conf" >"$IT_DIR/wrong.conf"
+RC=0
+"$VPP" --config "$IT_DIR/wrong.conf" --ca "$C/ca.pem" sync campus \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+((RC == 1)) && pass "--config: vpp_url is the URL used (a wrong one fails)" ||
+    fail "--config: vpp_url is the URL used (a wrong one fails)" "rc $RC"
+n=$(count /mdm/v2/service/config)
+RC=0
+"$VPP" --config "$IT_DIR/wrong.conf" --ca "$C/ca.pem" \
+    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" sync campus \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+{ ((RC == 0)) && (($(count /mdm/v2/service/config) == n + 1)); } &&
+    pass "--url overrides vpp_url" || fail "--url overrides vpp_url" "rc $RC $(cat "$IT_DIR/err")"
+"$VPP" --db "$IT_DIR/otherdb" token import other "$T/good.vpptoken" >/dev/null 2>&1
+RC=0
+"$VPP" --config "$IT_DIR/picomdm.conf" --db "$IT_DIR/otherdb" token list \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+expect_eq "$RC:$(jq -r .name "$IT_DIR/out")" 0:other "--db overrides the file's db"
+printf 'db = %s\nvpp_url = http://127.0.0.1:%s/x\n' "$DB" "$MOCK_PORT" \
+    >"$IT_DIR/bad.conf"
+dumpv "$IT_DIR/before" --secrets
+RC=0
+"$VPP" --config "$IT_DIR/bad.conf" --ca "$C/ca.pem" sync campus \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+dumpv "$IT_DIR/after" --secrets
+{ ((RC == 2)) && grep -q 'vpp_url' "$IT_DIR/err" &&
+    cmp -s "$IT_DIR/before" "$IT_DIR/after"; } &&
+    pass "--config: an http vpp_url is refused (exit 2), nothing changed" ||
+    fail "--config: an http vpp_url is refused (exit 2), nothing changed" \
+    "rc $RC $(cat "$IT_DIR/err")"
+RC=0
+"$VPP" --config "$IT_DIR/nosuch.conf" token list >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+((RC == 2)) && pass "--config: a missing file is exit 2" ||
+    fail "--config: a missing file is exit 2" "rc $RC"
+
 # A bad record from Apple: an error, and the page is not half written.
 dumpv "$IT_DIR/before" --secrets
 control /mock/change '{"users":[{"clientUserId":"22222222-0000-4000-8000-000000000002","status":5}]}'
 vdb sync campus
 dumpv "$IT_DIR/after" --secrets
 { ((RC == 1)) && grep -q 'users page 0' "$IT_DIR/err" &&
-    [[ $(grep -c vpp_user "$IT_DIR/after") == 38 ]]; } &&
+    [[ $(grep -c vpp_user "$IT_DIR/after") == 37 ]]; } &&
     pass "sync: a record of the wrong type fails its page whole" ||
     fail "sync: a record of the wrong type fails its page whole" "rc $RC $(cat "$IT_DIR/err")"
 
