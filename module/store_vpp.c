@@ -341,6 +341,107 @@ store_vpp_each(struct store_txn *t, enum store_vpp_list l, const char *token,
 	}
 }
 
+/* Whether k is a whole KK_STRS key: length-prefixed strings, none empty,
+ * up to its end. */
+static int
+key_strs_ok(const unsigned char *k, size_t n)
+{
+	size_t i = 0, l;
+
+	if (n == 0)
+		return 0;
+	while (i < n) {
+		if (n - i < 2)
+			return 0;
+		l = (size_t)k[i] << 8 | k[i + 1];
+		if (l == 0 || l > n - i - 2)
+			return 0;
+		i += 2 + l;
+	}
+	return 1;
+}
+
+/* See store_vpp.h. */
+int
+store_vpp_page(struct store_txn *t, enum store_vpp_list l, const char *token,
+    const char *after, int (*cb)(const char *, const char *, json_t *, void *),
+    void *arg)
+{
+	struct each_arg ea;
+	struct key	pfx;
+	unsigned char	ak[KEY_MAX];
+	char		cursor[2 * KEY_MAX + 1];
+	size_t		an = 0, hn;
+	MDB_cursor     *cur;
+	MDB_val		k, v;
+	json_t	       *j;
+	int		rc, r = 0, op;
+
+	if ((unsigned)l >= STORE_VPP__MAX)
+		return STORE_EINVAL;
+	key_init(&pfx);
+	if (token != NULL) {
+		key_str(&pfx, token);
+		if (pfx.overflow)
+			return STORE_EINVAL;
+	}
+	if (after != NULL) {
+		/* The cursor: the hex of the last key of the page before,
+		 * which need not exist any more. */
+		hn = strlen(after);
+		if (hn == 0 || hn % 2 != 0 || hn / 2 > KEY_MAX ||
+		    hex_decode(after, hn / 2, ak) != 0 ||
+		    !key_strs_ok(ak, hn / 2) || hn / 2 < pfx.len ||
+		    memcmp(ak, pfx.b, pfx.len) != 0)
+			return STORE_EINVAL;
+		an = hn / 2;
+	}
+	ea.d = list_dbi[l];
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[ea.d], &cur)) != 0)
+		return store_rc(rc);
+	if (an > 0) {
+		k.mv_data = ak;
+		k.mv_size = an;
+	} else {
+		k.mv_data = pfx.b;
+		k.mv_size = pfx.len;
+	}
+	op = k.mv_size > 0 ? MDB_SET_RANGE : MDB_FIRST;
+	for (rc = mdb_cursor_get(cur, &k, &v, op); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < pfx.len ||
+		    memcmp(k.mv_data, pfx.b, pfx.len) != 0) {
+			rc = MDB_NOTFOUND;
+			break;
+		}
+		if (an > 0 && k.mv_size == an &&
+		    memcmp(k.mv_data, ak, an) == 0)
+			continue; /* the last of the page before */
+		if (k.mv_size > KEY_MAX || !key_strs_ok(k.mv_data, k.mv_size)) {
+			r = STORE_ECORRUPT;
+			break;
+		}
+		{
+			const unsigned char *p = k.mv_data;
+			size_t		     tl = (size_t)p[0] << 8 | p[1];
+
+			memcpy(ea.token, p + 2, tl);
+			ea.token[tl] = '\0';
+		}
+		hex_encode(k.mv_data, k.mv_size, cursor);
+		if ((j = val_json(ea.d, &v, 0)) == NULL) {
+			r = STORE_ECORRUPT;
+			break;
+		}
+		r = cb(ea.token, cursor, j, arg);
+		json_decref(j);
+	}
+	mdb_cursor_close(cur);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+}
+
 /*
  * Call fn with the key prefix token . "device" . serial of every VPP
  * token: where that token's assignments to the serial are. Stops at the

@@ -59,6 +59,15 @@ int store_vpp_clear(struct store_txn *, enum store_vpp_list,
 int store_vpp_each(struct store_txn *, enum store_vpp_list,
     const char *token, int (*cb)(const char *token, json_t *rec, void *),
     void *arg);
+/* Like store_vpp_each, from after a cursor (NULL: the first): cb also
+ * gets the record's cursor, an opaque string (the hex of its key) that
+ * stays valid while records are added and removed; a page goes on from
+ * the record after it. A cursor that is not one of this list (of this
+ * token, when one is given) is STORE_EINVAL. */
+int store_vpp_page(struct store_txn *, enum store_vpp_list,
+    const char *token, const char *after,
+    int (*cb)(const char *token, const char *cursor, json_t *rec, void *),
+    void *arg);
 /* The assignments to a device serial number, over every token. */
 int store_vpp_of_serial(struct store_txn *, const char *serial,
     int (*cb)(const char *token, json_t *rec, void *), void *arg);

@@ -625,12 +625,55 @@ api GET /api/v1/vpp/assets
 expect_status 200 "api: GET vpp/assets"
 expect_body_jq '[(.assets | length), (.next | tostring), .assets[0].token] | map(tostring) | join(" ")' \
     "30 null campus" "api: every asset, with its token"
-api GET '/api/v1/vpp/assignments?limit=10&offset=20'
-expect_body_jq '[(.assignments | length), (.next | tostring)] | map(tostring) | join(" ")' \
-    "5 null" "api: the last page of assignments"
 api GET '/api/v1/vpp/assignments?limit=10'
-expect_body_jq '[(.assignments | length), .next] | map(tostring) | join(" ")' \
-    "10 10" "api: a first page and the offset of the next"
+expect_body_jq '[(.assignments | length), (.next | type)] | map(tostring) | join(" ")' \
+    "10 string" "api: a first page and the cursor of the next"
+# Every page by its cursor: each assignment once, in order.
+all=() after= pages=0
+while :; do
+	api GET "/api/v1/vpp/assignments?limit=7${after:+&after=$after}"
+	[[ $STATUS == 200 ]] || break
+	mapfile -t -O "${#all[@]}" all < <(jq -r '.assignments[].serial_number' "$BODY")
+	after=$(jq -r '.next // empty' "$BODY")
+	pages=$((pages + 1))
+	[[ -n $after && $pages -lt 20 ]] || break
+done
+expect_eq "$pages:${#all[@]}:$(printf '%s\n' "${all[@]}" | sort -u | wc -l)" "4:25:25" \
+    "api: 25 assignments over 4 pages by after, each once"
+# Stable while records come and go between pages: remove one not yet
+# seen and one already seen, add two; the rest of the walk neither
+# repeats nor skips a record that stayed.
+api GET '/api/v1/vpp/assignments?limit=10'
+first=$(jq -r '.assignments[].serial_number' "$BODY")
+cur=$(jq -r .next "$BODY")
+control /mock/change '{"assignments":[{"adamId":"100000003","pricingParam":"STDQ","serialNumber":"C02MOCK00000A"},{"adamId":"100000003","pricingParam":"STDQ","serialNumber":"ZZZAPINEW0001"}],"remove":{"assignments":[{"adamId":"100000000","pricingParam":"STDQ","serialNumber":"C02MOCK00000"},{"adamId":"100000020","pricingParam":"STDQ","serialNumber":"C02MOCK00020"}]}}'
+vdb sync campus
+rest=()
+while [[ -n $cur ]]; do
+	api GET "/api/v1/vpp/assignments?limit=10&after=$cur"
+	[[ $STATUS == 200 ]] || break
+	mapfile -t -O "${#rest[@]}" rest < <(jq -r '.assignments[].serial_number' "$BODY")
+	cur=$(jq -r '.next // empty' "$BODY")
+done
+seen=$(printf '%s\n' $first "${rest[@]}" | sort)
+want=$({ "$VPP" --db "$DB" assignments | jq -r .serial_number; echo C02MOCK00000; } | sort)
+{ [[ $seen == "$want" ]] && ! printf '%s\n' "${rest[@]}" | grep -q C02MOCK00020 &&
+    printf '%s\n' "${rest[@]}" | grep -qx ZZZAPINEW0001; } &&
+    pass "api: paging by after is stable while records are added and removed" ||
+    fail "api: paging by after is stable while records are added and removed" \
+    "$(diff <(echo "$seen") <(echo "$want") | head -5 | tr '\n' ' ')"
+api GET '/api/v1/vpp/assignments?after=zz'
+expect_api_error 400 "api: a cursor that is not hex is 400"
+api GET '/api/v1/vpp/assignments?after=0001'
+expect_api_error 400 "api: a cursor that is not a key is 400"
+api GET '/api/v1/vpp/assets?limit=1'
+c=$(jq -r .next "$BODY")
+api GET "/api/v1/vpp/assets?after=$c&token=other"
+expect_api_error 400 "api: a cursor of another token is 400"
+api GET "/api/v1/vpp/assets?after=$c&token=campus&limit=1000"
+expect_body_jq '.assets | length' 29 "api: a cursor of the token is good with token="
+api GET '/api/v1/vpp/assignments?offset=20'
+expect_api_error 400 "api: offset is no longer a parameter (400)"
 api GET '/api/v1/vpp/users?token=campus'
 expect_body_jq '.users | map(.client_user_id) | length' 4 "api: users of one token"
 api GET '/api/v1/vpp/users?token=nosuch'
