@@ -45,6 +45,10 @@ Control (no authentication, for the test):
       "retry_after": "2"} (any field optional)
   GET /mock/stats
       {"requests": N, "over_rate": N, "max_per_second": N}
+  GET /mock/digest?kind=assets|assignments|users
+      {"count": N, "sha256": H}: H of what a full listing holds, its
+      keys ("adamId|pricingParam", "adamId|serialNumber" or
+      "adamId|clientUserId", "clientUserId") sorted bytewise, one a line
 
 --log FILE gets one JSON line per request: t (seconds), method, path,
 query, auth (the bearer matched --token), status, errorNumber.
@@ -148,6 +152,18 @@ def view(kind, since):
             v = list(last.values())
         VIEWS[(kind, since)] = v
     return v
+
+
+def digest(kind):
+    """What a full listing holds: the count, and the SHA-256 of its
+    records' keys ("adamId|serialNumber or clientUserId", or
+    "adamId|pricingParam", or "clientUserId"), sorted bytewise, one a
+    line."""
+    import hashlib
+    keys = sorted("|".join(x for x in ident(kind, r) if x is not None)
+                  for r in view(kind, 0))
+    h = hashlib.sha256("".join(k + "\n" for k in keys).encode())
+    return {"count": len(keys), "sha256": h.hexdigest()}
 
 
 LISTS = {"/mock-v2/assets/list": ("assets", False),
@@ -259,6 +275,8 @@ class H(BaseHTTPRequestHandler):
         q = dict(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
         if u.path == "/mock/stats":
             return self.answer(200, STATS)
+        if u.path == "/mock/digest":
+            return self.answer(200, digest(q.get("kind", "assignments")))
         STATS["requests"] += 1
         now = time.monotonic()
         WINDOW.append(now)
