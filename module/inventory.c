@@ -469,9 +469,11 @@ inv_enrollment(struct inv_ctx *c, struct store_txn *t, const char *id)
 static int
 inv_vpp_cb(const char *token, json_t *rec, void *arg)
 {
-	static const char *const f[][2] = {{"adam_id", "adamId"},
-	    {"pricing_param", "pricingParam"},
-	    {"serial_number", "serialNumber"}};
+	static const char *const f[][3] = {
+	    {"adam_id", "assignments", "adamId"},
+	    {"pricing_param", "assignments", "pricingParam"},
+	    {"serial_number", "assignments", "serialNumber"},
+	    {"license_id", "licences", "licenseId"}}; /* v1's, sync --v1 */
 	struct inv_ctx *c = arg;
 	const char     *at = json_string_value(json_object_get(rec, "synced_at"));
 	uint64_t	us = 0;
@@ -483,8 +485,8 @@ inv_vpp_cb(const char *token, json_t *rec, void *arg)
 		us = 0;
 	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 		if ((v = json_object_get(rec, f[i][0])) != NULL)
-			inv_kept(c, INV_VPP, c->device_id, "assignments",
-			    f[i][1], json_incref(v), us);
+			inv_kept(c, INV_VPP, c->device_id, f[i][1],
+			    f[i][2], json_incref(v), us);
 	return 0;
 }
 

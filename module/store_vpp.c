@@ -255,6 +255,37 @@ store_vpp_del(struct store_txn *t, enum store_vpp_list l, const char *token,
 	return rc;
 }
 
+/* See store_vpp.h. */
+int
+store_vpp_annotate(struct store_txn *t, enum store_vpp_list l,
+    const char *token, const json_t *apple, const json_t *fields, int *found)
+{
+	struct key  key;
+	MDB_val	    v;
+	json_t	   *rec;
+	const char *k;
+	json_t	   *x;
+	int	    rc;
+
+	*found = 0;
+	if ((rc = apple_key(l, token, apple, &key)) != 0)
+		return rc;
+	rc = db_getv(t, list_dbi[l], key.b, key.len, &v);
+	if (rc == STORE_ENOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if ((rec = val_json(list_dbi[l], &v, 1)) == NULL)
+		return STORE_ECORRUPT;
+	json_object_foreach((json_t *)(uintptr_t)fields, k, x)
+		json_object_set(rec, k, x);
+	rc = put_json(t, list_dbi[l], &key, rec);
+	json_decref(rec);
+	if (rc == 0)
+		*found = 1;
+	return rc;
+}
+
 int
 store_vpp_clear(struct store_txn *t, enum store_vpp_list l, const char *token,
     uint64_t *n)

@@ -18,6 +18,22 @@ for tests. HTTPS (http.server + ssl) on 127.0.0.1; run with /usr/bin/python3.
   GET <getAssignments>         assignments, paged     (pageIndex, sinceVersionId)
   GET <getUsers>               users, paged           (pageIndex, sinceVersionId)
 
+Legacy v1 (read only; picomdm-vpp sync --v1):
+  GET|POST /mdm/VPPServiceConfigSrv  no authentication; clientConfigSrvUrl
+                               and getLicensesSrvUrl on /mock-v1/ paths
+  POST <clientConfigSrvUrl>    organizationId, organizationIdHash,
+                               facilitatorMemberId, location{locationId}
+  POST <getLicensesSrvUrl>     the live assignments' licences (licenseIdStr,
+                               adamIdStr, serialNumber or clientUserIdStr),
+                               --v1-batch a batch; batchToken while more
+                               remain, sinceModifiedToken ("m<version>") on
+                               the last; sinceModifiedToken=mK lists the
+                               licences of assignments changed after K
+  The sToken is in the body; errors are HTTP 200 with status -1 and
+  errorNumber (9621, 9622, 9625 as for v2; 9602 for a bad batchToken or
+  sinceModifiedToken); /mock/fail scripts them too (status 503 and
+  retry_after included).
+
 Every authenticated request needs "Authorization: Bearer <--token>":
 no or a malformed header is 401 errorNumber 9722; a bearer given as
 --expired is 401 9621, as --revoked 401 9625; any other bearer is HTTP
@@ -54,6 +70,7 @@ Control (no authentication, for the test):
 query, auth (the bearer matched --token), status, errorNumber.
 """
 import argparse
+import base64
 import collections
 import json
 import ssl
@@ -76,6 +93,7 @@ P.add_argument("--users", type=int, default=10)
 P.add_argument("--page-size", type=int, default=100)
 P.add_argument("--max-rps", type=int, default=15)
 P.add_argument("--mdm-info", default=None)
+P.add_argument("--v1-batch", type=int, default=100)
 A = P.parse_args()
 
 VERSION = [1]
@@ -89,7 +107,8 @@ DATA = {
         for i in range(A.assets)],
     "assignments": [
         {"adamId": str(100000000 + i % max(A.assets, 1)),
-         "pricingParam": "STDQ", "serialNumber": "C02MOCK%05d" % i, "_v": 1}
+         "pricingParam": "STDQ", "serialNumber": "C02MOCK%05d" % i, "_v": 1,
+         "_lic": 900000000 + i}
         for i in range(A.assignments)],
     "users": [
         {"clientUserId": "00000000-0000-4000-8000-%012d" % i,
@@ -105,6 +124,7 @@ LOG = open(A.log, "a", buffering=1)
 PORT = [0]
 
 VIEWS = {}
+LICENCE = [950000000]
 
 
 def ident(kind, r):
@@ -195,6 +215,20 @@ def service_config():
     }
 
 
+def v1_service_config():
+    """Legacy v1's service configuration: its URLs at the top level, on
+    paths of the mock's own."""
+    base = "https://127.0.0.1:%d/mock-v1" % PORT[0]
+    return {"clientConfigSrvUrl": base + "/VPPClientConfigSrv",
+            "getLicensesSrvUrl": base + "/getVPPLicensesSrv",
+            "getVPPAssetsSrvUrl": base + "/getVPPAssetsSrv",
+            "getUsersSrvUrl": base + "/getVPPUsersSrv",
+            "maxBatchAssociateLicenseCount": 10,
+            "maxBatchDisassociateLicenseCount": 10,
+            "errorCodes": [{"errorNumber": 9602,
+                            "errorMessage": "Invalid argument"}]}
+
+
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -232,6 +266,9 @@ class H(BaseHTTPRequestHandler):
             for k in ("assignments", "users", "assets"):
                 for r in body.get(k, []):
                     r["_v"] = VERSION[0]
+                    if k == "assignments":
+                        LICENCE[0] += 1
+                        r["_lic"] = LICENCE[0]
                     DATA[k].append(r)
             for k, recs in body.get("remove", {}).items():
                 for r in recs:
@@ -241,6 +278,10 @@ class H(BaseHTTPRequestHandler):
         if u.path == "/mock/fail":
             FAIL[body["path"]].extend(body["answers"])
             return self.answer(200, {})
+        if u.path == "/mdm/VPPServiceConfigSrv":
+            return self.answer(200, v1_service_config())
+        if u.path.startswith("/mock-v1/"):
+            return self.v1(u.path, body)
         if u.path != "/mock-v2/client/config":
             return self.error(405, 9726, "method not allowed")
         h = self.headers.get("Authorization", "")
@@ -259,6 +300,86 @@ class H(BaseHTTPRequestHandler):
         MDM_INFO[0] = {"id": mi["id"], "name": mi["name"],
                        "metadata": mi.get("metadata", "")}
         return self.answer(200, self.client_config(), auth=True)
+
+    def v1(self, path, body):
+        """Legacy v1: the sToken in the body, status 0 or -1 with
+        errorNumber, HTTP 200 either way (503 only when scripted)."""
+        STATS["requests"] += 1
+        def err(n, m, auth=False):
+            self.answer(200, {"status": -1, "errorNumber": n,
+                              "errorMessage": m}, n, None, auth)
+        tok = body.get("sToken")
+        if not isinstance(tok, str) or not tok:
+            return err(9600, "Missing sToken")
+        if A.expired is not None and tok == A.expired:
+            return err(9621, "Token expired")
+        if A.revoked is not None and tok == A.revoked:
+            return err(9625, "Token revoked")
+        if tok != A.token:
+            return err(9622, "Invalid authentication token")
+        if not self.headers.get("Content-Type", "").startswith(
+                "application/json"):
+            return err(9602, "Content-Type", True)
+        if FAIL[path]:
+            a = FAIL[path].pop(0)
+            b = {"status": -1, "errorNumber": a.get("errorNumber", 9603),
+                 "errorMessage": a.get("errorMessage", "scripted")}
+            return self.answer(a.get("status", 200), b, b["errorNumber"],
+                               a.get("retry_after"), True)
+        if path == "/mock-v1/VPPClientConfigSrv":
+            return self.answer(200, {
+                "status": 0, "appleId": "vpp-admin@example.com",
+                "email": "vpp-admin@example.com",
+                "organizationId": 1234567890123,
+                "organizationIdHash": "5f1e" * 16,
+                "facilitatorMemberId": 4242, "countryCode": "US",
+                "defaultPlatform": "volumestore", "uId": "mock-library-1",
+                "location": {"locationId": 22222222222,
+                             "locationName": "Mock Campus"}}, auth=True)
+        if path != "/mock-v1/getVPPLicensesSrv":
+            return err(9604, "not found", True)
+        # Batches by batchToken ("<since>.<offset>", base64); the last
+        # one carries sinceModifiedToken ("m<version>") instead.
+        since, off = 0, 0
+        if "batchToken" in body:
+            try:
+                a, b = base64.b64decode(body["batchToken"],
+                                        validate=True).decode().split(".")
+                since, off = int(a), int(b)
+            except (ValueError, TypeError, UnicodeDecodeError):
+                return err(9602, "Invalid batchToken", True)
+        elif "sinceModifiedToken" in body:
+            m = str(body["sinceModifiedToken"])
+            if (not m.startswith("m") or not m[1:].isdigit()
+                    or int(m[1:]) > VERSION[0]):
+                return err(9602, "Invalid sinceModifiedToken", True)
+            since = int(m[1:])
+        recs = [r for r in view("assignments", since)
+                if not r.get("_tomb")]
+        batch = recs[off:off + A.v1_batch]
+        lic = []
+        for r in batch:
+            x = {"licenseId": r["_lic"], "licenseIdStr": str(r["_lic"]),
+                 "adamId": int(r["adamId"]), "adamIdStr": r["adamId"],
+                 "pricingParam": r.get("pricingParam", "STDQ"),
+                 "productTypeId": 8, "productTypeName": "Application",
+                 "isIrrevocable": False, "status": "Associated"}
+            if "serialNumber" in r:
+                x["serialNumber"] = r["serialNumber"]
+            else:
+                x["clientUserIdStr"] = r.get("clientUserId", "")
+            lic.append(x)
+        out = {"status": 0, "licenses": lic, "totalCount": len(recs),
+               "totalBatchCount": str(max(1, -(-len(recs) // A.v1_batch))),
+               "batchCount": len(lic), "uId": "mock-library-1",
+               "location": {"locationId": 22222222222,
+                            "locationName": "Mock Campus"}}
+        if off + A.v1_batch < len(recs):
+            out["batchToken"] = base64.b64encode(
+                ("%d.%d" % (since, off + A.v1_batch)).encode()).decode()
+        else:
+            out["sinceModifiedToken"] = "m%d" % VERSION[0]
+        return self.answer(200, out, auth=True)
 
     def client_config(self):
         c = {"uId": "mock-library-1",
@@ -288,6 +409,8 @@ class H(BaseHTTPRequestHandler):
             return self.error(429, 9646, "Too many requests", 1)
         if u.path == "/mdm/v2/service/config":
             return self.answer(200, service_config())
+        if u.path == "/mdm/VPPServiceConfigSrv":
+            return self.answer(200, v1_service_config())
         h = self.headers.get("Authorization", "")
         if not h.startswith("Bearer ") or len(h) <= 7:
             return self.error(401, 9722, "Invalid Authorization header")

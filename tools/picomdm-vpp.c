@@ -39,7 +39,8 @@ usage(void)
 	    "       picomdm-vpp --db DIR token list\n"
 	    "       picomdm-vpp --db DIR token remove NAME [--purge]\n"
 	    "       picomdm-vpp --db DIR [--url URL] [--ca FILE] [--rps N]\n"
-	    "           [--max-wait SECONDS] [--mdm-id ID] [--force] sync [NAME]\n"
+	    "           [--max-wait SECONDS] [--mdm-id ID] [--force]\n"
+	    "           [--v1] [--v1-url URL] sync [NAME]\n"
 	    "       picomdm-vpp --db DIR assets|assignments|users [NAME]\n");
 	exit(2);
 }
@@ -174,7 +175,8 @@ import_op(struct store_txn *t, void *arg)
 	const char	 *keep[] = { "location", "country", "uid",
 		"assignments_version", "users_version", "synced_at",
 		"cursor_list", "cursor_page", "cursor_since", "cursor_version",
-		NULL };
+		"org_id", "org_id_hash", "facilitator_member_id", "location_id",
+		"licences_since", "licences_batch", NULL };
 	int		  rc, i;
 
 	io->replaced = 0;
@@ -299,6 +301,11 @@ token_list(void)
 		    json_object_get(x, "expires"), "days_left", (json_int_t)d,
 		    "synced_at", json_object_get(x, "synced_at"), "records",
 		    json_object_get(x, "records"));
+		/* What only v1 gives (sync --v1), when it was read. */
+		for (const char *const *k = (const char *const[]){ "org_id",
+		    "facilitator_member_id", "location_id", NULL }; *k; k++)
+			if (o != NULL && json_object_get(x, *k) != NULL)
+				json_object_set(o, *k, json_object_get(x, *k));
 		print_line(o, NULL);
 		json_decref(o);
 		if (d < VPP_WARN_DAYS)
@@ -445,6 +452,13 @@ page_op(struct store_txn *t, void *arg)
 	    (rc = store_vpp_clear(t, lists[po->li].list, po->token, NULL)) !=
 	    0)
 		goto out;
+	if (lists[po->li].list == STORE_VPP_ASSIGNMENTS && po->index == 0 &&
+	    po->since == NULL) {
+		/* The licence IDs went with the assignments: v1's next
+		 * licence listing is a whole one. */
+		json_object_del(tok, "licences_since");
+		json_object_del(tok, "licences_batch");
+	}
 	json_array_foreach(json_object_get(po->page, lists[po->li].name), i,
 	    x) {
 		int gone = 0;
@@ -550,6 +564,200 @@ claim(struct vpp *v, const char *name, json_t **cc)
 	json_decref(*cc);
 	*cc = n;
 	return 0;
+}
+
+/* ---- legacy v1 reads (--v1) ---- */
+
+static int v1;
+
+struct v1_op {
+	const char   *token;
+	const json_t *client;  /* v1's client configuration, or NULL */
+	const json_t *batch;   /* a getVPPLicensesSrv answer */
+	const char   *next;    /* its batchToken: more to come */
+	const char   *since;   /* its sinceModifiedToken: the end */
+	size_t	      matched, unmatched;
+};
+
+/* A JSON number or string as a string (v1 answers either), or NULL. */
+static json_t *
+v1_str(const json_t *x)
+{
+	char b[32];
+
+	if (json_is_string(x) && json_string_length(x) > 0)
+		return json_incref((json_t *)(uintptr_t)x);
+	if (json_is_integer(x)) {
+		snprintf(b, sizeof b, "%lld", (long long)json_integer_value(x));
+		return json_string(b);
+	}
+	return NULL;
+}
+
+/* v1's client configuration onto the token, or a batch of licences onto
+ * their assignments with the token's licence cursor, in one
+ * transaction. */
+static int
+v1_op(struct store_txn *t, void *arg)
+{
+	struct v1_op *vo = arg;
+	json_t	     *tok, *x, *key, *f, *id;
+	const char   *adam, *who;
+	size_t	      i;
+	int	      rc = 0, found;
+
+	vo->matched = vo->unmatched = 0;
+	if ((rc = store_vpp_token_get(t, vo->token, 1, &tok)) != 0)
+		return rc;
+	if (vo->client != NULL) {
+		static const char *const m[][2] = {
+			{ "organizationId", "org_id" },
+			{ "organizationIdHash", "org_id_hash" },
+			{ "facilitatorMemberId", "facilitator_member_id" } };
+
+		for (i = 0; i < 3; i++)
+			if ((x = v1_str(json_object_get(vo->client,
+			    m[i][0]))) != NULL)
+				json_object_set_new(tok, m[i][1], x);
+		if ((x = v1_str(json_object_get(json_object_get(vo->client,
+		    "location"), "locationId"))) != NULL)
+			json_object_set_new(tok, "location_id", x);
+		goto put;
+	}
+	json_array_foreach(json_object_get(vo->batch, "licenses"), i, x) {
+		adam = json_string_value(json_object_get(x, "adamIdStr"));
+		who = json_string_value(json_object_get(x, "serialNumber"));
+		id = v1_str(json_object_get(x, "licenseIdStr"));
+		if (adam == NULL || id == NULL) {
+			json_decref(id);
+			vo->unmatched++;
+			continue;
+		}
+		key = who != NULL ?
+		    json_pack("{s:s, s:s}", "adamId", adam, "serialNumber", who) :
+		    json_pack("{s:s, s:s?}", "adamId", adam, "clientUserId",
+		    json_string_value(json_object_get(x, "clientUserIdStr")));
+		f = json_pack("{s:o}", "license_id", id);
+		rc = key != NULL && f != NULL ? store_vpp_annotate(t,
+		    STORE_VPP_ASSIGNMENTS, vo->token, key, f, &found) :
+		    STORE_ENOMEM;
+		json_decref(key);
+		json_decref(f);
+		if (rc == STORE_EINVAL) {
+			/* No serial or user: no assignment to hold it. */
+			rc = 0;
+			found = 0;
+		}
+		if (rc != 0)
+			goto out;
+		if (found)
+			vo->matched++;
+		else
+			vo->unmatched++;
+	}
+	if (vo->next != NULL)
+		json_object_set_new(tok, "licences_batch", json_string(vo->next));
+	else {
+		json_object_del(tok, "licences_batch");
+		if (vo->since != NULL)
+			json_object_set_new(tok, "licences_since",
+			    json_string(vo->since));
+	}
+put:
+	rc = store_vpp_token_put(t, tok);
+out:
+	json_decref(tok);
+	return rc;
+}
+
+/*
+ * What only the legacy v1 API carries, read after the v2 listings: the
+ * organisation, facilitator member and location IDs onto the token, and
+ * the licence ID of each assignment. Licences are listed by batchToken,
+ * each batch written with the next batchToken in one transaction (a
+ * killed sync resumes at it); the last answer's sinceModifiedToken makes
+ * the next listing a delta, unless a whole v2 assignment listing has
+ * since replaced the assignments (page_op drops it).
+ */
+static int
+sync_v1(struct vpp *v, const char *name)
+{
+	struct tok_op	 to = { name, NULL };
+	struct v1_op	 vo = { 0 };
+	struct vpp_error e = { 0 };
+	json_t		*cc, *body, *b;
+	const char	*batch, *since;
+	char		*prev = NULL;
+	size_t		 matched = 0, unmatched = 0, n;
+	int		 rc, resumed;
+
+	vo.token = name;
+	if ((cc = vpp_v1_post(v, "clientConfigSrvUrl", NULL, &e)) == NULL)
+		return fail(&e);
+	vo.client = cc;
+	rc = store_write(db, v1_op, &vo);
+	json_decref(cc);
+	vo.client = NULL;
+	if (rc != 0)
+		return db_fail(rc, "sync --v1");
+	if ((rc = store_read(db, tok_op, &to)) != 0)
+		return db_fail(rc, "sync --v1");
+	batch = json_string_value(json_object_get(to.rec, "licences_batch"));
+	since = json_string_value(json_object_get(to.rec, "licences_since"));
+	resumed = batch != NULL;
+	for (n = 0;; n++) {
+		body = json_pack("{s:b}", "assignedOnly", 1);
+		if (body != NULL && batch != NULL)
+			json_object_set_new(body, "batchToken",
+			    json_string(batch));
+		else if (body != NULL && since != NULL)
+			json_object_set_new(body, "sinceModifiedToken",
+			    json_string(since));
+		b = body != NULL ? vpp_v1_post(v, "getLicensesSrvUrl", body,
+		    &e) : NULL;
+		json_decref(body);
+		if (b == NULL) {
+			rc = body == NULL ? db_fail(STORE_ENOMEM, "sync --v1") :
+			    fail(&e);
+			break;
+		}
+		vo.batch = b;
+		vo.next = json_string_value(json_object_get(b, "batchToken"));
+		vo.since = json_string_value(json_object_get(b,
+		    "sinceModifiedToken"));
+		if (!json_is_array(json_object_get(b, "licenses")) ||
+		    (vo.next == NULL && vo.since == NULL) ||
+		    (vo.next != NULL && prev != NULL &&
+		    strcmp(vo.next, prev) == 0) || n > 1000000) {
+			fprintf(stderr, "picomdm-vpp: %s: v1 licences: an "
+			    "answer without licenses, or with neither a new "
+			    "batchToken nor a sinceModifiedToken\n", name);
+			json_decref(b);
+			rc = 1;
+			break;
+		}
+		rc = store_write(db, v1_op, &vo);
+		matched += vo.matched;
+		unmatched += vo.unmatched;
+		free(prev);
+		prev = vo.next != NULL ? strdup(vo.next) : NULL;
+		json_decref(b);
+		if (rc != 0) {
+			rc = db_fail(rc, "sync --v1");
+			break;
+		}
+		if (prev == NULL)
+			break;
+		batch = prev;
+	}
+	if (rc == 0)
+		fprintf(stderr, "picomdm-vpp: %s: v1 licences: %zu licence IDs "
+		    "onto assignments, %zu without one%s%s\n", name, matched,
+		    unmatched, since != NULL && !resumed ? ", modified since " :
+		    "", resumed ? " (resumed)" : since != NULL ? since : "");
+	free(prev);
+	json_decref(to.rec);
+	return rc;
 }
 
 static int
@@ -685,6 +893,8 @@ sync_one(const char *name, const struct vpp_opts *o)
 			    "changed since " : "in all", since ? since : "", gone,
 			    resume && start > 0 ? " (resumed)" : "");
 	}
+	if (rc == 0 && v1)
+		rc = sync_v1(v, name);
 out:
 	free(since);
 	free(version);
@@ -844,6 +1054,8 @@ main(int argc, char **argv)
 		{ "force", no_argument, NULL, 'f' },
 		{ "mdm-id", required_argument, NULL, 'm' },
 		{ "config", required_argument, NULL, 'g' },
+		{ "v1", no_argument, NULL, '1' },
+		{ "v1-url", required_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vpp_opts  o = { 0 };
@@ -867,6 +1079,8 @@ main(int argc, char **argv)
 		case 'p': purge = 1; break;
 		case 'f': force = 1; break;
 		case 'g': config_path = optarg; break;
+		case '1': v1 = 1; break;
+		case 'V': o.v1_url = optarg; v1 = 1; break;
 		case 'm':
 			if (strlen(optarg) < 1 || strlen(optarg) >= sizeof mdm_id) {
 				fprintf(stderr, "picomdm-vpp: --mdm-id: 1 to 100 "

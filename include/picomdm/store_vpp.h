@@ -50,6 +50,14 @@ int store_vpp_put(struct store_txn *, enum store_vpp_list,
  * *removed is 1 when there was one; none is not an error. */
 int store_vpp_del(struct store_txn *, enum store_vpp_list,
     const char *token, const json_t *apple, int *removed);
+/* Set fields (registry names: {"license_id": ...}) on the stored entry
+ * Apple's record names (its IDs as for store_vpp_put), keeping the rest:
+ * what only the legacy v1 API carries. *found is 0, and nothing is
+ * written, when there is no such entry. A field not of the kind, or of
+ * the wrong type, is STORE_EINVAL. */
+int store_vpp_annotate(struct store_txn *, enum store_vpp_list,
+    const char *token, const json_t *apple, const json_t *fields,
+    int *found);
 /* Remove every entry of this list of the token (a full listing starts
  * over); *n the number removed (may be NULL). */
 int store_vpp_clear(struct store_txn *, enum store_vpp_list,

@@ -592,6 +592,99 @@ vdb sync campus
 expect_eq "$RC:$("$VPP" --db "$DB" assets | wc -l)" 0:7 \
     "sync: a full asset listing replaces the old one"
 
+# --- legacy v1 reads (--v1) --------------------------------------------------------------
+# What only v1 carries, from the URLs v1's service configuration names:
+# the organisation, facilitator and location IDs onto the token, the
+# licence ID onto each assignment; batches by batchToken, then deltas
+# by sinceModifiedToken.
+V1DB=$IT_DIR/v1db
+"$GEN" --db "$V1DB" --devices 3 --queue 0 --results 0 2>/dev/null
+start_mock --assets 20 --assignments 250 --users 3 --v1-batch 100
+control /mock/change '{"assignments":[{"adamId":"100000004","pricingParam":"STDQ","serialNumber":"GEN000000002"}]}'
+"$VPP" --db "$V1DB" token import campus "$T/good.vpptoken" >/dev/null 2>&1
+# v1db ARG...: picomdm-vpp --db V1DB with v1 reads against the mock.
+v1db() {
+	RC=0
+	"$VPP" --db "$V1DB" --ca "$C/ca.pem" \
+	    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" \
+	    --v1-url "https://127.0.0.1:$MOCK_PORT/mdm/VPPServiceConfigSrv" "$@" \
+	    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+}
+v1db sync campus
+expect_eq "$RC" 0 "v1: sync --v1-url exit 0"
+expect_eq "$("$VPP" --db "$V1DB" token list |
+    jq -r '[.org_id, .facilitator_member_id, .location_id] | join(" ")')" \
+    "1234567890123 4242 22222222222" "v1: organisation, facilitator and location IDs on the token"
+expect_eq "$("$VPP" --db "$V1DB" assignments | jq -r 'select(.serial_number |
+    startswith("C02MOCK")) | select(.license_id == (900000000 +
+    (.serial_number[7:] | tonumber) | tostring)) | .serial_number' | wc -l)" 250 \
+    "v1: each of the 250 assignments has its own licence ID"
+expect_eq "$(jq -rs '[.[] | select(.path == "/mock-v1/getVPPLicensesSrv")] | length' \
+    "$MOCK_LOG"):$(jq -rs '[.[] | select(.path | startswith("/mock-v1/")) | .auth] | all' \
+    "$MOCK_LOG")" "3:true" "v1: 3 licence batches by batchToken, the sToken in each"
+expect_eq "$(jq -rs '[.[] | select(.path | test("v1|VPPServiceConfig"))][0].path' "$MOCK_LOG")" \
+    /mdm/VPPServiceConfigSrv "v1: its service configuration read first, its URLs used"
+grep -q 'v1 licences: 251 licence IDs onto assignments, 0 without one' "$IT_DIR/err" &&
+    pass "v1: reported" || fail "v1: reported" "$(cat "$IT_DIR/err")"
+"$CTL" --db "$V1DB" inventory GEN000000002 --json >"$IT_DIR/inv"
+expect_eq "$(jq -r '.services[] | select(.service == "VPP") | .fields[] |
+    select(.field == "licenseId") | [.message, .value, (.purpose | length > 10)] |
+    map(tostring) | join("|")' "$IT_DIR/inv")" "licences|950000001|true" \
+    "v1: inventory shows the device's licence ID with its purpose"
+"$CTL" --db "$V1DB" check >/dev/null 2>&1 && pass "v1: the store checks clean" ||
+    fail "v1: the store checks clean"
+# A delta: only the licences of what changed.
+control /mock/change '{"assignments":[{"adamId":"100000005","pricingParam":"STDQ","serialNumber":"C02V1NEW0001"},{"adamId":"100000006","pricingParam":"STDQ","clientUserId":"00000000-0000-4000-8000-000000000001"}]}'
+v1db sync campus
+{ ((RC == 0)) && grep -q 'v1 licences: 2 licence IDs onto assignments, 0 without one, modified since m2' "$IT_DIR/err"; } &&
+    pass "v1: a delta by sinceModifiedToken lists only the new licences" ||
+    fail "v1: a delta by sinceModifiedToken lists only the new licences" "rc $RC $(cat "$IT_DIR/err")"
+expect_eq "$("$VPP" --db "$V1DB" assignments | jq -r 'select(.client_user_id != null) |
+    .client_user_id + " " + .license_id')" \
+    "00000000-0000-4000-8000-000000000001 950000003" "v1: a user's licence too"
+# Errors: v1's errorNumber on HTTP 200 is an error and changes nothing;
+# 503 with Retry-After is waited out; a token error is exit 3.
+dumpv1() { "$CTL" --db "$V1DB" dump --secrets | grep '"db":"vpp_' >"$1" || true; }
+dumpv1 "$IT_DIR/before"
+control /mock/fail '{"path":"/mock-v1/getVPPLicensesSrv","answers":[{"status":200,"errorNumber":9603,"errorMessage":"Internal error"}]}'
+v1db sync campus
+dumpv1 "$IT_DIR/after"
+{ ((RC == 1)) && grep -q 'Apple error 9603 (HTTP 200): Internal error' "$IT_DIR/err" &&
+    diff <(jq -c 'del(.value.synced_at)' "$IT_DIR/before") \
+    <(jq -c 'del(.value.synced_at)' "$IT_DIR/after") >/dev/null; } &&
+    pass "v1: status -1 with errorNumber on HTTP 200 is an error, the licences unchanged" ||
+    fail "v1: status -1 with errorNumber on HTTP 200 is an error, the licences unchanged" \
+    "rc $RC $(cat "$IT_DIR/err")"
+control /mock/fail '{"path":"/mock-v1/VPPClientConfigSrv","answers":[{"status":503,"errorNumber":9603,"retry_after":"1"}]}'
+v1db sync campus
+expect_eq "$RC" 0 "v1: 503 with Retry-After is retried"
+control /mock/fail '{"path":"/mock-v1/VPPClientConfigSrv","answers":[{"status":200,"errorNumber":9625}]}'
+v1db sync campus
+{ ((RC == 3)) && grep -q 'revoked (9625)' "$IT_DIR/err"; } &&
+    pass "v1: a token error is exit 3" || fail "v1: a token error is exit 3" "rc $RC $(cat "$IT_DIR/err")"
+# A whole v2 assignment listing replaces the assignments and their
+# licence IDs: the v1 listing after it is whole too.
+start_mock --assets 20 --assignments 120 --users 3 --v1-batch 100
+v1db sync campus
+{ ((RC == 0)) && grep -q 'v1 licences: 120 licence IDs onto assignments, 0 without one$' "$IT_DIR/err" &&
+    [[ $("$VPP" --db "$V1DB" assignments | jq -r 'select(.license_id != null) |
+    .serial_number' | wc -l) == 120 ]]; } &&
+    pass "v1: after a whole v2 listing, a whole v1 listing" ||
+    fail "v1: after a whole v2 listing, a whole v1 listing" "rc $RC $(cat "$IT_DIR/err")"
+v1db sync campus
+{ ((RC == 0)) && grep -q 'modified since m1' "$IT_DIR/err" &&
+    [[ $("$VPP" --db "$V1DB" assignments | jq -r 'select(.license_id != null) |
+    .serial_number' | wc -l) == 120 ]]; } &&
+    pass "v1: the delta after a whole listing keeps every licence ID" ||
+    fail "v1: the delta after a whole listing keeps every licence ID" "rc $RC $(cat "$IT_DIR/err")"
+n=$(jq -rs '[.[] | select(.path | startswith("/mock-v1/"))] | length' "$MOCK_LOG")
+RC=0
+"$VPP" --db "$V1DB" --ca "$C/ca.pem" \
+    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" sync campus \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+expect_eq "$RC:$(($(jq -rs '[.[] | select(.path | startswith("/mock-v1/"))] | length' \
+    "$MOCK_LOG") - n))" 0:0 "v1: without --v1 no v1 request"
+
 # --- purge --token ---------------------------------------------------------------------
 "$GEN" --db "$DB" --devices 3 --queue 0 --results 0 2>/dev/null
 "$CTL" --db "$DB" dump | grep -v -e '"db":"vpp_' -e '"end":true' >"$IT_DIR/rest.before"
