@@ -32,7 +32,8 @@ Legacy v1 (read only; picomdm-vpp sync --v1):
   The sToken is in the body; errors are HTTP 200 with status -1 and
   errorNumber (9621, 9622, 9625 as for v2; 9602 for a bad batchToken or
   sinceModifiedToken); /mock/fail scripts them too (status 503 and
-  retry_after included).
+  retry_after included; an answer {"pass": true} lets that request be
+  answered as usual, so that a later one fails).
 
 Every authenticated request needs "Authorization: Bearer <--token>":
 no or a malformed header is 401 errorNumber 9722; a bearer given as
@@ -320,7 +321,9 @@ class H(BaseHTTPRequestHandler):
         if not self.headers.get("Content-Type", "").startswith(
                 "application/json"):
             return err(9602, "Content-Type", True)
-        if FAIL[path]:
+        if FAIL[path] and FAIL[path][0].get("pass"):
+            FAIL[path].pop(0)  # this one answered as usual
+        elif FAIL[path]:
             a = FAIL[path].pop(0)
             b = {"status": -1, "errorNumber": a.get("errorNumber", 9603),
                  "errorMessage": a.get("errorMessage", "scripted")}

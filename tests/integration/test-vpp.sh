@@ -677,6 +677,23 @@ v1db sync campus
     .serial_number' | wc -l) == 120 ]]; } &&
     pass "v1: the delta after a whole listing keeps every licence ID" ||
     fail "v1: the delta after a whole listing keeps every licence ID" "rc $RC $(cat "$IT_DIR/err")"
+# A licence listing stopped after its first batch resumes at the second.
+rm -rf "$V1DB"
+"$VPP" --db "$V1DB" token import campus "$T/good.vpptoken" >/dev/null 2>&1
+start_mock --assets 20 --assignments 250 --users 3 --v1-batch 100
+control /mock/fail '{"path":"/mock-v1/getVPPLicensesSrv","answers":[{"pass":true},{"status":200,"errorNumber":9603}]}'
+v1db sync campus
+half=$("$VPP" --db "$V1DB" assignments | jq -r 'select(.license_id != null) | .license_id' | wc -l)
+expect_eq "$RC:$half" 1:100 "v1: stopped after the first batch, its 100 licence IDs kept"
+v1db sync campus
+{ ((RC == 0)) && grep -q 'v1 licences: 150 licence IDs onto assignments, 0 without one (resumed)' "$IT_DIR/err" &&
+    [[ $("$VPP" --db "$V1DB" assignments | jq -r 'select(.license_id != null) | .license_id' |
+    sort -u | wc -l) == 250 ]] &&
+    [[ $(jq -rs '[.[] | select(.path == "/mock-v1/getVPPLicensesSrv" and .errorNumber == 0)] | length' \
+    "$MOCK_LOG") == 3 ]]; } &&
+    pass "v1: the rerun resumes at the batch after the last one written, none fetched twice" ||
+    fail "v1: the rerun resumes at the batch after the last one written, none fetched twice" \
+    "rc $RC $(cat "$IT_DIR/err")"
 n=$(jq -rs '[.[] | select(.path | startswith("/mock-v1/"))] | length' "$MOCK_LOG")
 RC=0
 "$VPP" --db "$V1DB" --ca "$C/ca.pem" \
