@@ -739,7 +739,7 @@ api GET '/api/v1/vpp/assignments?limit=10'
 expect_body_jq '[(.assignments | length), (.next | type)] | map(tostring) | join(" ")' \
     "10 string" "api: a first page and the cursor of the next"
 # Every page by its cursor: each assignment once, in order.
-all=() after= pages=0
+all=() after='' pages=0
 while :; do
 	api GET "/api/v1/vpp/assignments?limit=7${after:+&after=$after}"
 	[[ $STATUS == 200 ]] || break
