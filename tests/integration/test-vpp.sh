@@ -631,6 +631,11 @@ expect_eq "$(jq -r '.services[] | select(.service == "VPP") | .fields[] |
     select(.field == "licenseId") | [.message, .value, (.purpose | length > 10)] |
     map(tostring) | join("|")' "$IT_DIR/inv")" "licences|950000001|true" \
     "v1: inventory shows the device's licence ID with its purpose"
+expect_eq "$(jq -r '.services[] | select(.service == "VPP") | .fields[] |
+    select(.message == "client config") | [.field, .value, (.purpose | length > 10)] |
+    map(tostring) | join("|")' "$IT_DIR/inv" | LC_ALL=C sort | tr '\n' ' ')" \
+    "facilitatorMemberId|4242|true location.locationId|22222222222|true organizationIdHash|$(printf '5f1e%.0s' {1..16})|true organizationId|1234567890123|true " \
+    "v1: inventory shows v1's IDs of the licence's token with their purposes"
 "$CTL" --db "$V1DB" check >/dev/null 2>&1 && pass "v1: the store checks clean" ||
     fail "v1: the store checks clean"
 # A delta: only the licences of what changed.
