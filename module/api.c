@@ -264,6 +264,64 @@ api_num(struct api *a, const char *name, const char *v, long long min,
 	return 0;
 }
 
+/* ---- pages of a list paged by "after" (api_ade.c, api_vpp.c) ---- */
+
+/* See api_int.h. */
+int
+api_page_start(struct api_page *pg, size_t limit)
+{
+	if (pg->arr == NULL && (pg->arr = json_array()) == NULL)
+		return STORE_ENOMEM;
+	json_array_clear(pg->arr);
+	free(pg->next);
+	pg->next = NULL;
+	pg->limit = limit;
+	pg->scanned = 0;
+	pg->more = 0;
+	return 0;
+}
+
+/* See api_int.h. */
+int
+api_page_step(struct api_page *pg, const char *cursor)
+{
+	if (json_array_size(pg->arr) >= pg->limit ||
+	    pg->scanned++ == API_SCAN_MAX) {
+		pg->more = 1;
+		return 1;
+	}
+	free(pg->next);
+	if ((pg->next = strdup(cursor)) == NULL)
+		return STORE_ENOMEM;
+	return 0;
+}
+
+/* See api_int.h. */
+void
+api_page_reply(struct api *a, struct api_page *pg, const char *name)
+{
+	json_t *o = json_object();
+
+	if (o == NULL || api_set(o, name, json_incref(pg->arr)) == -1 ||
+	    api_set(o, "next",
+		pg->more && pg->next != NULL ? json_string(pg->next)
+					     : json_null()) == -1) {
+		json_decref(o);
+		api_fail(a, 500, "internal error", "out of memory");
+		return;
+	}
+	api_reply(a, 200, o);
+}
+
+/* See api_int.h. */
+void
+api_page_free(struct api_page *pg)
+{
+	json_decref(pg->arr);
+	free(pg->next);
+	memset(pg, 0, sizeof(*pg));
+}
+
 /* ---- ID lists (enqueue) ---- */
 
 /*

@@ -50,10 +50,7 @@ struct ade_list_op {
 	struct store_txn *t;
 	const char	 *token, *status, *after;
 	int		  enrolled; /* -1: either */
-	size_t		  limit, scanned;
-	json_t		 *arr;
-	char		 *last;
-	int		  more;
+	struct api_page	  pg;	    /* cursors: serial numbers */
 };
 
 static int
@@ -63,14 +60,8 @@ list_cb(const struct store_ade_device *d, void *arg)
 	json_t		   *o;
 	int		    enrolled, rc;
 
-	if (json_array_size(op->arr) == op->limit ||
-	    op->scanned++ == API_SCAN_MAX) {
-		op->more = 1;
-		return 1;
-	}
-	free(op->last);
-	if ((op->last = strdup(d->f[ADE_SERIAL])) == NULL)
-		return STORE_ENOMEM;
+	if ((rc = api_page_step(&op->pg, d->f[ADE_SERIAL])) != 0)
+		return rc;
 	if (op->token != NULL &&
 	    (d->token == NULL || strcmp(d->token, op->token) != 0))
 		return 0;
@@ -84,18 +75,18 @@ list_cb(const struct store_ade_device *d, void *arg)
 		json_decref(o);
 		return 0;
 	}
-	return json_array_append_new(op->arr, o) == 0 ? 0 : STORE_ENOMEM;
+	return json_array_append_new(op->pg.arr, o) == 0 ? 0 : STORE_ENOMEM;
 }
 
 static int
 list_run(struct store_txn *t, void *arg)
 {
 	struct ade_list_op *op = arg;
+	int		    rc;
 
 	op->t = t;
-	op->scanned = 0;
-	op->more = 0;
-	json_array_clear(op->arr);
+	if ((rc = api_page_start(&op->pg, op->pg.limit)) != 0)
+		return rc;
 	return store_ade_device_each(t, op->after, list_cb, op);
 }
 
@@ -126,7 +117,6 @@ api_ade_devices(struct api *a)
 	struct ade_list_op op;
 	char		  *qv[5];
 	long long	   limit;
-	json_t		  *o;
 	int		   rc;
 
 	if (!is_devices(a) || api_query(a, qn, 5, qv) == -1)
@@ -150,28 +140,14 @@ api_ade_devices(struct api *a)
 	if (api_num(a, "limit", qv[3], 1, API_LIMIT_MAX, API_LIMIT_DEF,
 		&limit) == -1)
 		goto out;
-	op.limit = (size_t)limit;
-	if ((op.arr = json_array()) == NULL) {
-		api_fail(a, 500, "internal error", "out of memory");
-		goto out;
-	}
+	op.pg.limit = (size_t)limit;
 	if ((rc = store_read(a->srv->store, list_run, &op)) != 0) {
 		api_store_fail(a, rc);
 		goto out;
 	}
-	o = json_object();
-	if (o == NULL || api_set(o, "devices", json_incref(op.arr)) == -1 ||
-	    api_set(o, "next",
-		op.more && op.last != NULL ? json_string(op.last)
-					   : json_null()) == -1) {
-		json_decref(o);
-		api_fail(a, 500, "internal error", "out of memory");
-		goto out;
-	}
-	api_reply(a, 200, o);
+	api_page_reply(a, &op.pg, "devices");
 out:
-	json_decref(op.arr);
-	free(op.last);
+	api_page_free(&op.pg);
 	api_query_free(qv, 5);
 }
 

@@ -52,6 +52,31 @@ int  api_num(struct api *, const char *name, const char *v, long long min,
  * -1 answered. */
 int  api_ids(struct api *, char ***ids, size_t *nids);
 
+/*
+ * A page of a list paged by "after" (the routes of api_ade.c and
+ * api_vpp.c): up to limit records after a cursor, and "next", the cursor
+ * of the last record looked at, to pass as after for the next page (null
+ * at the end). Stable while records come and go between pages: a cursor
+ * is a place in the store's order, not a count. At most API_SCAN_MAX
+ * records are looked at per request, so a selective filter may give a
+ * short page; only a null next means the end.
+ */
+struct api_page {
+	size_t	limit, scanned;
+	json_t *arr;  /* the page */
+	char   *next; /* the cursor of the last record looked at */
+	int	more;
+};
+/* (Re)start the page (zeroed first): 0, or STORE_ENOMEM. */
+int  api_page_start(struct api_page *, size_t limit);
+/* Before looking at the record of this cursor: 1 when the page is done
+ * (stop the walk), 0 to go on (append it to arr if it matches), or
+ * STORE_ENOMEM. */
+int  api_page_step(struct api_page *, const char *cursor);
+/* Answer 200 {name: the page, "next": cursor or null}. */
+void api_page_reply(struct api *, struct api_page *, const char *name);
+void api_page_free(struct api_page *);
+
 /* api_vpp.c */
 void api_vpp(struct api *);
 

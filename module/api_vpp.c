@@ -3,7 +3,9 @@
  * GET /api/v1/vpp/assets, /vpp/assignments, /vpp/users and /vpp/metadata
  * (the App Store metadata of the assets), what picomdm-vpp sync stored
  * (include/picomdm/store_vpp.h), of every token or the one named by
- * ?token=, paged by offset and limit.
+ * ?token=, paged by limit and after (api_page in api.c): "next" is an
+ * opaque cursor, a place in the store's order, so a page neither repeats
+ * nor skips a record when others are added or removed between requests.
  */
 #include "config.h"
 
@@ -17,26 +19,20 @@
 
 struct vpp_op {
 	enum store_vpp_list list;
-	const char	   *token;
-	size_t		    offset, limit;
-	size_t		    seen;
-	int		    more;
-	json_t		   *arr;
+	const char	   *token, *after;
+	struct api_page	    pg;
 };
 
 static int
-vpp_cb(const char *token, json_t *rec, void *arg)
+vpp_cb(const char *token, const char *cursor, json_t *rec, void *arg)
 {
 	struct vpp_op *op = arg;
+	int	       rc;
 
-	if (op->seen++ < op->offset)
-		return 0;
-	if (json_array_size(op->arr) == op->limit) {
-		op->more = 1;
-		return 1;
-	}
+	if ((rc = api_page_step(&op->pg, cursor)) != 0)
+		return rc;
 	if (json_object_set_new(rec, "token", json_string(token)) != 0 ||
-	    json_array_append(op->arr, rec) != 0)
+	    json_array_append(op->pg.arr, rec) != 0)
 		return STORE_ENOMEM;
 	return 0;
 }
@@ -45,18 +41,18 @@ static int
 vpp_run(struct store_txn *t, void *arg)
 {
 	struct vpp_op *op = arg;
+	int	       rc;
 
-	json_array_clear(op->arr);
-	op->seen = 0;
-	op->more = 0;
-	return store_vpp_each(t, op->list, op->token, vpp_cb, op);
+	if ((rc = api_page_start(&op->pg, op->pg.limit)) != 0)
+		return rc;
+	return store_vpp_page(t, op->list, op->token, op->after, vpp_cb, op);
 }
 
-/* GET /api/v1/vpp/{assets|assignments|users}?token=&offset=&limit= */
+/* GET /api/v1/vpp/{assets|assignments|users}?token=&limit=&after= */
 void
 api_vpp(struct api *a)
 {
-	static const char *const qn[] = {"token", "offset", "limit"};
+	static const char *const qn[] = {"token", "limit", "after"};
 	static const char *const lists[STORE_VPP__MAX] = {
 	    [STORE_VPP_ASSETS] = "assets",
 	    [STORE_VPP_ASSIGNMENTS] = "assignments",
@@ -64,8 +60,7 @@ api_vpp(struct api *a)
 	    [STORE_VPP_META] = "metadata"};
 	struct vpp_op op;
 	char	     *qv[3];
-	long long     offset, limit;
-	json_t	     *o;
+	long long     limit;
 	int	      i, rc;
 
 	memset(&op, 0, sizeof(op));
@@ -79,8 +74,7 @@ api_vpp(struct api *a)
 	op.list = (enum store_vpp_list)i;
 	if (api_query(a, qn, 3, qv) == -1)
 		return;
-	if (api_num(a, "offset", qv[1], 0, 1LL << 40, 0, &offset) == -1 ||
-	    api_num(a, "limit", qv[2], 1, API_LIMIT_MAX, API_LIMIT_DEF,
+	if (api_num(a, "limit", qv[1], 1, API_LIMIT_MAX, API_LIMIT_DEF,
 		&limit) == -1)
 		goto out;
 	if (qv[0] != NULL && *qv[0] == '\0') {
@@ -88,27 +82,21 @@ api_vpp(struct api *a)
 		goto out;
 	}
 	op.token = qv[0];
-	op.offset = (size_t)offset;
-	op.limit = (size_t)limit;
-	if ((op.arr = json_array()) == NULL) {
-		api_fail(a, 500, "internal error", "out of memory");
+	op.after = qv[2];
+	op.pg.limit = (size_t)limit;
+	rc = store_read(a->srv->store, vpp_run, &op);
+	if (rc == STORE_EINVAL) {
+		api_fail(a, 400, "bad request",
+		    "after: not a cursor of this list%s (give the \"next\" "
+		    "of the page before)", op.token != NULL ? " and token" : "");
 		goto out;
 	}
-	if ((rc = store_read(a->srv->store, vpp_run, &op)) != 0) {
-		json_decref(op.arr);
+	if (rc != 0) {
 		api_store_fail(a, rc);
 		goto out;
 	}
-	o = json_object();
-	if (o == NULL || api_set(o, lists[op.list], op.arr) == -1 ||
-	    api_set(o, "next",
-		op.more ? json_integer((json_int_t)(op.offset + op.limit))
-			: json_null()) == -1) {
-		json_decref(o);
-		api_fail(a, 500, "internal error", "out of memory");
-		goto out;
-	}
-	api_reply(a, 200, o);
+	api_page_reply(a, &op.pg, lists[op.list]);
 out:
+	api_page_free(&op.pg);
 	api_query_free(qv, 3);
 }

@@ -51,6 +51,7 @@ config_free(struct config *c)
 	free(c->socket_group);
 	free(c->dep_url);
 	free(c->dep_enroll_url);
+	free(c->vpp_url);
 	webhook_conf_free(&c->webhook);
 	notify_conf_free(&c->notify);
 	memset(c, 0, sizeof(*c));
@@ -168,6 +169,7 @@ static const struct {
 	{ "dep_url", "an https URL" },
 	{ "dep_sync_interval", "seconds, 60 to 604800" },
 	{ "dep_enroll_url", "an https URL" },
+	{ "vpp_url", "an https URL" },
 	{ "webhook_url", "an http:// or https:// URL" },
 	{ "webhook_secret", "a string of 1 to 4096 bytes" },
 	{ "webhook_secret_file", "a readable file of 1 to 4096 bytes" },
@@ -342,6 +344,10 @@ config_set(struct config *c, const char *key, const char *val)
 			goto bad_val;
 		rc = str_set(k[4] == 'u' ? &c->dep_url : &c->dep_enroll_url,
 		    val);
+	} else if (strcmp(k, "vpp_url") == 0) {
+		if (strncmp(val, "https://", 8) != 0 || val[8] == '\0')
+			goto bad_val;
+		rc = str_set(&c->vpp_url, val);
 	} else if (strcmp(k, "dep_sync_interval") == 0) {
 		if (num_parse(val, 60, 604800, &n) == -1)
 			goto bad_val;

@@ -62,6 +62,8 @@ struct config {
 	char    *dep_url;         /* ADE service, NULL: Apple's */
 	unsigned dep_sync_interval; /* sync --daemon, seconds; 0: 3600 */
 	char    *dep_enroll_url;  /* profile url, NULL: from server_url */
+	/* picomdm-vpp(8) --config */
+	char    *vpp_url;         /* Apps and Books service config, NULL: Apple's */
 	struct webhook_conf webhook; /* webhook_* keys (webhook_conf.c) */
 	struct notify_conf notify; /* picomdm-notify's keys (notify.h) */
 };

@@ -69,6 +69,7 @@ struct inv_ctx {
 	int	    found;
 	const char *rec_topic; /* topic of the record being listed */
 	struct store_txn *t;   /* for the VPP app metadata */
+	json_t	   *vpp_tokens; /* VPP tokens whose fields are listed */
 };
 
 /* Where a walked plist came from. */
@@ -505,27 +506,68 @@ inv_vpp_meta(struct inv_ctx *c, const char *token, const char *adam_id)
 	return 0;
 }
 
+/* What only v1 gives about the token of a licence (picomdm-vpp sync
+ * --v1), under the VPP service's "client config". */
+static int
+inv_vpp_token(struct inv_ctx *c, struct store_txn *t, const char *token)
+{
+	static const char *const f[][2] = {
+	    {"org_id", "organizationId"},
+	    {"org_id_hash", "organizationIdHash"},
+	    {"facilitator_member_id", "facilitatorMemberId"},
+	    {"location_id", "location.locationId"}};
+	const char *at;
+	uint64_t    us = 0;
+	json_t	   *tok, *v;
+	size_t	    i;
+	int	    rc;
+
+	if ((rc = store_vpp_token_get(t, token, 0, &tok)) != 0)
+		return rc == STORE_ENOTFOUND ? 0 : rc;
+	at = json_string_value(json_object_get(tok, "synced_at"));
+	if (at != NULL && time_parse_rfc3339(at, &us) == -1)
+		us = 0;
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if ((v = json_object_get(tok, f[i][0])) != NULL)
+			inv_kept(c, INV_VPP, c->device_id, "client config",
+			    f[i][1], json_incref(v), us);
+	json_decref(tok);
+	return 0;
+}
+
 /* An Apps and Books licence assigned to the device's serial number
- * (store_vpp.h), its fields under the VPP service's "assignments", and
- * its app's metadata. */
+ * (store_vpp.h), its fields under the VPP service's "assignments" (and
+ * the v1 fields of its token, once per token), and its app's metadata. */
 static int
 inv_vpp_cb(const char *token, json_t *rec, void *arg)
 {
-	static const char *const f[][2] = {{"adam_id", "adamId"},
-	    {"pricing_param", "pricingParam"},
-	    {"serial_number", "serialNumber"}};
-	struct inv_ctx *c = arg;
+	static const char *const f[][3] = {
+	    {"adam_id", "assignments", "adamId"},
+	    {"pricing_param", "assignments", "pricingParam"},
+	    {"serial_number", "assignments", "serialNumber"},
+	    {"license_id", "licences", "licenseId"}}; /* v1's, sync --v1 */
+	struct inv_res *ir = arg;
+	struct inv_ctx *c = ir->c;
 	const char     *at = json_string_value(json_object_get(rec, "synced_at"));
 	uint64_t	us = 0;
-	json_t	       *v;
+	json_t	       *v, *seen;
 	size_t		i;
+	int		rc;
 
+	/* A token's licences come together: a new name is a new token. */
+	seen = json_object_get(c->vpp_tokens, token);
+	if (seen == NULL) {
+		if (json_object_set_new(c->vpp_tokens, token, json_true()) != 0)
+			return STORE_ENOMEM;
+		if ((rc = inv_vpp_token(c, ir->t, token)) != 0)
+			return rc;
+	}
 	if (at != NULL && time_parse_rfc3339(at, &us) == -1)
 		us = 0;
 	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 		if ((v = json_object_get(rec, f[i][0])) != NULL)
-			inv_kept(c, INV_VPP, c->device_id, "assignments",
-			    f[i][1], json_incref(v), us);
+			inv_kept(c, INV_VPP, c->device_id, f[i][1],
+			    f[i][2], json_incref(v), us);
 	return inv_vpp_meta(c, token,
 	    json_string_value(json_object_get(rec, "adam_id")));
 }
@@ -572,8 +614,16 @@ inv_collect(struct store_txn *t, struct inv_ctx *c)
 		rc = inv_enrollment(c, t, c->device_id);
 	if (rc == 0)
 		rc = store_user_channels(t, c->device_id, inv_uchan_cb, a);
-	if (rc == 0 && c->found && c->serial != NULL)
-		rc = store_vpp_of_serial(t, c->serial, inv_vpp_cb, c);
+	if (rc == 0 && c->found && c->serial != NULL) {
+		struct inv_res ir = {c, t};
+
+		json_decref(c->vpp_tokens);
+		if ((c->vpp_tokens = json_object()) == NULL)
+			rc = STORE_ENOMEM;
+		else
+			rc = store_vpp_of_serial(t, c->serial, inv_vpp_cb,
+			    &ir);
+	}
 	if (rc == 0 && !c->found)
 		rc = STORE_ENOTFOUND;
 	return rc;
@@ -608,6 +658,7 @@ inventory_device(struct store_txn *t, const char *id_or_serial, json_t **out)
 	free(c.device_id);
 	free(c.serial);
 	json_decref(c.enrollments);
+	json_decref(c.vpp_tokens);
 	for (s = 0; s < INV__MAX; s++)
 		json_decref(c.rows[s]);
 	return rc;

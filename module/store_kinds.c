@@ -288,6 +288,14 @@ static const struct afield vpptoken_af[] = {
     AO(14, "cursor_since", A_STR),
     AO(15, "cursor_version", A_STR),
     AV(16, "mdm_id", A_STR, "client config", "mdmInfo.id"),
+    /* Legacy v1's client configuration (picomdm-vpp sync --v1). */
+    AV(17, "org_id", A_STR, "client config", "organizationId"),
+    AV(18, "org_id_hash", A_STR, "client config", "organizationIdHash"),
+    AV(19, "facilitator_member_id", A_STR, "client config",
+	"facilitatorMemberId"),
+    AV(20, "location_id", A_STR, "client config", "location.locationId"),
+    AO(21, "licences_since", A_STR),
+    AO(22, "licences_batch", A_STR),
 };
 
 static const struct afield vppasset_af[] = {
@@ -309,6 +317,8 @@ static const struct afield vppassign_af[] = {
     AV(3, "serial_number", A_STR, "assignments", "serialNumber"),
     AV(4, "client_user_id", A_STR, "assignments", "clientUserId"),
     AO(5, "synced_at", A_TIME),
+    /* Legacy v1's licence of the assignment (picomdm-vpp sync --v1). */
+    AV(6, "license_id", A_STR, "licences", "licenseId"),
 };
 
 static const struct afield vppuser_af[] = {

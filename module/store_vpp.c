@@ -162,51 +162,64 @@ apple_str(const json_t *apple, const char *name)
 	return s != NULL && *s != '\0' ? s : NULL;
 }
 
-int
-store_vpp_put(struct store_txn *t, enum store_vpp_list l, const char *token,
-    const json_t *apple)
+/* The key of Apple's record of list l: token, then its IDs (adamId and
+ * pricingParam; "device" or "user", serialNumber or clientUserId, then
+ * adamId; clientUserId). STORE_EINVAL when an ID is missing. */
+static int
+apple_key(enum store_vpp_list l, const char *token, const json_t *apple,
+    struct key *key)
 {
-	const struct store_kind *k;
-	const char		*a, *b;
-	struct key		 key;
-	json_t			*rec, *j;
-	size_t			 i;
-	int			 rc;
+	const char *a, *b;
 
 	if ((unsigned)l >= STORE_VPP__MAX || token == NULL || *token == '\0' ||
 	    !json_is_object(apple))
 		return STORE_EINVAL;
-	k = &store_kinds[list_dbi[l]];
-	key_init(&key);
-	key_str(&key, token);
+	key_init(key);
+	key_str(key, token);
 	switch (l) {
 	case STORE_VPP_ASSETS:
 		if ((a = apple_str(apple, "adamId")) == NULL ||
 		    (b = apple_str(apple, "pricingParam")) == NULL)
 			return STORE_EINVAL;
-		key_str(&key, a);
-		key_str(&key, b);
+		key_str(key, a);
+		key_str(key, b);
 		break;
 	case STORE_VPP_ASSIGNMENTS:
 		if ((a = apple_str(apple, "adamId")) == NULL)
 			return STORE_EINVAL;
 		if ((b = apple_str(apple, "serialNumber")) != NULL)
-			key_str(&key, "device");
+			key_str(key, "device");
 		else if ((b = apple_str(apple, "clientUserId")) != NULL)
-			key_str(&key, "user");
+			key_str(key, "user");
 		else
 			return STORE_EINVAL;
-		key_str(&key, b);
-		key_str(&key, a);
+		key_str(key, b);
+		key_str(key, a);
 		break;
 	case STORE_VPP_USERS:
 		if ((a = apple_str(apple, "clientUserId")) == NULL)
 			return STORE_EINVAL;
-		key_str(&key, a);
+		key_str(key, a);
 		break;
 	default:
 		return STORE_EINVAL;
 	}
+	return key->overflow ? STORE_EINVAL : 0;
+}
+
+int
+store_vpp_put(struct store_txn *t, enum store_vpp_list l, const char *token,
+    const json_t *apple)
+{
+	const struct store_kind *k;
+	struct key		 key;
+	json_t			*rec, *j;
+	size_t			 i;
+	int			 rc;
+
+	if ((rc = apple_key(l, token, apple, &key)) != 0)
+		return rc;
+	k = &store_kinds[list_dbi[l]];
 	if ((rec = json_object()) == NULL)
 		return STORE_ENOMEM;
 	for (i = 0; i < k->nf; i++) {
@@ -222,6 +235,56 @@ store_vpp_put(struct store_txn *t, enum store_vpp_list l, const char *token,
 	json_object_set_new(rec, "synced_at", time_json(t->now));
 	rc = put_json(t, k->dbi, &key, rec);
 	json_decref(rec);
+	return rc;
+}
+
+/* See store_vpp.h. */
+int
+store_vpp_del(struct store_txn *t, enum store_vpp_list l, const char *token,
+    const json_t *apple, int *removed)
+{
+	struct key key;
+	int	   rc;
+
+	*removed = 0;
+	if ((rc = apple_key(l, token, apple, &key)) != 0)
+		return rc;
+	rc = db_del(t, list_dbi[l], &key);
+	if (rc == STORE_ENOTFOUND)
+		return 0;
+	if (rc == 0)
+		*removed = 1;
+	return rc;
+}
+
+/* See store_vpp.h. */
+int
+store_vpp_annotate(struct store_txn *t, enum store_vpp_list l,
+    const char *token, const json_t *apple, const json_t *fields, int *found)
+{
+	struct key  key;
+	MDB_val	    v;
+	json_t	   *rec;
+	const char *k;
+	json_t	   *x;
+	int	    rc;
+
+	*found = 0;
+	if ((rc = apple_key(l, token, apple, &key)) != 0)
+		return rc;
+	rc = db_getv(t, list_dbi[l], key.b, key.len, &v);
+	if (rc == STORE_ENOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if ((rec = val_json(list_dbi[l], &v, 1)) == NULL)
+		return STORE_ECORRUPT;
+	json_object_foreach((json_t *)(uintptr_t)fields, k, x)
+		json_object_set(rec, k, x);
+	rc = put_json(t, list_dbi[l], &key, rec);
+	json_decref(rec);
+	if (rc == 0)
+		*found = 1;
 	return rc;
 }
 
@@ -309,6 +372,107 @@ store_vpp_each(struct store_txn *t, enum store_vpp_list l, const char *token,
 			return r < 0 ? r : 0;
 		return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
 	}
+}
+
+/* Whether k is a whole KK_STRS key: length-prefixed strings, none empty,
+ * up to its end. */
+static int
+key_strs_ok(const unsigned char *k, size_t n)
+{
+	size_t i = 0, l;
+
+	if (n == 0)
+		return 0;
+	while (i < n) {
+		if (n - i < 2)
+			return 0;
+		l = (size_t)k[i] << 8 | k[i + 1];
+		if (l == 0 || l > n - i - 2)
+			return 0;
+		i += 2 + l;
+	}
+	return 1;
+}
+
+/* See store_vpp.h. */
+int
+store_vpp_page(struct store_txn *t, enum store_vpp_list l, const char *token,
+    const char *after, int (*cb)(const char *, const char *, json_t *, void *),
+    void *arg)
+{
+	struct each_arg ea;
+	struct key	pfx;
+	unsigned char	ak[KEY_MAX];
+	char		cursor[2 * KEY_MAX + 1];
+	size_t		an = 0, hn;
+	MDB_cursor     *cur;
+	MDB_val		k, v;
+	json_t	       *j;
+	int		rc, r = 0, op;
+
+	if ((unsigned)l >= STORE_VPP__MAX)
+		return STORE_EINVAL;
+	key_init(&pfx);
+	if (token != NULL) {
+		key_str(&pfx, token);
+		if (pfx.overflow)
+			return STORE_EINVAL;
+	}
+	if (after != NULL) {
+		/* The cursor: the hex of the last key of the page before,
+		 * which need not exist any more. */
+		hn = strlen(after);
+		if (hn == 0 || hn % 2 != 0 || hn / 2 > KEY_MAX ||
+		    hex_decode(after, hn / 2, ak) != 0 ||
+		    !key_strs_ok(ak, hn / 2) || hn / 2 < pfx.len ||
+		    memcmp(ak, pfx.b, pfx.len) != 0)
+			return STORE_EINVAL;
+		an = hn / 2;
+	}
+	ea.d = list_dbi[l];
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[ea.d], &cur)) != 0)
+		return store_rc(rc);
+	if (an > 0) {
+		k.mv_data = ak;
+		k.mv_size = an;
+	} else {
+		k.mv_data = pfx.b;
+		k.mv_size = pfx.len;
+	}
+	op = k.mv_size > 0 ? MDB_SET_RANGE : MDB_FIRST;
+	for (rc = mdb_cursor_get(cur, &k, &v, op); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < pfx.len ||
+		    memcmp(k.mv_data, pfx.b, pfx.len) != 0) {
+			rc = MDB_NOTFOUND;
+			break;
+		}
+		if (an > 0 && k.mv_size == an &&
+		    memcmp(k.mv_data, ak, an) == 0)
+			continue; /* the last of the page before */
+		if (k.mv_size > KEY_MAX || !key_strs_ok(k.mv_data, k.mv_size)) {
+			r = STORE_ECORRUPT;
+			break;
+		}
+		{
+			const unsigned char *p = k.mv_data;
+			size_t		     tl = (size_t)p[0] << 8 | p[1];
+
+			memcpy(ea.token, p + 2, tl);
+			ea.token[tl] = '\0';
+		}
+		hex_encode(k.mv_data, k.mv_size, cursor);
+		if ((j = val_json(ea.d, &v, 0)) == NULL) {
+			r = STORE_ECORRUPT;
+			break;
+		}
+		r = cb(ea.token, cursor, j, arg);
+		json_decref(j);
+	}
+	mdb_cursor_close(cur);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
 }
 
 /*

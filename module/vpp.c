@@ -26,6 +26,8 @@ struct vpp {
 	char          *config_url;
 	char          *ca_file;
 	json_t        *config;  /* the service configuration */
+	char          *v1_url;  /* v1's service configuration */
+	json_t        *v1_config;
 	double         rps;
 	int            max_retries;
 	long           max_wait_s;
@@ -109,7 +111,10 @@ vpp_new(const struct vpp_token *t, const struct vpp_opts *o)
 	v->config_url = strdup(o && o->config_url ? o->config_url :
 	    VPP_SERVICE_CONFIG_URL);
 	v->ca_file = o && o->ca_file ? strdup(o->ca_file) : NULL;
+	v->v1_url = strdup(o && o->v1_url ? o->v1_url :
+	    VPP_V1_SERVICE_CONFIG_URL);
 	if (v->curl == NULL || v->auth == NULL || v->config_url == NULL ||
+	    v->v1_url == NULL ||
 	    (o && o->ca_file && v->ca_file == NULL)) {
 		vpp_free(v);
 		return NULL;
@@ -135,6 +140,8 @@ vpp_free(struct vpp *v)
 	free(v->auth);
 	free(v->config_url);
 	free(v->ca_file);
+	free(v->v1_url);
+	json_decref(v->v1_config);
 	json_decref(v->config);
 	free(v);
 }
@@ -558,5 +565,50 @@ vpp_lookup(struct vpp *v, const char *key, const char *query,
 	explicit_bzero(v->cookie, n);
 	free(v->cookie);
 	v->cookie = NULL;
+	return o;
+}
+
+/* See vpp.h. */
+json_t *
+vpp_v1_post(struct vpp *v, const char *key, const json_t *body,
+    struct vpp_error *e)
+{
+	static const char bearer[] = "Authorization: Bearer ";
+	const char	 *url;
+	json_t		 *b, *o, *st;
+	char		 *s;
+
+	if (v->v1_config == NULL) {
+		o = vpp_fetch(v, v->v1_url, 0, NULL, e);
+		if (o == NULL)
+			return NULL;
+		v->v1_config = o;
+	}
+	url = json_string_value(json_object_get(v->v1_config, key));
+	if (url == NULL || strncmp(url, "https://", 8) != 0) {
+		seterr(e, 0, 0, "the v1 service configuration names no https "
+		    "URL for ", key);
+		return NULL;
+	}
+	b = body != NULL ? json_deep_copy(body) : json_object();
+	if (b == NULL || json_object_set_new(b, "sToken",
+	    json_string(v->auth + sizeof bearer - 1)) != 0 ||
+	    (s = json_dumps(b, JSON_COMPACT)) == NULL) {
+		json_decref(b);
+		seterr(e, 0, 0, "", "out of memory");
+		return NULL;
+	}
+	json_decref(b);
+	o = vpp_fetch(v, url, 0, s, e);
+	explicit_bzero(s, strlen(s));
+	free(s);
+	if (o == NULL)
+		return NULL;
+	st = json_object_get(o, "status");
+	if (!json_is_integer(st) || json_integer_value(st) != 0) {
+		seterr(e, 200, 0, "", "v1 answer without status 0");
+		json_decref(o);
+		return NULL;
+	}
 	return o;
 }

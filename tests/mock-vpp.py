@@ -30,6 +30,23 @@ for tests. HTTPS (http.server + ssl) on 127.0.0.1; run with /usr/bin/python3.
                                /mock/fail answers apply; every id asked
                                for is counted (GET /mock/lookups)
 
+Legacy v1 (read only; picomdm-vpp sync --v1):
+  GET|POST /mdm/VPPServiceConfigSrv  no authentication; clientConfigSrvUrl
+                               and getLicensesSrvUrl on /mock-v1/ paths
+  POST <clientConfigSrvUrl>    organizationId, organizationIdHash,
+                               facilitatorMemberId, location{locationId}
+  POST <getLicensesSrvUrl>     the live assignments' licences (licenseIdStr,
+                               adamIdStr, serialNumber or clientUserIdStr),
+                               --v1-batch a batch; batchToken while more
+                               remain, sinceModifiedToken ("m<version>") on
+                               the last; sinceModifiedToken=mK lists the
+                               licences of assignments changed after K
+  The sToken is in the body; errors are HTTP 200 with status -1 and
+  errorNumber (9621, 9622, 9625 as for v2; 9602 for a bad batchToken or
+  sinceModifiedToken); /mock/fail scripts them too (status 503 and
+  retry_after included; an answer {"pass": true} lets that request be
+  answered as usual, so that a later one fails).
+
 Every authenticated request needs "Authorization: Bearer <--token>":
 no or a malformed header is 401 errorNumber 9722; a bearer given as
 --expired is 401 9621, as --revoked 401 9625; any other bearer is HTTP
@@ -44,8 +61,13 @@ Records start at version 1; a listing with sinceVersionId=vK returns
 only records whose version is above K.
 
 Control (no authentication, for the test):
-  POST /mock/change {"assignments":[{...}], "users":[{...}]}
-      adds records at a new version (one version per call)
+  POST /mock/change {"assignments":[{...}], "users":[{...}],
+                     "remove": {"assignments":[{IDs}], "users":[{IDs}]}}
+      adds and removes records at a new version (one version per call).
+      Apple's v2 documents no removal marker for a delta; this mock's
+      convention, which picomdm-vpp follows (man/picomdm-vpp.8): a delta
+      returns a removed assignment with "deleted": true and a removed
+      user with status "Deleted"; a full listing leaves both out.
   POST /mock/fail {"path": "<path>", "answers": [ANSWER, ...]}
       queues answers for the next requests to that path, in order;
       ANSWER is {"status": 200, "errorNumber": 9603, "errorMessage": "..",
@@ -80,11 +102,16 @@ rate window and /mock/fail scripts them as GETs.
       the delay of events sent from now on, items that will fail, and
       (finish) every pending event due now
   --limits JSON overrides service-configuration limits.
+  GET /mock/digest?kind=assets|assignments|users
+      {"count": N, "sha256": H}: H of what a full listing holds, its
+      keys ("adamId|pricingParam", "adamId|serialNumber" or
+      "adamId|clientUserId", "clientUserId") sorted bytewise, one a line
 
 --log FILE gets one JSON line per request: t (seconds), method, path,
 query, auth (the bearer matched --token), status, errorNumber.
 """
 import argparse
+import base64
 import collections
 import json
 import ssl
@@ -111,6 +138,7 @@ P.add_argument("--meta", action="store_true")
 P.add_argument("--meta-missing", type=int, default=0)
 P.add_argument("--event-delay", type=float, default=1.0)
 P.add_argument("--limits", default=None)
+P.add_argument("--v1-batch", type=int, default=100)
 A = P.parse_args()
 
 VERSION = [1]
@@ -124,7 +152,8 @@ DATA = {
         for i in range(A.assets)],
     "assignments": [
         {"adamId": str(100000000 + i % max(A.assets, 1)),
-         "pricingParam": "STDQ", "serialNumber": "C02MOCK%05d" % i, "_v": 1}
+         "pricingParam": "STDQ", "serialNumber": "C02MOCK%05d" % i, "_v": 1,
+         "_lic": 900000000 + i}
         for i in range(A.assignments)],
     "users": [
         {"clientUserId": "00000000-0000-4000-8000-%012d" % i,
@@ -142,6 +171,69 @@ MISSING = set(r["adamId"] for r in DATA["assets"][len(DATA["assets"]) -
               ) if A.meta_missing else set()
 LOG = open(A.log, "a", buffering=1)
 PORT = [0]
+
+VIEWS = {}
+LICENCE = [950000000]
+
+
+def ident(kind, r):
+    """A record's IDs, as the store keys it."""
+    if kind == "assets":
+        return (r.get("adamId"), r.get("pricingParam"))
+    if kind == "users":
+        return (r.get("clientUserId"),)
+    return (r.get("adamId"), r.get("serialNumber"), r.get("clientUserId"))
+
+
+def remove(kind, r):
+    """Take a record away at the current version: the live one is marked
+    gone (full listings leave it out) and a tombstone goes after it, which
+    deltas since an older version return: an assignment with "deleted":
+    true, a user with status "Deleted"."""
+    key = ident(kind, r)
+    for x in DATA[kind]:
+        if not x.get("_gone") and ident(kind, x) == key:
+            x["_gone"] = True
+    t = {k: v for k, v in r.items()}
+    if kind == "users":
+        t["status"] = "Deleted"
+    else:
+        t["deleted"] = True
+    t["_v"] = VERSION[0]
+    t["_tomb"] = True
+    DATA[kind].append(t)
+
+
+def view(kind, since):
+    """What a listing since that version returns (0: a full one): built
+    once per version and kept, so that each page is a slice."""
+    v = VIEWS.get((kind, since))
+    if v is None:
+        if since == 0:
+            v = [r for r in DATA[kind]
+                 if not r.get("_gone") and not r.get("_tomb")]
+        else:
+            # The last state of each record changed since then.
+            last = {}
+            for r in DATA[kind]:
+                if r["_v"] > since:
+                    last[ident(kind, r)] = r
+            v = list(last.values())
+        VIEWS[(kind, since)] = v
+    return v
+
+
+def digest(kind):
+    """What a full listing holds: the count, and the SHA-256 of its
+    records' keys ("adamId|serialNumber or clientUserId", or
+    "adamId|pricingParam", or "clientUserId"), sorted bytewise, one a
+    line."""
+    import hashlib
+    keys = sorted("|".join(x for x in ident(kind, r) if x is not None)
+                  for r in view(kind, 0))
+    h = hashlib.sha256("".join(k + "\n" for k in keys).encode())
+    return {"count": len(keys), "sha256": h.hexdigest()}
+
 
 LISTS = {"/mock-v2/assets/list": ("assets", False),
          "/mock-v2/assignments/list": ("assignments", True),
@@ -182,6 +274,20 @@ def service_config():
         "limits": LIMITS,
         "errorCodes": [],
     }
+
+
+def v1_service_config():
+    """Legacy v1's service configuration: its URLs at the top level, on
+    paths of the mock's own."""
+    base = "https://127.0.0.1:%d/mock-v1" % PORT[0]
+    return {"clientConfigSrvUrl": base + "/VPPClientConfigSrv",
+            "getLicensesSrvUrl": base + "/getVPPLicensesSrv",
+            "getVPPAssetsSrvUrl": base + "/getVPPAssetsSrv",
+            "getUsersSrvUrl": base + "/getVPPUsersSrv",
+            "maxBatchAssociateLicenseCount": 10,
+            "maxBatchDisassociateLicenseCount": 10,
+            "errorCodes": [{"errorNumber": 9602,
+                            "errorMessage": "Invalid argument"}]}
 
 
 class H(BaseHTTPRequestHandler):
@@ -234,7 +340,14 @@ class H(BaseHTTPRequestHandler):
             for k in ("assignments", "users", "assets"):
                 for r in body.get(k, []):
                     r["_v"] = VERSION[0]
+                    if k == "assignments":
+                        LICENCE[0] += 1
+                        r["_lic"] = LICENCE[0]
                     DATA[k].append(r)
+            for k, recs in body.get("remove", {}).items():
+                for r in recs:
+                    remove(k, r)
+            VIEWS.clear()
             return self.answer(200, {"versionId": "v%d" % VERSION[0]})
         if u.path == "/mock/fail":
             FAIL[body["path"]].extend(body["answers"])
@@ -251,6 +364,10 @@ class H(BaseHTTPRequestHandler):
             return self.answer(200, {})
         if u.path in WRITES:
             return self.write(u.path, body)
+        if u.path == "/mdm/VPPServiceConfigSrv":
+            return self.answer(200, v1_service_config())
+        if u.path.startswith("/mock-v1/"):
+            return self.v1(u.path, body)
         if u.path != "/mock-v2/client/config":
             return self.error(405, 9726, "method not allowed")
         h = self.headers.get("Authorization", "")
@@ -311,6 +428,88 @@ class H(BaseHTTPRequestHandler):
                                      "numCompleted": 0}, auth=True)
         return self.answer(200, complete(ev), auth=True)
 
+    def v1(self, path, body):
+        """Legacy v1: the sToken in the body, status 0 or -1 with
+        errorNumber, HTTP 200 either way (503 only when scripted)."""
+        STATS["requests"] += 1
+        def err(n, m, auth=False):
+            self.answer(200, {"status": -1, "errorNumber": n,
+                              "errorMessage": m}, n, None, auth)
+        tok = body.get("sToken")
+        if not isinstance(tok, str) or not tok:
+            return err(9600, "Missing sToken")
+        if A.expired is not None and tok == A.expired:
+            return err(9621, "Token expired")
+        if A.revoked is not None and tok == A.revoked:
+            return err(9625, "Token revoked")
+        if tok != A.token:
+            return err(9622, "Invalid authentication token")
+        if not self.headers.get("Content-Type", "").startswith(
+                "application/json"):
+            return err(9602, "Content-Type", True)
+        if FAIL[path] and FAIL[path][0].get("pass"):
+            FAIL[path].pop(0)  # this one answered as usual
+        elif FAIL[path]:
+            a = FAIL[path].pop(0)
+            b = {"status": -1, "errorNumber": a.get("errorNumber", 9603),
+                 "errorMessage": a.get("errorMessage", "scripted")}
+            return self.answer(a.get("status", 200), b, b["errorNumber"],
+                               a.get("retry_after"), True)
+        if path == "/mock-v1/VPPClientConfigSrv":
+            return self.answer(200, {
+                "status": 0, "appleId": "vpp-admin@example.com",
+                "email": "vpp-admin@example.com",
+                "organizationId": 1234567890123,
+                "organizationIdHash": "5f1e" * 16,
+                "facilitatorMemberId": 4242, "countryCode": "US",
+                "defaultPlatform": "volumestore", "uId": "mock-library-1",
+                "location": {"locationId": 22222222222,
+                             "locationName": "Mock Campus"}}, auth=True)
+        if path != "/mock-v1/getVPPLicensesSrv":
+            return err(9604, "not found", True)
+        # Batches by batchToken ("<since>.<offset>", base64); the last
+        # one carries sinceModifiedToken ("m<version>") instead.
+        since, off = 0, 0
+        if "batchToken" in body:
+            try:
+                a, b = base64.b64decode(body["batchToken"],
+                                        validate=True).decode().split(".")
+                since, off = int(a), int(b)
+            except (ValueError, TypeError, UnicodeDecodeError):
+                return err(9602, "Invalid batchToken", True)
+        elif "sinceModifiedToken" in body:
+            m = str(body["sinceModifiedToken"])
+            if (not m.startswith("m") or not m[1:].isdigit()
+                    or int(m[1:]) > VERSION[0]):
+                return err(9602, "Invalid sinceModifiedToken", True)
+            since = int(m[1:])
+        recs = [r for r in view("assignments", since)
+                if not r.get("_tomb")]
+        batch = recs[off:off + A.v1_batch]
+        lic = []
+        for r in batch:
+            x = {"licenseId": r["_lic"], "licenseIdStr": str(r["_lic"]),
+                 "adamId": int(r["adamId"]), "adamIdStr": r["adamId"],
+                 "pricingParam": r.get("pricingParam", "STDQ"),
+                 "productTypeId": 8, "productTypeName": "Application",
+                 "isIrrevocable": False, "status": "Associated"}
+            if "serialNumber" in r:
+                x["serialNumber"] = r["serialNumber"]
+            else:
+                x["clientUserIdStr"] = r.get("clientUserId", "")
+            lic.append(x)
+        out = {"status": 0, "licenses": lic, "totalCount": len(recs),
+               "totalBatchCount": str(max(1, -(-len(recs) // A.v1_batch))),
+               "batchCount": len(lic), "uId": "mock-library-1",
+               "location": {"locationId": 22222222222,
+                            "locationName": "Mock Campus"}}
+        if off + A.v1_batch < len(recs):
+            out["batchToken"] = base64.b64encode(
+                ("%d.%d" % (since, off + A.v1_batch)).encode()).decode()
+        else:
+            out["sinceModifiedToken"] = "m%d" % VERSION[0]
+        return self.answer(200, out, auth=True)
+
     def client_config(self):
         c = {"uId": "mock-library-1",
              "tokenExpirationDate": "2030-11-08T22:33:22+0000",
@@ -328,10 +527,14 @@ class H(BaseHTTPRequestHandler):
             return self.answer(200, STATS)
         if u.path == "/mock/lookups":
             return self.answer(200, dict(LOOKUPS))
+        if u.path == "/mock/digest":
+            return self.answer(200, digest(q.get("kind", "assignments")))
         if self.over_rate():
             return self.error(429, 9646, "Too many requests", 1)
         if u.path == "/mdm/v2/service/config":
             return self.answer(200, service_config())
+        if u.path == "/mdm/VPPServiceConfigSrv":
+            return self.answer(200, v1_service_config())
         if u.path == "/mock-v2/lookup":
             return self.lookup(q)
         h = self.headers.get("Authorization", "")
@@ -365,15 +568,15 @@ class H(BaseHTTPRequestHandler):
                     or int(s[1:]) > VERSION[0]):
                 return self.error(400, 9721, "Invalid versionId", auth=True)
             since = int(s[1:])
-        recs = [{k: v for k, v in r.items() if k != "_v"}
-                for r in DATA[kind] if r["_v"] > since]
+        recs = view(kind, since)
         size = A.page_size
         total = max(1, (len(recs) + size - 1) // size)
         page = q.get("pageIndex", "0")
         if not page.isdigit() or int(page) >= total:
             return self.error(400, 9650, "Invalid page index", auth=True)
         page = int(page)
-        common.update({kind: recs[page * size:(page + 1) * size],
+        common.update({kind: [{k: v for k, v in r.items() if k[0] != "_"}
+                              for r in recs[page * size:(page + 1) * size]],
                        "currentPageIndex": page, "size": size,
                        "totalPages": total, "versionId": "v%d" % VERSION[0]})
         if page + 1 < total:
@@ -507,6 +710,7 @@ def complete(ev):
     done = 0
     VERSION[0] += 1
     v = VERSION[0]
+    VIEWS.clear()  # the listings change at this version
 
     def failed(item, lst, number):
         fails.setdefault(number, {}).setdefault(lst, []).append(item)

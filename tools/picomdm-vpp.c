@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "extern.h"
 #include "picomdm/store.h"
 #include "picomdm/store_vpp.h"
 #include "picomdm/util.h"
@@ -31,6 +32,7 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: picomdm-vpp token show FILE.vpptoken\n"
+	    "       (every form but token show also takes --config FILE)\n"
 	    "       picomdm-vpp --token FILE.vpptoken [--url URL] [--ca FILE]\n"
 	    "           [--rps N] [--max-wait SECONDS] config\n"
 	    "       picomdm-vpp ... assets\n"
@@ -40,7 +42,7 @@ usage(void)
 	    "       picomdm-vpp --db DIR token remove NAME [--purge]\n"
 	    "       picomdm-vpp --db DIR [--url URL] [--ca FILE] [--rps N]\n"
 	    "           [--max-wait SECONDS] [--mdm-id ID] [--force]\n"
-	    "           [--meta-max-age SECONDS] sync [NAME]\n"
+	    "           [--meta-max-age SECONDS] [--v1] [--v1-url URL] sync [NAME]\n"
 	    "       picomdm-vpp --db DIR [--url URL] [--ca FILE] [--rps N]\n"
 	    "           [--meta-max-age SECONDS] [--refresh] meta [NAME]\n"
 	    "       picomdm-vpp --db DIR assets|assignments|users|metadata "
@@ -186,7 +188,8 @@ import_op(struct store_txn *t, void *arg)
 	const char	 *keep[] = { "location", "country", "uid",
 		"assignments_version", "users_version", "synced_at",
 		"cursor_list", "cursor_page", "cursor_since", "cursor_version",
-		NULL };
+		"org_id", "org_id_hash", "facilitator_member_id", "location_id",
+		"licences_since", "licences_batch", NULL };
 	int		  rc, i;
 
 	io->replaced = 0;
@@ -311,6 +314,11 @@ token_list(void)
 		    json_object_get(x, "expires"), "days_left", (json_int_t)d,
 		    "synced_at", json_object_get(x, "synced_at"), "records",
 		    json_object_get(x, "records"));
+		/* What only v1 gives (sync --v1), when it was read. */
+		for (const char *const *k = (const char *const[]){ "org_id",
+		    "facilitator_member_id", "location_id", NULL }; *k; k++)
+			if (o != NULL && json_object_get(x, *k) != NULL)
+				json_object_set(o, *k, json_object_get(x, *k));
 		print_line(o, NULL);
 		json_decref(o);
 		if (d < VPP_WARN_DAYS)
@@ -395,9 +403,32 @@ struct page_op {
 	const char *since;   /* NULL: a full listing */
 	const char *version; /* the listing's versionId (its first page) */
 	const json_t *client; /* the client configuration, or NULL */
-	size_t	    written;
+	size_t	    written, removed;
 	char	    why[160];
 };
+
+/*
+ * Whether an element of a listing reports its record gone: a user whose
+ * status is "Deleted", an assignment marked "deleted": true (how a delta
+ * reports a licence taken back; see man/picomdm-vpp.8). Its record is
+ * removed from the store in the page's transaction; every other element
+ * is written.
+ */
+static int
+removed(enum store_vpp_list l, const json_t *x)
+{
+	const char *st;
+
+	switch (l) {
+	case STORE_VPP_ASSIGNMENTS:
+		return json_is_true(json_object_get(x, "deleted"));
+	case STORE_VPP_USERS:
+		st = json_string_value(json_object_get(x, "status"));
+		return st != NULL && strcmp(st, "Deleted") == 0;
+	default:
+		return 0;
+	}
+}
 
 /* One page and the token's cursor, in one transaction. */
 static int
@@ -409,6 +440,7 @@ page_op(struct store_txn *t, void *arg)
 	int		rc;
 
 	po->written = 0;
+	po->removed = 0;
 	po->why[0] = '\0';
 	if ((rc = store_vpp_token_get(t, po->token, 1, &tok)) != 0)
 		return rc;
@@ -433,10 +465,25 @@ page_op(struct store_txn *t, void *arg)
 	    (rc = store_vpp_clear(t, lists[po->li].list, po->token, NULL)) !=
 	    0)
 		goto out;
+	if (lists[po->li].list == STORE_VPP_ASSIGNMENTS && po->index == 0 &&
+	    po->since == NULL) {
+		/* The licence IDs went with the assignments: v1's next
+		 * licence listing is a whole one. */
+		json_object_del(tok, "licences_since");
+		json_object_del(tok, "licences_batch");
+	}
 	json_array_foreach(json_object_get(po->page, lists[po->li].name), i,
 	    x) {
-		if ((rc = store_vpp_put(t, lists[po->li].list, po->token, x)) !=
-		    0) {
+		int gone = 0;
+
+		if (removed(lists[po->li].list, x)) {
+			/* Reported gone: out of the store with this page. */
+			rc = store_vpp_del(t, lists[po->li].list, po->token, x,
+			    &gone);
+			po->removed += (size_t)gone;
+		} else
+			rc = store_vpp_put(t, lists[po->li].list, po->token, x);
+		if (rc != 0) {
 			char *s = json_dumps(x, JSON_COMPACT);
 
 			snprintf(po->why, sizeof po->why, "%s page %lld: %.100s",
@@ -444,7 +491,7 @@ page_op(struct store_txn *t, void *arg)
 			free(s);
 			goto out;
 		}
-		po->written++;
+		po->written += !removed(lists[po->li].list, x);
 	}
 	if (po->index + 1 < po->total) {
 		json_object_set_new(tok, "cursor_list",
@@ -532,6 +579,200 @@ claim(struct vpp *v, const char *name, json_t **cc)
 	return 0;
 }
 
+/* ---- legacy v1 reads (--v1) ---- */
+
+static int v1;
+
+struct v1_op {
+	const char   *token;
+	const json_t *client;  /* v1's client configuration, or NULL */
+	const json_t *batch;   /* a getVPPLicensesSrv answer */
+	const char   *next;    /* its batchToken: more to come */
+	const char   *since;   /* its sinceModifiedToken: the end */
+	size_t	      matched, unmatched;
+};
+
+/* A JSON number or string as a string (v1 answers either), or NULL. */
+static json_t *
+v1_str(const json_t *x)
+{
+	char b[32];
+
+	if (json_is_string(x) && json_string_length(x) > 0)
+		return json_incref((json_t *)(uintptr_t)x);
+	if (json_is_integer(x)) {
+		snprintf(b, sizeof b, "%lld", (long long)json_integer_value(x));
+		return json_string(b);
+	}
+	return NULL;
+}
+
+/* v1's client configuration onto the token, or a batch of licences onto
+ * their assignments with the token's licence cursor, in one
+ * transaction. */
+static int
+v1_op(struct store_txn *t, void *arg)
+{
+	struct v1_op *vo = arg;
+	json_t	     *tok, *x, *key, *f, *id;
+	const char   *adam, *who;
+	size_t	      i;
+	int	      rc = 0, found;
+
+	vo->matched = vo->unmatched = 0;
+	if ((rc = store_vpp_token_get(t, vo->token, 1, &tok)) != 0)
+		return rc;
+	if (vo->client != NULL) {
+		static const char *const m[][2] = {
+			{ "organizationId", "org_id" },
+			{ "organizationIdHash", "org_id_hash" },
+			{ "facilitatorMemberId", "facilitator_member_id" } };
+
+		for (i = 0; i < 3; i++)
+			if ((x = v1_str(json_object_get(vo->client,
+			    m[i][0]))) != NULL)
+				json_object_set_new(tok, m[i][1], x);
+		if ((x = v1_str(json_object_get(json_object_get(vo->client,
+		    "location"), "locationId"))) != NULL)
+			json_object_set_new(tok, "location_id", x);
+		goto put;
+	}
+	json_array_foreach(json_object_get(vo->batch, "licenses"), i, x) {
+		adam = json_string_value(json_object_get(x, "adamIdStr"));
+		who = json_string_value(json_object_get(x, "serialNumber"));
+		id = v1_str(json_object_get(x, "licenseIdStr"));
+		if (adam == NULL || id == NULL) {
+			json_decref(id);
+			vo->unmatched++;
+			continue;
+		}
+		key = who != NULL ?
+		    json_pack("{s:s, s:s}", "adamId", adam, "serialNumber", who) :
+		    json_pack("{s:s, s:s?}", "adamId", adam, "clientUserId",
+		    json_string_value(json_object_get(x, "clientUserIdStr")));
+		f = json_pack("{s:o}", "license_id", id);
+		rc = key != NULL && f != NULL ? store_vpp_annotate(t,
+		    STORE_VPP_ASSIGNMENTS, vo->token, key, f, &found) :
+		    STORE_ENOMEM;
+		json_decref(key);
+		json_decref(f);
+		if (rc == STORE_EINVAL) {
+			/* No serial or user: no assignment to hold it. */
+			rc = 0;
+			found = 0;
+		}
+		if (rc != 0)
+			goto out;
+		if (found)
+			vo->matched++;
+		else
+			vo->unmatched++;
+	}
+	if (vo->next != NULL)
+		json_object_set_new(tok, "licences_batch", json_string(vo->next));
+	else {
+		json_object_del(tok, "licences_batch");
+		if (vo->since != NULL)
+			json_object_set_new(tok, "licences_since",
+			    json_string(vo->since));
+	}
+put:
+	rc = store_vpp_token_put(t, tok);
+out:
+	json_decref(tok);
+	return rc;
+}
+
+/*
+ * What only the legacy v1 API carries, read after the v2 listings: the
+ * organisation, facilitator member and location IDs onto the token, and
+ * the licence ID of each assignment. Licences are listed by batchToken,
+ * each batch written with the next batchToken in one transaction (a
+ * killed sync resumes at it); the last answer's sinceModifiedToken makes
+ * the next listing a delta, unless a whole v2 assignment listing has
+ * since replaced the assignments (page_op drops it).
+ */
+static int
+sync_v1(struct vpp *v, const char *name)
+{
+	struct tok_op	 to = { name, NULL };
+	struct v1_op	 vo = { 0 };
+	struct vpp_error e = { 0 };
+	json_t		*cc, *body, *b;
+	const char	*batch, *since;
+	char		*prev = NULL;
+	size_t		 matched = 0, unmatched = 0, n;
+	int		 rc, resumed;
+
+	vo.token = name;
+	if ((cc = vpp_v1_post(v, "clientConfigSrvUrl", NULL, &e)) == NULL)
+		return fail(&e);
+	vo.client = cc;
+	rc = store_write(db, v1_op, &vo);
+	json_decref(cc);
+	vo.client = NULL;
+	if (rc != 0)
+		return db_fail(rc, "sync --v1");
+	if ((rc = store_read(db, tok_op, &to)) != 0)
+		return db_fail(rc, "sync --v1");
+	batch = json_string_value(json_object_get(to.rec, "licences_batch"));
+	since = json_string_value(json_object_get(to.rec, "licences_since"));
+	resumed = batch != NULL;
+	for (n = 0;; n++) {
+		body = json_pack("{s:b}", "assignedOnly", 1);
+		if (body != NULL && batch != NULL)
+			json_object_set_new(body, "batchToken",
+			    json_string(batch));
+		else if (body != NULL && since != NULL)
+			json_object_set_new(body, "sinceModifiedToken",
+			    json_string(since));
+		b = body != NULL ? vpp_v1_post(v, "getLicensesSrvUrl", body,
+		    &e) : NULL;
+		json_decref(body);
+		if (b == NULL) {
+			rc = body == NULL ? db_fail(STORE_ENOMEM, "sync --v1") :
+			    fail(&e);
+			break;
+		}
+		vo.batch = b;
+		vo.next = json_string_value(json_object_get(b, "batchToken"));
+		vo.since = json_string_value(json_object_get(b,
+		    "sinceModifiedToken"));
+		if (!json_is_array(json_object_get(b, "licenses")) ||
+		    (vo.next == NULL && vo.since == NULL) ||
+		    (vo.next != NULL && prev != NULL &&
+		    strcmp(vo.next, prev) == 0) || n > 1000000) {
+			fprintf(stderr, "picomdm-vpp: %s: v1 licences: an "
+			    "answer without licenses, or with neither a new "
+			    "batchToken nor a sinceModifiedToken\n", name);
+			json_decref(b);
+			rc = 1;
+			break;
+		}
+		rc = store_write(db, v1_op, &vo);
+		matched += vo.matched;
+		unmatched += vo.unmatched;
+		free(prev);
+		prev = vo.next != NULL ? strdup(vo.next) : NULL;
+		json_decref(b);
+		if (rc != 0) {
+			rc = db_fail(rc, "sync --v1");
+			break;
+		}
+		if (prev == NULL)
+			break;
+		batch = prev;
+	}
+	if (rc == 0)
+		fprintf(stderr, "picomdm-vpp: %s: v1 licences: %zu licence IDs "
+		    "onto assignments, %zu without one%s%s\n", name, matched,
+		    unmatched, since != NULL && !resumed ? ", modified since " :
+		    "", resumed ? " (resumed)" : since != NULL ? since : "");
+	free(prev);
+	json_decref(to.rec);
+	return rc;
+}
+
 static int
 sync_one(const char *name, const struct vpp_opts *o)
 {
@@ -544,7 +785,7 @@ sync_one(const char *name, const struct vpp_opts *o)
 	const char	*cl;
 	char		*since = NULL, *version = NULL;
 	long long	 start;
-	size_t		 li, first = 0, n;
+	size_t		 li, first = 0, n, gone;
 	int		 rc = 0;
 
 	if ((rc = store_read(db, tok_op, &to)) != 0) {
@@ -613,7 +854,7 @@ sync_one(const char *name, const struct vpp_opts *o)
 			if (json_is_string(x))
 				since = strdup(json_string_value(x));
 		}
-		n = 0;
+		n = gone = 0;
 		po.li = li;
 		po.since = since;
 		for (po.index = start, po.total = start + 1;
@@ -657,13 +898,16 @@ sync_one(const char *name, const struct vpp_opts *o)
 				break;
 			}
 			n += po.written;
+			gone += po.removed;
 		}
 		if (rc == 0)
-			fprintf(stderr, "picomdm-vpp: %s: %s: %zu %s%s%s\n",
-			    name, lists[li].name, n, since ? "changed since " :
-			    "in all", since ? since : "", resume && start > 0 ?
-			    " (resumed)" : "");
+			fprintf(stderr, "picomdm-vpp: %s: %s: %zu %s%s, %zu "
+			    "removed%s\n", name, lists[li].name, n, since ?
+			    "changed since " : "in all", since ? since : "", gone,
+			    resume && start > 0 ? " (resumed)" : "");
 	}
+	if (rc == 0 && v1)
+		rc = sync_v1(v, name);
 out:
 	free(since);
 	free(version);
@@ -812,6 +1056,29 @@ db_main(const char *dir, int argc, char **argv, const struct vpp_opts *o,
 	return rc;
 }
 
+/*
+ * --config FILE: picomdm.conf(5)'s db (into *dir unless dir is NULL)
+ * and vpp_url, for what the command line does not give (--db, --url).
+ * 0, or -1 after a message. The strings live until exit.
+ */
+static int
+apply_config(const char *path, const char **dir, struct vpp_opts *o)
+{
+	static struct config cfg;
+
+	config_defaults(&cfg);
+	if (config_load(&cfg, path) == -1) {
+		fprintf(stderr, "picomdm-vpp: %s: not a usable picomdm.conf "
+		    "(above)\n", path);
+		return -1;
+	}
+	if (dir != NULL && *dir == NULL)
+		*dir = cfg.db;
+	if (o->config_url == NULL)
+		o->config_url = cfg.vpp_url;
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -828,6 +1095,9 @@ main(int argc, char **argv)
 		{ "mdm-id", required_argument, NULL, 'm' },
 		{ "meta-max-age", required_argument, NULL, 'A' },
 		{ "refresh", no_argument, NULL, 'R' },
+		{ "config", required_argument, NULL, 'g' },
+		{ "v1", no_argument, NULL, '1' },
+		{ "v1-url", required_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vpp_opts  o = { 0 };
@@ -835,6 +1105,7 @@ main(int argc, char **argv)
 	struct vpp_error e = { 0 };
 	struct vpp      *v;
 	const char      *token = NULL, *since = NULL, *cmd, *dir = NULL;
+	const char      *config_path = NULL;
 	int              purge = 0;
 	char            *end, *version = NULL;
 	json_t          *j;
@@ -862,6 +1133,9 @@ main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'g': config_path = optarg; break;
+		case '1': v1 = 1; break;
+		case 'V': o.v1_url = optarg; v1 = 1; break;
 		case 'm':
 			if (strlen(optarg) < 1 || strlen(optarg) >= sizeof mdm_id) {
 				fprintf(stderr, "picomdm-vpp: --mdm-id: 1 to 100 "
@@ -893,6 +1167,13 @@ main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		usage();
+	/* The file's db is for the store's commands: not for --token's nor
+	 * for token show, which read no store. */
+	if (config_path != NULL && apply_config(config_path,
+	    token != NULL || (strcmp(argv[optind], "token") == 0 &&
+	    optind + 1 < argc && strcmp(argv[optind + 1], "show") == 0) ?
+	    NULL : &dir, &o) != 0)
+		return 2;
 	if (mdm_id[0] == '\0') {
 		char host[64];
 

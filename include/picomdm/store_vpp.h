@@ -46,6 +46,19 @@ int store_vpp_count(struct store_txn *, const char *token, size_t *n);
  * STORE_EINVAL (nothing written). synced_at is the transaction's time. */
 int store_vpp_put(struct store_txn *, enum store_vpp_list,
     const char *token, const json_t *apple);
+/* Remove the entry Apple's record names (its IDs as for store_vpp_put;
+ * its other fields are not looked at): a delta that reports it gone.
+ * *removed is 1 when there was one; none is not an error. */
+int store_vpp_del(struct store_txn *, enum store_vpp_list,
+    const char *token, const json_t *apple, int *removed);
+/* Set fields (registry names: {"license_id": ...}) on the stored entry
+ * Apple's record names (its IDs as for store_vpp_put), keeping the rest:
+ * what only the legacy v1 API carries. *found is 0, and nothing is
+ * written, when there is no such entry. A field not of the kind, or of
+ * the wrong type, is STORE_EINVAL. */
+int store_vpp_annotate(struct store_txn *, enum store_vpp_list,
+    const char *token, const json_t *apple, const json_t *fields,
+    int *found);
 /* Remove every entry of this list of the token (a full listing starts
  * over); *n the number removed (may be NULL). */
 int store_vpp_clear(struct store_txn *, enum store_vpp_list,
@@ -54,6 +67,15 @@ int store_vpp_clear(struct store_txn *, enum store_vpp_list,
  * and the record; nonzero stops (a negative value is returned). */
 int store_vpp_each(struct store_txn *, enum store_vpp_list,
     const char *token, int (*cb)(const char *token, json_t *rec, void *),
+    void *arg);
+/* Like store_vpp_each, from after a cursor (NULL: the first): cb also
+ * gets the record's cursor, an opaque string (the hex of its key) that
+ * stays valid while records are added and removed; a page goes on from
+ * the record after it. A cursor that is not one of this list (of this
+ * token, when one is given) is STORE_EINVAL. */
+int store_vpp_page(struct store_txn *, enum store_vpp_list,
+    const char *token, const char *after,
+    int (*cb)(const char *token, const char *cursor, json_t *rec, void *),
     void *arg);
 /* The assignments to a device serial number, over every token. */
 int store_vpp_of_serial(struct store_txn *, const char *serial,

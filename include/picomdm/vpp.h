@@ -25,6 +25,10 @@
 
 #define VPP_SERVICE_CONFIG_URL \
 	"https://vpp.itunes.apple.com/mdm/v2/service/config"
+/* The legacy v1 service configuration (read only, for what only v1
+ * carries: licence IDs, organisation, location and facilitator IDs). */
+#define VPP_V1_SERVICE_CONFIG_URL \
+	"https://vpp.itunes.apple.com/mdm/VPPServiceConfigSrv"
 #define VPP_WARN_DAYS   30
 #define VPP_TOKEN_MAX   (64 * 1024) /* a .vpptoken file is < 1 KiB today */
 #define VPP_RPS_DEFAULT 15.0
@@ -60,6 +64,7 @@ struct vpp_opts {
 	int         max_retries;    /* per request; default 3 */
 	long        max_wait_s;     /* longest Retry-After obeyed; default 60 */
 	long        timeout_ms;     /* per request; default 30000 */
+	const char *v1_url;     /* NULL: VPP_V1_SERVICE_CONFIG_URL */
 };
 
 /* What went wrong with the last call. */
@@ -104,6 +109,16 @@ json_t *vpp_page(struct vpp *, const char *key, const char *array,
  * under urls.<key> with query, the sToken as the itvt cookie (no
  * bearer). Returns a new reference or NULL. */
 json_t *vpp_lookup(struct vpp *, const char *key, const char *query,
+    struct vpp_error *);
+/*
+ * Legacy v1: POST body (an object; NULL: {}) with the sToken added to the
+ * URL v1's service configuration (fetched once from v1_url, no token)
+ * names under its top-level key (clientConfigSrvUrl, getLicensesSrvUrl,
+ * ...), without the bearer. An answer whose status is not 0, or that has
+ * an errorNumber (v1 sends both with HTTP 200), is an error. A new
+ * reference, or NULL with e set.
+ */
+json_t *vpp_v1_post(struct vpp *, const char *key, const json_t *body,
     struct vpp_error *);
 /* A sentence for a token error (9621/9622/9625, 9722), or NULL. */
 const char *vpp_token_error(int number);

@@ -443,13 +443,83 @@ expect_eq "$("$VPP" --db "$DB" assignments | wc -l):$("$VPP" --db "$DB" users | 
 grep -q 'assignments: 1 changed since v2' "$IT_DIR/err" &&
     pass "delta sync: reported" || fail "delta sync: reported" "$(cat "$IT_DIR/err")"
 
+# A delta that reports records gone: out of the store with that page.
+control /mock/change '{"remove":{"assignments":[{"adamId":"100000001","pricingParam":"STDQ","serialNumber":"C02DELTA0001"}],"users":[{"clientUserId":"11111111-0000-4000-8000-000000000001"}]}}'
+n=$(count /mock-v2/assignments/list)
+vdb sync campus
+expect_eq "$RC:$(($(count /mock-v2/assignments/list) - n))" 0:1 "delta removal: one page"
+expect_eq "$("$VPP" --db "$DB" assignments | wc -l):$("$VPP" --db "$DB" users | wc -l)" \
+    1235:37 "delta removal: the assignment and the user reported gone are removed"
+expect_eq "$("$VPP" --db "$DB" assignments | grep -c C02DELTA0001)$("$VPP" --db "$DB" users |
+    grep -c 11111111-0000-4000-8000-000000000001)" 00 "delta removal: the very records"
+{ grep -q 'assignments: 0 changed since v3, 1 removed' "$IT_DIR/err" &&
+    grep -q 'users: 0 changed since v3, 1 removed' "$IT_DIR/err"; } &&
+    pass "delta removal: reported" || fail "delta removal: reported" "$(cat "$IT_DIR/err")"
+# Gone twice (Apple repeats it; a rerun): nothing to remove, no error.
+control /mock/change '{"remove":{"assignments":[{"adamId":"100000001","pricingParam":"STDQ","serialNumber":"C02DELTA0001"}]}}'
+vdb sync campus
+expect_eq "$RC:$("$VPP" --db "$DB" assignments | wc -l)" 0:1235 \
+    "delta removal: a record already gone is no error"
+
+# --config: db and vpp_url from picomdm.conf; --url and --db win.
+cat >"$IT_DIR/picomdm.conf" <<EOF
+# picomdm-vpp reads db and vpp_url; the rest is the responder's
+db = $DB
+vpp_url = https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config
+workers = 4
+EOF
+n=$(count /mdm/v2/service/config)
+RC=0
+"$VPP" --config "$IT_DIR/picomdm.conf" --ca "$C/ca.pem" sync campus \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+{ ((RC == 0)) && (($(count /mdm/v2/service/config) == n + 1)) &&
+    grep -q 'campus: assignments: 0 changed since' "$IT_DIR/err"; } &&
+    pass "--config: the store and the service configuration URL from picomdm.conf" ||
+    fail "--config: the store and the service configuration URL from picomdm.conf" \
+    "rc $RC $(cat "$IT_DIR/err")"
+sed 's|^vpp_url = .*|vpp_url = https://127.0.0.1:1/mdm/v2/service/config|' \
+    "$IT_DIR/picomdm.conf" >"$IT_DIR/wrong.conf"
+RC=0
+"$VPP" --config "$IT_DIR/wrong.conf" --ca "$C/ca.pem" sync campus \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+((RC == 1)) && pass "--config: vpp_url is the URL used (a wrong one fails)" ||
+    fail "--config: vpp_url is the URL used (a wrong one fails)" "rc $RC"
+n=$(count /mdm/v2/service/config)
+RC=0
+"$VPP" --config "$IT_DIR/wrong.conf" --ca "$C/ca.pem" \
+    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" sync campus \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+{ ((RC == 0)) && (($(count /mdm/v2/service/config) == n + 1)); } &&
+    pass "--url overrides vpp_url" || fail "--url overrides vpp_url" "rc $RC $(cat "$IT_DIR/err")"
+"$VPP" --db "$IT_DIR/otherdb" token import other "$T/good.vpptoken" >/dev/null 2>&1
+RC=0
+"$VPP" --config "$IT_DIR/picomdm.conf" --db "$IT_DIR/otherdb" token list \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+expect_eq "$RC:$(jq -r .name "$IT_DIR/out")" 0:other "--db overrides the file's db"
+printf 'db = %s\nvpp_url = http://127.0.0.1:%s/x\n' "$DB" "$MOCK_PORT" \
+    >"$IT_DIR/bad.conf"
+dumpv "$IT_DIR/before" --secrets
+RC=0
+"$VPP" --config "$IT_DIR/bad.conf" --ca "$C/ca.pem" sync campus \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+dumpv "$IT_DIR/after" --secrets
+{ ((RC == 2)) && grep -q 'vpp_url' "$IT_DIR/err" &&
+    cmp -s "$IT_DIR/before" "$IT_DIR/after"; } &&
+    pass "--config: an http vpp_url is refused (exit 2), nothing changed" ||
+    fail "--config: an http vpp_url is refused (exit 2), nothing changed" \
+    "rc $RC $(cat "$IT_DIR/err")"
+RC=0
+"$VPP" --config "$IT_DIR/nosuch.conf" token list >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+((RC == 2)) && pass "--config: a missing file is exit 2" ||
+    fail "--config: a missing file is exit 2" "rc $RC"
+
 # A bad record from Apple: an error, and the page is not half written.
 dumpv "$IT_DIR/before" --secrets
 control /mock/change '{"users":[{"clientUserId":"22222222-0000-4000-8000-000000000002","status":5}]}'
 vdb sync campus
 dumpv "$IT_DIR/after" --secrets
 { ((RC == 1)) && grep -q 'users page 0' "$IT_DIR/err" &&
-    [[ $(grep -c vpp_user "$IT_DIR/after") == 38 ]]; } &&
+    [[ $(grep -c vpp_user "$IT_DIR/after") == 37 ]]; } &&
     pass "sync: a record of the wrong type fails its page whole" ||
     fail "sync: a record of the wrong type fails its page whole" "rc $RC $(cat "$IT_DIR/err")"
 
@@ -522,6 +592,121 @@ vdb sync campus
 expect_eq "$RC:$("$VPP" --db "$DB" assets | wc -l)" 0:7 \
     "sync: a full asset listing replaces the old one"
 
+# --- legacy v1 reads (--v1) --------------------------------------------------------------
+# What only v1 carries, from the URLs v1's service configuration names:
+# the organisation, facilitator and location IDs onto the token, the
+# licence ID onto each assignment; batches by batchToken, then deltas
+# by sinceModifiedToken.
+V1DB=$IT_DIR/v1db
+"$GEN" --db "$V1DB" --devices 3 --queue 0 --results 0 2>/dev/null
+start_mock --assets 20 --assignments 250 --users 3 --v1-batch 100
+control /mock/change '{"assignments":[{"adamId":"100000004","pricingParam":"STDQ","serialNumber":"GEN000000002"}]}'
+"$VPP" --db "$V1DB" token import campus "$T/good.vpptoken" >/dev/null 2>&1
+# v1db ARG...: picomdm-vpp --db V1DB with v1 reads against the mock.
+v1db() {
+	RC=0
+	"$VPP" --db "$V1DB" --ca "$C/ca.pem" \
+	    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" \
+	    --v1-url "https://127.0.0.1:$MOCK_PORT/mdm/VPPServiceConfigSrv" "$@" \
+	    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+}
+v1db sync campus
+expect_eq "$RC" 0 "v1: sync --v1-url exit 0"
+expect_eq "$("$VPP" --db "$V1DB" token list |
+    jq -r '[.org_id, .facilitator_member_id, .location_id] | join(" ")')" \
+    "1234567890123 4242 22222222222" "v1: organisation, facilitator and location IDs on the token"
+expect_eq "$("$VPP" --db "$V1DB" assignments | jq -r 'select(.serial_number |
+    startswith("C02MOCK")) | select(.license_id == (900000000 +
+    (.serial_number[7:] | tonumber) | tostring)) | .serial_number' | wc -l)" 250 \
+    "v1: each of the 250 assignments has its own licence ID"
+expect_eq "$(jq -rs '[.[] | select(.path == "/mock-v1/getVPPLicensesSrv")] | length' \
+    "$MOCK_LOG"):$(jq -rs '[.[] | select(.path | startswith("/mock-v1/")) | .auth] | all' \
+    "$MOCK_LOG")" "3:true" "v1: 3 licence batches by batchToken, the sToken in each"
+expect_eq "$(jq -rs '[.[] | select(.path | test("v1|VPPServiceConfig"))][0].path' "$MOCK_LOG")" \
+    /mdm/VPPServiceConfigSrv "v1: its service configuration read first, its URLs used"
+grep -q 'v1 licences: 251 licence IDs onto assignments, 0 without one' "$IT_DIR/err" &&
+    pass "v1: reported" || fail "v1: reported" "$(cat "$IT_DIR/err")"
+"$CTL" --db "$V1DB" inventory GEN000000002 --json >"$IT_DIR/inv"
+expect_eq "$(jq -r '.services[] | select(.service == "VPP") | .fields[] |
+    select(.field == "licenseId") | [.message, .value, (.purpose | length > 10)] |
+    map(tostring) | join("|")' "$IT_DIR/inv")" "licences|950000001|true" \
+    "v1: inventory shows the device's licence ID with its purpose"
+expect_eq "$(jq -r '.services[] | select(.service == "VPP") | .fields[] |
+    select(.message == "client config") | [.field, .value, (.purpose | length > 10)] |
+    map(tostring) | join("|")' "$IT_DIR/inv" | LC_ALL=C sort | tr '\n' ' ')" \
+    "facilitatorMemberId|4242|true location.locationId|22222222222|true organizationIdHash|$(printf '5f1e%.0s' {1..16})|true organizationId|1234567890123|true " \
+    "v1: inventory shows v1's IDs of the licence's token with their purposes"
+"$CTL" --db "$V1DB" check >/dev/null 2>&1 && pass "v1: the store checks clean" ||
+    fail "v1: the store checks clean"
+# A delta: only the licences of what changed.
+control /mock/change '{"assignments":[{"adamId":"100000005","pricingParam":"STDQ","serialNumber":"C02V1NEW0001"},{"adamId":"100000006","pricingParam":"STDQ","clientUserId":"00000000-0000-4000-8000-000000000001"}]}'
+v1db sync campus
+{ ((RC == 0)) && grep -q 'v1 licences: 2 licence IDs onto assignments, 0 without one, modified since m2' "$IT_DIR/err"; } &&
+    pass "v1: a delta by sinceModifiedToken lists only the new licences" ||
+    fail "v1: a delta by sinceModifiedToken lists only the new licences" "rc $RC $(cat "$IT_DIR/err")"
+expect_eq "$("$VPP" --db "$V1DB" assignments | jq -r 'select(.client_user_id != null) |
+    .client_user_id + " " + .license_id')" \
+    "00000000-0000-4000-8000-000000000001 950000003" "v1: a user's licence too"
+# Errors: v1's errorNumber on HTTP 200 is an error and changes nothing;
+# 503 with Retry-After is waited out; a token error is exit 3.
+dumpv1() { "$CTL" --db "$V1DB" dump --secrets | grep '"db":"vpp_' >"$1" || true; }
+dumpv1 "$IT_DIR/before"
+control /mock/fail '{"path":"/mock-v1/getVPPLicensesSrv","answers":[{"status":200,"errorNumber":9603,"errorMessage":"Internal error"}]}'
+v1db sync campus
+dumpv1 "$IT_DIR/after"
+{ ((RC == 1)) && grep -q 'Apple error 9603 (HTTP 200): Internal error' "$IT_DIR/err" &&
+    diff <(jq -c 'del(.value.synced_at)' "$IT_DIR/before") \
+    <(jq -c 'del(.value.synced_at)' "$IT_DIR/after") >/dev/null; } &&
+    pass "v1: status -1 with errorNumber on HTTP 200 is an error, the licences unchanged" ||
+    fail "v1: status -1 with errorNumber on HTTP 200 is an error, the licences unchanged" \
+    "rc $RC $(cat "$IT_DIR/err")"
+control /mock/fail '{"path":"/mock-v1/VPPClientConfigSrv","answers":[{"status":503,"errorNumber":9603,"retry_after":"1"}]}'
+v1db sync campus
+expect_eq "$RC" 0 "v1: 503 with Retry-After is retried"
+control /mock/fail '{"path":"/mock-v1/VPPClientConfigSrv","answers":[{"status":200,"errorNumber":9625}]}'
+v1db sync campus
+{ ((RC == 3)) && grep -q 'revoked (9625)' "$IT_DIR/err"; } &&
+    pass "v1: a token error is exit 3" || fail "v1: a token error is exit 3" "rc $RC $(cat "$IT_DIR/err")"
+# A whole v2 assignment listing replaces the assignments and their
+# licence IDs: the v1 listing after it is whole too.
+start_mock --assets 20 --assignments 120 --users 3 --v1-batch 100
+v1db sync campus
+{ ((RC == 0)) && grep -q 'v1 licences: 120 licence IDs onto assignments, 0 without one$' "$IT_DIR/err" &&
+    [[ $("$VPP" --db "$V1DB" assignments | jq -r 'select(.license_id != null) |
+    .serial_number' | wc -l) == 120 ]]; } &&
+    pass "v1: after a whole v2 listing, a whole v1 listing" ||
+    fail "v1: after a whole v2 listing, a whole v1 listing" "rc $RC $(cat "$IT_DIR/err")"
+v1db sync campus
+{ ((RC == 0)) && grep -q 'modified since m1' "$IT_DIR/err" &&
+    [[ $("$VPP" --db "$V1DB" assignments | jq -r 'select(.license_id != null) |
+    .serial_number' | wc -l) == 120 ]]; } &&
+    pass "v1: the delta after a whole listing keeps every licence ID" ||
+    fail "v1: the delta after a whole listing keeps every licence ID" "rc $RC $(cat "$IT_DIR/err")"
+# A licence listing stopped after its first batch resumes at the second.
+rm -rf "$V1DB"
+"$VPP" --db "$V1DB" token import campus "$T/good.vpptoken" >/dev/null 2>&1
+start_mock --assets 20 --assignments 250 --users 3 --v1-batch 100
+control /mock/fail '{"path":"/mock-v1/getVPPLicensesSrv","answers":[{"pass":true},{"status":200,"errorNumber":9603}]}'
+v1db sync campus
+half=$("$VPP" --db "$V1DB" assignments | jq -r 'select(.license_id != null) | .license_id' | wc -l)
+expect_eq "$RC:$half" 1:100 "v1: stopped after the first batch, its 100 licence IDs kept"
+v1db sync campus
+{ ((RC == 0)) && grep -q 'v1 licences: 150 licence IDs onto assignments, 0 without one (resumed)' "$IT_DIR/err" &&
+    [[ $("$VPP" --db "$V1DB" assignments | jq -r 'select(.license_id != null) | .license_id' |
+    sort -u | wc -l) == 250 ]] &&
+    [[ $(jq -rs '[.[] | select(.path == "/mock-v1/getVPPLicensesSrv" and .errorNumber == 0)] | length' \
+    "$MOCK_LOG") == 3 ]]; } &&
+    pass "v1: the rerun resumes at the batch after the last one written, none fetched twice" ||
+    fail "v1: the rerun resumes at the batch after the last one written, none fetched twice" \
+    "rc $RC $(cat "$IT_DIR/err")"
+n=$(jq -rs '[.[] | select(.path | startswith("/mock-v1/"))] | length' "$MOCK_LOG")
+RC=0
+"$VPP" --db "$V1DB" --ca "$C/ca.pem" \
+    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" sync campus \
+    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
+expect_eq "$RC:$(($(jq -rs '[.[] | select(.path | startswith("/mock-v1/"))] | length' \
+    "$MOCK_LOG") - n))" 0:0 "v1: without --v1 no v1 request"
+
 # --- purge --token ---------------------------------------------------------------------
 "$GEN" --db "$DB" --devices 3 --queue 0 --results 0 2>/dev/null
 "$CTL" --db "$DB" dump | grep -v -e '"db":"vpp_' -e '"end":true' >"$IT_DIR/rest.before"
@@ -555,12 +740,55 @@ api GET /api/v1/vpp/assets
 expect_status 200 "api: GET vpp/assets"
 expect_body_jq '[(.assets | length), (.next | tostring), .assets[0].token] | map(tostring) | join(" ")' \
     "30 null campus" "api: every asset, with its token"
-api GET '/api/v1/vpp/assignments?limit=10&offset=20'
-expect_body_jq '[(.assignments | length), (.next | tostring)] | map(tostring) | join(" ")' \
-    "5 null" "api: the last page of assignments"
 api GET '/api/v1/vpp/assignments?limit=10'
-expect_body_jq '[(.assignments | length), .next] | map(tostring) | join(" ")' \
-    "10 10" "api: a first page and the offset of the next"
+expect_body_jq '[(.assignments | length), (.next | type)] | map(tostring) | join(" ")' \
+    "10 string" "api: a first page and the cursor of the next"
+# Every page by its cursor: each assignment once, in order.
+all=() after='' pages=0
+while :; do
+	api GET "/api/v1/vpp/assignments?limit=7${after:+&after=$after}"
+	[[ $STATUS == 200 ]] || break
+	mapfile -t -O "${#all[@]}" all < <(jq -r '.assignments[].serial_number' "$BODY")
+	after=$(jq -r '.next // empty' "$BODY")
+	pages=$((pages + 1))
+	[[ -n $after && $pages -lt 20 ]] || break
+done
+expect_eq "$pages:${#all[@]}:$(printf '%s\n' "${all[@]}" | sort -u | wc -l)" "4:25:25" \
+    "api: 25 assignments over 4 pages by after, each once"
+# Stable while records come and go between pages: remove one not yet
+# seen and one already seen, add two; the rest of the walk neither
+# repeats nor skips a record that stayed.
+api GET '/api/v1/vpp/assignments?limit=10'
+first=$(jq -r '.assignments[].serial_number' "$BODY")
+cur=$(jq -r .next "$BODY")
+control /mock/change '{"assignments":[{"adamId":"100000003","pricingParam":"STDQ","serialNumber":"C02MOCK00000A"},{"adamId":"100000003","pricingParam":"STDQ","serialNumber":"ZZZAPINEW0001"}],"remove":{"assignments":[{"adamId":"100000000","pricingParam":"STDQ","serialNumber":"C02MOCK00000"},{"adamId":"100000020","pricingParam":"STDQ","serialNumber":"C02MOCK00020"}]}}'
+vdb sync campus
+rest=()
+while [[ -n $cur ]]; do
+	api GET "/api/v1/vpp/assignments?limit=10&after=$cur"
+	[[ $STATUS == 200 ]] || break
+	mapfile -t -O "${#rest[@]}" rest < <(jq -r '.assignments[].serial_number' "$BODY")
+	cur=$(jq -r '.next // empty' "$BODY")
+done
+seen=$(printf '%s\n' $first "${rest[@]}" | sort)
+want=$({ "$VPP" --db "$DB" assignments | jq -r .serial_number; echo C02MOCK00000; } | sort)
+{ [[ $seen == "$want" ]] && ! printf '%s\n' "${rest[@]}" | grep -q C02MOCK00020 &&
+    printf '%s\n' "${rest[@]}" | grep -qx ZZZAPINEW0001; } &&
+    pass "api: paging by after is stable while records are added and removed" ||
+    fail "api: paging by after is stable while records are added and removed" \
+    "$(diff <(echo "$seen") <(echo "$want") | head -5 | tr '\n' ' ')"
+api GET '/api/v1/vpp/assignments?after=zz'
+expect_api_error 400 "api: a cursor that is not hex is 400"
+api GET '/api/v1/vpp/assignments?after=0001'
+expect_api_error 400 "api: a cursor that is not a key is 400"
+api GET '/api/v1/vpp/assets?limit=1'
+c=$(jq -r .next "$BODY")
+api GET "/api/v1/vpp/assets?after=$c&token=other"
+expect_api_error 400 "api: a cursor of another token is 400"
+api GET "/api/v1/vpp/assets?after=$c&token=campus&limit=1000"
+expect_body_jq '.assets | length' 29 "api: a cursor of the token is good with token="
+api GET '/api/v1/vpp/assignments?offset=20'
+expect_api_error 400 "api: offset is no longer a parameter (400)"
 api GET '/api/v1/vpp/users?token=campus'
 expect_body_jq '.users | map(.client_user_id) | length' 4 "api: users of one token"
 api GET '/api/v1/vpp/users?token=nosuch'
