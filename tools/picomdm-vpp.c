@@ -365,8 +365,8 @@ token_remove(const char *name, int purge)
 	rc = store_write(db, remove_op, &ro);
 	if (rc == 1) {
 		fprintf(stderr, "picomdm-vpp: token %s has %zu asset, "
-		    "assignment and user records: --purge removes them with "
-		    "it\n", name, ro.have);
+		    "assignment, user, metadata and event records: --purge "
+		    "removes them with it\n", name, ro.have);
 		return 1;
 	}
 	if (rc == STORE_ENOTFOUND) {

@@ -524,7 +524,7 @@ dumpv "$IT_DIR/after" --secrets
     fail "sync: a record of the wrong type fails its page whole" "rc $RC $(cat "$IT_DIR/err")"
 
 vdb token remove campus
-{ ((RC == 1)) && grep -q 'has 1,*[0-9]* asset, assignment and user records' "$IT_DIR/err" &&
+{ ((RC == 1)) && grep -q 'has 1,*[0-9]* asset, assignment, user, metadata and event records' "$IT_DIR/err" &&
     [[ $("$VPP" --db "$DB" token list | jq -r .name) == campus ]]; } &&
     pass "token remove: a token with records is refused without --purge" ||
     fail "token remove: a token with records is refused without --purge" "rc $RC $(cat "$IT_DIR/err")"
