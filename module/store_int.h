@@ -244,4 +244,15 @@ int enroll_count_records(struct store_txn *, uint64_t *disabled,
 int enroll_count_reset(struct store_txn *);
 int enroll_count_ensure(struct store *);
 
+/*
+ * What the Apps and Books kinds (store_vpp.c, store_vpp_event.c) share:
+ * a time as the dump writes it (RFC 3339 UTC with microseconds; NULL out
+ * of memory), and a record put from its JSON form (val_from_json), the
+ * encoding wiped; STORE_EINVAL for a bad key or record.
+ */
+struct json_t;
+struct json_t *vpp_time_json(uint64_t us);
+int vpp_put_json(struct store_txn *, enum store_dbi, const struct key *,
+    const struct json_t *rec);
+
 #endif

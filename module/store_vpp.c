@@ -29,9 +29,9 @@ static const enum store_dbi list_dbi[STORE_VPP__MAX] = {
     [STORE_VPP_META] = DBI_VPPMETA,
 };
 
-/* RFC 3339 UTC with microseconds, as the dump writes times. */
-static json_t *
-time_json(uint64_t us)
+/* See store_int.h. */
+json_t *
+vpp_time_json(uint64_t us)
 {
 	char	  b[64];
 	time_t	  s = (time_t)(us / 1000000u);
@@ -45,8 +45,9 @@ time_json(uint64_t us)
 	return json_string(b);
 }
 
-static int
-put_json(struct store_txn *t, enum store_dbi d, const struct key *k,
+/* See store_int.h. */
+int
+vpp_put_json(struct store_txn *t, enum store_dbi d, const struct key *k,
     const json_t *rec)
 {
 	struct buf  b = {0};
@@ -75,7 +76,7 @@ store_vpp_token_put(struct store_txn *t, const json_t *rec)
 		return STORE_EINVAL;
 	key_init(&k);
 	key_raw(&k, name, strlen(name));
-	return put_json(t, DBI_VPPTOKEN, &k, rec);
+	return vpp_put_json(t, DBI_VPPTOKEN, &k, rec);
 }
 
 int
@@ -232,8 +233,8 @@ store_vpp_put(struct store_txn *t, enum store_vpp_list l, const char *token,
 		if (rc == 1)
 			json_object_set(rec, k->f[i].name, j);
 	}
-	json_object_set_new(rec, "synced_at", time_json(t->now));
-	rc = put_json(t, k->dbi, &key, rec);
+	json_object_set_new(rec, "synced_at", vpp_time_json(t->now));
+	rc = vpp_put_json(t, k->dbi, &key, rec);
 	json_decref(rec);
 	return rc;
 }
@@ -281,7 +282,7 @@ store_vpp_annotate(struct store_txn *t, enum store_vpp_list l,
 		return STORE_ECORRUPT;
 	json_object_foreach((json_t *)(uintptr_t)fields, k, x)
 		json_object_set(rec, k, x);
-	rc = put_json(t, list_dbi[l], &key, rec);
+	rc = vpp_put_json(t, list_dbi[l], &key, rec);
 	json_decref(rec);
 	if (rc == 0)
 		*found = 1;

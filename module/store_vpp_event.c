@@ -20,41 +20,6 @@
 #include "store_int.h"
 #include "store_kinds.h"
 
-/* RFC 3339 UTC with microseconds, as the dump writes times. */
-static json_t *
-time_json(uint64_t us)
-{
-	char	  b[64];
-	time_t	  s = (time_t)(us / 1000000u);
-	struct tm tm;
-	size_t	  n;
-
-	if (gmtime_r(&s, &tm) == NULL ||
-	    (n = strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%S", &tm)) == 0)
-		return NULL;
-	snprintf(b + n, sizeof(b) - n, ".%06uZ", (unsigned)(us % 1000000u));
-	return json_string(b);
-}
-
-static int
-put_rec(struct store_txn *t, enum store_dbi d, const struct key *k,
-    const json_t *rec)
-{
-	struct buf  b = {0};
-	const char *why;
-	int	    rc;
-
-	if (k->overflow || k->len == 0)
-		return STORE_EINVAL;
-	if (val_from_json(d, rec, &b, &why) != 0) {
-		freezero(b.p, b.cap);
-		return STORE_EINVAL;
-	}
-	rc = db_put(t, d, k, b.p, b.len, 0);
-	freezero(b.p, b.cap);
-	return rc;
-}
-
 static int
 get_rec(struct store_txn *t, enum store_dbi d, const struct key *k,
     json_t **out)
@@ -101,7 +66,7 @@ store_vpp_event_put(struct store_txn *t, const char *token, const json_t *rec)
 	if (!str_ok(token) || !str_ok(id))
 		return STORE_EINVAL;
 	key3(&k, token, id, NULL, NULL);
-	return put_rec(t, DBI_VPPEVENT, &k, rec);
+	return vpp_put_json(t, DBI_VPPEVENT, &k, rec);
 }
 
 int
@@ -305,7 +270,7 @@ count(struct store_txn *t, const char *token, const char *adam,
 	}
 	json_object_set_new(a, "assigned_count", json_integer((json_int_t)as));
 	json_object_set_new(a, "available_count", json_integer((json_int_t)av));
-	rc = put_rec(t, DBI_VPPASSET, &k, a);
+	rc = vpp_put_json(t, DBI_VPPASSET, &k, a);
 	json_decref(a);
 	if (rc == 0)
 		(*changed)++;
@@ -350,10 +315,10 @@ apply_item(struct store_txn *t, const char *token, const json_t *rec,
 				return 0;
 			r = json_pack("{s:s, s:s, s:s, s:o}", "adam_id", adam,
 			    "pricing_param", pp, user ? "client_user_id" :
-			    "serial_number", id, "synced_at", time_json(t->now));
+			    "serial_number", id, "synced_at", vpp_time_json(t->now));
 			if (r == NULL)
 				return STORE_ENOMEM;
-			rc = put_rec(t, DBI_VPPASSIGN, &k, r);
+			rc = vpp_put_json(t, DBI_VPPASSIGN, &k, r);
 			json_decref(r);
 			if (rc != 0)
 				return rc;
@@ -404,7 +369,7 @@ apply_item(struct store_txn *t, const char *token, const json_t *rec,
 			}
 			r = json_pack("{s:s, s:s, s:o}", "client_user_id", id,
 			    "status", "Registered", "synced_at",
-			    time_json(t->now));
+			    vpp_time_json(t->now));
 			if (r == NULL)
 				return STORE_ENOMEM;
 			if ((x = json_object_get(rec, "email")) != NULL)
@@ -417,7 +382,7 @@ apply_item(struct store_txn *t, const char *token, const json_t *rec,
 				return 0;
 			json_object_set_new(r, "status", json_string("Retired"));
 		}
-		rc = put_rec(t, DBI_VPPUSER, &k, r);
+		rc = vpp_put_json(t, DBI_VPPUSER, &k, r);
 		json_decref(r);
 		if (rc == 0)
 			(*changed)++;

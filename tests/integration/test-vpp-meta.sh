@@ -28,58 +28,18 @@ set -euo pipefail
 
 VPP=$PM_BUILD/picomdm-vpp
 CTL=$PM_BUILD/picomdmctl
-PY=/usr/bin/python3
 [[ -x $VPP && -x $CTL ]] || it_abort "setup: picomdm-vpp or picomdmctl not built"
 
 it_start
 # shellcheck source-path=SCRIPTDIR source=lib-api.sh
 . "$(dirname "$0")/lib-api.sh"
 DB=$IT_DB
-C=$IT_DIR/vppcerts
-MOCK_PID=
-mkdir -p "$C"
-
-ossl() {
-	openssl "$@" 2>>"$IT_DIR/openssl.log" ||
-	    it_abort "setup: openssl $1" "$(tail -n 2 "$IT_DIR/openssl.log")"
-}
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$C/ca.key" -out "$C/ca.pem" -days 30 -subj "/CN=picomdm test VPP CA"
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$C/server.key" -out "$C/server.csr" -subj "/CN=localhost"
-printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$C/san.ext"
-ossl x509 -req -in "$C/server.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" \
-    -CAcreateserial -out "$C/server.pem" -days 30 -extfile "$C/san.ext"
-printf '{"token":"U0VDUkVUUw==","expDate":"2030-11-08T22:33:22+0000","orgName":"Example Org"}' |
-    base64 -w0 >"$C/good.vpptoken"
-
-# start_mock ARG...: a fresh mock (its log in MOCK_LOG, port MOCK_PORT).
-start_mock() {
-	local i
-	if [[ -n $MOCK_PID ]]; then
-		kill -TERM "$MOCK_PID" 2>/dev/null || true
-		pm_wait_gone "$MOCK_PID" 10 || kill -KILL "$MOCK_PID" 2>/dev/null
-	fi
-	MOCK_LOG=$IT_DIR/mock.$((++MOCK_N)).log
-	: >"$MOCK_LOG"
-	rm -f "$IT_DIR/mock.port"
-	setsid "$PY" "$PM_ROOT/tests/mock-vpp.py" --cert "$C/server.pem" \
-	    --key "$C/server.key" --port-file "$IT_DIR/mock.port" \
-	    --log "$MOCK_LOG" --token "$(cat "$C/good.vpptoken")" \
-	    --max-rps 50 --meta "$@" </dev/null >>"$IT_DIR/mock.stderr" 2>&1 &
-	MOCK_PID=$!
-	disown "$MOCK_PID"
-	IT_PIDS+=("$MOCK_PID")
-	for ((i = 0; i < 200; i++)); do
-		[[ -s $IT_DIR/mock.port ]] && break
-		kill -0 "$MOCK_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	[[ -s $IT_DIR/mock.port ]] || it_abort "setup: mock-vpp did not start" \
-	    "$(tail -n 3 "$IT_DIR/mock.stderr" | tr '\n' ' ')"
-	read -r MOCK_PORT <"$IT_DIR/mock.port"
-}
-MOCK_N=0
+# shellcheck source-path=SCRIPTDIR source=lib-vpp.sh
+. "$(dirname "$0")/lib-vpp.sh"
+vpp_certs
+vpp_mktoken "$IT_DIR/good.vpptoken" "Example Org" 2030-11-08T22:33:22+0000
+VPP_TOKEN=$IT_DIR/good.vpptoken
+VPP_MOCK_ARGS=(--max-rps 50 --meta)
 start_mock --assets 30 --assignments 0 --users 2 --meta-missing 2
 
 # vdb ARG...: picomdm-vpp --db against the mock; RC, out, err.
@@ -88,11 +48,6 @@ vdb() {
 	"$VPP" --db "$DB" --ca "$C/ca.pem" --rps 50 \
 	    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" "$@" \
 	    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
-}
-control() {
-	curl -sS --fail --cacert "$C/ca.pem" -H 'Content-Type: application/json' \
-	    --data-binary "$2" "https://127.0.0.1:$MOCK_PORT$1" >/dev/null ||
-	    it_abort "setup: mock control $1"
 }
 # lookups: the mock's count of each adamId asked for, as "id:n" sorted.
 lookups() {
@@ -123,7 +78,7 @@ enroll "$udid2" device2 "$serial2"
 control /mock/change "{\"assignments\":[{\"adamId\":\"100000003\",\"pricingParam\":\"STDQ\",\"serialNumber\":\"$serial1\"},{\"adamId\":\"100000028\",\"pricingParam\":\"STDQ\",\"serialNumber\":\"$serial2\"}]}"
 
 # --- the fetch after sync ---------------------------------------------------------
-vdb token import campus "$C/good.vpptoken"
+vdb token import campus "$VPP_TOKEN"
 vdb sync campus
 expect_eq "$RC" 0 "sync: exit 0"
 grep -q 'campus: metadata: 28 fetched, 2 not found, 0 current, 0 removed' "$IT_DIR/err" &&
@@ -251,7 +206,7 @@ expect_api_error 409 "install: an adamId the device holds no licence of" "adamId
 api POST "/api/v1/enqueue/$udid1?vpp_token=other" -H 'Content-Type: application/json' \
     --data-binary "$ins"
 expect_api_error 404 "install: an unknown vpp_token" "no Apps and Books token other"
-"$VPP" --db "$DB" token import other "$C/good.vpptoken" >/dev/null 2>&1 ||
+"$VPP" --db "$DB" token import other "$VPP_TOKEN" >/dev/null 2>&1 ||
     fail "setup: token import other"
 api POST "/api/v1/enqueue/$udid1?vpp_token=other" -H 'Content-Type: application/json' \
     --data-binary "$ins"

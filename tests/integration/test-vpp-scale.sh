@@ -20,53 +20,23 @@ set -euo pipefail
 
 VPP=$PM_BUILD/picomdm-vpp
 CTL=$PM_BUILD/picomdmctl
-PY=/usr/bin/python3
 IT_MAIN_PID=$BASHPID
 IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
 trap it_cleanup EXIT
-C=$IT_DIR/certs
-MOCK_PID=
-MOCK_PORT=
-MOCK_LOG=$IT_DIR/mock.log
 NASSETS=5000
 NASSIGN=50000
 PAGE=500
 
 [[ -x $VPP && -x $CTL ]] || it_abort "setup: picomdm-vpp or picomdmctl not built"
 
-ossl() {
-	openssl "$@" 2>>"$IT_DIR/openssl.log" ||
-	    it_abort "setup: openssl $1" "$(tail -n 2 "$IT_DIR/openssl.log")"
-}
-mkdir -p "$C"
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$C/ca.key" -out "$C/ca.pem" -days 30 -subj "/CN=picomdm test VPP CA"
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$C/server.key" -out "$C/server.csr" -subj "/CN=localhost"
-printf 'subjectAltName=IP:127.0.0.1\n' >"$C/san.ext"
-ossl x509 -req -in "$C/server.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" \
-    -CAcreateserial -out "$C/server.pem" -days 30 -extfile "$C/san.ext"
+# shellcheck source-path=SCRIPTDIR source=lib-vpp.sh
+. "$(dirname "$0")/lib-vpp.sh"
+vpp_certs
 TOKEN=$IT_DIR/good.vpptoken
-printf '{"token":"U0NBTEU=","expDate":"2030-11-08T22:33:22+0000","orgName":"Scale Org"}' |
-    base64 -w0 >"$TOKEN"
-
-: >"$MOCK_LOG"
-setsid "$PY" "$PM_ROOT/tests/mock-vpp.py" --cert "$C/server.pem" \
-    --key "$C/server.key" --port-file "$IT_DIR/mock.port" --log "$MOCK_LOG" \
-    --token "$(cat "$TOKEN")" --assets "$NASSETS" --assignments "$NASSIGN" \
-    --users 100 --page-size "$PAGE" --max-rps 100 </dev/null \
-    >>"$IT_DIR/mock.stderr" 2>&1 &
-MOCK_PID=$!
-disown "$MOCK_PID"
-IT_PIDS+=("$MOCK_PID")
-for ((i = 0; i < 400; i++)); do
-	[[ -s $IT_DIR/mock.port ]] && break
-	kill -0 "$MOCK_PID" 2>/dev/null || break
-	sleep 0.05
-done
-[[ -s $IT_DIR/mock.port ]] || it_abort "setup: mock-vpp did not start" \
-    "$(tail -n 3 "$IT_DIR/mock.stderr" | tr '\n' ' ')"
-read -r MOCK_PORT <"$IT_DIR/mock.port"
+vpp_mktoken "$TOKEN" "Scale Org" 2030-11-08T22:33:22+0000 U0NBTEU=
+VPP_TOKEN=$TOKEN
+start_mock --assets "$NASSETS" --assignments "$NASSIGN" --users 100 \
+    --page-size "$PAGE" --max-rps 100
 URL=https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config
 
 # sync DB [ARG...]: picomdm-vpp sync into DB; RC, errors in $IT_DIR/err.
@@ -76,11 +46,6 @@ sync() {
 	RC=0
 	"$VPP" --db "$db" --ca "$C/ca.pem" --url "$URL" --rps 100 "$@" sync \
 	    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
-}
-control() {
-	curl -sS --fail --cacert "$C/ca.pem" -H 'Content-Type: application/json' \
-	    --data-binary "$2" "https://127.0.0.1:$MOCK_PORT$1" >/dev/null ||
-	    it_abort "setup: mock control $1"
 }
 # mock_digest KIND: "count sha256" of what the mock lists in full.
 mock_digest() {

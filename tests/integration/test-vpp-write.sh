@@ -30,72 +30,25 @@ set -euo pipefail
 VPP=$PM_BUILD/picomdm-vpp
 CTL=$PM_BUILD/picomdmctl
 GEN=$PM_BUILD/tools/picomdm-gen
-PY=/usr/bin/python3
 IT_MAIN_PID=$BASHPID
 IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
 trap it_cleanup EXIT
-C=$IT_DIR/certs
 DB=$IT_DIR/db
-MOCK_PID=
-MOCK_PORT=
-MOCK_LOG=
-MOCK_N=0
 RPS=8
 
 [[ -x $VPP && -x $CTL && -x $GEN ]] || it_abort "setup: picomdm-vpp, picomdmctl or picomdm-gen not built"
 
-ossl() {
-	openssl "$@" 2>>"$IT_DIR/openssl.log" ||
-	    it_abort "setup: openssl $1" "$(tail -n 2 "$IT_DIR/openssl.log")"
-}
-
-mkdir -p "$C"
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$C/ca.key" -out "$C/ca.pem" -days 30 -subj "/CN=picomdm test VPP CA"
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$C/server.key" -out "$C/server.csr" -subj "/CN=localhost"
-printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$C/san.ext"
-ossl x509 -req -in "$C/server.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" \
-    -CAcreateserial -out "$C/server.pem" -days 30 -extfile "$C/san.ext"
-printf '{"token":"U0VDUkVUUw==","expDate":"2030-11-08T22:33:22+0000","orgName":"Example Org"}' |
-    base64 -w0 >"$IT_DIR/good.vpptoken"
-
-# start_mock ARG...: a fresh mock (events due after 0.4 s, at most
-# $RPS requests a second, at most 3 serials per associate and 2 per
-# revoke, as its service configuration says).
-start_mock() {
-	local i
-	stop_mock
-	MOCK_LOG=$IT_DIR/mock.$((++MOCK_N)).log
-	: >"$MOCK_LOG"
-	rm -f "$IT_DIR/mock.port"
-	setsid "$PY" "$PM_ROOT/tests/mock-vpp.py" --cert "$C/server.pem" \
-	    --key "$C/server.key" --port-file "$IT_DIR/mock.port" \
-	    --log "$MOCK_LOG" --token "$(cat "$IT_DIR/good.vpptoken")" \
-	    --assets 4 --assignments 2 --users 2 --max-rps "$RPS" \
-	    --event-delay 0.4 \
-	    --limits '{"maxSerialNumbers": 3, "maxRevokeSerialNumbers": 2}' \
-	    "$@" </dev/null >>"$IT_DIR/mock.stderr" 2>&1 &
-	MOCK_PID=$!
-	disown "$MOCK_PID"
-	IT_PIDS+=("$MOCK_PID")
-	for ((i = 0; i < 200; i++)); do
-		[[ -s $IT_DIR/mock.port ]] && break
-		kill -0 "$MOCK_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	[[ -s $IT_DIR/mock.port ]] || it_abort "setup: mock-vpp did not start" \
-	    "$(tail -n 3 "$IT_DIR/mock.stderr" | tr '\n' ' ')"
-	read -r MOCK_PORT <"$IT_DIR/mock.port"
-}
-
-stop_mock() {
-	if [[ -n $MOCK_PID ]] && pm_pid_cmd_has "$MOCK_PID" "$IT_DIR"; then
-		kill -TERM "$MOCK_PID" 2>/dev/null || true
-		pm_wait_gone "$MOCK_PID" 10 || kill -KILL "$MOCK_PID" 2>/dev/null
-	fi
-	MOCK_PID=
-}
+# shellcheck source-path=SCRIPTDIR source=lib-vpp.sh
+. "$(dirname "$0")/lib-vpp.sh"
+vpp_certs
+vpp_mktoken "$IT_DIR/good.vpptoken" "Example Org" 2030-11-08T22:33:22+0000
+VPP_TOKEN=$IT_DIR/good.vpptoken
+# Each mock: events due after 0.4 s, at most $RPS requests a second, at
+# most 3 serials per associate and 2 per revoke, as its service
+# configuration says.
+VPP_MOCK_ARGS=(--assets 4 --assignments 2 --users 2 --max-rps "$RPS"
+    --event-delay 0.4
+    --limits '{"maxSerialNumbers": 3, "maxRevokeSerialNumbers": 2}')
 
 # vdb ARG...: picomdm-vpp --db against the mock, polling every 0.1 s;
 # output in $IT_DIR/out, errors in $IT_DIR/err, exit status in RC.
@@ -104,17 +57,6 @@ vdb() {
 	"$VPP" --db "$DB" --ca "$C/ca.pem" --poll-interval 0.1 \
 	    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" "$@" \
 	    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
-}
-
-control() {
-	curl -sS --fail --cacert "$C/ca.pem" -H 'Content-Type: application/json' \
-	    --data-binary "$2" "https://127.0.0.1:$MOCK_PORT$1" >/dev/null ||
-	    it_abort "setup: mock control $1"
-}
-
-stats() {
-	curl -sS --fail --cacert "$C/ca.pem" \
-	    "https://127.0.0.1:$MOCK_PORT/mock/stats" | jq -r ".$1"
 }
 
 # posts: write requests the mock received (any answer).

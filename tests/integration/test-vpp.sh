@@ -23,82 +23,28 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 VPP=$PM_BUILD/picomdm-vpp
-PY=/usr/bin/python3
 IT_MAIN_PID=$BASHPID
 IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
 trap it_cleanup EXIT
-C=$IT_DIR/certs
-MOCK_PID=
-MOCK_PORT=
-MOCK_LOG=
+# shellcheck source-path=SCRIPTDIR source=lib-vpp.sh
+. "$(dirname "$0")/lib-vpp.sh"
 
 [[ -x $VPP ]] || it_abort "setup: $VPP not built"
 
-ossl() {
-	openssl "$@" 2>>"$IT_DIR/openssl.log" ||
-	    it_abort "setup: openssl $1" "$(tail -n 2 "$IT_DIR/openssl.log")"
-}
-
-# mktoken FILE ORG EXPDATE [SECRET]: a .vpptoken file.
-mktoken() {
-	printf '{"token":"%s","expDate":"%s","orgName":"%s"}' "${4:-U0VDUkVUUw==}" \
-	    "$3" "$2" | base64 -w0 >"$1"
-}
-
-mkdir -p "$C"
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$C/ca.key" -out "$C/ca.pem" -days 30 -subj "/CN=picomdm test VPP CA"
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$C/server.key" -out "$C/server.csr" -subj "/CN=localhost"
-printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$C/san.ext"
-ossl x509 -req -in "$C/server.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" \
-    -CAcreateserial -out "$C/server.pem" -days 30 -extfile "$C/san.ext"
-
+vpp_certs
 T=$IT_DIR/tokens
 mkdir -p "$T"
-mktoken "$T/good.vpptoken" "Example Org" 2030-11-08T22:33:22+0000
-mktoken "$T/other.vpptoken" "Example Org" 2030-11-08T22:33:22+0000 T1RIRVI=
-mktoken "$T/srvexpired.vpptoken" "Example Org" 2030-11-08T22:33:22+0000 RVhQ
-mktoken "$T/revoked.vpptoken" "Example Org" 2030-11-08T22:33:22+0000 UkVW
-mktoken "$T/expired.vpptoken" "Old Org" 2020-01-01T00:00:00+0000
-mktoken "$T/soon.vpptoken" "Soon Org" \
+vpp_mktoken "$T/good.vpptoken" "Example Org" 2030-11-08T22:33:22+0000
+vpp_mktoken "$T/other.vpptoken" "Example Org" 2030-11-08T22:33:22+0000 T1RIRVI=
+vpp_mktoken "$T/srvexpired.vpptoken" "Example Org" 2030-11-08T22:33:22+0000 RVhQ
+vpp_mktoken "$T/revoked.vpptoken" "Example Org" 2030-11-08T22:33:22+0000 UkVW
+vpp_mktoken "$T/expired.vpptoken" "Old Org" 2020-01-01T00:00:00+0000
+vpp_mktoken "$T/soon.vpptoken" "Soon Org" \
     "$(date -u -d '+10 days' +%Y-%m-%dT%H:%M:%S+0000)"
 printf 'not a token\n' >"$T/bad.vpptoken"
-
-# start_mock ARG...: a fresh mock with these data options.
-start_mock() {
-	local i
-	stop_mock
-	MOCK_LOG=$IT_DIR/mock.$((++MOCK_N)).log
-	: >"$MOCK_LOG"
-	rm -f "$IT_DIR/mock.port"
-	setsid "$PY" "$PM_ROOT/tests/mock-vpp.py" --cert "$C/server.pem" \
-	    --key "$C/server.key" --port-file "$IT_DIR/mock.port" \
-	    --log "$MOCK_LOG" --token "$(cat "$T/good.vpptoken")" \
-	    --expired "$(cat "$T/srvexpired.vpptoken")" \
-	    --revoked "$(cat "$T/revoked.vpptoken")" "$@" </dev/null \
-	    >>"$IT_DIR/mock.stderr" 2>&1 &
-	MOCK_PID=$!
-	disown "$MOCK_PID"
-	IT_PIDS+=("$MOCK_PID")
-	for ((i = 0; i < 200; i++)); do
-		[[ -s $IT_DIR/mock.port ]] && break
-		kill -0 "$MOCK_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	[[ -s $IT_DIR/mock.port ]] || it_abort "setup: mock-vpp did not start" \
-	    "$(tail -n 3 "$IT_DIR/mock.stderr" | tr '\n' ' ')"
-	read -r MOCK_PORT <"$IT_DIR/mock.port"
-}
-MOCK_N=0
-
-stop_mock() {
-	if [[ -n $MOCK_PID ]] && pm_pid_cmd_has "$MOCK_PID" "$IT_DIR"; then
-		kill -TERM "$MOCK_PID" 2>/dev/null || true
-		pm_wait_gone "$MOCK_PID" 10 || kill -KILL "$MOCK_PID" 2>/dev/null
-	fi
-	MOCK_PID=
-}
+VPP_TOKEN=$T/good.vpptoken
+VPP_MOCK_ARGS=(--expired "$(cat "$T/srvexpired.vpptoken")"
+    --revoked "$(cat "$T/revoked.vpptoken")")
 
 # vpp [--token FILE] ARG...: picomdm-vpp against the mock; output in
 # $IT_DIR/out, errors in $IT_DIR/err, exit status in RC.
@@ -112,18 +58,6 @@ vpp() {
 	"$VPP" --token "$tok" --ca "$C/ca.pem" \
 	    --url "https://127.0.0.1:$MOCK_PORT/mdm/v2/service/config" "$@" \
 	    >"$IT_DIR/out" 2>"$IT_DIR/err" || RC=$?
-}
-
-# control PATH JSON: a mock control request.
-control() {
-	curl -sS --fail --cacert "$C/ca.pem" -H 'Content-Type: application/json' \
-	    --data-binary "$2" "https://127.0.0.1:$MOCK_PORT$1" >/dev/null ||
-	    it_abort "setup: mock control $1"
-}
-
-stats() {
-	curl -sS --fail --cacert "$C/ca.pem" \
-	    "https://127.0.0.1:$MOCK_PORT/mock/stats" | jq -r ".$1"
 }
 
 # count PATH: requests to PATH in the current mock's log.
