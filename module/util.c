@@ -39,6 +39,20 @@ num_parse(const char *s, long long min, long long max, long long *out)
 	return 0;
 }
 
+/* See util.h. */
+void
+time_sleep(double s)
+{
+	struct timespec ts;
+
+	if (s <= 0)
+		return;
+	ts.tv_sec = (time_t)s;
+	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 uint64_t
 time_now_us(void)
 {

@@ -172,19 +172,6 @@ vpp_token_error(int n)
 	}
 }
 
-static void
-sleep_s(double s)
-{
-	struct timespec ts;
-
-	if (s <= 0)
-		return;
-	ts.tv_sec = (time_t)s;
-	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* Space requests 1.1/rps seconds apart: at most rps in any second as
  * the service measures it, with room for jitter on the way. The first
  * waits one gap after the client was made, so that runs started back
@@ -200,7 +187,7 @@ pace(struct vpp *v)
 	since = (double)(now.tv_sec - v->last.tv_sec) +
 	    (double)(now.tv_nsec - v->last.tv_nsec) / 1e9;
 	if (since < gap) {
-		sleep_s(gap - since);
+		time_sleep(gap - since);
 		clock_gettime(CLOCK_MONOTONIC, &now);
 	}
 	v->last = now;
@@ -288,7 +275,7 @@ vpp_fetch(struct vpp *v, const char *url, int auth, const char *body,
 			if (w > v->max_wait_s)
 				w = v->max_wait_s;
 			json_decref(o);
-			sleep_s((double)w);
+			time_sleep((double)w);
 			continue;
 		}
 		if (number != 0) {

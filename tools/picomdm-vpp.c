@@ -524,12 +524,8 @@ out:
 	return rc;
 }
 
-struct tok_op {
-	const char *name;
-	json_t	   *rec;
-};
-
-static int
+/* See vpp_tool.h. */
+int
 tok_op(struct store_txn *t, void *arg)
 {
 	struct tok_op *to = arg;

@@ -271,7 +271,6 @@ vpp_meta_run(struct store *db, const char *name, const struct vpp_opts *o,
 	char		 q[1024], platform[32], cc2[32];
 	size_t		 i, j, nb, fetched = 0, missing = 0;
 	uint64_t	 now = time_now_us();
-	struct timespec	 ts;
 	double		 rps;
 	int		 rc, ret = 0;
 
@@ -322,10 +321,7 @@ vpp_meta_run(struct store *db, const char *name, const struct vpp_opts *o,
 		 * its own (vpp.c, pace): at most the rate in any second. */
 		rps = o != NULL && o->max_rps > 0 ? o->max_rps :
 		    VPP_RPS_DEFAULT;
-		ts.tv_sec = 0;
-		ts.tv_nsec = (long)(1.1e9 / (rps < 1.2 ? 1.2 : rps));
-		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-			;
+		time_sleep(1.1 / (rps < 1.2 ? 1.2 : rps));
 		/* The store front and platform the location buys in. */
 		if ((cc = vpp_get(v, "clientConfig", NULL, &e)) == NULL)
 			goto fail;

@@ -20,6 +20,15 @@ extern int  force;
  * (the client configuration) is replaced by the claim's answer. */
 int claim(struct vpp *, const char *name, json_t **cc);
 
+/* A store_read operation: to->rec becomes the stored token name, secret
+ * included (picomdm-vpp.c). */
+struct store_txn;
+struct tok_op {
+	const char *name;
+	json_t	   *rec;
+};
+int tok_op(struct store_txn *, void *to);
+
 /* Take the write commands' options out of argv (before getopt): 0, or
  * 2 after a message on a bad value. */
 int vppw_options(int *argc, char **argv);

@@ -214,19 +214,6 @@ mono(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void
-sleep_s(double s)
-{
-	struct timespec ts;
-
-	if (s <= 0)
-		return;
-	ts.tv_sec = (time_t)s;
-	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 static int
 fail_vpp(const struct vpp_error *e)
 {
@@ -336,31 +323,17 @@ which_token(void)
 	return r;
 }
 
-struct tokrec_op {
-	const char *name;
-	json_t	   *rec;
-};
-
-static int
-tokrec_op(struct store_txn *t, void *arg)
-{
-	struct tokrec_op *to = arg;
-
-	json_decref(to->rec);
-	to->rec = NULL;
-	return store_vpp_token_get(t, to->name, 1, &to->rec);
-}
 
 /* A client for the stored token. */
 static struct vpp *
 client(const char *name, const struct vpp_opts *o)
 {
-	struct tokrec_op to = { name, NULL };
+	struct tok_op to = { name, NULL };
 	struct vpp_token vt = { 0 };
 	struct vpp	*v;
 	int		 rc;
 
-	if ((rc = store_read(db, tokrec_op, &to)) != 0) {
+	if ((rc = store_read(db, tok_op, &to)) != 0) {
 		fail_db(rc, name);
 		return NULL;
 	}
@@ -537,7 +510,7 @@ poll_event(struct vpp *v, const char *token, json_t *rec, double deadline)
 				    "with it\n", token, id);
 				return EXIT_PENDING;
 			}
-			sleep_s(gap);
+			time_sleep(gap);
 			gap = gap * 2 > POLL_MAX ? POLL_MAX : gap * 2;
 			continue;
 		}

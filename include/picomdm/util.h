@@ -19,6 +19,10 @@ int num_parse(const char *, long long min, long long max, long long *out);
 uint64_t time_now_us(void);
 uint64_t time_mono_us(void);
 
+/* Sleep s seconds (nothing when s <= 0), a signal's interruption waited
+ * out. */
+void time_sleep(double s);
+
 /* RFC 3339 UTC "2026-11-27T10:53:10Z" (buf >= 32 bytes); from µs. */
 void time_format(uint64_t us, char *buf, size_t bufsz);
 /* Parse RFC 3339 (Z or +hh:mm, optional fraction) into µs; 0 or -1. */
