@@ -785,8 +785,10 @@ call_as(struct dep_client *c, const char *method, const char *path,
 	}
 	if (out != NULL && dep_answer_parse(kind, status, (char *)c->body.p,
 			       c->body.len, out, NULL, 0) != DEP_OK) {
-		log_error("ade %s %s: malformed json or %s", method, path,
-		    kind == DEP_ANSWER_DEVICES ? "no cursor" : "not an object");
+		log_error("ade %s %s: %s", method, path,
+		    kind == DEP_ANSWER_DEVICES ? "malformed json or no cursor" :
+		    kind == DEP_ANSWER_ANY     ? "malformed json" :
+						 "malformed json or not an object");
 		rc = DEP_ERR_PROTOCOL;
 		goto out;
 	}
