@@ -367,19 +367,20 @@ header_value(const char *p, size_t n, const char *name, size_t *vlen)
 	return p + i;
 }
 
-static size_t
-on_header(char *p, size_t sz, size_t n, void *arg)
+/* See dep.h. */
+void
+dep_answer_header(const char *p, size_t len, char *session, size_t sn,
+    long *retry_after)
 {
-	struct dep_client *c = arg;
-	const char	  *v;
-	size_t		   len = sz * n, vl;
-	char		   tmp[32];
-	long long	   secs;
+	const char *v;
+	size_t	    vl;
+	char	    tmp[32];
+	long long   secs;
 
 	if ((v = header_value(p, len, "X-ADM-Auth-Session", &vl)) != NULL) {
-		if (vl > 0 && vl < sizeof(c->new_session)) {
-			memcpy(c->new_session, v, vl);
-			c->new_session[vl] = '\0';
+		if (vl > 0 && vl < sn) {
+			memcpy(session, v, vl);
+			session[vl] = '\0';
 		}
 	} else if ((v = header_value(p, len, "Retry-After", &vl)) != NULL) {
 		/* Seconds; an HTTP-date counts as absent (waits 1 s). */
@@ -387,28 +388,37 @@ on_header(char *p, size_t sz, size_t n, void *arg)
 			memcpy(tmp, v, vl);
 			tmp[vl] = '\0';
 			if (num_parse(tmp, 0, 86400 * 7, &secs) == 0)
-				c->retry_after = (long)secs;
+				*retry_after = (long)secs;
 		}
 	}
-	return len;
+}
+
+static size_t
+on_header(char *p, size_t sz, size_t n, void *arg)
+{
+	struct dep_client *c = arg;
+
+	dep_answer_header(p, sz * n, c->new_session, sizeof(c->new_session),
+	    &c->retry_after);
+	return sz * n;
 }
 
 /*
- * Reduce an error body to its code: "CODE", "\"CODE\"" or
- * {"code":"CODE"}; anything else becomes "" (the status alone speaks).
+ * Reduce an error body (len bytes) to its code: "CODE", "\"CODE\"" or
+ * {"code":"CODE"}, into code (n bytes); anything else becomes "" (the
+ * status alone speaks).
  */
 static void
-errcode_of(struct dep_client *c)
+errcode_parse(const char *p, size_t len, char *code, size_t cn)
 {
 	json_t	   *j, *v;
 	const char *s = NULL;
 	size_t	    i, n;
-	char	   *p = (char *)c->body.p;
 
-	c->errcode[0] = '\0';
-	if (c->body.len == 0 || p == NULL)
+	code[0] = '\0';
+	if (len == 0 || p == NULL)
 		return;
-	j = json_loadb(p, c->body.len, JSON_DECODE_ANY, NULL);
+	j = json_loadb(p, len, JSON_DECODE_ANY, NULL);
 	if (json_is_string(j))
 		s = json_string_value(j);
 	else if (json_is_object(j) &&
@@ -418,20 +428,27 @@ errcode_of(struct dep_client *c)
 		n = strlen(s);
 	} else {
 		s = p;
-		n = c->body.len;
+		n = len;
 		while (n > 0 && isspace((unsigned char)s[n - 1]))
 			n--;
 	}
-	if (n == 0 || n >= sizeof(c->errcode))
+	if (n == 0 || n >= cn)
 		goto out;
 	for (i = 0; i < n; i++)
 		if (!(isupper((unsigned char)s[i]) ||
 			isdigit((unsigned char)s[i]) || s[i] == '_'))
 			goto out;
-	memcpy(c->errcode, s, n);
-	c->errcode[n] = '\0';
+	memcpy(code, s, n);
+	code[n] = '\0';
 out:
 	json_decref(j);
+}
+
+static void
+errcode_of(struct dep_client *c)
+{
+	errcode_parse(
+	    (const char *)c->body.p, c->body.len, c->errcode, sizeof(c->errcode));
 }
 
 /*
@@ -580,25 +597,84 @@ backoff(struct dep_client *c, unsigned *tries, long status)
 	return DEP_OK;
 }
 
+/* What an error status and Apple's code for it mean. */
+static enum dep_status
+status_map(long status, const char *code)
+{
+	if (status == 403 && strcmp(code, "T_C_NOT_SIGNED") == 0)
+		return DEP_ERR_TERMS;
+	if (status == 403 && strcmp(code, "ACCESS_DENIED") == 0)
+		return DEP_ERR_DENIED;
+	if (status == 401 || status == 403)
+		return DEP_ERR_AUTH;
+	if (status == 400 && strcmp(code, "EXHAUSTED_CURSOR") == 0)
+		return DEP_ERR_CURSOR_EXHAUSTED;
+	if (status == 400 && strcmp(code, "EXPIRED_CURSOR") == 0)
+		return DEP_ERR_CURSOR_EXPIRED;
+	if (status == 400 && strcmp(code, "INVALID_CURSOR") == 0)
+		return DEP_ERR_CURSOR_INVALID;
+	if (status >= 400 && status < 500)
+		return DEP_ERR_REQUEST;
+	return DEP_ERR_PROTOCOL;
+}
+
 static enum dep_status
 status_error(struct dep_client *c, long status)
 {
 	errcode_of(c);
 	c->errstatus = status;
-	if (status == 403 && strcmp(c->errcode, "T_C_NOT_SIGNED") == 0)
-		return DEP_ERR_TERMS;
-	if (status == 403 && strcmp(c->errcode, "ACCESS_DENIED") == 0)
-		return DEP_ERR_DENIED;
-	if (status == 401 || status == 403)
-		return DEP_ERR_AUTH;
-	if (status == 400 && strcmp(c->errcode, "EXHAUSTED_CURSOR") == 0)
-		return DEP_ERR_CURSOR_EXHAUSTED;
-	if (status == 400 && strcmp(c->errcode, "EXPIRED_CURSOR") == 0)
-		return DEP_ERR_CURSOR_EXPIRED;
-	if (status == 400 && strcmp(c->errcode, "INVALID_CURSOR") == 0)
-		return DEP_ERR_CURSOR_INVALID;
-	if (status >= 400 && status < 500)
-		return DEP_ERR_REQUEST;
+	return status_map(status, c->errcode);
+}
+
+/* A FetchDeviceResponse must be an object with a string cursor. */
+static int
+devices_ok(const json_t *o)
+{
+	const json_t *dev = json_object_get(o, "devices");
+
+	return json_is_object(o) &&
+	    json_is_string(json_object_get(o, "cursor")) &&
+	    (dev == NULL || json_is_array(dev));
+}
+
+/* See dep.h. */
+enum dep_status
+dep_answer_parse(enum dep_answer kind, long status, const char *body,
+    size_t len, json_t **out, char *code, size_t code_len)
+{
+	json_t *v;
+
+	*out = NULL;
+	if (code_len > 0)
+		code[0] = '\0';
+	if (status != 200) {
+		if (code_len > 0)
+			errcode_parse(body, len, code, code_len);
+		return status_map(status, code_len > 0 ? code : "");
+	}
+	if ((*out = json_loadb(body, len, 0, NULL)) == NULL)
+		return DEP_ERR_PROTOCOL;
+	switch (kind) {
+	case DEP_ANSWER_SESSION:
+		v = json_object_get(*out, "auth_session_token");
+		if (json_is_string(v) && json_string_length(v) > 0 &&
+		    json_string_length(v) < DEP_SESSION_MAX &&
+		    strlen(json_string_value(v)) == json_string_length(v))
+			return DEP_OK;
+		break;
+	case DEP_ANSWER_ACCOUNT:
+		if (json_is_object(*out))
+			return DEP_OK;
+		break;
+	case DEP_ANSWER_DEVICES:
+		if (devices_ok(*out))
+			return DEP_OK;
+		break;
+	default:
+		return DEP_OK;
+	}
+	json_decref(*out);
+	*out = NULL;
 	return DEP_ERR_PROTOCOL;
 }
 
@@ -612,7 +688,7 @@ authenticate(struct dep_client *c)
 	enum dep_status rc;
 	unsigned	tries = 0;
 	long		status;
-	json_t	       *j = NULL, *v;
+	json_t	       *j = NULL;
 
 	for (;;) {
 		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
@@ -641,28 +717,27 @@ authenticate(struct dep_client *c)
 		    c->errcode);
 		return rc;
 	}
-	j = json_loadb((char *)c->body.p, c->body.len, 0, NULL);
-	v = json_object_get(j, "auth_session_token");
-	if (!json_is_string(v) || json_string_length(v) == 0 ||
-	    json_string_length(v) >= DEP_SESSION_MAX) {
+	if (dep_answer_parse(DEP_ANSWER_SESSION, status, (char *)c->body.p,
+		c->body.len, &j, NULL, 0) != DEP_OK) {
 		log_error("ade session response has no auth_session_token");
 		rc = DEP_ERR_PROTOCOL;
-	} else if (set_session(c, json_string_value(v)) != 0)
+	} else if (set_session(c, json_string_value(json_object_get(
+		       j, "auth_session_token"))) != 0)
 		rc = DEP_ERR_SYSTEM;
 	json_decref(j);
 	return rc;
 }
 
-enum dep_status
-dep_call(struct dep_client *c, const char *method, const char *path,
-    json_t *body, json_t **out)
+/* dep_call, the answer read as kind. */
+static enum dep_status
+call_as(struct dep_client *c, const char *method, const char *path,
+    json_t *body, enum dep_answer kind, json_t **out)
 {
 	char	       *text = NULL;
 	enum dep_status rc;
 	unsigned	tries = 0;
 	int		reauth = 0;
 	long		status;
-	json_error_t	e;
 
 	if (out != NULL)
 		*out = NULL;
@@ -708,14 +783,14 @@ dep_call(struct dep_client *c, const char *method, const char *path,
 		    "ade %s %s: http %ld %s", method, path, status, c->errcode);
 		goto out;
 	}
-	if (out != NULL) {
-		*out = json_loadb((char *)c->body.p, c->body.len, 0, &e);
-		if (*out == NULL) {
-			log_error("ade %s %s: malformed json: %s", method, path,
-			    e.text);
-			rc = DEP_ERR_PROTOCOL;
-			goto out;
-		}
+	if (out != NULL && dep_answer_parse(kind, status, (char *)c->body.p,
+			       c->body.len, out, NULL, 0) != DEP_OK) {
+		log_error("ade %s %s: %s", method, path,
+		    kind == DEP_ANSWER_DEVICES ? "malformed json or no cursor" :
+		    kind == DEP_ANSWER_ANY     ? "malformed json" :
+						 "malformed json or not an object");
+		rc = DEP_ERR_PROTOCOL;
+		goto out;
 	}
 	rc = DEP_OK;
 out:
@@ -724,25 +799,24 @@ out:
 }
 
 enum dep_status
-dep_account(struct dep_client *c, json_t **out)
+dep_call(struct dep_client *c, const char *method, const char *path,
+    json_t *body, json_t **out)
 {
-	enum dep_status rc = dep_call(c, "GET", "/account", NULL, out);
-
-	if (rc == DEP_OK && !json_is_object(*out)) {
-		json_decref(*out);
-		*out = NULL;
-		rc = DEP_ERR_PROTOCOL;
-	}
-	return rc;
+	return call_as(c, method, path, body, DEP_ANSWER_ANY, out);
 }
 
-/* A FetchDeviceResponse must be an object with a string cursor. */
+enum dep_status
+dep_account(struct dep_client *c, json_t **out)
+{
+	return call_as(c, "GET", "/account", NULL, DEP_ANSWER_ACCOUNT, out);
+}
+
 static enum dep_status
 devices_call(struct dep_client *c, const char *path, const char *cursor,
     unsigned limit, json_t **out)
 {
 	enum dep_status rc;
-	json_t	       *req, *dev;
+	json_t	       *req;
 
 	if ((req = json_object()) == NULL)
 		return DEP_ERR_SYSTEM;
@@ -753,20 +827,9 @@ devices_call(struct dep_client *c, const char *path, const char *cursor,
 		json_decref(req);
 		return DEP_ERR_SYSTEM;
 	}
-	rc = dep_call(c, "POST", path, req, out);
+	rc = call_as(c, "POST", path, req, DEP_ANSWER_DEVICES, out);
 	json_decref(req);
-	if (rc != DEP_OK)
-		return rc;
-	dev = json_object_get(*out, "devices");
-	if (!json_is_object(*out) ||
-	    !json_is_string(json_object_get(*out, "cursor")) ||
-	    (dev != NULL && !json_is_array(dev))) {
-		log_error("ade %s: response without cursor", path);
-		json_decref(*out);
-		*out = NULL;
-		return DEP_ERR_PROTOCOL;
-	}
-	return DEP_OK;
+	return rc;
 }
 
 enum dep_status

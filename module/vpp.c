@@ -65,12 +65,12 @@ vpp_write_cb(char *d, size_t sz, size_t nm, void *arg)
 	return n;
 }
 
-static size_t
-vpp_header_cb(char *d, size_t sz, size_t nm, void *arg)
+/* See vpp.h. */
+void
+vpp_answer_header(const char *d, size_t n, long *retry_after)
 {
-	struct vpp_buf *b = arg;
-	size_t          n = sz * nm, i = 12;
-	long            v = 0;
+	size_t i = 12;
+	long   v = 0;
 
 	if (n > 12 && strncasecmp(d, "Retry-After:", 12) == 0) {
 		while (i < n && d[i] == ' ')
@@ -79,7 +79,7 @@ vpp_header_cb(char *d, size_t sz, size_t nm, void *arg)
 			for (; i < n && d[i] >= '0' && d[i] <= '9' &&
 			    v < 1000000; i++)
 				v = v * 10 + (d[i] - '0');
-			b->retry_after = v;
+			*retry_after = v;
 		} else {
 			/* An HTTP-date: wait the longest we accept. */
 			char date[64];
@@ -90,11 +90,19 @@ vpp_header_cb(char *d, size_t sz, size_t nm, void *arg)
 				date[k++] = d[i++];
 			date[k] = '\0';
 			time_t t = curl_getdate(date, NULL);
-			b->retry_after = t > time(NULL) ?
+			*retry_after = t > time(NULL) ?
 			    (long)(t - time(NULL)) : 1;
 		}
 	}
-	return n;
+}
+
+static size_t
+vpp_header_cb(char *d, size_t sz, size_t nm, void *arg)
+{
+	struct vpp_buf *b = arg;
+
+	vpp_answer_header(d, sz * nm, &b->retry_after);
+	return sz * nm;
 }
 
 struct vpp *
@@ -214,7 +222,7 @@ vpp_fetch(struct vpp *v, const char *url, int auth, const char *body,
 	struct curl_slist *h = NULL;
 	struct vpp_buf     b;
 	char               cerr[CURL_ERROR_SIZE];
-	json_t            *o = NULL, *num;
+	json_t            *o = NULL;
 	long               http = 0;
 	CURLcode           rc;
 
@@ -261,11 +269,10 @@ vpp_fetch(struct vpp *v, const char *url, int auth, const char *body,
 			return NULL;
 		}
 		curl_easy_getinfo(v->curl, CURLINFO_RESPONSE_CODE, &http);
-		o = b.p != NULL ? json_loadb(b.p, b.n, 0, NULL) : NULL;
+		int number;
+
+		o = vpp_answer(http, b.p, b.n, e, &number);
 		free(b.p);
-		num = json_object_get(o, "errorNumber");
-		int number = json_is_integer(num) ?
-		    (int)json_integer_value(num) : 0;
 		int retry = (http == 429 || number == 9646 || http >= 500) &&
 		    attempt < v->max_retries &&
 		    (b.retry_after >= 0 || http == 429 || number == 9646);
@@ -278,61 +285,86 @@ vpp_fetch(struct vpp *v, const char *url, int auth, const char *body,
 			time_sleep((double)w);
 			continue;
 		}
-		if (number != 0) {
-			const char *tm = vpp_token_error(number);
-			const char *msg = json_string_value(
-			    json_object_get(o, "errorMessage"));
-
-			if (tm != NULL)
-				seterr(e, http, number, "", tm);
-			else if (e != NULL) {
-				e->http = http;
-				e->number = number;
-				snprintf(e->message, sizeof e->message,
-				    "Apple error %d (HTTP %ld): %.400s", number,
-				    http, msg ? msg : "no errorMessage");
-			}
-			json_decref(o);
-			return NULL;
-		}
-		if (http != 200 || !json_is_object(o)) {
-			char m[64];
-
-			snprintf(m, sizeof m, "HTTP %ld%s", http,
-			    json_is_object(o) ? "" : ", not a JSON object");
-			seterr(e, http, 0, "unexpected answer: ", m);
-			json_decref(o);
-			return NULL;
-		}
-		if (e != NULL)
-			memset(e, 0, sizeof *e);
 		return o;
 	}
+}
+
+/* See vpp.h. */
+json_t *
+vpp_answer(long http, const char *body, size_t n, struct vpp_error *e,
+    int *number)
+{
+	json_t *o, *num;
+
+	o = body != NULL ? json_loadb(body, n, 0, NULL) : NULL;
+	num = json_object_get(o, "errorNumber");
+	*number = json_is_integer(num) ? (int)json_integer_value(num) : 0;
+	if (*number != 0) {
+		const char *tm = vpp_token_error(*number);
+		const char *msg = json_string_value(
+		    json_object_get(o, "errorMessage"));
+
+		if (tm != NULL)
+			seterr(e, http, *number, "", tm);
+		else if (e != NULL) {
+			e->http = http;
+			e->number = *number;
+			snprintf(e->message, sizeof e->message,
+			    "Apple error %d (HTTP %ld): %.400s", *number,
+			    http, msg ? msg : "no errorMessage");
+		}
+		json_decref(o);
+		return NULL;
+	}
+	if (http != 200 || !json_is_object(o)) {
+		char m[64];
+
+		snprintf(m, sizeof m, "HTTP %ld%s", http,
+		    json_is_object(o) ? "" : ", not a JSON object");
+		seterr(e, http, 0, "unexpected answer: ", m);
+		json_decref(o);
+		return NULL;
+	}
+	if (e != NULL)
+		memset(e, 0, sizeof *e);
+	return o;
 }
 
 json_t *
 vpp_service_config(struct vpp *v, struct vpp_error *e)
 {
-	json_t *c, *rps;
+	json_t *c;
 
 	if (v->config != NULL)
 		return v->config;
 	c = vpp_fetch(v, v->config_url, 0, NULL, e);
 	if (c == NULL)
 		return NULL;
-	if (!json_is_object(json_object_get(c, "urls"))) {
-		seterr(e, 200, 0, "", "the service configuration has no "
-		    "\"urls\" object");
+	if (vpp_config_check(c, &v->rps, e) != 0) {
 		json_decref(c);
 		return NULL;
 	}
-	rps = json_object_get(json_object_get(c, "limits"),
-	    "maxRequestPerSecond");
-	if (json_is_integer(rps) && json_integer_value(rps) > 0 &&
-	    (double)json_integer_value(rps) < v->rps)
-		v->rps = (double)json_integer_value(rps);
 	v->config = c;
 	return c;
+}
+
+/* See vpp.h. */
+int
+vpp_config_check(const json_t *c, double *rps, struct vpp_error *e)
+{
+	const json_t *r;
+
+	if (!json_is_object(json_object_get(c, "urls"))) {
+		seterr(e, 200, 0, "", "the service configuration has no "
+		    "\"urls\" object");
+		return -1;
+	}
+	r = json_object_get(json_object_get(c, "limits"),
+	    "maxRequestPerSecond");
+	if (json_is_integer(r) && json_integer_value(r) > 0 &&
+	    (double)json_integer_value(r) < *rps)
+		*rps = (double)json_integer_value(r);
+	return 0;
 }
 
 static json_t *vpp_call(struct vpp *, const char *, const char *,
@@ -492,7 +524,7 @@ json_t *
 vpp_page(struct vpp *v, const char *key, const char *array, const char *since,
     long long page, long long *total, struct vpp_error *e)
 {
-	json_t *o, *tp, *cp;
+	json_t *o;
 	char	q[160];
 
 	if (since != NULL && !query_safe(since)) {
@@ -510,6 +542,20 @@ vpp_page(struct vpp *v, const char *key, const char *array, const char *since,
 		snprintf(q, sizeof q, "sinceVersionId=%s", since);
 	if ((o = vpp_get(v, key, q, e)) == NULL)
 		return NULL;
+	if (vpp_page_check(o, array, page, total, e) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* See vpp.h. */
+int
+vpp_page_check(const json_t *o, const char *array, long long page,
+    long long *total, struct vpp_error *e)
+{
+	const json_t *tp, *cp;
+
 	tp = json_object_get(o, "totalPages");
 	cp = json_object_get(o, "currentPageIndex");
 	if (!json_is_array(json_object_get(o, array)) ||
@@ -517,11 +563,10 @@ vpp_page(struct vpp *v, const char *key, const char *array, const char *since,
 	    !json_is_integer(cp) || json_integer_value(cp) != page) {
 		seterr(e, 200, 0, "page answer without totalPages, the page "
 		    "asked for or the array ", array);
-		json_decref(o);
-		return NULL;
+		return -1;
 	}
 	*total = json_integer_value(tp);
-	return o;
+	return 0;
 }
 
 /*

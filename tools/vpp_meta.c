@@ -414,3 +414,10 @@ out:
 	json_decref(wo.recs);
 	return ret;
 }
+
+/* See vpp_meta.h. */
+json_t *
+vpp_meta_record(const char *adam_id, const json_t *result)
+{
+	return meta_rec(adam_id, result);
+}

@@ -25,4 +25,9 @@
 int vpp_meta_run(struct store *, const char *name, const struct vpp_opts *,
     long max_age, int refresh);
 
+/* The metadata record (store_vpp.h) of adamId adam_id from the lookup's
+ * result for it (results.<adam_id>; NULL or not an object: "not found").
+ * A new reference, or NULL when out of memory. */
+json_t *vpp_meta_record(const char *adam_id, const json_t *result);
+
 #endif

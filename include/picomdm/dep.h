@@ -203,6 +203,37 @@ unsigned dep_client_sessions(const struct dep_client *);
 enum dep_status dep_call(struct dep_client *, const char *method,
     const char *path, json_t *body, json_t **out);
 
+/*
+ * Reading an answer of the ADE service, without I/O (what dep_call and
+ * the calls below do with the bytes libcurl hands over; fuzzed by
+ * tests/fuzz/fuzz-dep-response.c).
+ *
+ * dep_answer_parse: body (len bytes, need not end in NUL) of an answer
+ * of HTTP status. For 200, the JSON into *out (a new reference) as kind
+ * requires: DEP_OK, or DEP_ERR_PROTOCOL with *out NULL. For another
+ * status, *out is NULL, Apple's error code goes into code (code_len
+ * bytes; "" when the body carries none; code may be NULL when code_len
+ * is 0) and the dep_status the status and code mean is returned (never
+ * DEP_OK; 429 and 503 are retried by dep_call before this).
+ *
+ * dep_answer_header: one header line (len bytes, with or without CRLF):
+ * X-ADM-Auth-Session into session (sn bytes; left alone when empty or
+ * too long), Retry-After seconds (0 to a week) into *retry_after (left
+ * alone when not a number).
+ */
+enum dep_answer {
+	DEP_ANSWER_ANY = 0, /* any JSON: details, profile answers */
+	DEP_ANSWER_SESSION, /* an object with a non-empty auth_session_token */
+	DEP_ANSWER_ACCOUNT, /* an object (AccountDetail) */
+	DEP_ANSWER_DEVICES, /* an object, string cursor, devices an array */
+	DEP_ANSWER__MAX
+};
+enum dep_status dep_answer_parse(enum dep_answer, long status,
+    const char *body, size_t len, json_t **out, char *code,
+    size_t code_len);
+void dep_answer_header(const char *line, size_t len, char *session,
+    size_t sn, long *retry_after);
+
 /* GET /account: the organisation and server (AccountDetail). */
 enum dep_status dep_account(struct dep_client *, json_t **out);
 

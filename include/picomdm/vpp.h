@@ -120,6 +120,29 @@ json_t *vpp_lookup(struct vpp *, const char *key, const char *query,
  */
 json_t *vpp_v1_post(struct vpp *, const char *key, const json_t *body,
     struct vpp_error *);
+/*
+ * Reading an answer of the service, without I/O (what the calls above do
+ * with the bytes libcurl hands over; fuzzed by
+ * tests/fuzz/fuzz-vpp-response.c):
+ *
+ * vpp_answer: body (n bytes, need not end in NUL; NULL when empty) of
+ * an answer of HTTP status http: the JSON object (a new reference) when
+ * http is 200 and the answer carries no errorNumber; else NULL with e
+ * set (e may be NULL). *number is the errorNumber (0 when none), which
+ * decides a retry.
+ * vpp_answer_header: one header line; a Retry-After (seconds, or an
+ * HTTP-date: the seconds until it, at least 1) into *retry_after.
+ * vpp_config_check: a service configuration must have a "urls" object;
+ * lowers *rps to its limits.maxRequestPerSecond. 0, or -1 with e set.
+ * vpp_page_check: a page must be page pageIndex of totalPages (>= 1)
+ * with the array; *total its totalPages. 0, or -1 with e set.
+ */
+json_t *vpp_answer(long http, const char *body, size_t n,
+    struct vpp_error *, int *number);
+void	vpp_answer_header(const char *line, size_t n, long *retry_after);
+int	vpp_config_check(const json_t *, double *rps, struct vpp_error *);
+int	vpp_page_check(const json_t *, const char *array, long long page,
+    long long *total, struct vpp_error *);
 /* A sentence for a token error (9621/9622/9625, 9722), or NULL. */
 const char *vpp_token_error(int number);
 /* Requests sent so far (HTTP requests, retries included). */
