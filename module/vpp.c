@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,11 +295,15 @@ json_t *
 vpp_answer(long http, const char *body, size_t n, struct vpp_error *e,
     int *number)
 {
-	json_t *o, *num;
+	json_t	  *o, *num;
+	json_int_t x;
 
 	o = body != NULL ? json_loadb(body, n, 0, NULL) : NULL;
 	num = json_object_get(o, "errorNumber");
-	*number = json_is_integer(num) ? (int)json_integer_value(num) : 0;
+	x = json_is_integer(num) ? json_integer_value(num) : 0;
+	/* Out of int's range it is an error still, but none of Apple's
+	 * numbers: -1, never a wrapped 9621 read as a token error. */
+	*number = x >= 1 && x <= INT_MAX ? (int)x : x != 0 ? -1 : 0;
 	if (*number != 0) {
 		const char *tm = vpp_token_error(*number);
 		const char *msg = json_string_value(

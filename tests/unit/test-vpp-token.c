@@ -47,6 +47,30 @@ refused(const char *text, const char *want)
 	CHECK(t.stoken == NULL && t.org == NULL);
 }
 
+/* vpp_answer: an errorNumber is an error whatever its value; one out of
+ * int's range is none of Apple's (never a token error after a cast). */
+static void
+test_answer_numbers(void)
+{
+	static const char token[] = "{\"errorNumber\":9621}";
+	static const char wrapped[] = "{\"errorNumber\":4294976917}";
+	static const char ok[] = "{\"versionId\":\"v1\"}";
+	struct vpp_error  e;
+	json_t		 *o;
+	int		  n;
+
+	CHECK(vpp_answer(200, token, strlen(token), &e, &n) == NULL);
+	CHECK_EQ(n, 9621);
+	CHECK(vpp_token_error(n) != NULL);
+	CHECK(vpp_answer(200, wrapped, strlen(wrapped), &e, &n) == NULL);
+	CHECK_EQ(n, -1);
+	CHECK(vpp_token_error(e.number) == NULL);
+	CHECK(strstr(e.message, "Apple error") != NULL);
+	CHECK((o = vpp_answer(200, ok, strlen(ok), &e, &n)) != NULL);
+	CHECK_EQ(n, 0);
+	json_decref(o);
+}
+
 int
 main(void)
 {
@@ -55,6 +79,8 @@ main(void)
 	int64_t          v;
 	const char      *s;
 	char            *inner, *outer, *m;
+
+	test_answer_numbers();
 
 	/* Dates. */
 	CHECK_EQ(vpp_time_parse("2030-11-08T22:33:22+0000", &v), 0);
