@@ -47,68 +47,22 @@
 #include "picomdm/log.h"
 #include "picomdm/store.h"
 #include "store_int.h"
+#include "scratch.h"
 
 #define FUZZ_INPUT_MAX (1024 * 1024)
 
-static struct store *fz_store;
+static struct store *fz_store; /* scratch.h */
+
 static FILE	    *fz_null;
-static char	     fz_dir[4096];
 
-/* rm -r of the store directory (two files). */
-static void
-fuzz_cleanup(void)
-{
-	char p[4200];
-
-	if (fz_store != NULL)
-		store_close(fz_store);
-	fz_store = NULL;
-	if (fz_dir[0] == '\0')
-		return;
-	snprintf(p, sizeof(p), "%s/data.mdb", fz_dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/lock.mdb", fz_dir);
-	unlink(p);
-	rmdir(fz_dir);
-	fz_dir[0] = '\0';
-}
-
-/* Open the store once: tmpfs when there is one, else PICOMDM_TEST_TMP or
- * TMPDIR. */
+/* The scratch store, once (scratch.h). */
 static void
 fuzz_init(void)
 {
-	struct store_opts so;
-	const char	 *base;
-	struct stat	  st;
-	int		  rc;
-
 	if (fz_store != NULL)
 		return;
 	log_set_level(LOG_ERROR);
-	if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
-	    access("/dev/shm", W_OK) == 0)
-		base = "/dev/shm";
-	else if ((base = getenv("PICOMDM_TEST_TMP")) == NULL &&
-	    (base = getenv("TMPDIR")) == NULL)
-		base = "/tmp";
-	(void)mkdir(base, 0700);
-	snprintf(fz_dir, sizeof(fz_dir), "%s/fuzz-record.XXXXXX", base);
-	if (mkdtemp(fz_dir) == NULL) {
-		fprintf(stderr, "fuzz-record: mkdtemp %s: %s\n", fz_dir,
-		    strerror(errno));
-		exit(2);
-	}
-	atexit(fuzz_cleanup);
-	memset(&so, 0, sizeof(so));
-	so.nosync = 1;
-	so.map_size = (size_t)16 << 20;
-	so.map_max = (size_t)256 << 20;
-	if ((rc = store_open(fz_dir, &so, &fz_store)) != 0) {
-		fprintf(stderr, "fuzz-record: store_open: %s\n",
-		    store_strerror(rc));
-		exit(2);
-	}
+	fz_store = scratch_open("fuzz-record");
 	if ((fz_null = fopen("/dev/null", "w")) == NULL)
 		exit(2);
 }

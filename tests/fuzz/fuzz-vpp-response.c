@@ -37,67 +37,22 @@
 #include "picomdm/store_vpp.h"
 #include "picomdm/vpp.h"
 #include "../../tools/vpp_meta.h"
+#include "scratch.h"
 
 #define FUZZ_INPUT_MAX (300 * 1024)
 #define FZ_ABORT       1000 /* the op's "roll back", never a store_err */
 
+static struct store *fz_store; /* scratch.h */
+
 static const long fz_statuses[] = {400, 401, 403, 404, 429, 500, 503, 302};
-
-static struct store *fz_store;
-static char	     fz_dir[4096];
-
-static void
-fuzz_cleanup(void)
-{
-	char p[4200];
-
-	if (fz_store != NULL)
-		store_close(fz_store);
-	fz_store = NULL;
-	if (fz_dir[0] == '\0')
-		return;
-	snprintf(p, sizeof(p), "%s/data.mdb", fz_dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/lock.mdb", fz_dir);
-	unlink(p);
-	rmdir(fz_dir);
-	fz_dir[0] = '\0';
-}
 
 static void
 fuzz_init(void)
 {
-	struct store_opts so;
-	const char	 *base;
-	struct stat	  st;
-	int		  rc;
-
 	if (fz_store != NULL)
 		return;
 	log_set_level(LOG_ERROR);
-	if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
-	    access("/dev/shm", W_OK) == 0)
-		base = "/dev/shm";
-	else if ((base = getenv("PICOMDM_TEST_TMP")) == NULL &&
-	    (base = getenv("TMPDIR")) == NULL)
-		base = "/tmp";
-	(void)mkdir(base, 0700);
-	snprintf(fz_dir, sizeof(fz_dir), "%s/fuzz-vpp-response.XXXXXX", base);
-	if (mkdtemp(fz_dir) == NULL) {
-		fprintf(stderr, "fuzz-vpp-response: mkdtemp %s: %s\n", fz_dir,
-		    strerror(errno));
-		exit(2);
-	}
-	atexit(fuzz_cleanup);
-	memset(&so, 0, sizeof(so));
-	so.nosync = 1;
-	so.map_size = (size_t)16 << 20;
-	so.map_max = (size_t)256 << 20;
-	if ((rc = store_open(fz_dir, &so, &fz_store)) != 0) {
-		fprintf(stderr, "fuzz-vpp-response: store_open: %s\n",
-		    store_strerror(rc));
-		exit(2);
-	}
+	fz_store = scratch_open("fuzz-vpp-response");
 }
 
 static const char *const fz_arrays[] = {"assets", "assignments", "users"};
