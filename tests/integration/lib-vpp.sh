@@ -12,7 +12,7 @@
 #	                               and VPP_MOCK_ARGS, then ARG...;
 #	                               MOCK_PID, MOCK_PORT, MOCK_LOG (its
 #	                               request log, a new one each start)
-#	stop_mock
+#	stop_mock                      it_mock_stop (lib.sh)
 #	control PATH JSON              POST to a control endpoint (/mock/...)
 #	stats FIELD                    a field of /mock/stats
 #
@@ -52,7 +52,6 @@ vpp_mktoken() {
 }
 
 start_mock() {
-	local i
 	stop_mock
 	MOCK_LOG=$IT_DIR/mock.$((++MOCK_N)).log
 	: >"$MOCK_LOG"
@@ -62,25 +61,10 @@ start_mock() {
 	    --log "$MOCK_LOG" --token "$(cat "$VPP_TOKEN")" \
 	    "${VPP_MOCK_ARGS[@]}" "$@" </dev/null >>"$IT_DIR/mock.stderr" 2>&1 &
 	MOCK_PID=$!
-	disown "$MOCK_PID"
-	IT_PIDS+=("$MOCK_PID")
-	for ((i = 0; i < 400; i++)); do
-		[[ -s $IT_DIR/mock.port ]] && break
-		kill -0 "$MOCK_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	[[ -s $IT_DIR/mock.port ]] || it_abort "setup: mock-vpp did not start" \
-	    "$(tail -n 3 "$IT_DIR/mock.stderr" | tr '\n' ' ')"
-	read -r MOCK_PORT <"$IT_DIR/mock.port"
+	it_mock_started mock-vpp
 }
 
-stop_mock() {
-	if [[ -n $MOCK_PID ]] && pm_pid_cmd_has "$MOCK_PID" "$IT_DIR"; then
-		kill -TERM "$MOCK_PID" 2>/dev/null || true
-		pm_wait_gone "$MOCK_PID" 10 || kill -KILL "$MOCK_PID" 2>/dev/null
-	fi
-	MOCK_PID=
-}
+stop_mock() { it_mock_stop; }
 
 control() {
 	curl -sS --fail --cacert "$C/ca.pem" -H 'Content-Type: application/json' \

@@ -397,6 +397,33 @@ ctlok() {
 	return 0
 }
 
+# it_mock_started NAME: a local mock (an Apple service) started in the
+# background as MOCK_PID with --port-file $IT_DIR/mock.port and its
+# stderr in $IT_DIR/mock.stderr: kept for the cleanup, waited for (at
+# most 20 s), its port in MOCK_PORT; the test stops if it did not start.
+it_mock_started() {
+	local i
+	disown "$MOCK_PID"
+	IT_PIDS+=("$MOCK_PID")
+	for ((i = 0; i < 400; i++)); do
+		[[ -s $IT_DIR/mock.port ]] && break
+		kill -0 "$MOCK_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	[[ -s $IT_DIR/mock.port ]] || it_abort "setup: $1 did not start" \
+	    "$(tail -n 3 "$IT_DIR/mock.stderr" | tr '\n' ' ')"
+	read -r MOCK_PORT <"$IT_DIR/mock.port"
+}
+
+# it_mock_stop: stop MOCK_PID if it is still this test's mock.
+it_mock_stop() {
+	if [[ -n $MOCK_PID ]] && pm_pid_cmd_has "$MOCK_PID" "$IT_DIR"; then
+		kill -TERM "$MOCK_PID" 2>/dev/null || true
+		pm_wait_gone "$MOCK_PID" 10 || kill -KILL "$MOCK_PID" 2>/dev/null
+	fi
+	MOCK_PID=
+}
+
 # expect_status CODE WHAT: the last request got HTTP status CODE.
 expect_status() {
 	if [[ $STATUS == "$1" ]]; then

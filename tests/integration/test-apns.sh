@@ -101,7 +101,6 @@ make_certs() {
 
 # start_mock NAME [SCRIPT-JSON]: a fresh mock APNs logging to NAME.log.
 start_mock() {
-	local i
 	stop_mock
 	MOCK_LOG=$IT_DIR/$1.log
 	: >"$MOCK_LOG"
@@ -117,25 +116,10 @@ start_mock() {
 	    "${sargs[@]}" "${MOCK_ARGS[@]}" </dev/null \
 	    >>"$IT_DIR/mock.stderr" 2>&1 &
 	MOCK_PID=$!
-	disown "$MOCK_PID"
-	IT_PIDS+=("$MOCK_PID")
-	for ((i = 0; i < 200; i++)); do
-		[[ -s $IT_DIR/mock.port ]] && break
-		kill -0 "$MOCK_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	[[ -s $IT_DIR/mock.port ]] || it_abort "setup: mock-apns did not start" \
-	    "$(tail -n 3 "$IT_DIR/mock.stderr" | tr '\n' ' ')"
-	read -r MOCK_PORT <"$IT_DIR/mock.port"
+	it_mock_started mock-apns
 }
 
-stop_mock() {
-	if [[ -n $MOCK_PID ]] && pm_pid_cmd_has "$MOCK_PID" "$IT_DIR"; then
-		kill -TERM "$MOCK_PID" 2>/dev/null || true
-		pm_wait_gone "$MOCK_PID" 10 || kill -KILL "$MOCK_PID" 2>/dev/null
-	fi
-	MOCK_PID=
-}
+stop_mock() { it_mock_stop; }
 
 # push [ARG...]: tests/apns-push against the mock with the push
 # certificate (unless ARGs name another); stdout in OUT, the summary in

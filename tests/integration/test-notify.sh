@@ -91,7 +91,6 @@ MOCK_PORT=
 MOCK_LOG=
 # start_mock NAME [SCRIPT-JSON]
 start_mock() {
-	local i
 	stop_mock
 	MOCK_LOG=$IT_DIR/$1.log
 	: >"$MOCK_LOG"
@@ -106,23 +105,9 @@ start_mock() {
 	    --port-file "$IT_DIR/mock.port" --log "$MOCK_LOG" \
 	    "${sargs[@]}" </dev/null >>"$IT_DIR/mock.stderr" 2>&1 &
 	MOCK_PID=$!
-	disown "$MOCK_PID"
-	IT_PIDS+=("$MOCK_PID")
-	for ((i = 0; i < 200; i++)); do
-		[[ -s $IT_DIR/mock.port ]] && break
-		kill -0 "$MOCK_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	[[ -s $IT_DIR/mock.port ]] || it_abort "setup: mock-apns did not start"
-	read -r MOCK_PORT <"$IT_DIR/mock.port"
+	it_mock_started mock-apns
 }
-stop_mock() {
-	if [[ -n $MOCK_PID ]] && pm_pid_cmd_has "$MOCK_PID" "$IT_DIR"; then
-		kill -TERM "$MOCK_PID" 2>/dev/null || true
-		pm_wait_gone "$MOCK_PID" 10 || kill -KILL "$MOCK_PID" 2>/dev/null
-	fi
-	MOCK_PID=
-}
+stop_mock() { it_mock_stop; }
 # requests [JQ]: the mock's request records.
 requests() {
 	jq -c "select(.event == \"request\")${1:+ | $1}" "$MOCK_LOG"
