@@ -470,8 +470,8 @@ strlcat(char *dst, const char *src, size_t sz)
  * this process is closed. LMDB locks lock.mdb, never data.mdb, so nothing
  * else contends for these bytes.
  */
-int
-lock_slot(const char *path, int slot)
+static int
+lock_slot_cmd(const char *path, int slot, int cmd)
 {
 	struct flock fl;
 	int	     fd, e;
@@ -483,7 +483,7 @@ lock_slot(const char *path, int slot)
 	fl.l_whence = SEEK_SET;
 	fl.l_start = slot;
 	fl.l_len = 1;
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+	if (fcntl(fd, cmd, &fl) == 0)
 		return fd;
 	e = errno;
 	(void)close(fd);
@@ -491,4 +491,16 @@ lock_slot(const char *path, int slot)
 		return -2;
 	errno = e;
 	return -1;
+}
+
+int
+lock_slot(const char *path, int slot)
+{
+	return lock_slot_cmd(path, slot, F_OFD_SETLK);
+}
+
+int
+lock_slot_wait(const char *path, int slot)
+{
+	return lock_slot_cmd(path, slot, F_OFD_SETLKW);
 }

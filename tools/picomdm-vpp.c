@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +125,7 @@ fail(const struct vpp_error *e)
 /* ---- the store (--db) ---- */
 
 static struct store *db;
+static const char   *db_dir;
 
 static int
 db_fail(int rc, const char *what)
@@ -139,6 +141,7 @@ db_open(const char *dir, int readonly)
 	int		  rc;
 
 	so.readonly = readonly;
+	db_dir = dir;
 	if ((rc = store_open(dir, &so, &db)) != 0) {
 		fprintf(stderr, "picomdm-vpp: %s: %s\n", dir,
 		    store_strerror(rc));
@@ -918,15 +921,43 @@ out:
 static long meta_max_age = VPP_META_MAX_AGE;
 static int  meta_refresh, meta_only;
 
+/* See vpp_tool.h. */
+int
+token_lock(const char *dir, const char *name)
+{
+	char	 path[4096];
+	uint32_t h = 2166136261u; /* FNV-1a */
+	int	 fd, slot;
+
+	for (const char *p = name; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	slot = STORE_ROLE_VPP_TOKEN + (int)(h % STORE_ROLE_VPP_SLOTS);
+	errno = ENAMETOOLONG;
+	if ((size_t)snprintf(path, sizeof(path), "%s/data.mdb", dir) >=
+	    sizeof(path))
+		fd = -1;
+	else if ((fd = lock_slot(path, slot)) == -2) {
+		fprintf(stderr, "picomdm-vpp: %s: waiting for another "
+		    "picomdm-vpp run on this token\n", name);
+		fd = lock_slot_wait(path, slot);
+	}
+	if (fd < 0)
+		fprintf(stderr, "picomdm-vpp: %s: %s\n", path, strerror(errno));
+	return fd;
+}
+
 static int
 sync_meta(const char *name, const struct vpp_opts *o)
 {
-	int rc;
+	int rc, lk;
 
+	if ((lk = token_lock(db_dir, name)) < 0)
+		return 1;
 	if (meta_only)
-		return vpp_meta_run(db, name, o, meta_max_age, meta_refresh);
-	if ((rc = sync_one(name, o)) == 0)
+		rc = vpp_meta_run(db, name, o, meta_max_age, meta_refresh);
+	else if ((rc = sync_one(name, o)) == 0)
 		(void)vpp_meta_run(db, name, o, meta_max_age, 0);
+	(void)close(lk);
 	return rc;
 }
 

@@ -29,6 +29,14 @@ struct tok_op {
 };
 int tok_op(struct store_txn *, void *to);
 
+/*
+ * One conversation with Apple per token and store at a time
+ * (STORE_ROLE_VPP_TOKEN, store.h): a second run on the token waits, saying
+ * so once, until the first is done. The descriptor holding the lock, to
+ * close when the client is freed; -1 after a message.
+ */
+int token_lock(const char *dir, const char *name);
+
 /* Take the write commands' options out of argv (before getopt): 0, or
  * 2 after a message on a bad value. */
 int vppw_options(int *argc, char **argv);

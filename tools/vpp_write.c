@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -50,6 +51,7 @@ static struct {
 } w = { .wait_s = WAIT_DEFAULT, .poll_s = POLL_DEFAULT };
 
 static struct store *db;
+static const char   *db_dir;
 
 /* ---- options ---- */
 
@@ -324,17 +326,22 @@ which_token(void)
 }
 
 
-/* A client for the stored token. */
+/* A client for the stored token, the token's lock held in *lk
+ * (token_lock) until the caller closes it after vpp_free. */
 static struct vpp *
-client(const char *name, const struct vpp_opts *o)
+client(const char *name, const struct vpp_opts *o, int *lk)
 {
 	struct tok_op to = { name, NULL };
 	struct vpp_token vt = { 0 };
 	struct vpp	*v;
 	int		 rc;
 
+	if ((*lk = token_lock(db_dir, name)) < 0)
+		return NULL;
 	if ((rc = store_read(db, tok_op, &to)) != 0) {
 		fail_db(rc, name);
+		(void)close(*lk);
+		*lk = -1;
 		return NULL;
 	}
 	vt.stoken = (char *)(uintptr_t)json_string_value(json_object_get(
@@ -343,9 +350,12 @@ client(const char *name, const struct vpp_opts *o)
 	    "org"));
 	v = vt.stoken != NULL ? vpp_new(&vt, o) : NULL;
 	json_decref(to.rec);
-	if (v == NULL)
+	if (v == NULL) {
 		fprintf(stderr, "picomdm-vpp: %s: out of memory or no sToken\n",
 		    name);
+		(void)close(*lk);
+		*lk = -1;
+	}
 	return v;
 }
 
@@ -829,7 +839,7 @@ write_cmd(const char *token, const struct wreq *r, const struct vpp_opts *o)
 	double		 deadline = mono() + (double)w.wait_s;
 	json_t		*cc = NULL, *body = NULL, *rec = NULL;
 	char		*id = NULL, *s = NULL;
-	int		 rc;
+	int		 rc, lk = -1;
 
 	/* What the store says first: nothing is sent for bad input. */
 	c.items = json_deep_copy(r->items);
@@ -852,7 +862,7 @@ write_cmd(const char *token, const struct wreq *r, const struct vpp_opts *o)
 	struct wreq sent = *r;
 
 	sent.items = c.items;
-	if ((v = client(token, o)) == NULL) {
+	if ((v = client(token, o, &lk)) == NULL) {
 		rc = 1;
 		goto out;
 	}
@@ -929,6 +939,8 @@ out:
 	json_decref(cc);
 	json_decref(c.items);
 	vpp_free(v);
+	if (lk >= 0)
+		(void)close(lk);
 	return rc;
 }
 
@@ -983,11 +995,14 @@ poll_cmd(const char *token, const char *only, const struct vpp_opts *o)
 	}
 	json_decref(ev);
 	json_array_foreach(names, i, x) {
-		struct vpp *v = client(json_string_value(x), o);
+		int	    lk;
+		struct vpp *v = client(json_string_value(x), o, &lk);
 
 		r = v == NULL ? 1 : resume(v, json_string_value(x), only,
 		    deadline);
 		vpp_free(v);
+		if (lk >= 0)
+			(void)close(lk);
 		if (r != 0 && (rc == 0 || rc == EXIT_FAILURES))
 			rc = r;
 	}
@@ -1116,6 +1131,7 @@ vppw_main(const char *dir, int argc, char **argv, const struct vpp_opts *o)
 			return 2;
 	}
 	so.readonly = strcmp(cmd, "events") == 0;
+	db_dir = dir;
 	if ((rc = store_open(dir, &so, &db)) != 0) {
 		json_decref(r.items);
 		fprintf(stderr, "picomdm-vpp: %s: %s\n", dir,

@@ -78,7 +78,16 @@ int  store_open(const char *dir, const struct store_opts *, struct store **out);
 enum store_role {
 	STORE_ROLE_NOTIFY = 0, /* picomdm-notify: pushes and webhooks */
 	STORE_ROLE_DEP_SYNC,   /* picomdm-dep sync */
+	/*
+	 * picomdm-vpp talking to Apple for one content token: bytes
+	 * STORE_ROLE_VPP_TOKEN + (a hash of the token's name mod
+	 * STORE_ROLE_VPP_SLOTS). Two runs on one token at once would each
+	 * pace to the service's limit and together exceed it. Two tokens
+	 * sharing a byte only wait for each other.
+	 */
+	STORE_ROLE_VPP_TOKEN = 16,
 };
+#define STORE_ROLE_VPP_SLOTS 1024
 void store_close(struct store *);
 
 /* Operation run inside a transaction. Return 0 to keep its changes; any

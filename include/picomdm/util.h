@@ -83,5 +83,8 @@ size_t strlcat(char *, const char *, size_t);
  * with errno (the file cannot be opened read-write, ...).
  */
 int lock_slot(const char *path, int slot);
+/* The same, waiting while another process holds the slot; -1 with errno
+ * EINTR when a signal's handler interrupted the wait. */
+int lock_slot_wait(const char *path, int slot);
 
 #endif

@@ -9,7 +9,9 @@
 #   - a delta then picks up only the changes: one page, assignments added
 #     and removed, and the store matches the mock again;
 #   - a sync killed with SIGKILL mid-listing and run again ends with the
-#     store of the uninterrupted sync, no page fetched twice.
+#     store of the uninterrupted sync, no page fetched twice;
+#   - two syncs of one token started at once take turns (the token's
+#     lock): never over the service's rate limit together.
 #
 # Kept well under the suite's time limit under ASan: the mock allows 100
 # requests a second and pages of 500.
@@ -164,5 +166,27 @@ np=$(((NASSIGN + 10 + PAGE - 1) / PAGE))
     fail "kill -9: all $np assignment pages over both runs, none twice but the one in flight ($p)"
 expect_eq "$(curl -sS --cacert "$C/ca.pem" "https://127.0.0.1:$MOCK_PORT/mock/stats" |
     jq -r .over_rate)" 0 "rate: never over the service's maxRequestPerSecond"
+
+# --- two runs on one token at once: the second waits for the first ---------
+# Each paces itself to the service's limit; together, at once, they would
+# be at twice it (the mock's 429s, counted as over_rate).
+DB3=$IT_DIR/db3
+"$VPP" --db "$DB3" token import big "$TOKEN" >/dev/null 2>&1
+control /mock/rate-reset '{}'
+for i in 1 2; do
+	"$VPP" --db "$DB3" --ca "$C/ca.pem" --url "$URL" --rps 100 sync \
+	    >/dev/null 2>"$IT_DIR/err.$i" &
+	eval "P$i=\$!"
+done
+R1=0 R2=0
+wait "$P1" || R1=$?
+wait "$P2" || R2=$?
+expect_eq "$R1:$R2" "0:0" "two at once: both syncs succeed"
+nw=$(cat "$IT_DIR/err.1" "$IT_DIR/err.2" |
+    grep -c 'big: waiting for another picomdm-vpp run on this token' || true)
+expect_eq "$nw" 1 "two at once: one of them waited for the other, and said so"
+expect_eq "$(stats over_rate)" 0 "two at once: never over the service's maxRequestPerSecond"
+expect_eq "$(store_digest "$DB3" assignments)" "$(mock_digest assignments)" \
+    "two at once: the assignments are the mock's"
 
 it_done
