@@ -458,8 +458,9 @@ vpp_list(struct vpp *v, const char *key, const char *array,
 		return -1;
 	}
 	while (page < total) {
-		json_t *o, *a, *x, *tp, *cp, *np;
-		size_t  i;
+		json_t	 *o, *a, *x, *np;
+		long long tp;
+		size_t	  i;
 
 		q[0] = '\0';
 		if (page > 0 && since != NULL)
@@ -473,18 +474,13 @@ vpp_list(struct vpp *v, const char *key, const char *array,
 		if (o == NULL)
 			goto fail;
 		a = json_object_get(o, array);
-		tp = json_object_get(o, "totalPages");
-		cp = json_object_get(o, "currentPageIndex");
 		np = json_object_get(o, "nextPageIndex");
-		if (!json_is_array(a) || !json_is_integer(tp) ||
-		    !json_is_integer(cp) || json_integer_value(cp) != page) {
-			seterr(e, 200, 0, "page answer without totalPages, the "
-			    "page asked for or the array ", array);
+		if (vpp_page_check(o, array, page, &tp, e) != 0) {
 			json_decref(o);
 			goto fail;
 		}
 		if (page == 0) {
-			total = json_integer_value(tp);
+			total = tp;
 			x = json_object_get(o, "versionId");
 			if (version != NULL && json_is_string(x)) {
 				*version = strdup(json_string_value(x));
