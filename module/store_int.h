@@ -247,12 +247,10 @@ int enroll_count_ensure(struct store *);
 /*
  * Queue positions (store_queue.c): a store made before they moved into
  * the DBI_CMDQ records keeps them in DBI_QPOS. queue_pos_upgrade, at a
- * writable open, moves them over and empties DBI_QPOS;
- * queue_pos_upgrade_txn does it in t (picomdmctl check --repair), *moved
- * the entries it went through.
+ * writable open, moves them over and empties DBI_QPOS, in a transaction
+ * of its own.
  */
 int queue_pos_upgrade(struct store *);
-int queue_pos_upgrade_txn(struct store_txn *, uint64_t *moved);
 /* A queued command's position for eid, as the last nine bytes of its
  * DBI_QUEUE key: 1 with pos, 0 when it has none, <0 on error. */
 int queue_pos_get(struct store_txn *, const char *uuid, uint64_t eid,

@@ -930,8 +930,9 @@ qpos_move(struct store_txn *t, const MDB_val *k, const MDB_val *v)
 	return queue_pos_set(t, uuid, eid, p);
 }
 
-/* See store_int.h. */
-int
+/* Move every DBI_QPOS entry in t, then empty it; *moved: how many
+ * entries it went through. */
+static int
 queue_pos_upgrade_txn(struct store_txn *t, uint64_t *moved)
 {
 	MDB_cursor *c;
