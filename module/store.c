@@ -339,7 +339,8 @@ store_open1(const char *dir, const struct store_opts *o, struct store **out,
 	if ((rc = mdb_txn_commit(txn)) != 0)
 		goto fail_mdb;
 	if ((rc = store_check_schema(s)) != 0 ||
-	    (!o->readonly && (rc = enroll_count_ensure(s)) != 0))
+	    (!o->readonly && ((rc = enroll_count_ensure(s)) != 0 ||
+	    (rc = queue_pos_upgrade(s)) != 0)))
 		goto fail;
 	*out = s;
 	return 0;

@@ -523,15 +523,17 @@ check_result(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 /*
  * QUEUE: the enrollment exists (repair: drop); the record decodes; the
  * command exists (repair: drop the entry and its position, as the queue
- * would stop at it); the position entry points back (repair: add it, or
- * drop this entry when the command is queued elsewhere already).
+ * would stop at it); the position in the command's DBI_CMDQ record (in
+ * DBI_QPOS for a store an older picomdm wrote, not opened for writing
+ * since) points back (repair: add it, or drop this entry when the command
+ * is queued elsewhere already).
  */
 static int
 check_queue(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	static const unsigned req[] = {TAG_QUEUE_UUID, 0};
 	struct check_ctx     *c = arg;
-	unsigned char	      key[17], pk[KEY_MAX];
+	unsigned char	      key[17], pk[KEY_MAX], pos[9];
 	char		     *uuid = NULL;
 	const char	     *why;
 	MDB_val		      pv;
@@ -563,9 +565,9 @@ check_queue(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	if ((rc = db_has(t, DBI_CMD, uuid, strlen(uuid))) == 0) {
 		/* Undeliverable (the queue would stop at it): drop it and
 		 * its position. */
-		if (c->repair && db_getv(t, DBI_QPOS, pk, pn, &pv) == 0 &&
-		    pv.mv_size == 9 && memcmp(pv.mv_data, key + 8, 9) == 0 &&
-		    (rc = db_delv(t, DBI_QPOS, pk, pn)) != 0)
+		if (c->repair && queue_pos_get(t, uuid, key_get_u64(key),
+		    pos) == 1 && memcmp(pos, key + 8, 9) == 0 &&
+		    (rc = queue_pos_set(t, uuid, key_get_u64(key), NULL)) != 0)
 			goto out;
 		if ((rc = problem(c, DBI_QUEUE, key, 17, c->repair,
 			 "queues command %s, which does not exist", uuid)) == 0)
@@ -574,19 +576,29 @@ check_queue(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	}
 	if (rc < 0)
 		goto out;
-	rc = db_getv(t, DBI_QPOS, pk, pn, &pv);
-	if (rc == STORE_ENOTFOUND) {
-		if (c->repair &&
-		    (rc = db_putv(t, DBI_QPOS, pk, pn, key + 8, 9)) != 0)
+	/* The position is in the command's DBI_CMDQ record; a store not
+	 * opened for writing since an older picomdm has it in DBI_QPOS
+	 * (check_qpos looks at that one). */
+	rc = queue_pos_get(t, uuid, key_get_u64(key), pos);
+	if (rc == 0 && db_getv(t, DBI_QPOS, pk, pn, &pv) == 0) {
+		if (pv.mv_size == 9)
+			memcpy(pos, pv.mv_data, 9);
+		else
+			memset(pos, 0, 9);
+		rc = 1;
+	}
+	if (rc == 0) {
+		if (c->repair && (rc = queue_pos_set(t, uuid,
+		    key_get_u64(key), key + 8)) != 0)
 			goto out;
 		rc = problem(c, DBI_QUEUE, key, 17, c->repair,
-		    "command %s has no queue position entry", uuid);
-	} else if (rc == 0 &&
-	    (pv.mv_size != 9 || memcmp(pv.mv_data, key + 8, 9) != 0)) {
+		    "command %s has no queue position", uuid);
+	} else if (rc == 1 && memcmp(pos, key + 8, 9) != 0) {
 		if ((rc = problem(c, DBI_QUEUE, key, 17, c->repair,
 			 "a second queue entry for command %s", uuid)) == 0)
 			rc = c->repair;
-	}
+	} else if (rc == 1)
+		rc = 0;
 out:
 	free(uuid);
 	return rc;
@@ -639,6 +651,7 @@ check_cmdq(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	struct check_ctx    *c = arg;
 	const unsigned char *kp = k->mv_data, *p;
 	const char	    *why;
+	unsigned char	     pos[9];
 	char		     uuid[KEY_MAX + 1];
 	size_t		     l, n;
 	uint64_t	     eid, seq;
@@ -669,6 +682,36 @@ check_cmdq(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	}
 	if ((why = rec_problem(v, REC_CMDQ, NULL)) != NULL)
 		return problem(c, DBI_CMDQ, kp, k->mv_size, 0, "%s", why);
+	/* A queue position: the queue entry there is of this command
+	 * (repair: drop the position; the queue entry, if any, gets one
+	 * back from check_queue, which runs before). */
+	if ((rc = queue_pos_get(t, uuid, eid, pos)) < 0)
+		return rc;
+	if (rc == 1) {
+		unsigned char qk[17];
+		char	     *qu = NULL;
+		MDB_val	      qv;
+		int	      ok = 0;
+
+		be64(qk, eid);
+		memcpy(qk + 8, pos, 9);
+		if ((rc = db_getv(t, DBI_QUEUE, qk, 17, &qv)) != 0 &&
+		    rc != STORE_ENOTFOUND)
+			return rc;
+		if (rc == 0 && rec_field_str(&qv, REC_QUEUE, TAG_QUEUE_UUID,
+		    &qu) == 0 && qu != NULL && strcmp(qu, uuid) == 0)
+			ok = 1;
+		free(qu);
+		if (!ok) {
+			if (c->repair &&
+			    (rc = queue_pos_set(t, uuid, eid, NULL)) != 0)
+				return rc;
+			if ((rc = problem(c, DBI_CMDQ, kp, k->mv_size,
+			    c->repair, "queue position of command %s points "
+			    "at no queue entry of it", uuid)) != 0)
+				return rc;
+		}
+	}
 	if (rec_field(v, REC_CMDQ, TAG_CMDQ_SEQ, &p, &n) == 1 && n == 8 &&
 	    (seq = key_get_u64(p)) > c->max_seq)
 		c->max_seq = seq;

@@ -245,6 +245,22 @@ int enroll_count_reset(struct store_txn *);
 int enroll_count_ensure(struct store *);
 
 /*
+ * Queue positions (store_queue.c): a store made before they moved into
+ * the DBI_CMDQ records keeps them in DBI_QPOS. queue_pos_upgrade, at a
+ * writable open, moves them over and empties DBI_QPOS, in a transaction
+ * of its own.
+ */
+int queue_pos_upgrade(struct store *);
+/* A queued command's position for eid, as the last nine bytes of its
+ * DBI_QUEUE key: 1 with pos, 0 when it has none, <0 on error. */
+int queue_pos_get(struct store_txn *, const char *uuid, uint64_t eid,
+    unsigned char pos[9]);
+/* Set (pos) or drop (NULL) it, making the record if need be (check
+ * --repair). */
+int queue_pos_set(struct store_txn *, const char *uuid, uint64_t eid,
+    const unsigned char *pos);
+
+/*
  * What the Apps and Books kinds (store_vpp.c, store_vpp_event.c) share:
  * a time as the dump writes it (RFC 3339 UTC with microseconds; NULL out
  * of memory), and a record put from its JSON form (val_from_json), the

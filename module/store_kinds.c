@@ -150,6 +150,8 @@ static const struct afield cmdq_af[] = {
     AO(1, "status", A_STATUS),
     AO(2, "updated_at", A_TIME),
     AO(3, "result_seq", A_U64),
+    AO(4, "queue_seq", A_U64),
+    AO(5, "priority", A_U64),
 };
 
 /* Tags as written by store_pushcert.c. The key is a secret (its

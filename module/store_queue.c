@@ -7,6 +7,11 @@
  * head of the range, however long the queue or the history. Answered
  * commands leave the queue (only queued and NotNow'd ones stay); results
  * live apart, keyed by eid and sequence, newest last.
+ *
+ * Where a queued command stands in its enrollment's queue (priority and
+ * sequence: its DBI_QUEUE key) is in its DBI_CMDQ record, which every
+ * report rewrites anyway; a store made before that kept it in DBI_QPOS
+ * and is moved over at its first writable open (queue_pos_upgrade).
  */
 #include "config.h"
 
@@ -16,7 +21,10 @@
 
 #include <lmdb.h>
 
+#include "picomdm/log.h"
 #include "picomdm/store.h"
+#include "picomdm/util.h"
+#include "store_admin.h"
 #include "store_int.h"
 
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
@@ -54,16 +62,25 @@ static const struct fdesc result_fields[] = {
 	RF(6, F_INT, well_formed),
 };
 
-/* Per (command, enrollment): where the command stands for it. */
+/*
+ * Per (command, enrollment): where the command stands for it and, while
+ * it is queued (status none or NotNow), its queue position: queue_seq
+ * (never 0 for a queued command) and priority, the DBI_QUEUE key's
+ * last nine bytes.
+ */
 struct cmdq {
 	int      status;
 	uint64_t updated_at;
 	uint64_t result_seq;
+	uint64_t queue_seq;
+	int      priority;
 };
 static const struct fdesc cmdq_fields[] = {
 	{ 1, F_INT, offsetof(struct cmdq, status), 0, 0 },
 	{ 2, F_U64, offsetof(struct cmdq, updated_at), 0, 0 },
 	{ 3, F_U64, offsetof(struct cmdq, result_seq), 0, 0 },
+	{ 4, F_U64, offsetof(struct cmdq, queue_seq), 0, 0 },
+	{ 5, F_INT, offsetof(struct cmdq, priority), 0, 0 },
 };
 
 /* See store_int.h. */
@@ -182,16 +199,42 @@ cmdq_key(struct key *k, const char *uuid, uint64_t eid)
 	key_u64(k, eid);
 }
 
+/* Write the record (with the position it holds). */
+static int
+cmdq_write(struct store_txn *t, const char *uuid, uint64_t eid,
+    const struct cmdq *q)
+{
+	struct key k;
+
+	cmdq_key(&k, uuid, eid);
+	return put_rec(t, DBI_CMDQ, &k, REC_CMDQ, cmdq_fields,
+	    NF(cmdq_fields), q);
+}
+
+/* The command is no longer queued for eid: status, no position. */
 static int
 cmdq_set(struct store_txn *t, const char *uuid, uint64_t eid, int status,
     uint64_t result_seq)
 {
-	struct cmdq q = { status, t->now, result_seq };
-	struct key  k;
+	struct cmdq q = { status, t->now, result_seq, 0, 0 };
 
+	return cmdq_write(t, uuid, eid, &q);
+}
+
+/* The record of uuid for eid; STORE_ENOTFOUND when there is none. */
+static int
+cmdq_get(struct store_txn *t, const char *uuid, uint64_t eid, struct cmdq *q)
+{
+	struct key k;
+	MDB_val    v;
+	int        rc;
+
+	memset(q, 0, sizeof(*q));
 	cmdq_key(&k, uuid, eid);
-	return put_rec(t, DBI_CMDQ, &k, REC_CMDQ, cmdq_fields,
-	    NF(cmdq_fields), &q);
+	if ((rc = db_get(t, DBI_CMDQ, &k, &v)) != 0)
+		return rc;
+	return rec_decode(&v, REC_CMDQ, cmdq_fields, NF(cmdq_fields), q, NULL,
+	    NULL);
 }
 
 /* ---- queues ---- */
@@ -204,14 +247,6 @@ store_queue_item_free(struct store_queue_item *q)
 	rec_free_fields(queue_fields, NF(queue_fields), q);
 	free(q->enrollment_id);
 	free(q);
-}
-
-static void
-qpos_key(struct key *k, uint64_t eid, const char *uuid)
-{
-	key_init(k);
-	key_u64(k, eid);
-	key_raw(k, uuid, strlen(uuid));
 }
 
 static void
@@ -246,11 +281,11 @@ store_queue_push(struct store_txn *t, const char *enrollment_id,
     const char *uuid, int priority, uint64_t expires_at)
 {
 	struct store_queue_item q;
+	struct cmdq             cq;
 	struct key              k;
 	MDB_val                 v;
-	unsigned char           pos[9];
-	uint64_t                eid, seq, x;
-	int                     rc, i;
+	uint64_t                eid, seq;
+	int                     rc;
 
 	if (!uuid_ok(uuid) || priority < 0 || priority > 255)
 		return STORE_EINVAL;
@@ -260,17 +295,11 @@ store_queue_push(struct store_txn *t, const char *enrollment_id,
 	key_raw(&k, uuid, strlen(uuid));
 	if ((rc = db_get(t, DBI_CMD, &k, &v)) != 0)
 		return rc;
-	qpos_key(&k, eid, uuid);
-	if ((rc = db_get(t, DBI_QPOS, &k, &v)) == 0)
+	if ((rc = cmdq_get(t, uuid, eid, &cq)) == 0 && cq.queue_seq != 0)
 		return STORE_EEXIST;
-	if (rc != STORE_ENOTFOUND)
+	if (rc != 0 && rc != STORE_ENOTFOUND)
 		return rc;
 	if ((rc = store_seq_next(t, &seq)) != 0)
-		return rc;
-	pos[0] = (unsigned char)(255 - priority);
-	for (i = 8, x = seq; i >= 1; i--, x >>= 8)
-		pos[i] = (unsigned char)x;
-	if ((rc = db_put(t, DBI_QPOS, &k, pos, sizeof(pos), 0)) != 0)
 		return rc;
 	memset(&q, 0, sizeof(q));
 	q.uuid = (char *)(uintptr_t)uuid;
@@ -282,46 +311,46 @@ store_queue_push(struct store_txn *t, const char *enrollment_id,
 	if ((rc = put_rec(t, DBI_QUEUE, &k, REC_QUEUE, queue_fields,
 	    NF(queue_fields), &q)) != 0)
 		return rc;
-	return cmdq_set(t, uuid, eid, CMD_STATUS_NONE, 0);
+	memset(&cq, 0, sizeof(cq));
+	cq.status = CMD_STATUS_NONE;
+	cq.updated_at = t->now;
+	cq.queue_seq = seq;
+	cq.priority = priority;
+	return cmdq_write(t, uuid, eid, &cq);
 }
 
-/* Remove the queue entry at key qk (and its position) for eid/uuid. */
+/* Remove the queue entry at key qk (its position goes with the caller's
+ * next write of the command's DBI_CMDQ record). */
 static int
-queue_remove(struct store_txn *t, uint64_t eid, const char *uuid,
-    const struct key *qk)
+queue_remove(struct store_txn *t, const struct key *qk)
 {
-	struct key pk;
-	int        rc;
+	int rc;
 
-	qpos_key(&pk, eid, uuid);
-	if ((rc = db_del(t, DBI_QPOS, &pk)) != 0 && rc != STORE_ENOTFOUND)
-		return rc;
 	if ((rc = db_del(t, DBI_QUEUE, qk)) != 0 && rc != STORE_ENOTFOUND)
 		return rc;
 	return 0;
 }
 
 /*
- * Look up a queued command's entry: fills qk with its queue key and *out
- * with the decoded item. STORE_ENOTFOUND if it is not queued.
+ * Look up a queued command's entry: fills cq with its DBI_CMDQ record, qk
+ * with its queue key and *out with the decoded item. STORE_ENOTFOUND if
+ * it is not queued.
  */
 static int
 queue_find(struct store_txn *t, uint64_t eid, const char *uuid,
-    struct key *qk, struct store_queue_item **out)
+    struct cmdq *cq, struct key *qk, struct store_queue_item **out)
 {
-	struct key pk;
-	MDB_val    v;
-	int        rc;
+	MDB_val v;
+	int     rc;
 
 	*out = NULL;
-	qpos_key(&pk, eid, uuid);
-	if ((rc = db_get(t, DBI_QPOS, &pk, &v)) != 0)
+	if ((rc = cmdq_get(t, uuid, eid, cq)) != 0)
 		return rc;
-	if (v.mv_size != 9)
+	if (cq->queue_seq == 0)
+		return STORE_ENOTFOUND;
+	if (cq->priority < 0 || cq->priority > 255)
 		return STORE_ECORRUPT;
-	key_init(qk);
-	key_u64(qk, eid);
-	key_raw(qk, v.mv_data, 9);
+	queue_key(qk, eid, cq->priority, cq->queue_seq);
 	if ((rc = db_get(t, DBI_QUEUE, qk, &v)) != 0)
 		return rc == STORE_ENOTFOUND ? STORE_ECORRUPT : rc;
 	return queue_decode(&v, out);
@@ -361,12 +390,7 @@ store_queue_next(struct store_txn *t, const char *enrollment_id,
 			 * other sub-databases change before mdb_cursor_del,
 			 * after which MDB_NEXT yields the following entry.
 			 */
-			struct key qpk;
-
-			qpos_key(&qpk, eid, q->uuid);
-			if (((rc = db_del(t, DBI_QPOS, &qpk)) != 0 &&
-			    rc != STORE_ENOTFOUND) ||
-			    (rc = cmdq_set(t, q->uuid, eid, CMD_STATUS_EXPIRED,
+			if ((rc = cmdq_set(t, q->uuid, eid, CMD_STATUS_EXPIRED,
 			    0)) != 0)
 				goto out;
 			store_queue_item_free(q);
@@ -437,6 +461,7 @@ store_result_put(struct store_txn *t, const char *enrollment_id,
 {
 	struct store_queue_item *q = NULL;
 	struct store_result      r;
+	struct cmdq              cq;
 	struct key               qk, rk;
 	uint64_t                 eid, seq;
 	int                      rc;
@@ -447,7 +472,7 @@ store_result_put(struct store_txn *t, const char *enrollment_id,
 	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0 ||
 	    (rc = store_seq_next(t, &seq)) != 0)
 		return rc;
-	rc = queue_find(t, eid, uuid, &qk, &q);
+	rc = queue_find(t, eid, uuid, &cq, &qk, &q);
 	if (rc == 0) {
 		*known = 1;
 		if (status == CMD_STATUS_NOT_NOW) {
@@ -456,10 +481,16 @@ store_result_put(struct store_txn *t, const char *enrollment_id,
 			q->updated_at = t->now;
 			rc = put_rec(t, DBI_QUEUE, &qk, REC_QUEUE,
 			    queue_fields, NF(queue_fields), q);
-		} else
-			rc = queue_remove(t, eid, uuid, &qk);
+		} else {
+			rc = queue_remove(t, &qk);
+			cq.queue_seq = 0; /* answered: no longer queued */
+			cq.priority = 0;
+		}
+		cq.status = (int)status;
+		cq.updated_at = t->now;
+		cq.result_seq = seq;
 		if (rc == 0)
-			rc = cmdq_set(t, uuid, eid, (int)status, seq);
+			rc = cmdq_write(t, uuid, eid, &cq);
 		store_queue_item_free(q);
 		if (rc != 0)
 			return rc;
@@ -509,14 +540,7 @@ store_queue_clear(struct store_txn *t, const char *enrollment_id,
 		}
 		if ((rc = queue_decode(&v, &q)) != 0)
 			goto out;
-		{
-			struct key qpk;
-
-			qpos_key(&qpk, eid, q->uuid);
-			rc = db_del(t, DBI_QPOS, &qpk);
-			if (rc == 0 || rc == STORE_ENOTFOUND)
-				rc = cmdq_set(t, q->uuid, eid, (int)why, 0);
-		}
+		rc = cmdq_set(t, q->uuid, eid, (int)why, 0);
 		store_queue_item_free(q);
 		if (rc != 0)
 			goto out;
@@ -535,6 +559,7 @@ store_queue_cancel(struct store_txn *t, const char *enrollment_id,
     const char *uuid)
 {
 	struct store_queue_item *q;
+	struct cmdq              cq;
 	struct key               qk;
 	uint64_t                 eid;
 	int                      rc;
@@ -542,10 +567,10 @@ store_queue_cancel(struct store_txn *t, const char *enrollment_id,
 	if (!uuid_ok(uuid))
 		return STORE_EINVAL;
 	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0 ||
-	    (rc = queue_find(t, eid, uuid, &qk, &q)) != 0)
+	    (rc = queue_find(t, eid, uuid, &cq, &qk, &q)) != 0)
 		return rc;
 	store_queue_item_free(q);
-	if ((rc = queue_remove(t, eid, uuid, &qk)) != 0)
+	if ((rc = queue_remove(t, &qk)) != 0)
 		return rc;
 	return cmdq_set(t, uuid, eid, CMD_STATUS_CANCELLED, 0);
 }
@@ -880,4 +905,131 @@ store_prune(struct store_txn *t, uint64_t before, uint64_t limit,
 	}
 	mdb_cursor_close(c);
 	return rc == 0 || rc == MDB_NOTFOUND ? 0 : rc < 0 ? rc : store_rc(rc);
+}
+
+/* ---- the queue positions of an older store ---- */
+
+/* Move one DBI_QPOS entry (eid|uuid -> 255 - priority, sequence) into
+ * its DBI_CMDQ record; a malformed one is dropped (check then reports
+ * the queue entry without a position, and --repair restores it). */
+static int
+qpos_move(struct store_txn *t, const MDB_val *k, const MDB_val *v)
+{
+	const unsigned char *p = v->mv_data;
+	char                 uuid[256];
+	uint64_t             eid;
+	size_t               n;
+
+	if (k->mv_size <= 8 || (n = k->mv_size - 8) > 255 || v->mv_size != 9)
+		return 0;
+	memcpy(uuid, (const unsigned char *)k->mv_data + 8, n);
+	uuid[n] = '\0';
+	if (strlen(uuid) != n || key_get_u64(p + 1) == 0)
+		return 0;
+	eid = key_get_u64(k->mv_data);
+	return queue_pos_set(t, uuid, eid, p);
+}
+
+/* Move every DBI_QPOS entry in t, then empty it; *moved: how many
+ * entries it went through. */
+static int
+queue_pos_upgrade_txn(struct store_txn *t, uint64_t *moved)
+{
+	MDB_cursor *c;
+	MDB_val     k, v;
+	int         rc;
+
+	*moved = 0;
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_QPOS], &c)) != 0)
+		return store_rc(rc);
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		int r;
+
+		if ((r = qpos_move(t, &k, &v)) != 0) {
+			mdb_cursor_close(c);
+			return r;
+		}
+		(*moved)++;
+	}
+	mdb_cursor_close(c);
+	if (rc != MDB_NOTFOUND)
+		return store_rc(rc);
+	return (rc = mdb_drop(t->txn, t->s->dbi[DBI_QPOS], 0)) != 0 ?
+	    store_rc(rc) : 0;
+}
+
+/* See store_int.h. Like enroll_count_ensure: a transaction of its own at
+ * store_open, before any writer; nothing to do (the usual open) costs a
+ * read-only look at an empty sub-database. */
+int
+queue_pos_upgrade(struct store *s)
+{
+	struct store_txn t = {s, NULL, 0, 0};
+	MDB_stat         st;
+	uint64_t         moved;
+	int              rc;
+
+	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t.txn)) != 0)
+		return store_rc(rc);
+	rc = mdb_stat(t.txn, s->dbi[DBI_QPOS], &st);
+	mdb_txn_abort(t.txn);
+	if (rc != 0)
+		return store_rc(rc);
+	if (st.ms_entries == 0)
+		return 0;
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &t.txn)) != 0)
+		return store_rc(rc);
+	t.now = time_now_us();
+	if ((rc = queue_pos_upgrade_txn(&t, &moved)) != 0) {
+		mdb_txn_abort(t.txn);
+		return rc;
+	}
+	if ((rc = mdb_txn_commit(t.txn)) != 0)
+		return store_rc(rc);
+	log_info("store: moved %llu queue positions into their command "
+	    "records (the format of this picomdm)", (unsigned long long)moved);
+	return 0;
+}
+
+/* See store_int.h. */
+int
+queue_pos_get(struct store_txn *t, const char *uuid, uint64_t eid,
+    unsigned char pos[9])
+{
+	struct cmdq cq;
+	int         rc;
+
+	if ((rc = cmdq_get(t, uuid, eid, &cq)) == STORE_ENOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if (cq.queue_seq == 0 || cq.priority < 0 || cq.priority > 255)
+		return 0;
+	pos[0] = (unsigned char)(255 - cq.priority);
+	be64(pos + 1, cq.queue_seq);
+	return 1;
+}
+
+/* See store_int.h. */
+int
+queue_pos_set(struct store_txn *t, const char *uuid, uint64_t eid,
+    const unsigned char *pos)
+{
+	struct cmdq cq;
+	int         rc;
+
+	if ((rc = cmdq_get(t, uuid, eid, &cq)) == STORE_ENOTFOUND) {
+		cq.status = CMD_STATUS_NONE;
+		cq.updated_at = t->now;
+	} else if (rc != 0)
+		return rc;
+	if (pos != NULL) {
+		cq.queue_seq = key_get_u64(pos + 1);
+		cq.priority = 255 - (int)pos[0];
+	} else {
+		cq.queue_seq = 0;
+		cq.priority = 0;
+	}
+	return cmdq_write(t, uuid, eid, &cq);
 }

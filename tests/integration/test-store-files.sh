@@ -45,6 +45,37 @@ same "dump --secrets of the restored fixture is byte-identical" \
 pmctl --db "$D/fix" check >"$D/check.out" 2>&1 ||
     fail "check of the restored fixture" "$(tail -n 3 "$D/check.out")"
 
+# The fixture is a store of the format before queue positions moved into
+# the DBI_CMDQ records (it keeps them in qpos). A read-only open leaves it
+# so (above); the first writable open moves them over, and the store is
+# store-upgraded.json: no qpos entry, each position in its cmdq record.
+pmctl --db "$D/upg" restore "$FIX/store.raw" >/dev/null
+pmctl --db "$D/upg" check --repair >"$D/check.out" 2>&1 ||
+    fail "check --repair of the restored fixture" "$(tail -n 3 "$D/check.out")"
+pmctl --db "$D/upg" dump --secrets -o "$D/upg.json"
+same "a writable open moves the fixture's queue positions over" \
+    "$FIX/store-upgraded.json" "$D/upg.json"
+expect_eq "$(grep -c '"db":"qpos"' "$D/upg.json")" 0 \
+    "and leaves no qpos entry"
+expect_eq "$(grep -c '"db":"qpos"' "$FIX/store.json")" 9 \
+    "(the fixture has nine)"
+pmctl --db "$D/upg" check >"$D/check.out" 2>&1 ||
+    fail "check of the upgraded fixture" "$(tail -n 3 "$D/check.out")"
+# The moved positions are used: a cancel finds the entry by its position.
+pmctl --db "$D/upg" cancel 0000FE00-FIXT-0000-0000-000000000001 \
+    FIXT-CMD-4 >"$D/cancel.out" 2>&1 ||
+    fail "cancel of a command queued in the old format" \
+    "$(cat "$D/cancel.out")"
+pmctl --db "$D/upg" dump --secrets -o "$D/upg2.json"
+expect_eq "$(grep -c '"db":"queue","key":\[4,0,28\]' "$D/upg2.json")" 0 \
+    "and removes its queue entry"
+expect_eq "$(grep '"db":"cmdq","key":\["FIXT-CMD-4",4\]' "$D/upg2.json" |
+    grep -c '"status":"Cancelled"')" 1 "and records it cancelled"
+expect_eq "$(grep '"db":"cmdq","key":\["FIXT-CMD-4",4\]' "$D/upg2.json" |
+    grep -c 'queue_seq')" 0 "without a position"
+pmctl --db "$D/upg" check >"$D/check.out" 2>&1 ||
+    fail "check after the cancel" "$(tail -n 3 "$D/check.out")"
+
 # The inventory of a device, a purge of it and a purge by topic, as the
 # code that made the fixture printed them, and the store they leave.
 pmctl --db "$D/fix" inventory 0000FE00-FIXT-0000-0000-000000000001 --json \
@@ -98,7 +129,9 @@ for bad in truncated plain; do
 	expect_exit 2 "restore --force of a $bad dump over a store refused" \
 	    pmctl --db "$D/fix" restore --force "$D/$bad.json"
 	pmctl --db "$D/fix" dump --secrets -o "$D/after.json"
-	same "the store is as it was ($bad)" "$FIX/store.json" "$D/after.json"
+	# (upgraded by the refused restore's writable open, nothing else)
+	same "the store is as it was ($bad)" "$FIX/store-upgraded.json" \
+	    "$D/after.json"
 	rm -f "$D/after.json"
 done
 expect_exit 1 "restore over a store without --force refused" \

@@ -582,6 +582,191 @@ test_check(struct store *s)
 	CHECK_EQ(check_run(s, 0, &ps), 0);
 }
 
+/* ---- queue positions (in the cmdq records; qpos of an older store) ---- */
+
+struct pos_op {
+	const char   *id;
+	const char   *uuid;
+	unsigned char pos[9];
+	int	      found;
+};
+
+static int
+op_pos_get(struct store_txn *t, void *arg)
+{
+	struct pos_op *p = arg;
+	uint64_t       eid;
+	int	       rc;
+
+	if ((rc = enroll_eid(t, p->id, &eid)) != 0)
+		return rc;
+	if ((rc = queue_pos_get(t, p->uuid, eid, p->pos)) < 0)
+		return rc;
+	p->found = rc;
+	return 0;
+}
+
+static int
+op_report(struct store_txn *t, void *arg)
+{
+	struct pos_op *p = arg;
+
+	return store_result_put(t, p->id, p->uuid, CMD_STATUS_ACKNOWLEDGED,
+	    "x", 1, 0, &p->found);
+}
+
+static int
+op_push(struct store_txn *t, void *arg)
+{
+	struct pos_op *p = arg;
+
+	return store_queue_push(t, p->id, p->uuid, 50, 0);
+}
+
+static int
+op_qpos_entries(struct store_txn *t, void *arg)
+{
+	MDB_stat st;
+	int	 rc;
+
+	if ((rc = mdb_stat(t->txn, t->s->dbi[DBI_QPOS], &st)) != 0)
+		return store_rc(rc);
+	*(size_t *)arg = st.ms_entries;
+	return 0;
+}
+
+/* A cmdq record of uuid for eid as written around the API: status none,
+ * no position. */
+static void
+cmdq_put_bare(struct store *s, const char *uuid, uint64_t eid,
+    uint64_t queue_seq)
+{
+	struct rec_w w;
+	struct key   k;
+
+	rec_begin(&w, REC_CMDQ);
+	rec_u64(&w, 2, 1);
+	if (queue_seq != 0) {
+		rec_u64(&w, 4, queue_seq);
+		rec_u64(&w, 5, 50);
+	}
+	key_init(&k);
+	key_str(&k, uuid);
+	key_u64(&k, eid);
+	raw_put(s, DBI_CMDQ, &k, w.b.p, w.b.len);
+	buf_free(&w.b);
+}
+
+static void
+test_queue_pos(void)
+{
+	struct pos_op	pa = {devs[0].udid, "CMD-A-ONLY", {0}, 0};
+	struct pos_op	pb = {devs[1].udid, "CMD-SHARED", {0}, 0};
+	struct pos_op	pd = {devs[0].udid, "CMD-A-DONE", {0}, 0};
+	struct problems ps;
+	struct store   *s;
+	struct key	k;
+	unsigned char	want_a[9], want_b[9];
+	uint64_t	eid_a = 0, eid_b = 0;
+	size_t		n = 99;
+	char		dir[600];
+	void	       *a[2];
+
+	fresh_dir(dir, sizeof(dir), "qpos");
+	s = open_at(dir);
+	CHECK_EQ(store_write(s, op_build, NULL), 0);
+	a[0] = (void *)(uintptr_t)devs[0].udid;
+	a[1] = &eid_a;
+	CHECK_EQ(store_read(s, op_eid, a), 0);
+	a[0] = (void *)(uintptr_t)devs[1].udid;
+	a[1] = &eid_b;
+	CHECK_EQ(store_read(s, op_eid, a), 0);
+
+	/* A push puts the position in the command's cmdq record: the last
+	 * nine bytes of its queue key; qpos stays empty. */
+	CHECK_EQ(store_read(s, op_pos_get, &pa), 0);
+	CHECK_EQ(pa.found, 1);
+	CHECK_EQ(pa.pos[0], 255 - 60);
+	memcpy(want_a, pa.pos, 9);
+	CHECK_EQ(store_read(s, op_pos_get, &pb), 0);
+	CHECK_EQ(pb.found, 1);
+	memcpy(want_b, pb.pos, 9);
+	CHECK_EQ(store_read(s, op_qpos_entries, &n), 0);
+	CHECK_EQ(n, 0);
+	/* An answered command has none, and may be queued again. */
+	CHECK_EQ(store_read(s, op_pos_get, &pd), 0);
+	CHECK_EQ(pd.found, 0);
+	CHECK_EQ(check_run(s, 0, &ps), 0);
+
+	/* A queued command whose record lost its position: check says so,
+	 * --repair puts it back, and a report finds the entry again. */
+	cmdq_put_bare(s, "CMD-A-ONLY", eid_a, 0);
+	CHECK_EQ(store_read(s, op_pos_get, &pa), 0);
+	CHECK_EQ(pa.found, 0);
+	CHECK_EQ(check_run(s, 0, &ps), 1);
+	CHECK(strstr(ps.text, "command CMD-A-ONLY has no queue position") !=
+	    NULL);
+	CHECK_EQ(check_run(s, 1, &ps), 1);
+	CHECK_EQ(ps.repaired, 1);
+	CHECK_EQ(check_run(s, 0, &ps), 0);
+	CHECK_EQ(store_read(s, op_pos_get, &pa), 0);
+	CHECK_EQ(pa.found, 1);
+	CHECK(memcmp(pa.pos, want_a, 9) == 0);
+
+	/* A position that points at no queue entry: it would refuse a push
+	 * of the command (queued already) and fail its report; check says
+	 * so and --repair drops it. */
+	cmdq_put_bare(s, "CMD-A-DONE", eid_a, 424242);
+	CHECK_EQ(store_write(s, op_push, &pd), STORE_EEXIST);
+	CHECK_EQ(store_write(s, op_report, &pd), STORE_ECORRUPT);
+	CHECK_EQ(check_run(s, 0, &ps), 1);
+	CHECK(strstr(ps.text, "queue position of command CMD-A-DONE points "
+			      "at no queue entry of it") != NULL);
+	CHECK_EQ(check_run(s, 1, &ps), 1);
+	CHECK_EQ(ps.repaired, 1);
+	CHECK_EQ(check_run(s, 0, &ps), 0);
+	CHECK_EQ(store_write(s, op_push, &pd), 0);
+	CHECK_EQ(store_read(s, op_pos_get, &pd), 0);
+	CHECK_EQ(pd.found, 1);
+
+	/* The older format: positions in qpos (eid|uuid -> nine bytes),
+	 * none in cmdq. Check reads it as it is; the next writable open
+	 * moves every position over and empties qpos. */
+	cmdq_put_bare(s, "CMD-SHARED", eid_b, 0);
+	key_init(&k);
+	key_u64(&k, eid_b);
+	key_raw(&k, "CMD-SHARED", 10);
+	raw_put(s, DBI_QPOS, &k, want_b, 9);
+	cmdq_put_bare(s, "CMD-A-ONLY", eid_a, 0);
+	key_init(&k);
+	key_u64(&k, eid_a);
+	key_raw(&k, "CMD-A-ONLY", 10);
+	raw_put(s, DBI_QPOS, &k, want_a, 9);
+	CHECK_EQ(check_run(s, 0, &ps), 0);
+	store_close(s);
+	s = open_at(dir);
+	CHECK_EQ(store_read(s, op_qpos_entries, &n), 0);
+	CHECK_EQ(n, 0);
+	CHECK_EQ(store_read(s, op_pos_get, &pb), 0);
+	CHECK_EQ(pb.found, 1);
+	CHECK(memcmp(pb.pos, want_b, 9) == 0);
+	CHECK_EQ(store_read(s, op_pos_get, &pa), 0);
+	CHECK_EQ(pa.found, 1);
+	CHECK(memcmp(pa.pos, want_a, 9) == 0);
+	CHECK_EQ(check_run(s, 0, &ps), 0);
+	/* And they are used: reports find the entries (known) and drop
+	 * them with their positions. */
+	CHECK_EQ(store_write(s, op_report, &pb), 0);
+	CHECK_EQ(pb.found, 1);
+	CHECK_EQ(store_read(s, op_pos_get, &pb), 0);
+	CHECK_EQ(pb.found, 0);
+	CHECK_EQ(store_write(s, op_report, &pa), 0);
+	CHECK_EQ(pa.found, 1);
+	CHECK_EQ(check_run(s, 0, &ps), 0);
+	store_close(s);
+	remove_dir(dir);
+}
+
 /* ---- purge ---- */
 
 struct purge_op {
@@ -1457,6 +1642,7 @@ main(void)
 	test_registry();
 	test_writer_tables();
 	test_check(s);
+	test_queue_pos();
 	test_prefix_all(s);
 	test_inventory(s);
 	test_purge(s);

@@ -22,6 +22,15 @@
 # was. Both files are frozen: run this again only when the store's format
 # changes on purpose, and say so in the commit.
 #
+# store.raw and store.json are of the format before queue positions moved
+# from the qpos sub-database into the cmdq records (2026-12-05): they are
+# also the old store that test-store-files.sh upgrades, and
+# store-upgraded.json is that store after its first writable open
+# ("picomdmctl check --repair" of a restore of store.raw, then dump
+# --secrets); purge-device.out and after-purge.json are of the purges
+# after that upgrade. Running this again writes the new format: keep the
+# old store.raw and store.json elsewhere for the upgrade test.
+#
 # usage: PICOMDM_BUILD=build tests/data/store/make-fixture.sh
 
 set -euo pipefail
