@@ -15,6 +15,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -781,6 +782,22 @@ cmd_status_parse(const char *s)
  * keys of its schema; for a report, Status, CommandUUID (not on Idle) and,
  * when well-formed, ErrorChain and RequestType.
  */
+/*
+ * The schema of each check-in kind, looked up by name once (a binary search
+ * of strcmp()s on every msg_str() of the writer otherwise).
+ */
+static const struct schema_msg *msg_kind_schema[MSG__MAX];
+static pthread_once_t            msg_kind_schema_once = PTHREAD_ONCE_INIT;
+
+static void
+msg_kind_schema_init(void)
+{
+	int k;
+
+	for (k = 0; k < MSG_CONNECT; k++)
+		msg_kind_schema[k] = schema_checkin_find(msg_kind_names[k]);
+}
+
 static int
 msg_key_validated(const struct mdm_msg *m, const char *key)
 {
@@ -800,7 +817,8 @@ msg_key_validated(const struct mdm_msg *m, const char *key)
 		    NULL;
 	}
 	if ((unsigned)m->kind >= MSG_CONNECT ||
-	    (sm = schema_checkin_find(msg_kind_names[m->kind])) == NULL)
+	    pthread_once(&msg_kind_schema_once, msg_kind_schema_init) != 0 ||
+	    (sm = msg_kind_schema[m->kind]) == NULL)
 		return 0;
 	return schema_key_find(sm->keys, sm->nkeys, key) != NULL;
 }
