@@ -754,17 +754,16 @@ pushcert_warn(struct store *s, const char *topic)
 /*
  * Fix glibc malloc's thresholds before any thread starts (pure
  * performance; no behaviour depends on it). By default a thread's arena
- * gives its free top back to the kernel once it exceeds the trim threshold
- * (128 KiB, raised dynamically) and grows again on the next burst: about
- * 0.1 mprotect and 0.4 to 0.6 page faults per request in the TLS cells
- * (BENCHMARKS.md, Round 2, "2026-12-05, 02:05"). A 16 MiB trim threshold
- * keeps what an arena has grown to; the 1 MiB top pad grows it in fewer,
- * larger steps; the mmap threshold is fixed at 4 MiB so that blocks of
- * 128 KiB to 4 MiB (request bodies, LMDB's) come from the arena instead of
- * a fresh mmap, and fixing it stops glibc moving the thresholds itself.
- * Memory cost: at most 16 MiB + 1 MiB of freed but kept heap per arena
- * (glibc makes at most 8 arenas a core); in practice an arena keeps only
- * its own high-water mark, which the bench's VmHWM shows.
+ * gives its free top back to the kernel (madvise) once it exceeds the trim
+ * threshold and the pages fault in again on the next burst: 0.1 to 0.5
+ * page faults per request in the TLS cells. A 16 MiB trim threshold keeps
+ * what an arena has grown to (0.01 to 0.1 faults); the 1 MiB top pad
+ * grows the main arena and each new heap in larger steps; the mmap
+ * threshold is fixed at 4 MiB so that blocks below it come from an arena
+ * instead of a fresh mmap each time, and fixing it stops glibc moving the
+ * thresholds itself. CPU per request did not move beyond the noise; the
+ * cost is about 8 MB more peak RSS (BENCHMARKS.md, Round 2,
+ * "2026-12-05, 02:05").
  */
 static void
 malloc_tune(void)
