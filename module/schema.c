@@ -63,7 +63,10 @@ schema_command_find(const char *name)
 /*
  * A key in one key array (kept in Apple's order, so a linear scan; the
  * arrays are short). Nameless entries (array items) never match. Returns
- * the key or NULL.
+ * the key or NULL. The first byte is compared inline before strcmp(): most
+ * entries differ there, and this runs on every msg_str() of a request
+ * (about 250 instructions a call with strcmp() alone, BENCHMARKS.md,
+ * Round 2, "2026-12-05, 02:05").
  */
 const struct schema_key *
 schema_key_find(const struct schema_key *keys, size_t n, const char *name)
@@ -72,9 +75,12 @@ schema_key_find(const struct schema_key *keys, size_t n, const char *name)
 
 	if (keys == NULL || name == NULL)
 		return NULL;
-	for (i = 0; i < n; i++)
-		if (keys[i].key != NULL && strcmp(keys[i].key, name) == 0)
+	for (i = 0; i < n; i++) {
+		const char *k = keys[i].key;
+
+		if (k != NULL && k[0] == name[0] && strcmp(k, name) == 0)
 			return &keys[i];
+	}
 	return NULL;
 }
 

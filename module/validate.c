@@ -15,6 +15,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -340,6 +341,81 @@ check_node(plist_t node, const struct schema_key *k, const struct msg_path *p,
 }
 
 /*
+ * The items of a dict far smaller than the schema it is checked against,
+ * for check_dict(): a response's QueryResponses holds the 2 answers asked
+ * for, DeviceInformation's schema 87 keys, and libplist finds each by
+ * strcmp() down its list (about 15,000 instructions a report, BENCHMARKS.md,
+ * Round 2, "2026-12-05, 02:05"). The keys are libplist's copies.
+ */
+#define DICT_FEW_MAX 16
+struct dict_few {
+	size_t	n;
+	char   *key[DICT_FEW_MAX];
+	plist_t val[DICT_FEW_MAX];
+};
+
+/* Free the keys of f. */
+static void
+dict_few_free(struct dict_few *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->n; i++)
+		free(f->key[i]);
+	f->n = 0;
+}
+
+/*
+ * Take the items of dict into f when it has at most DICT_FEW_MAX and fewer
+ * than a quarter of nkeys. Returns 1 when taken, 0 when the caller should
+ * look every key up in dict instead (also when memory runs out).
+ */
+static int
+dict_few_take(plist_t dict, size_t nkeys, struct dict_few *f)
+{
+	plist_dict_iter it = NULL;
+	uint32_t	size;
+
+	f->n = 0;
+	size = plist_dict_get_size(dict);
+	if (size > DICT_FEW_MAX || (size_t)size * 4 >= nkeys)
+		return 0;
+	plist_dict_new_iter(dict, &it);
+	if (it == NULL)
+		return 0;
+	for (;;) {
+		char   *key = NULL;
+		plist_t val = NULL;
+
+		plist_dict_next_item(dict, it, &key, &val);
+		if (val == NULL && key == NULL)
+			break;
+		if (key == NULL || val == NULL || f->n == DICT_FEW_MAX) {
+			free(key);
+			dict_few_free(f);
+			free(it);
+			return 0;
+		}
+		f->key[f->n] = key;
+		f->val[f->n++] = val;
+	}
+	free(it);
+	return 1;
+}
+
+/* The value of key among f's items, as plist_dict_get_item() gives it. */
+static plist_t
+dict_few_get(const struct dict_few *f, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < f->n; i++)
+		if (f->key[i][0] == key[0] && strcmp(f->key[i], key) == 0)
+			return f->val[i];
+	return NULL;
+}
+
+/*
  * Check the keys of dict that keys[] describes: each present one must
  * match, each required one must be present. Other keys are not looked at.
  * top is the enclosing top-level key (NULL for the message itself).
@@ -348,26 +424,35 @@ static int
 check_dict(plist_t dict, const struct schema_key *keys, size_t n,
     const char *top, const char **reason)
 {
-	size_t i;
+	struct dict_few few;
+	size_t		i;
+	int		fewer, rc = 0;
 
+	fewer = dict_few_take(dict, n, &few);
 	for (i = 0; i < n; i++) {
 		struct msg_path p = {top, keys[i].key};
 		plist_t		v;
 
 		if (keys[i].key == NULL)
 			continue;
-		v = plist_dict_get_item(dict, keys[i].key);
+		v = fewer ? dict_few_get(&few, keys[i].key) :
+		    plist_dict_get_item(dict, keys[i].key);
 		if (v == NULL) {
 			if (keys[i].required) {
 				*reason = reason_path(&p, "missing");
-				return -1;
+				rc = -1;
+				break;
 			}
 			continue;
 		}
-		if (check_node(v, &keys[i], &p, reason) == -1)
-			return -1;
+		if (check_node(v, &keys[i], &p, reason) == -1) {
+			rc = -1;
+			break;
+		}
 	}
-	return 0;
+	if (fewer)
+		dict_few_free(&few);
+	return rc;
 }
 
 /* A NULL-terminated list of keys that must all be present. */
@@ -781,6 +866,22 @@ cmd_status_parse(const char *s)
  * keys of its schema; for a report, Status, CommandUUID (not on Idle) and,
  * when well-formed, ErrorChain and RequestType.
  */
+/*
+ * The schema of each check-in kind, looked up by name once (a binary search
+ * of strcmp()s on every msg_str() of the writer otherwise).
+ */
+static const struct schema_msg *msg_kind_schema[MSG__MAX];
+static pthread_once_t            msg_kind_schema_once = PTHREAD_ONCE_INIT;
+
+static void
+msg_kind_schema_init(void)
+{
+	int k;
+
+	for (k = 0; k < MSG_CONNECT; k++)
+		msg_kind_schema[k] = schema_checkin_find(msg_kind_names[k]);
+}
+
 static int
 msg_key_validated(const struct mdm_msg *m, const char *key)
 {
@@ -800,7 +901,8 @@ msg_key_validated(const struct mdm_msg *m, const char *key)
 		    NULL;
 	}
 	if ((unsigned)m->kind >= MSG_CONNECT ||
-	    (sm = schema_checkin_find(msg_kind_names[m->kind])) == NULL)
+	    pthread_once(&msg_kind_schema_once, msg_kind_schema_init) != 0 ||
+	    (sm = msg_kind_schema[m->kind]) == NULL)
 		return 0;
 	return schema_key_find(sm->keys, sm->nkeys, key) != NULL;
 }

@@ -1144,6 +1144,60 @@ test_check_response(void)
 	msg_check_response(m, NULL);
 	CHECK_EQ(m->well_formed, 1);
 	msg_free(m);
+
+	/*
+	 * DeviceInformation: QueryResponses has 87 keys in the schema; a
+	 * dict of a few answers is checked item by item (check_dict's
+	 * dict_few path), a large one key by key: the same verdicts and
+	 * reasons either way, the first failing key in schema order.
+	 */
+	static const struct {
+		const char *qr;     /* the QueryResponses dict's items */
+		const char *reason; /* NULL: well-formed */
+	} di[] = {
+	    {"<key>OSVersion</key><string>17.4</string>"
+	     "<key>DeviceName</key><string>d</string>", NULL},
+	    {"", NULL},
+	    {"<key>NotInTheSchema</key><integer>1</integer>", NULL},
+	    {"<key>OSVersion</key><integer>17</integer>"
+	     "<key>DeviceName</key><string>d</string>",
+		"QueryResponses.OSVersion: wrong type (integer, want string)"},
+	    /* DeviceName comes first in the schema: its reason wins. */
+	    {"<key>OSVersion</key><integer>17</integer>"
+	     "<key>DeviceName</key><false/>",
+		"QueryResponses.DeviceName: wrong type (boolean, want string)"},
+	    {"<key>IsSupervised</key><string>yes</string>",
+		"QueryResponses.IsSupervised: wrong type (string, want boolean)"},
+	    /* 24 items: more than the few path takes. */
+	    {"<key>A0</key><true/><key>A1</key><true/><key>A2</key><true/>"
+	     "<key>A3</key><true/><key>A4</key><true/><key>A5</key><true/>"
+	     "<key>A6</key><true/><key>A7</key><true/><key>A8</key><true/>"
+	     "<key>A9</key><true/><key>B0</key><true/><key>B1</key><true/>"
+	     "<key>B2</key><true/><key>B3</key><true/><key>B4</key><true/>"
+	     "<key>B5</key><true/><key>B6</key><true/><key>B7</key><true/>"
+	     "<key>B8</key><true/><key>B9</key><true/><key>C0</key><true/>"
+	     "<key>C1</key><true/><key>C2</key><true/>"
+	     "<key>OSVersion</key><real>17.4</real>",
+		"QueryResponses.OSVersion: wrong type (real, want string)"},
+	};
+	for (i = 0; i < sizeof(di) / sizeof(di[0]); i++) {
+		snprintf(body, sizeof(body),
+		    "%s<key>QueryResponses</key><dict>%s</dict>", ack, di[i].qr);
+		CHECK_EQ(connect_inline(body, &m, &r), 0);
+		msg_check_response(m, "DeviceInformation");
+		CHECK_EQ(m->well_formed, di[i].reason == NULL);
+		if (di[i].reason == NULL)
+			CHECK(m->reason == NULL);
+		else
+			CHECK_STR(m->reason, di[i].reason);
+		msg_free(m);
+	}
+	/* Without QueryResponses, required by the schema. */
+	CHECK_EQ(connect_inline(ack, &m, &r), 0);
+	msg_check_response(m, "DeviceInformation");
+	CHECK_EQ(m->well_formed, 0);
+	CHECK_STR(m->reason, "QueryResponses: missing");
+	msg_free(m);
 }
 
 /* Bodies no device should send. None may crash; all get 400. */
