@@ -4,7 +4,10 @@
  * an RFC 9440 ":base64(DER):" value) or from the Mdm-Signature header (a
  * detached CMS SignedData over the request body, RFC 5652); its chain and
  * validity are verified against the device CA; its SHA-256 is then bound
- * to the device-channel ID (ARCHITECTURE.md section 4).
+ * to the device-channel ID (ARCHITECTURE.md section 4). An Mdm-Signature
+ * from a signer verified before is checked by cms_fast.c (no CMS decoder);
+ * whatever it declines goes to OpenSSL's CMS_verify, which also words
+ * every refusal.
  *
  * Everything here runs on worker threads at once: the X509_STORE is
  * shared and never modified after identity_ca_load(); every call makes
