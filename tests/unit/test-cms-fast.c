@@ -4,7 +4,8 @@
  * P-256 and P-384 keys; SHA-256/384; signed attributes or none;
  * issuerAndSerialNumber or subjectKeyIdentifier), then damaged (body
  * changed by a byte, every byte of the message flipped in turn, a signer
- * not among the candidates, a second signer, eContent present). For each,
+ * not among the candidates or one of the same key listed before it, a
+ * second signer, eContent present). For each,
  * the fast check's verdict and signer are compared with CMS_verify's on
  * the same message and candidates: a fast "verified" must be one OpenSSL
  * verifies with the same signer, and every intact message must be
@@ -190,7 +191,7 @@ main(void)
 	static const char body[] = "<?xml version=\"1.0\"?><plist><dict><key>"
 	    "MessageType</key><string>TokenUpdate</string></dict></plist>";
 	EVP_PKEY      *key[3], *okey;
-	X509          *cert[3], *other, *cand[2];
+	X509          *cert[3], *other, *twin, *cand[2];
 	const EVP_MD  *md[2];
 	unsigned char *der;
 	char           bad[sizeof(body)];
@@ -231,6 +232,17 @@ main(void)
 			/* Body changed by one byte; empty body. */
 			CHECK(!differ(der, n, bad, strlen(bad), cand, 2));
 			CHECK(!differ(der, n, "", 0, cand, 2));
+			/* A certificate of the same key (so the same subject
+			 * key identifier) listed first but not in the message:
+			 * CMS_verify would take it as the signer; the fast
+			 * check must decline, not pick the message's one (by
+			 * issuer and serial both pick the message's). */
+			twin = make_cert(key[k], "twin", 9);
+			cand[0] = twin;
+			CHECK_EQ(differ(der, n, body, strlen(body), cand, 2),
+			    !ski);
+			cand[0] = other;
+			X509_free(twin);
 			/* The signer not among the candidates. */
 			CHECK(!differ(der, n, body, strlen(body), cand, 1));
 			/* Trailing byte. */
