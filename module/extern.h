@@ -70,6 +70,8 @@ struct config {
 
 /* Defaults, then the file (if any), then command-line overrides. */
 void config_defaults(struct config *);
+/* Four worker threads per online CPU, 8 to 64 (config.c). */
+int  config_default_workers(void);
 int  config_load(struct config *, const char *path); /* 0 / -1, logs why */
 int  config_set(struct config *, const char *key, const char *val);
 /* yes/true/1/on or no/false/0/off into *out: 0, or -1 for anything else. */

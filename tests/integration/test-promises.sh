@@ -91,6 +91,24 @@ expect_eq "$(grep -o -E 'with [0-9]+ workers' "$IT_DIR/fcgi.log" | sort -u)" \
     "with 2 workers" \
     "--workers 2 overrides workers = 7 of --config"
 
+# Without --workers or a workers line: four per online CPU, 8 to 64
+# (config_default_workers in module/config.c).
+want=$(($(nproc) * 4))
+((want >= 8)) || want=8
+((want <= 64)) || want=64
+"$FCGI" --db "$scratch/dw" --socket "$scratch/dw.sock" \
+    --device-ca "$IT_CERTS/ca.pem" 2>"$scratch/dw.log" &
+dwpid=$!
+for _ in $(seq 100); do
+	grep -q ' workers' "$scratch/dw.log" && break
+	sleep 0.1
+done
+kill "$dwpid"
+wait "$dwpid" || true
+expect_eq "$(grep -o -E 'with [0-9]+ workers' "$scratch/dw.log")" \
+    "with $want workers" \
+    "the default worker count is four per online CPU, 8 to 64 ($(nproc) CPUs)"
+
 # ---- UserAuthenticate: declined with 410 by default ----
 
 before=$(db_digest)
