@@ -237,19 +237,21 @@ store_enrollment_get(struct store_txn *t, const char *id,
 }
 
 /*
- * Walk an enrollment record without decoding it: its eid, and where the
- * eight bytes of last_seen are (*seen_off 0 when it has none). What
- * enroll_decode() refuses in the fields read here is refused too; nothing
- * is allocated: every report looks its enrollment up three times.
+ * Walk an enrollment record without decoding it: its eid, whether it is
+ * enabled (when enabled is not NULL) and where the eight bytes of
+ * last_seen are (*seen_off 0 when it has none). What enroll_decode()
+ * refuses in the fields read here is refused too; nothing is allocated:
+ * every report looks its enrollment up three times, and every check-in
+ * that rewrites it reads it once more (store_enrollment_put).
  */
 static int
-enroll_scan(const MDB_val *v, uint64_t *eid, size_t *seen_off)
+enroll_scan(const MDB_val *v, uint64_t *eid, int *enabled, size_t *seen_off)
 {
 	struct rec_r         r;
 	const unsigned char *p;
 	size_t               n;
 	unsigned             tag;
-	uint64_t             x = 0, type = 0;
+	uint64_t             x = 0, type = 0, on = 0;
 	int                  rc, has_id = 0;
 
 	*seen_off = 0;
@@ -262,6 +264,9 @@ enroll_scan(const MDB_val *v, uint64_t *eid, size_t *seen_off)
 			return STORE_ECORRUPT;
 		else if (tag == 3 && rec_get_u64(p, n, &type) != 0)
 			return STORE_ECORRUPT;
+		else if (tag == 10 && (rec_get_u64(p, n, &on) != 0 ||
+		    on > 0x7fffffff))
+			return STORE_ECORRUPT;
 		else if (tag == 14) {
 			if (n != 8)
 				return STORE_ECORRUPT;
@@ -271,6 +276,8 @@ enroll_scan(const MDB_val *v, uint64_t *eid, size_t *seen_off)
 	if (rc != 0 || !has_id || x == 0 || type >= ENROLL__MAX)
 		return rc ? rc : STORE_ECORRUPT;
 	*eid = x;
+	if (enabled != NULL)
+		*enabled = on != 0;
 	return 0;
 }
 
@@ -285,7 +292,7 @@ enroll_eid(struct store_txn *t, const char *id, uint64_t *eid)
 	if ((rc = str_key(&k, id)) != 0 ||
 	    (rc = db_get(t, DBI_ENROLL, &k, &v)) != 0)
 		return rc;
-	return enroll_scan(&v, eid, &off);
+	return enroll_scan(&v, eid, NULL, &off);
 }
 
 int
@@ -330,19 +337,22 @@ enroll_write(struct store_txn *t, const struct store_enrollment *e,
 int
 store_enrollment_put(struct store_txn *t, const struct store_enrollment *e)
 {
-	struct store_enrollment *old = NULL;
-	struct key               k;
-	uint64_t                 eid = 0, deid;
-	int                      rc;
+	struct key k;
+	MDB_val    v;
+	size_t     off;
+	uint64_t   eid = 0, deid;
+	int        rc, was_on = 0;
 
-	rc = enroll_get_eid(t, e->id, &old, &eid);
-	if (rc == 0 && !old->enabled != !e->enabled &&
-	    ((rc = enroll_count_add(t, old->enabled, -1)) != 0 ||
-		(rc = enroll_count_add(t, e->enabled, 1)) != 0)) {
-		store_enrollment_free(old);
+	/* The record as this transaction has it: its eid and whether it
+	 * counts as enabled, read in place (enroll_scan), not decoded. */
+	if ((rc = str_key(&k, e->id)) != 0)
 		return rc;
-	}
-	store_enrollment_free(old);
+	if ((rc = db_get(t, DBI_ENROLL, &k, &v)) == 0)
+		rc = enroll_scan(&v, &eid, &was_on, &off);
+	if (rc == 0 && !was_on != !e->enabled &&
+	    ((rc = enroll_count_add(t, was_on, -1)) != 0 ||
+		(rc = enroll_count_add(t, e->enabled, 1)) != 0))
+		return rc;
 	if (rc == 0)
 		return enroll_write(t, e, eid);
 	if (rc != STORE_ENOTFOUND)
@@ -387,7 +397,7 @@ store_enrollment_touch(struct store_txn *t, const char *id)
 
 	if ((rc = str_key(&k, id)) != 0 ||
 	    (rc = db_get(t, DBI_ENROLL, &k, &v)) != 0 ||
-	    (rc = enroll_scan(&v, &eid, &off)) != 0)
+	    (rc = enroll_scan(&v, &eid, NULL, &off)) != 0)
 		return rc;
 	if (off == 0) {
 		if ((rc = enroll_decode(&v, &e, NULL)) != 0)
