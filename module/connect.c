@@ -35,6 +35,7 @@ connect_op_run(struct store_txn *t, void *arg)
 {
 	struct connect_op    *op = arg;
 	const struct mdm_msg *m = op->d.msg;
+	uint64_t              eid;
 	int                   rc;
 
 	store_command_free(op->next);
@@ -44,12 +45,13 @@ connect_op_run(struct store_txn *t, void *arg)
 	if ((rc = identity_authorize(t, m->device_id, op->d.hash, 0,
 	    op->d.srv->cfg->allow_retro, &op->reason)) != 0)
 		return rc;
-	if ((rc = store_enrollment_touch(t, m->id)) == STORE_ENOTFOUND)
+	if ((rc = store_enrollment_touch_eid(t, m->id, &eid)) ==
+	    STORE_ENOTFOUND)
 		return op->reason = "enrollment not found", 403;
 	if (rc != 0)
 		return rc;
 	if (m->status != CMD_STATUS_IDLE &&
-	    (rc = store_result_put(t, m->id, m->command_uuid, m->status,
+	    (rc = store_result_put_eid(t, eid, m->command_uuid, m->status,
 	    op->d.req->body, op->d.req->body_len, m->well_formed,
 	    &op->known)) != 0)
 		return rc;
@@ -57,7 +59,7 @@ connect_op_run(struct store_txn *t, void *arg)
 	if ((rc = webhook_event_put(t, &op->d.srv->cfg->webhook, m,
 	    op->d.req->body, op->d.req->body_len, op->d.req->query)) != 0)
 		return rc;
-	rc = store_queue_next(t, m->id, m->status == CMD_STATUS_NOT_NOW,
+	rc = store_queue_next_eid(t, eid, m->status == CMD_STATUS_NOT_NOW,
 	    &op->next);
 	return rc == STORE_ENOTFOUND ? 0 : rc;
 }

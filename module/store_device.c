@@ -387,6 +387,15 @@ store_enrollment_put(struct store_txn *t, const struct store_enrollment *e)
 int
 store_enrollment_touch(struct store_txn *t, const char *id)
 {
+	uint64_t eid;
+
+	return store_enrollment_touch_eid(t, id, &eid);
+}
+
+int
+store_enrollment_touch_eid(struct store_txn *t, const char *id,
+    uint64_t *eidp)
+{
 	struct store_enrollment *e;
 	struct key               k;
 	MDB_val                  v;
@@ -399,6 +408,7 @@ store_enrollment_touch(struct store_txn *t, const char *id)
 	    (rc = db_get(t, DBI_ENROLL, &k, &v)) != 0 ||
 	    (rc = enroll_scan(&v, &eid, NULL, &off)) != 0)
 		return rc;
+	*eidp = eid;
 	if (off == 0) {
 		if ((rc = enroll_decode(&v, &e, NULL)) != 0)
 			return rc;

@@ -360,16 +360,26 @@ int
 store_queue_next(struct store_txn *t, const char *enrollment_id,
     int skip_not_now, struct store_command **out)
 {
-	struct store_queue_item *q = NULL;
-	MDB_cursor              *c = NULL;
-	MDB_val                  k, v;
-	struct key               pk, qk;
-	uint64_t                 eid;
-	int                      rc;
+	uint64_t eid;
+	int      rc;
 
 	*out = NULL;
 	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
 		return rc;
+	return store_queue_next_eid(t, eid, skip_not_now, out);
+}
+
+int
+store_queue_next_eid(struct store_txn *t, uint64_t eid, int skip_not_now,
+    struct store_command **out)
+{
+	struct store_queue_item *q = NULL;
+	MDB_cursor              *c = NULL;
+	MDB_val                  k, v;
+	struct key               pk, qk;
+	int                      rc;
+
+	*out = NULL;
 	key_init(&pk);
 	key_u64(&pk, eid);
 	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_QUEUE], &c)) != 0)
@@ -459,18 +469,34 @@ store_result_put(struct store_txn *t, const char *enrollment_id,
     const char *uuid, enum cmd_status status, const void *raw, size_t len,
     int well_formed, int *known)
 {
+	uint64_t eid;
+	int      rc;
+
+	*known = 0;
+	if (!uuid_ok(uuid))
+		return STORE_EINVAL;
+	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
+		return rc;
+	return store_result_put_eid(t, eid, uuid, status, raw, len,
+	    well_formed, known);
+}
+
+int
+store_result_put_eid(struct store_txn *t, uint64_t eid, const char *uuid,
+    enum cmd_status status, const void *raw, size_t len, int well_formed,
+    int *known)
+{
 	struct store_queue_item *q = NULL;
 	struct store_result      r;
 	struct cmdq              cq;
 	struct key               qk, rk;
-	uint64_t                 eid, seq;
+	uint64_t                 seq;
 	int                      rc;
 
 	*known = 0;
 	if (!uuid_ok(uuid))
 		return STORE_EINVAL;
-	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0 ||
-	    (rc = store_seq_next(t, &seq)) != 0)
+	if ((rc = store_seq_next(t, &seq)) != 0)
 		return rc;
 	rc = queue_find(t, eid, uuid, &cq, &qk, &q);
 	if (rc == 0) {

@@ -266,6 +266,11 @@ void store_enrollment_free(struct store_enrollment *);
 /* Update last_seen only (STORE_ENOTFOUND when there is no such enrollment);
  * cheaper than a get and a put. */
 int  store_enrollment_touch(struct store_txn *, const char *id);
+/* The same, and *eid the enrollment's number in the store: what the _eid
+ * calls below take in place of its ID, in this transaction only (a
+ * connect's report looks its enrollment up once, not three times). */
+int  store_enrollment_touch_eid(struct store_txn *, const char *id,
+     uint64_t *eid);
 
 /* How many enrollments are enabled and disabled: two counters the writes
  * keep (store_counts.c), or a count of the records when a store opened
@@ -353,6 +358,8 @@ int store_queue_push(struct store_txn *, const char *enrollment_id,
  */
 int store_queue_next(struct store_txn *, const char *enrollment_id,
     int skip_not_now, struct store_command **out);
+int store_queue_next_eid(struct store_txn *, uint64_t eid, int skip_not_now,
+    struct store_command **out);
 /*
  * Record a device report for (enrollment, uuid): stores the result with
  * its raw bytes; NotNow keeps the command queued, any other status takes
@@ -362,6 +369,9 @@ int store_queue_next(struct store_txn *, const char *enrollment_id,
 int store_result_put(struct store_txn *, const char *enrollment_id,
     const char *uuid, enum cmd_status, const void *raw, size_t len,
     int well_formed, int *known);
+int store_result_put_eid(struct store_txn *, uint64_t eid, const char *uuid,
+    enum cmd_status, const void *raw, size_t len, int well_formed,
+    int *known);
 /* Remove every queued command of an enrollment (*count removed). */
 int store_queue_clear(struct store_txn *, const char *enrollment_id,
     enum cmd_status why, size_t *count);
