@@ -319,31 +319,36 @@ store_queue_push(struct store_txn *t, const char *enrollment_id,
 	return cmdq_write(t, uuid, eid, &cq);
 }
 
-/* Remove the queue entry at key qk (its position goes with the caller's
- * next write of the command's DBI_CMDQ record). */
+/* Remove the queue entry *cur stands on and close the cursor (the
+ * position goes with the caller's next write of the command's DBI_CMDQ
+ * record). */
 static int
-queue_remove(struct store_txn *t, const struct key *qk)
+queue_remove(MDB_cursor **cur)
 {
-	int rc;
+	int rc = mdb_cursor_del(*cur, 0);
 
-	if ((rc = db_del(t, DBI_QUEUE, qk)) != 0 && rc != STORE_ENOTFOUND)
-		return rc;
-	return 0;
+	mdb_cursor_close(*cur);
+	*cur = NULL;
+	return rc == 0 ? 0 : store_rc(rc);
 }
 
 /*
  * Look up a queued command's entry: fills cq with its DBI_CMDQ record, qk
- * with its queue key and *out with the decoded item. STORE_ENOTFOUND if
- * it is not queued.
+ * with its queue key, *out with the decoded item and *cur with a cursor
+ * standing on the entry (the caller closes it, or queue_remove deletes
+ * there without a second descent). STORE_ENOTFOUND if it is not queued;
+ * on any error nothing is left to free.
  */
 static int
 queue_find(struct store_txn *t, uint64_t eid, const char *uuid,
-    struct cmdq *cq, struct key *qk, struct store_queue_item **out)
+    struct cmdq *cq, struct key *qk, struct store_queue_item **out,
+    MDB_cursor **cur)
 {
-	MDB_val v;
+	MDB_val k, v;
 	int     rc;
 
 	*out = NULL;
+	*cur = NULL;
 	if ((rc = cmdq_get(t, uuid, eid, cq)) != 0)
 		return rc;
 	if (cq->queue_seq == 0)
@@ -351,9 +356,21 @@ queue_find(struct store_txn *t, uint64_t eid, const char *uuid,
 	if (cq->priority < 0 || cq->priority > 255)
 		return STORE_ECORRUPT;
 	queue_key(qk, eid, cq->priority, cq->queue_seq);
-	if ((rc = db_get(t, DBI_QUEUE, qk, &v)) != 0)
-		return rc == STORE_ENOTFOUND ? STORE_ECORRUPT : rc;
-	return queue_decode(&v, out);
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_QUEUE], cur)) != 0) {
+		*cur = NULL;
+		return store_rc(rc);
+	}
+	k.mv_data = qk->b;
+	k.mv_size = qk->len;
+	if ((rc = mdb_cursor_get(*cur, &k, &v, MDB_SET_KEY)) != 0)
+		rc = rc == MDB_NOTFOUND ? STORE_ECORRUPT : store_rc(rc);
+	else
+		rc = queue_decode(&v, out);
+	if (rc != 0) {
+		mdb_cursor_close(*cur);
+		*cur = NULL;
+	}
+	return rc;
 }
 
 int
@@ -377,6 +394,7 @@ store_queue_next_eid(struct store_txn *t, uint64_t eid, int skip_not_now,
 	MDB_cursor              *c = NULL;
 	MDB_val                  k, v;
 	struct key               pk, qk;
+	struct rec_w             w;
 	int                      rc;
 
 	*out = NULL;
@@ -420,14 +438,25 @@ store_queue_next_eid(struct store_txn *t, uint64_t eid, int skip_not_now,
 		rc = rc == MDB_NOTFOUND ? STORE_ENOTFOUND : store_rc(rc);
 		goto out;
 	}
+	/* The entry rewritten where the cursor stands (MDB_CURRENT: no
+	 * second descent), under a copy of its key: the key in the page
+	 * moves when the record's size does. */
 	key_init(&qk);
 	key_raw(&qk, k.mv_data, k.mv_size);
-	mdb_cursor_close(c);
-	c = NULL;
 	q->sent_count++;
 	q->updated_at = t->now;
-	if ((rc = put_rec(t, DBI_QUEUE, &qk, REC_QUEUE, queue_fields,
-	    NF(queue_fields), q)) != 0)
+	rec_begin(&w, REC_QUEUE);
+	rec_encode(&w, queue_fields, NF(queue_fields), q);
+	k.mv_data = qk.b;
+	k.mv_size = qk.len;
+	v.mv_data = w.b.p;
+	v.mv_size = w.b.len;
+	rc = w.err ? STORE_ENOMEM : store_rc(mdb_cursor_put(c, &k, &v,
+	    MDB_CURRENT));
+	buf_free(&w.b);
+	mdb_cursor_close(c);
+	c = NULL;
+	if (rc != 0)
 		goto out;
 	rc = store_command_get(t, q->uuid, out);
 	if (rc == STORE_ENOTFOUND)
@@ -490,6 +519,7 @@ store_result_put_eid(struct store_txn *t, uint64_t eid, const char *uuid,
 	struct store_result      r;
 	struct cmdq              cq;
 	struct key               qk, rk;
+	MDB_cursor              *cur;
 	uint64_t                 seq;
 	int                      rc;
 
@@ -498,17 +528,18 @@ store_result_put_eid(struct store_txn *t, uint64_t eid, const char *uuid,
 		return STORE_EINVAL;
 	if ((rc = store_seq_next(t, &seq)) != 0)
 		return rc;
-	rc = queue_find(t, eid, uuid, &cq, &qk, &q);
+	rc = queue_find(t, eid, uuid, &cq, &qk, &q, &cur);
 	if (rc == 0) {
 		*known = 1;
 		if (status == CMD_STATUS_NOT_NOW) {
+			mdb_cursor_close(cur);
 			q->status = CMD_STATUS_NOT_NOW;
 			q->not_now_count++;
 			q->updated_at = t->now;
 			rc = put_rec(t, DBI_QUEUE, &qk, REC_QUEUE,
 			    queue_fields, NF(queue_fields), q);
 		} else {
-			rc = queue_remove(t, &qk);
+			rc = queue_remove(&cur);
 			cq.queue_seq = 0; /* answered: no longer queued */
 			cq.priority = 0;
 		}
@@ -587,16 +618,17 @@ store_queue_cancel(struct store_txn *t, const char *enrollment_id,
 	struct store_queue_item *q;
 	struct cmdq              cq;
 	struct key               qk;
+	MDB_cursor              *cur;
 	uint64_t                 eid;
 	int                      rc;
 
 	if (!uuid_ok(uuid))
 		return STORE_EINVAL;
 	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0 ||
-	    (rc = queue_find(t, eid, uuid, &cq, &qk, &q)) != 0)
+	    (rc = queue_find(t, eid, uuid, &cq, &qk, &q, &cur)) != 0)
 		return rc;
 	store_queue_item_free(q);
-	if ((rc = queue_remove(t, &qk)) != 0)
+	if ((rc = queue_remove(&cur)) != 0)
 		return rc;
 	return cmdq_set(t, uuid, eid, CMD_STATUS_CANCELLED, 0);
 }
