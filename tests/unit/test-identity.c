@@ -290,6 +290,31 @@ static const char body[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 			   "<plist version=\"1.0\"><dict><key>MessageType</"
 			   "key><string>Authenticate</string></dict></plist>\n";
 
+/* An Mdm-Signature by name that also carries extra's certificate. */
+static char *
+sign_extra(const char *name, const char *extra, unsigned flags)
+{
+	X509		*x = cert_load(name), *e = cert_load(extra);
+	EVP_PKEY	*k = key_load(name);
+	STACK_OF(X509)	*certs = sk_X509_new_null();
+	BIO		*in;
+	CMS_ContentInfo *cms;
+	char		*b64;
+
+	CHECK(certs != NULL && sk_X509_push(certs, e) > 0);
+	CHECK((in = BIO_new_mem_buf(body, (int)sizeof(body) - 1)) != NULL);
+	CHECK((cms = CMS_sign(x, k, certs, in,
+		   CMS_DETACHED | CMS_BINARY | flags)) != NULL);
+	b64 = cms_base64(cms);
+	CMS_ContentInfo_free(cms);
+	BIO_free(in);
+	sk_X509_free(certs);
+	EVP_PKEY_free(k);
+	X509_free(e);
+	X509_free(x);
+	return b64;
+}
+
 static void
 test_ca_load(void)
 {
@@ -577,6 +602,29 @@ test_signature_fast(void)
 		     &reason),
 	    400);
 	CHECK_EQ(identity_sig_fast_count(ca), n + 1);
+	free(mixed);
+	free(borrowed);
+	/* The same two by key identifier, both signers known: device2's
+	 * message with both certificates is device2's, by the fast path;
+	 * with device1's alone it is refused, fast or not: a known signer
+	 * counts only when the message carries its certificate. */
+	mixed = sign_extra("devices/device2", "devices/device1",
+	    CMS_USE_KEYID);
+	borrowed = sign_extra("devices/device2", "devices/device1",
+	    CMS_USE_KEYID | CMS_NOCERTS);
+	memset(hash, 0, sizeof(hash));
+	CHECK_EQ(verify(NULL, NULL, mixed, body, sizeof(body) - 1, hash,
+		     &reason),
+	    0);
+	CHECK(memcmp(hash, want2, 32) == 0);
+	CHECK_EQ(identity_sig_fast_count(ca), n + 2);
+	memset(hash, 0, sizeof(hash));
+	CHECK_EQ(verify(NULL, NULL, borrowed, body, sizeof(body) - 1, hash,
+		     &reason),
+	    400);
+	CHECK_STR(reason, "Mdm-Signature has no signer certificate");
+	CHECK_EQ(identity_sig_fast_count(ca), n + 2);
+	CHECK(memcmp(hash, want1, 32) != 0 && memcmp(hash, want2, 32) != 0);
 	free(mixed);
 	free(borrowed);
 	identity_ca_free(ca);
