@@ -550,35 +550,10 @@ test_signature_fast(void)
 
 	/* device2 signs and also carries device1's (known) certificate:
 	 * the signer is device2, by the full path and then the fast one. */
-	{
-		X509		*x1 = cert_load("devices/device1");
-		X509		*x2 = cert_load("devices/device2");
-		EVP_PKEY	*k2 = key_load("devices/device2");
-		STACK_OF(X509)	*extra = sk_X509_new_null();
-		BIO		*in;
-		CMS_ContentInfo *cms;
-
-		CHECK(extra != NULL && sk_X509_push(extra, x1) > 0);
-		CHECK((in = BIO_new_mem_buf(body, (int)sizeof(body) - 1)) !=
-		    NULL);
-		CHECK((cms = CMS_sign(x2, k2, extra, in,
-			   CMS_DETACHED | CMS_BINARY)) != NULL);
-		mixed = cms_base64(cms);
-		CMS_ContentInfo_free(cms);
-		BIO_free(in);
-		/* The same, but without the signer's own certificate. */
-		CHECK((in = BIO_new_mem_buf(body, (int)sizeof(body) - 1)) !=
-		    NULL);
-		CHECK((cms = CMS_sign(x2, k2, extra, in,
-			   CMS_DETACHED | CMS_BINARY | CMS_NOCERTS)) != NULL);
-		borrowed = cms_base64(cms);
-		CMS_ContentInfo_free(cms);
-		BIO_free(in);
-		sk_X509_free(extra);
-		EVP_PKEY_free(k2);
-		X509_free(x1);
-		X509_free(x2);
-	}
+	mixed = sign_extra("devices/device2", "devices/device1", 0);
+	/* The same, but without the signer's own certificate. */
+	borrowed = sign_extra("devices/device2", "devices/device1",
+	    CMS_NOCERTS);
 	/* Only device1's certificate, which did not sign: never device1. */
 	n = identity_sig_fast_count(ca);
 	CHECK_EQ(verify(NULL, NULL, borrowed, body, sizeof(body) - 1, hash,
