@@ -519,6 +519,7 @@ test_signature_fast(void)
 	const char	   *reason;
 	char		    path[PATH_MAX], *sig, *mixed, *borrowed;
 	unsigned long	    n;
+	int		    k;
 
 	path_of(path, sizeof(path), "ca", "pem");
 	CHECK(identity_ca_load(path, &ca) == 0);
@@ -579,29 +580,41 @@ test_signature_fast(void)
 	CHECK_EQ(identity_sig_fast_count(ca), n + 1);
 	free(mixed);
 	free(borrowed);
-	/* The same two by key identifier, both signers known: device2's
-	 * message with both certificates is device2's, by the fast path;
-	 * with device1's alone it is refused, fast or not: a known signer
+	/* Both known now. Each signs with both certificates, by issuer and
+	 * serial and by key identifier: the identity is the signer's, by
+	 * the fast path. A message lists its certificates in DER order, so
+	 * one signer comes first and the other last, whichever order this
+	 * run's certificates sort in: taking any known certificate of the
+	 * message but the signer's is seen. Without the signer's own
+	 * certificate the message is refused, fast or not: a known signer
 	 * counts only when the message carries its certificate. */
-	mixed = sign_extra("devices/device2", "devices/device1",
-	    CMS_USE_KEYID);
-	borrowed = sign_extra("devices/device2", "devices/device1",
-	    CMS_USE_KEYID | CMS_NOCERTS);
-	memset(hash, 0, sizeof(hash));
-	CHECK_EQ(verify(NULL, NULL, mixed, body, sizeof(body) - 1, hash,
-		     &reason),
-	    0);
-	CHECK(memcmp(hash, want2, 32) == 0);
-	CHECK_EQ(identity_sig_fast_count(ca), n + 2);
-	memset(hash, 0, sizeof(hash));
-	CHECK_EQ(verify(NULL, NULL, borrowed, body, sizeof(body) - 1, hash,
-		     &reason),
-	    400);
-	CHECK_STR(reason, "Mdm-Signature has no signer certificate");
-	CHECK_EQ(identity_sig_fast_count(ca), n + 2);
-	CHECK(memcmp(hash, want1, 32) != 0 && memcmp(hash, want2, 32) != 0);
-	free(mixed);
-	free(borrowed);
+	for (k = 0; k < 4; k++) {
+		const char	    *s = k & 1 ? "devices/device2" :
+						 "devices/device1";
+		const char	    *o = k & 1 ? "devices/device1" :
+						 "devices/device2";
+		const unsigned char *want = k & 1 ? want2 : want1;
+		unsigned	     flags = k & 2 ? CMS_USE_KEYID : 0;
+
+		mixed = sign_extra(s, o, flags);
+		borrowed = sign_extra(s, o, flags | CMS_NOCERTS);
+		n = identity_sig_fast_count(ca);
+		memset(hash, 0, sizeof(hash));
+		CHECK_EQ(verify(NULL, NULL, mixed, body, sizeof(body) - 1,
+			     hash, &reason),
+		    0);
+		CHECK(memcmp(hash, want, 32) == 0);
+		CHECK_EQ(identity_sig_fast_count(ca), n + 1);
+		CHECK_EQ(verify(NULL, NULL, borrowed, body, sizeof(body) - 1,
+			     hash, &reason),
+		    400);
+		CHECK_STR(reason, "Mdm-Signature has no signer certificate");
+		CHECK_EQ(identity_sig_fast_count(ca), n + 1);
+		CHECK(memcmp(hash, want1, 32) != 0 &&
+		    memcmp(hash, want2, 32) != 0);
+		free(mixed);
+		free(borrowed);
+	}
 	identity_ca_free(ca);
 	ca = saved;
 }
