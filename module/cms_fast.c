@@ -24,9 +24,9 @@
  * CMS_set1_signers_certs finds it (X509_NAME_cmp and ASN1_INTEGER_cmp,
  * the issuer compared by its bytes first; or the subject key identifier;
  * the first match) and the signature is checked with EVP_DigestVerify
- * under the digestAlgorithm, as CMS_SignerInfo_verify does. Every rule here is at least as strict as
- * OpenSSL's; tests/unit/test-cms-fast.c and tests/fuzz/fuzz-cms-fast.c
- * compare the two.
+ * under the digestAlgorithm, as CMS_SignerInfo_verify does. Every rule
+ * here is at least as strict as OpenSSL's; tests/unit/test-cms-fast.c and
+ * tests/fuzz/fuzz-cms-fast.c compare the two.
  */
 #include "config.h"
 
