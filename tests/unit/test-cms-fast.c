@@ -6,11 +6,12 @@
  * changed by a byte, every byte of the message flipped in turn, a signer
  * not among the candidates or one of the same key listed before it, one
  * of the same serial listed before it, the sid's issuer in another case,
- * a second signer, eContent present). For each,
- * the fast check's verdict and signer are compared with CMS_verify's on
- * the same message and candidates: a fast "verified" must be one OpenSSL
- * verifies with the same signer, and every intact message must be
- * verified by the fast check (else the test would prove nothing).
+ * a second signer, eContent present). For each, the fast check's verdict
+ * and signer are compared with CMS_verify's on the same message and
+ * candidates (tests/fuzz/cms-oracle.h, shared with fuzz-cms-fast): a fast
+ * "verified" must be one OpenSSL verifies with the same signer, and every
+ * intact message must be verified by the fast check (else the test would
+ * prove nothing).
  */
 #include "config.h"
 
