@@ -22,11 +22,11 @@
  * the tag made SET (RFC 5652 section 5.4) are exactly what OpenSSL
  * re-encodes and verifies. The signer is found among the candidates as
  * CMS_set1_signers_certs finds it (X509_NAME_cmp and ASN1_INTEGER_cmp,
- * or the subject key identifier; the first match) and the signature is
- * checked with EVP_DigestVerify under the digestAlgorithm, as
- * CMS_SignerInfo_verify does. Every rule here is at least as strict as
- * OpenSSL's; tests/unit/test-cms-fast.c and tests/fuzz/fuzz-cms-fast.c
- * compare the two.
+ * the issuer compared by its bytes first; or the subject key identifier;
+ * the first match) and the signature is checked with EVP_DigestVerify
+ * under the digestAlgorithm, as CMS_SignerInfo_verify does. Every rule
+ * here is at least as strict as OpenSSL's; tests/unit/test-cms-fast.c and
+ * tests/fuzz/fuzz-cms-fast.c compare the two.
  */
 #include "config.h"
 
@@ -90,6 +90,14 @@ der_want(const unsigned char **p, const unsigned char *end, unsigned tag,
     struct der *e)
 {
 	return der_next(p, end, e) == -1 || e->tag != tag ? -1 : 0;
+}
+
+/* Step into e: its content is [*p, *end). */
+static void
+der_in(const struct der *e, const unsigned char **p, const unsigned char **end)
+{
+	*p = e->c;
+	*end = e->c + e->len;
 }
 
 /* Is e exactly the encoding oid (with its 0x06 header)? */
@@ -202,8 +210,7 @@ attrs_check(const struct der *a, const unsigned char *digest, size_t dlen)
 		}
 		prev = at.p;
 		prev_all = at.all;
-		q = at.c;
-		qe = at.c + at.len;
+		der_in(&at, &q, &qe);
 		if (der_want(&q, qe, 0x06, &oid) == -1 ||
 		    der_want(&q, qe, 0x31, &set) == -1 || q != qe)
 			return -1;
@@ -241,8 +248,39 @@ attrs_check(const struct der *a, const unsigned char *digest, size_t dlen)
 }
 
 /*
+ * Is the issuer of x the Name whose DER is name? First by the bytes: the
+ * same bytes decode to the same name, so X509_NAME_cmp would say 0 (the
+ * common case, a device certificate's issuer copied into the sid costs a
+ * memcmp instead of d2i_X509_NAME, about 32,000 instructions). Else as
+ * OpenSSL compares them: the name decoded (once, into *nm) and
+ * X509_NAME_cmp on the canonical encodings. 1, 0, or -1 when name does
+ * not decode.
+ */
+static int
+issuer_is(X509 *x, const struct der *name, X509_NAME **nm)
+{
+	const unsigned char *p;
+	size_t               l;
+
+	if (X509_NAME_get0_der(X509_get_issuer_name(x), &p, &l) == 1 &&
+	    l == name->all && memcmp(p, name->p, l) == 0)
+		return 1;
+	if (*nm == NULL) {
+		p = name->p;
+		if ((*nm = d2i_X509_NAME(NULL, &p, (long)name->all)) == NULL)
+			return -1;
+		if (p != name->p + name->all)
+			return -1;
+	}
+	return X509_NAME_cmp(*nm, X509_get_issuer_name(x)) == 0;
+}
+
+/*
  * The first candidate the SignerIdentifier sid names, as OpenSSL's
- * CMS_set1_signers_certs matches them; -1 when none (or sid is odd).
+ * CMS_set1_signers_certs matches them (X509_NAME_cmp and ASN1_INTEGER_cmp,
+ * candidate by candidate, in order); -1 when none (or sid is odd). The
+ * serial is compared first, the issuer (issuer_is) only on a candidate
+ * whose serial matches: the same predicate, so the same first match.
  */
 static int
 sid_match(const struct der *sid, X509 *const *cand, int ncand)
@@ -252,7 +290,7 @@ sid_match(const struct der *sid, X509 *const *cand, int ncand)
 	struct der               name, serial;
 	X509_NAME               *nm = NULL;
 	ASN1_INTEGER            *sn = NULL;
-	int                      i, found = -1;
+	int                      i, is, found = -1;
 
 	if (sid->tag == 0x80) { /* [0] subjectKeyIdentifier */
 		for (i = 0; i < ncand; i++)
@@ -265,25 +303,24 @@ sid_match(const struct der *sid, X509 *const *cand, int ncand)
 	}
 	if (sid->tag != 0x30)
 		return -1;
-	p = sid->c;
-	end = sid->c + sid->len;
+	der_in(sid, &p, &end);
 	if (der_want(&p, end, 0x30, &name) == -1 ||
 	    der_want(&p, end, 0x02, &serial) == -1 || p != end)
 		return -1;
-	p = name.p;
-	if ((nm = d2i_X509_NAME(NULL, &p, (long)name.all)) == NULL ||
-	    p != name.p + name.all)
-		goto out;
 	p = serial.p;
 	if ((sn = d2i_ASN1_INTEGER(NULL, &p, (long)serial.all)) == NULL ||
 	    p != serial.p + serial.all)
 		goto out;
-	for (i = 0; i < ncand; i++)
-		if (X509_NAME_cmp(nm, X509_get_issuer_name(cand[i])) == 0 &&
-		    ASN1_INTEGER_cmp(sn, X509_get0_serialNumber(cand[i])) == 0) {
+	for (i = 0; i < ncand; i++) {
+		if (ASN1_INTEGER_cmp(sn, X509_get0_serialNumber(cand[i])) != 0)
+			continue;
+		if ((is = issuer_is(cand[i], &name, &nm)) == -1)
+			break;
+		if (is) {
 			found = i;
 			break;
 		}
+	}
 out:
 	X509_NAME_free(nm);
 	ASN1_INTEGER_free(sn);
@@ -348,19 +385,16 @@ cms_fast_verify(const unsigned char *der, size_t n, const void *body,
 	/* ContentInfo */
 	if (der_want(&p, end, 0x30, &ci) == -1 || p != end)
 		return -1;
-	p = ci.c;
-	end = ci.c + ci.len;
+	der_in(&ci, &p, &end);
 	if (der_want(&p, end, 0x06, &oid) == -1 ||
 	    !der_is(&oid, oid_signed_data, sizeof(oid_signed_data)) ||
 	    der_want(&p, end, 0xa0, &e0) == -1 || p != end)
 		return -1;
-	p = e0.c;
-	end = e0.c + e0.len;
+	der_in(&e0, &p, &end);
 	if (der_want(&p, end, 0x30, &sd) == -1 || p != end)
 		return -1;
 	/* SignedData */
-	p = sd.c;
-	end = sd.c + sd.len;
+	der_in(&sd, &p, &end);
 	if (der_want(&p, end, 0x02, &ver) == -1 || ver.len != 1 ||
 	    (ver.c[0] != 1 && ver.c[0] != 3) ||
 	    der_want(&p, end, 0x31, &dalgs) == -1 ||
@@ -370,30 +404,27 @@ cms_fast_verify(const unsigned char *der, size_t n, const void *body,
 		return -1;
 	/* digestAlgorithms: each a known digest (the signer's checked below:
 	 * OpenSSL digests the content only under these). */
-	for (q = dalgs.c, qe = dalgs.c + dalgs.len; q < qe; mds |= 1U <<
-	    (mdx - cms_fast_mds))
+	for (der_in(&dalgs, &q, &qe); q < qe;
+	    mds |= 1U << (mdx - cms_fast_mds))
 		if (der_next(&q, qe, &x) == -1 || (mdx = der_md(&x)) == NULL)
 			return -1;
 	/* encapContentInfo: id-data, detached (no eContent). */
-	q = eci.c;
-	qe = eci.c + eci.len;
+	der_in(&eci, &q, &qe);
 	if (der_want(&q, qe, 0x06, &oid) == -1 ||
 	    !der_is(&oid, oid_data, sizeof(oid_data)) || q != qe)
 		return -1;
 	/* certificates: X.509 only, each a candidate or decoding. */
 	if (ncand > 31)
 		return -1;
-	for (q = certs.c, qe = certs.c + certs.len; q < qe; known |= k)
+	for (der_in(&certs, &q, &qe); q < qe; known |= k)
 		if (der_want(&q, qe, 0x30, &x) == -1 ||
 		    (k = cert_known(&x, cand_der, cand_len, ncand)) == -1)
 			return -1;
 	/* signerInfos: exactly one. */
-	q = sis.c;
-	qe = sis.c + sis.len;
+	der_in(&sis, &q, &qe);
 	if (der_want(&q, qe, 0x30, &si) == -1 || q != qe)
 		return -1;
-	q = si.c;
-	qe = si.c + si.len;
+	der_in(&si, &q, &qe);
 	if (der_want(&q, qe, 0x02, &sver) == -1 || sver.len != 1 ||
 	    der_next(&q, qe, &sid) == -1 ||
 	    (sver.c[0] == 1 ? sid.tag != 0x30 :

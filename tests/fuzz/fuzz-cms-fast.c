@@ -1,8 +1,8 @@
 /*
  * fuzz-cms-fast.c - fuzz module/cms_fast.c differentially: whenever the
  * hand-written check says a message is verified, OpenSSL's CMS_verify
- * (as identity.c called it before cms_fast.c existed) must verify it
- * too, with the same signer; otherwise the target aborts.
+ * (as identity.c asks it; tests/fuzz/cms-oracle.h) must verify it too,
+ * with the same signer; otherwise the target aborts.
  *
  * An input is a 16-bit big-endian length, that many bytes of DER (the
  * decoded Mdm-Signature), then the body (the rest). A length beyond the
@@ -28,12 +28,13 @@
 #include <string.h>
 
 #include <openssl/bio.h>
-#include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "cms_fast.h"
+
+#include "cms-oracle.h"
 
 #define FUZZ_INPUT_MAX (64 * 1024)
 #define FUZZ_NCAND     2
@@ -96,45 +97,6 @@ fuzz_init(void)
 	BIO_free(b);
 }
 
-/* CMS_verify's verdict and signer, as identity.c's OpenSSL path asks. */
-static int
-fuzz_ssl(const unsigned char *der, size_t n, const void *body, size_t len,
-    int *signer)
-{
-	const unsigned char      *p = der;
-	CMS_ContentInfo          *cms;
-	STACK_OF(X509)           *certs;
-	STACK_OF(CMS_SignerInfo) *sis;
-	BIO                      *in;
-	X509                     *s = NULL;
-	int                       i, ok = 0;
-
-	*signer = -1;
-	if ((certs = sk_X509_new_null()) == NULL ||
-	    (in = BIO_new_mem_buf(len > 0 ? body : "", (int)len)) == NULL)
-		abort();
-	for (i = 0; i < FUZZ_NCAND; i++)
-		if (sk_X509_push(certs, cand[i]) <= 0)
-			abort();
-	if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)n)) != NULL &&
-	    p == der + n && CMS_is_detached(cms) == 1 &&
-	    (sis = CMS_get0_SignerInfos(cms)) != NULL &&
-	    sk_CMS_SignerInfo_num(sis) == 1 &&
-	    CMS_verify(cms, certs, NULL, in, NULL, CMS_BINARY |
-	    CMS_NO_SIGNER_CERT_VERIFY | CMS_NOINTERN) > 0) {
-		CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sis, 0), NULL,
-		    &s, NULL, NULL);
-		for (i = 0; i < FUZZ_NCAND; i++)
-			if (cand[i] == s)
-				*signer = i;
-		ok = *signer != -1;
-	}
-	BIO_free(in);
-	CMS_ContentInfo_free(cms);
-	sk_X509_free(certs);
-	return ok;
-}
-
 /* 1 when the fast check verified the input (and OpenSSL agreed). */
 static int
 fuzz_one(const uint8_t *data, size_t size)
@@ -152,8 +114,8 @@ fuzz_one(const uint8_t *data, size_t size)
 	    (const unsigned char *const *)cand_der, cand_len, FUZZ_NCAND,
 	    &fs) == 0;
 	ERR_clear_error();
-	if (fast && (!fuzz_ssl(data + 2, n, data + 2 + n, size - 2 - n, &ss) ||
-	    ss != fs)) {
+	if (fast && (!cms_oracle(data + 2, n, data + 2 + n, size - 2 - n, cand,
+	    FUZZ_NCAND, &ss) || ss != fs)) {
 		fprintf(stderr, "fuzz-cms-fast: the fast check verified what "
 		    "CMS_verify does not (or another signer)\n");
 		abort();

@@ -4,12 +4,14 @@
  * P-256 and P-384 keys; SHA-256/384; signed attributes or none;
  * issuerAndSerialNumber or subjectKeyIdentifier), then damaged (body
  * changed by a byte, every byte of the message flipped in turn, a signer
- * not among the candidates or one of the same key listed before it, a
- * second signer, eContent present). For each,
- * the fast check's verdict and signer are compared with CMS_verify's on
- * the same message and candidates: a fast "verified" must be one OpenSSL
- * verifies with the same signer, and every intact message must be
- * verified by the fast check (else the test would prove nothing).
+ * not among the candidates or one of the same key listed before it, one
+ * of the same serial listed before it, the sid's issuer in another case,
+ * a second signer, eContent present). For each, the fast check's verdict
+ * and signer are compared with CMS_verify's on the same message and
+ * candidates (tests/fuzz/cms-oracle.h, shared with fuzz-cms-fast): a fast
+ * "verified" must be one OpenSSL verifies with the same signer, and every
+ * intact message must be verified by the fast check (else the test would
+ * prove nothing).
  */
 #include "config.h"
 
@@ -27,6 +29,7 @@
 
 #include "cms_fast.h"
 
+#include "../fuzz/cms-oracle.h"
 #include "regress.h"
 
 static long n_fast, n_ssl, n_cases;
@@ -69,43 +72,6 @@ make_cert(EVP_PKEY *key, const char *cn, long serial)
 	return x;
 }
 
-/* CMS_verify's verdict as identity.c's OpenSSL path asks it. */
-static int
-ssl_verify(const unsigned char *der, size_t n, const void *body, size_t len,
-    X509 *const *cand, int ncand, int *signer)
-{
-	const unsigned char      *p = der;
-	CMS_ContentInfo          *cms;
-	STACK_OF(X509)           *certs = sk_X509_new_null();
-	STACK_OF(CMS_SignerInfo) *sis;
-	BIO                      *in;
-	X509                     *s = NULL;
-	int                       i, ok = 0;
-
-	*signer = -1;
-	for (i = 0; i < ncand; i++)
-		CHECK(sk_X509_push(certs, cand[i]) > 0);
-	in = BIO_new_mem_buf(body, (int)len);
-	if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)n)) != NULL &&
-	    p == der + n && CMS_is_detached(cms) == 1 &&
-	    (sis = CMS_get0_SignerInfos(cms)) != NULL &&
-	    sk_CMS_SignerInfo_num(sis) == 1 &&
-	    CMS_verify(cms, certs, NULL, in, NULL, CMS_BINARY |
-	    CMS_NO_SIGNER_CERT_VERIFY | CMS_NOINTERN) > 0) {
-		CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sis, 0), NULL,
-		    &s, NULL, NULL);
-		for (i = 0; i < ncand; i++)
-			if (cand[i] == s)
-				*signer = i;
-		ok = *signer != -1;
-	}
-	ERR_clear_error();
-	BIO_free(in);
-	CMS_ContentInfo_free(cms);
-	sk_X509_free(certs);
-	return ok;
-}
-
 /*
  * Compare the two on one message. Returns the fast verdict (1 verified).
  */
@@ -125,8 +91,7 @@ differ(const unsigned char *der, size_t n, const void *body, size_t len,
 	    (const unsigned char *const *)cd, cl, ncand, &fs) == 0;
 	for (i = 0; i < ncand; i++)
 		OPENSSL_free(cd[i]);
-	ssl = ssl_verify(der, n, body, len, cand, ncand, &ss);
-	ERR_clear_error();
+	ssl = cms_oracle(der, n, body, len, cand, ncand, &ss);
 	n_cases++;
 	n_fast += fast;
 	n_ssl += ssl;
@@ -138,6 +103,20 @@ differ(const unsigned char *der, size_t n, const void *body, size_t len,
 		CHECK_EQ(fs, ss);
 	}
 	return fast;
+}
+
+/* The offset of the last occurrence of s in der/n (there must be one). */
+static size_t
+last_of(const unsigned char *der, size_t n, const char *s)
+{
+	size_t l = strlen(s), i;
+
+	CHECK(n >= l);
+	for (i = n - l + 1; i-- > 0;)
+		if (memcmp(der + i, s, l) == 0)
+			return i;
+	CHECK(0);
+	return 0;
 }
 
 /* DER of cms. */
@@ -181,6 +160,10 @@ main(void)
 {
 	static const char body[] = "<?xml version=\"1.0\"?><plist><dict><key>"
 	    "MessageType</key><string>TokenUpdate</string></dict></plist>";
+	static const char *const cn[3] = { "rsa device", "p256 device",
+		"p384 device" };
+	static const char *const upper[3] = { "RSA DEVICE", "P256 DEVICE",
+		"P384 DEVICE" };
 	EVP_PKEY      *key[3], *okey;
 	X509          *cert[3], *other, *twin, *cand[2];
 	const EVP_MD  *md[2];
@@ -193,9 +176,8 @@ main(void)
 	CHECK((key[0] = EVP_RSA_gen(2048)) != NULL);
 	CHECK((key[1] = EVP_EC_gen("P-256")) != NULL);
 	CHECK((key[2] = EVP_EC_gen("P-384")) != NULL);
-	cert[0] = make_cert(key[0], "rsa device", 1);
-	cert[1] = make_cert(key[1], "p256 device", 2);
-	cert[2] = make_cert(key[2], "p384 device", 3);
+	for (k = 0; k < 3; k++)
+		cert[k] = make_cert(key[k], cn[k], k + 1);
 	/* A candidate that never signs, listed first. */
 	CHECK((okey = EVP_EC_gen("P-256")) != NULL);
 	other = make_cert(okey, "unrelated", 7);
@@ -234,6 +216,33 @@ main(void)
 			    !ski);
 			cand[0] = other;
 			X509_free(twin);
+			/* A certificate of the same serial listed first: with
+			 * another issuer it is passed over (the issuer's bytes
+			 * differ, the decoded names too) and the message's
+			 * signer found; with the same issuer in another case
+			 * (X509_NAME_cmp's canonical form equal, the bytes
+			 * not) CMS_verify takes it, so the fast check must
+			 * not skip to the signer whose bytes match. */
+			twin = make_cert(okey, "unrelated", k + 1);
+			cand[0] = twin;
+			CHECK(differ(der, n, body, strlen(body), cand, 2));
+			X509_free(twin);
+			twin = make_cert(okey, upper[k], k + 1);
+			cand[0] = twin;
+			CHECK_EQ(differ(der, n, body, strlen(body), cand, 2),
+			    ski);
+			cand[0] = other;
+			X509_free(twin);
+			/* The sid's issuer in another case (not signed): the
+			 * same name to OpenSSL, matched by the decoded
+			 * comparison. */
+			if (!ski) {
+				i = last_of(der, n, cn[k]);
+				der[i] ^= 0x20;
+				CHECK(differ(der, n, body, strlen(body), cand,
+				    2));
+				der[i] ^= 0x20;
+			}
 			/* The signer not among the candidates. */
 			CHECK(!differ(der, n, body, strlen(body), cand, 1));
 			/* Trailing byte. */

@@ -290,6 +290,31 @@ static const char body[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 			   "<plist version=\"1.0\"><dict><key>MessageType</"
 			   "key><string>Authenticate</string></dict></plist>\n";
 
+/* An Mdm-Signature by name that also carries extra's certificate. */
+static char *
+sign_extra(const char *name, const char *extra, unsigned flags)
+{
+	X509		*x = cert_load(name), *e = cert_load(extra);
+	EVP_PKEY	*k = key_load(name);
+	STACK_OF(X509)	*certs = sk_X509_new_null();
+	BIO		*in;
+	CMS_ContentInfo *cms;
+	char		*b64;
+
+	CHECK(certs != NULL && sk_X509_push(certs, e) > 0);
+	CHECK((in = BIO_new_mem_buf(body, (int)sizeof(body) - 1)) != NULL);
+	CHECK((cms = CMS_sign(x, k, certs, in,
+		   CMS_DETACHED | CMS_BINARY | flags)) != NULL);
+	b64 = cms_base64(cms);
+	CMS_ContentInfo_free(cms);
+	BIO_free(in);
+	sk_X509_free(certs);
+	EVP_PKEY_free(k);
+	X509_free(e);
+	X509_free(x);
+	return b64;
+}
+
 static void
 test_ca_load(void)
 {
@@ -494,6 +519,7 @@ test_signature_fast(void)
 	const char	   *reason;
 	char		    path[PATH_MAX], *sig, *mixed, *borrowed;
 	unsigned long	    n;
+	int		    k;
 
 	path_of(path, sizeof(path), "ca", "pem");
 	CHECK(identity_ca_load(path, &ca) == 0);
@@ -525,35 +551,10 @@ test_signature_fast(void)
 
 	/* device2 signs and also carries device1's (known) certificate:
 	 * the signer is device2, by the full path and then the fast one. */
-	{
-		X509		*x1 = cert_load("devices/device1");
-		X509		*x2 = cert_load("devices/device2");
-		EVP_PKEY	*k2 = key_load("devices/device2");
-		STACK_OF(X509)	*extra = sk_X509_new_null();
-		BIO		*in;
-		CMS_ContentInfo *cms;
-
-		CHECK(extra != NULL && sk_X509_push(extra, x1) > 0);
-		CHECK((in = BIO_new_mem_buf(body, (int)sizeof(body) - 1)) !=
-		    NULL);
-		CHECK((cms = CMS_sign(x2, k2, extra, in,
-			   CMS_DETACHED | CMS_BINARY)) != NULL);
-		mixed = cms_base64(cms);
-		CMS_ContentInfo_free(cms);
-		BIO_free(in);
-		/* The same, but without the signer's own certificate. */
-		CHECK((in = BIO_new_mem_buf(body, (int)sizeof(body) - 1)) !=
-		    NULL);
-		CHECK((cms = CMS_sign(x2, k2, extra, in,
-			   CMS_DETACHED | CMS_BINARY | CMS_NOCERTS)) != NULL);
-		borrowed = cms_base64(cms);
-		CMS_ContentInfo_free(cms);
-		BIO_free(in);
-		sk_X509_free(extra);
-		EVP_PKEY_free(k2);
-		X509_free(x1);
-		X509_free(x2);
-	}
+	mixed = sign_extra("devices/device2", "devices/device1", 0);
+	/* The same, but without the signer's own certificate. */
+	borrowed = sign_extra("devices/device2", "devices/device1",
+	    CMS_NOCERTS);
 	/* Only device1's certificate, which did not sign: never device1. */
 	n = identity_sig_fast_count(ca);
 	CHECK_EQ(verify(NULL, NULL, borrowed, body, sizeof(body) - 1, hash,
@@ -579,6 +580,41 @@ test_signature_fast(void)
 	CHECK_EQ(identity_sig_fast_count(ca), n + 1);
 	free(mixed);
 	free(borrowed);
+	/* Both known now. Each signs with both certificates, by issuer and
+	 * serial and by key identifier: the identity is the signer's, by
+	 * the fast path. A message lists its certificates in DER order, so
+	 * one signer comes first and the other last, whichever order this
+	 * run's certificates sort in: taking any known certificate of the
+	 * message but the signer's is seen. Without the signer's own
+	 * certificate the message is refused, fast or not: a known signer
+	 * counts only when the message carries its certificate. */
+	for (k = 0; k < 4; k++) {
+		const char	    *s = k & 1 ? "devices/device2" :
+						 "devices/device1";
+		const char	    *o = k & 1 ? "devices/device1" :
+						 "devices/device2";
+		const unsigned char *want = k & 1 ? want2 : want1;
+		unsigned	     flags = k & 2 ? CMS_USE_KEYID : 0;
+
+		mixed = sign_extra(s, o, flags);
+		borrowed = sign_extra(s, o, flags | CMS_NOCERTS);
+		n = identity_sig_fast_count(ca);
+		memset(hash, 0, sizeof(hash));
+		CHECK_EQ(verify(NULL, NULL, mixed, body, sizeof(body) - 1,
+			     hash, &reason),
+		    0);
+		CHECK(memcmp(hash, want, 32) == 0);
+		CHECK_EQ(identity_sig_fast_count(ca), n + 1);
+		CHECK_EQ(verify(NULL, NULL, borrowed, body, sizeof(body) - 1,
+			     hash, &reason),
+		    400);
+		CHECK_STR(reason, "Mdm-Signature has no signer certificate");
+		CHECK_EQ(identity_sig_fast_count(ca), n + 1);
+		CHECK(memcmp(hash, want1, 32) != 0 &&
+		    memcmp(hash, want2, 32) != 0);
+		free(mixed);
+		free(borrowed);
+	}
 	identity_ca_free(ca);
 	ca = saved;
 }
