@@ -214,9 +214,9 @@ enroll_decode(const MDB_val *v, struct store_enrollment **out, uint64_t *eid)
 	return 0;
 }
 
-static int
-enroll_get_eid(struct store_txn *t, const char *id,
-    struct store_enrollment **out, uint64_t *eid)
+int
+store_enrollment_get(struct store_txn *t, const char *id,
+    struct store_enrollment **out)
 {
 	struct key k;
 	MDB_val    v;
@@ -226,14 +226,7 @@ enroll_get_eid(struct store_txn *t, const char *id,
 	if ((rc = str_key(&k, id)) != 0 || (rc = db_get(t, DBI_ENROLL, &k,
 	    &v)) != 0)
 		return rc;
-	return enroll_decode(&v, out, eid);
-}
-
-int
-store_enrollment_get(struct store_txn *t, const char *id,
-    struct store_enrollment **out)
-{
-	return enroll_get_eid(t, id, out, NULL);
+	return enroll_decode(&v, out, NULL);
 }
 
 /*
@@ -241,8 +234,9 @@ store_enrollment_get(struct store_txn *t, const char *id,
  * enabled (when enabled is not NULL) and where the eight bytes of
  * last_seen are (*seen_off 0 when it has none). What enroll_decode()
  * refuses in the fields read here is refused too; nothing is allocated:
- * every report looks its enrollment up three times, and every check-in
- * that rewrites it reads it once more (store_enrollment_put).
+ * every report and check-in reads its enrollment this way (a report
+ * once, store_enrollment_touch_eid; a check-in that rewrites it once
+ * more, in store_enrollment_put).
  */
 static int
 enroll_scan(const MDB_val *v, uint64_t *eid, int *enabled, size_t *seen_off)
