@@ -258,13 +258,18 @@ stop_responder() {
 	rm -f "$1"
 }
 
-# wait_for_socket PATH [SECONDS] [PIDFILE]: wait until the unix socket
-# PATH exists; fail early when the process in PIDFILE has exited.
+# wait_for_socket PATH [SECONDS] [PIDFILE]: wait until something listens
+# on the unix socket PATH; fail early when the process in PIDFILE has
+# exited. The file alone is not enough: it appears at bind(), before
+# listen(), and a connection in between is refused (nginx answers 502).
+# /proc/net/unix flags a listening socket 00010000.
 wait_for_socket() {
 	local path=$1 secs=${2:-10} pidfile=${3-} i pid=
 	[[ -z $pidfile ]] || pid=$(head -n 1 "$pidfile")
 	for ((i = 0; i < secs * 20; i++)); do
-		[[ -S $path ]] && return 0
+		[[ -S $path ]] && awk -v p="$path" \
+		    '$NF == p && $4 == "00010000" { f = 1 } END { exit !f }' \
+		    /proc/net/unix && return 0
 		if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
 			return 1
 		fi

@@ -225,9 +225,11 @@ it_stop_responder
 saved_cmd=("${IT_RESPONDER_CMD[@]}")
 IT_RESPONDER_CMD+=(--db "$old_db") # the last --db counts
 it_start_responder
+# The socket listens before the store is opened: a scrape answered
+# means the open (and its counting) is done.
+scrape
 expect_eq "$(mdb_dump -s meta "$old_db" | grep -c "$(hexname enrollments_)")" \
     2 "the responder's open wrote the two counters"
-scrape
 expect_eq "$(metric 'picomdm_enrollments{state="enabled"}')/$(metric 'picomdm_enrollments{state="disabled"}')" \
     6/1 "  and /metrics reads them"
 expect_exit 0 "check is clean after the count" \
