@@ -128,17 +128,37 @@ store_rc(int rc)
 	}
 }
 
-/* Write the schema version on a new store; refuse a newer one. */
+/* Record this build's schema version in t's store. */
 static int
-store_check_schema(struct store *s)
+store_schema_put(struct store_txn *t)
+{
+	struct key    k;
+	uint64_t      ver = STORE_SCHEMA_VERSION;
+	unsigned char be[8];
+	int           i;
+
+	for (i = 7; i >= 0; i--, ver >>= 8)
+		be[i] = (unsigned char)ver;
+	key_init(&k);
+	key_raw(&k, "schema_version", 14);
+	return db_put(t, DBI_META, &k, be, 8, 0);
+}
+
+/*
+ * Check the schema version (store.h): record this build's on a new store;
+ * refuse one newer than this build knows, or none it reads, with one line
+ * saying so. *found: the version the store has (this build's for a new
+ * one, or for a read-only view of a store never written).
+ */
+static int
+store_check_schema(struct store *s, const char *dir, uint64_t *found)
 {
 	struct store_txn t = { s, NULL, 0, 0 };
 	struct key       k;
 	MDB_val          v;
-	uint64_t         ver = STORE_SCHEMA_VERSION;
-	unsigned char    be[8];
-	int              rc, i;
+	int              rc;
 
+	*found = STORE_SCHEMA_VERSION;
 	if ((rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0,
 	    &t.txn)) != 0)
 		return store_rc(rc);
@@ -146,27 +166,55 @@ store_check_schema(struct store *s)
 	key_raw(&k, "schema_version", 14);
 	rc = db_get(&t, DBI_META, &k, &v);
 	if (rc == STORE_ENOTFOUND && !s->readonly) {
-		for (i = 7; i >= 0; i--, ver >>= 8)
-			be[i] = (unsigned char)ver;
-		if ((rc = db_put(&t, DBI_META, &k, be, 8, 0)) != 0)
+		if ((rc = store_schema_put(&t)) != 0)
 			goto out;
 		if ((rc = mdb_txn_commit(t.txn)) != 0)
 			return store_rc(rc);
 		return 0;
-	} else if (rc == 0) {
-		if (v.mv_size != 8 ||
-		    key_get_u64(v.mv_data) != STORE_SCHEMA_VERSION) {
-			log_error("store: schema version %llu, this build "
-			    "reads %d", v.mv_size == 8 ?
-			    (unsigned long long)key_get_u64(v.mv_data) : 0ULL,
-			    STORE_SCHEMA_VERSION);
-			rc = STORE_ECORRUPT;
-		}
-	} else if (rc == STORE_ENOTFOUND)
+	} else if (rc == 0 && v.mv_size == 8 &&
+	    key_get_u64(v.mv_data) > STORE_SCHEMA_VERSION) {
+		log_error("store: %s: made by a newer picomdm (store format "
+		    "%llu, this one knows %d at most): run that version or a "
+		    "later one", dir,
+		    (unsigned long long)key_get_u64(v.mv_data),
+		    STORE_SCHEMA_VERSION);
+		rc = STORE_EINVAL;
+	} else if (rc == 0 && (v.mv_size != 8 ||
+	    key_get_u64(v.mv_data) < STORE_SCHEMA_OLDEST)) {
+		log_error("store: %s: store format %llu is not one this "
+		    "picomdm reads (%d to %d)", dir, v.mv_size == 8 ?
+		    (unsigned long long)key_get_u64(v.mv_data) : 0ULL,
+		    STORE_SCHEMA_OLDEST, STORE_SCHEMA_VERSION);
+		rc = STORE_ECORRUPT;
+	} else if (rc == 0)
+		*found = key_get_u64(v.mv_data);
+	else if (rc == STORE_ENOTFOUND)
 		rc = 0; /* read-only view of a store never written */
 out:
 	mdb_txn_abort(t.txn);
 	return rc;
+}
+
+/* Record this build's schema version after an upgrade (the moves done
+ * at a read-write open, in store_open1, have committed). */
+static int
+store_schema_upgrade(struct store *s, const char *dir, uint64_t found)
+{
+	struct store_txn t = { s, NULL, 0, 0 };
+	int              rc;
+
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &t.txn)) != 0)
+		return store_rc(rc);
+	if ((rc = store_schema_put(&t)) != 0) {
+		mdb_txn_abort(t.txn);
+		return rc;
+	}
+	if ((rc = mdb_txn_commit(t.txn)) != 0)
+		return store_rc(rc);
+	log_info("store: %s: upgraded from store format %llu to %d; an "
+	    "older picomdm refuses it now", dir, (unsigned long long)found,
+	    STORE_SCHEMA_VERSION);
+	return 0;
 }
 
 /*
@@ -263,6 +311,7 @@ store_open1(const char *dir, const struct store_opts *o, struct store **out,
 	struct stat   st;
 	unsigned      flags = MDB_NOTLS;
 	size_t        want;
+	uint64_t      found;
 	int           rc, i;
 
 	*out = NULL;
@@ -338,9 +387,11 @@ store_open1(const char *dir, const struct store_opts *o, struct store **out,
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0)
 		goto fail_mdb;
-	if ((rc = store_check_schema(s)) != 0 ||
+	if ((rc = store_check_schema(s, dir, &found)) != 0 ||
 	    (!o->readonly && ((rc = enroll_count_ensure(s)) != 0 ||
-	    (rc = queue_pos_upgrade(s)) != 0)))
+	    (rc = queue_pos_upgrade(s)) != 0 ||
+	    (found < STORE_SCHEMA_VERSION &&
+	    (rc = store_schema_upgrade(s, dir, found)) != 0))))
 		goto fail;
 	*out = s;
 	return 0;

@@ -1132,12 +1132,16 @@ check_op(struct store_txn *t, void *arg)
 				u64set_sort(&c->eids);
 		}
 	rc = db_getv(t, DBI_META, "schema_version", 14, &v);
+	/* An older format is one a read-only check sees before the first
+	 * read-write open upgrades it (store.h). */
 	if (rc == STORE_ENOTFOUND ||
 	    (rc == 0 &&
 		(v.mv_size != 8 ||
-		    key_get_u64(v.mv_data) != STORE_SCHEMA_VERSION)))
+		    key_get_u64(v.mv_data) < STORE_SCHEMA_OLDEST ||
+		    key_get_u64(v.mv_data) > STORE_SCHEMA_VERSION)))
 		rc = problem(c, DBI_META, "schema_version", 14, 0,
-		    "missing or not %d", STORE_SCHEMA_VERSION);
+		    "missing or not %d to %d", STORE_SCHEMA_OLDEST,
+		    STORE_SCHEMA_VERSION);
 	if (rc != 0 || (rc = check_counter(t, c, "seq", c->max_seq)) != 0 ||
 	    (rc = check_counter(t, c, "eid", c->max_eid)) != 0 ||
 	    (rc = check_enroll_counts(t, c)) != 0)

@@ -309,7 +309,7 @@ dump_op(struct store_txn *t, void *arg)
 	MDB_cursor	*cur;
 	MDB_stat	 st;
 	MDB_val		 k, v;
-	uint64_t	 map = 0;
+	uint64_t	 map = 0, schema = STORE_SCHEMA_VERSION;
 	char		 hdr[256];
 	int		 d, rc = 0, n;
 
@@ -320,11 +320,16 @@ dump_op(struct store_txn *t, void *arg)
 			return store_rc(rc);
 		c->total += st.ms_entries;
 	}
+	/* The store's format (an older one until its first read-write
+	 * open), so that the dump restores to the same. */
+	if (db_getv(t, DBI_META, "schema_version", 14, &v) == 0 &&
+	    v.mv_size == 8)
+		schema = key_get_u64(v.mv_data);
 	if (!(c->flags & STORE_DUMP_RAW) &&
 	    (rc = dump_json_line(c,
 		 json_pack("{s:s, s:i, s:i, s:b}", "format", DUMP_FORMAT,
 		     "version", DUMP_VERSION, "schema_version",
-		     STORE_SCHEMA_VERSION, "secrets",
+		     (int)(schema > INT_MAX ? INT_MAX : schema), "secrets",
 		     (c->flags & STORE_DUMP_SECRETS) != 0))) != 0)
 		return rc;
 	if ((c->flags & STORE_DUMP_RAW) && (rc = dump_map_size(t, &map)) != 0)
@@ -416,6 +421,14 @@ struct restore_ctx {
 	unsigned char last[DBI__MAX][KEY_MAX];
 	size_t	      lastlen[DBI__MAX];
 };
+
+/* Whether a dump's store format is one this build reads (store.h); an
+ * older one is upgraded at the store's next read-write open. */
+static int
+schema_reads(json_int_t v)
+{
+	return v >= STORE_SCHEMA_OLDEST && v <= STORE_SCHEMA_VERSION;
+}
 
 static int
 restore_fail(struct restore_ctx *c, int rc, const char *what)
@@ -582,10 +595,11 @@ restore_json(struct restore_ctx *c, struct store_txn *t)
 				DUMP_VERSION)
 				rc = restore_fail(c, STORE_EINVAL,
 				    "not a picomdm dump (or a newer one)");
-			else if (json_integer_value(json_object_get(o,
-				     "schema_version")) != STORE_SCHEMA_VERSION)
+			else if (!schema_reads(json_integer_value(
+				     json_object_get(o, "schema_version"))))
 				rc = restore_fail(c, STORE_EINVAL,
-				    "dump of another schema version");
+				    "dump of a store format this picomdm does "
+				    "not read (a newer picomdm's?)");
 			else if (!json_is_true(json_object_get(o, "secrets")))
 				rc = restore_fail(c, STORE_EINVAL,
 				    "dump made without --secrets: restoring it "
@@ -779,9 +793,11 @@ restore_op(struct store_txn *t, void *arg)
 	    v.mv_size != 8)
 		return restore_fail(
 		    c, STORE_EINVAL, "dump holds no schema version");
-	if (key_get_u64(v.mv_data) != STORE_SCHEMA_VERSION)
-		return restore_fail(
-		    c, STORE_EINVAL, "dump of another schema version");
+	if (key_get_u64(v.mv_data) > STORE_SCHEMA_VERSION ||
+	    !schema_reads((json_int_t)key_get_u64(v.mv_data)))
+		return restore_fail(c, STORE_EINVAL,
+		    "dump of a store format this picomdm does not read (a "
+		    "newer picomdm's?)");
 	/* Counted from the records, whatever the dump said. */
 	if ((rc = enroll_count_reset(t)) != 0)
 		return rc;

@@ -52,7 +52,16 @@ enum store_err {
 };
 const char *store_strerror(int);
 
-#define STORE_SCHEMA_VERSION 1
+/*
+ * The store's format, recorded in meta "schema_version". This build
+ * writes STORE_SCHEMA_VERSION and reads back to STORE_SCHEMA_OLDEST,
+ * upgrading at the first read-write open; a newer store is refused.
+ *   1: queue positions in the qpos sub-database
+ *   2: queue positions in the command's cmdq record (an older picomdm,
+ *      which refuses anything but 1, would misread them)
+ */
+#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_OLDEST  1
 
 struct store_opts {
 	size_t   map_size;    /* initial map size, bytes (default 64 MiB) */

@@ -180,34 +180,6 @@ fuzz_one(const uint8_t *data, size_t size)
 	return rc1 * 1000 + rc2;
 }
 
-#ifdef PICOMDM_LIBFUZZER
-
-int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	fuzz_one(data, size);
-	return 0;
-}
-
-#else
-
 #include "replay.h"
 
-static const struct replay fuzz_replay = {
-    .name = "fuzz-checkin",
-    .corpus = "checkin",
-    .max = FUZZ_INPUT_MAX,
-    .exact = 1,
-    .statuses = 2,
-    .one = fuzz_one,
-};
-
-int
-main(int argc, char *argv[])
-{
-	return replay_main(&fuzz_replay, argc, argv);
-}
-
-#endif
+REPLAY_TARGET("checkin", .max = FUZZ_INPUT_MAX, .exact = 1, .statuses = 2);

@@ -166,40 +166,15 @@ fuzz_one(const uint8_t *data, size_t size)
 	return rc;
 }
 
-#ifdef PICOMDM_LIBFUZZER
-
-int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Free what fuzz_init() made, after the replay. */
+static void
+fuzz_fini(void)
 {
-	fuzz_init();
-	fuzz_one(data, size);
-	return 0;
+	enroll_free(fuzz_enroll);
+	enroll_conf_free(&fuzz_conf);
 }
-
-#else
 
 #include "replay.h"
 
-static const struct replay fuzz_replay = {
-    .name = "fuzz-machineinfo",
-    .corpus = "machineinfo",
-    .max = FUZZ_INPUT_MAX,
-    .statuses = 1,
-    .one = fuzz_one,
-};
-
-int
-main(int argc, char *argv[])
-{
-	int rc;
-
-	fuzz_init();
-	rc = replay_main(&fuzz_replay, argc, argv);
-	enroll_free(fuzz_enroll);
-	enroll_conf_free(&fuzz_conf);
-	return rc;
-}
-
-#endif
+REPLAY_TARGET("machineinfo", .max = FUZZ_INPUT_MAX, .statuses = 1,
+    .init = fuzz_init, .fini = fuzz_fini);

@@ -325,21 +325,6 @@ fuzz_one(const uint8_t *data, size_t size)
 	return 0;
 }
 
-#ifdef PICOMDM_LIBFUZZER
-
-int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	fuzz_one(data, size);
-	return 0;
-}
-
-#else
-
-#include "replay.h"
-
 /* ---- --seed: a store with every kind of record, serialised ---- */
 
 static int
@@ -497,21 +482,16 @@ seed(const char *path)
 	return 0;
 }
 
-static const struct replay fuzz_replay = {
-    .name = "fuzz-record",
-    .corpus = "record",
-    .usage = "       fuzz-record --seed FILE\n",
-    .max = FUZZ_INPUT_MAX,
-    .exact = 1,
-    .one = fuzz_one,
-};
-
-int
-main(int argc, char *argv[])
+/* --seed FILE, or -1 for the replay. */
+static int
+seed_args(int argc, char *argv[])
 {
 	if (argc == 3 && strcmp(argv[1], "--seed") == 0)
 		return seed(argv[2]);
-	return replay_main(&fuzz_replay, argc, argv);
+	return -1;
 }
 
-#endif
+#include "replay.h"
+
+REPLAY_TARGET("record", .usage = "       fuzz-record --seed FILE\n",
+    .max = FUZZ_INPUT_MAX, .exact = 1, .args = seed_args);

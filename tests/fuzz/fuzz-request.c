@@ -433,38 +433,14 @@ out:
 	return rc;
 }
 
-#ifdef PICOMDM_LIBFUZZER
-
-int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	fuzz_one(data, size);
-	return 0;
-}
-
-#else
-
 #include "replay.h"
 
 static const struct replay_word fuzz_words[] = {
     {"acc", FUZZ_ACCEPT}, {"bug", FUZZ_LIBFCGI}, {NULL, 0}};
 
-static const struct replay fuzz_replay = {
-    .name = "fuzz-request",
-    .corpus = "request",
-    .max = FUZZ_INPUT_MAX + 1, /* so that fuzz_one() refuses more */
-    .statuses = 1,
-    .words = fuzz_words,
-    .norun = -2, /* the harness could not run it */
-    .one = fuzz_one,
-};
-
-int
-main(int argc, char *argv[])
-{
-	return replay_main(&fuzz_replay, argc, argv);
-}
-
-#endif
+/*
+ * .max is one byte more, so that fuzz_one() refuses more; .norun is the
+ * status of an input the harness could not run.
+ */
+REPLAY_TARGET("request", .max = FUZZ_INPUT_MAX + 1, .statuses = 1,
+    .words = fuzz_words, .norun = -2);

@@ -1,12 +1,23 @@
 /*
- * replay.h - the corpus replay of the fuzz targets, used when they are
- * built without -DPICOMDM_LIBFUZZER, which is how make check runs them.
- * A target describes itself in a struct replay and calls replay_main()
- * from main(): it replays the files and directories given as arguments,
- * or tests/fuzz/corpus/CORPUS (found through PICOMDM_TEST_DATA) when
- * there are none, prints how many inputs it replayed and how many failed,
- * and returns the exit status: 0 when some inputs were replayed and none
- * failed, 1 otherwise, 2 for a usage error.
+ * replay.h - what every fuzz target ends with, and the corpus replay the
+ * targets run when they are built without -DPICOMDM_LIBFUZZER, which is
+ * how make check runs them.
+ *
+ * A target defines static int fuzz_one(const uint8_t *, size_t) and ends
+ * with one line, REPLAY_TARGET("checkin", .max = ..., ...): the default
+ * corpus (tests/fuzz/corpus/checkin; the target is named "fuzz-checkin")
+ * and the other fields of its struct replay below. Built with
+ * -DPICOMDM_LIBFUZZER that defines LLVMFuzzerTestOneInput(), which runs
+ * init (when there is one) and fuzz_one() on each input; otherwise main(),
+ * which calls replay_main().
+ *
+ * replay_main() runs the target's own command line (args) when it has one
+ * and takes the arguments, else init, then replays the files and
+ * directories given as arguments, or tests/fuzz/corpus/CORPUS (found
+ * through PICOMDM_TEST_DATA) when there are none, prints how many inputs
+ * it replayed and how many failed, runs fini, and returns the exit status:
+ * 0 when some inputs were replayed and none failed, 1 otherwise, 2 for a
+ * usage error.
  *
  * A file named "expect-NNN-..." promises that fuzz_one() gives status NNN,
  * one named "expect-NNN-MMM-..." the two statuses NNN and MMM, packed as
@@ -19,13 +30,8 @@
 #ifndef PICOMDM_FUZZ_REPLAY_H
 #define PICOMDM_FUZZ_REPLAY_H
 
-#include <sys/stat.h>
-
-#include <dirent.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 /* A status an "expect-" name gives as a word instead of three digits. */
 struct replay_word {
@@ -48,6 +54,12 @@ struct replay_word {
  *	norun	 the status one() gives for an input it could not run, which
  *		 then fails; 0 for none
  *	one	 the target's fuzz_one(), giving the status(es) of an input
+ *	init	 run before the replay and, built for libFuzzer, before each
+ *		 input (so it must do nothing once it has run); or NULL
+ *	fini	 run after the replay, freeing what init made so that leak
+ *		 checkers see none; or NULL
+ *	args	 the target's own command line, tried first: an exit status,
+ *		 or -1 when the arguments are the replay's; or NULL
  */
 struct replay {
 	const char		 *name;
@@ -59,7 +71,46 @@ struct replay {
 	const struct replay_word *words;
 	int			  norun;
 	int (*one)(const uint8_t *, size_t);
+	void (*init)(void);
+	void (*fini)(void);
+	int (*args)(int, char *[]);
 };
+
+/* The target's descriptor and entry point; see the top of this file. */
+#define REPLAY_TARGET(corpus_, ...)                                        \
+	static const struct replay fuzz_replay;                            \
+	REPLAY_ENTRY_                                                      \
+	static const struct replay fuzz_replay = {.name = "fuzz-" corpus_, \
+	    .corpus = corpus_,                                             \
+	    .one = fuzz_one,                                               \
+	    __VA_ARGS__}
+
+#ifdef PICOMDM_LIBFUZZER
+
+#define REPLAY_ENTRY_                                                \
+	int LLVMFuzzerTestOneInput(const uint8_t *, size_t);         \
+	int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) \
+	{                                                            \
+		if (fuzz_replay.init != NULL)                        \
+			fuzz_replay.init();                          \
+		fuzz_one(data, size);                                \
+		return 0;                                            \
+	}
+
+#else /* the replay */
+
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REPLAY_ENTRY_                                         \
+	int main(int argc, char *argv[])                      \
+	{                                                     \
+		return replay_main(&fuzz_replay, argc, argv); \
+	}
 
 static int replay_files, replay_bad;
 
@@ -197,7 +248,7 @@ replay_path(const struct replay *r, const char *path)
 
 /* Replay the arguments, or the target's corpus; returns the exit status. */
 static int
-replay_main(const struct replay *r, int argc, char *argv[])
+replay_run(const struct replay *r, int argc, char *argv[])
 {
 	const char *data;
 	char	    dir[4096];
@@ -222,5 +273,23 @@ replay_main(const struct replay *r, int argc, char *argv[])
 	    replay_bad);
 	return replay_bad == 0 && replay_files > 0 ? 0 : 1;
 }
+
+/* The target's main(): its own arguments, or init, the replay and fini. */
+static int
+replay_main(const struct replay *r, int argc, char *argv[])
+{
+	int rc;
+
+	if (r->args != NULL && (rc = r->args(argc, argv)) != -1)
+		return rc;
+	if (r->init != NULL)
+		r->init();
+	rc = replay_run(r, argc, argv);
+	if (r->fini != NULL)
+		r->fini();
+	return rc;
+}
+
+#endif /* PICOMDM_LIBFUZZER */
 
 #endif /* PICOMDM_FUZZ_REPLAY_H */

@@ -10,7 +10,10 @@
 #   - the store, "dump -o" and a backup's data.mdb are all 0600 (each
 #     holds every secret);
 #   - a refused restore leaves nothing behind: no store in a directory it
-#     created or found empty, and an existing store as it was.
+#     created or found empty, and an existing store as it was;
+#   - the first writable open records store format 2, and a store of a
+#     newer format is refused in one line by picomdmctl (exit 2) and
+#     picomdm-fcgi (exit 1), and left as it was.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -75,6 +78,40 @@ expect_eq "$(grep '"db":"cmdq","key":\["FIXT-CMD-4",4\]' "$D/upg2.json" |
     grep -c 'queue_seq')" 0 "without a position"
 pmctl --db "$D/upg" check >"$D/check.out" 2>&1 ||
     fail "check after the cancel" "$(tail -n 3 "$D/check.out")"
+
+# The upgrade recorded this format (2) in meta, which an older picomdm
+# refuses. A store of a format newer than this build knows is refused
+# the same way, by every command and by the responder, in one line, and
+# left as it was.
+expect_eq "$(mdb_dump -s meta "$D/upg" |
+    grep -A 1 '^ 736368656d615f76657273696f6e$' | tail -n 1)" \
+    " 0000000000000002" "the upgrade records store format 2"
+printf '%s\n' VERSION=3 format=bytevalue database=meta type=btree \
+    HEADER=END ' 736368656d615f76657273696f6e' ' 0000000000000003' \
+    DATA=END >"$D/format3.txt"
+mdb_load -s meta -f "$D/format3.txt" "$D/upg" ||
+    it_abort "mdb_load of a newer format into a scratch store"
+cp "$D/upg/data.mdb" "$D/upg.before"
+newer="store: $D/upg: made by a newer picomdm (store format 3, this one \
+knows 2 at most): run that version or a later one"
+for args in check "check --repair" "dump -o $D/newer.json"; do
+	# shellcheck disable=SC2086 # the words of a command line
+	expect_exit 2 "picomdmctl $args refuses a newer store format" \
+	    pmctl --db "$D/upg" $args
+	expect_eq "$(cat "$EXIT_ERR")" "picomdmctl: $newer" \
+	    "in one line ($args)"
+done
+[[ ! -e $D/newer.json ]] || fail "the refused dump wrote no file"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$D/ca.key" -out "$D/ca.pem" -subj /CN=format-test -days 1 \
+    2>/dev/null || it_abort "openssl req for a device CA"
+expect_exit 1 "picomdm-fcgi refuses to start on a newer store format" \
+    "$PM_BUILD/picomdm-fcgi" --db "$D/upg" --socket "$D/fcgi.sock" \
+    --device-ca "$D/ca.pem"
+expect_eq "$(grep -c "error $newer\$" "$EXIT_ERR")" 1 "and says why"
+[[ ! -e $D/fcgi.sock ]] || fail "the refused start left no socket"
+same "the store of a newer format is left as it was" "$D/upg.before" \
+    "$D/upg/data.mdb"
 
 # The inventory of a device, a purge of it and a purge by topic, as the
 # code that made the fixture printed them, and the store they leave.
