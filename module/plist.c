@@ -268,6 +268,24 @@ struct strict {
 	int         roots;
 };
 
+/*
+ * The tree of a body in the strict form, built while strict_scan reads it
+ * (the common case needs no second parse): the container open at each
+ * depth, the key awaiting its value there, and the root. Values whose
+ * reading is libplist's own business (real, date, CDATA sections and
+ * character references in text) stop the building (ok = 0), and
+ * plist_from_xml() makes the tree as before; so does a failed allocation.
+ * dup: a key given twice in one dict, or a lone CF$UID key (see above).
+ */
+struct build {
+	int         ok;
+	int         dup;
+	plist_t     root;
+	plist_t     node[PLIST_DEPTH_MAX + 2];
+	const char *key[PLIST_DEPTH_MAX + 2]; /* raw text of the pending key */
+	size_t      keylen[PLIST_DEPTH_MAX + 2];
+};
+
 /* Bytes 0x20 to 0x7f in each of the 8 lanes of a word, and their top bits. */
 #define UTF8_LANES_20 0x2020202020202020ULL
 #define UTF8_LANES_80 0x8080808080808080ULL
@@ -552,12 +570,138 @@ strict_place(struct strict *st, int is_key)
 	}
 }
 
+/* Stop building: what was built is freed; libplist makes the tree. */
+static void
+build_stop(struct build *b)
+{
+	plist_free(b->root);
+	b->root = NULL;
+	b->ok = 0;
+}
+
+/*
+ * The text of a key or string (strict_text has checked it) with its five
+ * named entities decoded, NUL-terminated: in tmp when it fits, else in a
+ * copy *heap the caller frees. NULL for a character reference (libplist's
+ * reading decides those) or when memory runs out.
+ */
+static char *
+build_text(const char *s, size_t n, char *tmp, size_t tmplen, char **heap)
+{
+	static const struct {
+		const char *e;
+		size_t      n;
+		char        c;
+	} ents[] = { { "&amp;", 5, '&' }, { "&lt;", 4, '<' },
+		{ "&gt;", 4, '>' }, { "&quot;", 6, '"' }, { "&apos;", 6, '\'' } };
+	const char *amp;
+	char	   *o;
+	size_t	    i = 0, j = 0, k;
+
+	*heap = NULL;
+	if (n < tmplen)
+		o = tmp;
+	else if ((o = *heap = malloc(n + 1)) == NULL)
+		return NULL;
+	while ((amp = memchr(s + i, '&', n - i)) != NULL) {
+		memcpy(o + j, s + i, (size_t)(amp - (s + i)));
+		j += (size_t)(amp - (s + i));
+		i = (size_t)(amp - s);
+		for (k = 0; k < sizeof(ents) / sizeof(ents[0]); k++)
+			if (scan_starts(s, n, i, ents[k].e))
+				break;
+		if (k == sizeof(ents) / sizeof(ents[0])) {
+			free(*heap);
+			*heap = NULL;
+			return NULL;
+		}
+		o[j++] = ents[k].c;
+		i += ents[k].n;
+	}
+	memcpy(o + j, s + i, n - i);
+	o[j + n - i] = '\0';
+	return o;
+}
+
+/* Place value n where the scan stands (strict_place has allowed it). */
+static void
+build_place(struct build *b, const struct strict *st, plist_t n)
+{
+	char  tmp[128], *heap, *key;
+	int   d = st->depth;
+
+	if (n == NULL) {
+		build_stop(b);
+		return;
+	}
+	if (d == 0 || st->kind[d] == 'p') {
+		b->root = n;
+		return;
+	}
+	if (st->kind[d] == 'a') {
+		plist_array_append_item(b->node[d], n);
+		return;
+	}
+	/* A key given twice: libplist's tree and strict_tree decide. */
+	if ((key = build_text(b->key[d], b->keylen[d], tmp, sizeof(tmp),
+	    &heap)) == NULL || plist_dict_get_item(b->node[d], key) != NULL) {
+		free(heap);
+		plist_free(n);
+		build_stop(b);
+		return;
+	}
+	plist_dict_set_item(b->node[d], key, n);
+	free(heap);
+}
+
+/* The value of leaf element k (strict_scan's leaves[]) from its checked
+ * text s[0..n); NULL when libplist is to read it (see struct build). */
+static plist_t
+build_leaf(size_t k, const char *s, size_t n)
+{
+	char	       tmp[128], *heap, *str;
+	unsigned char *data;
+	plist_t	       v = NULL;
+	uint64_t       u = 0;
+	size_t	       i, len;
+
+	switch (k) {
+	case 1: /* string */
+		if ((str = build_text(s, n, tmp, sizeof(tmp), &heap)) == NULL)
+			return NULL;
+		v = plist_new_string(str);
+		free(heap);
+		return v;
+	case 2: /* integer: -?(0|[1-9][0-9]*) within int64_t */
+		for (i = s[0] == '-'; i < n; i++)
+			u = u * 10 + (uint64_t)(s[i] - '0');
+		return plist_new_uint(s[0] == '-' ? 0 - u : u);
+	case 5: /* data */
+		for (i = 0; i < n && scan_is_ws(s[i]); i++)
+			;
+		if (i == n)
+			return plist_new_data("", 0);
+		if ((data = base64_decode(s, n, &len)) == NULL)
+			return NULL;
+		v = plist_new_data((const char *)data, len);
+		free(data);
+		return v;
+	case 6:
+		return plist_new_bool(1);
+	case 7:
+		return plist_new_bool(0);
+	default: /* real, date */
+		return NULL;
+	}
+}
+
 /*
  * Check buf[0..len) (BOM and leading white space already skipped) against
- * the strict form. Fills the counts in st. 0 or -1.
+ * the strict form. Fills the counts in st and, while b->ok, builds the
+ * tree in b (b may be NULL). 0 or -1.
  */
 static int
-strict_scan(struct strict *st, const char *buf, size_t len)
+strict_scan(struct strict *st, const char *buf, size_t len, struct build *b)
 {
 	static const char *const leaves[] = { "key", "string", "integer",
 		"real", "date", "data", "true", "false" };
@@ -647,12 +791,19 @@ strict_scan(struct strict *st, const char *buf, size_t len)
 			continue;
 		}
 		if (NAME_IS("dict") || NAME_IS("array")) {
-			char kind = buf[ns];
+			char    kind = buf[ns];
+			plist_t node = NULL;
 
 			if (closing) {
 				if (st->depth == 0 || st->kind[st->depth] !=
 				    kind || (kind == 'd' && st->want[st->depth]))
 					return -1;
+				/* A lone CF$UID key: strict_tree refuses it. */
+				if (b != NULL && b->ok && kind == 'd' &&
+				    plist_dict_get_size(b->node[st->depth]) == 1 &&
+				    plist_dict_get_item(b->node[st->depth],
+				    "CF$UID") != NULL)
+					build_stop(b);
 				st->depth--;
 				i = end + 1;
 				continue;
@@ -660,10 +811,17 @@ strict_scan(struct strict *st, const char *buf, size_t len)
 			if (strict_place(st, 0) == -1)
 				return -1;
 			st->values++;
+			if (b != NULL && b->ok) {
+				node = kind == 'd' ? plist_new_dict() :
+				    plist_new_array();
+				build_place(b, st, node);
+			}
 			if (!selfclose) {
 				if (st->depth > PLIST_DEPTH_MAX)
 					return -1;
 				st->depth++;
+				if (b != NULL && b->ok)
+					b->node[st->depth] = node;
 				st->kind[st->depth] = kind;
 				st->want[st->depth] = 0;
 				/* As plist_xml_depth counts: not plist. */
@@ -700,6 +858,8 @@ strict_scan(struct strict *st, const char *buf, size_t len)
 				    (size_t)(lt - buf) - te) == -1)
 					return -1;
 				te = (size_t)(lt - buf) + 9;
+				if (b != NULL && b->ok) /* CDATA: libplist's */
+					build_stop(b);
 				end = scan_find(buf, len, te, "]]>");
 				if (end == len || memchr(buf + te, '\r',
 				    end - te) != NULL)
@@ -741,6 +901,14 @@ strict_scan(struct strict *st, const char *buf, size_t len)
 			if (te != ts)
 				return -1;
 			break;
+		}
+		if (b != NULL && b->ok) {
+			if (k == 0) {
+				b->key[st->depth] = buf + ts;
+				b->keylen[st->depth] = te - ts;
+			} else
+				build_place(b, st, build_leaf(k, buf + ts,
+				    te - ts));
 		}
 		i = end + 1;
 #undef NAME_IS
@@ -832,18 +1000,23 @@ out:
  * (strict_scan, strict_tree): what libplist accepted but another parser
  * could read differently is PLIST_SAFE_AMBIGUOUS. A body the strict scan
  * accepts (most are) skips the separate depth pass: the scan bounds the
- * same depth; the verdicts are the ones of the order above. On success
- * *out is a tree the caller frees with plist_free(); otherwise *out is
- * NULL. Returns enum plist_safe_err.
+ * same depth; the verdicts are the ones of the order above. Such a body
+ * is also built into its tree by the scan itself (struct build), so
+ * libplist never reads it, unless build is 0 or it holds what the
+ * builder leaves to libplist (reals, dates, CDATA sections, character
+ * references, a key twice, a lone CF$UID key). On success *out is a tree
+ * the caller frees with plist_free(); otherwise *out is NULL. Returns enum
+ * plist_safe_err.
  */
-enum plist_safe_err
-plist_safe_parse(const char *buf, size_t len, plist_t *out)
+static enum plist_safe_err
+safe_parse(const char *buf, size_t len, plist_t *out, int build)
 {
 	enum plist_safe_err rc = PLIST_SAFE_MALFORMED;
 	plist_t		    root = NULL;
 	char		   *copy = NULL;
 	size_t		    off = 0, tvalues = 0, tkeys = 0;
 	struct strict	    st;
+	struct build	    b;
 	int		    depth, strict;
 
 	if (out == NULL)
@@ -877,9 +1050,20 @@ plist_safe_parse(const char *buf, size_t len, plist_t *out)
 	 * would count), then UTF-8. Any other body takes the checks in their
 	 * order, so that it is refused for the same reason as ever.
 	 */
-	strict = strict_scan(&st, buf + off, len - off) == 0 &&
+	memset(&b, 0, sizeof(b));
+	b.ok = build;
+	strict = strict_scan(&st, buf + off, len - off, &b) == 0 &&
 	    st.maxc <= PLIST_DEPTH_MAX &&
 	    strict_utf8((const unsigned char *)buf, len) == 0;
+	/* Built while scanning: libplist's reading is not needed. */
+	if (strict && b.ok) {
+		root = b.root;
+		if (root == NULL || plist_get_node_type(root) != PLIST_DICT)
+			goto out;
+		*out = root;
+		return PLIST_SAFE_OK;
+	}
+	build_stop(&b);
 	if (!strict) {
 		depth = plist_xml_depth(buf + off, len - off, PLIST_DEPTH_MAX);
 		if (depth < 0)
@@ -900,7 +1084,7 @@ plist_safe_parse(const char *buf, size_t len, plist_t *out)
 	if (plist_get_node_type(root) != PLIST_DICT)
 		goto out;
 	/* What libplist read must be what the text says (strict form). */
-	if ((!strict && strict_scan(&st, buf + off, len - off) == -1) ||
+	if ((!strict && strict_scan(&st, buf + off, len - off, NULL) == -1) ||
 	    strict_tree(root, 0, &tvalues, &tkeys) == -1 ||
 	    tvalues != st.values || tkeys != st.keys) {
 		rc = PLIST_SAFE_AMBIGUOUS;
@@ -913,6 +1097,18 @@ out:
 	plist_free(root);
 	free(copy);
 	return rc;
+}
+
+enum plist_safe_err
+plist_safe_parse(const char *buf, size_t len, plist_t *out)
+{
+	return safe_parse(buf, len, out, 1);
+}
+
+enum plist_safe_err
+plist_safe_parse_libplist(const char *buf, size_t len, plist_t *out)
+{
+	return safe_parse(buf, len, out, 0);
 }
 
 /* A short lowercase description of a plist_safe_parse() result. */

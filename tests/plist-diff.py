@@ -17,6 +17,10 @@ copies are made with a fixed seed (markup, entities, numbers, bytes
 inserted, deleted or replaced) and compared the same way, so that the
 comparison covers much more than the few well-formed corpus inputs.
 
+Every file and mutant also checks picomdm against itself: the tree
+plist_safe_parse() builds while it scans must be the one libplist's
+parser makes (tests/plist-canon's "builder" member).
+
 Prints one line per disagreement and a summary; exit status 0 only when
 there is none. Environment: PLIST_DIFF_MUTANTS, PLIST_DIFF_SEED.
 """
@@ -121,6 +125,10 @@ def compare(canon_bin, files):
     for line in out:
         c = json.loads(line)
         name = os.path.basename(c["file"])
+        if "builder" in c:
+            print(f"not ok - {c['file']}: picomdm's own tree builder: "
+                  f"{c['builder']}")
+            bad += 1
         if not c["ok"]:
             refused += 1
             if "strict-" in name:

@@ -3,8 +3,9 @@
  *
  * Debian's libplist 2.2 has no depth limit and crashes freeing very deep
  * input, and guesses formats. plist_safe_parse() therefore checks that the
- * body is an XML plist (never binary, never JSON), scans its nesting depth
- * without parsing, and only then calls plist_from_xml().
+ * body is an XML plist (never binary, never JSON) in the strict form, and
+ * builds its tree while it scans; libplist's plist_from_xml() reads only
+ * what the builder leaves to it (module/plist.c).
  */
 #ifndef PICOMDM_PLIST_H
 #define PICOMDM_PLIST_H
@@ -44,6 +45,13 @@ int plist_xml_depth(const char *, size_t, int max);
  * is PLIST_SAFE_AMBIGUOUS.
  */
 enum plist_safe_err plist_safe_parse(const char *, size_t, plist_t *out);
+/*
+ * The same verdicts with every tree made by libplist's plist_from_xml();
+ * plist_safe_parse builds most trees itself while it checks the strict
+ * form. Tests compare the two: same verdict, same tree.
+ */
+enum plist_safe_err plist_safe_parse_libplist(const char *, size_t,
+    plist_t *out);
 const char         *plist_safe_strerror(enum plist_safe_err);
 
 /* Serialise to XML; caller frees with free(). Returns 0 or -1. */

@@ -7,6 +7,10 @@
  * The buffer is passed as is, not NUL-terminated, so that a read past the
  * body is caught.
  *
+ * Every body's verdict and tree from plist_safe_parse(), which builds
+ * most trees itself, must be those of plist_safe_parse_libplist(), which
+ * has libplist's parser make every tree; a difference aborts.
+ *
  * Beyond "no crash", accepted messages must keep the invariants handlers
  * rely on (IDs within MSG_ID_MAX and consistent with the channel, a
  * CommandUUID on every report but Idle, a reason whenever a report is not
@@ -118,14 +122,28 @@ fuzz_one(const uint8_t *data, size_t size)
 	const unsigned char *d;
 	size_t		     n;
 	int		     rc1, rc2, depth;
-	plist_t		     p = NULL;
+	plist_t		     p = NULL, lib = NULL;
+	char		    *x1 = NULL, *x2 = NULL;
+	size_t		     n1 = 0, n2 = 0;
+	enum plist_safe_err  e;
 
-	if (plist_safe_parse((const char *)data, size, &p) == PLIST_SAFE_OK) {
+	e = plist_safe_parse((const char *)data, size, &p);
+	/* The tree plist_safe_parse built itself is libplist's. */
+	if (plist_safe_parse_libplist((const char *)data, size, &lib) != e)
+		abort();
+	if (e == PLIST_SAFE_OK) {
+		if (plist_to_xml_buf(p, &x1, &n1) == -1 ||
+		    plist_to_xml_buf(lib, &x2, &n2) == -1 || n1 != n2 ||
+		    memcmp(x1, x2, n1) != 0)
+			abort();
+		free(x1);
+		free(x2);
 		depth = plist_xml_depth((const char *)data, size, 1000000);
 		/* + 1: a self-closing <dict/> or <array/> leaf is a node. */
 		if (depth > PLIST_DEPTH_MAX || fuzz_tree_depth(p) > depth + 1)
 			abort();
 		plist_free(p);
+		plist_free(lib);
 	}
 
 	rc1 = msg_parse_checkin((const char *)data, size, &m, &r);
