@@ -186,13 +186,25 @@ it_nginx_keepalive() {
 # the same command line (after it_stop_responder, or after a test killed
 # it), or stop it (SIGTERM) and wait for it to exit.
 it_start_responder() {
+	local served i
 	[[ -x ${IT_RESPONDER_CMD[0]} ]] ||
 	    it_abort "setup: ${IT_RESPONDER_CMD[0]} not built"
+	served=$(grep -c " serving " "$IT_DIR/fcgi.log" 2>/dev/null) || :
 	start_responder "$IT_DIR/fcgi.pid" "$IT_DIR/fcgi.log" \
 	    "${IT_RESPONDER_CMD[@]}"
 	IT_PIDS+=("$(head -n 1 "$IT_DIR/fcgi.pid")")
 	wait_for_socket "$IT_SOCK" 10 "$IT_DIR/fcgi.pid" ||
 	    it_abort "setup: $IT_RESPONDER did not start" \
+	    "$(tail -n 3 "$IT_DIR/fcgi.log" | tr '\n' ' ')"
+	# The socket listens before the store opens (and an open may write:
+	# counts, upgrades): picomdm-fcgi is started once it says it serves.
+	[[ ${IT_RESPONDER_CMD[0]##*/} == picomdm-fcgi ]] || return 0
+	for ((i = 0; i < 100; i++)); do
+		(($(grep -c " serving " "$IT_DIR/fcgi.log") > ${served:-0})) &&
+		    return 0
+		sleep 0.1
+	done
+	it_abort "setup: $IT_RESPONDER did not say it serves" \
 	    "$(tail -n 3 "$IT_DIR/fcgi.log" | tr '\n' ' ')"
 }
 
