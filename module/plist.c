@@ -274,17 +274,26 @@ struct strict {
  * depth, the key awaiting its value there, and the root. Values whose
  * reading is libplist's own business (real, date, CDATA sections and
  * character references in text) stop the building (ok = 0), and
- * plist_from_xml() makes the tree as before; so does a failed allocation.
- * dup: a key given twice in one dict, or a lone CF$UID key (see above).
+ * plist_from_xml() makes the tree as before; so do a failed allocation,
+ * a key given twice in one dict and a lone CF$UID key (strict_tree
+ * refuses those from libplist's tree).
  */
 struct build {
 	int         ok;
-	int         dup;
 	plist_t     root;
 	plist_t     node[PLIST_DEPTH_MAX + 2];
 	const char *key[PLIST_DEPTH_MAX + 2]; /* raw text of the pending key */
 	size_t      keylen[PLIST_DEPTH_MAX + 2];
 };
+
+/* The five named entities the strict form allows in key and string. */
+static const struct {
+	const char *name;
+	size_t      len;
+	char        c;
+} xml_ents[] = { { "&amp;", 5, '&' }, { "&lt;", 4, '<' }, { "&gt;", 4, '>' },
+	{ "&quot;", 6, '"' }, { "&apos;", 6, '\'' } };
+#define XML_ENTS (sizeof(xml_ents) / sizeof(xml_ents[0]))
 
 /* Bytes 0x20 to 0x7f in each of the 8 lanes of a word, and their top bits. */
 #define UTF8_LANES_20 0x2020202020202020ULL
@@ -515,8 +524,6 @@ strict_charref(const char *s, size_t n)
 static int
 strict_text(const char *s, size_t n)
 {
-	static const char *const ents[] = { "&amp;", "&lt;", "&gt;",
-		"&quot;", "&apos;" };
 	size_t i, k, m;
 
 	for (i = 0; i < n; i++) {
@@ -532,10 +539,10 @@ strict_text(const char *s, size_t n)
 			i += m - 1;
 			continue;
 		}
-		for (k = 0; k < 5; k++)
-			if (scan_starts(s, n, i, ents[k]))
+		for (k = 0; k < XML_ENTS; k++)
+			if (scan_starts(s, n, i, xml_ents[k].name))
 				break;
-		if (k == 5)
+		if (k == XML_ENTS)
 			return -1;
 	}
 	return 0;
@@ -588,12 +595,6 @@ build_stop(struct build *b)
 static char *
 build_text(const char *s, size_t n, char *tmp, size_t tmplen, char **heap)
 {
-	static const struct {
-		const char *e;
-		size_t      n;
-		char        c;
-	} ents[] = { { "&amp;", 5, '&' }, { "&lt;", 4, '<' },
-		{ "&gt;", 4, '>' }, { "&quot;", 6, '"' }, { "&apos;", 6, '\'' } };
 	const char *amp;
 	char	   *o;
 	size_t	    i = 0, j = 0, k;
@@ -607,16 +608,16 @@ build_text(const char *s, size_t n, char *tmp, size_t tmplen, char **heap)
 		memcpy(o + j, s + i, (size_t)(amp - (s + i)));
 		j += (size_t)(amp - (s + i));
 		i = (size_t)(amp - s);
-		for (k = 0; k < sizeof(ents) / sizeof(ents[0]); k++)
-			if (scan_starts(s, n, i, ents[k].e))
+		for (k = 0; k < XML_ENTS; k++)
+			if (scan_starts(s, n, i, xml_ents[k].name))
 				break;
-		if (k == sizeof(ents) / sizeof(ents[0])) {
+		if (k == XML_ENTS) {
 			free(*heap);
 			*heap = NULL;
 			return NULL;
 		}
-		o[j++] = ents[k].c;
-		i += ents[k].n;
+		o[j++] = xml_ents[k].c;
+		i += xml_ents[k].len;
 	}
 	memcpy(o + j, s + i, n - i);
 	o[j + n - i] = '\0';
