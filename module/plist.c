@@ -235,9 +235,9 @@ plist_xml_depth(const char *buf, size_t len, int max)
  *   - a dict holds key/value pairs (no key without a value, no value
  *     without a key), no key twice; the document holds one value, in
  *     an optional plist element, and nothing after it;
- *   - in key and string: the five named entities only (no numeric
- *     character references, which libplist 2.2 does not decode the way
- *     XML does), no raw carriage return (XML turns CR LF into LF, libplist
+ *   - in key and string: the five named entities, and numeric character
+ *     references only to XML characters (libplist 2.2 also decodes
+ *     surrogates and C0 controls, which XML refuses), no raw carriage return (XML turns CR LF into LF, libplist
  *     keeps it), no "]]>";
  *   - integer: -?(0|[1-9][0-9]*) within a signed 64-bit integer (libplist
  *     reads with strtoull base 0: "010" would be 8, "0x10" 16, and it
