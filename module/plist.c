@@ -699,7 +699,7 @@ build_leaf(size_t k, const char *s, size_t n)
 /*
  * Check buf[0..len) (BOM and leading white space already skipped) against
  * the strict form. Fills the counts in st and, while b->ok, builds the
- * tree in b (b may be NULL). 0 or -1.
+ * tree in b. 0 or -1.
  */
 static int
 strict_scan(struct strict *st, const char *buf, size_t len, struct build *b)
@@ -800,7 +800,7 @@ strict_scan(struct strict *st, const char *buf, size_t len, struct build *b)
 				    kind || (kind == 'd' && st->want[st->depth]))
 					return -1;
 				/* A lone CF$UID key: strict_tree refuses it. */
-				if (b != NULL && b->ok && kind == 'd' &&
+				if (b->ok && kind == 'd' &&
 				    plist_dict_get_size(b->node[st->depth]) == 1 &&
 				    plist_dict_get_item(b->node[st->depth],
 				    "CF$UID") != NULL)
@@ -812,7 +812,7 @@ strict_scan(struct strict *st, const char *buf, size_t len, struct build *b)
 			if (strict_place(st, 0) == -1)
 				return -1;
 			st->values++;
-			if (b != NULL && b->ok) {
+			if (b->ok) {
 				node = kind == 'd' ? plist_new_dict() :
 				    plist_new_array();
 				build_place(b, st, node);
@@ -821,7 +821,7 @@ strict_scan(struct strict *st, const char *buf, size_t len, struct build *b)
 				if (st->depth > PLIST_DEPTH_MAX)
 					return -1;
 				st->depth++;
-				if (b != NULL && b->ok)
+				if (b->ok)
 					b->node[st->depth] = node;
 				st->kind[st->depth] = kind;
 				st->want[st->depth] = 0;
@@ -859,7 +859,7 @@ strict_scan(struct strict *st, const char *buf, size_t len, struct build *b)
 				    (size_t)(lt - buf) - te) == -1)
 					return -1;
 				te = (size_t)(lt - buf) + 9;
-				if (b != NULL && b->ok) /* CDATA: libplist's */
+				if (b->ok) /* CDATA: libplist's */
 					build_stop(b);
 				end = scan_find(buf, len, te, "]]>");
 				if (end == len || memchr(buf + te, '\r',
@@ -903,7 +903,7 @@ strict_scan(struct strict *st, const char *buf, size_t len, struct build *b)
 				return -1;
 			break;
 		}
-		if (b != NULL && b->ok) {
+		if (b->ok) {
 			if (k == 0) {
 				b->key[st->depth] = buf + ts;
 				b->keylen[st->depth] = te - ts;
@@ -1084,8 +1084,9 @@ safe_parse(const char *buf, size_t len, plist_t *out, int build)
 		goto out;
 	if (plist_get_node_type(root) != PLIST_DICT)
 		goto out;
-	/* What libplist read must be what the text says (strict form). */
-	if ((!strict && strict_scan(&st, buf + off, len - off, NULL) == -1) ||
+	/* What libplist read must be what the text says (strict form; b
+	 * has stopped, so this scan only checks). */
+	if ((!strict && strict_scan(&st, buf + off, len - off, &b) == -1) ||
 	    strict_tree(root, 0, &tvalues, &tkeys) == -1 ||
 	    tvalues != st.values || tkeys != st.keys) {
 		rc = PLIST_SAFE_AMBIGUOUS;
