@@ -43,6 +43,7 @@ config_defaults(struct config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->workers = config_default_workers();
+	c->worker_nice = 5;
 	c->max_inflight = 256;
 	c->checkin_max = 64 * 1024;
 	c->connect_max = 4 * 1024 * 1024;
@@ -151,6 +152,7 @@ static const struct {
 	{ "api_key_file", "a file" },
 	{ "log_level", "error, warn, info or debug" },
 	{ "workers", "1 to 256" },
+	{ "worker_nice", "0 to 19" },
 	{ "max_inflight", "1 to 65536" },
 	{ "checkin_max", "a size up to 2g, e.g. 64k" },
 	{ "connect_max", "a size up to 2g, e.g. 4m" },
@@ -300,6 +302,10 @@ config_set(struct config *c, const char *key, const char *val)
 		if (num_parse(val, 1, 256, &n) == -1)
 			goto bad_val;
 		c->workers = (int)n;
+	} else if (strcmp(k, "worker_nice") == 0) {
+		if (num_parse(val, 0, 19, &n) == -1)
+			goto bad_val;
+		c->worker_nice = (int)n;
 	} else if (strcmp(k, "max_inflight") == 0) {
 		if (num_parse(val, 1, 65536, &n) == -1)
 			goto bad_val;

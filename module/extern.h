@@ -41,6 +41,7 @@ struct config {
 	char    *api_key_file;
 	char    *log_level;
 	int      workers;         /* worker threads */
+	int      worker_nice;     /* workers' nice above the process's */
 	int      max_inflight;    /* requests accepted, not yet answered */
 	size_t   checkin_max;     /* body cap, check-in */
 	size_t   connect_max;     /* body cap, command reports */

@@ -16,6 +16,7 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -59,14 +60,15 @@ usage(void)
 	fprintf(stderr,
 	    "usage: picomdm-fcgi --db DIR --device-ca PEM [--socket PATH] "
 	    "[--config FILE]\n"
-	    "                    [--workers N] [--max-inflight N] "
-	    "[--api-key-file FILE]\n"
-	    "                    [--log-level LEVEL] [--map-size SIZE] "
-	    "[--map-max SIZE]\n"
-	    "                    [--checkin-max SIZE] [--connect-max SIZE] "
-	    "[--allow-retro]\n"
-	    "                    [--socket-owner USER] [--socket-group GROUP] "
-	    "[--nosync]\n");
+	    "                    [--workers N] [--worker-nice N] "
+	    "[--max-inflight N]\n"
+	    "                    [--api-key-file FILE] "
+	    "[--log-level LEVEL] [--map-size SIZE]\n"
+	    "                    [--map-max SIZE] "
+	    "[--checkin-max SIZE] [--connect-max SIZE]\n"
+	    "                    [--allow-retro] "
+	    "[--socket-owner USER] [--socket-group GROUP]\n"
+	    "                    [--nosync]\n");
 	exit(2);
 }
 
@@ -602,6 +604,36 @@ serve(struct exchange *x)
 	return HANDLED;
 }
 
+/*
+ * A worker runs worker_nice steps below the process's priority (Linux
+ * gives each thread its own nice value). The writer and the completion
+ * thread keep the process's: they are the serial stages every request
+ * waits for, so when nginx and the workers keep both cores busy they get
+ * the CPU first. Measured in BENCHMARKS.md ("Worker priority").
+ */
+static void
+worker_lower_priority(void)
+{
+	id_t tid = (id_t)gettid();
+	int  base, want;
+
+	if (srv.cfg->worker_nice == 0)
+		return;
+	errno = 0;
+	base = getpriority(PRIO_PROCESS, tid);
+	if (base == -1 && errno != 0) {
+		log_warn("worker: cannot read its priority: %s",
+		    strerror(errno));
+		return;
+	}
+	want = base + srv.cfg->worker_nice;
+	if (want > 19)
+		want = 19;
+	if (setpriority(PRIO_PROCESS, tid, want) == -1)
+		log_warn("worker: cannot lower its priority to nice %d: %s",
+		    want, strerror(errno));
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -609,6 +641,7 @@ worker_main(void *arg)
 	int              fd;
 
 	(void)arg;
+	worker_lower_priority();
 	while (!stopping) {
 		if ((x = pool_take()) == NULL)
 			break;
@@ -782,6 +815,7 @@ main(int argc, char *argv[])
 		{ "device-ca", required_argument, NULL, 'c' },
 		{ "config", required_argument, NULL, 'f' },
 		{ "workers", required_argument, NULL, 'w' },
+		{ "worker-nice", required_argument, NULL, 'W' },
 		{ "max-inflight", required_argument, NULL, 'i' },
 		{ "api-key-file", required_argument, NULL, 'k' },
 		{ "log-level", required_argument, NULL, 'l' },

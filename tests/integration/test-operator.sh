@@ -5,7 +5,7 @@
 # command's --help without a store), picomdm-fcgi's configuration errors,
 # an API body sent with the other method, a check-in sent to /mdm without
 # its content type, and an nginx site that passes no
-# PICOMDM_CLIENT_VERIFY.
+# PICOMDM_CLIENT_VERIFY. Also the workers' priority (--worker-nice).
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -111,6 +111,42 @@ run 2 "an option out of range" "$fcgi" --config /dev/null \
 grep -q 'workers: bad value "0" (1 to 256)' "$err" &&
     pass "an option's bad value lists the range" ||
     fail "an option's bad value lists the range" "$(cat "$err")"
+
+# ---- the workers' priority (--worker-nice) ----
+# nices PID: the nice value of each of PID's threads, one a line.
+nices() {
+	local t
+	for t in /proc/"$1"/task/*/stat; do
+		awk '{ print $19 }' "$t"
+	done
+}
+pid=$(head -n 1 "$IT_DIR/fcgi.pid")
+base=$(awk '{ print $19 }' "/proc/$pid/stat")
+low=$((base + 5 > 19 ? 19 : base + 5))
+# The test's responder runs --workers 2: two threads 5 below the rest.
+expect_eq "$(nices "$pid" | grep -cx -- "$low")" 2 \
+    "default: both workers run at nice $low (the process's + 5)"
+expect_eq "$(nices "$pid" | grep -cvx -- "$low")" \
+    "$(($(nices "$pid" | wc -l) - 2))" \
+    "default: the writer, completion and main threads keep nice $base"
+nice_db=$IT_DIR/db-nice
+mkdir -p "$nice_db"
+"$fcgi" --db "$nice_db" --socket "$IT_DIR/nice.sock" --device-ca "$ca" \
+    --workers 3 --worker-nice 0 --log-level info </dev/null \
+    >"$IT_DIR/nice.log" 2>&1 &
+nice_pid=$!
+for _ in $(seq 100); do
+	grep -q " serving " "$IT_DIR/nice.log" && break
+	sleep 0.1
+done
+expect_eq "$(nices "$nice_pid" | sort -u)" "$base" \
+    "--worker-nice 0: every thread at the process's nice"
+kill "$nice_pid" && wait "$nice_pid" || :
+run 2 "--worker-nice out of range" "$fcgi" --config /dev/null \
+    --db "$IT_DIR/db3" --device-ca "$ca" --worker-nice 20
+grep -q 'worker-nice: bad value "20" (0 to 19)' "$err" &&
+    pass "--worker-nice 20: the range named" ||
+    fail "--worker-nice 20: the range named" "$(cat "$err")"
 
 # ---- the operator API: the other method's body ----
 api() {
