@@ -478,16 +478,27 @@ uuid_ok(const char *s, size_t n)
 	return 1;
 }
 
+/*
+ * A version 7 UUID (RFC 9562): the time in milliseconds in its first 48
+ * bits, then 74 random ones. Time-ordered, so that the store's records
+ * keyed by CommandUUID (the per-command status, store_queue.c) of
+ * commands queued about the same time sit in the same B-tree leaves, and
+ * the reports that answer them dirty fewer pages (BENCHMARKS.md,
+ * "time-ordered CommandUUIDs").
+ */
 int
 command_uuid_new(char out[37])
 {
 	static const char hex[] = "0123456789ABCDEF";
 	unsigned char	  b[16];
+	uint64_t	  ms = time_now_us() / 1000;
 	size_t		  i, o = 0;
 
 	if (RAND_bytes(b, sizeof(b)) != 1)
 		return -1;
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+	for (i = 0; i < 6; i++)
+		b[i] = (unsigned char)(ms >> (8 * (5 - i)));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x70); /* version 7 */
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 	for (i = 0; i < sizeof(b); i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)

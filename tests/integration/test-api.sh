@@ -232,8 +232,27 @@ api POST "/api/v1/enqueue/$udid1?priority=7" -H 'Content-Type: application/json'
     "Queries": ["UDID", "SerialNumber"]}'
 expect_status 200 "JSON enqueue"
 ju=$(jq -r .command_uuid "$BODY")
-expect_eq "$(grep -Ec '^[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}$' <<<"$ju")" \
-    1 "a version 4 CommandUUID is made"
+expect_eq "$(grep -Ec '^[0-9A-F]{8}-[0-9A-F]{4}-7[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}$' <<<"$ju")" \
+    1 "a version 7 CommandUUID is made"
+# Its first 48 bits are the enqueue time in ms (picomdm-api(7)): within
+# a minute of now, and later commands sort after it.
+ms=$((16#$(tr -d - <<<"$ju" | cut -c1-12)))
+now=$(($(date +%s%3N)))
+expect_eq "$((ms <= now && now - ms < 60000))" 1 \
+    "the CommandUUID begins with the enqueue time"
+uuids=("$ju")
+for i in 1 2 3 4; do
+	sleep 0.01
+	api POST "/api/v1/enqueue/$udid1" -H 'Content-Type: application/json' \
+	    --data-binary '{"request_type": "DeviceInformation", "Queries": ["UDID"]}'
+	uuids+=("$(jq -r .command_uuid "$BODY")")
+done
+expect_eq "$(printf '%s\n' "${uuids[@]}" | LC_ALL=C sort -c 2>&1 && echo sorted)" \
+    sorted "CommandUUIDs made later sort after earlier ones"
+for i in 1 2 3 4; do # out of the queue the checks below expect
+	api DELETE "/api/v1/queue/$udid1/${uuids[i]}"
+	expect_status 200 "ordering check's command $i cancelled"
+done
 api GET "/api/v1/commands/$ju"
 expect_status 200 "the JSON command is stored"
 expect_body_jq '.command.Command.Queries | join(",")' UDID,SerialNumber \
