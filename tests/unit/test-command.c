@@ -151,7 +151,7 @@ test_json_uuid(void)
 	CHECK_EQ(strlen(c->uuid), 36);
 	CHECK(c->uuid[8] == '-' && c->uuid[13] == '-' && c->uuid[18] == '-' &&
 	    c->uuid[23] == '-');
-	CHECK(c->uuid[14] == '4');
+	CHECK(c->uuid[14] == '7'); /* version 7: the time first */
 	CHECK(strchr("89AB", c->uuid[19]) != NULL);
 	command_free(c);
 	for (i = 0; i < 100; i++) {
@@ -160,6 +160,12 @@ test_json_uuid(void)
 		CHECK_EQ(command_uuid_new(u), 0);
 		CHECK_EQ(command_uuid_new(v), 0);
 		CHECK(strcmp(u, v) != 0);
+		if (i % 10 == 0) {
+			/* A later millisecond sorts after. */
+			usleep(2000);
+			CHECK_EQ(command_uuid_new(v), 0);
+			CHECK(strcmp(u, v) < 0);
+		}
 	}
 	json_bad("{\"request_type\": \"ProfileList\", \"command_uuid\": \"\"}",
 	    "command_uuid");
