@@ -63,6 +63,16 @@ device_submit(struct device_op *d, store_op_fn run, store_done_fn done)
 	return HANDLED;
 }
 
+/* The operation and its message, freed by a worker (exchange_done). */
+static void
+device_release(void *arg)
+{
+	struct device_op *d = arg;
+
+	msg_free(d->msg);
+	free(d);
+}
+
 void
 device_finish(struct device_op *d, int rc, const char *reason)
 {
@@ -71,7 +81,5 @@ device_finish(struct device_op *d, int rc, const char *reason)
 	if (rc == 403)
 		metrics_identity_refusal(reason); /* identity_authorize */
 	response_store_result(d->resp, rc, reason);
-	msg_free(d->msg);
-	free(d);
-	exchange_done(x);
+	exchange_done(x, device_release, d);
 }

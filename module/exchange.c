@@ -24,7 +24,7 @@ exchange_set_done(exchange_done_fn fn)
 
 /* See extern.h. */
 void
-exchange_done(struct exchange *x)
+exchange_done(struct exchange *x, exchange_release_fn release, void *arg)
 {
-	done_fn(x);
+	done_fn(x, release, arg);
 }

@@ -145,10 +145,16 @@ void        response_store_result(struct response *, int rc,
 struct exchange;
 enum handler_rc { HANDLED = 0, PENDING = 1 };
 /* exchange.c: exchange_done calls what main.c set, once, before any
- * request is accepted. */
-typedef void (*exchange_done_fn)(struct exchange *);
+ * request is accepted. release(arg), when not NULL, is run by the worker
+ * that takes the exchange's slot for its next request: what a request
+ * allocated in a worker is freed in a worker, not in the writer, the
+ * stage every write waits for (and malloc keeps a freed block for the
+ * thread that frees it). */
+typedef void (*exchange_release_fn)(void *);
+typedef void (*exchange_done_fn)(struct exchange *, exchange_release_fn,
+    void *);
 void exchange_set_done(exchange_done_fn);
-void exchange_done(struct exchange *);
+void exchange_done(struct exchange *, exchange_release_fn, void *);
 
 /*
  * device.c: what a device request's handler holds, first in its

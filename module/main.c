@@ -159,10 +159,12 @@ log_safe(const char *s, char *out, size_t n)
  * for is durable (PENDING), and the exchange goes back to the pool.
  */
 struct exchange {
-	FCGX_Request     fr;
-	struct request   req;
-	struct response  resp;
-	struct exchange *next;
+	FCGX_Request        fr;
+	struct request      req;
+	struct response     resp;
+	struct exchange    *next;
+	exchange_release_fn release; /* what the last request left to free */
+	void               *release_arg;
 };
 
 static struct {
@@ -192,6 +194,17 @@ pool_take(void)
 		x = NULL;
 	pthread_mutex_unlock(&ex.mu);
 	return x;
+}
+
+/* Free what the slot's last request left (exchange_done). */
+static void
+exchange_release(struct exchange *x)
+{
+	if (x->release == NULL)
+		return;
+	x->release(x->release_arg);
+	x->release = NULL;
+	x->release_arg = NULL;
 }
 
 static void
@@ -437,8 +450,10 @@ static __thread struct exchange *pend, *pend_tail;
 /* Called from the store's writer thread (exchange_done, exchange.c):
  * the reply joins its commit's batch. */
 static void
-exchange_ready(struct exchange *x)
+exchange_ready(struct exchange *x, exchange_release_fn release, void *arg)
 {
+	x->release = release;
+	x->release_arg = arg;
 	x->next = NULL;
 	if (pend_tail != NULL)
 		pend_tail->next = x;
@@ -530,8 +545,10 @@ exchanges_stop(void)
 	pthread_cond_signal(&ex.cv_ready);
 	pthread_mutex_unlock(&ex.rmu);
 	pthread_join(ex.thread, NULL);
-	for (i = 0; i < ex.n; i++)
+	for (i = 0; i < ex.n; i++) {
+		exchange_release(&ex.all[i]);
 		FCGX_Free(&ex.all[i].fr, 1);
+	}
 	free(ex.all);
 }
 
@@ -645,6 +662,7 @@ worker_main(void *arg)
 	while (!stopping) {
 		if ((x = pool_take()) == NULL)
 			break;
+		exchange_release(x);
 		if ((fd = conn_wait()) == -1) {
 			pool_put(x);
 			break;
