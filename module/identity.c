@@ -1005,6 +1005,12 @@ identity_authorize(struct store_txn *txn, const char *device_id,
 		*reason = "no device ID";
 		goto out;
 	}
+	/* The common case, the bound certificate, without a decode. */
+	if ((src = store_device_cert_is(txn, device_id, hash, &mine)) == 0 &&
+	    mine) {
+		rc = 0;
+		goto out;
+	}
 	src = store_device_get(txn, device_id, &dev);
 	if (src == STORE_ENOTFOUND)
 		dev = NULL;

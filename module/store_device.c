@@ -114,6 +114,45 @@ store_device_get(struct store_txn *t, const char *id,
 	return 0;
 }
 
+/*
+ * Is hash the device's current certificate (device_fields tag 14)? Reads
+ * the one field without decoding the record: identity_authorize asks on
+ * every device request, in the writer. 0 with *match set, or the
+ * lookup's error (STORE_ENOTFOUND for no such device).
+ */
+int
+store_device_cert_is(struct store_txn *t, const char *id,
+    const unsigned char hash[32], int *match)
+{
+	struct rec_r         r;
+	struct key           k;
+	MDB_val              v;
+	const unsigned char *p;
+	size_t               n;
+	unsigned             tag;
+	size_t               i;
+	int                  rc;
+
+	*match = 0;
+	if ((rc = str_key(&k, id)) != 0 ||
+	    (rc = db_get(t, DBI_DEVICE, &k, &v)) != 0 ||
+	    (rc = rec_open(&r, &v, REC_DEVICE)) != 0)
+		return rc;
+	while ((rc = rec_next(&r, &tag, &p, &n)) == 1)
+		if (tag == 14) {
+			unsigned char diff = 0;
+
+			if (n != 32)
+				return STORE_ECORRUPT;
+			/* In constant time, as identity.c compares. */
+			for (i = 0; i < 32; i++)
+				diff |= (unsigned char)(p[i] ^ hash[i]);
+			*match = diff == 0;
+			return 0;
+		}
+	return rc;
+}
+
 /* Write the device and keep the serial index pointing at it. */
 int
 store_device_put(struct store_txn *t, const struct store_device *d)

@@ -240,6 +240,9 @@ struct store_device {
 int  store_device_get(struct store_txn *, const char *id,
      struct store_device **out);
 int  store_device_put(struct store_txn *, const struct store_device *);
+/* 0 with *match 1 when hash is the device's current certificate's. */
+int  store_device_cert_is(struct store_txn *, const char *id,
+     const unsigned char hash[32], int *match);
 void store_device_free(struct store_device *);
 /* Find a device ID by serial number; caller frees *id. */
 int  store_device_by_serial(struct store_txn *, const char *serial,
