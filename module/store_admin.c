@@ -173,23 +173,6 @@ u64set_free(struct u64set *s)
 
 /* ---- raw access ---- */
 
-/* Find field tag of a record of kind; 1 with p/n, 0 absent, <0 corrupt. */
-int
-rec_field(const MDB_val *v, enum rec_kind kind, unsigned want,
-    const unsigned char **p, size_t *n)
-{
-	struct rec_r r;
-	unsigned     tag;
-	int	     rc;
-
-	if ((rc = rec_open(&r, v, kind)) != 0)
-		return rc;
-	while ((rc = rec_next(&r, &tag, p, n)) == 1)
-		if (tag == want)
-			return 1;
-	return rc;
-}
-
 /* A record field as an owned string; *out NULL when absent. */
 int
 rec_field_str(const MDB_val *v, enum rec_kind kind, unsigned tag, char **out)

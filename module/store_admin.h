@@ -56,9 +56,6 @@ void u64set_free(struct u64set *);
 
 /* ---- raw access ---- */
 
-/* Find field tag of a record of kind; 1 with p/n, 0 absent, <0 corrupt. */
-int rec_field(const MDB_val *v, enum rec_kind kind, unsigned want,
-    const unsigned char **p, size_t *n);
 /* A record field as an owned string; *out NULL when absent. */
 int rec_field_str(const MDB_val *v, enum rec_kind, unsigned tag, char **out);
 /* Does a sub-database hold this key? 1, 0 or a store_err. */

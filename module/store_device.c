@@ -124,33 +124,25 @@ int
 store_device_cert_is(struct store_txn *t, const char *id,
     const unsigned char hash[32], int *match)
 {
-	struct rec_r         r;
 	struct key           k;
 	MDB_val              v;
 	const unsigned char *p;
-	size_t               n;
-	unsigned             tag;
-	size_t               i;
+	size_t               n, i;
+	unsigned char        diff = 0;
 	int                  rc;
 
 	*match = 0;
 	if ((rc = str_key(&k, id)) != 0 ||
 	    (rc = db_get(t, DBI_DEVICE, &k, &v)) != 0 ||
-	    (rc = rec_open(&r, &v, REC_DEVICE)) != 0)
-		return rc;
-	while ((rc = rec_next(&r, &tag, &p, &n)) == 1)
-		if (tag == 14) {
-			unsigned char diff = 0;
-
-			if (n != 32)
-				return STORE_ECORRUPT;
-			/* In constant time, as identity.c compares. */
-			for (i = 0; i < 32; i++)
-				diff |= (unsigned char)(p[i] ^ hash[i]);
-			*match = diff == 0;
-			return 0;
-		}
-	return rc;
+	    (rc = rec_field(&v, REC_DEVICE, 14, &p, &n)) != 1)
+		return rc; /* 0: no certificate bound, no match */
+	if (n != 32)
+		return STORE_ECORRUPT;
+	/* In constant time, as identity.c compares. */
+	for (i = 0; i < 32; i++)
+		diff |= (unsigned char)(p[i] ^ hash[i]);
+	*match = diff == 0;
+	return 0;
 }
 
 /* Write the device and keep the serial index pointing at it. */

@@ -180,6 +180,11 @@ int rec_open(struct rec_r *, const MDB_val *, enum rec_kind);
 /* 1 with the next field, 0 at the end, STORE_ECORRUPT on a bad length. */
 int rec_next(struct rec_r *, unsigned *tag, const unsigned char **p,
     size_t *n);
+/* Field tag of a stored record of this kind, read in place: 1 with *p and
+ * *n, 0 when the record has none, STORE_ECORRUPT (a bad header or
+ * length). */
+int rec_field(const MDB_val *, enum rec_kind, unsigned tag,
+    const unsigned char **p, size_t *n);
 /* Field decoders: 0 or STORE_ECORRUPT / STORE_ENOMEM. */
 int rec_dup_str(const unsigned char *, size_t, char **out);
 int rec_dup_bytes(const unsigned char *, size_t, unsigned char **out,

@@ -471,12 +471,10 @@ out:
 int
 store_command_type(struct store_txn *t, const char *uuid, char **out)
 {
-	struct rec_r         r;
 	struct key           k;
 	MDB_val              v;
 	const unsigned char *p;
 	size_t               n;
-	unsigned             tag;
 	int                  rc;
 
 	*out = NULL;
@@ -484,12 +482,11 @@ store_command_type(struct store_txn *t, const char *uuid, char **out)
 		return STORE_EINVAL;
 	key_init(&k);
 	key_raw(&k, uuid, strlen(uuid));
-	if ((rc = db_get(t, DBI_CMD, &k, &v)) != 0 ||
-	    (rc = rec_open(&r, &v, REC_CMD)) != 0)
+	if ((rc = db_get(t, DBI_CMD, &k, &v)) != 0)
 		return rc;
-	while ((rc = rec_next(&r, &tag, &p, &n)) == 1)
-		if (tag == 2) /* cmd_fields: request_type */
-			return rec_dup_str(p, n, out);
+	/* cmd_fields: request_type */
+	if ((rc = rec_field(&v, REC_CMD, 2, &p, &n)) == 1)
+		return rec_dup_str(p, n, out);
 	return rc == 0 ? STORE_ECORRUPT : rc;
 }
 

@@ -231,6 +231,22 @@ rec_next(struct rec_r *r, unsigned *tag, const unsigned char **p, size_t *n)
 }
 
 int
+rec_field(const MDB_val *v, enum rec_kind kind, unsigned tag,
+    const unsigned char **p, size_t *n)
+{
+	struct rec_r r;
+	unsigned     t;
+	int          rc;
+
+	if ((rc = rec_open(&r, v, kind)) != 0)
+		return rc;
+	while ((rc = rec_next(&r, &t, p, n)) == 1)
+		if (t == tag)
+			return 1;
+	return rc;
+}
+
+int
 rec_dup_str(const unsigned char *p, size_t n, char **out)
 {
 	char *s;
