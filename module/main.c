@@ -626,7 +626,7 @@ serve(struct exchange *x)
  * gives each thread its own nice value). The writer and the completion
  * thread keep the process's: they are the serial stages every request
  * waits for, so when nginx and the workers keep both cores busy they get
- * the CPU first. Measured in BENCHMARKS.md ("Worker priority").
+ * the CPU first. Measured in BENCHMARKS.md ("Workers below the writer").
  */
 static void
 worker_lower_priority(void)
