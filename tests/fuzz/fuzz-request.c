@@ -258,8 +258,13 @@ fuzz_pairs_overflow(const unsigned char *p, size_t n)
  * libfcgi does not always skip a record's padding: switching its reader
  * to the params stream after FCGI_BEGIN_REQUEST, and to stdin after the
  * params' empty record, drops the padding length, so those padding bytes
- * are read as the next header (fuzz-request found both). Each of the four
- * readings is walked; any that overflows counts.
+ * are read as the next header (fuzz-request found both). libfcgi skips
+ * an FCGI_PARAMS record of another request ID (ProcessHeader: SKIP), so
+ * its content is not between the pairs; joining it in anyway can hide an
+ * overflow behind it (fuzz-request found that too: corpus file
+ * expect-bug-libfcgi-other-request-id). Each of the eight readings (the
+ * two paddings kept or dropped, other request IDs' params joined or
+ * skipped) is walked; any that overflows counts.
  */
 static int
 fuzz_libfcgi_walk(const unsigned char *s, size_t n, int keep_pad)
@@ -279,7 +284,9 @@ fuzz_libfcgi_walk(const unsigned char *s, size_t n, int keep_pad)
 			clen = n - off;
 		if (rid == 0 && type == 9)
 			bad = fuzz_pairs_overflow(s + off, clen);
-		else if ((type == 4 || (rid == 0 && !ended)) &&
+		else if (((type == 4 &&
+			       (!(keep_pad & 4) || rid == 0 || rid == brid)) ||
+			     (rid == 0 && !ended)) &&
 		    buf_append(&params, s + off, clen) == -1)
 			abort();
 		off += clen;
@@ -306,7 +313,7 @@ fuzz_libfcgi_abort(const unsigned char *s, size_t n)
 {
 	int keep_pad;
 
-	for (keep_pad = 0; keep_pad < 4; keep_pad++)
+	for (keep_pad = 0; keep_pad < 8; keep_pad++)
 		if (fuzz_libfcgi_walk(s, n, keep_pad))
 			return 1;
 	return 0;
