@@ -42,7 +42,7 @@ const char *const store_dbi_names[DBI__MAX] = {
 	"cmd", "queue", "qpos", "result", "cmdq", "pushcert", "machineinfo",
 	"enrollment_token", "ade_token", "ade_device", "event", "vpp_token",
 	"vpp_asset", "vpp_assignment", "vpp_user", "push_outbox", "push_state",
-	"vpp_metadata", "vpp_event"
+	"vpp_metadata", "vpp_event", "result_index"
 };
 
 #define BATCH_MAX 256 /* jobs in one group commit, at most */
@@ -128,8 +128,8 @@ store_rc(int rc)
 	}
 }
 
-/* Record this build's schema version in t's store. */
-static int
+/* See store_int.h. */
+int
 store_schema_put(struct store_txn *t)
 {
 	struct key    k;
@@ -390,9 +390,12 @@ store_open1(const char *dir, const struct store_opts *o, struct store **out,
 	if ((rc = store_check_schema(s, dir, &found)) != 0 ||
 	    (!o->readonly && ((rc = enroll_count_ensure(s)) != 0 ||
 	    (rc = queue_pos_upgrade(s)) != 0 ||
+	    (found < STORE_FORMAT_RESULT_SEQ &&
+	    (rc = results_upgrade(s)) != 0) ||
 	    (found < STORE_SCHEMA_VERSION &&
 	    (rc = store_schema_upgrade(s, dir, found)) != 0))))
 		goto fail;
+	s->format = o->readonly ? found : STORE_SCHEMA_VERSION;
 	*out = s;
 	return 0;
 fail_mdb:
@@ -433,8 +436,8 @@ store_adopt_mapsize(struct store *s)
 	pthread_rwlock_unlock(&s->resize_lock);
 }
 
-/* Double the map (up to map_max). 0, or STORE_EFULL when at the limit. */
-static int
+/* See store_int.h. */
+int
 store_grow(struct store *s)
 {
 	MDB_envinfo ei;

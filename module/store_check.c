@@ -426,17 +426,27 @@ check_eid(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 }
 
 /* An entry keyed by an enrollment number that is not in use. */
+/* The entry belongs to enrollment number eid, which does not exist
+ * (repair: drop it). */
 static int
-check_orphan(
-    struct check_ctx *c, enum store_dbi d, const MDB_val *k, const char *what)
+check_orphan_of(struct check_ctx *c, enum store_dbi d, const MDB_val *k,
+    const char *what, uint64_t eid)
 {
 	int rc;
 
 	if ((rc = problem(c, d, k->mv_data, k->mv_size, c->repair,
 		 "%s of enrollment number %llu, which does not exist", what,
-		 (unsigned long long)key_get_u64(k->mv_data))) != 0)
+		 (unsigned long long)eid)) != 0)
 		return rc;
 	return c->repair;
+}
+
+/* The same of a key that starts with the number. */
+static int
+check_orphan(
+    struct check_ctx *c, enum store_dbi d, const MDB_val *k, const char *what)
+{
+	return check_orphan_of(c, d, k, what, key_get_u64(k->mv_data));
 }
 
 static int
@@ -504,19 +514,68 @@ check_result(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	struct check_ctx *c = arg;
 	const char	 *why;
-	uint64_t	  seq;
+	unsigned char	  ik[16];
+	MDB_val		  iv;
+	uint64_t	  seq, eid;
+	int		  rc, seq_first;
 
-	(void)t;
 	check_tick(c);
 	if (k->mv_size != 16)
 		return check_malformed(c, DBI_RESULT, k);
-	if (!u64set_has(&c->eids, key_get_u64(k->mv_data)))
-		return check_orphan(c, DBI_RESULT, k, "result");
-	if ((seq = key_get_u64((unsigned char *)k->mv_data + 8)) > c->max_seq)
+	/* seq . eid; eid . seq in a store of format 1 or 2 (read-only:
+	 * a writable open has upgraded it). */
+	seq_first = t->s->format >= STORE_FORMAT_RESULT_SEQ;
+	seq = key_get_u64((unsigned char *)k->mv_data + (seq_first ? 0 : 8));
+	eid = key_get_u64((unsigned char *)k->mv_data + (seq_first ? 8 : 0));
+	if (!u64set_has(&c->eids, eid))
+		return check_orphan_of(c, DBI_RESULT, k, "result", eid);
+	if (seq > c->max_seq)
 		c->max_seq = seq;
 	if ((why = rec_problem(v, REC_RESULT, NULL)) != NULL)
 		return problem(
 		    c, DBI_RESULT, k->mv_data, k->mv_size, 0, "%s", why);
+	if (!seq_first)
+		return 0;
+	/* Its index entry (repair: add it). */
+	be64(ik, eid);
+	be64(ik + 8, seq);
+	if ((rc = db_getv(t, DBI_RESULTIX, ik, 16, &iv)) != STORE_ENOTFOUND)
+		return rc;
+	if (c->repair && (rc = db_putv(t, DBI_RESULTIX, ik, 16, "", 0)) != 0)
+		return rc;
+	return problem(c, DBI_RESULT, k->mv_data, k->mv_size, c->repair,
+	    "not in result_index: the API and inventory do not list it");
+}
+
+/* RESULTIX: the enrollment exists (repair: drop), the result it names
+ * exists (repair: drop), the value is empty. */
+static int
+check_resultix(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct check_ctx *c = arg;
+	unsigned char	  rk[16];
+	MDB_val		  rv;
+	int		  rc;
+
+	check_tick(c);
+	if (k->mv_size != 16)
+		return check_malformed(c, DBI_RESULTIX, k);
+	if (!u64set_has(&c->eids, key_get_u64(k->mv_data)))
+		return check_orphan(c, DBI_RESULTIX, k, "result index entry");
+	be64(rk, key_get_u64((unsigned char *)k->mv_data + 8));
+	be64(rk + 8, key_get_u64(k->mv_data));
+	if ((rc = db_getv(t, DBI_RESULT, rk, 16, &rv)) == STORE_ENOTFOUND) {
+		if ((rc = problem(c, DBI_RESULTIX, k->mv_data, k->mv_size,
+			 c->repair, "names no result")) != 0)
+			return rc;
+		return c->repair;
+	}
+	if (rc != 0)
+		return rc;
+	if (v->mv_size != 0)
+		return problem(c, DBI_RESULTIX, k->mv_data, k->mv_size, 0,
+		    "value is not empty");
 	return 0;
 }
 
@@ -1075,6 +1134,7 @@ static const visit_fn checks[DBI__MAX] = {
     [DBI_QUEUE] = check_queue,
     [DBI_QPOS] = check_qpos,
     [DBI_RESULT] = check_result,
+    [DBI_RESULTIX] = check_resultix,
     [DBI_CMDQ] = check_cmdq,
     [DBI_PUSHCERT] = check_pushcert,
     [DBI_MACHINEINFO] = check_machineinfo,

@@ -417,6 +417,7 @@ struct restore_ctx {
 	char			    *err;
 	size_t			     errlen;
 	struct buf		     val;
+	uint64_t		     format; /* the dump's store format */
 	/* the last key put in each sub-database (appends when in order) */
 	unsigned char last[DBI__MAX][KEY_MAX];
 	size_t	      lastlen[DBI__MAX];
@@ -798,6 +799,7 @@ restore_op(struct store_txn *t, void *arg)
 		return restore_fail(c, STORE_EINVAL,
 		    "dump of a store format this picomdm does not read (a "
 		    "newer picomdm's?)");
+	c->format = key_get_u64(v.mv_data);
 	/* Counted from the records, whatever the dump said. */
 	if ((rc = enroll_count_reset(t)) != 0)
 		return rc;
@@ -825,6 +827,10 @@ store_restore(struct store *s, const void *dump, size_t len, unsigned flags,
 	c.errlen = err != NULL && errlen > 0 ? errlen : sizeof(dummy);
 	c.err[0] = '\0';
 	rc = store_write(s, restore_op, &c);
+	/* The store is of the dump's format until a writable open
+	 * upgrades it: read (and written) as such meanwhile. */
+	if (rc == 0)
+		s->format = c.format;
 	freezero(c.val.p, c.val.cap);
 	if (records != NULL)
 		*records = rc == 0 ? c.records : 0;

@@ -210,15 +210,20 @@ store_owner_fields(struct store_txn *t, int enrollment, const char *id,
 				continue;
 			if (rc != 0 || (rc = rec_fields(k, &v, fn, arg)) != 0)
 				return rc;
-		} else if (enrollment && k->owner == OWN_EID) {
-			/* Keyed by the enrollment's number, then more. */
+		} else if (enrollment && (k->owner == OWN_EID ||
+		    k->owner == OWN_EID_INDEX)) {
+			/* Keyed by the enrollment's number, then more; or
+			 * found through the index of its number. */
 			if (eid == 0 && (rc = enroll_eid(t, id, &eid)) != 0)
 				return rc == STORE_ENOTFOUND ? 0 : rc;
 			for (i = 7, x = eid; i >= 0; i--, x >>= 8)
 				be[i] = (unsigned char)x;
 			ea.k = k;
-			if ((rc = db_prefix_each(t, k->dbi, be, 8, 0, each_rec,
-				 &ea)) != 0)
+			rc = k->owner == OWN_EID_INDEX
+			    ? result_each_of(t, eid, each_rec, &ea)
+			    : db_prefix_each(t, k->dbi, be, 8, 0, each_rec,
+				  &ea);
+			if (rc != 0)
 				return rc;
 		}
 	}

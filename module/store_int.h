@@ -32,7 +32,8 @@ enum store_dbi {
 	DBI_CMD,      /* CommandUUID -> command record */
 	DBI_QUEUE,    /* eid . (255 - priority) . seq -> queue record */
 	DBI_QPOS,     /* eid . uuid -> (255 - priority) . seq */
-	DBI_RESULT,   /* eid . seq -> result record */
+	DBI_RESULT,   /* seq . eid -> result record (store format 3; eid .
+		       * seq before: results_upgrade) */
 	DBI_CMDQ,     /* uuid . eid -> command-per-enrollment status record */
 	DBI_PUSHCERT, /* APNs topic -> push certificate record */
 	DBI_MACHINEINFO, /* UDID -> MachineInfo record (store_enroll.c) */
@@ -51,6 +52,8 @@ enum store_dbi {
 		       * (store_vpp_meta.c) */
 	DBI_VPPEVENT, /* VPP token . eventId -> write event record
 		       * (store_vpp_event.c) */
+	DBI_RESULTIX, /* eid . seq -> "": an enrollment's results, in
+		       * order (store format 3) */
 	DBI__MAX
 };
 
@@ -64,6 +67,9 @@ struct store {
 	size_t           map_size;
 	size_t           map_max;
 	int              readonly;
+	uint64_t         format; /* STORE_SCHEMA_VERSION once a read-write
+				  * open has upgraded; a read-only open of
+				  * an older store sees that store's */
 	pthread_rwlock_t resize_lock; /* read: any txn; write: resizing */
 
 	/* group-commit writer */
@@ -256,6 +262,28 @@ int enroll_count_ensure(struct store *);
  * of its own.
  */
 int queue_pos_upgrade(struct store *);
+/*
+ * Results (store_queue.c): store format 3 keys them seq . eid, so that a
+ * report appends at the end of DBI_RESULT, with DBI_RESULTIX (eid . seq)
+ * to find an enrollment's; formats 1 and 2 keyed them eid . seq.
+ * results_upgrade, at a writable open of an older store, rekeys them and
+ * records format 3 in the same transaction (an interrupted upgrade leaves
+ * the old store, never half of each). A read-only open of an older store
+ * reads them as they are (s->format).
+ */
+int results_upgrade(struct store *);
+/* Double the map (up to map_max). 0, or STORE_EFULL when at the limit
+ * (store.c). */
+int store_grow(struct store *);
+/* Record this build's store format in t's meta (store.c). */
+int store_schema_put(struct store_txn *);
+/* Call fn with each DBI_RESULT entry of enrollment eid, oldest first, in
+ * either layout; fn returns 0 to go on, anything else stops the walk and
+ * is returned. */
+int result_each_of(struct store_txn *, uint64_t eid, db_each_fn fn,
+    void *arg);
+/* The first store format that keys results seq . eid. */
+#define STORE_FORMAT_RESULT_SEQ 3
 /* A queued command's position for eid, as the last nine bytes of its
  * DBI_QUEUE key: 1 with pos, 0 when it has none, <0 on error. */
 int queue_pos_get(struct store_txn *, const char *uuid, uint64_t eid,

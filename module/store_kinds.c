@@ -455,8 +455,9 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	NO_SOURCE, .check_pass = 11},
     [DBI_RESULT] = {.dbi = DBI_RESULT, .key = KK_U64_U64, .val = KV_RECORD,
 	.rec = REC_RESULT, .f = result_af, .nf = NF(result_af),
-	.plist_svc = INV_COMMAND, .owner = OWN_EID, .ref = REF_CMD_FIELD,
-	.ref_tag = TAG_RESULT_UUID, NO_SOURCE, .check_pass = 8},
+	.plist_svc = INV_COMMAND, .owner = OWN_EID_INDEX,
+	.ref = REF_CMD_FIELD, .ref_tag = TAG_RESULT_UUID, NO_SOURCE,
+	.check_pass = 8},
     [DBI_CMDQ] = {.dbi = DBI_CMDQ, .key = KK_TEXT_U64, .val = KV_RECORD,
 	.rec = REC_CMDQ, .f = cmdq_af, .nf = NF(cmdq_af),
 	.plist_svc = INV_COMMAND, .owner = OWN_EID_SUFFIX,
@@ -521,6 +522,8 @@ const struct store_kind store_kinds[DBI__MAX] = {
 	.val = KV_RECORD, .rec = REC_VPPEVENT, .f = vppevent_af,
 	.nf = NF(vppevent_af), .plist_svc = INV_VPP,
 	.owner = OWN_VPP_TOKEN, NO_SOURCE, .check_pass = 26},
+    [DBI_RESULTIX] = {.dbi = DBI_RESULTIX, .key = KK_U64_U64,
+	.val = KV_TEXT, .owner = OWN_EID, NO_SOURCE, .check_pass = 27},
 };
 /* clang-format on */
 

@@ -6,7 +6,12 @@
  * order is the delivery order, so finding the next command reads only the
  * head of the range, however long the queue or the history. Answered
  * commands leave the queue (only queued and NotNow'd ones stay); results
- * live apart, keyed by eid and sequence, newest last.
+ * live apart, keyed by the store-wide sequence and then eid, so that every
+ * report appends at the end of DBI_RESULT (one leaf page dirtied by a
+ * whole group commit, leaves filled, not split in halves), with an index
+ * DBI_RESULTIX (eid . sequence -> "") for an enrollment's results, newest
+ * last. Stores of format 1 and 2 keyed them eid . sequence and are
+ * rekeyed at their first writable open (results_upgrade).
  *
  * Where a queued command stands in its enrollment's queue (priority and
  * sequence: its DBI_QUEUE key) is in its DBI_CMDQ record, which every
@@ -507,6 +512,54 @@ store_result_put(struct store_txn *t, const char *enrollment_id,
 	    well_formed, known);
 }
 
+/* The DBI_RESULT key of eid's result seq in the store's layout. */
+static void
+result_key(const struct store_txn *t, uint64_t eid, uint64_t seq,
+    struct key *k)
+{
+	key_init(k);
+	if (t->s->format >= STORE_FORMAT_RESULT_SEQ) {
+		key_u64(k, seq);
+		key_u64(k, eid);
+	} else {
+		key_u64(k, eid);
+		key_u64(k, seq);
+	}
+}
+
+/* Key seq . eid, and its index entry. The sequence is the store's
+ * highest, so LMDB is told it appends (no search, and a full leaf is
+ * left full); a key that is not the last (a store whose counter was set
+ * back by hand) is put the usual way, never over another. (A store
+ * restored from an older dump in this process, until it is opened for
+ * writing again, keeps its own layout.) */
+static int
+result_write(struct store_txn *t, uint64_t eid, uint64_t seq,
+    const struct store_result *r)
+{
+	int	     by_seq = t->s->format >= STORE_FORMAT_RESULT_SEQ;
+	struct rec_w w;
+	struct key   k;
+	int          rc;
+
+	result_key(t, eid, seq, &k);
+	rec_begin(&w, REC_RESULT);
+	rec_encode(&w, result_fields, NF(result_fields), r);
+	if (w.err)
+		rc = STORE_ENOMEM;
+	else if (!by_seq || (rc = db_put(t, DBI_RESULT, &k, w.b.p, w.b.len,
+	    MDB_APPEND)) == STORE_EEXIST)
+		rc = db_put(t, DBI_RESULT, &k, w.b.p, w.b.len,
+		    by_seq ? MDB_NOOVERWRITE : 0);
+	buf_free(&w.b);
+	if (rc != 0 || !by_seq)
+		return rc;
+	key_init(&k);
+	key_u64(&k, eid);
+	key_u64(&k, seq);
+	return db_put(t, DBI_RESULTIX, &k, "", 0, 0);
+}
+
 int
 store_result_put_eid(struct store_txn *t, uint64_t eid, const char *uuid,
     enum cmd_status status, const void *raw, size_t len, int well_formed,
@@ -515,7 +568,7 @@ store_result_put_eid(struct store_txn *t, uint64_t eid, const char *uuid,
 	struct store_queue_item *q = NULL;
 	struct store_result      r;
 	struct cmdq              cq;
-	struct key               qk, rk;
+	struct key               qk;
 	MDB_cursor              *cur;
 	uint64_t                 seq;
 	int                      rc;
@@ -558,11 +611,7 @@ store_result_put_eid(struct store_txn *t, uint64_t eid, const char *uuid,
 	r.raw_len = len;
 	r.known = *known;
 	r.well_formed = well_formed;
-	key_init(&rk);
-	key_u64(&rk, eid);
-	key_u64(&rk, seq);
-	return put_rec(t, DBI_RESULT, &rk, REC_RESULT, result_fields,
-	    NF(result_fields), &r);
+	return result_write(t, eid, seq, &r);
 }
 
 int
@@ -683,23 +732,52 @@ store_result_free(struct store_result *r)
 	free(r);
 }
 
+/* The result of entry (k, v) (its sequence from the key, the layout's
+ * position) handed to fn; 1 from fn stops the walk. */
+static int
+result_hand(const MDB_val *k, const MDB_val *v, size_t seq_off,
+    const char *enrollment_id, store_result_cb fn, void *arg)
+{
+	struct store_result *r;
+	int                  rc;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return STORE_ENOMEM;
+	r->seq = key_get_u64((const unsigned char *)k->mv_data + seq_off);
+	if ((rc = rec_decode(v, REC_RESULT, result_fields,
+	    NF(result_fields), r, NULL, NULL)) == 0 &&
+	    (r->enrollment_id = strdup(enrollment_id)) == NULL)
+		rc = STORE_ENOMEM;
+	if (rc == 0)
+		rc = fn(r, arg);
+	store_result_free(r);
+	return rc;
+}
+
+/*
+ * Newest first, from the entry before before_seq (0: the newest), in a
+ * range of eid . seq keys: DBI_RESULTIX's (whose entries name the
+ * DBI_RESULT key) or, in a store of format 1 or 2 opened read-only,
+ * DBI_RESULT's own.
+ */
 int
 store_result_iter(struct store_txn *t, const char *enrollment_id,
     uint64_t before_seq, store_result_cb fn, void *arg)
 {
-	struct store_result *r;
-	MDB_cursor          *c;
-	MDB_val              k, v;
-	struct key           pk;
-	uint64_t             eid;
-	int                  rc;
+	enum store_dbi d = t->s->format >= STORE_FORMAT_RESULT_SEQ ?
+	    DBI_RESULTIX : DBI_RESULT;
+	MDB_cursor    *c;
+	MDB_val        k, v, rv;
+	struct key     pk, rk;
+	uint64_t       eid, seq;
+	int            rc;
 
 	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
 		return rc;
 	key_init(&pk);
 	key_u64(&pk, eid);
 	key_u64(&pk, before_seq ? before_seq : UINT64_MAX);
-	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_RESULT], &c)) != 0)
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[d], &c)) != 0)
 		return store_rc(rc);
 	k.mv_data = pk.b;
 	k.mv_size = pk.len;
@@ -711,21 +789,21 @@ store_result_iter(struct store_txn *t, const char *enrollment_id,
 	for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_PREV)) {
 		if (k.mv_size != 16 || memcmp(k.mv_data, pk.b, 8) != 0)
 			break;
-		if (key_get_u64((unsigned char *)k.mv_data + 8) >=
-		    (before_seq ? before_seq : UINT64_MAX))
+		seq = key_get_u64((unsigned char *)k.mv_data + 8);
+		if (seq >= (before_seq ? before_seq : UINT64_MAX))
 			continue;
-		if ((r = calloc(1, sizeof(*r))) == NULL) {
-			rc = STORE_ENOMEM;
-			break;
+		if (d == DBI_RESULT) {
+			rc = result_hand(&k, &v, 8, enrollment_id, fn, arg);
+		} else {
+			/* An index entry without its result is check's to
+			 * report: skipped here. */
+			result_key(t, eid, seq, &rk);
+			if ((rc = db_get(t, DBI_RESULT, &rk, &rv)) == 0)
+				rc = result_hand(&(MDB_val){.mv_size = rk.len, .mv_data = rk.b}, &rv,
+				    0, enrollment_id, fn, arg);
+			else if (rc == STORE_ENOTFOUND)
+				rc = 0;
 		}
-		r->seq = key_get_u64((unsigned char *)k.mv_data + 8);
-		if ((rc = rec_decode(&v, REC_RESULT, result_fields,
-		    NF(result_fields), r, NULL, NULL)) == 0 &&
-		    (r->enrollment_id = strdup(enrollment_id)) == NULL)
-			rc = STORE_ENOMEM;
-		if (rc == 0)
-			rc = fn(r, arg);
-		store_result_free(r);
 		if (rc != 0)
 			break;
 	}
@@ -733,6 +811,44 @@ store_result_iter(struct store_txn *t, const char *enrollment_id,
 	if (rc == MDB_NOTFOUND || rc == 1)
 		return 0;
 	return rc < 0 ? rc : store_rc(rc);
+}
+
+struct result_each {
+	db_each_fn fn;
+	void	  *arg;
+};
+
+/* One DBI_RESULTIX entry: its result, when there is one. */
+static int
+result_each_ix(struct store_txn *t, const MDB_val *k, const MDB_val *v,
+    void *arg)
+{
+	struct result_each *re = arg;
+	struct key	    rk;
+	MDB_val		    rv;
+	int		    rc;
+
+	(void)v;
+	result_key(t, key_get_u64(k->mv_data),
+	    key_get_u64((const unsigned char *)k->mv_data + 8), &rk);
+	if ((rc = db_get(t, DBI_RESULT, &rk, &rv)) != 0)
+		return rc == STORE_ENOTFOUND ? 0 : rc;
+	return re->fn(t, &(MDB_val){.mv_size = rk.len, .mv_data = rk.b}, &rv, re->arg);
+}
+
+/* See store_int.h. */
+int
+result_each_of(struct store_txn *t, uint64_t eid, db_each_fn fn, void *arg)
+{
+	struct result_each re = {fn, arg};
+	struct key	   pk;
+
+	key_init(&pk);
+	key_u64(&pk, eid);
+	if (t->s->format < STORE_FORMAT_RESULT_SEQ)
+		return db_prefix_each(t, DBI_RESULT, pk.b, pk.len, 16, fn, arg);
+	return db_prefix_each(t, DBI_RESULTIX, pk.b, pk.len, 16,
+	    result_each_ix, &re);
 }
 
 /* ---- per-command views and retention ---- */
@@ -802,9 +918,7 @@ store_result_get(struct store_txn *t, const char *enrollment_id,
 	*out = NULL;
 	if ((rc = enroll_eid(t, enrollment_id, &eid)) != 0)
 		return rc;
-	key_init(&k);
-	key_u64(&k, eid);
-	key_u64(&k, seq);
+	result_key(t, eid, seq, &k);
 	if ((rc = db_get(t, DBI_RESULT, &k, &v)) != 0)
 		return rc;
 	if ((r = calloc(1, sizeof(*r))) == NULL)
@@ -886,6 +1000,23 @@ command_targets_delete(struct store_txn *t, const char *uuid, uint64_t *n)
 	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
 }
 
+/* Drop the DBI_RESULTIX entry of DBI_RESULT key k (seq . eid; none in
+ * an older layout). */
+static int
+result_unindex(struct store_txn *t, const MDB_val *k)
+{
+	struct key ik;
+	int        rc;
+
+	if (k->mv_size != 16 || t->s->format < STORE_FORMAT_RESULT_SEQ)
+		return 0;
+	key_init(&ik);
+	key_u64(&ik, key_get_u64((const unsigned char *)k->mv_data + 8));
+	key_u64(&ik, key_get_u64(k->mv_data));
+	rc = db_del(t, DBI_RESULTIX, &ik);
+	return rc == STORE_ENOTFOUND ? 0 : rc;
+}
+
 int
 store_prune(struct store_txn *t, uint64_t before, uint64_t limit,
     struct store_prune_count *removed)
@@ -907,7 +1038,8 @@ store_prune(struct store_txn *t, uint64_t before, uint64_t limit,
 		    NF(result_fields), &r, NULL, NULL) == 0 &&
 		    r.received_at < before) {
 			rec_free_fields(result_fields, NF(result_fields), &r);
-			if ((rc = mdb_cursor_del(c, 0)) != 0)
+			if ((rc = result_unindex(t, &k)) != 0 ||
+			    (rc = mdb_cursor_del(c, 0)) != 0)
 				break;
 			removed->results++;
 			if (limit && ++done >= limit)
@@ -960,6 +1092,97 @@ store_prune(struct store_txn *t, uint64_t before, uint64_t limit,
 	}
 	mdb_cursor_close(c);
 	return rc == 0 || rc == MDB_NOTFOUND ? 0 : rc < 0 ? rc : store_rc(rc);
+}
+
+/* ---- the results of an older store ---- */
+
+/*
+ * Rekey every result eid . seq -> seq . eid and index it, in t. Old and
+ * new keys have the same shape, so they never share the sub-database:
+ * every entry is copied to DBI_RESULTIX under its old key and
+ * DBI_RESULT emptied; each is written back under its new key (a key of
+ * another length, check's to report, as it was), DBI_RESULTIX emptied;
+ * then the index is made from the rekeyed results. *n: the results
+ * rekeyed.
+ */
+static int
+results_upgrade_txn(struct store_txn *t, uint64_t *n)
+{
+	MDB_dbi     res = t->s->dbi[DBI_RESULT], ix = t->s->dbi[DBI_RESULTIX];
+	MDB_cursor *c;
+	MDB_val     k, v, nv;
+	struct key  nk;
+	int         rc, pass;
+
+	*n = 0;
+	for (pass = 0; pass < 3; pass++) {
+		if ((rc = mdb_cursor_open(t->txn, pass == 1 ? ix : res,
+		    &c)) != 0)
+			return store_rc(rc);
+		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			nv = v;
+			if (pass == 0) {
+				if ((rc = mdb_put(t->txn, ix, &k, &v, 0)) != 0)
+					break;
+				continue;
+			}
+			if (pass == 2 && k.mv_size != 16)
+				continue;
+			key_init(&nk);
+			if (k.mv_size == 16) {
+				key_u64(&nk, key_get_u64((unsigned char *)
+				    k.mv_data + 8));
+				key_u64(&nk, key_get_u64(k.mv_data));
+			} else
+				key_raw(&nk, k.mv_data, k.mv_size);
+			if (pass == 2)
+				nv.mv_size = 0;
+			else if (k.mv_size == 16)
+				(*n)++;
+			if ((rc = mdb_put(t->txn, pass == 1 ? res : ix,
+			    &(MDB_val){.mv_size = nk.len, .mv_data = nk.b},
+			    &nv, 0)) != 0)
+				break;
+		}
+		mdb_cursor_close(c);
+		if (rc != MDB_NOTFOUND)
+			return store_rc(rc);
+		if (pass < 2 && (rc = mdb_drop(t->txn, pass == 0 ? res : ix,
+		    0)) != 0)
+			return store_rc(rc);
+	}
+	return 0;
+}
+
+/* See store_int.h. Like queue_pos_upgrade: a transaction of its own at
+ * store_open, before any writer; the map grows when it must. */
+int
+results_upgrade(struct store *s)
+{
+	struct store_txn t = {s, NULL, 0, 0};
+	uint64_t         n;
+	int              rc;
+
+	for (;;) {
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &t.txn)) != 0)
+			return store_rc(rc);
+		t.now = time_now_us();
+		if ((rc = results_upgrade_txn(&t, &n)) == 0 &&
+		    (rc = store_schema_put(&t)) == 0) {
+			rc = store_rc(mdb_txn_commit(t.txn));
+			if (rc == 0)
+				break;
+		} else
+			mdb_txn_abort(t.txn);
+		if (rc != STORE_EFULL || store_grow(s) != 0)
+			return rc;
+	}
+	if (n > 0)
+		log_info("store: rekeyed %llu results by sequence (store "
+		    "format %d)", (unsigned long long)n,
+		    STORE_FORMAT_RESULT_SEQ);
+	return 0;
 }
 
 /* ---- the queue positions of an older store ---- */

@@ -59,8 +59,12 @@ const char *store_strerror(int);
  *   1: queue positions in the qpos sub-database
  *   2: queue positions in the command's cmdq record (an older picomdm,
  *      which refuses anything but 1, would misread them)
+ *   3: results keyed by the store-wide sequence, then the enrollment's
+ *      number (each report appends to one end of the tree), and found
+ *      per enrollment through result_index; 1 and 2 keyed them by the
+ *      enrollment's number first
  */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_SCHEMA_OLDEST  1
 
 struct store_opts {

@@ -11,9 +11,11 @@
 #     holds every secret);
 #   - a refused restore leaves nothing behind: no store in a directory it
 #     created or found empty, and an existing store as it was;
-#   - the first writable open records store format 2, and a store of a
-#     newer format is refused in one line by picomdmctl (exit 2) and
-#     picomdm-fcgi (exit 1), and left as it was.
+#   - the first writable open moves the fixture's queue positions into
+#     their cmdq records, rekeys its results by sequence with an index
+#     and records store format 3; a store of a newer format is refused in
+#     one line by picomdmctl (exit 2) and picomdm-fcgi (exit 1), and left
+#     as it was.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -49,9 +51,11 @@ pmctl --db "$D/fix" check >"$D/check.out" 2>&1 ||
     fail "check of the restored fixture" "$(tail -n 3 "$D/check.out")"
 
 # The fixture is a store of the format before queue positions moved into
-# the DBI_CMDQ records (it keeps them in qpos). A read-only open leaves it
-# so (above); the first writable open moves them over, and the store is
-# store-upgraded.json: no qpos entry, each position in its cmdq record.
+# the DBI_CMDQ records (it keeps them in qpos) and results were keyed by
+# sequence first (store format 1). A read-only open leaves it so (above);
+# the first writable open moves them over, and the store is
+# store-upgraded.json: no qpos entry, each position in its cmdq record,
+# each result under [sequence, eid] with its result_index entry.
 pmctl --db "$D/upg" restore "$FIX/store.raw" >/dev/null
 pmctl --db "$D/upg" check --repair >"$D/check.out" 2>&1 ||
     fail "check --repair of the restored fixture" "$(tail -n 3 "$D/check.out")"
@@ -62,6 +66,9 @@ expect_eq "$(grep -c '"db":"qpos"' "$D/upg.json")" 0 \
     "and leaves no qpos entry"
 expect_eq "$(grep -c '"db":"qpos"' "$FIX/store.json")" 9 \
     "(the fixture has nine)"
+expect_eq "$(grep -c '"db":"result_index"' "$D/upg.json")" \
+    "$(grep -c '"db":"result"' "$FIX/store.json")" \
+    "and indexes every result"
 pmctl --db "$D/upg" check >"$D/check.out" 2>&1 ||
     fail "check of the upgraded fixture" "$(tail -n 3 "$D/check.out")"
 # The moved positions are used: a cancel finds the entry by its position.
@@ -79,21 +86,21 @@ expect_eq "$(grep '"db":"cmdq","key":\["FIXT-CMD-4",4\]' "$D/upg2.json" |
 pmctl --db "$D/upg" check >"$D/check.out" 2>&1 ||
     fail "check after the cancel" "$(tail -n 3 "$D/check.out")"
 
-# The upgrade recorded this format (2) in meta, which an older picomdm
+# The upgrade recorded this format (3) in meta, which an older picomdm
 # refuses. A store of a format newer than this build knows is refused
 # the same way, by every command and by the responder, in one line, and
 # left as it was.
 expect_eq "$(mdb_dump -s meta "$D/upg" |
     grep -A 1 '^ 736368656d615f76657273696f6e$' | tail -n 1)" \
-    " 0000000000000002" "the upgrade records store format 2"
+    " 0000000000000003" "the upgrade records store format 3"
 printf '%s\n' VERSION=3 format=bytevalue database=meta type=btree \
-    HEADER=END ' 736368656d615f76657273696f6e' ' 0000000000000003' \
-    DATA=END >"$D/format3.txt"
-mdb_load -s meta -f "$D/format3.txt" "$D/upg" ||
+    HEADER=END ' 736368656d615f76657273696f6e' ' 0000000000000004' \
+    DATA=END >"$D/format4.txt"
+mdb_load -s meta -f "$D/format4.txt" "$D/upg" ||
     it_abort "mdb_load of a newer format into a scratch store"
 cp "$D/upg/data.mdb" "$D/upg.before"
-newer="store: $D/upg: made by a newer picomdm (store format 3, this one \
-knows 2 at most): run that version or a later one"
+newer="store: $D/upg: made by a newer picomdm (store format 4, this one \
+knows 3 at most): run that version or a later one"
 for args in check "check --repair" "dump -o $D/newer.json"; do
 	# shellcheck disable=SC2086 # the words of a command line
 	expect_exit 2 "picomdmctl $args refuses a newer store format" \

@@ -223,8 +223,8 @@ expect_exit 0 "check is clean" ctl check
 t_check=$((SECONDS - s))
 # Entries around the API, with mdb_load into the served store: a
 # dangling serial and certificate binding, an enrollment number naming
-# nothing, a raw message and a result of an enrollment that does not
-# exist, a queue entry (device 1) for a command that does not exist, a
+# nothing, a raw message and a result (key: sequence, then enrollment
+# number) of an enrollment that does not exist, a queue entry (device 1) for a command that does not exist, a
 # queue position naming no entry, a command status of a missing command,
 # a user-channel entry naming no enrollment.
 hexs() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
@@ -266,7 +266,7 @@ format=bytevalue
 database=result
 type=btree
 HEADER=END
- 00000000ffffff020000000000000001
+ 000000000000000100000000ffffff02
  700601
 DATA=END
 VERSION=3
@@ -313,6 +313,7 @@ for what in $'serial\t"SERIAL-GHOST"\tnames device "NO-SUCH-DEVICE"' \
     'queues command CMD-GHOST, which does not exist' \
     'points at no queue entry' 'status of command CMD-GHOST-2' \
     'raw message of enrollment number 4294967042' \
+    'result of enrollment number 4294967042' \
     'names user channel number 4294967043'; do
 	if grep -q -F "$what" "$IT_DIR/check.out"; then
 		pass "check: $what"

@@ -464,6 +464,7 @@ test_check(struct store *s)
 	struct rec_w	w;
 	struct key	k;
 	unsigned char	hash[32], pos[9], one[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+	char		want[120];
 	unsigned char	ninety_nine[8] = {0, 0, 0, 0, 0, 0, 0, 99};
 	uint64_t	eid_a = 0, eid_b = 0;
 	void	       *a[2];
@@ -494,11 +495,26 @@ test_check(struct store *s)
 	key_u64(&k, 8888);
 	key_u8(&k, MSG_AUTHENTICATE);
 	raw_put(s, DBI_MSG, &k, w.b.p, w.b.len);
-	key_init(&k);
-	key_u64(&k, 8888);
+	key_init(&k); /* sequence, then enrollment number */
 	key_u64(&k, 1);
+	key_u64(&k, 8888);
 	raw_put(s, DBI_RESULT, &k, w.b.p, w.b.len);
 	buf_free(&w.b);
+	/* A result of a sound enrollment that its index does not name,
+	 * and an index entry naming no result. */
+	rec_begin(&w, REC_RESULT);
+	rec_str(&w, 1, "CMD-UNINDEXED");
+	rec_u64(&w, 2, CMD_STATUS_ACKNOWLEDGED);
+	rec_u64(&w, 3, 1);
+	key_init(&k);
+	key_u64(&k, 424243);
+	key_u64(&k, eid_a);
+	raw_put(s, DBI_RESULT, &k, w.b.p, w.b.len);
+	buf_free(&w.b);
+	key_init(&k);
+	key_u64(&k, eid_a);
+	key_u64(&k, 424242);
+	raw_put(s, DBI_RESULTIX, &k, "", 0);
 	/* A queue entry (at the head: priority 255) for a command that
 	 * does not exist, without its position: it stops the queue. */
 	rec_begin(&w, REC_QUEUE);
@@ -542,7 +558,7 @@ test_check(struct store *s)
 	key_raw(&k, "enrollments_enabled", 19);
 	raw_put(s, DBI_META, &k, ninety_nine, 8);
 
-	CHECK_EQ(check_run(s, 0, &ps), 12);
+	CHECK_EQ(check_run(s, 0, &ps), 14);
 	CHECK_EQ(ps.repaired, 0);
 	CHECK(strstr(ps.text,
 		  "serial \"SERIAL-GHOST\" names device "
@@ -552,7 +568,14 @@ test_check(struct store *s)
 	CHECK(strstr(ps.text,
 		  "msg [8888,\"Authenticate\"] raw message of "
 		  "enrollment number 8888") != NULL);
-	CHECK(strstr(ps.text, "result [8888,1] result of enrollment") != NULL);
+	CHECK(strstr(ps.text, "result [1,8888] result of enrollment number "
+		  "8888") != NULL);
+	snprintf(want, sizeof(want), "result [424243,%llu] not in "
+	    "result_index", (unsigned long long)eid_a);
+	CHECK(strstr(ps.text, want) != NULL);
+	snprintf(want, sizeof(want), "result_index [%llu,424242] names no "
+	    "result", (unsigned long long)eid_a);
+	CHECK(strstr(ps.text, want) != NULL);
 	CHECK(strstr(ps.text,
 		  "queues command CMD-GHOST, which does not "
 		  "exist") != NULL);
@@ -566,8 +589,8 @@ test_check(struct store *s)
 		  "match the ") != NULL);
 
 	/* Repair fixes all of it, and the queue moves again. */
-	CHECK_EQ(check_run(s, 1, &ps), 12);
-	CHECK_EQ(ps.repaired, 12);
+	CHECK_EQ(check_run(s, 1, &ps), 14);
+	CHECK_EQ(ps.repaired, 14);
 	CHECK_EQ(check_run(s, 0, &ps), 0);
 	CHECK_EQ(store_write(s, op_next, (void *)(uintptr_t)devs[0].udid), 0);
 
@@ -893,7 +916,11 @@ test_purge(struct store *s)
 	CHECK(p.r.removed[DBI_DEVICE] == 1 && p.r.removed[DBI_ENROLL] == 2 &&
 	    p.r.removed[DBI_EID] == 2 && p.r.removed[DBI_UCHAN] == 1 &&
 	    p.r.removed[DBI_SERIAL] == 1 && p.r.removed[DBI_CERT] == 1 &&
-	    p.r.removed[DBI_MSG] == 2 && p.r.removed[DBI_RESULT] == 1);
+	    p.r.removed[DBI_MSG] == 2);
+	/* Its result, and the one test_check's repair indexed; found
+	 * through result_index, which goes with them. */
+	CHECK_EQ(p.r.removed[DBI_RESULT], 2);
+	CHECK_EQ(p.r.removed[DBI_RESULTIX], 2);
 	/* CMD-A-ONLY and CMD-A-DONE went; CMD-SHARED stays for B. */
 	CHECK_EQ(p.r.removed[DBI_CMD], 2);
 	store_purge_report_free(&p.r);

@@ -394,6 +394,16 @@ op_prune(struct store_txn *t, void *arg)
 	return store_prune(t, store_txn_now(t) + 1, 0, arg);
 }
 
+/* Count check's problems with results (this store's devices have no
+ * certificate binding, which check reports too). */
+static int
+result_problem(const struct store_problem *p, void *arg)
+{
+	if (strncmp(p->db, "result", 6) == 0)
+		(*(int *)arg)++;
+	return 0;
+}
+
 static void
 test_clear_and_history(void)
 {
@@ -429,6 +439,15 @@ test_clear_and_history(void)
 	h.n = 0;
 	CHECK_EQ(store_read(s, op_hist, &h), 0);
 	CHECK_EQ(h.n, 0);
+	{
+		/* Their result_index entries went with them. */
+		struct store_check_count cc;
+		int			 bad = 0;
+
+		CHECK_EQ(store_check(s, 0, NULL, result_problem, &bad, &cc),
+		    0);
+		CHECK_EQ(bad, 0);
+	}
 	CHECK_STR(report(s, "Q", NULL, CMD_STATUS_IDLE), "D2");
 	store_close(s);
 }
@@ -896,11 +915,85 @@ op_result_get(struct store_txn *t, void *arg)
 	return rc;
 }
 
+/* ---- a result never replaces another ---- */
+
+struct seqback_args {
+	const char *uuid;	/* put this result, or */
+	uint64_t    seq;	/* get this one's UUID into got */
+	char	    got[64];
+	uint64_t    first;	/* out of a put: the oldest result's seq */
+};
+
+static int
+seqback_oldest(const struct store_result *r, void *arg)
+{
+	((struct seqback_args *)arg)->first = r->seq;
+	return 0; /* newest first: the last one seen is the oldest */
+}
+
+static int
+op_seqback(struct store_txn *t, void *arg)
+{
+	struct seqback_args *a = arg;
+	struct store_result *r = NULL;
+	int		     rc, known;
+
+	if (a->uuid != NULL) {
+		if ((rc = store_result_put(t, "S", a->uuid,
+		    CMD_STATUS_ACKNOWLEDGED, "x", 1, 1, &known)) != 0)
+			return rc;
+		return store_result_iter(t, "S", 0, seqback_oldest, a);
+	}
+	if ((rc = store_result_get(t, "S", a->seq, &r)) == 0)
+		snprintf(a->got, sizeof(a->got), "%s", r->uuid);
+	store_result_free(r);
+	return rc;
+}
+
+/*
+ * Results are appended by sequence; a store whose counter was set back
+ * (by hand, or a restore of a mismatched dump) makes a key that exists
+ * already: the report is refused, and the result there is kept.
+ */
+static void
+test_result_seq_back(void)
+{
+	struct enroll_args  ea = { "S", "S", ENROLL_DEVICE };
+	struct seqback_args a;
+	struct store	   *s;
+	char		    cmd[1200];
+
+	fresh_dir("seqback");
+	s = open_store(0, 0);
+	CHECK_EQ(store_write(s, op_enroll, &ea), 0);
+	memset(&a, 0, sizeof(a));
+	a.uuid = "CMD-FIRST";
+	CHECK_EQ(store_write(s, op_seqback, &a), 0);
+	a.uuid = "CMD-SECOND";
+	CHECK_EQ(store_write(s, op_seqback, &a), 0);
+	CHECK(a.first >= 1);
+	store_close(s);
+	/* meta "seq" = the first result's sequence - 1 */
+	snprintf(cmd, sizeof(cmd),
+	    "printf 'VERSION=3\\nformat=bytevalue\\ntype=btree\\n"
+	    "HEADER=END\\n 736571\\n %016llx\\nDATA=END\\n' | "
+	    "mdb_load -s meta '%s'", (unsigned long long)(a.first - 1), dir);
+	CHECK(system(cmd) == 0);
+	s = open_store(0, 0);
+	a.uuid = "CMD-THIRD";
+	CHECK_EQ(store_write(s, op_seqback, &a), STORE_EEXIST);
+	a.uuid = NULL;
+	a.seq = a.first;
+	CHECK_EQ(store_read(s, op_seqback, &a), 0);
+	CHECK_STR(a.got, "CMD-FIRST");
+	store_close(s);
+}
+
 /*
  * A record without the field that names it does not decode (found by
  * fuzz-record: a result without its UUID was handed out with a NULL
  * uuid). Two results written behind the store's back, with and without
- * the UUID field.
+ * the UUID field (keys: sequence, then enrollment number).
  */
 static void
 test_missing_fields(void)
@@ -922,7 +1015,7 @@ test_missing_fields(void)
 	snprintf(cmd, sizeof(cmd),
 	    "printf 'VERSION=3\\nformat=bytevalue\\ntype=btree\\n"
 	    "HEADER=END\\n 00000000000000010000000000000001\\n %s\\n"
-	    " 00000000000000010000000000000002\\n %s0100000004%s\\n"
+	    " 00000000000000020000000000000001\\n %s0100000004%s\\n"
 	    "DATA=END\\n' | mdb_load -s result '%s'", body, body,
 	    "41424344", dir);
 	CHECK(system(cmd) == 0); /* lmdb-utils is a build dependency */
@@ -1018,6 +1111,7 @@ main(void)
 	test_growth_concurrent();
 	test_corrupt();
 	test_missing_fields();
+	test_result_seq_back();
 	test_readonly_upgrade();
 	remove_dir();
 	REGRESS_DONE();

@@ -22,9 +22,11 @@
 # was. Both files are frozen: run this again only when the store's format
 # changes on purpose, and say so in the commit.
 #
-# store.raw and store.json are of the format before queue positions moved
-# from the qpos sub-database into the cmdq records (2026-12-05): they are
-# also the old store that test-store-files.sh upgrades, and
+# store.raw and store.json are of store format 1, before queue positions
+# moved from the qpos sub-database into the cmdq records and before
+# results were keyed by sequence with result_index (formats 2 and 3, both
+# 2026-12-05): they are also the old store that test-store-files.sh
+# upgrades, and
 # store-upgraded.json is that store after its first writable open
 # ("picomdmctl check --repair" of a restore of store.raw, then dump
 # --secrets); purge-device.out and after-purge.json are of the purges
