@@ -767,7 +767,7 @@ store_result_iter(struct store_txn *t, const char *enrollment_id,
 	enum store_dbi d = t->s->format >= STORE_FORMAT_RESULT_SEQ ?
 	    DBI_RESULTIX : DBI_RESULT;
 	MDB_cursor    *c;
-	MDB_val        k, v, rv;
+	MDB_val        k, v, rk_v, rv;
 	struct key     pk, rk;
 	uint64_t       eid, seq;
 	int            rc;
@@ -798,9 +798,11 @@ store_result_iter(struct store_txn *t, const char *enrollment_id,
 			/* An index entry without its result is check's to
 			 * report: skipped here. */
 			result_key(t, eid, seq, &rk);
+			rk_v.mv_size = rk.len;
+			rk_v.mv_data = rk.b;
 			if ((rc = db_get(t, DBI_RESULT, &rk, &rv)) == 0)
-				rc = result_hand(&(MDB_val){.mv_size = rk.len, .mv_data = rk.b}, &rv,
-				    0, enrollment_id, fn, arg);
+				rc = result_hand(&rk_v, &rv, 0, enrollment_id,
+				    fn, arg);
 			else if (rc == STORE_ENOTFOUND)
 				rc = 0;
 		}
@@ -825,7 +827,7 @@ result_each_ix(struct store_txn *t, const MDB_val *k, const MDB_val *v,
 {
 	struct result_each *re = arg;
 	struct key	    rk;
-	MDB_val		    rv;
+	MDB_val		    rk_v, rv;
 	int		    rc;
 
 	(void)v;
@@ -833,7 +835,9 @@ result_each_ix(struct store_txn *t, const MDB_val *k, const MDB_val *v,
 	    key_get_u64((const unsigned char *)k->mv_data + 8), &rk);
 	if ((rc = db_get(t, DBI_RESULT, &rk, &rv)) != 0)
 		return rc == STORE_ENOTFOUND ? 0 : rc;
-	return re->fn(t, &(MDB_val){.mv_size = rk.len, .mv_data = rk.b}, &rv, re->arg);
+	rk_v.mv_size = rk.len;
+	rk_v.mv_data = rk.b;
+	return re->fn(t, &rk_v, &rv, re->arg);
 }
 
 /* See store_int.h. */
