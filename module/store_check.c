@@ -425,7 +425,6 @@ check_eid(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return c->repair;
 }
 
-/* An entry keyed by an enrollment number that is not in use. */
 /* The entry belongs to enrollment number eid, which does not exist
  * (repair: drop it). */
 static int
@@ -563,8 +562,7 @@ check_resultix(
 		return check_malformed(c, DBI_RESULTIX, k);
 	if (!u64set_has(&c->eids, key_get_u64(k->mv_data)))
 		return check_orphan(c, DBI_RESULTIX, k, "result index entry");
-	be64(rk, key_get_u64((unsigned char *)k->mv_data + 8));
-	be64(rk + 8, key_get_u64(k->mv_data));
+	result_key_swap(k->mv_data, rk);
 	if ((rc = db_getv(t, DBI_RESULT, rk, 16, &rv)) == STORE_ENOTFOUND) {
 		if ((rc = problem(c, DBI_RESULTIX, k->mv_data, k->mv_size,
 			 c->repair, "names no result")) != 0)

@@ -282,6 +282,9 @@ int store_schema_put(struct store_txn *);
  * is returned. */
 int result_each_of(struct store_txn *, uint64_t eid, db_each_fn fn,
     void *arg);
+/* out = the 16-byte key k with its two numbers swapped: a DBI_RESULT
+ * key (seq . eid) to its DBI_RESULTIX key (eid . seq) and back. */
+void result_key_swap(const void *k, unsigned char out[16]);
 /* The first store format that keys results seq . eid. */
 #define STORE_FORMAT_RESULT_SEQ 3
 /* A queued command's position for eid, as the last nine bytes of its

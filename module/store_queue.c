@@ -1004,20 +1004,26 @@ command_targets_delete(struct store_txn *t, const char *uuid, uint64_t *n)
 	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
 }
 
+/* See store_int.h. */
+void
+result_key_swap(const void *k, unsigned char out[16])
+{
+	memcpy(out, (const unsigned char *)k + 8, 8);
+	memcpy(out + 8, k, 8);
+}
+
 /* Drop the DBI_RESULTIX entry of DBI_RESULT key k (seq . eid; none in
  * an older layout). */
 static int
 result_unindex(struct store_txn *t, const MDB_val *k)
 {
-	struct key ik;
-	int        rc;
+	unsigned char ik[16];
+	int           rc;
 
 	if (k->mv_size != 16 || t->s->format < STORE_FORMAT_RESULT_SEQ)
 		return 0;
-	key_init(&ik);
-	key_u64(&ik, key_get_u64((const unsigned char *)k->mv_data + 8));
-	key_u64(&ik, key_get_u64(k->mv_data));
-	rc = db_del(t, DBI_RESULTIX, &ik);
+	result_key_swap(k->mv_data, ik);
+	rc = db_delv(t, DBI_RESULTIX, ik, 16);
 	return rc == STORE_ENOTFOUND ? 0 : rc;
 }
 
@@ -1135,9 +1141,8 @@ results_upgrade_txn(struct store_txn *t, uint64_t *n)
 				continue;
 			key_init(&nk);
 			if (k.mv_size == 16) {
-				key_u64(&nk, key_get_u64((unsigned char *)
-				    k.mv_data + 8));
-				key_u64(&nk, key_get_u64(k.mv_data));
+				result_key_swap(k.mv_data, nk.b);
+				nk.len = 16;
 			} else
 				key_raw(&nk, k.mv_data, k.mv_size);
 			if (pass == 2)
