@@ -160,6 +160,9 @@ class State:
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The answer's head and body are two writes: without this, Nagle
+    # holds the body until the client's delayed ACK (40 ms an answer).
+    disable_nagle_algorithm = True
     server_version = "mock-dep/1"
 
     def log_message(self, fmt, *a):
