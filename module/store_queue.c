@@ -755,6 +755,21 @@ result_hand(const MDB_val *k, const MDB_val *v, size_t seq_off,
 }
 
 /*
+ * The result an index entry (eid, seq) names: its key in *rk and *rk_v,
+ * its value in *rv. STORE_ENOTFOUND when it has none, which is check's
+ * to report: the walks skip it.
+ */
+static int
+result_by_ix(struct store_txn *t, uint64_t eid, uint64_t seq,
+    struct key *rk, MDB_val *rk_v, MDB_val *rv)
+{
+	result_key(t, eid, seq, rk);
+	rk_v->mv_size = rk->len;
+	rk_v->mv_data = rk->b;
+	return db_get(t, DBI_RESULT, rk, rv);
+}
+
+/*
  * Newest first, from the entry before before_seq (0: the newest), in a
  * range of eid . seq keys: DBI_RESULTIX's (whose entries name the
  * DBI_RESULT key) or, in a store of format 1 or 2 opened read-only,
@@ -794,17 +809,12 @@ store_result_iter(struct store_txn *t, const char *enrollment_id,
 			continue;
 		if (d == DBI_RESULT) {
 			rc = result_hand(&k, &v, 8, enrollment_id, fn, arg);
-		} else {
-			/* An index entry without its result is check's to
-			 * report: skipped here. */
-			result_key(t, eid, seq, &rk);
-			rk_v.mv_size = rk.len;
-			rk_v.mv_data = rk.b;
-			if ((rc = db_get(t, DBI_RESULT, &rk, &rv)) == 0)
-				rc = result_hand(&rk_v, &rv, 0, enrollment_id,
-				    fn, arg);
-			else if (rc == STORE_ENOTFOUND)
-				rc = 0;
+		} else if ((rc = result_by_ix(t, eid, seq, &rk, &rk_v,
+		    &rv)) == 0) {
+			rc = result_hand(&rk_v, &rv, 0, enrollment_id, fn,
+			    arg);
+		} else if (rc == STORE_ENOTFOUND) {
+			rc = 0;
 		}
 		if (rc != 0)
 			break;
@@ -831,12 +841,10 @@ result_each_ix(struct store_txn *t, const MDB_val *k, const MDB_val *v,
 	int		    rc;
 
 	(void)v;
-	result_key(t, key_get_u64(k->mv_data),
-	    key_get_u64((const unsigned char *)k->mv_data + 8), &rk);
-	if ((rc = db_get(t, DBI_RESULT, &rk, &rv)) != 0)
+	if ((rc = result_by_ix(t, key_get_u64(k->mv_data),
+	    key_get_u64((const unsigned char *)k->mv_data + 8), &rk, &rk_v,
+	    &rv)) != 0)
 		return rc == STORE_ENOTFOUND ? 0 : rc;
-	rk_v.mv_size = rk.len;
-	rk_v.mv_data = rk.b;
 	return re->fn(t, &rk_v, &rv, re->arg);
 }
 
