@@ -83,6 +83,7 @@ struct idcache {
 	struct idcache_entry slot[IDCACHE_SLOTS]; /* set s: s * WAYS.. */
 	unsigned char        next[IDCACHE_SETS];  /* way to replace next */
 	unsigned long        sig_fast; /* atomic: fast-path verifications */
+	unsigned long        cms_fast; /* atomic: of those, by cms_fast.c */
 };
 
 struct identity_ca {
@@ -599,6 +600,7 @@ identity_sig_fast(struct idcache *c, const unsigned char *der, size_t derlen,
 	if (cms_fast_verify(der, derlen, body, len, cand, cand_der, cand_len,
 	    j, &i) == 0) {
 		memcpy(hash, key[of[i]], IDENTITY_HASH_LEN);
+		__atomic_add_fetch(&c->cms_fast, 1, __ATOMIC_RELAXED);
 		rc = 0;
 		goto out;
 	}
@@ -928,6 +930,12 @@ unsigned long
 identity_sig_fast_count(const struct identity_ca *ca)
 {
 	return __atomic_load_n(&ca->cache->sig_fast, __ATOMIC_RELAXED);
+}
+
+unsigned long
+identity_cms_fast_count(const struct identity_ca *ca)
+{
+	return __atomic_load_n(&ca->cache->cms_fast, __ATOMIC_RELAXED);
 }
 
 /* Map a store error to the status identity_authorize returns. */

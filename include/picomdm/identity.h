@@ -41,6 +41,9 @@ int identity_verify(const struct identity_ca *, const char *escaped_cert,
  * not decoded again (for tests and the log).
  */
 unsigned long identity_sig_fast_count(const struct identity_ca *);
+/* Of those, the ones module/cms_fast.c verified (the rest went through
+ * CMS_verify on the cached certificates, after cms_fast.c declined). */
+unsigned long identity_cms_fast_count(const struct identity_ca *);
 
 /*
  * Certificate-to-enrollment binding (ARCHITECTURE.md section 4), inside the
