@@ -38,7 +38,7 @@ int identity_verify(const struct identity_ca *, const char *escaped_cert,
 /*
  * Mdm-Signatures verified by the fast path since the CA was loaded: a
  * signer verified before is recognised by its certificate's bytes and
- * not decoded again (for tests and the log).
+ * not decoded again (read by tests/unit/test-identity).
  */
 unsigned long identity_sig_fast_count(const struct identity_ca *);
 /* Of those, the ones module/cms_fast.c verified (the rest went through
