@@ -1126,11 +1126,12 @@ store_prune(struct store_txn *t, uint64_t before, uint64_t limit,
 static int
 results_upgrade_txn(struct store_txn *t, uint64_t *n)
 {
-	MDB_dbi     res = t->s->dbi[DBI_RESULT], ix = t->s->dbi[DBI_RESULTIX];
-	MDB_cursor *c;
-	MDB_val     k, v, nv;
-	struct key  nk;
-	int         rc, pass;
+	MDB_dbi       res = t->s->dbi[DBI_RESULT];
+	MDB_dbi       ix = t->s->dbi[DBI_RESULTIX];
+	MDB_cursor   *c;
+	MDB_val       k, v, nk, nv;
+	unsigned char sw[16];
+	int           rc, pass;
 
 	*n = 0;
 	for (pass = 0; pass < 3; pass++) {
@@ -1147,18 +1148,16 @@ results_upgrade_txn(struct store_txn *t, uint64_t *n)
 			}
 			if (pass == 2 && k.mv_size != 16)
 				continue;
-			key_init(&nk);
+			nk = k;
 			if (k.mv_size == 16) {
-				result_key_swap(k.mv_data, nk.b);
-				nk.len = 16;
-			} else
-				key_raw(&nk, k.mv_data, k.mv_size);
+				result_key_swap(k.mv_data, sw);
+				nk.mv_data = sw;
+			}
 			if (pass == 2)
 				nv.mv_size = 0;
 			else if (k.mv_size == 16)
 				(*n)++;
-			if ((rc = mdb_put(t->txn, pass == 1 ? res : ix,
-			    &(MDB_val){.mv_size = nk.len, .mv_data = nk.b},
+			if ((rc = mdb_put(t->txn, pass == 1 ? res : ix, &nk,
 			    &nv, 0)) != 0)
 				break;
 		}
