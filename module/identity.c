@@ -83,7 +83,8 @@ struct idcache {
 	struct idcache_entry slot[IDCACHE_SLOTS]; /* set s: s * WAYS.. */
 	unsigned char        next[IDCACHE_SETS];  /* way to replace next */
 	unsigned long        sig_fast; /* atomic: fast-path verifications */
-	unsigned long        cms_fast; /* atomic: of those, by cms_fast.c */
+	unsigned long        sig_fallback; /* atomic: of those, by CMS_verify
+					    * after cms_fast.c declined */
 };
 
 struct identity_ca {
@@ -600,7 +601,6 @@ identity_sig_fast(struct idcache *c, const unsigned char *der, size_t derlen,
 	if (cms_fast_verify(der, derlen, body, len, cand, cand_der, cand_len,
 	    j, &i) == 0) {
 		memcpy(hash, key[of[i]], IDENTITY_HASH_LEN);
-		__atomic_add_fetch(&c->cms_fast, 1, __ATOMIC_RELAXED);
 		rc = 0;
 		goto out;
 	}
@@ -620,6 +620,8 @@ identity_sig_fast(struct idcache *c, const unsigned char *der, size_t derlen,
 	for (i = 0; signer != NULL && i < sk_X509_num(certs); i++)
 		if (sk_X509_value(certs, i) == signer) {
 			memcpy(hash, key[of[i]], IDENTITY_HASH_LEN);
+			__atomic_add_fetch(&c->sig_fallback, 1,
+			    __ATOMIC_RELAXED);
 			rc = 0;
 			break;
 		}
@@ -932,10 +934,13 @@ identity_sig_fast_count(const struct identity_ca *ca)
 	return __atomic_load_n(&ca->cache->sig_fast, __ATOMIC_RELAXED);
 }
 
+/* Counted as the rest: the fallback is the rare path, so the common one
+ * pays for no second counter. */
 unsigned long
 identity_cms_fast_count(const struct identity_ca *ca)
 {
-	return __atomic_load_n(&ca->cache->cms_fast, __ATOMIC_RELAXED);
+	return __atomic_load_n(&ca->cache->sig_fast, __ATOMIC_RELAXED) -
+	    __atomic_load_n(&ca->cache->sig_fallback, __ATOMIC_RELAXED);
 }
 
 /* Map a store error to the status identity_authorize returns. */
