@@ -160,6 +160,8 @@ log_safe(const char *s, char *out, size_t n)
  */
 struct exchange {
 	FCGX_Request        fr;
+	FCGX_Request        spent; /* the last request's streams and
+				    * parameters (fcgi_finish), no connection */
 	struct request      req;
 	struct response     resp;
 	struct exchange    *next;
@@ -196,10 +198,16 @@ pool_take(void)
 	return x;
 }
 
-/* Free what the slot's last request left (exchange_done). */
+/*
+ * Free what the slot's last request left: its libfcgi streams and
+ * parameters (fcgi_finish) and what its handler left (exchange_done).
+ * Called by the worker that takes the slot next, before it accepts into
+ * it.
+ */
 static void
 exchange_release(struct exchange *x)
 {
+	FCGX_Free(&x->spent, 0);
 	if (x->release == NULL)
 		return;
 	x->release(x->release_arg);
@@ -368,7 +376,7 @@ conn_wait(void)
 }
 
 /*
- * After FCGX_Finish_r: a connection nginx asked to keep is still open in
+ * After fcgi_finish: a connection nginx asked to keep is still open in
  * the request; move it back into the set for its next request.
  */
 static void
@@ -382,6 +390,40 @@ conn_release(FCGX_Request *fr)
 	fr->detached = 0;
 	if (stopping || conn_arm(EPOLL_CTL_ADD, fd) == -1)
 		close(fd);
+}
+
+/*
+ * FCGX_Finish_r, split in two. Here, in the thread that sends the reply:
+ * the reply's last records (FCGX_FClose) and the connection closed
+ * unless it is kept, as FCGX_Finish_r decides. Later, in the worker that
+ * takes the slot next (exchange_release): the request's streams and
+ * parameters freed, by the thread that will allocate their successors.
+ * Freed by the completion thread, they never went through a thread's
+ * cache: each free took a worker's arena lock, and the worker's next
+ * 8 KiB stream buffer made glibc consolidate the small chunks so freed
+ * (BENCHMARKS.md, "2026-12-05 23:15 to 2026-12-06 01:30").
+ */
+static void
+fcgi_finish(struct exchange *x)
+{
+	FCGX_Request *fr = &x->fr;
+	int           close = !fr->keepConnection;
+
+	if (fr->in != NULL) {
+		close |= FCGX_FClose(fr->err);
+		close |= FCGX_FClose(fr->out);
+		close |= FCGX_GetError(fr->in);
+	}
+	FCGX_Free(&x->spent, 0); /* none: the slot was released */
+	x->spent.in = fr->in;
+	x->spent.out = fr->out;
+	x->spent.err = fr->err;
+	x->spent.paramsPtr = fr->paramsPtr;
+	fr->in = fr->out = fr->err = NULL;
+	fr->paramsPtr = NULL;
+	fr->envp = NULL;
+	/* Nothing left to free: only the connection, if close. */
+	FCGX_Free(fr, close);
 }
 
 /*
@@ -431,7 +473,7 @@ exchange_finish(struct exchange *x)
 	request_free(req);
 	free(resp->body);
 	resp->body = NULL;
-	FCGX_Finish_r(&x->fr);
+	fcgi_finish(x);
 	conn_release(&x->fr);
 	pool_put(x);
 }
@@ -523,7 +565,8 @@ exchanges_init(int n)
 	pthread_mutex_init(&ex.rmu, NULL);
 	pthread_cond_init(&ex.cv_ready, NULL);
 	for (i = n - 1; i >= 0; i--) {
-		if (FCGX_InitRequest(&ex.all[i].fr, -1, 0) != 0)
+		if (FCGX_InitRequest(&ex.all[i].fr, -1, 0) != 0 ||
+		    FCGX_InitRequest(&ex.all[i].spent, -1, 0) != 0)
 			return -1;
 		ex.all[i].next = ex.free;
 		ex.free = &ex.all[i];
