@@ -401,7 +401,7 @@ conn_release(FCGX_Request *fr)
  * Freed by the completion thread, they never went through a thread's
  * cache: each free took a worker's arena lock, and the worker's next
  * 8 KiB stream buffer made glibc consolidate the small chunks so freed
- * (BENCHMARKS.md, "2026-12-05 23:15 to 2026-12-06 01:30").
+ * (BENCHMARKS.md, "2026-12-05 23:15 to 2026-12-06 00:10").
  */
 static void
 fcgi_finish(struct exchange *x)
@@ -414,7 +414,7 @@ fcgi_finish(struct exchange *x)
 		close |= FCGX_FClose(fr->out);
 		close |= FCGX_GetError(fr->in);
 	}
-	FCGX_Free(&x->spent, 0); /* none: the slot was released */
+	/* spent is empty: exchange_release freed it before the accept. */
 	x->spent.in = fr->in;
 	x->spent.out = fr->out;
 	x->spent.err = fr->err;
