@@ -2,8 +2,8 @@
  * main.c - picomdm-fcgi: configuration, start-up, the worker threads and
  * routing.
  *
- * Process model: one process; N worker threads each in its own
- * FCGX_Accept_r loop on the shared listen socket; one group-commit writer
+ * Process model: one process; N worker threads each reading requests
+ * from the shared listen socket and kept connections (fcgi.c); one group-commit writer
  * thread in the store (store.c); one completion thread that sends the
  * replies of committed writes. A worker never waits for the disk: it hands
  * a check-in or report to the writer with store_submit() and accepts the
@@ -35,7 +35,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <fcgiapp.h>
 #include <openssl/crypto.h>
 
 #include "extern.h"
@@ -45,6 +44,7 @@
 #include "picomdm/pushcert.h"
 #include "picomdm/store.h"
 #include "picomdm/util.h"
+#include "fcgi.h"
 #include "listen.h"
 #include "request.h"
 
@@ -105,13 +105,9 @@ route_of(const struct request *r)
 	return ROUTE_NONE;
 }
 
-/*
- * Write status, headers and body. The header block is formatted here with
- * snprintf: libfcgi's own FCGX_FPrintF knows no %zu and fails the stream
- * on it.
- */
+/* Write status, headers and body: one sendmsg() (fcgi_reply). */
 static void
-respond(FCGX_Request *fr, const struct response *resp)
+respond(struct fcgi *fr, const struct response *resp)
 {
 	char hdr[512], retry[40] = "";
 	int  n;
@@ -128,15 +124,13 @@ respond(FCGX_Request *fr, const struct response *resp)
 		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n%s"
 		    "Content-Length: %zu\r\n\r\n", resp->status,
 		    response_status_text(resp->status), retry, resp->body_len);
-	if (n < 0 || (size_t)n >= sizeof(hdr) ||
-	    FCGX_PutStr(hdr, n, fr->out) != n) {
-		log_error("fcgi: cannot write the response header");
+	if (n < 0 || (size_t)n >= sizeof(hdr)) {
+		log_error("fcgi: the response header does not fit");
+		fr->failed = 1;
 		return;
 	}
-	if (resp->body_len > 0 &&
-	    FCGX_PutStr((const char *)resp->body, (int)resp->body_len,
-	    fr->out) != (int)resp->body_len)
-		log_error("fcgi: cannot write the response body");
+	if (fcgi_reply(fr, hdr, (size_t)n, resp->body, resp->body_len) == -1)
+		log_warn("fcgi: the reply could not be written");
 }
 
 /* Copy s into a log-safe form: printable ASCII only, bounded. */
@@ -159,9 +153,7 @@ log_safe(const char *s, char *out, size_t n)
  * for is durable (PENDING), and the exchange goes back to the pool.
  */
 struct exchange {
-	FCGX_Request        fr;
-	FCGX_Request        spent; /* the last request's streams and
-				    * parameters (fcgi_finish), no connection */
+	struct fcgi         fr;
 	struct request      req;
 	struct response     resp;
 	struct exchange    *next;
@@ -199,15 +191,13 @@ pool_take(void)
 }
 
 /*
- * Free what the slot's last request left: its libfcgi streams and
- * parameters (fcgi_finish) and what its handler left (exchange_done).
+ * Free what the slot's last request's handler left (exchange_done).
  * Called by the worker that takes the slot next, before it accepts into
- * it.
+ * it: freed by the thread that will allocate their successors.
  */
 static void
 exchange_release(struct exchange *x)
 {
-	FCGX_Free(&x->spent, 0);
 	if (x->release == NULL)
 		return;
 	x->release(x->release_arg);
@@ -228,29 +218,22 @@ pool_put(struct exchange *x)
 /*
  * Connections. nginx may keep a FastCGI connection open for its next
  * request (FCGI_KEEP_CONN, "fastcgi_keep_conn on" with an upstream
- * "keepalive"). libfcgi reads that next request only when FCGX_Accept_r is
- * called again on the same FCGX_Request, and accepts from the listen
- * socket only when that request holds no connection. A request slot here
- * is handed to the writer and answered by another thread, so leaving a
- * kept connection in its slot would leave it unread until some worker
- * happened to take that slot again: the next request on it would wait for
- * nginx's fastcgi_read_timeout while every worker sat in accept().
+ * "keepalive"). A request slot here is handed to the writer and answered
+ * by another thread, so a kept connection cannot stay in its slot: it
+ * would go unread until some worker happened to take that slot again,
+ * and the next request on it would wait for nginx's fastcgi_read_timeout
+ * while every worker sat in accept().
  *
  * So the connection is kept apart from the request slot. Workers wait in
  * one epoll set holding the listen socket and every kept connection that
  * is idle. A worker woken by the listen socket accepts one connection; one
  * woken by a kept connection takes it out of the set. Either way the
- * connection is put into a free slot's FCGX_Request (ipcFd, with
- * keepConnection set so that FCGX_Accept_r keeps it rather than closing
- * it as the end of a previous request), and FCGX_Accept_r reads the
- * request from it. After the reply, a connection nginx asked to keep goes
- * back into the set, and the slot back to the pool. Both entries are
- * one-shot, so one event wakes one worker. Each FCGX_Request is set up
- * with no listen socket of its own (-1), so libfcgi never blocks in
- * accept() after a kept connection turns out to be closed. The FCGX_Request
- * fields touched here (ipcFd, keepConnection, detached) are libfcgi
- * 2.4's; FCGI_WEB_SERVER_ADDRS is not consulted (the listen socket is
- * for nginx only, see nginx/README.md).
+ * connection is lent to a free slot, and fcgi_accept() reads the request
+ * from it. After the reply, a connection nginx asked to keep goes back
+ * into the set (fcgi_finish says which), and the slot back to the pool.
+ * Both entries are one-shot, so one event wakes one worker.
+ * FCGI_WEB_SERVER_ADDRS is not consulted (the listen socket is for nginx
+ * only, see nginx/README.md).
  */
 static struct {
 	int epfd;
@@ -376,63 +359,19 @@ conn_wait(void)
 }
 
 /*
- * After fcgi_finish: a connection nginx asked to keep is still open in
- * the request; move it back into the set for its next request.
+ * After the reply: a connection nginx asked to keep (fcgi_finish) goes
+ * back into the set for its next request.
  */
 static void
-conn_release(FCGX_Request *fr)
+conn_release(int fd)
 {
-	int fd = fr->ipcFd;
-
 	if (fd < 0)
 		return;
-	fr->ipcFd = -1;
-	fr->detached = 0;
 	if (stopping || conn_arm(EPOLL_CTL_ADD, fd) == -1)
 		close(fd);
 }
 
-/*
- * FCGX_Finish_r, split in two. Here, in the thread that sends the reply:
- * the reply's last records (FCGX_FClose) and the connection closed
- * unless it is kept, as FCGX_Finish_r decides. Later, in the worker that
- * takes the slot next (exchange_release): the request's streams and
- * parameters freed, by the thread that will allocate their successors.
- * Freed by the completion thread, they never went through a thread's
- * cache: each free took a worker's arena lock, and the worker's next
- * 8 KiB stream buffer made glibc consolidate the small chunks so freed
- * (BENCHMARKS.md, "2026-12-05 23:15 to 2026-12-06 00:10").
- */
-static void
-fcgi_finish(struct exchange *x)
-{
-	FCGX_Request *fr = &x->fr;
-	int           close = !fr->keepConnection;
-
-	if (fr->in != NULL) {
-		close |= FCGX_FClose(fr->err);
-		close |= FCGX_FClose(fr->out);
-		close |= FCGX_GetError(fr->in);
-	}
-	/* spent is empty: exchange_release freed it before the accept. */
-	x->spent.in = fr->in;
-	x->spent.out = fr->out;
-	x->spent.err = fr->err;
-	x->spent.paramsPtr = fr->paramsPtr;
-	fr->in = fr->out = fr->err = NULL;
-	fr->paramsPtr = NULL;
-	fr->envp = NULL;
-	/* Nothing left to free: only the connection, if close. */
-	FCGX_Free(fr, close);
-}
-
-/*
- * Send the reply, log the request, release it. libfcgi closes a
- * connection by shutting down its side and waiting until nginx closes
- * too (lingering, so unread input cannot turn into a reset on TCP). On a
- * unix socket whose input has been read to the end there is nothing to
- * wait for: the request is detached, and closed without the wait.
- */
+/* Send the reply, log the request, release it. */
 static void
 exchange_finish(struct exchange *x)
 {
@@ -465,16 +404,13 @@ exchange_finish(struct exchange *x)
 	 * A kept connection is kept only when the request was read to its
 	 * end: what is left unread would be taken for the next request.
 	 */
-	if (x->fr.keepConnection && (stopping || (!req->input_done &&
+	if (x->fr.keep && (stopping || (!req->input_done &&
 	    request_drain(&x->fr) == -1)))
-		x->fr.keepConnection = 0;
-	if (conn.unix_sock && !x->fr.keepConnection && req->input_done)
-		FCGX_Detach(&x->fr);
+		x->fr.keep = 0;
 	request_free(req);
 	free(resp->body);
 	resp->body = NULL;
-	fcgi_finish(x);
-	conn_release(&x->fr);
+	conn_release(fcgi_finish(&x->fr));
 	pool_put(x);
 }
 
@@ -564,10 +500,9 @@ exchanges_init(int n)
 	pthread_cond_init(&ex.cv_free, NULL);
 	pthread_mutex_init(&ex.rmu, NULL);
 	pthread_cond_init(&ex.cv_ready, NULL);
+	fcgi_setup(n);
 	for (i = n - 1; i >= 0; i--) {
-		if (FCGX_InitRequest(&ex.all[i].fr, -1, 0) != 0 ||
-		    FCGX_InitRequest(&ex.all[i].spent, -1, 0) != 0)
-			return -1;
+		fcgi_init(&ex.all[i].fr);
 		ex.all[i].next = ex.free;
 		ex.free = &ex.all[i];
 	}
@@ -590,7 +525,7 @@ exchanges_stop(void)
 	pthread_join(ex.thread, NULL);
 	for (i = 0; i < ex.n; i++) {
 		exchange_release(&ex.all[i]);
-		FCGX_Free(&ex.all[i].fr, 1);
+		fcgi_free(&ex.all[i].fr);
 	}
 	free(ex.all);
 }
@@ -711,12 +646,8 @@ worker_main(void *arg)
 			break;
 		}
 		/* See "Connections" above. */
-		x->fr.ipcFd = fd;
-		x->fr.keepConnection = 1;
-		x->fr.detached = 0;
-		if (FCGX_Accept_r(&x->fr) < 0) {
-			/* Closed with no request (libfcgi closed it too). */
-			x->fr.ipcFd = -1;
+		if (fcgi_accept(&x->fr, fd) == -1) {
+			/* Closed with no request (fcgi_accept closed it). */
 			pool_put(x);
 			continue;
 		}
@@ -972,10 +903,6 @@ main(int argc, char *argv[])
 		}
 	}
 
-	if (FCGX_Init() != 0) {
-		log_error("fcgi: init failed");
-		return 1;
-	}
 	/* Removes the socket file again on every exit from here on. */
 	atexit(listen_cleanup);
 	/* systemd socket activation passes the socket as fd 3. */
@@ -1044,7 +971,6 @@ main(int argc, char *argv[])
 	 * shutdown() would fail the socket unit (POLLHUP), leaving nginx
 	 * nothing to connect to (tests/package/test-boot.sh).
 	 */
-	FCGX_ShutdownPending();
 	conn_stop();
 	pthread_mutex_lock(&ex.mu);
 	pthread_cond_broadcast(&ex.cv_free);

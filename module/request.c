@@ -3,8 +3,9 @@
  *
  * The body is read only after CONTENT_LENGTH has been checked strictly
  * (digits only, within the cap of the endpoint) and never beyond it; a
- * body shorter than announced is refused. FastCGI spec: the responder
- * reads FCGI_STDIN until CONTENT_LENGTH bytes (libfcgi's FCGX_GetStr).
+ * body shorter than announced is refused, and so is one longer: the
+ * input must end (the empty FCGI_STDIN record, fcgi.c) right after
+ * CONTENT_LENGTH bytes.
  */
 #include "config.h"
 
@@ -12,22 +13,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <fcgiapp.h>
-
 #include "picomdm/util.h"
+#include "fcgi.h"
 #include "request.h"
 
 static const char *
-param(FCGX_Request *fr, const char *name)
+param(const struct fcgi *fr, const char *name)
 {
-	const char *v = FCGX_GetParam(name, fr->envp);
+	const char *v = fcgi_param(fr, name);
 
 	return v != NULL ? v : "";
 }
 
 /* Fill the request's borrowed fields from the FastCGI parameters. */
 int
-request_init(FCGX_Request *fr, struct request *r)
+request_init(const struct fcgi *fr, struct request *r)
 {
 	const char *uri, *q;
 
@@ -37,7 +37,7 @@ request_init(FCGX_Request *fr, struct request *r)
 	r->content_type = param(fr, "CONTENT_TYPE");
 	r->client_cert = param(fr, "PICOMDM_CLIENT_CERT");
 	/* NULL when nginx passes none at all (a site misconfiguration). */
-	r->client_verify = FCGX_GetParam("PICOMDM_CLIENT_VERIFY", fr->envp);
+	r->client_verify = fcgi_param(fr, "PICOMDM_CLIENT_VERIFY");
 	r->mdm_signature = param(fr, "HTTP_MDM_SIGNATURE");
 	r->authorization = param(fr, "HTTP_AUTHORIZATION");
 	r->query = param(fr, "QUERY_STRING");
@@ -47,7 +47,7 @@ request_init(FCGX_Request *fr, struct request *r)
 	r->raw_path = q ? strndup(uri, (size_t)(q - uri)) : strdup(uri);
 	if (r->raw_path == NULL)
 		return -1;
-	uri = FCGX_GetParam("DOCUMENT_URI", fr->envp);
+	uri = fcgi_param(fr, "DOCUMENT_URI");
 	if (uri == NULL || *uri == '\0')
 		uri = param(fr, "REQUEST_URI");
 	/* REQUEST_URI carries the query; DOCUMENT_URI does not. */
@@ -74,14 +74,14 @@ request_free(struct request *r)
 
 /* Discard up to n bytes of unread body so the connection stays sane. */
 static void
-drain(FCGX_Request *fr, unsigned long long n)
+drain(struct fcgi *fr, unsigned long long n)
 {
-	char buf[8192];
-	int  got;
+	char    buf[8192];
+	ssize_t got;
 
 	while (n > 0) {
-		got = FCGX_GetStr(buf, n > sizeof(buf) ? (int)sizeof(buf)
-		                                      : (int)n, fr->in);
+		got = fcgi_read(fr, buf, n > sizeof(buf) ? sizeof(buf)
+		                                         : (size_t)n);
 		if (got <= 0)
 			break;
 		n -= (unsigned long long)got;
@@ -94,11 +94,12 @@ drain(FCGX_Request *fr, unsigned long long n)
  * the cap. The body is NUL-terminated (not counted in body_len).
  */
 int
-request_read_body(FCGX_Request *fr, struct request *r, size_t max)
+request_read_body(struct fcgi *fr, struct request *r, size_t max)
 {
-	const char *cl = FCGX_GetParam("CONTENT_LENGTH", fr->envp);
-	long long   n;
-	int         got;
+	const char   *cl = fcgi_param(fr, "CONTENT_LENGTH");
+	long long     n;
+	ssize_t       got;
+	unsigned char extra;
 
 	if (cl == NULL || *cl == '\0')
 		n = 0;
@@ -110,13 +111,13 @@ request_read_body(FCGX_Request *fr, struct request *r, size_t max)
 	}
 	if ((r->body = malloc((size_t)n + 1)) == NULL)
 		return 500;
-	got = n > 0 ? FCGX_GetStr((char *)r->body, (int)n, fr->in) : 0;
-	if (got != (int)n)
+	got = n > 0 ? fcgi_read(fr, r->body, (size_t)n) : 0;
+	if (got != (ssize_t)n)
 		return 400;
 	r->body[n] = '\0';
 	r->body_len = (size_t)n;
 	/* More bytes than announced: refuse rather than guess. */
-	if (FCGX_GetChar(fr->in) != EOF)
+	if (fcgi_read(fr, &extra, 1) != 0)
 		return 400;
 	r->input_done = 1;
 	return 0;
@@ -131,20 +132,16 @@ request_read_body(FCGX_Request *fr, struct request *r, size_t max)
  * connection must then be closed).
  */
 int
-request_drain(FCGX_Request *fr)
+request_drain(struct fcgi *fr)
 {
-	char   buf[8192];
-	size_t total = 0;
-	int    got;
+	char    buf[8192];
+	size_t  total = 0;
+	ssize_t got;
 
-	if (fr->in == NULL)
-		return -1;
-	while ((got = FCGX_GetStr(buf, (int)sizeof(buf), fr->in)) > 0) {
+	while ((got = fcgi_read(fr, buf, sizeof(buf))) > 0) {
 		total += (size_t)got;
 		if (total > REQUEST_DRAIN_MAX)
 			return -1;
 	}
-	if (FCGX_GetError(fr->in) != 0 || !FCGX_HasSeenEOF(fr->in))
-		return -1;
-	return 0;
+	return got == 0 ? 0 : -1;
 }

@@ -1,19 +1,20 @@
 /*
- * request.h - reading a request from libfcgi (main.c and request.c only;
- * no other stage sees a FastCGI type).
+ * request.h - a request's fields and body from its FastCGI connection
+ * (fcgi.h); main.c and request.c only, no other stage sees a FastCGI
+ * type.
  */
 #ifndef PICOMDM_REQUEST_H
 #define PICOMDM_REQUEST_H
 
-#include <fcgiapp.h>
 
 #include "extern.h"
+#include "fcgi.h"
 
-int  request_init(FCGX_Request *, struct request *);
-int  request_read_body(FCGX_Request *, struct request *, size_t max);
+int  request_init(const struct fcgi *, struct request *);
+int  request_read_body(struct fcgi *, struct request *, size_t max);
 void request_free(struct request *);
 /* Skip the rest of an unread body (kept connections); 0 at its end. */
 #define REQUEST_DRAIN_MAX ((size_t)16 << 20)
-int  request_drain(FCGX_Request *);
+int  request_drain(struct fcgi *);
 
 #endif

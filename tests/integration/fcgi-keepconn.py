@@ -100,8 +100,10 @@ def main():
     s.settimeout(5)
     api = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/api/v1/enrollments",
            "DOCUMENT_URI": "/api/v1/enrollments", "CONTENT_LENGTH": "0"}
-    # A body larger than libfcgi's 8 KiB input buffer, in records of at
-    # most 65535 bytes, so that most of it is still in the socket.
+    # A body larger than the responder's 16 KiB input buffer, in records
+    # of at most 65535 bytes, so that most of it is still in the socket
+    # when the 405 is sent: the next request, sent on that reply, must be
+    # left in the connection while the rest of the body is read.
     big = b"x" * 100000
     dev = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/mdm/checkin",
            "DOCUMENT_URI": "/mdm/checkin", "CONTENT_LENGTH": str(len(big))}
