@@ -380,12 +380,16 @@ management(struct fcgi *f, const struct rec *h)
 static int
 params_decode(struct fcgi *f)
 {
-	const unsigned char *p = f->raw, *end = f->raw + f->raw_len;
-	const unsigned char *name, *value;
+	const unsigned char *p, *end, *name, *value;
 	size_t               nlen, vlen, e = 0, need;
 	struct fcgi_param   *np;
 	char                *ne;
 
+	f->nparams = 0;
+	if (f->raw_len == 0) /* and raw may be NULL */
+		return 0;
+	p = f->raw;
+	end = f->raw + f->raw_len;
 	/* A pair's two lengths take at least the two NULs it gets here. */
 	if (f->env_cap < f->raw_len) {
 		if ((ne = realloc(f->env, f->raw_len)) == NULL)
@@ -393,7 +397,6 @@ params_decode(struct fcgi *f)
 		f->env = ne;
 		f->env_cap = f->raw_len;
 	}
-	f->nparams = 0;
 	while (p < end) {
 		if (pair_next(&p, end, &name, &nlen, &value, &vlen) == -1)
 			return violation(f, "a parameter runs past its stream");
