@@ -37,6 +37,7 @@
 #include "config.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -275,6 +276,7 @@ fuzz_serve(const unsigned char *stream, size_t n, size_t cap,
 	size_t		   off = 0;
 	ssize_t		   w;
 	char		   head[64];
+	struct timeval	   tv = {0, 100 * 1000};
 
 	if (!fr_ready) {
 		/* One slot for every input, as a worker keeps it. */
@@ -290,6 +292,10 @@ fuzz_serve(const unsigned char *stream, size_t n, size_t cap,
 		(void)setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 		(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 		(void)setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+		/* Answers to a stream of many small management records can
+		 * fill the socket (each small write costs a buffer of its
+		 * own): a write that cannot go on fails instead of hanging. */
+		(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
 	while (off < n) {
 		w = write(sv[1], stream + off, n - off);
