@@ -924,19 +924,25 @@ main(int argc, char *argv[])
 	if (cfg.nosync)
 		log_warn("nosync: commits are not durable (tests and bench "
 		    "only)");
-	store_set_batch_done(srv.store, exchanges_flush);
-	if (store_writer_start(srv.store) != 0)
-		return 1;
-	pushcert_warn(srv.store, enroll_access(srv.enroll) != ENROLL_ACCESS_OFF ?
-	    enroll_topic(srv.enroll) : NULL);
-
-	/* Signals go to the main thread only, through sigwait. */
+	/*
+	 * Signals go to the main thread only, through sigwait: blocked
+	 * before the first thread starts (the writer), which inherits the
+	 * mask. Were it started first, a SIGTERM arriving before the main
+	 * thread waits for it could go to the writer and end the process
+	 * there and then, not as a stop.
+	 */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	store_set_batch_done(srv.store, exchanges_flush);
+	if (store_writer_start(srv.store) != 0)
+		return 1;
+	pushcert_warn(srv.store, enroll_access(srv.enroll) != ENROLL_ACCESS_OFF ?
+	    enroll_topic(srv.enroll) : NULL);
 
 	if (conn_init() == -1)
 		return 1;

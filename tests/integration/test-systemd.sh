@@ -51,10 +51,18 @@ if command -v systemd-socket-activate >/dev/null; then
 	IT_RESPONDER_CMD=(/usr/bin/python3 "$PM_ROOT/tests/integration/sockholder.py"
 	    "$IT_SOCK" "$PM_BUILD/picomdm-fcgi" --db "$IT_DB" --device-ca
 	    "$IT_CERTS/ca.pem" --api-key-file "$IT_DIR/api.key" --workers 2)
+	serving=$(grep -c 'picomdm-fcgi serving' "$IT_DIR/fcgi.log" || true)
 	it_start_responder
 	holder=$(head -n 1 "$IT_DIR/fcgi.pid")
 	child=$(pgrep -P "$holder" | head -n 1 || true)
 	[[ -n $child ]] || it_abort "setup: sockholder started picomdm-fcgi"
+	# A stop of a serving responder, not of one still starting up (the
+	# holder's socket accepts before the responder has begun).
+	for _ in $(seq 100); do
+		(($(grep -c 'picomdm-fcgi serving' "$IT_DIR/fcgi.log" ||
+		    true) > serving)) && break
+		sleep 0.1
+	done
 	kill -TERM "$child"
 	pm_wait_gone "$child" 10 || it_abort "setup: picomdm-fcgi stops on SIGTERM"
 	# The holder starts it again a second later; this waits in the backlog.
