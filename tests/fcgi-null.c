@@ -2,12 +2,14 @@
  * fcgi-null.c - a FastCGI responder that does nothing, the floor that
  * scripts/bench measures picomdm against.
  *
- * It has the same process model as picomdm-fcgi: one process, N worker
- * threads, each in its own FCGX_Accept_r() loop on one shared listen
- * socket (a unix socket given with --socket, else the socket inherited on
- * fd 0 as spawn-fcgi and systemd pass it). Each request's body is read and
- * thrown away and the answer is an empty "Status: 200 OK", so what is left
- * is the cost of nginx, the FastCGI protocol and libfcgi.
+ * One process, N worker threads (as picomdm-fcgi's workers), each in its
+ * own FCGX_Accept_r() loop on one shared listen socket: a unix socket
+ * given with --socket, else the socket inherited on fd 0 as spawn-fcgi
+ * and systemd pass it. Each request's body is read and thrown away and
+ * the answer is an empty "Status: 200 OK", so what is left is the cost of
+ * nginx, the FastCGI protocol and libfcgi. (picomdm-fcgi reads the
+ * records itself, module/fcgi.c, and has a writer and a completion
+ * thread besides its workers.)
  *
  * SIGTERM, SIGINT and SIGHUP end it at once (libfcgi's own SIGTERM
  * handler would only stop the thread that happens to receive it).
