@@ -218,8 +218,10 @@ fuzz_build(const uint8_t *d, size_t n, unsigned mode, struct buf *b,
  * records of version 1 and no padding; FCGI_STDOUT of the request ID
  * carrying exactly head, then its empty record, then FCGI_END_REQUEST
  * (FCGI_REQUEST_COMPLETE) as the last record. Before the reply only the
- * answers to records read with the request may come: FCGI_END_REQUEST of
- * other request IDs, FCGI_GET_VALUES_RESULT and FCGI_UNKNOWN_TYPE.
+ * answers to records read with the request may come: FCGI_END_REQUEST
+ * refusing another request (FCGI_CANT_MPX_CONN; FCGI_UNKNOWN_ROLE, also
+ * under the request's own ID when a refused request had it first),
+ * FCGI_GET_VALUES_RESULT and FCGI_UNKNOWN_TYPE.
  * Aborts on anything else.
  */
 static void
@@ -249,12 +251,18 @@ fuzz_check_reply(int fd, unsigned id, const char *head, size_t hlen)
 			    memcmp(out + off, head + got, clen) != 0)
 				abort();
 			got += clen;
-		} else if (type == 3 && rid == id) {
-			if (!closed || clen != 8 || out[off + 4] != 0)
+		} else if (type == 3 && rid == id && closed) {
+			if (clen != 8 || out[off + 4] != 0)
 				abort();
 			ended = 1;
-		} else if (!(type == 3 && rid != id && rid != 0 &&
-		    clen == 8) && !((type == 10 || type == 11) && rid == 0))
+		} else if (type == 3 && rid != 0 && clen == 8) {
+			/* Another request refused: FCGI_CANT_MPX_CONN, or
+			 * FCGI_UNKNOWN_ROLE (also for a request whose ID the
+			 * request served then took again). */
+			if (out[off + 4] != 3 && (out[off + 4] != 1 ||
+			    rid == id))
+				abort();
+		} else if (!((type == 10 || type == 11) && rid == 0))
 			abort();
 		off += clen;
 	}
