@@ -153,7 +153,7 @@ fill(struct fcgi *f, size_t need, size_t want)
 		f->in_pos = 0;
 	}
 	while (f->in_len < need) {
-		room = f->in_cap - f->in_len;
+		room = FCGI_IN_SIZE - f->in_len;
 		if (f->replied && want - f->in_len < room)
 			room = want - f->in_len;
 		r = read(f->fd, f->in + f->in_len, room);
@@ -187,8 +187,8 @@ take(struct fcgi *f, unsigned char *dst, size_t n)
 			continue;
 		}
 		f->in_pos = f->in_len = 0;
-		if (dst == NULL || n < f->in_cap) {
-			if (fill(f, 1, n < f->in_cap ? n : f->in_cap) == -1)
+		if (dst == NULL || n < FCGI_IN_SIZE) {
+			if (fill(f, 1, n < FCGI_IN_SIZE ? n : FCGI_IN_SIZE) == -1)
 				return -1;
 			continue;
 		}
@@ -483,12 +483,9 @@ fcgi_accept(struct fcgi *f, int fd)
 	f->in_pos = f->in_len = 0;
 	f->stdin_left = f->pad_left = 0;
 	f->raw_len = f->nparams = 0;
-	if (f->in == NULL) {
-		if ((f->in = malloc(FCGI_IN_SIZE)) == NULL) {
-			violation(f, "out of memory");
-			goto fail;
-		}
-		f->in_cap = FCGI_IN_SIZE;
+	if (f->in == NULL && (f->in = malloc(FCGI_IN_SIZE)) == NULL) {
+		violation(f, "out of memory");
+		goto fail;
 	}
 	for (;;) {
 		if (header(f, &h) == -1)

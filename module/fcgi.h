@@ -33,7 +33,7 @@ struct fcgi {
 	int                replied;  /* fcgi_reply() was called */
 	/* What has been read from the connection and not yet used. */
 	unsigned char     *in;
-	size_t             in_cap, in_pos, in_len;
+	size_t             in_pos, in_len; /* in holds FCGI_IN_SIZE (fcgi.c) */
 	size_t             stdin_left, pad_left; /* of the FCGI_STDIN
 						  * record being read */
 	/* The FCGI_PARAMS stream, and the pairs decoded from it. */
