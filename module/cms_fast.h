@@ -24,4 +24,13 @@ int cms_fast_verify(const unsigned char *der, size_t n, const void *body,
     size_t len, X509 *const *cand, const unsigned char *const *cand_der,
     const size_t *cand_len, int ncand, int *signer);
 
+/*
+ * Make cert's public key ready for cms_fast_verify's SHA-256 checks: a
+ * verification context set up once and kept with the certificate (its
+ * ex_data, freed with it); each check then works on a copy. Call before
+ * cert is shared between threads. 0, or -1 when it could not (checks then
+ * take the general path).
+ */
+int cms_fast_prepare(X509 *cert);
+
 #endif

@@ -177,8 +177,13 @@ idcache_put(struct idcache *c, const unsigned char key[32],
 	    ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &tm) != 1 ||
 	    (e.not_after = timegm(&tm)) == (time_t)-1)
 		return;
-	if (keep && X509_up_ref(leaf) != 1)
-		return;
+	if (keep) {
+		/* A signer's key made ready for the fast path's checks
+		 * while leaf is still this thread's alone. */
+		(void)cms_fast_prepare(leaf);
+		if (X509_up_ref(leaf) != 1)
+			return;
+	}
 	memcpy(e.key, key, 32);
 	memcpy(e.hash, hash, IDENTITY_HASH_LEN);
 	e.used = 1;
