@@ -74,7 +74,7 @@
 #define FCGI_IN_SIZE     16384  /* the connection is read this much at once */
 #define FCGI_RECORD_MAX  65528  /* reply content a record (a multiple of 8) */
 #define FCGI_LINGER_MS   2000   /* waiting for the peer's end before a close */
-#define FCGI_LINGER_MAX  ((size_t)16 << 20)
+#define FCGI_LINGER_MAX  ((size_t)16 << 20) /* and input skipped, at most */
 
 struct rec {
 	unsigned type, id;
@@ -669,6 +669,24 @@ linger_close(int fd)
 	close(fd);
 }
 
+/*
+ * Read and drop what is left of the request's input after an early reply
+ * (404, 405, 413, a short body), up to FCGI_LINGER_MAX, so that a kept
+ * connection stands at its next request. 0 at the input's end, else -1.
+ */
+static int
+skip_input(struct fcgi *f)
+{
+	char    trash[8192];
+	size_t  total = 0;
+	ssize_t r;
+
+	while ((r = fcgi_read(f, trash, sizeof(trash))) > 0)
+		if ((total += (size_t)r) > FCGI_LINGER_MAX)
+			return -1;
+	return r == 0 ? 0 : -1;
+}
+
 int
 fcgi_finish(struct fcgi *f)
 {
@@ -676,6 +694,8 @@ fcgi_finish(struct fcgi *f)
 
 	if (fd < 0)
 		return -1;
+	if (f->keep && !f->failed && !f->in_eof && skip_input(f) == -1)
+		f->keep = 0;
 	f->fd = -1;
 	if (f->keep && !f->failed && f->in_eof && f->in_pos == f->in_len)
 		return fd;

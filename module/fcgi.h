@@ -72,7 +72,8 @@ int         fcgi_reply(struct fcgi *, const void *head, size_t head_len,
 /*
  * After the reply: the connection, to be kept for its next request, or
  * -1 when it has been closed (the peer did not ask to keep it, it
- * failed, or its input was not read to the end).
+ * failed, or more than 16 MiB of its input was left unread). What the
+ * handler left unread of a kept connection's input is read here first.
  */
 int         fcgi_finish(struct fcgi *);
 

@@ -400,12 +400,7 @@ exchange_finish(struct exchange *x)
 	}
 	metrics_request(req->uri, resp->msgtype, resp->status,
 	    time_mono_us() - req->start_us);
-	/*
-	 * A kept connection is kept only when the request was read to its
-	 * end: what is left unread would be taken for the next request.
-	 */
-	if (x->fr.keep && (stopping || (!req->input_done &&
-	    request_drain(&x->fr) == -1)))
+	if (stopping)
 		x->fr.keep = 0;
 	request_free(req);
 	free(resp->body);

@@ -72,22 +72,6 @@ request_free(struct request *r)
 	r->body = NULL;
 }
 
-/* Discard up to n bytes of unread body so the connection stays sane. */
-static void
-drain(struct fcgi *fr, unsigned long long n)
-{
-	char    buf[8192];
-	ssize_t got;
-
-	while (n > 0) {
-		got = fcgi_read(fr, buf, n > sizeof(buf) ? sizeof(buf)
-		                                         : (size_t)n);
-		if (got <= 0)
-			break;
-		n -= (unsigned long long)got;
-	}
-}
-
 /*
  * Read the body, capped at max bytes. Returns 0, or the HTTP status to
  * answer: 411 without a length, 400 for a malformed or short one, 413 over
@@ -105,10 +89,9 @@ request_read_body(struct fcgi *fr, struct request *r, size_t max)
 		n = 0;
 	else if (num_parse(cl, 0, 0x7fffffffLL, &n) == -1)
 		return 400;
-	if ((unsigned long long)n > max) {
-		drain(fr, (unsigned long long)n);
+	/* Answered at once: fcgi_finish deals with the unread rest. */
+	if ((unsigned long long)n > max)
 		return 413;
-	}
 	if ((r->body = malloc((size_t)n + 1)) == NULL)
 		return 500;
 	got = n > 0 ? fcgi_read(fr, r->body, (size_t)n) : 0;
@@ -121,27 +104,4 @@ request_read_body(struct fcgi *fr, struct request *r, size_t max)
 		return 400;
 	r->input_done = 1;
 	return 0;
-}
-
-/*
- * Read and discard what is left of the body of a request answered
- * without reading it (404, 405, 413, a short body), so that a kept
- * connection is positioned at the next request. Reads at most the
- * largest body any endpoint takes (REQUEST_DRAIN_MAX) plus one buffer.
- * Returns 0 when the end of the input was reached, -1 otherwise (the
- * connection must then be closed).
- */
-int
-request_drain(struct fcgi *fr)
-{
-	char    buf[8192];
-	size_t  total = 0;
-	ssize_t got;
-
-	while ((got = fcgi_read(fr, buf, sizeof(buf))) > 0) {
-		total += (size_t)got;
-		if (total > REQUEST_DRAIN_MAX)
-			return -1;
-	}
-	return got == 0 ? 0 : -1;
 }

@@ -13,8 +13,5 @@
 int  request_init(const struct fcgi *, struct request *);
 int  request_read_body(struct fcgi *, struct request *, size_t max);
 void request_free(struct request *);
-/* Skip the rest of an unread body (kept connections); 0 at its end. */
-#define REQUEST_DRAIN_MAX ((size_t)16 << 20)
-int  request_drain(struct fcgi *);
 
 #endif
