@@ -17,7 +17,7 @@
 set -euo pipefail
 
 dir=${1:-${PICOMDM_ROOTFS:-/var/tmp/picomdm-rootfs-bookworm}}
-pkgs=systemd,systemd-sysv,dbus,nginx-light,curl,openssl,ca-certificates,procps,libfcgi0ldbl,libplist3,liblmdb0,libjansson4,libcurl4,libssl3
+pkgs=systemd,systemd-sysv,dbus,nginx-light,curl,openssl,ca-certificates,procps,libplist3,liblmdb0,libjansson4,libcurl4,libssl3
 
 die() {
 	echo "rootfs.sh: $*" >&2
