@@ -217,12 +217,13 @@ fuzz_build(const uint8_t *d, size_t n, unsigned mode, struct buf *b,
  * Read back what fcgi.c wrote to the peer's end and check it: whole
  * records of version 1 and no padding; FCGI_STDOUT of the request ID
  * carrying exactly head, then its empty record, then FCGI_END_REQUEST
- * (FCGI_REQUEST_COMPLETE) as the last record. Before the reply only the
- * answers to records read with the request may come: FCGI_END_REQUEST
- * refusing another request (FCGI_CANT_MPX_CONN; FCGI_UNKNOWN_ROLE, also
- * under the request's own ID when a refused request had it first),
- * FCGI_GET_VALUES_RESULT and FCGI_UNKNOWN_TYPE.
- * Aborts on anything else.
+ * (FCGI_REQUEST_COMPLETE) as the last of the request's records. Besides
+ * them only the answers to records read with the request may come, before
+ * the reply or after it (fcgi_finish reads the rest of a kept
+ * connection's input): FCGI_END_REQUEST refusing another request
+ * (FCGI_CANT_MPX_CONN; FCGI_UNKNOWN_ROLE, also under the request's own ID
+ * when a refused request had it first), FCGI_GET_VALUES_RESULT and
+ * FCGI_UNKNOWN_TYPE. Aborts on anything else.
  */
 static void
 fuzz_check_reply(int fd, unsigned id, const char *head, size_t hlen)
@@ -236,7 +237,7 @@ fuzz_check_reply(int fd, unsigned id, const char *head, size_t hlen)
 	while (n < sizeof(out) && (r = read(fd, out + n, sizeof(out) - n)) > 0)
 		n += (size_t)r;
 	while (off < n) {
-		if (n - off < 8 || out[off] != 1 || out[off + 6] != 0 || ended)
+		if (n - off < 8 || out[off] != 1 || out[off + 6] != 0)
 			abort();
 		type = out[off + 1];
 		rid = (unsigned)out[off + 2] << 8 | out[off + 3];
@@ -244,14 +245,14 @@ fuzz_check_reply(int fd, unsigned id, const char *head, size_t hlen)
 		off += 8;
 		if (clen > n - off)
 			abort();
-		if (type == 6 && rid == id && !closed) {
+		if (type == 6 && rid == id && !closed && !ended) {
 			if (clen == 0)
 				closed = 1;
 			else if (got + clen > hlen ||
 			    memcmp(out + off, head + got, clen) != 0)
 				abort();
 			got += clen;
-		} else if (type == 3 && rid == id && closed) {
+		} else if (type == 3 && rid == id && closed && !ended) {
 			if (clen != 8 || out[off + 4] != 0)
 				abort();
 			ended = 1;
