@@ -23,13 +23,13 @@
  * re-encodes and verifies. The signer is found among the candidates as
  * CMS_set1_signers_certs finds it (X509_NAME_cmp and ASN1_INTEGER_cmp,
  * the issuer compared by its bytes first; or the subject key identifier;
- * the first match) and the signature is checked with EVP_DigestVerify
- * under the digestAlgorithm, as CMS_SignerInfo_verify does; or, for a
- * signer whose key cms_fast_prepare made ready and a SHA-256 digest, with
- * a copy of that ready context over the digest (EVP_PKEY_verify), the
- * same check without OpenSSL 3.0's look-ups and set-up on each message
- * (about 4 us of a 24 us RSA-2048 check on this project's test machine,
- * BENCHMARKS.md). Every rule
+ * the first match) and the signature is checked over the digest under
+ * the digestAlgorithm with EVP_PKEY_verify: what EVP_DigestVerify, which
+ * CMS_SignerInfo_verify uses, does once it has digested. For a signer
+ * whose key cms_fast_prepare made ready, under SHA-256, the context is a
+ * copy of that ready one: the same check without OpenSSL 3.0's look-ups
+ * and set-up on each message (about 4 us of a 24 us RSA-2048 check on
+ * this project's test machine, BENCHMARKS.md). Every rule
  * here is at least as strict as OpenSSL's; tests/unit/test-cms-fast.c and
  * tests/fuzz/fuzz-cms-fast.c compare the two.
  */
@@ -45,6 +45,7 @@
 #include <openssl/x509v3.h>
 
 #include "cms_fast.h"
+#include "picomdm/util.h"
 
 /* One strict DER element in [p, end). */
 struct der {
@@ -137,36 +138,31 @@ static const struct cms_fast_md {
 	unsigned char rsa[11];   /* shaNNNWithRSAEncryption */
 	unsigned char ecdsa[10]; /* ecdsa-with-SHANNN */
 	const EVP_MD *(*md)(void);
-	const char   *name;
+	unsigned      bits;
 } cms_fast_mds[] = {
 	{ { 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01 },
 	    { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
 		0x0b },
 	    { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02 },
-	    EVP_sha256, "SHA256" },
+	    EVP_sha256, 256 },
 	{ { 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02 },
 	    { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
 		0x0c },
 	    { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03 },
-	    EVP_sha384, "SHA384" },
+	    EVP_sha384, 384 },
 	{ { 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03 },
 	    { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
 		0x0d },
 	    { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04 },
-	    EVP_sha512, "SHA512" },
+	    EVP_sha512, 512 },
 };
 #define CMS_FAST_NMD (sizeof(cms_fast_mds) / sizeof(cms_fast_mds[0]))
 
-/*
- * The digests fetched once (given EVP_sha256() and the like, OpenSSL 3.0
- * looks the digest up on every use), and the certificates' ex_data index
- * of a prepared key (cms_fast_prepare).
- */
+/* The certificates' ex_data index of a prepared key (cms_fast_prepare). */
 static struct {
 	pthread_once_t once;
-	EVP_MD        *md[CMS_FAST_NMD]; /* NULL: use cms_fast_mds[i].md() */
-	int            key;              /* -1: none */
-} fetched = { PTHREAD_ONCE_INIT, { NULL }, -1 };
+	int            key; /* -1: none */
+} prep = { PTHREAD_ONCE_INIT, -1 };
 
 static void
 key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
@@ -177,21 +173,36 @@ key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
 }
 
 static void
-fetch_once(void)
+prep_once(void)
 {
-	size_t i;
-
-	for (i = 0; i < CMS_FAST_NMD; i++)
-		fetched.md[i] = EVP_MD_fetch(NULL, cms_fast_mds[i].name, NULL);
-	fetched.key = X509_get_ex_new_index(0, NULL, NULL, NULL, key_free);
+	prep.key = X509_get_ex_new_index(0, NULL, NULL, NULL, key_free);
 }
 
+/* m's digest, fetched once (util.c) where that worked. */
 static const EVP_MD *
 md_get(const struct cms_fast_md *m)
 {
-	const EVP_MD *f = fetched.md[m - cms_fast_mds];
+	const EVP_MD *f = digest_fetched(m->bits);
 
 	return f != NULL ? f : m->md();
+}
+
+/* A verification context for pkey's signatures under md (for RSA,
+ * PKCS#1 v1.5), or NULL. */
+static EVP_PKEY_CTX *
+verify_ctx(EVP_PKEY *pkey, const EVP_MD *md)
+{
+	EVP_PKEY_CTX *ctx;
+
+	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) == NULL ||
+	    EVP_PKEY_verify_init(ctx) != 1 ||
+	    (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA &&
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1) ||
+	    EVP_PKEY_CTX_set_signature_md(ctx, md) != 1) {
+		EVP_PKEY_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
 }
 
 int
@@ -200,18 +211,13 @@ cms_fast_prepare(X509 *cert)
 	EVP_PKEY     *pkey;
 	EVP_PKEY_CTX *ctx;
 
-	pthread_once(&fetched.once, fetch_once);
-	if (fetched.key < 0 || fetched.md[0] == NULL ||
-	    (pkey = X509_get0_pubkey(cert)) == NULL)
+	pthread_once(&prep.once, prep_once);
+	if (prep.key < 0 || (pkey = X509_get0_pubkey(cert)) == NULL)
 		return -1;
-	if (X509_get_ex_data(cert, fetched.key) != NULL)
+	if (X509_get_ex_data(cert, prep.key) != NULL)
 		return 0;
-	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) == NULL ||
-	    EVP_PKEY_verify_init(ctx) != 1 ||
-	    (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA &&
-	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1) ||
-	    EVP_PKEY_CTX_set_signature_md(ctx, fetched.md[0]) != 1 ||
-	    X509_set_ex_data(cert, fetched.key, ctx) != 1) {
+	if ((ctx = verify_ctx(pkey, md_get(&cms_fast_mds[0]))) == NULL ||
+	    X509_set_ex_data(cert, prep.key, ctx) != 1) {
 		EVP_PKEY_CTX_free(ctx);
 		return -1;
 	}
@@ -396,37 +402,21 @@ out:
 	return found;
 }
 
-/* Does sig verify over data/n under md with pkey? */
-static int
-sig_ok(EVP_PKEY *pkey, const EVP_MD *md, const unsigned char *data, size_t n,
-    const unsigned char *sig, size_t siglen)
-{
-	EVP_MD_CTX *ctx;
-	int         ok;
-
-	if ((ctx = EVP_MD_CTX_new()) == NULL)
-		return 0;
-	ok = EVP_DigestVerifyInit(ctx, NULL, md, NULL, pkey) == 1 &&
-	    EVP_DigestVerify(ctx, sig, siglen, data, n) == 1;
-	EVP_MD_CTX_free(ctx);
-	return ok;
-}
-
 /*
- * Does sig verify, with a copy of the prepared context tpl, over what
- * digest d/dn is the SHA-256 of? A copy: tpl is shared between threads
- * and only read.
+ * Does sig verify, by pkey under md, over what d/dn is the digest of? With
+ * a copy of the prepared context tpl when there is one (it is shared
+ * between threads and only read), else with a context made here.
  */
 static int
-sig_ok_prepared(const EVP_PKEY_CTX *tpl, const unsigned char *d, size_t dn,
-    const unsigned char *sig, size_t siglen)
+sig_ok(EVP_PKEY *pkey, const EVP_PKEY_CTX *tpl, const EVP_MD *md,
+    const unsigned char *d, size_t dn, const unsigned char *sig,
+    size_t siglen)
 {
 	EVP_PKEY_CTX *ctx;
 	int           ok;
 
-	if ((ctx = EVP_PKEY_CTX_dup(tpl)) == NULL)
-		return 0;
-	ok = EVP_PKEY_verify(ctx, sig, siglen, d, dn) == 1;
+	ctx = tpl != NULL ? EVP_PKEY_CTX_dup(tpl) : verify_ctx(pkey, md);
+	ok = ctx != NULL && EVP_PKEY_verify(ctx, sig, siglen, d, dn) == 1;
 	EVP_PKEY_CTX_free(ctx);
 	return ok;
 }
@@ -487,12 +477,11 @@ cms_fast_verify(const unsigned char *der, size_t n, const void *body,
 	unsigned                  mds = 0;
 	struct der                ci, e0, sd, ver, dalgs, eci, certs, sis, si;
 	struct der                sver, sid, dalg, attrs, salg, sig, oid, x;
-	unsigned char             digest[EVP_MAX_MD_SIZE], *buf = NULL;
-	unsigned char             sd_digest[EVP_MAX_MD_SIZE];
-	unsigned int              dlen, sdlen;
+	unsigned char             digest[EVP_MAX_MD_SIZE];
+	unsigned int              dlen;
 	const EVP_PKEY_CTX       *tpl = NULL;
 	EVP_PKEY                 *pkey;
-	int                       which, rsa, par, ok = 0;
+	int                       which, rsa, par;
 
 	/* ContentInfo */
 	if (der_want(&p, end, 0x30, &ci) == -1 || p != end)
@@ -567,33 +556,17 @@ cms_fast_verify(const unsigned char *der, size_t n, const void *body,
 	    (pkey = X509_get0_pubkey(cand[which])) == NULL ||
 	    EVP_PKEY_get_base_id(pkey) != (rsa ? EVP_PKEY_RSA : EVP_PKEY_EC))
 		return -1;
-	pthread_once(&fetched.once, fetch_once);
-	if (md == &cms_fast_mds[0] && fetched.key >= 0)
-		tpl = X509_get_ex_data(cand[which], fetched.key);
-	if (tpl != NULL || attrs.p != NULL) {
-		if (EVP_Digest(len > 0 ? body : "", len, digest, &dlen,
-		    md_get(md), NULL) != 1)
-			return -1;
-	}
-	if (attrs.p == NULL) {
-		ok = tpl != NULL ?
-		    sig_ok_prepared(tpl, digest, dlen, sig.c, sig.len) :
-		    sig_ok(pkey, md_get(md), body, len, sig.c, sig.len);
-	} else if (attrs_check(&attrs, digest, dlen) == -1) {
+	/* The body's digest; with signed attributes, checked against their
+	 * messageDigest and replaced by the attributes' own. */
+	if (EVP_Digest(len > 0 ? body : "", len, digest, &dlen, md_get(md),
+	    NULL) != 1 ||
+	    (attrs.p != NULL && (attrs_check(&attrs, digest, dlen) == -1 ||
+	    attrs_digest(&attrs, md_get(md), digest, &dlen) == -1)))
 		return -1;
-	} else if (tpl != NULL) {
-		ok = attrs_digest(&attrs, md_get(md), sd_digest, &sdlen) == 0 &&
-		    sig_ok_prepared(tpl, sd_digest, sdlen, sig.c, sig.len);
-	} else {
-		if ((buf = OPENSSL_malloc(attrs.all)) == NULL)
-			return -1;
-		/* RFC 5652 section 5.4: signed as a SET OF. */
-		memcpy(buf, attrs.p, attrs.all);
-		buf[0] = 0x31;
-		ok = sig_ok(pkey, md_get(md), buf, attrs.all, sig.c, sig.len);
-		OPENSSL_free(buf);
-	}
-	if (!ok)
+	pthread_once(&prep.once, prep_once);
+	if (md == &cms_fast_mds[0] && prep.key >= 0)
+		tpl = X509_get_ex_data(cand[which], prep.key);
+	if (!sig_ok(pkey, tpl, md_get(md), digest, dlen, sig.c, sig.len))
 		return -1;
 	*signer = which;
 	return 0;

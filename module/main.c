@@ -5,10 +5,10 @@
  * Process model: one process; N worker threads each reading requests
  * from the shared listen socket and kept connections (fcgi.c); one
  * group-commit writer thread in the store (store.c); one completion
- * thread that sends the replies of committed writes. A worker never waits for the disk: it hands
- * a check-in or report to the writer with store_submit() and accepts the
- * next request, so a batch holds every request in flight, bounded by
- * max_inflight. The LMDB environment is opened after any fork (none here)
+ * thread that sends the replies of committed writes. A worker never
+ * waits for the disk: it hands a check-in or report to the writer with
+ * store_submit() and accepts the next request, so a batch holds every
+ * request in flight, bounded by max_inflight. The LMDB environment is opened after any fork (none here)
  * and shared by all threads; several such processes may serve one
  * environment.
  */

@@ -365,24 +365,34 @@ fail:
 	return NULL;
 }
 
-/* SHA-256 fetched once: SHA256() looks the digest up on every call in
- * OpenSSL 3.0, a third of the time of hashing a 1 KB certificate. */
-static EVP_MD        *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static struct {
+	pthread_once_t once;
+	EVP_MD        *md[3]; /* SHA256, SHA384, SHA512 */
+} digests = { PTHREAD_ONCE_INIT, { NULL } };
 
 static void
-sha256_fetch(void)
+digests_fetch(void)
 {
-	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	digests.md[0] = EVP_MD_fetch(NULL, "SHA256", NULL);
+	digests.md[1] = EVP_MD_fetch(NULL, "SHA384", NULL);
+	digests.md[2] = EVP_MD_fetch(NULL, "SHA512", NULL);
+}
+
+const EVP_MD *
+digest_fetched(unsigned bits)
+{
+	pthread_once(&digests.once, digests_fetch);
+	return bits == 256 ? digests.md[0] : bits == 384 ? digests.md[1] :
+	    bits == 512 ? digests.md[2] : NULL;
 }
 
 void
 sha256(const void *p, size_t len, unsigned char out[32])
 {
-	pthread_once(&sha256_once, sha256_fetch);
-	if (sha256_md == NULL ||
-	    EVP_Digest(len > 0 ? p : "", len, out, NULL, sha256_md,
-	    NULL) != 1)
+	const EVP_MD *md = digest_fetched(256);
+
+	if (md == NULL ||
+	    EVP_Digest(len > 0 ? p : "", len, out, NULL, md, NULL) != 1)
 		SHA256(p, len, out);
 }
 

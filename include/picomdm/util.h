@@ -52,6 +52,10 @@ char *pct_decode(const char *, size_t len);
 
 /* SHA-256 of a buffer into out[32]. */
 void sha256(const void *, size_t, unsigned char out[32]);
+/* SHA-256, -384 or -512 (bits) fetched once, or NULL: given EVP_sha256()
+ * and the like, or SHA256(), OpenSSL 3.0 looks the digest up on every
+ * use. */
+const struct evp_md_st *digest_fetched(unsigned bits);
 
 /* Wipe then free (secrets). freezero(NULL, n) is a no-op. */
 void freezero(void *, size_t);
