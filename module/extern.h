@@ -97,7 +97,6 @@ struct request {
 	unsigned char *body;         /* owned, NUL-terminated */
 	size_t         body_len;
 	uint64_t       start_us;
-	int            input_done;   /* FastCGI input read to its end */
 };
 
 /* The reply being built; owned buffers. */

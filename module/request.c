@@ -102,6 +102,5 @@ request_read_body(struct fcgi *fr, struct request *r, size_t max)
 	/* More bytes than announced: refuse rather than guess. */
 	if (fcgi_read(fr, &extra, 1) != 0)
 		return 400;
-	r->input_done = 1;
 	return 0;
 }

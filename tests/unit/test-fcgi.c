@@ -185,7 +185,7 @@ test_request(void)
 	CHECK_EQ(request_read_body(&f, &r, 100), 0);
 	CHECK_EQ(r.body_len, 8);
 	CHECK_STR((char *)r.body, "<plist/>");
-	CHECK_EQ(r.input_done, 1);
+	CHECK_EQ(f.in_eof, 1);
 	/* A reply over one record's worth: split, content intact. */
 	memset(big, 'x', sizeof(big));
 	big[sizeof(big) - 1] = 'y';
