@@ -24,7 +24,7 @@ PM_PACKAGES=(
 	libjansson-dev libcurl4-openssl-dev python3-h2 nghttp2-client
 	openssl nginx-light spawn-fcgi curl wrk jq python3 python3-yaml mandoc
 	clang libclang-rt-14-dev valgrind
-	scep debootstrap systemd-container
+	scep debootstrap systemd-container debhelper lintian
 )
 
 pm_msg() {

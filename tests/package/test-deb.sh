@@ -15,10 +15,11 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../integration/lib.sh
 . "$(dirname "$0")/../integration/lib.sh"
 
-for tool in dpkg-buildpackage dpkg-deb lintian; do
+# scripts/test installs these (scripts/lib.sh, PM_PACKAGES): one missing
+# is a failure, not a skip, so that no run passes without the package.
+for tool in dpkg-buildpackage dpkg-deb dh lintian; do
 	if ! command -v "$tool" >/dev/null; then
-		echo "# test-deb: skipped (no $tool)"
-		exit 0
+		it_abort "$tool is installed (PM_PACKAGES in scripts/lib.sh)"
 	fi
 done
 
