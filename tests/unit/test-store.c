@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,31 +67,80 @@ open_store(size_t map, size_t max)
 }
 
 /*
- * The sync calls of liblmdb, counted. An executable's definition takes
+ * The sync calls of liblmdb, counted, and its writes of the meta pages
+ * (the data file's first two pages: the only ones LMDB writes below
+ * offset 8192 with 4 KiB pages). An executable's definition takes
  * precedence over libc's for the shared libraries it loads, so LMDB's
- * commits land here; each then makes the real system call.
+ * commits land here; each then makes the real system call. meta_flushed
+ * is how many meta page writes a flush has covered: all those before a
+ * sync, or one through a descriptor opened O_DSYNC, as LMDB writes the
+ * meta page when it flushes it with the write.
  */
-static unsigned long syncs;
+static unsigned long syncs, meta_writes, meta_flushed;
+
+static void
+flushed_upto(unsigned long n)
+{
+	unsigned long cur = __atomic_load_n(&meta_flushed, __ATOMIC_SEQ_CST);
+
+	while (cur < n && !__atomic_compare_exchange_n(&meta_flushed, &cur, n,
+	    0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
+}
+
+static int
+synced(long rc, unsigned long before)
+{
+	__atomic_add_fetch(&syncs, 1, __ATOMIC_SEQ_CST);
+	if (rc == 0)
+		flushed_upto(before);
+	return (int)rc;
+}
 
 int
 fdatasync(int fd)
 {
-	__atomic_add_fetch(&syncs, 1, __ATOMIC_SEQ_CST);
-	return (int)syscall(SYS_fdatasync, fd);
+	unsigned long m = __atomic_load_n(&meta_writes, __ATOMIC_SEQ_CST);
+
+	return synced(syscall(SYS_fdatasync, fd), m);
 }
 
 int
 fsync(int fd)
 {
-	__atomic_add_fetch(&syncs, 1, __ATOMIC_SEQ_CST);
-	return (int)syscall(SYS_fsync, fd);
+	unsigned long m = __atomic_load_n(&meta_writes, __ATOMIC_SEQ_CST);
+
+	return synced(syscall(SYS_fsync, fd), m);
 }
 
 int
 msync(void *addr, size_t len, int flags)
 {
-	__atomic_add_fetch(&syncs, 1, __ATOMIC_SEQ_CST);
-	return (int)syscall(SYS_msync, addr, len, flags);
+	unsigned long m = __atomic_load_n(&meta_writes, __ATOMIC_SEQ_CST);
+
+	return synced(syscall(SYS_msync, addr, len, flags), m);
+}
+
+ssize_t
+pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	ssize_t       r = syscall(SYS_pwrite64, fd, buf, n, off);
+	unsigned long m;
+	int           fl;
+
+	if (r > 0 && off < 8192) {
+		m = __atomic_add_fetch(&meta_writes, 1, __ATOMIC_SEQ_CST);
+		if ((fl = fcntl(fd, F_GETFL)) != -1 && (fl & O_DSYNC) != 0)
+			flushed_upto(m);
+	}
+	return r;
+}
+
+static unsigned long
+meta_count(unsigned long *flushed)
+{
+	*flushed = __atomic_load_n(&meta_flushed, __ATOMIC_SEQ_CST);
+	return __atomic_load_n(&meta_writes, __ATOMIC_SEQ_CST);
 }
 
 static unsigned long
@@ -600,7 +650,9 @@ test_group_commit(void)
  * inside its transaction while GC_WAITING more are submitted; released,
  * the writer must run all of them in one more batch (two in all) with one
  * sync (two at most: LMDB may sync the meta page apart), and no
- * completion may run before a sync that followed its operation.
+ * completion may run before a sync that followed its operation, nor
+ * before the meta page its commit wrote was flushed (by the next batch's
+ * commit, or by a flush of its own when no batch follows).
  */
 #define GC_WAITING 20
 
@@ -609,11 +661,14 @@ struct gc_state {
 	pthread_cond_t  cv;
 	int             gate_in, gate_open, done;
 	unsigned long   ran_at[GC_WAITING + 1], done_at[GC_WAITING + 1];
+	unsigned long   meta_at_run[GC_WAITING + 1];
+	unsigned long   meta_flushed_at_done[GC_WAITING + 1];
 	int             rc[GC_WAITING + 1];
 };
 
 static struct gc_state gcs = { PTHREAD_MUTEX_INITIALIZER,
-	PTHREAD_COND_INITIALIZER, 0, 0, 0, { 0 }, { 0 }, { 0 } };
+	PTHREAD_COND_INITIALIZER, 0, 0, 0, { 0 }, { 0 }, { 0 }, { 0 },
+	{ 0 } };
 
 struct gc_job {
 	int  i;
@@ -625,8 +680,10 @@ op_gc_job(struct store_txn *t, void *arg)
 {
 	struct gc_job     *j = arg;
 	struct enroll_args a = { j->id, j->id, ENROLL_DEVICE };
+	unsigned long      f;
 
 	gcs.ran_at[j->i] = sync_count();
+	gcs.meta_at_run[j->i] = meta_count(&f);
 	if (j->i == 0) {
 		pthread_mutex_lock(&gcs.mu);
 		gcs.gate_in = 1;
@@ -644,6 +701,7 @@ gc_done(int rc, void *arg)
 	struct gc_job *j = arg;
 
 	gcs.done_at[j->i] = sync_count();
+	(void)meta_count(&gcs.meta_flushed_at_done[j->i]);
 	gcs.rc[j->i] = rc;
 	pthread_mutex_lock(&gcs.mu);
 	gcs.done++;
@@ -694,8 +752,11 @@ test_group_commit_batch(void)
 	CHECK(sync_count() - s0 <= 4);
 	for (i = 0; i <= GC_WAITING; i++) {
 		CHECK_EQ(gcs.rc[i], 0);
-		/* Durable before it is answered: a sync after it ran. */
+		/* Durable before it is answered: a sync after it ran, and
+		 * the meta page its commit wrote (the first after it ran)
+		 * flushed. */
 		CHECK(gcs.done_at[i] > gcs.ran_at[i]);
+		CHECK(gcs.meta_flushed_at_done[i] > gcs.meta_at_run[i]);
 	}
 	CHECK_EQ(store_read(s, op_count, &n), 0);
 	CHECK_EQ(n, GC_WAITING + 1);
