@@ -8,9 +8,9 @@
  * thread that sends the replies of committed writes. A worker never
  * waits for the disk: it hands a check-in or report to the writer with
  * store_submit() and accepts the next request, so a batch holds every
- * request in flight, bounded by max_inflight. The LMDB environment is opened after any fork (none here)
- * and shared by all threads; several such processes may serve one
- * environment.
+ * request in flight, bounded by max_inflight. The LMDB environment is
+ * opened after any fork (none here) and shared by all threads; several
+ * such processes may serve one environment.
  */
 #include "config.h"
 

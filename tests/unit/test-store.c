@@ -3,10 +3,11 @@
  * order and NotNow, results, expiry, clear and cancel, corrupt records,
  * the group-commit writer under concurrent threads, and a full map that
  * cannot grow (STORE_EFULL, nothing half-written) then grows; and, by
- * counting liblmdb's calls to fdatasync/fsync/msync (this program defines
- * them, so the library's calls land here), that every operation waiting
- * at a moment shares one batch and one sync, and that no completion runs
- * before its data was synced.
+ * counting liblmdb's calls to fdatasync/fsync/msync and its meta page
+ * writes (this program defines them and pwrite, so the library's calls
+ * land here), that every operation waiting at a moment shares one batch
+ * and one sync, and that no completion runs before its data and its
+ * commit's meta page were flushed.
  */
 #include "config.h"
 
@@ -88,6 +89,13 @@ flushed_upto(unsigned long n)
 		;
 }
 
+static unsigned long
+meta_now(void)
+{
+	return __atomic_load_n(&meta_writes, __ATOMIC_SEQ_CST);
+}
+
+/* A sync call returned rc; before: meta_now() as it began. */
 static int
 synced(long rc, unsigned long before)
 {
@@ -100,7 +108,7 @@ synced(long rc, unsigned long before)
 int
 fdatasync(int fd)
 {
-	unsigned long m = __atomic_load_n(&meta_writes, __ATOMIC_SEQ_CST);
+	unsigned long m = meta_now();
 
 	return synced(syscall(SYS_fdatasync, fd), m);
 }
@@ -108,7 +116,7 @@ fdatasync(int fd)
 int
 fsync(int fd)
 {
-	unsigned long m = __atomic_load_n(&meta_writes, __ATOMIC_SEQ_CST);
+	unsigned long m = meta_now();
 
 	return synced(syscall(SYS_fsync, fd), m);
 }
@@ -116,7 +124,7 @@ fsync(int fd)
 int
 msync(void *addr, size_t len, int flags)
 {
-	unsigned long m = __atomic_load_n(&meta_writes, __ATOMIC_SEQ_CST);
+	unsigned long m = meta_now();
 
 	return synced(syscall(SYS_msync, addr, len, flags), m);
 }
@@ -136,12 +144,6 @@ pwrite(int fd, const void *buf, size_t n, off_t off)
 	return r;
 }
 
-static unsigned long
-meta_count(unsigned long *flushed)
-{
-	*flushed = __atomic_load_n(&meta_flushed, __ATOMIC_SEQ_CST);
-	return __atomic_load_n(&meta_writes, __ATOMIC_SEQ_CST);
-}
 
 static unsigned long
 sync_count(void)
@@ -651,8 +653,7 @@ test_group_commit(void)
  * the writer must run all of them in one more batch (two in all) with one
  * sync (two at most: LMDB may sync the meta page apart), and no
  * completion may run before a sync that followed its operation, nor
- * before the meta page its commit wrote was flushed (by the next batch's
- * commit, or by a flush of its own when no batch follows).
+ * before the meta page its commit wrote was flushed.
  */
 #define GC_WAITING 20
 
@@ -680,10 +681,9 @@ op_gc_job(struct store_txn *t, void *arg)
 {
 	struct gc_job     *j = arg;
 	struct enroll_args a = { j->id, j->id, ENROLL_DEVICE };
-	unsigned long      f;
 
 	gcs.ran_at[j->i] = sync_count();
-	gcs.meta_at_run[j->i] = meta_count(&f);
+	gcs.meta_at_run[j->i] = meta_now();
 	if (j->i == 0) {
 		pthread_mutex_lock(&gcs.mu);
 		gcs.gate_in = 1;
@@ -701,7 +701,8 @@ gc_done(int rc, void *arg)
 	struct gc_job *j = arg;
 
 	gcs.done_at[j->i] = sync_count();
-	(void)meta_count(&gcs.meta_flushed_at_done[j->i]);
+	gcs.meta_flushed_at_done[j->i] = __atomic_load_n(&meta_flushed,
+	    __ATOMIC_SEQ_CST);
 	gcs.rc[j->i] = rc;
 	pthread_mutex_lock(&gcs.mu);
 	gcs.done++;
