@@ -559,6 +559,8 @@ enrollment_op_run(struct store_txn *t, void *arg)
 	int			 rc;
 
 	op->count = 0;
+	if (strlen(op->id) > MSG_ID_MAX) /* no enrollment has such an ID */
+		return 404;
 	if ((rc = store_enrollment_get(t, op->id, &e)) != 0)
 		return rc == STORE_ENOTFOUND ? 404 : rc;
 	if ((rc = store_device_get(t, device_id_of(e), &d)) != 0 &&
@@ -656,13 +658,18 @@ uuid_cb(const struct store_queue_item *q, void *arg)
 	return 0;
 }
 
-/* Does the enrollment exist? 0, 404 or a store error. */
+/*
+ * Does the enrollment exist? 0, 404 or a store error. An ID longer than
+ * any enrollment's is unknown too (the store would call it invalid).
+ */
 static int
 enrollment_known(struct store_txn *t, const char *id)
 {
 	struct store_enrollment *e = NULL;
 	int			 rc;
 
+	if (strlen(id) > MSG_ID_MAX)
+		return 404;
 	rc = store_enrollment_get(t, id, &e);
 	store_enrollment_free(e);
 	return rc == STORE_ENOTFOUND ? 404 : rc;

@@ -174,6 +174,21 @@ expect_body_jq .enrollment.user_short_name "$shared" "user channel details"
 expect_body_jq .enrollment.device_id "$udid1" "user channel's device"
 api GET /api/v1/enrollments/NOSUCHDEVICE
 expect_api_error 404 "unknown enrollment: 404" "NOSUCHDEVICE"
+# An ID longer than any enrollment's (481 bytes, 512 here: over the
+# store's key too) names none: 404 as for any unknown ID, not a 500.
+long=$(printf 'A%.0s' {1..512})
+api GET "/api/v1/enrollments/$long"
+expect_api_error 404 "enrollment ID of 512 bytes: 404" "no enrollment"
+api GET "/api/v1/queue/$long"
+expect_api_error 404 "queue of a 512-byte ID: 404" "no enrollment"
+api DELETE "/api/v1/queue/$long"
+expect_api_error 404 "cancel on a 512-byte ID: 404" "no enrollment"
+api DELETE "/api/v1/queue/$long/$long"
+expect_api_error 404 "cancel one on a 512-byte ID: 404" "no enrollment"
+api GET "/api/v1/results/$long"
+expect_api_error 404 "results of a 512-byte ID: 404" "no enrollment"
+api GET "/api/v1/results/$long/1"
+expect_api_error 404 "one result of a 512-byte ID: 404" "no enrollment"
 
 # ---- enqueue, raw ----
 
