@@ -43,6 +43,12 @@ struct purge_ctx {
 	struct strset		   topics; /* OWN_TOPIC keys to remove */
 	struct strset		   serials; /* OWN_SERIAL keys to remove */
 	struct strset		   tokens;  /* OWN_TOKEN keys to remove */
+	/* The serials of the devices purged, whose Apps and Books licences
+	 * go too; not those of ADE records dropped with their token. */
+	struct strset		   dev_serials;
+	/* Retention (store_purge_enrollments): what Apple's services say
+	 * of the device (its ADE record, its licences) stays. */
+	int			   keep_service;
 };
 
 static void
@@ -56,6 +62,7 @@ purge_ctx_free(struct purge_ctx *pc)
 	strset_free(&pc->topics);
 	strset_free(&pc->serials);
 	strset_free(&pc->tokens);
+	strset_free(&pc->dev_serials);
 }
 
 void
@@ -503,8 +510,10 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 			return rc;
 		existed = rc == 0 || strset_has(&pc->found, pc->devs.v[i], n);
 		/* Its serial, read before its record goes: the ADE record
-		 * keyed by it goes too. */
-		if (n > 0 && n <= KEY_MAX &&
+		 * keyed by it goes too, and its licences (not on retention:
+		 * those are Apple's current records of the organisation's
+		 * device, which no sync would bring back). */
+		if (n > 0 && n <= KEY_MAX && !pc->keep_service &&
 		    (d = purge_note_serial(t, pc, pc->devs.v[i], &existed)) !=
 			0)
 			return d;
@@ -575,10 +584,12 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 				return rc;
 		}
 	}
-	/* The Apps and Books licences assigned to those serials: kept per
-	 * token (purge --token), but they name the device. */
-	for (i = 0; i < pc->serials.n; i++)
-		if ((rc = store_vpp_forget_serial(t, pc->serials.v[i],
+	/* The Apps and Books licences assigned to the purged devices'
+	 * serials: kept per token (purge --vpp-token), but they name the
+	 * device. An ADE token's records name serials too; their licences
+	 * are not that token's and stay. */
+	for (i = 0; i < pc->dev_serials.n; i++)
+		if ((rc = store_vpp_forget_serial(t, pc->dev_serials.v[i],
 		    &r->removed[DBI_VPPASSIGN])) != 0)
 			return rc;
 
@@ -630,6 +641,7 @@ store_purge_enrollments(struct store_txn *t, const char *const *ids, size_t n,
 	purge_report_init(r);
 	memset(&pc, 0, sizeof(pc));
 	pc.r = r;
+	pc.keep_service = 1;
 	for (i = 0; i < n && rc == 0; i++) {
 		l = strlen(ids[i]);
 		dev = NULL;
@@ -673,6 +685,8 @@ purge_note_serial(
 	if ((rc = store_ade_serial_of(t, id, &serial)) != 0 || serial == NULL)
 		return rc;
 	rc = strset_add(&pc->serials, serial, strlen(serial));
+	if (rc == 0)
+		rc = strset_add(&pc->dev_serials, serial, strlen(serial));
 	if (rc == 0 && strcmp(serial, id) == 0 &&
 	    db_has(t, DBI_DEVICE, id, strlen(id)) != 1)
 		*existed = 1;
@@ -788,7 +802,7 @@ purge_vpp_token(struct store_txn *t, const char *name,
 }
 
 /* See store.h: every kind of the registry with a field for this kind of
- * source, and for a token what a VPP token of that name owns. */
+ * source; for a VPP token what the token of that name owns. */
 int
 store_purge_source(struct store_txn *t, enum store_source src, const char *name,
     struct store_purge_report *r)
@@ -803,7 +817,8 @@ store_purge_source(struct store_txn *t, enum store_source src, const char *name,
 		return STORE_EINVAL;
 	memset(&pc, 0, sizeof(pc));
 	pc.r = r;
-	for (i = 0; i < DBI__MAX && rc == 0; i++) {
+	for (i = 0; i < DBI__MAX && rc == 0 && src != STORE_SOURCE_VPP_TOKEN;
+	     i++) {
 		if (store_kinds[i].src != src ||
 		    store_kinds[i].val != KV_RECORD)
 			continue;
@@ -814,7 +829,7 @@ store_purge_source(struct store_txn *t, enum store_source src, const char *name,
 		rc = db_visit(t, store_kinds[i].dbi, source_visit, &sc, NULL);
 		matched += sc.matched;
 	}
-	if (rc == 0 && src == STORE_SOURCE_TOKEN)
+	if (rc == 0 && src == STORE_SOURCE_VPP_TOKEN)
 		rc = purge_vpp_token(t, name, r, &matched);
 	if (rc == 0)
 		rc = matched == 0 ? STORE_ENOTFOUND : purge_run(t, &pc);

@@ -232,21 +232,55 @@ ctl_inventory(struct ctl *c)
 
 /* ---- purge ---- */
 
-enum purge_mode { PURGE_DEVICE, PURGE_TOPIC, PURGE_TOKEN };
+/* PURGE_TOKEN: the ADE or the VPP token of that name, whichever exists. */
+enum purge_mode {
+	PURGE_DEVICE,
+	PURGE_TOPIC,
+	PURGE_TOKEN,
+	PURGE_ADE_TOKEN,
+	PURGE_VPP_TOKEN
+};
 
 /* Returned by a dry run so that store_write discards its changes. */
 #define PURGE_DRY_RUN 1
+/* --token NAME names both an ADE and a VPP token (nothing is changed). */
+#define PURGE_AMBIGUOUS 2
 
 struct purge_ctx {
 	enum purge_mode		  mode;
 	const char		 *arg;
 	char			 *device_id;
 	int			  dry;
+	/* A token of the other service has the same name: --verify does
+	 * not look for the name, which that token's records still hold. */
+	int			  shared_name;
 	struct store_purge_report r;
 	/* identifiers to look for afterwards (--verify) */
 	char **needle;
 	size_t nneedle, cap;
 };
+
+/*
+ * In a dry run: does a token of the other service have the same name?
+ * Found by purging it in this transaction too, which a dry run discards.
+ * Sets p->shared_name.
+ */
+static int
+token_shared(struct store_txn *t, struct purge_ctx *p, enum store_source other)
+{
+	struct store_purge_report r;
+	int			  rc;
+
+	if (!p->dry)
+		return 0;
+	memset(&r, 0, sizeof(r));
+	rc = store_purge_source(t, other, p->arg, &r);
+	store_purge_report_free(&r);
+	if (rc != 0 && rc != STORE_ENOTFOUND)
+		return rc;
+	p->shared_name = rc == 0;
+	return 0;
+}
 
 /* The purge (or its dry run) in one write transaction. */
 static int
@@ -264,8 +298,26 @@ purge_op(struct store_txn *t, void *arg)
 	case PURGE_TOPIC:
 		rc = store_purge_source(t, STORE_SOURCE_TOPIC, p->arg, &p->r);
 		break;
+	case PURGE_ADE_TOKEN:
+		rc = store_purge_source(t, STORE_SOURCE_TOKEN, p->arg, &p->r);
+		if (rc == 0)
+			rc = token_shared(t, p, STORE_SOURCE_VPP_TOKEN);
+		break;
+	case PURGE_VPP_TOKEN:
+		rc = store_purge_source(
+		    t, STORE_SOURCE_VPP_TOKEN, p->arg, &p->r);
+		if (rc == 0)
+			rc = token_shared(t, p, STORE_SOURCE_TOKEN);
+		break;
 	default:
 		rc = store_purge_source(t, STORE_SOURCE_TOKEN, p->arg, &p->r);
+		if (rc == STORE_ENOTFOUND)
+			rc = store_purge_source(
+			    t, STORE_SOURCE_VPP_TOKEN, p->arg, &p->r);
+		else if (rc == 0 &&
+		    (rc = token_shared(t, p, STORE_SOURCE_VPP_TOKEN)) == 0 &&
+		    p->shared_name)
+			rc = PURGE_AMBIGUOUS;
 		break;
 	}
 	return rc == 0 && p->dry ? PURGE_DRY_RUN : rc;
@@ -310,7 +362,8 @@ needle_add(struct purge_ctx *p, const char *s)
 
 /* Collect the identifiers of what is about to go: device ID, UDID,
  * EnrollmentID, serial number (and the topic or token name itself: no
- * record may still name it). */
+ * record may still name it, unless a token of the other service has the
+ * same name). */
 static int
 needles_op(struct store_txn *t, void *arg)
 {
@@ -319,7 +372,7 @@ needles_op(struct store_txn *t, void *arg)
 	size_t		     i;
 	int		     rc = 0;
 
-	if (p->mode == PURGE_TOPIC || p->mode == PURGE_TOKEN)
+	if (p->mode != PURGE_DEVICE && !p->shared_name)
 		rc = needle_add(p, p->arg);
 	for (i = 0; i < p->r.ndevices && rc == 0; i++) {
 		if ((rc = needle_add(p, p->r.devices[i])) != 0)
@@ -411,8 +464,10 @@ static const char purge_help[] =
     "number): its enrollments and user channels, certificate and serial\n"
     "bindings, queues, results, raw messages, device facts, and commands\n"
     "no other enrollment uses, in one transaction. --topic removes every\n"
-    "device whose data came through that APNs topic; --token every device\n"
-    "whose data came through an ADE or VPP token. Prints what it removed.\n"
+    "device whose data came through that APNs topic. --token removes an\n"
+    "ADE or Apps and Books (VPP) token and every record that came through\n"
+    "it, and no device; --ade-token and --vpp-token say which service's\n"
+    "token, when both have one of that name. Prints what it removed.\n"
     "  --yes      do not ask (required when stdin is not a terminal)\n"
     "  --verify   then scan every key and value of every sub-database for\n"
     "             the device ID, UDID, EnrollmentID and serial number (and\n"
@@ -420,11 +475,13 @@ static const char purge_help[] =
     "Freed pages of the live file may still hold old bytes until reused;\n"
     "a backup (compacting) holds none of them.\n";
 
-#define PURGE_SYNOPSIS \
-	"ID|SERIAL | --topic TOPIC | --token NAME [--yes] [--verify]"
+#define PURGE_SYNOPSIS                                                     \
+	"ID|SERIAL | --topic TOPIC | --token NAME | --ade-token NAME | " \
+	"--vpp-token NAME [--yes] [--verify]"
 
 /*
- * purge ID|SERIAL | --topic TOPIC | --token NAME [--yes] [--verify]:
+ * purge ID|SERIAL | --topic TOPIC | --token NAME | --ade-token NAME |
+ * --vpp-token NAME [--yes] [--verify]:
  * resolve, dry run (which also names the identifiers to verify), ask,
  * purge, verify.
  */
@@ -435,6 +492,8 @@ ctl_purge(struct ctl *c)
 	    {"verify", no_argument, NULL, 'v'},
 	    {"topic", required_argument, NULL, 't'},
 	    {"token", required_argument, NULL, 'T'},
+	    {"ade-token", required_argument, NULL, 'A'},
+	    {"vpp-token", required_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	struct purge_ctx	   p;
 	char			   what[600];
@@ -454,10 +513,15 @@ ctl_purge(struct ctl *c)
 			break;
 		case 't':
 		case 'T':
+		case 'A':
+		case 'V':
 			if (p.arg != NULL)
 				return ctl_usage(
 				    "purge", PURGE_SYNOPSIS, NULL, 0);
-			p.mode = ch == 't' ? PURGE_TOPIC : PURGE_TOKEN;
+			p.mode = ch == 't'   ? PURGE_TOPIC
+			    : ch == 'T'	     ? PURGE_TOKEN
+			    : ch == 'A'	     ? PURGE_ADE_TOKEN
+						   : PURGE_VPP_TOKEN;
 			p.arg = optarg;
 			break;
 		default:
@@ -489,11 +553,23 @@ ctl_purge(struct ctl *c)
 	rc = store_write(c->store, purge_op, &p);
 	if (rc == STORE_ENOTFOUND) {
 		fprintf(stderr, "picomdmctl: purge: %s: %s\n", p.arg,
-		    p.mode == PURGE_TOKEN ? "no such token"
+		    p.mode == PURGE_TOKEN	  ? "no such token"
+			: p.mode == PURGE_ADE_TOKEN ? "no such ADE token"
+			: p.mode == PURGE_VPP_TOKEN
+			? "no such Apps and Books token"
 			: p.mode == PURGE_TOPIC
 			? "no record came through this topic"
 			: "nothing stored");
 		ex = EXIT_NOTFOUND;
+		goto out;
+	}
+	if (rc == PURGE_AMBIGUOUS) {
+		fprintf(stderr,
+		    "picomdmctl: purge: %s: an ADE token and an Apps and "
+		    "Books token both have this name; say which with "
+		    "--ade-token or --vpp-token\n",
+		    p.arg);
+		ex = EXIT_USAGE;
 		goto out;
 	}
 	if (rc != PURGE_DRY_RUN) {
@@ -506,14 +582,21 @@ ctl_purge(struct ctl *c)
 	}
 	if (!yes) {
 		purge_summary(stderr, &p.r, "would remove ");
-		snprintf(what, sizeof(what),
-		    "purge %zu devices and %zu "
-		    "enrollments (%s %s) and everything about them",
-		    p.r.ndevices, p.r.nenrollments,
-		    p.mode == PURGE_DEVICE	? "device"
-			: p.mode == PURGE_TOPIC ? "topic"
-						: "token",
-		    p.mode == PURGE_DEVICE ? p.device_id : p.arg);
+		if (p.mode == PURGE_DEVICE || p.mode == PURGE_TOPIC)
+			snprintf(what, sizeof(what),
+			    "purge %zu devices and %zu enrollments (%s %s) "
+			    "and everything about them",
+			    p.r.ndevices, p.r.nenrollments,
+			    p.mode == PURGE_DEVICE ? "device" : "topic",
+			    p.mode == PURGE_DEVICE ? p.device_id : p.arg);
+		else
+			snprintf(what, sizeof(what),
+			    "purge the %s %s and every record that came "
+			    "through it (no device)",
+			    p.mode == PURGE_ADE_TOKEN	  ? "ADE token"
+				: p.mode == PURGE_VPP_TOKEN ? "Apps and Books token"
+							    : "token",
+			    p.arg);
 		if (!confirm(what)) {
 			fprintf(stderr, "picomdmctl: purge: not purged\n");
 			ex = EXIT_NOTFOUND;

@@ -393,7 +393,8 @@ op_remove(struct store_txn *t, void *arg)
 	if (!ro->purge)
 		return store_ade_token_del(t, ro->name);
 	store_purge_report_free(ro->r);
-	/* Every record through the token, the token itself too. */
+	/* Every ADE record through the token, the token itself too; an
+	 * Apps and Books token of the same name is not this one. */
 	if ((rc = store_purge_source(t, STORE_SOURCE_TOKEN, ro->name, ro->r)) !=
 	    0)
 		return rc;

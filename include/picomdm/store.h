@@ -620,20 +620,25 @@ void store_purge_report_free(struct store_purge_report *);
 int store_purge_devices(struct store_txn *, const char *const *ids,
     size_t n, struct store_purge_report *);
 /* The same for single enrollments (user channels); a device channel
- * given here takes its whole device. */
+ * given here takes its whole device. This is retention (picomdmctl
+ * prune): what Apple's services say of a device, its ADE record and its
+ * Apps and Books licences, stays; a purge by device removes them. */
 int store_purge_enrollments(struct store_txn *, const char *const *ids,
     size_t n, struct store_purge_report *);
 
 /*
  * Every stored record from Apple knows the service and token it came
- * through: check-ins their APNs topic; ADE and VPP records (when they
- * exist) their token. Purge every device with any record that arrived
- * through this source, and everything about it. STORE_ENOTFOUND when no
- * record names the source (an unknown topic or token).
+ * through: check-ins their APNs topic; ADE and VPP records their token.
+ * A topic: purge every device with any record that arrived through it,
+ * and everything about it. A token: every record of that service that
+ * came through it, and the token; no device. STORE_ENOTFOUND when no
+ * record names the source (an unknown topic or token). An ADE token and
+ * a VPP token may share a name: each is purged on its own.
  */
 enum store_source {
-	STORE_SOURCE_TOPIC = 0, /* an APNs topic (push certificate) */
-	STORE_SOURCE_TOKEN,     /* an ADE or VPP token, by name */
+	STORE_SOURCE_TOPIC = 0,  /* an APNs topic (push certificate) */
+	STORE_SOURCE_TOKEN,      /* an ADE token, by name */
+	STORE_SOURCE_VPP_TOKEN,  /* an Apps and Books (VPP) token, by name */
 	STORE_SOURCE__MAX
 };
 int store_purge_source(struct store_txn *, enum store_source,

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+#
+# test-purge-services.sh - what a purge or prune does to the records of
+# Apple's services (ADE device records, Apps and Books tokens and
+# licences) beside the MDM data (module/store_purge.c,
+# tools/ctl_privacy.c, tools/dep_store.c; README.md, "What Apple sent us,
+# and deleting it"). A store from picomdm-gen (three devices) with an ADE
+# token "school" listing two of them, and two Apps and Books tokens,
+# "school" (the same name) and "apps", holding licences of all three:
+#
+#   - purge --token school: the name is both services'; refused, exit 2,
+#     nothing changed;
+#   - purge --ade-token school: the ADE token and its records go, every
+#     Apps and Books record stays (--verify clean); picomdm-dep token
+#     remove --purge likewise;
+#   - purge --vpp-token school: that token and its licence go, the other
+#     token's licences and the ADE records stay;
+#   - purge --token apps (one service only): its token and licences go;
+#   - purge of a device: its ADE record and its licences go with it, no
+#     other device's;
+#   - prune of a device checked out long ago: its MDM data goes, its ADE
+#     record and licences (Apple's current records) stay;
+#   - check is clean after each.
+
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+CTL=$PM_BUILD/picomdmctl
+DEP=$PM_BUILD/picomdm-dep
+GEN=$PM_BUILD/tools/picomdm-gen
+IT_MAIN_PID=$BASHPID
+IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
+trap it_cleanup EXIT
+mkdir -p "$IT_DIR/san" && chmod 1777 "$IT_DIR/san"
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$IT_DIR/san/asan:exitcode=86"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$IT_DIR/san/ubsan"
+[[ -x $CTL && -x $DEP && -x $GEN ]] ||
+    it_abort "setup: picomdmctl, picomdm-dep or picomdm-gen not built"
+
+T=2026-12-06T11:57:59.190724Z
+S1=GEN000000001
+S2=GEN000000002
+S3=GEN000000003
+D2=00008101-0000000000000002
+ADAM=361309726
+
+# The base store: picomdm-gen's devices, then the services' records.
+"$GEN" --db "$IT_DIR/gen" --devices 3 --queue 2 --results 2 \
+    >"$IT_DIR/gen.out" 2>&1 || it_abort "setup: picomdm-gen failed"
+"$CTL" --db "$IT_DIR/gen" dump --secrets | grep -v '"end"' >"$IT_DIR/base.jsonl"
+assign() { # TOKEN SERIAL
+	printf '{"db":"vpp_assignment","key":["%s","device","%s","%s"],"value":{"adam_id":"%s","pricing_param":"STDQ","serial_number":"%s"}}\n' \
+	    "$1" "$2" "$ADAM" "$ADAM" "$2"
+}
+{
+	printf '{"db":"ade_token","key":"school","value":{"name":"school","consumer_key":"ck","consumer_secret":"cs","access_token":"at","access_secret":"as","created_at":"%s"}}\n' "$T"
+	for s in "$S1" "$S2"; do
+		printf '{"db":"ade_device","key":"%s","value":{"serial_number":"%s","token":"school","synced_at":"%s"}}\n' "$s" "$s" "$T"
+	done
+	printf '{"db":"vpp_token","key":"school","value":{"name":"school","stoken":"s1","org":"Org"}}\n'
+	printf '{"db":"vpp_token","key":"apps","value":{"name":"apps","stoken":"s2","org":"Org"}}\n'
+	assign apps "$S1"
+	assign apps "$S2"
+	assign school "$S3"
+} >>"$IT_DIR/base.jsonl"
+finish() { # IN OUT: a dump with its end line
+	cp "$1" "$2"
+	echo "{\"end\":true,\"records\":$(($(wc -l <"$1") - 1))}" >>"$2"
+}
+finish "$IT_DIR/base.jsonl" "$IT_DIR/full.jsonl"
+"$CTL" --db "$IT_DIR/base" restore "$IT_DIR/full.jsonl" >/dev/null 2>&1 ||
+    it_abort "setup: restore of the base store failed"
+"$CTL" --db "$IT_DIR/base" check >/dev/null 2>&1 ||
+    it_abort "setup: the base store does not check clean"
+
+# fresh NAME: a copy of the base store in $IT_DIR/NAME; DB is its path.
+fresh() {
+	DB=$IT_DIR/$1
+	rm -rf "$DB"
+	cp -r "$IT_DIR/base" "$DB"
+}
+# svc: the service records of $DB, one "db key" line each, sorted.
+svc() {
+	"$CTL" --db "$DB" dump |
+	    jq -r 'select(.db != null and (.db | test("^(ade_|vpp_)")))
+		| "\(.db) \(.key | if type == "array" then join("/") else . end)"' |
+	    sort | tr '\n' ' '
+}
+# same WHAT WANT GOT
+same() {
+	expect_eq "$3" "$2" "$1"
+}
+# clean WHAT: check exits 0 on $DB.
+clean() {
+	expect_exit 0 "$1: check is clean" "$CTL" --db "$DB" check
+}
+ALL="ade_device $S1 ade_device $S2 ade_token school vpp_assignment apps/device/$S1/$ADAM vpp_assignment apps/device/$S2/$ADAM vpp_assignment school/device/$S3/$ADAM vpp_token apps vpp_token school "
+DB=$IT_DIR/base
+same "the base store holds both services' records" "$ALL" "$(svc)"
+
+# --- a name both services use -------------------------------------------------
+fresh both
+before=$("$CTL" --db "$DB" dump --secrets | sha256sum)
+expect_exit 2 "purge --token school: refused, both services have the name" \
+    "$CTL" --db "$DB" purge --token school --yes
+grep -q -- '--ade-token or --vpp-token' "$EXIT_ERR" &&
+    pass "  and the error says how to name one" ||
+    fail "  and the error says how to name one" "$(cat "$EXIT_ERR")"
+same "  and nothing changed" "$before" \
+    "$("$CTL" --db "$DB" dump --secrets | sha256sum)"
+
+expect_exit 0 "purge --ade-token school --verify" \
+    "$CTL" --db "$DB" purge --ade-token school --yes --verify
+same "  the ADE token and its records went, every licence stayed" \
+    "vpp_assignment apps/device/$S1/$ADAM vpp_assignment apps/device/$S2/$ADAM vpp_assignment school/device/$S3/$ADAM vpp_token apps vpp_token school " \
+    "$(svc)"
+grep -q "^device" "$EXIT_OUT" &&
+    fail "  and no device" "$(cat "$EXIT_OUT")" || pass "  and no device"
+clean "purge --ade-token"
+
+fresh dep
+expect_exit 0 "picomdm-dep token remove school --purge" \
+    "$DEP" --db "$DB" token remove school --purge
+same "  the ADE token and its records went, every licence stayed" \
+    "vpp_assignment apps/device/$S1/$ADAM vpp_assignment apps/device/$S2/$ADAM vpp_assignment school/device/$S3/$ADAM vpp_token apps vpp_token school " \
+    "$(svc)"
+clean "picomdm-dep token remove --purge"
+
+fresh vpp
+expect_exit 0 "purge --vpp-token school --verify" \
+    "$CTL" --db "$DB" purge --vpp-token school --yes --verify
+same "  that token and its licence went, the rest stayed" \
+    "ade_device $S1 ade_device $S2 ade_token school vpp_assignment apps/device/$S1/$ADAM vpp_assignment apps/device/$S2/$ADAM vpp_token apps " \
+    "$(svc)"
+clean "purge --vpp-token"
+
+# --- a name one service uses ---------------------------------------------------
+fresh apps
+expect_exit 0 "purge --token apps (Apps and Books only) --verify" \
+    "$CTL" --db "$DB" purge --token apps --yes --verify
+same "  its token and licences went" \
+    "ade_device $S1 ade_device $S2 ade_token school vpp_assignment school/device/$S3/$ADAM vpp_token school " \
+    "$(svc)"
+clean "purge --token apps"
+expect_exit 1 "purge --ade-token apps: no such ADE token" \
+    "$CTL" --db "$IT_DIR/base" purge --ade-token apps --yes
+grep -q "no such ADE token" "$EXIT_ERR" && pass "  and it says so" ||
+    fail "  and it says so" "$(cat "$EXIT_ERR")"
+
+# --- a device ------------------------------------------------------------------
+fresh device
+expect_exit 0 "purge $S1: the device" "$CTL" --db "$DB" purge "$S1" --yes
+same "  its ADE record and licence went with it, no other's" \
+    "ade_device $S2 ade_token school vpp_assignment apps/device/$S2/$ADAM vpp_assignment school/device/$S3/$ADAM vpp_token apps vpp_token school " \
+    "$(svc)"
+clean "purge of a device"
+
+# --- retention -----------------------------------------------------------------
+# Device 2 checked out in 2020: prune's --checked-out-days takes it.
+sed -e "/\"db\":\"enroll\",\"key\":\"$D2\"/s/\"enabled\":true/\"enabled\":false,\"checked_out_at\":\"2020-01-01T00:00:00.000000Z\"/" \
+    -e 's/"enrollments_disabled","value":0/"enrollments_disabled","value":1/' \
+    -e 's/"enrollments_enabled","value":3/"enrollments_enabled","value":2/' \
+    "$IT_DIR/base.jsonl" >"$IT_DIR/co.jsonl"
+finish "$IT_DIR/co.jsonl" "$IT_DIR/co-full.jsonl"
+DB=$IT_DIR/prune
+"$CTL" --db "$DB" restore "$IT_DIR/co-full.jsonl" >/dev/null 2>&1 ||
+    it_abort "setup: restore of the checked-out store failed"
+expect_exit 0 "prune: a device checked out in 2020" "$CTL" --db "$DB" prune
+expect_exit 1 "  its device record went" "$CTL" --db "$DB" show "$D2"
+same "  its ADE record and licence stayed (Apple's current records)" \
+    "$ALL" "$(svc)"
+clean "prune"
+
+it_done
