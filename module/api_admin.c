@@ -152,11 +152,12 @@ api_pushcert_put(struct api *a)
 	static const char *const qn[] = {"force"};
 	struct pushcert_put_op	 op;
 	struct pushcert		*pc = NULL;
-	json_t			*j = NULL, *o;
+	json_t			*j = NULL, *o, *v;
 	json_error_t		 je;
-	const char		*cert, *key = NULL;
+	const char		*cert, *key = NULL, *k;
 	char			*qv[1], err[256];
 	long long		 force;
+	size_t			 i;
 	int			 rc;
 
 	memset(&op, 0, sizeof(op));
@@ -171,10 +172,30 @@ api_pushcert_put(struct api *a)
 		    "certificate followed by its key");
 		goto out;
 	}
-	if (a->req->body[0] == '{') {
-		j = json_loadb((const char *)a->req->body, a->req->body_len, 0,
-		    &je);
-		if (j == NULL || !json_is_object(j) ||
+	/* JSON, as enqueue tells it: '{' after any leading white space. */
+	for (i = 0; i < a->req->body_len && (a->req->body[i] == ' ' ||
+	    a->req->body[i] == '\t' || a->req->body[i] == '\r' ||
+	    a->req->body[i] == '\n'); i++)
+		;
+	if (i < a->req->body_len && a->req->body[i] == '{') {
+		j = json_loadb((const char *)a->req->body, a->req->body_len,
+		    JSON_REJECT_DUPLICATES, &je);
+		if (j == NULL) {
+			api_fail(a, 400, "bad request",
+			    "invalid JSON at line %d column %d: %s", je.line,
+			    je.column, je.text);
+			goto out;
+		}
+		json_object_foreach(j, k, v)
+		{
+			if (strcmp(k, "cert") != 0 && strcmp(k, "key") != 0) {
+				api_fail(a, 400, "bad request",
+				    "unknown key \"%.64s\": want {\"cert\": "
+				    "PEM, \"key\": PEM}", k);
+				goto out;
+			}
+		}
+		if (!json_is_object(j) ||
 		    (cert = json_string_value(json_object_get(j, "cert"))) ==
 			NULL ||
 		    (key = json_string_value(json_object_get(j, "key"))) ==

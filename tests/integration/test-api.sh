@@ -472,6 +472,25 @@ else
 	    "$(grep 'kept raw' "$IT_DIR/fcgi.log" | tail -n 1)"
 fi
 
+# ---- push certificates: the JSON body ----
+
+# Refused before any certificate is read; nothing is stored.
+api GET /api/v1/pushcert
+expect_status 200 "push certificates listed"
+npc=$(jq '.pushcerts | length' "$BODY")
+api PUT /api/v1/pushcert --data-binary '{"cert": "x", "key": "y", "cert": "z"}'
+expect_api_error 400 "pushcert JSON with a duplicate key: 400" "duplicate"
+api PUT /api/v1/pushcert --data-binary '{"cert": "x", "key": "y", "force": true}'
+expect_api_error 400 "pushcert JSON with an unknown key: 400" \
+    'unknown key "force"'
+api PUT /api/v1/pushcert --data-binary $' \r\n\t{"cert": "x", "key": "y", "n": 1}'
+expect_api_error 400 "pushcert JSON after white space is read as JSON" \
+    'unknown key "n"'
+api PUT /api/v1/pushcert --data-binary '{"cert": "x", "key": '
+expect_api_error 400 "truncated pushcert JSON names the error" "invalid JSON"
+api GET /api/v1/pushcert
+expect_body_jq '.pushcerts | length' "$npc" "no push certificate stored"
+
 # No key file: the API is disabled.
 it_stop_responder
 mapfile -t IT_RESPONDER_CMD < <(printf '%s\n' "${IT_RESPONDER_CMD[@]}" |
