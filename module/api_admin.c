@@ -41,13 +41,15 @@
 /*
  * GET /api/v1/metrics: every counter and the store's figures in the
  * Prometheus text format (metrics.c). Behind the key unless
- * metrics_public = yes.
+ * metrics_public = yes. No query parameter is taken.
  */
 void
 api_metrics(struct api *a)
 {
 	struct buf b;
 
+	if (api_query(a, NULL, 0, NULL) == -1)
+		return;
 	memset(&b, 0, sizeof(b));
 	if (metrics_render(&b, a->srv->store, a->srv->cfg->max_inflight,
 	    a->srv->cfg->map_max) == -1 || response_set_body(a->resp,

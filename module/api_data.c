@@ -1063,7 +1063,8 @@ out:
  * POST /api/v1/push/{id[,id...]}: queue a push for each (picomdm-notify
  * sends it). 200 with {"status": {ID: {"push": "queued" | "pending" |
  * "no token" | "token invalid" | "checked out" | "unknown
- * enrollment"}}}; 404 when no ID is an enrollment.
+ * enrollment"}}}; 404 when no ID is an enrollment. No query parameter
+ * and no body are taken (400).
  */
 void
 api_push(struct api *a)
@@ -1074,6 +1075,14 @@ api_push(struct api *a)
 	size_t		  nids = 0, i, nknown = 0;
 	int		  rc;
 
+	if (api_query(a, NULL, 0, NULL) == -1)
+		return;
+	if (a->req->body_len > 0) {
+		api_fail(a, 400, "bad request",
+		    "a push takes no body (POST /api/v1/enqueue sends a "
+		    "command)");
+		return;
+	}
 	if (api_ids(a, &ids, &nids) == -1)
 		return;
 	strlcpy(a->resp->id, ids[0], sizeof(a->resp->id));

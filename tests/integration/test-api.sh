@@ -491,6 +491,21 @@ expect_api_error 400 "truncated pushcert JSON names the error" "invalid JSON"
 api GET /api/v1/pushcert
 expect_body_jq '.pushcerts | length' "$npc" "no push certificate stored"
 
+# ---- pushes and metrics take no query (and a push no body) ----
+
+api POST "/api/v1/push/$udid1?nopush=1"
+expect_api_error 400 "push with a query parameter: 400" 'unknown query parameter "nopush"'
+api POST "/api/v1/push/$udid1" --data-binary garbage
+expect_api_error 400 "push with a body: 400" "no body"
+api POST "/api/v1/push/$udid1"
+expect_status 200 "push without query or body: 200"
+expect_body_jq ".status[\"$udid1\"] | has(\"push\")" true \
+    "push answers a status for the ID"
+api GET "/api/v1/metrics?bogus=1"
+expect_api_error 400 "metrics with a query parameter: 400" 'unknown query parameter "bogus"'
+api GET /api/v1/metrics
+expect_status 200 "metrics without a query: 200"
+
 # No key file: the API is disabled.
 it_stop_responder
 mapfile -t IT_RESPONDER_CMD < <(printf '%s\n' "${IT_RESPONDER_CMD[@]}" |
