@@ -43,6 +43,13 @@ void strset_sort(struct strset *);
 int  strset_has(const struct strset *, const void *p, size_t n);
 void strset_free(struct strset *);
 
+/* A device purge: every Apps and Books write event (store_vpp_event.c)
+ * that names one of these serials in its items or failures is written
+ * back without them (the event stays: the organisation's record of the
+ * request); *n counts the events changed. The set must be sorted. */
+int vpp_event_forget_serials(struct store_txn *, const struct strset *,
+    uint64_t *n);
+
 /* A set of u64, appended then sorted and deduplicated. */
 struct u64set {
 	uint64_t *v;

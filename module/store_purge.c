@@ -592,6 +592,11 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		if ((rc = store_vpp_forget_serial(t, pc->dev_serials.v[i],
 		    &r->removed[DBI_VPPASSIGN])) != 0)
 			return rc;
+	/* And the write events that name them lose them. */
+	strset_sort(&pc->dev_serials);
+	if ((rc = vpp_event_forget_serials(t, &pc->dev_serials,
+	    &r->removed[DBI_VPPEVENT])) != 0)
+		return rc;
 
 	list = calloc(pc->found.n + 1, sizeof(char *));
 	if (list == NULL)

@@ -438,3 +438,141 @@ store_vpp_event_finish(struct store_txn *t, const char *token,
 	json_decref(items);
 	return rc;
 }
+
+/* ---- a device purge ---- */
+
+/* An event record to write back without the purged serials. */
+struct scrub_one {
+	unsigned char *k;
+	size_t	       klen;
+	json_t	      *rec;
+};
+
+struct scrub {
+	const struct strset *serials;
+	struct scrub_one    *v;
+	size_t		     n, cap;
+};
+
+/*
+ * The JSON text of an event's items (serials) or failures (objects whose
+ * "item" is the serial) without the serials of the set: the number
+ * dropped, with the new text in *out; 0 (and *out NULL) when none was
+ * there, or the text is not an array; STORE_ENOMEM.
+ */
+static int
+scrub_list(const char *text, const struct strset *serials, char **out)
+{
+	json_t *a, *x;
+	size_t	i;
+	int	dropped = 0;
+
+	*out = NULL;
+	if (text == NULL || (a = json_loads(text, 0, NULL)) == NULL)
+		return 0;
+	for (i = json_is_array(a) ? json_array_size(a) : 0; i-- > 0;) {
+		x = json_array_get(a, i);
+		if (json_is_object(x))
+			x = json_object_get(x, "item");
+		if (json_is_string(x) && strset_has(serials,
+		    json_string_value(x), json_string_length(x))) {
+			json_array_remove(a, i);
+			dropped++;
+		}
+	}
+	if (dropped > 0 && (*out = json_dumps(a, JSON_COMPACT)) == NULL)
+		dropped = STORE_ENOMEM;
+	json_decref(a);
+	return dropped;
+}
+
+/* Keep key k and rec (owned from here on success) for the write-back. */
+static int
+scrub_keep(struct scrub *s, const MDB_val *k, json_t *rec)
+{
+	struct scrub_one *nv;
+	size_t		  cap;
+
+	if (s->n == s->cap) {
+		cap = s->cap ? s->cap * 2 : 8;
+		if ((nv = reallocarray(s->v, cap, sizeof(*nv))) == NULL)
+			return STORE_ENOMEM;
+		s->v = nv;
+		s->cap = cap;
+	}
+	if ((s->v[s->n].k = malloc(k->mv_size)) == NULL)
+		return STORE_ENOMEM;
+	memcpy(s->v[s->n].k, k->mv_data, k->mv_size);
+	s->v[s->n].klen = k->mv_size;
+	s->v[s->n++].rec = rec;
+	return 0;
+}
+
+static int
+scrub_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v,
+    void *arg)
+{
+	struct scrub	 *s = arg;
+	const char	 *kind;
+	json_t		 *rec;
+	char		 *items = NULL, *fails = NULL;
+	int		  a, b, rc = 0;
+
+	(void)t;
+	if ((rec = val_json(DBI_VPPEVENT, v, 1)) == NULL)
+		return STORE_ECORRUPT;
+	kind = json_string_value(json_object_get(rec, "item_kind"));
+	if (kind == NULL || strcmp(kind, "serial") != 0) {
+		json_decref(rec);
+		return 0;
+	}
+	a = scrub_list(json_string_value(json_object_get(rec, "items")),
+	    s->serials, &items);
+	b = scrub_list(json_string_value(json_object_get(rec, "failures")),
+	    s->serials, &fails);
+	if (a < 0 || b < 0)
+		rc = STORE_ENOMEM;
+	else if (a + b > 0) {
+		if ((items != NULL && json_object_set_new(rec, "items",
+		    json_string(items)) != 0) || (fails != NULL &&
+		    json_object_set_new(rec, "failures", json_string(fails)) !=
+		    0))
+			rc = STORE_ENOMEM;
+		else if ((rc = scrub_keep(s, k, rec)) == 0)
+			rec = NULL; /* kept */
+	}
+	free(items);
+	free(fails);
+	json_decref(rec);
+	return rc;
+}
+
+/* See store_admin.h. */
+int
+vpp_event_forget_serials(struct store_txn *t, const struct strset *serials,
+    uint64_t *n)
+{
+	struct scrub s;
+	struct key   k;
+	size_t	     i;
+	int	     rc;
+
+	if (serials->n == 0)
+		return 0;
+	memset(&s, 0, sizeof(s));
+	s.serials = serials;
+	rc = db_visit(t, DBI_VPPEVENT, scrub_visit, &s, NULL);
+	for (i = 0; i < s.n; i++) {
+		if (rc == 0) {
+			key_init(&k);
+			key_raw(&k, s.v[i].k, s.v[i].klen);
+			if ((rc = vpp_put_json(t, DBI_VPPEVENT, &k,
+			    s.v[i].rec)) == 0)
+				(*n)++;
+		}
+		free(s.v[i].k);
+		json_decref(s.v[i].rec);
+	}
+	free(s.v);
+	return rc;
+}

@@ -63,6 +63,9 @@ assign() { # TOKEN SERIAL
 	assign apps "$S1"
 	assign apps "$S2"
 	assign school "$S3"
+	# A write picomdm-vpp made: two serials, one of them failed.
+	printf '{"db":"vpp_event","key":["apps","EVT1"],"value":{"event_id":"EVT1","type":"ASSOCIATE","item_kind":"serial","items":"[\\"%s\\",\\"%s\\"]","failures":"[{\\"item\\":\\"%s\\",\\"errorNumber\\":9610,\\"errorMessage\\":\\"x\\"}]","adam_id":"%s","status":"COMPLETE","created_at":"%s"}}\n' \
+	    "$S1" "$S2" "$S1" "$ADAM" "$T"
 } >>"$IT_DIR/base.jsonl"
 finish() { # IN OUT: a dump with its end line
 	cp "$1" "$2"
@@ -80,13 +83,20 @@ fresh() {
 	rm -rf "$DB"
 	cp -r "$IT_DIR/base" "$DB"
 }
-# svc: the service records of $DB, one "db key" line each, sorted.
+# svc: the service records of $DB (but the write events), one "db key"
+# line each, sorted.
 svc() {
 	"$CTL" --db "$DB" dump |
-	    jq -r 'select(.db != null and (.db | test("^(ade_|vpp_)")))
+	    jq -r 'select(.db != null and (.db | test("^(ade_|vpp_(token|assignment))")))
 		| "\(.db) \(.key | if type == "array" then join("/") else . end)"' |
 	    sort | tr '\n' ' '
 }
+# event FIELD: that field of $DB's write event EVT1 ("gone" without one).
+event() {
+	"$CTL" --db "$DB" dump | jq -r --arg f "$1" \
+	    'select(.db == "vpp_event") | .value[$f]' | grep . || echo gone
+}
+
 # same WHAT WANT GOT
 same() {
 	expect_eq "$3" "$2" "$1"
@@ -128,6 +138,8 @@ same "  the ADE token and its records went, every licence stayed" \
 clean "picomdm-dep token remove --purge"
 
 fresh vpp
+same "purge --ade-token: the write event stays whole" \
+    "[\"$S1\",\"$S2\"]" "$(DB=$IT_DIR/both event items)"
 expect_exit 0 "purge --vpp-token school --verify" \
     "$CTL" --db "$DB" purge --vpp-token school --yes --verify
 same "  that token and its licence went, the rest stayed" \
@@ -142,6 +154,7 @@ expect_exit 0 "purge --token apps (Apps and Books only) --verify" \
 same "  its token and licences went" \
     "ade_device $S1 ade_device $S2 ade_token school vpp_assignment school/device/$S3/$ADAM vpp_token school " \
     "$(svc)"
+same "  and its write event" gone "$(event items)"
 clean "purge --token apps"
 expect_exit 1 "purge --ade-token apps: no such ADE token" \
     "$CTL" --db "$IT_DIR/base" purge --ade-token apps --yes
@@ -150,7 +163,11 @@ grep -q "no such ADE token" "$EXIT_ERR" && pass "  and it says so" ||
 
 # --- a device ------------------------------------------------------------------
 fresh device
-expect_exit 0 "purge $S1: the device" "$CTL" --db "$DB" purge "$S1" --yes
+expect_exit 0 "purge $S1 --verify: the device, proven gone" \
+    "$CTL" --db "$DB" purge "$S1" --yes --verify
+same "  the write event no longer names it in its items" \
+    "[\"$S2\"]" "$(event items)"
+same "  nor in its failures" "[]" "$(event failures)"
 same "  its ADE record and licence went with it, no other's" \
     "ade_device $S2 ade_token school vpp_assignment apps/device/$S2/$ADAM vpp_assignment school/device/$S3/$ADAM vpp_token apps vpp_token school " \
     "$(svc)"
