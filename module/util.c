@@ -22,16 +22,21 @@
 
 /*
  * Parse the whole of s as a decimal number in [min, max]. strtoll is used
- * only here; the caller never sees a partial parse.
+ * only here; the caller never sees a partial parse. s starts with a digit,
+ * or with '-' and a digit when min < 0: strtoll would skip white space
+ * and take a '+'.
  */
 int
 num_parse(const char *s, long long min, long long max, long long *out)
 {
-	char     *end;
-	long long v;
+	const char *d;
+	char	   *end;
+	long long   v;
 
-	if (s == NULL || *s == '\0' || *s == ' ' || *s == '\t' ||
-	    *s == '+' || (*s == '-' && min >= 0))
+	if (s == NULL)
+		return -1;
+	d = *s == '-' && min < 0 ? s + 1 : s;
+	if (*d < '0' || *d > '9')
 		return -1;
 	errno = 0;
 	v = strtoll(s, &end, 10);

@@ -318,6 +318,12 @@ expect_api_error 400 "missing required key" "Queries: required key missing"
 api POST "/api/v1/enqueue/$udid1?priority=256" --data-binary \
     '{"request_type": "ProfileList"}'
 expect_api_error 400 "priority 256: 400" "priority"
+# A number starts with a digit: no white space before it (strtoll would
+# skip it). Empty bodies: a priority taken would end in "empty body".
+for ws in 0a 0b 0c 0d 09 20; do
+	api POST "/api/v1/enqueue/$udid1?priority=%${ws}5" -H "Content-Length: 0"
+	expect_api_error 400 "priority=%${ws}5: 400" "priority"
+done
 api POST "/api/v1/enqueue/$udid1?expires=2001-01-01T00:00:00Z" \
     --data-binary '{"request_type": "ProfileList"}'
 expect_api_error 400 "expiry in the past: 400" "expires"
@@ -434,6 +440,8 @@ api GET "/api/v1/results/$udid1/999999"
 expect_api_error 404 "unknown seq: 404"
 api GET "/api/v1/results/$udid1/abc"
 expect_api_error 404 "non-numeric seq: 404"
+api GET "/api/v1/results/$udid1/%0a$seq_err"
+expect_api_error 404 "seq after a newline is not a seq: 404" "seq"
 api GET /api/v1/results/NOSUCH
 expect_api_error 404 "results of an unknown enrollment: 404"
 api GET "/api/v1/results/$udid1?before=0"

@@ -34,6 +34,15 @@ test_num(void)
 	CHECK_EQ(num_parse("1x", 0, 10, &v), -1);
 	CHECK_EQ(num_parse("99999999999999999999999", 0, 10, &v), -1);
 	CHECK_EQ(num_parse(NULL, 0, 10, &v), -1);
+	/* strtoll would skip any white space: none is taken. */
+	CHECK_EQ(num_parse("\n1", 0, 10, &v), -1);
+	CHECK_EQ(num_parse("\v1", 0, 10, &v), -1);
+	CHECK_EQ(num_parse("\f1", 0, 10, &v), -1);
+	CHECK_EQ(num_parse("\r1", 0, 10, &v), -1);
+	CHECK_EQ(num_parse("-\n1", -5, 10, &v), -1);
+	CHECK_EQ(num_parse("- 1", -5, 10, &v), -1);
+	CHECK_EQ(num_parse("-", -5, 10, &v), -1);
+	CHECK_EQ(num_parse("\n-1", -5, 10, &v), -1);
 }
 
 static void
