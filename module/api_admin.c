@@ -377,7 +377,13 @@ api_token_new(struct api *a)
 	if (a->req->body_len > 0) {
 		body = json_loadb((const char *)a->req->body,
 		    a->req->body_len, JSON_REJECT_DUPLICATES, &je);
-		if (body == NULL || !json_is_object(body)) {
+		if (body == NULL) {
+			api_fail(a, 400, "bad request",
+			    "body: invalid JSON at line %d column %d: %s",
+			    je.line, je.column, je.text);
+			goto out;
+		}
+		if (!json_is_object(body)) {
 			api_fail(a, 400, "bad request",
 			    "body: want a JSON object");
 			goto out;

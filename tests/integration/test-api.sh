@@ -514,6 +514,22 @@ expect_api_error 400 "metrics with a query parameter: 400" 'unknown query parame
 api GET /api/v1/metrics
 expect_status 200 "metrics without a query: 200"
 
+# ---- enrollment tokens: JSON errors are named ----
+
+api GET /api/v1/enrollment-tokens
+expect_status 200 "enrollment tokens listed"
+ntok=$(jq '.tokens | length' "$BODY")
+api POST /api/v1/enrollment-tokens --data-binary '{"expires_in": 60, "expires_in": 61}'
+expect_api_error 400 "token body with a duplicate key: 400" "duplicate"
+api POST /api/v1/enrollment-tokens --data-binary '{"expires_in": 99999999999999999999}'
+expect_api_error 400 "token body with a too big integer: 400" "too big"
+api POST /api/v1/enrollment-tokens --data-binary '{"note": '
+expect_api_error 400 "truncated token body: 400" "line 1"
+api POST /api/v1/enrollment-tokens --data-binary '[60]'
+expect_api_error 400 "token body not an object: 400" "want a JSON object"
+api GET /api/v1/enrollment-tokens
+expect_body_jq '.tokens | length' "$ntok" "no enrollment token issued"
+
 # No key file: the API is disabled.
 it_stop_responder
 mapfile -t IT_RESPONDER_CMD < <(printf '%s\n' "${IT_RESPONDER_CMD[@]}" |
