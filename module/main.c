@@ -720,14 +720,20 @@ inherited_listen_fd(void)
 	return fd;
 }
 
-/* Read the API key file: one key, surrounding whitespace ignored. */
+/*
+ * Read the API key file: one key, surrounding whitespace ignored. White
+ * space, a control character or a NUL inside is refused: no
+ * Authorization header could ever match such a key (two keys on two
+ * lines, say, for a rotation), so the API would answer 403 to everyone.
+ */
 static int
 load_api_key(const char *path)
 {
 	FILE  *f;
 	char   buf[512];
 	size_t n;
-	char  *s, *e;
+	char  *s, *e, *p;
+	int    nul;
 
 	if ((f = fopen(path, "r")) == NULL) {
 		log_error("api key: %s: %s", path, strerror(errno));
@@ -736,6 +742,7 @@ load_api_key(const char *path)
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
+	nul = strlen(buf) != n;
 	for (s = buf; *s == ' ' || *s == '\t' || *s == '\n' || *s == '\r';)
 		s++;
 	for (e = s + strlen(s); e > s && (e[-1] == ' ' || e[-1] == '\t' ||
@@ -744,6 +751,14 @@ load_api_key(const char *path)
 	if (e - s < 16 || n == sizeof(buf) - 1) {
 		log_error("api key: %s: want one key of 16 to 510 characters",
 		    path);
+		explicit_bzero(buf, sizeof(buf));
+		return -1;
+	}
+	for (p = s; p < e && (unsigned char)*p > ' ' && *p != 0x7f; p++)
+		;
+	if (p < e || nul) {
+		log_error("api key: %s: white space or a control character "
+		    "inside the key: want one key on one line", path);
 		explicit_bzero(buf, sizeof(buf));
 		return -1;
 	}

@@ -530,6 +530,28 @@ expect_api_error 400 "token body not an object: 400" "want a JSON object"
 api GET /api/v1/enrollment-tokens
 expect_body_jq '.tokens | length' "$ntok" "no enrollment token issued"
 
+# A key file with white space inside the key (two keys, as when a
+# rotation is tried by appending one, or a space): no Authorization could
+# ever match it, so the responder refuses to start, with one line that
+# says why and the exit status of any configuration error.
+it_stop_responder
+printf '%s\n%s\n' "$(openssl rand -hex 32)" "$(openssl rand -hex 32)" \
+    >"$IT_DIR/two.key"
+printf '%s %s\n' "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" \
+    >"$IT_DIR/space.key"
+for kf in two.key space.key; do
+	mapfile -t cmd < <(printf '%s\n' "${IT_RESPONDER_CMD[@]}" |
+	    sed "/^--api-key-file\$/{n;s|.*|$IT_DIR/$kf|;}")
+	rc=0
+	timeout 10 "${cmd[@]}" </dev/null >"$IT_DIR/$kf.out" 2>&1 || rc=$?
+	expect_eq "$rc" 1 "key file $kf: the responder exits 1"
+	expect_eq "$(grep -c "api key: $IT_DIR/$kf: .*one key on one line" \
+	    "$IT_DIR/$kf.out")" 1 "key file $kf: one line says why"
+done
+it_start_responder
+api GET /api/v1/enrollments
+expect_status 200 "the good key file still starts the responder"
+
 # No key file: the API is disabled.
 it_stop_responder
 mapfile -t IT_RESPONDER_CMD < <(printf '%s\n' "${IT_RESPONDER_CMD[@]}" |
