@@ -444,6 +444,33 @@ inv_ade(struct inv_ctx *c, struct store_txn *t)
 	return rc;
 }
 
+/* A serial known only by the Apps and Books licences assigned to it is a
+ * device too (listed below, as a device's licences are). */
+static int
+inv_vpp_any(const char *token, json_t *rec, void *arg)
+{
+	(void)token;
+	(void)rec;
+	*(int *)arg = 1;
+	return 1;
+}
+
+static int
+inv_vpp_only(struct inv_ctx *c, struct store_txn *t)
+{
+	int any = 0, rc;
+
+	if (c->found)
+		return 0;
+	if ((rc = store_vpp_of_serial(t, c->device_id, inv_vpp_any, &any)) !=
+	    0 || !any)
+		return rc;
+	c->found = 1;
+	if (c->serial == NULL && (c->serial = strdup(c->device_id)) == NULL)
+		return STORE_ENOMEM;
+	return 0;
+}
+
 /* Everything about one enrollment. */
 static int
 inv_enrollment(struct inv_ctx *c, struct store_txn *t, const char *id)
@@ -608,6 +635,8 @@ inv_collect(struct store_txn *t, struct inv_ctx *c)
 		rc = inv_machineinfo(c, t);
 	if (rc == 0)
 		rc = inv_ade(c, t);
+	if (rc == 0)
+		rc = inv_vpp_only(c, t);
 	if (rc == 0 && c->found)
 		rc = inv_records(c, t, 0, c->device_id);
 	if (rc == 0)

@@ -25,6 +25,7 @@
 #include "store_admin.h"
 #include "store_int.h"
 #include "store_kinds.h"
+#include "picomdm/store_vpp.h"
 
 /* See store_admin.h. */
 void
@@ -387,7 +388,72 @@ store_env_stat(struct store_txn *t, struct store_env_stat *out)
 
 /* ---- resolution and retention listing ---- */
 
-/* See store.h: an enrollment ID, then a device ID, then a serial. */
+/* machineinfo_visit's search: a serial, and the UDID it was found with. */
+struct mi_find {
+	const char *serial;
+	size_t	    n;
+	char	   *udid;
+};
+
+static int
+machineinfo_visit(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct mi_find	    *f = arg;
+	const unsigned char *p;
+	size_t		     n;
+
+	(void)t;
+	/* machineinfo_af (store_kinds.c): tag 2 is SERIAL. */
+	if (rec_field(v, REC_MACHINEINFO, 2, &p, &n) != 1 || n != f->n ||
+	    memcmp(p, f->serial, n) != 0)
+		return 0;
+	if ((f->udid = strndup(k->mv_data, k->mv_size)) == NULL)
+		return STORE_ENOMEM;
+	return STORE_EEXIST; /* found: stop */
+}
+
+/* The UDID of a device that sent MachineInfo with this serial (and may
+ * never have enrolled): a scan, made only when nothing else knows the
+ * serial. STORE_ENOTFOUND when none. */
+static int
+machineinfo_of_serial(struct store_txn *t, const char *serial, char **udid)
+{
+	struct mi_find f = {serial, strlen(serial), NULL};
+	int	       rc;
+
+	rc = db_visit(t, DBI_MACHINEINFO, machineinfo_visit, &f, NULL);
+	if (rc == STORE_EEXIST) {
+		*udid = f.udid;
+		return 0;
+	}
+	free(f.udid);
+	return rc != 0 ? rc : STORE_ENOTFOUND;
+}
+
+static int
+vpp_any(const char *token, json_t *rec, void *arg)
+{
+	(void)token;
+	(void)rec;
+	*(int *)arg = 1;
+	return 1;
+}
+
+/* See store_admin.h. */
+int
+vpp_serial_known(struct store_txn *t, const char *serial)
+{
+	int found = 0, rc;
+
+	if ((rc = store_vpp_of_serial(t, serial, vpp_any, &found)) != 0)
+		return rc;
+	return found;
+}
+
+/* See store.h: an enrollment ID, then a device ID, then a serial (bound
+ * to a device, in a MachineInfo, in an ADE record, or in an Apps and
+ * Books licence). */
 int
 store_device_resolve(struct store_txn *t, const char *arg, char **device_id)
 {
@@ -415,10 +481,20 @@ store_device_resolve(struct store_txn *t, const char *arg, char **device_id)
 	if (rc != STORE_ENOTFOUND)
 		return rc;
 	rc = store_device_by_serial(t, arg, device_id);
-	/* A serial known only by its ADE record stands for the device. */
-	if (rc == STORE_ENOTFOUND && db_has(t, DBI_ADEDEVICE, arg, n) == 1)
-		return (*device_id = strdup(arg)) == NULL ? STORE_ENOMEM : 0;
-	return rc;
+	/* A device that sent MachineInfo but did not enroll: its UDID. */
+	if (rc == STORE_ENOTFOUND)
+		rc = machineinfo_of_serial(t, arg, device_id);
+	if (rc != STORE_ENOTFOUND)
+		return rc;
+	/* A serial known only by its ADE record, or only by the Apps and
+	 * Books licences assigned to it, stands for the device. */
+	if ((rc = db_has(t, DBI_ADEDEVICE, arg, n)) == 0)
+		rc = vpp_serial_known(t, arg);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return STORE_ENOTFOUND;
+	return (*device_id = strdup(arg)) == NULL ? STORE_ENOMEM : 0;
 }
 
 /* See store.h. */

@@ -676,9 +676,10 @@ store_purge_enrollments(struct store_txn *t, const char *const *ids, size_t n,
 
 /*
  * Note the serial of device id for the kinds keyed by a serial (ADE
- * device records): the device's, its MachineInfo's, or id itself when
- * it is a serial known only by ADE (*existed is then set: the purge
- * lists it as a device).
+ * device records) and the licences assigned to it: the device's, its
+ * MachineInfo's, or id itself when it is a serial known only by ADE or
+ * by Apps and Books licences (*existed is then set: the purge lists it
+ * as a device).
  */
 static int
 purge_note_serial(
@@ -687,8 +688,13 @@ purge_note_serial(
 	char *serial = NULL;
 	int   rc;
 
-	if ((rc = store_ade_serial_of(t, id, &serial)) != 0 || serial == NULL)
+	if ((rc = store_ade_serial_of(t, id, &serial)) != 0)
 		return rc;
+	/* A serial known only by its Apps and Books licences. */
+	if (serial == NULL && (rc = vpp_serial_known(t, id)) != 1)
+		return rc;
+	if (serial == NULL && (serial = strdup(id)) == NULL)
+		return STORE_ENOMEM;
 	rc = strset_add(&pc->serials, serial, strlen(serial));
 	if (rc == 0)
 		rc = strset_add(&pc->dev_serials, serial, strlen(serial));

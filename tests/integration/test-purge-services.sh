@@ -17,7 +17,9 @@
 #     token's licences and the ADE records stay;
 #   - purge --token apps (one service only): its token and licences go;
 #   - purge of a device: its ADE record and its licences go with it, no
-#     other device's;
+#     other device's, and its serial leaves the write events naming it;
+#   - a serial known only by a MachineInfo, by an ADE record beside one,
+#     or by a licence: inventory finds it, purge --verify removes it;
 #   - prune of a device checked out long ago: its MDM data goes, its ADE
 #     record and licences (Apple's current records) stay;
 #   - check is clean after each.
@@ -172,6 +174,37 @@ same "  its ADE record and licence went with it, no other's" \
     "ade_device $S2 ade_token school vpp_assignment apps/device/$S2/$ADAM vpp_assignment school/device/$S3/$ADAM vpp_token apps vpp_token school " \
     "$(svc)"
 clean "purge of a device"
+
+# --- serials known without an enrollment ---------------------------------------
+# UDID-AAAA sent MachineInfo, and ADE lists its serial; UDID-BBBB sent
+# MachineInfo only; SERVPP holds a licence only.
+{
+	head -n 1 "$IT_DIR/base.jsonl"
+	grep '"db":"meta","key":"schema_version"' "$IT_DIR/base.jsonl"
+	printf '{"db":"machineinfo","key":"UDID-AAAA","value":{"udid":"UDID-AAAA","serial":"SERAAAA","imei":"35 111111 111111 1","received_at":"%s"}}\n' "$T"
+	printf '{"db":"machineinfo","key":"UDID-BBBB","value":{"udid":"UDID-BBBB","serial":"SERBBBB","received_at":"%s"}}\n' "$T"
+	printf '{"db":"ade_device","key":"SERAAAA","value":{"serial_number":"SERAAAA","token":"school","synced_at":"%s"}}\n' "$T"
+	printf '{"db":"vpp_token","key":"apps","value":{"name":"apps","stoken":"s2","org":"Org"}}\n'
+	assign apps SERVPP
+} >"$IT_DIR/mi.jsonl"
+finish "$IT_DIR/mi.jsonl" "$IT_DIR/mi-full.jsonl"
+DB=$IT_DIR/mi
+"$CTL" --db "$DB" restore "$IT_DIR/mi-full.jsonl" >/dev/null 2>&1 ||
+    it_abort "setup: restore of the MachineInfo store failed"
+expect_exit 0 "inventory SERBBBB: a device known by its MachineInfo only" \
+    "$CTL" --db "$DB" inventory SERBBBB
+expect_exit 0 "purge SERAAAA --verify: its MachineInfo and ADE record, proven gone" \
+    "$CTL" --db "$DB" purge SERAAAA --yes --verify
+expect_exit 0 "purge SERBBBB --verify: a MachineInfo alone, proven gone" \
+    "$CTL" --db "$DB" purge SERBBBB --yes --verify
+expect_exit 0 "inventory SERVPP: a serial known by its licence only" \
+    "$CTL" --db "$DB" inventory SERVPP
+expect_exit 0 "purge SERVPP --verify: its licence, proven gone" \
+    "$CTL" --db "$DB" purge SERVPP --yes --verify
+same "  nothing of the three is left" "vpp_token apps " "$(svc)"
+same "  nor any MachineInfo" "" \
+    "$("$CTL" --db "$DB" dump | jq -r 'select(.db == "machineinfo") | .key')"
+clean "purge by serials known without an enrollment"
 
 # --- retention -----------------------------------------------------------------
 # Device 2 checked out in 2020: prune's --checked-out-days takes it.
