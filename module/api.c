@@ -465,6 +465,35 @@ api_split(struct api *a)
 	return 0;
 }
 
+/* GET /api/v1/metrics with metrics_public = yes: served without a key. */
+static int
+api_public(const struct server *srv, const struct request *req)
+{
+	return srv->cfg->metrics_public && strcmp(req->method, "GET") == 0 &&
+	    strcmp(req->uri, API_PREFIX "metrics") == 0;
+}
+
+/*
+ * Called by main.c before the body is read: 0 when the request carries
+ * the key (or is the public metrics scrape), else -1 with the 401, 403
+ * or 503 set. So a client without the key never has its body read: it
+ * learns nothing of api_max and makes no worker hold up to api_max.
+ */
+int
+api_authorize(
+    const struct server *srv, const struct request *req, struct response *resp)
+{
+	struct api a;
+
+	if (api_public(srv, req))
+		return 0;
+	memset(&a, 0, sizeof(a));
+	a.srv = srv;
+	a.req = req;
+	a.resp = resp;
+	return api_auth(&a);
+}
+
 void
 api_handle(
     const struct server *srv, const struct request *req, struct response *resp)
@@ -479,11 +508,11 @@ api_handle(
 	a.req = req;
 	a.resp = resp;
 	resp->msgtype = "api";
-	if (srv->cfg->metrics_public && strcmp(req->method, "GET") == 0 &&
-	    strcmp(req->uri, API_PREFIX "metrics") == 0) {
+	if (api_public(srv, req)) {
 		api_metrics(&a);
 		return;
 	}
+	/* Checked already before the body (api_authorize); cheap to repeat. */
 	if (api_auth(&a) == -1)
 		return;
 	if ((rc = api_split(&a)) != 0) {

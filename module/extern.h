@@ -196,6 +196,10 @@ void enroll_handle(const struct server *, const struct request *,
 /* api.c: the operator API (answers before returning). */
 void api_handle(const struct server *, const struct request *,
      struct response *);
+/* api.c: the API key, checked before the body is read: 0, or -1 with the
+ * refusal set. */
+int  api_authorize(const struct server *, const struct request *,
+     struct response *);
 /* api.c: GET /healthz, without authentication: 200 "ok" or 503 and why.
  * HANDLED. */
 int  api_health(const struct server *, const struct request *,

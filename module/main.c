@@ -610,6 +610,9 @@ serve(struct exchange *x)
 		response_set(resp, 405, "device endpoints take PUT");
 		return HANDLED;
 	}
+	/* Without the API key the body is left unread (fcgi_finish). */
+	if (rt == ROUTE_API && api_authorize(&srv, req, resp) == -1)
+		return HANDLED;
 	if ((rc = request_read_body(&x->fr, req, cap)) != 0) {
 		if (rt == ROUTE_API)
 			response_json_error(resp, rc,
