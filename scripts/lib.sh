@@ -24,7 +24,8 @@ PM_PACKAGES=(
 	libjansson-dev libcurl4-openssl-dev python3-h2 nghttp2-client
 	openssl nginx-light spawn-fcgi curl wrk jq python3 python3-yaml mandoc
 	clang libclang-rt-14-dev valgrind
-	scep debootstrap systemd-container debhelper lintian
+	scep debootstrap systemd systemd-container debhelper lintian
+	python3-prometheus-client
 )
 
 pm_msg() {

@@ -16,12 +16,11 @@ set -euo pipefail
 . "$(dirname "$0")/lib-api.sh"
 
 PY=/usr/bin/python3
-$PY -c 'import prometheus_client' 2>/dev/null || {
-	echo "# test-metrics: skipped (no python3-prometheus-client)"
-	exit 0
-}
 
 it_start
+# A failure, not a skip: scripts/lib.sh's PM_PACKAGES installs it.
+$PY -c 'import prometheus_client' 2>/dev/null ||
+    it_abort "setup: python3-prometheus-client is not installed (PM_PACKAGES in scripts/lib.sh)"
 
 # scrape: GET /api/v1/metrics with the key, parse the whole
 # body with prometheus_client's text parser into $IT_DIR/metrics.flat,
