@@ -147,6 +147,8 @@ api_auth(struct api *a)
 		api_fail(a, 503, "api disabled",
 		    "no API key is configured "
 		    "(api_key_file): the operator API is disabled");
+		/* Not "try again shortly": only a reconfiguration helps. */
+		a->resp->retry_after = 0;
 		return -1;
 	}
 	if (h == NULL || *h == '\0') {

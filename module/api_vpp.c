@@ -85,6 +85,12 @@ api_vpp(struct api *a)
 	op.after = qv[2];
 	op.pg.limit = (size_t)limit;
 	rc = store_read(a->srv->store, vpp_run, &op);
+	if (rc == STORE_EINVAL && op.after == NULL) {
+		/* Only a token too long for a key is refused without one. */
+		api_fail(a, 400, "bad request",
+		    "token: longer than any token's name");
+		goto out;
+	}
 	if (rc == STORE_EINVAL) {
 		api_fail(a, 400, "bad request",
 		    "after: not a cursor of this list%s (give the \"next\" "

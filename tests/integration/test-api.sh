@@ -571,5 +571,8 @@ mapfile -t IT_RESPONDER_CMD < <(printf '%s\n' "${IT_RESPONDER_CMD[@]}" |
 it_start_responder
 api GET /api/v1/enrollments
 expect_api_error 503 "no API key configured: 503" "disabled"
+grep -qi '^Retry-After:' "$HEADERS" &&
+    fail "  and no Retry-After: only a reconfiguration helps" "$(cat "$HEADERS")" ||
+    pass "  and no Retry-After: only a reconfiguration helps"
 
 it_done

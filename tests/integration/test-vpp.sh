@@ -732,6 +732,9 @@ api GET '/api/v1/vpp/users?token=campus'
 expect_body_jq '.users | map(.client_user_id) | length' 4 "api: users of one token"
 api GET '/api/v1/vpp/users?token=nosuch'
 expect_body_jq '.users | length' 0 "api: no users for a token that does not exist"
+api GET "/api/v1/vpp/assets?token=$(printf 'a%.0s' $(seq 600))"
+expect_api_error 400 "api: a token name too long for any token is 400, naming token" \
+    "token: longer than any"
 api GET /api/v1/vpp/licences
 expect_api_error 404 "api: vpp/ of nothing is 404"
 api GET '/api/v1/vpp/assets?limit=0'
