@@ -502,6 +502,7 @@ api_handle(
 {
 	const struct api_route *r;
 	struct api		a;
+	char			allow[sizeof(resp->allow)] = "";
 	size_t			i;
 	int			rc, found = 0;
 
@@ -534,11 +535,17 @@ api_handle(
 			r->fn(&a);
 			goto out;
 		}
+		/* The methods this path takes, for the 405's Allow. */
+		if (allow[0] != '\0')
+			strlcat(allow, ", ", sizeof(allow));
+		strlcat(allow, r->method, sizeof(allow));
 	}
-	if (found)
+	if (found) {
 		api_fail(&a, 405, "method not allowed",
-		    "%.16s is not allowed on this endpoint", req->method);
-	else
+		    "%.16s is not allowed on this endpoint (%s)", req->method,
+		    allow);
+		strlcpy(resp->allow, allow, sizeof(resp->allow));
+	} else
 		api_fail(&a, 404, "not found", "no such endpoint");
 out:
 	for (i = 0; i < a.nseg; i++)

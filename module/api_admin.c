@@ -270,6 +270,7 @@ api_health(const struct server *srv, const struct request *req,
 	if (strcmp(req->method, "GET") != 0 &&
 	    strcmp(req->method, "HEAD") != 0) {
 		response_set(resp, 405, "healthz takes GET");
+		strlcpy(resp->allow, "GET, HEAD", sizeof(resp->allow));
 		return HANDLED;
 	}
 	if (metrics_health((uint64_t)srv->cfg->health_stall * 1000000,

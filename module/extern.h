@@ -109,6 +109,7 @@ struct response {
 	                              * points into reason_buf */
 	char           reason_buf[256];
 	int            retry_after;  /* seconds; > 0 adds Retry-After */
+	char           allow[32];    /* a 405's Allow header; "" none */
 	const char    *msgtype;      /* for the log */
 	char           id[520];      /* enrollment ID for the log */
 };

@@ -109,12 +109,15 @@ route_of(const struct request *r)
 static void
 respond(struct fcgi *fr, const struct response *resp)
 {
-	char hdr[512], retry[40] = "";
+	char hdr[512], retry[80] = "";
 	int  n;
 
 	if (resp->retry_after > 0)
 		(void)snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
 		    resp->retry_after);
+	else if (resp->status == 405 && resp->allow[0] != '\0')
+		(void)snprintf(retry, sizeof(retry), "Allow: %s\r\n",
+		    resp->allow);
 	if (resp->body_len > 0 && resp->content_type != NULL)
 		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n%s"
 		    "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
@@ -608,6 +611,7 @@ serve(struct exchange *x)
 	if (rt != ROUTE_API && rt != ROUTE_ENROLL &&
 	    strcmp(req->method, "PUT") != 0) {
 		response_set(resp, 405, "device endpoints take PUT");
+		strlcpy(resp->allow, "PUT", sizeof(resp->allow));
 		return HANDLED;
 	}
 	/* Without the API key the body is left unread (fcgi_finish). */

@@ -77,6 +77,13 @@ api GET /api/v1/queue/x/y
 expect_api_error 405 "GET one queued command: 405"
 api DELETE /api/v1/results/x
 expect_api_error 405 "DELETE results: 405"
+# allow_is WANT WHAT: the last answer's Allow header is WANT.
+allow_is() {
+	expect_eq "$(sed -n 's/^[Aa]llow: *//p' "$HEADERS" | tr -d '\r')" "$1" "$2"
+}
+allow_is GET "  with Allow: GET"
+api PUT /api/v1/queue/x
+allow_is "GET, DELETE" "PUT queue: Allow: GET, DELETE"
 api GET /api/v1/enrollments/
 expect_status 200 "a trailing slash is ignored"
 

@@ -124,6 +124,8 @@ ambiguous "a key without its value" '<key>Dangling</key>'
 f=$(it_file good); cp "$(token_plist "$udid" "$tok")" "$f"
 case_ "GET instead of PUT" 405 "$f" /mdm/checkin -X GET
 case_ "POST instead of PUT" 405 "$f" /mdm/checkin -X POST
+expect_eq "$(sed -n 's/^[Aa]llow: *//p' "$HEADERS" | tr -d '\r')" PUT \
+    "  and Allow: PUT"
 mapfile -t certargs < <(it_cert_args device1)
 put_raw /mdm/checkin "${certargs[@]}" -H "Content-Type: text/plain" \
     --data-binary "@$f"

@@ -243,6 +243,8 @@ expect_status 200 "healthz without a key: 200"
 expect_eq "$(cat "$BODY")" ok "healthz says ok"
 put_raw /healthz -X POST --data-binary x
 expect_status 405 "healthz refuses POST"
+expect_eq "$(sed -n 's/^[Aa]llow: *//p' "$HEADERS" | tr -d '\r')" "GET, HEAD" \
+    "  with Allow: GET, HEAD"
 
 # ---- metrics_public = yes ----
 printf 'metrics_public = yes\n' >"$IT_DIR/public.conf"
