@@ -117,10 +117,14 @@ purge_find_enroll(
 	int		     rc, hit;
 
 	(void)t;
-	hit = purge_owned(pc, k->mv_data, k->mv_size) ||
-	    strset_has(&pc->want, k->mv_data, k->mv_size);
-	if (!hit && rec_field(v, REC_ENROLL, TAG_ENROLL_DEVICE, &p, &n) == 1)
+	/* The record names its device: that decides (a device whose own
+	 * ID holds a ':' is not another's user channel). Only a record
+	 * without the field goes by the form of its ID. */
+	if (rec_field(v, REC_ENROLL, TAG_ENROLL_DEVICE, &p, &n) == 1)
 		hit = strset_has(&pc->devs, p, n);
+	else
+		hit = purge_owned(pc, k->mv_data, k->mv_size);
+	hit = hit || strset_has(&pc->want, k->mv_data, k->mv_size);
 	if (!hit)
 		return 0;
 	if ((rc = strset_add(&pc->found, k->mv_data, k->mv_size)) != 0)
@@ -138,11 +142,14 @@ purge_find_eid(
 	struct purge_ctx *pc = arg;
 	int		  rc;
 
-	(void)t;
 	if (k->mv_size != 8 ||
 	    (!purge_owned(pc, v->mv_data, v->mv_size) &&
 		!strset_has(&pc->want, v->mv_data, v->mv_size)))
 		return 0;
+	/* One whose record exists was decided by purge_find_enroll. */
+	if (v->mv_size > 0 && v->mv_size <= KEY_MAX &&
+	    (rc = db_has(t, DBI_ENROLL, v->mv_data, v->mv_size)) != 0)
+		return rc < 0 ? rc : 0;
 	if ((rc = strset_add(&pc->found, v->mv_data, v->mv_size)) != 0)
 		return rc;
 	return u64set_add(&pc->eids, key_get_u64(k->mv_data));

@@ -20,6 +20,8 @@
 #     other device's, and its serial leaves the write events naming it;
 #   - a serial known only by a MachineInfo, by an ADE record beside one,
 #     or by a licence: inventory finds it, purge --verify removes it;
+#   - purge of a device takes no device whose ID merely starts with
+#     its ID and a ':' (a user channel's form);
 #   - prune of a device checked out long ago: its MDM data goes, its ADE
 #     record and licences (Apple's current records) stay;
 #   - check is clean after each.
@@ -205,6 +207,23 @@ same "  nothing of the three is left" "vpp_token apps " "$(svc)"
 same "  nor any MachineInfo" "" \
     "$("$CTL" --db "$DB" dump | jq -r 'select(.db == "machineinfo") | .key')"
 clean "purge by serials known without an enrollment"
+
+# --- a device whose ID holds a ':' ----------------------------------------------
+# Device 2 renamed D1:B: a device of its own (its records name it), not
+# a user channel of D1, though its ID has that form.
+D1=00008101-0000000000000001
+"$CTL" --db "$IT_DIR/gen" dump --secrets | sed "s/$D2/$D1:B/g" >"$IT_DIR/colon.jsonl"
+DB=$IT_DIR/colon
+"$CTL" --db "$DB" restore "$IT_DIR/colon.jsonl" >/dev/null 2>&1 ||
+    it_abort "setup: restore of the store with D1:B failed"
+expect_exit 0 "purge $D1, beside a device $D1:B" "$CTL" --db "$DB" purge "$D1" --yes
+grep -q "^enrollment	$D1:B\$" "$EXIT_OUT" &&
+    fail "  the purge does not list $D1:B" "$(cat "$EXIT_OUT")" ||
+    pass "  the purge does not list $D1:B"
+expect_exit 0 "  $D1:B is still there" "$CTL" --db "$DB" show "$D1:B"
+same "  with its queue" 2 \
+    "$("$CTL" --db "$DB" show "$D1:B" | jq '.enrollments[0].queue | length')"
+clean "purge beside a device whose ID holds a ':'"
 
 # --- retention -----------------------------------------------------------------
 # Device 2 checked out in 2020: prune's --checked-out-days takes it.
