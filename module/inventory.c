@@ -447,23 +447,13 @@ inv_ade(struct inv_ctx *c, struct store_txn *t)
 /* A serial known only by the Apps and Books licences assigned to it is a
  * device too (listed below, as a device's licences are). */
 static int
-inv_vpp_any(const char *token, json_t *rec, void *arg)
-{
-	(void)token;
-	(void)rec;
-	*(int *)arg = 1;
-	return 1;
-}
-
-static int
 inv_vpp_only(struct inv_ctx *c, struct store_txn *t)
 {
-	int any = 0, rc;
+	int rc;
 
-	if (c->found)
+	if (c->found || (rc = store_vpp_serial_known(t, c->device_id)) == 0)
 		return 0;
-	if ((rc = store_vpp_of_serial(t, c->device_id, inv_vpp_any, &any)) !=
-	    0 || !any)
+	if (rc < 0)
 		return rc;
 	c->found = 1;
 	if (c->serial == NULL && (c->serial = strdup(c->device_id)) == NULL)

@@ -377,7 +377,8 @@ store_ade_serial_of(struct store_txn *t, const char *id, char **serial)
 		return rc;
 	rc = db_getv(t, DBI_MACHINEINFO, id, n, &v);
 	if (rc == 0 &&
-	    (rc = rec_field_str(&v, REC_MACHINEINFO, 2, serial)) == 0 &&
+	    (rc = rec_field_str(&v, REC_MACHINEINFO, TAG_MI_SERIAL, serial)) ==
+		0 &&
 	    *serial != NULL)
 		return 0;
 	if (rc != 0 && rc != STORE_ENOTFOUND)

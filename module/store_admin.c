@@ -404,9 +404,8 @@ machineinfo_visit(
 	size_t		     n;
 
 	(void)t;
-	/* machineinfo_af (store_kinds.c): tag 2 is SERIAL. */
-	if (rec_field(v, REC_MACHINEINFO, 2, &p, &n) != 1 || n != f->n ||
-	    memcmp(p, f->serial, n) != 0)
+	if (rec_field(v, REC_MACHINEINFO, TAG_MI_SERIAL, &p, &n) != 1 ||
+	    n != f->n || memcmp(p, f->serial, n) != 0)
 		return 0;
 	if ((f->udid = strndup(k->mv_data, k->mv_size)) == NULL)
 		return STORE_ENOMEM;
@@ -429,26 +428,6 @@ machineinfo_of_serial(struct store_txn *t, const char *serial, char **udid)
 	}
 	free(f.udid);
 	return rc != 0 ? rc : STORE_ENOTFOUND;
-}
-
-static int
-vpp_any(const char *token, json_t *rec, void *arg)
-{
-	(void)token;
-	(void)rec;
-	*(int *)arg = 1;
-	return 1;
-}
-
-/* See store_admin.h. */
-int
-vpp_serial_known(struct store_txn *t, const char *serial)
-{
-	int found = 0, rc;
-
-	if ((rc = store_vpp_of_serial(t, serial, vpp_any, &found)) != 0)
-		return rc;
-	return found;
 }
 
 /* See store.h: an enrollment ID, then a device ID, then a serial (bound
@@ -489,7 +468,7 @@ store_device_resolve(struct store_txn *t, const char *arg, char **device_id)
 	/* A serial known only by its ADE record, or only by the Apps and
 	 * Books licences assigned to it, stands for the device. */
 	if ((rc = db_has(t, DBI_ADEDEVICE, arg, n)) == 0)
-		rc = vpp_serial_known(t, arg);
+		rc = store_vpp_serial_known(t, arg);
 	if (rc < 0)
 		return rc;
 	if (rc == 0)

@@ -43,9 +43,6 @@ void strset_sort(struct strset *);
 int  strset_has(const struct strset *, const void *p, size_t n);
 void strset_free(struct strset *);
 
-/* Does any Apps and Books licence name this serial? 1, 0 or < 0. */
-int vpp_serial_known(struct store_txn *, const char *serial);
-
 /* A device purge: every Apps and Books write event (store_vpp_event.c)
  * that names one of these serials in its items or failures is written
  * back without them (the event stays: the organisation's record of the

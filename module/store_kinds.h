@@ -208,6 +208,7 @@ int afield_secret(const struct afield *);
 #define TAG_ENROLL_TOPIC      7
 #define TAG_ENROLL_CHECKEDOUT 16
 #define TAG_ENROLL_EID	      100
+#define TAG_MI_SERIAL	      2 /* MachineInfo (machineinfo_af) */
 #define TAG_MSG_ENROLL	      1
 #define TAG_MSG_KIND	      2
 #define TAG_MSG_TOPIC	      4

@@ -697,11 +697,13 @@ purge_note_serial(
 
 	if ((rc = store_ade_serial_of(t, id, &serial)) != 0)
 		return rc;
-	/* A serial known only by its Apps and Books licences. */
-	if (serial == NULL && (rc = vpp_serial_known(t, id)) != 1)
-		return rc;
-	if (serial == NULL && (serial = strdup(id)) == NULL)
-		return STORE_ENOMEM;
+	if (serial == NULL) {
+		/* A serial known only by its Apps and Books licences. */
+		if ((rc = store_vpp_serial_known(t, id)) != 1)
+			return rc;
+		if ((serial = strdup(id)) == NULL)
+			return STORE_ENOMEM;
+	}
 	rc = strset_add(&pc->serials, serial, strlen(serial));
 	if (rc == 0)
 		rc = strset_add(&pc->dev_serials, serial, strlen(serial));
@@ -835,8 +837,7 @@ store_purge_source(struct store_txn *t, enum store_source src, const char *name,
 		return STORE_EINVAL;
 	memset(&pc, 0, sizeof(pc));
 	pc.r = r;
-	for (i = 0; i < DBI__MAX && rc == 0 && src != STORE_SOURCE_VPP_TOKEN;
-	     i++) {
+	for (i = 0; i < DBI__MAX && rc == 0; i++) {
 		if (store_kinds[i].src != src ||
 		    store_kinds[i].val != KV_RECORD)
 			continue;

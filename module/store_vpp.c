@@ -540,6 +540,26 @@ forget_fn(struct store_txn *t, const struct key *pfx, void *arg)
 	    arg);
 }
 
+static int
+any_fn(const char *token, json_t *rec, void *arg)
+{
+	(void)token;
+	(void)rec;
+	*(int *)arg = 1;
+	return 1; /* one is enough */
+}
+
+/* See store_vpp.h. */
+int
+store_vpp_serial_known(struct store_txn *t, const char *serial)
+{
+	int any = 0, rc;
+
+	if ((rc = store_vpp_of_serial(t, serial, any_fn, &any)) != 0)
+		return rc;
+	return any;
+}
+
 /* See store_vpp.h. */
 int
 store_vpp_forget_serial(struct store_txn *t, const char *serial, uint64_t *n)

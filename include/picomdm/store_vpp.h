@@ -80,6 +80,8 @@ int store_vpp_page(struct store_txn *, enum store_vpp_list,
 /* The assignments to a device serial number, over every token. */
 int store_vpp_of_serial(struct store_txn *, const char *serial,
     int (*cb)(const char *token, json_t *rec, void *), void *arg);
+/* Is there any? 1, 0 or a store error (< 0). */
+int store_vpp_serial_known(struct store_txn *, const char *serial);
 /* Remove them (a device purge: its serial must not stay in the store);
  * *n counts what went. */
 int store_vpp_forget_serial(struct store_txn *, const char *serial,
