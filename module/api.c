@@ -331,6 +331,19 @@ api_page_free(struct api_page *pg)
  * empty or over-long IDs and more than COMMAND_IDS_MAX; drop repeats
  * (the first stays). *ids is owned by the caller (free each, then it).
  */
+/* See api_int.h. */
+size_t
+api_body_start(const struct api *a)
+{
+	const unsigned char *b = a->req->body;
+	size_t		     i;
+
+	for (i = 0; i < a->req->body_len && (b[i] == ' ' || b[i] == '\t' ||
+	    b[i] == '\r' || b[i] == '\n'); i++)
+		continue;
+	return i;
+}
+
 int
 api_ids(struct api *a, char ***ids, size_t *nids)
 {
@@ -515,9 +528,7 @@ api_handle(
 		api_metrics(&a);
 		return;
 	}
-	/* Checked already before the body (api_authorize); cheap to repeat. */
-	if (api_auth(&a) == -1)
-		return;
+	/* The key was checked before the body was read (api_authorize). */
 	if ((rc = api_split(&a)) != 0) {
 		if (rc == 400)
 			api_fail(&a, 400, "bad request",

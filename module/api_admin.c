@@ -175,11 +175,8 @@ api_pushcert_put(struct api *a)
 		goto out;
 	}
 	/* JSON, as enqueue tells it: '{' after any leading white space. */
-	for (i = 0; i < a->req->body_len && (a->req->body[i] == ' ' ||
-	    a->req->body[i] == '\t' || a->req->body[i] == '\r' ||
-	    a->req->body[i] == '\n'); i++)
-		;
-	if (i < a->req->body_len && a->req->body[i] == '{') {
+	if ((i = api_body_start(a)) < a->req->body_len &&
+	    a->req->body[i] == '{') {
 		j = json_loadb((const char *)a->req->body, a->req->body_len,
 		    JSON_REJECT_DUPLICATES, &je);
 		if (j == NULL) {

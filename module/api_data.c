@@ -151,10 +151,7 @@ api_enqueue(struct api *a)
 		goto out;
 	}
 	/* The body of the other method: say which method takes which. */
-	for (i = 0; i < a->req->body_len && (a->req->body[i] == ' ' ||
-	    a->req->body[i] == '\t' || a->req->body[i] == '\r' ||
-	    a->req->body[i] == '\n'); i++)
-		;
+	i = api_body_start(a);
 	if (i < a->req->body_len && a->req->body[i] == '{' &&
 	    strcmp(a->req->method, "PUT") == 0) {
 		api_fail(a, 400, "invalid command", "the body is JSON: POST "

@@ -51,6 +51,9 @@ int  api_num(struct api *, const char *name, const char *v, long long min,
 /* The comma-separated IDs of segment 1, decoded, repeats dropped: 0, or
  * -1 answered. */
 int  api_ids(struct api *, char ***ids, size_t *nids);
+/* Where the body starts after leading white space (space, tab, CR, LF):
+ * an index, body_len when there is nothing else. */
+size_t api_body_start(const struct api *);
 
 /*
  * A page of a list paged by "after" (the routes of api_ade.c and

@@ -194,11 +194,12 @@ int connect_handle(const struct server *, const struct request *,
 /* enroll.c: GET/POST /mdm/enroll (answers before returning). */
 void enroll_handle(const struct server *, const struct request *,
      struct response *);
-/* api.c: the operator API (answers before returning). */
+/* api.c: the operator API (answers before returning), for a request
+ * api_authorize let through. */
 void api_handle(const struct server *, const struct request *,
      struct response *);
 /* api.c: the API key, checked before the body is read: 0, or -1 with the
- * refusal set. */
+ * refusal set. Every API request goes through it first (main.c). */
 int  api_authorize(const struct server *, const struct request *,
      struct response *);
 /* api.c: GET /healthz, without authentication: 200 "ok" or 503 and why.

@@ -109,24 +109,24 @@ route_of(const struct request *r)
 static void
 respond(struct fcgi *fr, const struct response *resp)
 {
-	char hdr[512], retry[80] = "";
+	char hdr[512], extra[80] = ""; /* Retry-After or Allow */
 	int  n;
 
 	if (resp->retry_after > 0)
-		(void)snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
+		(void)snprintf(extra, sizeof(extra), "Retry-After: %d\r\n",
 		    resp->retry_after);
 	else if (resp->status == 405 && resp->allow[0] != '\0')
-		(void)snprintf(retry, sizeof(retry), "Allow: %s\r\n",
+		(void)snprintf(extra, sizeof(extra), "Allow: %s\r\n",
 		    resp->allow);
 	if (resp->body_len > 0 && resp->content_type != NULL)
 		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n%s"
 		    "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
-		    resp->status, response_status_text(resp->status), retry,
+		    resp->status, response_status_text(resp->status), extra,
 		    resp->content_type, resp->body_len);
 	else
 		n = snprintf(hdr, sizeof(hdr), "Status: %d %s\r\n%s"
 		    "Content-Length: %zu\r\n\r\n", resp->status,
-		    response_status_text(resp->status), retry, resp->body_len);
+		    response_status_text(resp->status), extra, resp->body_len);
 	if (n < 0 || (size_t)n >= sizeof(hdr)) {
 		log_error("fcgi: the response header does not fit");
 		fr->failed = 1;
