@@ -241,6 +241,19 @@ enum purge_mode {
 	PURGE_VPP_TOKEN
 };
 
+/* What each mode purges, and what it says when there is none. */
+static const struct {
+	const char *what;
+	const char *none;
+} purge_modes[] = {
+	[PURGE_DEVICE] = {"device", "nothing stored"},
+	[PURGE_TOPIC] = {"topic", "no record came through this topic"},
+	[PURGE_TOKEN] = {"token", "no such token"},
+	[PURGE_ADE_TOKEN] = {"ADE token", "no such ADE token"},
+	[PURGE_VPP_TOKEN] = {"Apps and Books token",
+	    "no such Apps and Books token"},
+};
+
 /* Returned by a dry run so that store_write discards its changes. */
 #define PURGE_DRY_RUN 1
 /* --token NAME names both an ADE and a VPP token (nothing is changed). */
@@ -518,10 +531,10 @@ ctl_purge(struct ctl *c)
 			if (p.arg != NULL)
 				return ctl_usage(
 				    "purge", PURGE_SYNOPSIS, NULL, 0);
-			p.mode = ch == 't'   ? PURGE_TOPIC
-			    : ch == 'T'	     ? PURGE_TOKEN
-			    : ch == 'A'	     ? PURGE_ADE_TOKEN
-						   : PURGE_VPP_TOKEN;
+			p.mode = ch == 't' ? PURGE_TOPIC
+			    : ch == 'T'	   ? PURGE_TOKEN
+			    : ch == 'A'	   ? PURGE_ADE_TOKEN
+					   : PURGE_VPP_TOKEN;
 			p.arg = optarg;
 			break;
 		default:
@@ -553,13 +566,7 @@ ctl_purge(struct ctl *c)
 	rc = store_write(c->store, purge_op, &p);
 	if (rc == STORE_ENOTFOUND) {
 		fprintf(stderr, "picomdmctl: purge: %s: %s\n", p.arg,
-		    p.mode == PURGE_TOKEN	  ? "no such token"
-			: p.mode == PURGE_ADE_TOKEN ? "no such ADE token"
-			: p.mode == PURGE_VPP_TOKEN
-			? "no such Apps and Books token"
-			: p.mode == PURGE_TOPIC
-			? "no record came through this topic"
-			: "nothing stored");
+		    purge_modes[p.mode].none);
 		ex = EXIT_NOTFOUND;
 		goto out;
 	}
@@ -587,16 +594,13 @@ ctl_purge(struct ctl *c)
 			    "purge %zu devices and %zu enrollments (%s %s) "
 			    "and everything about them",
 			    p.r.ndevices, p.r.nenrollments,
-			    p.mode == PURGE_DEVICE ? "device" : "topic",
+			    purge_modes[p.mode].what,
 			    p.mode == PURGE_DEVICE ? p.device_id : p.arg);
 		else
 			snprintf(what, sizeof(what),
 			    "purge the %s %s and every record that came "
 			    "through it (no device)",
-			    p.mode == PURGE_ADE_TOKEN	  ? "ADE token"
-				: p.mode == PURGE_VPP_TOKEN ? "Apps and Books token"
-							    : "token",
-			    p.arg);
+			    purge_modes[p.mode].what, p.arg);
 		if (!confirm(what)) {
 			fprintf(stderr, "picomdmctl: purge: not purged\n");
 			ex = EXIT_NOTFOUND;
