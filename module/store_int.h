@@ -285,6 +285,10 @@ int result_each_of(struct store_txn *, uint64_t eid, db_each_fn fn,
 /* out = the 16-byte key k with its two numbers swapped: a DBI_RESULT
  * key (seq . eid) to its DBI_RESULTIX key (eid . seq) and back. */
 void result_key_swap(const void *k, unsigned char out[16]);
+/* *eid = the enrollment number of DBI_RESULT key k, in t's layout;
+ * 0, or -1 when k is not a result's key. */
+int result_key_eid(const struct store_txn *, const MDB_val *k,
+    uint64_t *eid);
 /* The first store format that keys results seq . eid. */
 #define STORE_FORMAT_RESULT_SEQ 3
 /* A queued command's position for eid, as the last nine bytes of its

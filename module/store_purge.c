@@ -211,58 +211,22 @@ purge_note(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return purge_note_ref(t, na->kind, k, v, na->pc);
 }
 
-/* OWN_EID_INDEX: the entries of enrollment eid that its index names
- * (result_each_of, which knows the store's layout), noted, then removed;
- * *n counts them. */
-struct indexed_arg {
-	struct note_arg *na;
-	unsigned char  (*keys)[16];
-	size_t		 n, cap;
-};
-
+/* OWN_EID_INDEX (results): an entry whose key's enrollment number is one
+ * of the numbers, noted. Found by its key, not through its index: an
+ * entry the index lacks (check reports one) goes too. */
 static int
-purge_indexed_each(
+purge_eid_half(
     struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
-	struct indexed_arg *ia = arg;
-	unsigned char(*nk)[16];
-	int rc;
+	struct note_arg *na = arg;
+	uint64_t	 eid;
+	int		 rc;
 
-	if (k->mv_size != 16)
+	if (result_key_eid(t, k, &eid) != 0 || !u64set_has(&na->pc->eids, eid))
 		return 0;
-	if (ia->na->kind->ref != REF_NONE &&
-	    (rc = purge_note(t, k, v, ia->na)) != 0)
+	if (na->kind->ref != REF_NONE && (rc = purge_note(t, k, v, na)) != 0)
 		return rc;
-	if (ia->n == ia->cap) {
-		ia->cap = ia->cap ? ia->cap * 2 : 64;
-		if ((nk = reallocarray(ia->keys, ia->cap, 16)) == NULL)
-			return STORE_ENOMEM;
-		ia->keys = nk;
-	}
-	memcpy(ia->keys[ia->n++], k->mv_data, 16);
-	return 0;
-}
-
-static int
-purge_indexed(struct store_txn *t, uint64_t eid, struct note_arg *na,
-    uint64_t *n)
-{
-	struct indexed_arg ia;
-	size_t		   i;
-	int		   rc;
-
-	memset(&ia, 0, sizeof(ia));
-	ia.na = na;
-	/* Noted while walking, removed after: no write under the walk. */
-	rc = result_each_of(t, eid, purge_indexed_each, &ia);
-	for (i = 0; rc == 0 && i < ia.n; i++) {
-		if ((rc = db_delv(t, na->kind->dbi, ia.keys[i], 16)) == 0)
-			(*n)++;
-		else if (rc == STORE_ENOTFOUND)
-			rc = 0;
-	}
-	free(ia.keys);
-	return rc;
+	return 1;
 }
 
 /* UCHAN: entries naming one of the numbers as the user channel. */
@@ -413,20 +377,8 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 	if ((rc = purge_uncount(t, pc)) != 0)
 		return rc;
 
-	/* What the enrollments' numbers own: entries found through an
-	 * index (before the index goes with the keys below), then keys
-	 * starting with one. */
+	/* What the enrollments' numbers own: keys starting with one. */
 	for (i = 0; i < pc->eids.n; i++) {
-		for (j = 0; j < DBI__MAX; j++) {
-			k = &store_kinds[j];
-			if (k->owner != OWN_EID_INDEX)
-				continue;
-			na.kind = k;
-			na.pc = pc;
-			if ((rc = purge_indexed(t, pc->eids.v[i], &na,
-			    &r->removed[k->dbi])) != 0)
-				return rc;
-		}
 		be64(eb, pc->eids.v[i]);
 		for (j = 0; j < DBI__MAX; j++) {
 			k = &store_kinds[j];
@@ -461,6 +413,13 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 			rc = db_visit(
 			    t, k->dbi, purge_cmdq, pc, &r->removed[k->dbi]);
 			break;
+		case OWN_EID_INDEX: /* a scan: only with numbers to find */
+			na.kind = k;
+			na.pc = pc;
+			rc = pc->eids.n == 0 ? 0
+			    : db_visit(t, k->dbi, purge_eid_half, &na,
+				  &r->removed[k->dbi]);
+			break;
 		case OWN_ENROLL_TAG:
 			na.kind = k;
 			na.pc = pc;
@@ -470,7 +429,6 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		case OWN_UNSET:
 		case OWN_STORE:
 		case OWN_EID:
-		case OWN_EID_INDEX:
 		case OWN_DEVICE:
 		case OWN_DEVICE_VAL:
 		case OWN_COMMAND:

@@ -1020,6 +1020,17 @@ result_key_swap(const void *k, unsigned char out[16])
 	memcpy(out + 8, k, 8);
 }
 
+/* See store_int.h. */
+int
+result_key_eid(const struct store_txn *t, const MDB_val *k, uint64_t *eid)
+{
+	if (k->mv_size != 16)
+		return -1;
+	*eid = key_get_u64((const unsigned char *)k->mv_data +
+	    (t->s->format >= STORE_FORMAT_RESULT_SEQ ? 8 : 0));
+	return 0;
+}
+
 /* Drop the DBI_RESULTIX entry of DBI_RESULT key k (seq . eid; none in
  * an older layout). */
 static int

@@ -22,6 +22,8 @@
 #     or by a licence: inventory finds it, purge --verify removes it;
 #   - purge of a device takes no device whose ID merely starts with
 #     its ID and a ':' (a user channel's form);
+#   - a device whose results are missing from result_index: purge finds
+#     them by their key's enrollment number, --verify and check clean;
 #   - prune of a device checked out long ago: its MDM data goes, its ADE
 #     record and licences (Apple's current records) stay;
 #   - check is clean after each.
@@ -224,6 +226,24 @@ expect_exit 0 "  $D1:B is still there" "$CTL" --db "$DB" show "$D1:B"
 same "  with its queue" 2 \
     "$("$CTL" --db "$DB" show "$D1:B" | jq '.enrollments[0].queue | length')"
 clean "purge beside a device whose ID holds a ':'"
+
+# --- results missing from their index -------------------------------------------
+# Device 1's results without their result_index entries (check reports
+# them): the purge finds them by their key's enrollment number.
+grep -v '"db":"result_index","key":\[1,' "$IT_DIR/base.jsonl" >"$IT_DIR/noix.jsonl"
+finish "$IT_DIR/noix.jsonl" "$IT_DIR/noix-full.jsonl"
+DB=$IT_DIR/noix
+"$CTL" --db "$DB" restore "$IT_DIR/noix-full.jsonl" >/dev/null 2>&1 ||
+    it_abort "setup: restore of the store without result_index entries failed"
+expect_exit 1 "check: device 1's results are not in result_index" \
+    "$CTL" --db "$DB" check
+expect_exit 0 "purge $S1 --verify: its unindexed results, proven gone" \
+    "$CTL" --db "$DB" purge "$S1" --yes --verify
+same "  the purge counts them" "removed	result	2" \
+    "$(grep "^removed	result	" "$EXIT_OUT")"
+same "  the other devices' results stayed" 4 \
+    "$("$CTL" --db "$DB" dump | jq -s '[.[] | select(.db == "result")] | length')"
+clean "purge of a device whose results are not in result_index"
 
 # --- retention -----------------------------------------------------------------
 # Device 2 checked out in 2020: prune's --checked-out-days takes it.

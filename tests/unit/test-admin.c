@@ -918,7 +918,7 @@ test_purge(struct store *s)
 	    p.r.removed[DBI_SERIAL] == 1 && p.r.removed[DBI_CERT] == 1 &&
 	    p.r.removed[DBI_MSG] == 2);
 	/* Its result, and the one test_check's repair indexed; found
-	 * through result_index, which goes with them. */
+	 * by their keys, and their result_index entries go with them. */
 	CHECK_EQ(p.r.removed[DBI_RESULT], 2);
 	CHECK_EQ(p.r.removed[DBI_RESULTIX], 2);
 	/* CMD-A-ONLY and CMD-A-DONE went; CMD-SHARED stays for B. */
