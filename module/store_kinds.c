@@ -44,6 +44,10 @@
 #define AA(tg, nm, ty, f) { .tag = tg, .name = nm, .type = ty, \
     .cat = CAT_ROW, .svc = INV_ADE, .message = "MachineInfo", .field = f, \
     .at_tag = 8 }
+/* One that identifies the device (AF_IDENT). */
+#define AAI(tg, nm, ty, f) { .tag = tg, .name = nm, .type = ty, \
+    .cat = CAT_ROW, .svc = INV_ADE, .message = "MachineInfo", .field = f, \
+    .at_tag = 8, .flags = AF_IDENT }
 /* An ADE field of Apple's (as text), received at tag at. */
 #define AE(tg, nm, m, f, at) { .tag = tg, .name = nm, .type = A_STR, \
     .cat = CAT_ROW, .svc = INV_ADE, .message = m, .field = f, .at_tag = at }
@@ -71,8 +75,8 @@ static const struct afield device_af[] = {
     ACI(9, "os_version", A_STR, "Authenticate", "OSVersion", NULL, 20, 0, 0),
     ACI(10, "build_version", A_STR, "Authenticate", "BuildVersion", NULL,
 	20, 0, 0),
-    ACI(11, "imei", A_STR, "Authenticate", "IMEI", NULL, 20, 0, 0),
-    ACI(12, "meid", A_STR, "Authenticate", "MEID", NULL, 20, 0, 0),
+    ACI(11, "imei", A_STR, "Authenticate", "IMEI", NULL, 20, 0, AF_IDENT),
+    ACI(12, "meid", A_STR, "Authenticate", "MEID", NULL, 20, 0, AF_IDENT),
     ACI(13, "topic", A_STR, "Authenticate", "Topic", NULL, 20, 0, 0),
     ACI(14, "identity_cert_sha256", A_HASH, "TLS client certificate",
 	"certificate SHA-256", NULL, 20, 0, 0),
@@ -93,12 +97,14 @@ static const struct afield enroll_af[] = {
     AO(2, "device_id", A_STR),
     AO(3, "type", A_ETYPE),
     ACI(7, "topic", A_STR, "TokenUpdate", "Topic", NULL, 15, 13, 0),
-    ACI(9, "token", A_BYTES, "TokenUpdate", "Token", NULL, 15, 0, 0),
-    ACI(8, "push_magic", A_STR, "TokenUpdate", "PushMagic", NULL, 15, 0, 0),
+    ACI(9, "token", A_BYTES, "TokenUpdate", "Token", NULL, 15, 0, AF_IDENT),
+    ACI(8, "push_magic", A_STR, "TokenUpdate", "PushMagic", NULL, 15, 0,
+	AF_IDENT),
     AO(10, "enabled", A_BOOL),
     ACI(11, "awaiting_configuration", A_BOOL, "TokenUpdate",
 	"AwaitingConfiguration", NULL, 15, 0, 0),
-    ACI(4, "user_id", A_STR, "*", "UserID", "TokenUpdate", 15, 13, 0),
+    ACI(4, "user_id", A_STR, "*", "UserID", "TokenUpdate", 15, 13,
+	AF_IDENT),
     ACI(5, "user_short_name", A_STR, "*", "UserShortName", "TokenUpdate", 15,
 	13, 0),
     ACI(6, "user_long_name", A_STR, "*", "UserLongName", "TokenUpdate", 15,
@@ -171,12 +177,12 @@ static const struct afield pushcert_af[] = {
  * whose fields are picomdm's own (the key is the token's SHA-256; the
  * token itself is never stored). */
 static const struct afield machineinfo_af[] = {
-    AA(1, "udid", A_STR, "UDID"),
-    AA(2, "serial", A_STR, "SERIAL"),
+    AAI(1, "udid", A_STR, "UDID"),
+    AAI(2, "serial", A_STR, "SERIAL"),
     AA(3, "product", A_STR, "PRODUCT"),
     AA(4, "version", A_STR, "VERSION"),
-    AA(5, "imei", A_STR, "IMEI"),
-    AA(6, "meid", A_STR, "MEID"),
+    AAI(5, "imei", A_STR, "IMEI"),
+    AAI(6, "meid", A_STR, "MEID"),
     AA(7, "language", A_STR, "LANGUAGE"),
     AO(8, "received_at", A_TIME),
 };

@@ -76,6 +76,10 @@ struct afield {
 /* The field is the record's key: the inventory shows it as the device or
  * enrollment ID, not as a field. */
 #define AF_KEY 0x1
+/* The field identifies the device or enrollment it belongs to (IMEI,
+ * UserID, PushMagic, ...): purge --verify looks for it afterwards
+ * (store_purge_identifiers). */
+#define AF_IDENT 0x2
 
 /* How a key is laid out (its JSON form in brackets). */
 enum kind_key {

@@ -814,6 +814,145 @@ store_purge_source(struct store_txn *t, enum store_source src, const char *name,
 	return rc;
 }
 
+/* ---- what else identifies what a purge removes (--verify) ---- */
+
+/* Shorter values (an IMEI of "0") would be found in any byte string. */
+#define IDENT_MIN 8
+
+struct ident_ctx {
+	struct strset		 devs, enrs; /* the report's, sorted */
+	struct strset		 cand;	     /* their AF_IDENT values */
+	struct strset		 kept;	     /* those a record that stays holds */
+	const struct store_kind *kind;
+};
+
+/* The keys of the report a kind's records are purged by; NULL: none. */
+static const struct strset *
+ident_keys(const struct ident_ctx *ic, const struct store_kind *k)
+{
+	if (k->val != KV_RECORD)
+		return NULL;
+	return k->owner == OWN_DEVICE ? &ic->devs
+	    : k->owner == OWN_ENROLL  ? &ic->enrs
+				      : NULL;
+}
+
+/* Add each AF_IDENT field of record v (a kind's) to set: text as it is,
+ * bytes as base64 (their form in Apple's plists); with want, only those
+ * in want. */
+static int
+ident_fields(const struct store_kind *k, const MDB_val *v, struct strset *set,
+    const struct strset *want)
+{
+	const unsigned char *p;
+	char		    *b64;
+	size_t		     i, n;
+	int		     rc;
+
+	for (i = 0; i < k->nf; i++) {
+		if (!(k->f[i].flags & AF_IDENT) ||
+		    rec_field(v, k->rec, k->f[i].tag, &p, &n) != 1 || n == 0)
+			continue;
+		if (k->f[i].type == A_BYTES) {
+			if ((b64 = base64_encode(p, n)) == NULL)
+				return STORE_ENOMEM;
+			p = (const unsigned char *)b64;
+			n = strlen(b64);
+		} else if (memchr(p, '\0', n) != NULL)
+			continue;
+		else
+			b64 = NULL;
+		rc = n < IDENT_MIN || (want != NULL && !strset_has(want, p, n))
+		    ? 0
+		    : strset_add(set, p, n);
+		free(b64);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* A record that stays: the identifiers it holds too are not the purged
+ * one's own. */
+static int
+ident_kept(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct ident_ctx *ic = arg;
+
+	(void)t;
+	if (strset_has(ident_keys(ic, ic->kind), k->mv_data, k->mv_size))
+		return 0;
+	return ident_fields(ic->kind, v, &ic->kept, &ic->cand);
+}
+
+static int
+ident_has_field(const struct store_kind *k)
+{
+	size_t i;
+
+	for (i = 0; i < k->nf; i++)
+		if (k->f[i].flags & AF_IDENT)
+			return 1;
+	return 0;
+}
+
+/* See store.h: the AF_IDENT fields of the records of the report's
+ * devices and enrollments, read from t (before the purge commits), but
+ * those shorter than IDENT_MIN and those a record that stays holds too
+ * (a PushMagic every device shares names none of them). */
+int
+store_purge_identifiers(struct store_txn *t,
+    const struct store_purge_report *r, store_id_cb fn, void *arg)
+{
+	struct ident_ctx	 ic;
+	const struct store_kind *k;
+	const struct strset	*keys;
+	MDB_val			 v;
+	size_t			 i, j, n;
+	int			 rc = 0;
+
+	memset(&ic, 0, sizeof(ic));
+	for (i = 0; i < r->ndevices && rc == 0; i++)
+		rc = strset_add(&ic.devs, r->devices[i], strlen(r->devices[i]));
+	for (i = 0; i < r->nenrollments && rc == 0; i++)
+		rc = strset_add(
+		    &ic.enrs, r->enrollments[i], strlen(r->enrollments[i]));
+	strset_sort(&ic.devs);
+	strset_sort(&ic.enrs);
+	/* The purged records' identifiers. */
+	for (j = 0; j < DBI__MAX && rc == 0; j++) {
+		k = &store_kinds[j];
+		if ((keys = ident_keys(&ic, k)) == NULL || !ident_has_field(k))
+			continue;
+		for (i = 0; i < keys->n && rc == 0; i++) {
+			n = strlen(keys->v[i]);
+			if (n == 0 || n > KEY_MAX)
+				continue;
+			rc = db_getv(t, k->dbi, keys->v[i], n, &v);
+			if (rc == 0)
+				rc = ident_fields(k, &v, &ic.cand, NULL);
+			else if (rc == STORE_ENOTFOUND)
+				rc = 0;
+		}
+	}
+	strset_sort(&ic.cand);
+	/* Those the records that stay hold too. */
+	for (j = 0; j < DBI__MAX && rc == 0 && ic.cand.n > 0; j++) {
+		ic.kind = &store_kinds[j];
+		if (ident_keys(&ic, ic.kind) != NULL && ident_has_field(ic.kind))
+			rc = db_visit(t, ic.kind->dbi, ident_kept, &ic, NULL);
+	}
+	strset_sort(&ic.kept);
+	for (i = 0; i < ic.cand.n && rc == 0; i++)
+		if (!strset_has(&ic.kept, ic.cand.v[i], strlen(ic.cand.v[i])))
+			rc = fn(ic.cand.v[i], arg);
+	strset_free(&ic.devs);
+	strset_free(&ic.enrs);
+	strset_free(&ic.cand);
+	strset_free(&ic.kept);
+	return rc;
+}
+
 /* ---- verify scan, resolution, retention listing ---- */
 
 /*

@@ -373,10 +373,20 @@ needle_add(struct purge_ctx *p, const char *s)
 	return 0;
 }
 
-/* Collect the identifiers of what is about to go: device ID, UDID,
- * EnrollmentID, serial number (and the topic or token name itself: no
- * record may still name it, unless a token of the other service has the
- * same name). */
+/* store_purge_identifiers' view of needle_add. */
+static int
+needle_ident(const char *s, void *arg)
+{
+	return needle_add(arg, s);
+}
+
+/* Collect the identifiers of what is about to go, before it goes:
+ * device ID, UDID, EnrollmentID, serial number, the enrollment IDs (user
+ * channels'), and what else the store's records say identifies them
+ * (IMEI, MEID, UserID, PushMagic, push token, MachineInfo's UDID and
+ * serial: store_purge_identifiers); and the topic or token name itself:
+ * no record may still name it, unless a token of the other service has
+ * the same name. */
 static int
 needles_op(struct store_txn *t, void *arg)
 {
@@ -387,6 +397,10 @@ needles_op(struct store_txn *t, void *arg)
 
 	if (p->mode != PURGE_DEVICE && !p->shared_name)
 		rc = needle_add(p, p->arg);
+	for (i = 0; i < p->r.nenrollments && rc == 0; i++)
+		rc = needle_add(p, p->r.enrollments[i]);
+	if (rc == 0)
+		rc = store_purge_identifiers(t, &p->r, needle_ident, p);
 	for (i = 0; i < p->r.ndevices && rc == 0; i++) {
 		if ((rc = needle_add(p, p->r.devices[i])) != 0)
 			break;
@@ -417,15 +431,32 @@ verify_hit(
 	return 0;
 }
 
+static int
+needle_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* Scan for the identifiers of what was purged; 1 when any is left. */
 static int
 verify_op(struct store_txn *t, void *arg)
 {
 	struct purge_ctx *p = arg;
 	const void	**nv;
-	size_t		 *nl, i;
+	size_t		 *nl, i, j;
 	long long	  hits = STORE_ENOMEM;
 
+	/* Each once: a MachineInfo's UDID is often the device's ID. */
+	if (p->nneedle > 1) {
+		qsort(p->needle, p->nneedle, sizeof(*p->needle), needle_cmp);
+		for (i = j = 1; i < p->nneedle; i++) {
+			if (strcmp(p->needle[i], p->needle[j - 1]) == 0)
+				free(p->needle[i]);
+			else
+				p->needle[j++] = p->needle[i];
+		}
+		p->nneedle = j;
+	}
 	nv = calloc(p->nneedle + 1, sizeof(*nv));
 	nl = calloc(p->nneedle + 1, sizeof(*nl));
 	if (nv != NULL && nl != NULL) {
@@ -483,8 +514,10 @@ static const char purge_help[] =
     "token, when both have one of that name. Prints what it removed.\n"
     "  --yes      do not ask (required when stdin is not a terminal)\n"
     "  --verify   then scan every key and value of every sub-database for\n"
-    "             the device ID, UDID, EnrollmentID and serial number (and\n"
-    "             the topic or token name); exit status 1 if any is left\n"
+    "             the device ID, UDID, EnrollmentID, serial number and\n"
+    "             enrollment IDs, and the IMEI, MEID, UserID, PushMagic\n"
+    "             and push token no device that stays shares (and the\n"
+    "             topic or token name); exit status 1 if any is left\n"
     "Freed pages of the live file may still hold old bytes until reused;\n"
     "a backup (compacting) holds none of them.\n";
 

@@ -645,6 +645,18 @@ int store_purge_source(struct store_txn *, enum store_source,
     const char *name, struct store_purge_report *);
 
 /*
+ * What else identifies the devices and enrollments of a purge report
+ * (purge --verify), to be read before the purge commits: the fields the
+ * registry marks as identifying (IMEI, MEID, UserID, PushMagic, the push
+ * token as base64, MachineInfo's UDID and serial) of their records, but
+ * values of fewer than 8 bytes and values a record that stays holds too.
+ * fn gets each once (borrowed until it returns); it returns 0 to go on,
+ * anything else stops and is returned.
+ */
+int store_purge_identifiers(struct store_txn *,
+    const struct store_purge_report *, store_id_cb fn, void *);
+
+/*
  * Look for byte strings in every key and value of every sub-database
  * (purge --verify). cb gets each hit with the index of the needle; the
  * key is borrowed until cb returns. Returns the number of hits, or a

@@ -24,6 +24,8 @@
 #     its ID and a ':' (a user channel's form);
 #   - a device whose results are missing from result_index: purge finds
 #     them by their key's enrollment number, --verify and check clean;
+#   - purge --verify looks for what else identified the device (IMEI,
+#     push token, ...) but a value other devices share;
 #   - prune of a device checked out long ago: its MDM data goes, its ADE
 #     record and licences (Apple's current records) stay;
 #   - check is clean after each.
@@ -244,6 +246,40 @@ same "  the purge counts them" "removed	result	2" \
 same "  the other devices' results stayed" 4 \
     "$("$CTL" --db "$DB" dump | jq -s '[.[] | select(.db == "result")] | length')"
 clean "purge of a device whose results are not in result_index"
+
+# --- what else identifies a device ----------------------------------------------
+# Device 1 with the IMEI of its MachineInfo; an enrollment token's note
+# (never a device's, so it stays) names that IMEI, then its push token
+# as Apple sends it (base64), then the PushMagic every picomdm-gen
+# device shares (no one device's: --verify does not look for it).
+D1=00008101-0000000000000001
+IMEI="35 111111 111111 1"
+TOK=$(jq -r --arg d "$D1" 'select(.db == "enroll" and .key == $d) | .value.token.b64' "$IT_DIR/base.jsonl")
+MAGIC=$(jq -r --arg d "$D1" 'select(.db == "enroll" and .key == $d) | .value.push_magic' "$IT_DIR/base.jsonl")
+note_store() { # NAME NOTE: $DB, a copy of the base store with such a note
+	{
+		cat "$IT_DIR/base.jsonl"
+		printf '{"db":"machineinfo","key":"%s","value":{"udid":"%s","serial":"%s","imei":"%s","received_at":"%s"}}\n' \
+		    "$D1" "$D1" "$S1" "$IMEI" "$T"
+		printf '{"db":"enrollment_token","key":"%064d","value":{"note":"%s","created_at":"%s","expires_at":"2099-01-01T00:00:00.000000Z"}}\n' \
+		    7 "$2" "$T"
+	} >"$IT_DIR/$1.jsonl"
+	finish "$IT_DIR/$1.jsonl" "$IT_DIR/$1-full.jsonl"
+	DB=$IT_DIR/$1
+	"$CTL" --db "$DB" restore "$IT_DIR/$1-full.jsonl" >/dev/null 2>&1 ||
+	    it_abort "setup: restore of the store $1 failed"
+}
+note_store imei "phone $IMEI"
+expect_exit 1 "purge $S1 --verify: a note left with its MachineInfo's IMEI is found" \
+    "$CTL" --db "$DB" purge "$S1" --yes --verify
+same "  the hit names the note and the IMEI" "hit enrollment_token $IMEI" \
+    "$(awk -F '\t' '/^hit/ { print $1, $2, $4 }' "$EXIT_OUT")"
+note_store token "token $TOK"
+expect_exit 1 "purge $S1 --verify: a note left with its push token is found" \
+    "$CTL" --db "$DB" purge "$S1" --yes --verify
+note_store magic "magic $MAGIC"
+expect_exit 0 "purge $S1 --verify: a PushMagic other devices share is no hit" \
+    "$CTL" --db "$DB" purge "$S1" --yes --verify
 
 # --- retention -----------------------------------------------------------------
 # Device 2 checked out in 2020: prune's --checked-out-days takes it.
