@@ -308,6 +308,16 @@ int queue_pos_set(struct store_txn *, const char *uuid, uint64_t eid,
  */
 struct json_t;
 struct json_t *vpp_time_json(uint64_t us);
+/*
+ * Remove what a VPP token owns (OWN_VPP_TOKEN in the registry): its
+ * record, keyed by its name, and every entry whose key starts with the
+ * name as its first length-prefixed string (assets, assignments, users,
+ * app metadata, write events); removed[d] counts those of sub-database
+ * d (DBI__MAX of them). No device goes with them: a licence is Apple's
+ * record of the token, not the device's. The one path of purge
+ * --vpp-token and of picomdm-vpp token remove --purge (store_vpp.c).
+ */
+int vpp_token_drop(struct store_txn *, const char *name, uint64_t *removed);
 int vpp_put_json(struct store_txn *, enum store_dbi, const struct key *,
     const struct json_t *rec);
 

@@ -736,46 +736,23 @@ source_visit(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return rc;
 }
 
-/*
- * What a VPP token owns (OWN_VPP_TOKEN): its record, keyed by its name,
- * and every entry whose key starts with the name as its first
- * length-prefixed string (assets, assignments, users). No device goes
- * with them: a licence is Apple's record of the token, not the device's.
- */
+/* What a VPP token owns (vpp_token_drop, store_vpp.c); *matched counts
+ * it. */
 static int
 purge_vpp_token(struct store_txn *t, const char *name,
     struct store_purge_report *r, size_t *matched)
 {
-	const struct store_kind *k;
-	struct key		 pfx;
-	uint64_t		 before;
-	size_t			 j, n = strlen(name);
-	int			 rc;
+	uint64_t before = 0, after = 0;
+	size_t	 j;
+	int	 rc;
 
-	key_init(&pfx);
-	key_str(&pfx, name);
-	if (pfx.overflow || n > KEY_MAX)
-		return 0;
-	for (j = 0; j < DBI__MAX; j++) {
-		k = &store_kinds[j];
-		if (k->owner != OWN_VPP_TOKEN)
-			continue;
-		if (k->key == KK_TEXT) {
-			rc = db_delv(t, k->dbi, name, n);
-			if (rc == STORE_ENOTFOUND)
-				continue;
-			if (rc != 0)
-				return rc;
-			r->removed[k->dbi]++;
-			(*matched)++;
-			continue;
-		}
-		before = r->removed[k->dbi];
-		if ((rc = db_del_prefix(t, k->dbi, pfx.b, pfx.len, NULL, NULL,
-			 &r->removed[k->dbi])) != 0)
-			return rc;
-		*matched += (size_t)(r->removed[k->dbi] - before);
-	}
+	for (j = 0; j < DBI__MAX; j++)
+		before += r->removed[j];
+	if ((rc = vpp_token_drop(t, name, r->removed)) != 0)
+		return rc;
+	for (j = 0; j < DBI__MAX; j++)
+		after += r->removed[j];
+	*matched += (size_t)(after - before);
 	return 0;
 }
 

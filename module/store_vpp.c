@@ -607,22 +607,59 @@ store_vpp_count(struct store_txn *t, const char *token, size_t *n)
 	return 0;
 }
 
-/* See store_vpp.h. */
+/* See store_int.h. */
+int
+vpp_token_drop(struct store_txn *t, const char *name, uint64_t *removed)
+{
+	const struct store_kind *k;
+	struct key		 pfx;
+	size_t			 j, n = strlen(name);
+	int			 rc;
+
+	key_init(&pfx);
+	key_str(&pfx, name);
+	if (pfx.overflow || n == 0 || n > KEY_MAX)
+		return 0;
+	for (j = 0; j < DBI__MAX; j++) {
+		k = &store_kinds[j];
+		if (k->owner != OWN_VPP_TOKEN)
+			continue;
+		if (k->key == KK_TEXT) {
+			rc = db_delv(t, k->dbi, name, n);
+			if (rc == 0)
+				removed[k->dbi]++;
+			else if (rc != STORE_ENOTFOUND)
+				return rc;
+			continue;
+		}
+		if ((rc = db_del_prefix(t, k->dbi, pfx.b, pfx.len, NULL, NULL,
+			 &removed[k->dbi])) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* See store_vpp.h: what the registry says the token owns, as purge
+ * --vpp-token removes it (vpp_token_drop). */
 int
 store_vpp_token_remove(struct store_txn *t, const char *name, uint64_t *n)
 {
-	size_t i;
-	int    rc;
+	uint64_t removed[DBI__MAX];
+	size_t	 i;
+	int	 rc;
 
 	*n = 0;
 	if (name == NULL || *name == '\0' || strlen(name) > KEY_MAX)
 		return STORE_EINVAL;
-	if ((rc = db_delv(t, DBI_VPPTOKEN, name, strlen(name))) != 0)
+	if ((rc = db_has(t, DBI_VPPTOKEN, name, strlen(name))) != 1)
+		return rc == 0 ? STORE_ENOTFOUND : rc;
+	memset(removed, 0, sizeof(removed));
+	if ((rc = vpp_token_drop(t, name, removed)) != 0)
 		return rc;
-	for (i = 0; i < STORE_VPP__MAX; i++)
-		if ((rc = store_vpp_clear(t, (enum store_vpp_list)i, name,
-			 n)) != 0)
-			return rc;
-	/* And the write events (store_vpp_event.c). */
-	return store_vpp_event_clear(t, name, n);
+	/* The records besides the token's own. */
+	for (i = 0; i < DBI__MAX; i++)
+		if (store_kinds[i].owner == OWN_VPP_TOKEN &&
+		    store_kinds[i].key != KK_TEXT)
+			*n += removed[i];
+	return 0;
 }

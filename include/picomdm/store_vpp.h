@@ -33,8 +33,10 @@ int store_vpp_token_get(
  * (a negative value is returned). */
 int store_vpp_token_each(
     struct store_txn *, int (*cb)(json_t *rec, void *), void *arg);
-/* Remove a token and every asset, assignment and user of it; *n the
- * entries removed besides the token. STORE_ENOTFOUND when none. */
+/* Remove a token and every record it owns (by the registry: assets,
+ * assignments, users, app metadata, write events), as picomdmctl purge
+ * --vpp-token does; *n the entries removed besides the token.
+ * STORE_ENOTFOUND when none. */
 int store_vpp_token_remove(struct store_txn *, const char *name, uint64_t *n);
 /* How many asset, assignment and user entries a token has. */
 int store_vpp_count(struct store_txn *, const char *token, size_t *n);
