@@ -477,39 +477,64 @@ store_vpp_page(struct store_txn *t, enum store_vpp_list l, const char *token,
 }
 
 /*
- * Call fn with the key prefix token . "device" . serial of every VPP
- * token: where that token's assignments to the serial are. Stops at the
- * first nonzero fn (a negative one is returned).
+ * Call fn with the key prefix token . "device" . serial of every token
+ * that begins a licence's key (DBI_VPPASSIGN), whether its token record
+ * is still there or not: where that token's assignments to the serial
+ * are. The names are gathered first (a jump from one to the next), so
+ * fn may write. Stops at the first nonzero fn (a negative one is
+ * returned).
  */
 static int
 serial_prefixes(struct store_txn *t, const char *serial,
     int (*fn)(struct store_txn *, const struct key *, void *), void *arg)
 {
-	MDB_cursor *cur;
-	MDB_val	    k, v;
-	struct key  key;
-	char	    name[KEY_MAX + 1];
-	int	    rc, r = 0;
+	MDB_cursor	    *cur;
+	MDB_val		     k, v;
+	struct strset	     names;
+	struct key	     key;
+	const unsigned char *p;
+	unsigned char	     next[2 + KEY_MAX + 1];
+	size_t		     i, l;
+	int		     rc, r = 0;
 
-	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_VPPTOKEN], &cur)) != 0)
+	memset(&names, 0, sizeof(names));
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_VPPASSIGN], &cur)) !=
+	    0)
 		return store_rc(rc);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && r == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size == 0 || k.mv_size > KEY_MAX)
-			continue;
-		memcpy(name, k.mv_data, k.mv_size);
-		name[k.mv_size] = '\0';
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;) {
+		p = k.mv_data;
+		if (k.mv_size < 2 || (l = (size_t)p[0] << 8 | p[1]) == 0 ||
+		    l > KEY_MAX || k.mv_size < 2 + l) {
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			continue; /* not a licence's key: check's to report */
+		}
+		if (memchr(p + 2, '\0', l) == NULL &&
+		    (r = strset_add(&names, p + 2, l)) != 0)
+			break;
+		/* The first key after every one starting with this name. */
+		memcpy(next, p, 2 + l);
+		next[2 + l] = 0xff;
+		k.mv_data = next;
+		k.mv_size = 2 + l + 1;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		/* A key of the name itself followed by 0xff bytes: step on. */
+		while (rc == 0 && k.mv_size >= 2 + l &&
+		    memcmp(k.mv_data, next, 2 + l) == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != MDB_NOTFOUND)
+		r = store_rc(rc);
+	for (i = 0; i < names.n && r == 0; i++) {
 		key_init(&key);
-		key_str(&key, name);
+		key_str(&key, names.v[i]);
 		key_str(&key, "device");
 		key_str(&key, serial);
 		if (!key.overflow)
 			r = fn(t, &key, arg);
 	}
-	mdb_cursor_close(cur);
-	if (r != 0)
-		return r < 0 ? r : 0;
-	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);
+	strset_free(&names);
+	return r < 0 ? r : 0;
 }
 
 static int

@@ -24,6 +24,8 @@
 #     its ID and a ':' (a user channel's form);
 #   - a device whose results are missing from result_index: purge finds
 #     them by their key's enrollment number, --verify and check clean;
+#   - purge of a device takes its licence under a token whose record
+#     is gone;
 #   - purge --verify looks for what else identified the device (IMEI,
 #     push token, ...) but a value other devices share;
 #   - prune of a device checked out long ago: its MDM data goes, its ADE
@@ -246,6 +248,23 @@ same "  the purge counts them" "removed	result	2" \
 same "  the other devices' results stayed" 4 \
     "$("$CTL" --db "$DB" dump | jq -s '[.[] | select(.db == "result")] | length')"
 clean "purge of a device whose results are not in result_index"
+
+# --- a licence whose token record is gone ----------------------------------------
+# Device 3's licence under a token "gone" that has no record any more
+# (check reports it): the purge of the device finds it all the same.
+{
+	cat "$IT_DIR/base.jsonl"
+	assign gone "$S3"
+} >"$IT_DIR/gone.jsonl"
+finish "$IT_DIR/gone.jsonl" "$IT_DIR/gone-full.jsonl"
+DB=$IT_DIR/gone
+"$CTL" --db "$DB" restore "$IT_DIR/gone-full.jsonl" >/dev/null 2>&1 ||
+    it_abort "setup: restore of the store with a token-less licence failed"
+expect_exit 0 "purge $S3 --verify: its licence under a token gone, proven gone" \
+    "$CTL" --db "$DB" purge "$S3" --yes --verify
+same "  both its licences counted" "removed	vpp_assignment	2" \
+    "$(grep "^removed	vpp_assignment	" "$EXIT_OUT")"
+clean "purge of a device with a licence under a token gone"
 
 # --- what else identifies a device ----------------------------------------------
 # Device 1 with the IMEI of its MachineInfo; an enrollment token's note
