@@ -480,11 +480,13 @@ api_split(struct api *a)
 	return 0;
 }
 
-/* GET /api/v1/metrics with metrics_public = yes: served without a key. */
+/* GET (or HEAD) /api/v1/metrics with metrics_public = yes: served
+ * without a key. */
 static int
 api_public(const struct server *srv, const struct request *req)
 {
-	return srv->cfg->metrics_public && strcmp(req->method, "GET") == 0 &&
+	return srv->cfg->metrics_public && (strcmp(req->method, "GET") == 0 ||
+	    strcmp(req->method, "HEAD") == 0) &&
 	    strcmp(req->uri, API_PREFIX "metrics") == 0;
 }
 
@@ -518,6 +520,7 @@ api_handle(
 	char			allow[sizeof(resp->allow)] = "";
 	size_t			i;
 	int			rc, found = 0;
+	int			head = strcmp(req->method, "HEAD") == 0;
 
 	memset(&a, 0, sizeof(a));
 	a.srv = srv;
@@ -542,7 +545,10 @@ api_handle(
 		if (strcmp(r->name, a.seg[0]) != 0 || r->nargs != a.nseg - 1)
 			continue;
 		found = 1;
-		if (strcmp(r->method, req->method) == 0) {
+		/* HEAD is served wherever GET is (RFC 9110, 9.3.2): the
+		 * same answer, whose body respond() (main.c) leaves out. */
+		if (strcmp(r->method, req->method) == 0 ||
+		    (strcmp(r->method, "GET") == 0 && head)) {
 			r->fn(&a);
 			goto out;
 		}
@@ -550,6 +556,8 @@ api_handle(
 		if (allow[0] != '\0')
 			strlcat(allow, ", ", sizeof(allow));
 		strlcat(allow, r->method, sizeof(allow));
+		if (strcmp(r->method, "GET") == 0)
+			strlcat(allow, ", HEAD", sizeof(allow));
 	}
 	if (found) {
 		api_fail(&a, 405, "method not allowed",

@@ -105,12 +105,18 @@ route_of(const struct request *r)
 	return ROUTE_NONE;
 }
 
-/* Write status, headers and body: one sendmsg() (fcgi_reply). */
+/*
+ * Write status, headers and body: one sendmsg() (fcgi_reply). A HEAD
+ * answer has the headers GET's would have, Content-Length included, and
+ * no body (RFC 9110, 9.3.2): nginx drops a body sent to a HEAD, so none
+ * is sent.
+ */
 static void
-respond(struct fcgi *fr, const struct response *resp)
+respond(struct fcgi *fr, const struct request *req,
+    const struct response *resp)
 {
 	char hdr[512], extra[80] = ""; /* Retry-After or Allow */
-	int  n;
+	int  n, head = req->method != NULL && strcmp(req->method, "HEAD") == 0;
 
 	if (resp->retry_after > 0)
 		(void)snprintf(extra, sizeof(extra), "Retry-After: %d\r\n",
@@ -132,7 +138,8 @@ respond(struct fcgi *fr, const struct response *resp)
 		fr->failed = 1;
 		return;
 	}
-	if (fcgi_reply(fr, hdr, (size_t)n, resp->body, resp->body_len) == -1)
+	if (fcgi_reply(fr, hdr, (size_t)n, resp->body,
+	    head ? 0 : resp->body_len) == -1)
 		log_warn("fcgi: the reply could not be written");
 }
 
@@ -422,7 +429,7 @@ exchange_finish(struct exchange *x)
 	struct response *resp = &x->resp;
 	char             id[128], path[128];
 
-	respond(&x->fr, resp);
+	respond(&x->fr, req, resp);
 	/* Formatted only when the log level keeps the line. */
 	if (log_enabled(resp->status >= 400 ? LOG_WARN : LOG_INFO)) {
 		log_safe(resp->id[0] ? resp->id : "-", id, sizeof(id));

@@ -81,9 +81,77 @@ expect_api_error 405 "DELETE results: 405"
 allow_is() {
 	expect_eq "$(sed -n 's/^[Aa]llow: *//p' "$HEADERS" | tr -d '\r')" "$1" "$2"
 }
-allow_is GET "  with Allow: GET"
+allow_is "GET, HEAD" "  with Allow: GET, HEAD"
 api PUT /api/v1/queue/x
-allow_is "GET, DELETE" "PUT queue: Allow: GET, DELETE"
+allow_is "GET, HEAD, DELETE" "PUT queue: Allow: GET, HEAD, DELETE"
+api GET /api/v1/queue/x/y
+allow_is DELETE "GET one queued command: Allow: DELETE (no HEAD without GET)"
+
+# ---- HEAD ----
+
+# header_is NAME WANT WHAT: the last answer's header NAME is WANT.
+header_is() {
+	expect_eq "$(sed -n "s/^$1: *//Ip" "$HEADERS" | tr -d '\r')" "$2" "$3"
+}
+# HEAD is served wherever GET is (RFC 9110, 9.3.2): GET's status and
+# headers, Content-Length included, and no body. curl -I reads no body.
+for p in enrollments enrollments/nope pushcert; do
+	api GET "/api/v1/$p"
+	want=$STATUS len=$(stat -c %s "$BODY")
+	api HEAD "/api/v1/$p" -I
+	expect_status "$want" "HEAD $p: GET's status $want"
+	header_is Content-Length "$len" "  and GET's Content-Length ($len)"
+done
+api HEAD /api/v1/enrollments -I
+header_is Content-Type application/json "HEAD enrollments: GET's Content-Type"
+api HEAD "/api/v1/enqueue/x" -I
+expect_status 405 "HEAD enqueue (no GET): 405"
+allow_is "PUT, POST" "  with Allow: PUT, POST"
+api HEAD /api/v1/queue/x/y -I
+expect_status 405 "HEAD one queued command (no GET): 405"
+put_raw /api/v1/enrollments -X HEAD -I
+expect_status 401 "HEAD without a key: 401"
+# What the responder itself sends to a HEAD, straight over FastCGI:
+# the headers with GET's Content-Length, and not one byte of body.
+api GET /api/v1/enrollments
+len=$(stat -c %s "$BODY")
+out=$(/usr/bin/python3 - "$IT_SOCK" "$(cat "$IT_DIR/api.key")" <<'PY'
+import socket, struct, sys
+def rec(t, c):
+    pad = (8 - len(c) % 8) % 8
+    return struct.pack(">BBHHBB", 1, t, 1, len(c), pad, 0) + c + b"\0" * pad
+def nv(k, v):
+    return bytes([len(k)]) + bytes([len(v)]) + k + v
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(5)
+p = {"REQUEST_METHOD": "HEAD", "REQUEST_URI": "/api/v1/enrollments",
+     "DOCUMENT_URI": "/api/v1/enrollments", "CONTENT_LENGTH": "0",
+     "HTTP_AUTHORIZATION": "Bearer " + sys.argv[2]}
+msg = rec(1, struct.pack(">HB5x", 1, 0))
+msg += rec(4, b"".join(nv(k.encode(), v.encode()) for k, v in p.items()))
+s.sendall(msg + rec(4, b"") + rec(5, b""))
+out = buf = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    buf += d
+    while len(buf) >= 8:
+        _, t, _, cl, pl, _ = struct.unpack(">BBHHBB", buf[:8])
+        if len(buf) < 8 + cl + pl:
+            break
+        if t == 6:
+            out += buf[8:8 + cl]
+        buf = buf[8 + cl + pl:]
+head, _, body = out.partition(b"\r\n\r\n")
+cl = [h.split(b":", 1)[1].strip().decode() for h in head.split(b"\r\n")
+      if h.lower().startswith(b"content-length:")]
+print(head.split(b"\r\n")[0].decode(), cl[0] if cl else "-", len(body))
+PY
+)
+expect_eq "$out" "Status: 200 OK $len 0" \
+    "the responder answers HEAD with GET's Content-Length and no body"
 api GET /api/v1/enrollments/
 expect_status 200 "a trailing slash is ignored"
 

@@ -253,6 +253,8 @@ IT_RESPONDER_CMD+=(--config "$IT_DIR/public.conf")
 it_start_responder
 put_raw /api/v1/metrics -X GET
 expect_status 200 "metrics_public = yes: metrics without the key"
+put_raw /api/v1/metrics -X HEAD -I
+expect_status 200 "metrics_public = yes: HEAD of the metrics without the key"
 put_raw /api/v1/enrollments -X GET
 expect_status 401 "metrics_public = yes: the rest of the API still wants it"
 
