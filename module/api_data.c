@@ -118,6 +118,7 @@ api_enqueue(struct api *a)
 	    "push_wait", "vpp_token"};
 	enum command_outcome	*oc = NULL;
 	struct command		*cmd = NULL;
+	struct api_licence	*lic = NULL;
 	char			*qv[5], **ids = NULL, err[COMMAND_ERR_SIZE];
 	json_t			*o = NULL, *st;
 	long long		 prio, nopush, wait_ms;
@@ -179,8 +180,9 @@ api_enqueue(struct api *a)
 		goto out;
 	}
 	strlcpy(a->resp->id, ids[0], sizeof(a->resp->id));
-	/* An App Store install: the devices' licences first. */
-	if (api_vpp_licence_check(a, cmd, ids, nids, qv[4]) == -1)
+	/* An App Store install: the devices' licences, checked in the
+	 * enqueue's transaction (a sync in between could remove one). */
+	if (api_vpp_licence_new(a, cmd, ids, nids, qv[4], &lic) == -1)
 		goto out;
 	if ((oc = calloc(nids, sizeof(*oc))) == NULL ||
 	    (push = calloc(nids, sizeof(*push))) == NULL) {
@@ -188,7 +190,12 @@ api_enqueue(struct api *a)
 		goto out;
 	}
 	rc = command_enqueue_push(a->srv->store, cmd, ids, nids, (int)prio,
-	    expires, (int)nopush, oc, push, &nq);
+	    expires, (int)nopush, lic != NULL ? api_vpp_licence_run : NULL,
+	    lic, oc, push, &nq);
+	if (rc > 0 && lic != NULL) {
+		api_vpp_licence_fail(a, lic);
+		goto out;
+	}
 	if (rc == STORE_EEXIST) {
 		api_fail(a, 409, "duplicate command",
 		    "CommandUUID %.255s is already known", cmd->uuid);
@@ -242,6 +249,7 @@ out:
 	json_decref(o);
 	free(oc);
 	free(push);
+	api_vpp_licence_free(lic);
 	command_free(cmd);
 	for (i = 0; i < nids; i++)
 		free(ids[i]);

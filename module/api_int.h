@@ -83,13 +83,28 @@ void api_page_free(struct api_page *);
 /* api_vpp.c */
 void api_vpp(struct api *);
 
-/* api_vpp_install.c: an InstallApplication with an iTunesStoreID only
+/*
+ * api_vpp_install.c: an InstallApplication with an iTunesStoreID only
  * for enrollments whose device holds a licence of it (of token, or of
- * any token when NULL): 0 to go on, or -1 answered (409 naming the
- * serial and adamId, 404 for an unknown token), nothing queued. */
+ * any token when NULL), checked inside the enqueue's write transaction.
+ * api_vpp_licence_new: 0 with *lic NULL when cmd is no App Store install
+ * (nothing to check), 0 with *lic (free with api_vpp_licence_free; it
+ * borrows ids and token), or -1 answered (400, 500).
+ * api_vpp_licence_run: command_enqueue_push's check, with lic as its
+ * argument: 0 when every known enrollment's device holds a licence, else
+ * 409 (404 for an unknown token) and the enqueue stores nothing.
+ * api_vpp_licence_fail: answer what api_vpp_licence_run refused (409
+ * naming the serial and adamId, or 404).
+ */
 struct command;
-int api_vpp_licence_check(struct api *, const struct command *,
-    char *const *ids, size_t nids, const char *token);
+struct store_txn;
+struct api_licence;
+int  api_vpp_licence_new(struct api *, const struct command *,
+    char *const *ids, size_t nids, const char *token,
+    struct api_licence **lic);
+int  api_vpp_licence_run(struct store_txn *, void *lic);
+void api_vpp_licence_fail(struct api *, const struct api_licence *);
+void api_vpp_licence_free(struct api_licence *);
 
 /* api_data.c */
 void api_enqueue(struct api *);

@@ -7,8 +7,11 @@
  * picomdm-vpp sync stored (include/picomdm/store_vpp.h), of any token or
  * of the one ?vpp_token= names. Otherwise the enqueue is refused whole
  * (409, naming the enrollment, its serial and the adamId) and nothing is
- * queued. Installs without an iTunesStoreID (ManifestURL, Identifier)
- * are not checked. See picomdm-api(7) and README.md "Apps and Books".
+ * queued. The check runs inside the enqueue's own write transaction
+ * (command_enqueue_push's check), so a picomdm-vpp sync cannot take the
+ * licence away between the check and the enqueue. Installs without an
+ * iTunesStoreID (ManifestURL, Identifier) are not checked. See
+ * picomdm-api(7) and README.md "Apps and Books".
  */
 #include "config.h"
 
@@ -25,8 +28,8 @@
 #include "picomdm/store.h"
 #include "picomdm/store_vpp.h"
 
-struct lic_op {
-	const char  *adam_id;
+struct api_licence {
+	char	     adam_id[32];
 	const char  *token; /* NULL: any */
 	char *const *ids;
 	size_t	     nids;
@@ -61,15 +64,16 @@ serial_of(struct store_txn *t, const char *id, char **serial)
 	return rc;
 }
 
-static int
-lic_run(struct store_txn *t, void *arg)
+/* See api_int.h. */
+int
+api_vpp_licence_run(struct store_txn *t, void *arg)
 {
-	struct lic_op *op = arg;
-	json_t	      *tok;
-	char	      *serial;
-	char	       name[128];
-	size_t	       i;
-	int	       rc;
+	struct api_licence *op = arg;
+	json_t		   *tok;
+	char		   *serial;
+	char		    name[128];
+	size_t		    i;
+	int		    rc;
 
 	op->bad_id = NULL;
 	free(op->bad_serial);
@@ -80,7 +84,7 @@ lic_run(struct store_txn *t, void *arg)
 		json_decref(tok);
 		if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL) {
 			op->no_token = 1;
-			return 0;
+			return 404;
 		}
 		if (rc != 0)
 			return rc;
@@ -100,7 +104,7 @@ lic_run(struct store_txn *t, void *arg)
 		if (rc == 0) {
 			op->bad_id = op->ids[i];
 			op->bad_serial = serial;
-			return 0;
+			return 409;
 		}
 		free(serial);
 	}
@@ -139,18 +143,24 @@ store_id_of(const struct command *cmd, char *out, size_t n)
 
 /* See api_int.h. */
 int
-api_vpp_licence_check(struct api *a, const struct command *cmd,
-    char *const *ids, size_t nids, const char *token)
+api_vpp_licence_new(struct api *a, const struct command *cmd,
+    char *const *ids, size_t nids, const char *token,
+    struct api_licence **out)
 {
-	struct lic_op op;
-	char	      adam[32];
-	int	      rc;
+	struct api_licence *op;
+	int		    rc;
 
+	*out = NULL;
 	if (token != NULL && *token == '\0') {
 		api_fail(a, 400, "bad request", "vpp_token: empty");
 		return -1;
 	}
-	if ((rc = store_id_of(cmd, adam, sizeof(adam))) == 0) {
+	if ((op = calloc(1, sizeof(*op))) == NULL) {
+		api_fail(a, 500, "internal error", "out of memory");
+		return -1;
+	}
+	if ((rc = store_id_of(cmd, op->adam_id, sizeof(op->adam_id))) == 0) {
+		free(op);
 		if (token == NULL)
 			return 0;
 		api_fail(a, 400, "bad request", "vpp_token: only for an "
@@ -158,37 +168,46 @@ api_vpp_licence_check(struct api *a, const struct command *cmd,
 		return -1;
 	}
 	if (rc < 0) {
+		free(op);
 		api_fail(a, 500, "internal error", "out of memory");
 		return -1;
 	}
-	memset(&op, 0, sizeof(op));
-	op.adam_id = adam;
-	op.token = token;
-	op.ids = ids;
-	op.nids = nids;
-	if ((rc = store_read(a->srv->store, lic_run, &op)) != 0) {
-		free(op.bad_serial);
-		api_store_fail(a, rc);
-		return -1;
-	}
-	if (op.no_token)
+	op->token = token;
+	op->ids = ids;
+	op->nids = nids;
+	*out = op;
+	return 0;
+}
+
+/* See api_int.h. */
+void
+api_vpp_licence_fail(struct api *a, const struct api_licence *op)
+{
+	if (op->no_token)
 		api_fail(a, 404, "unknown VPP token",
-		    "vpp_token: no Apps and Books token %.64s", token);
-	else if (op.bad_id != NULL && op.bad_serial == NULL)
+		    "vpp_token: no Apps and Books token %.64s", op->token);
+	else if (op->bad_serial == NULL)
 		api_fail(a, 409, "no licence",
 		    "no licence of adamId %s can be checked: the serial "
 		    "number of enrollment %.80s's device is not known; "
 		    "nothing was queued",
-		    adam, op.bad_id);
-	else if (op.bad_id != NULL)
+		    op->adam_id, op->bad_id);
+	else
 		api_fail(a, 409, "no licence",
 		    "serial %.64s holds no Apps and Books licence of adamId "
 		    "%s%s%.64s (enrollment %.80s): assign one and sync "
 		    "(picomdm-vpp); nothing was queued",
-		    op.bad_serial, adam, token != NULL ? " from token " : "",
-		    token != NULL ? token : "", op.bad_id);
-	else
-		return 0;
-	free(op.bad_serial);
-	return -1;
+		    op->bad_serial, op->adam_id,
+		    op->token != NULL ? " from token " : "",
+		    op->token != NULL ? op->token : "", op->bad_id);
+}
+
+/* See api_int.h. */
+void
+api_vpp_licence_free(struct api_licence *op)
+{
+	if (op == NULL)
+		return;
+	free(op->bad_serial);
+	free(op);
 }

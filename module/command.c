@@ -914,6 +914,8 @@ struct enqueue_op {
 	int		      priority;
 	uint64_t	      expires_at;
 	int		      nopush;
+	store_op_fn	      check; /* may be NULL */
+	void		     *check_arg;
 	/* outputs, reset on every run */
 	enum command_outcome *outcome;
 	int		     *push; /* enum push_queued, or NULL */
@@ -921,10 +923,11 @@ struct enqueue_op {
 };
 
 /*
- * Store the command, then queue it per ID. Run by store_write (perhaps
- * more than once). An unknown enrollment or an ID queued twice in one
- * request is an outcome, not an error; returning non-zero discards the
- * command too, so nothing is kept when no ID could take it.
+ * Run the caller's check, store the command, then queue it per ID. Run
+ * by store_write (perhaps more than once). An unknown enrollment or an
+ * ID queued twice in one request is an outcome, not an error; returning
+ * non-zero discards the command too, so nothing is kept when no ID could
+ * take it.
  */
 static int
 enqueue_op_run(struct store_txn *t, void *arg)
@@ -941,6 +944,8 @@ enqueue_op_run(struct store_txn *t, void *arg)
 		if (op->push != NULL)
 			op->push[i] = -1;
 	}
+	if (op->check != NULL && (rc = op->check(t, op->check_arg)) != 0)
+		return rc;
 	memset(&sc, 0, sizeof(sc));
 	sc.uuid = op->cmd->uuid;
 	sc.request_type = op->cmd->request_type;
@@ -981,13 +986,14 @@ command_enqueue(struct store *s, const struct command *cmd, char *const *ids,
     enum command_outcome *outcome, size_t *nqueued)
 {
 	return command_enqueue_push(s, cmd, ids, nids, priority, expires_at, 0,
-	    outcome, NULL, nqueued);
+	    NULL, NULL, outcome, NULL, nqueued);
 }
 
 int
 command_enqueue_push(struct store *s, const struct command *cmd,
     char *const *ids, size_t nids, int priority, uint64_t expires_at,
-    int nopush, enum command_outcome *outcome, int *push, size_t *nqueued)
+    int nopush, store_op_fn check, void *check_arg,
+    enum command_outcome *outcome, int *push, size_t *nqueued)
 {
 	struct enqueue_op op;
 	int		  rc;
@@ -1004,6 +1010,8 @@ command_enqueue_push(struct store *s, const struct command *cmd,
 	op.outcome = outcome;
 	op.nopush = nopush;
 	op.push = push;
+	op.check = check;
+	op.check_arg = check_arg;
 	rc = store_write(s, enqueue_op_run, &op);
 	*nqueued = rc == 0 ? op.nqueued : 0;
 	return rc;

@@ -273,7 +273,7 @@ ctl_enqueue(struct ctl *c)
 	    (push = calloc(nids, sizeof(*push))) == NULL)
 		goto out;
 	rc = command_enqueue_push(c->store, cmd, ids, nids, (int)prio, expires,
-	    0, oc, push, &nq);
+	    0, NULL, NULL, oc, push, &nq);
 	if (rc == STORE_EEXIST) {
 		fprintf(stderr,
 		    "picomdmctl: CommandUUID %s is already "

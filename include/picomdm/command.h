@@ -24,6 +24,7 @@ struct schema_key;
 struct store;
 struct store_queue_item;
 struct store_result;
+struct store_txn;
 
 #define COMMAND_UUID_MAX 255  /* CommandUUID, bytes */
 #define COMMAND_IDS_MAX	 1000 /* enrollment IDs in one enqueue */
@@ -106,11 +107,15 @@ int command_enqueue(struct store *, const struct command *, char *const *ids,
  * The same, and in the same transaction a push for every enrollment the
  * command was queued to (include/picomdm/push.h), unless nopush; push
  * (may be NULL) says per ID whether one was queued or why not.
- * command_enqueue pushes too.
+ * command_enqueue pushes too. check (may be NULL) runs first in that
+ * transaction with check_arg, so that what it reads cannot change before
+ * the command is queued: a non-zero return (a positive status of its
+ * own) refuses the enqueue, nothing is stored, and it is returned.
  */
 int command_enqueue_push(struct store *, const struct command *,
     char *const *ids, size_t nids, int priority, uint64_t expires_at,
-    int nopush, enum command_outcome *outcome, int *push, size_t *nqueued);
+    int nopush, int (*check)(struct store_txn *, void *), void *check_arg,
+    enum command_outcome *outcome, int *push, size_t *nqueued);
 
 /*
  * A plist as JSON: dict -> object, array -> array, string -> string

@@ -20,7 +20,9 @@
 #     adamId (of any token, or of ?vpp_token=), refused 409 naming the
 #     serial and adamId otherwise, with nothing queued to any enrollment;
 #   - purge --token removes the metadata with the token (--verify), and
-#     a licence gone makes the install refused.
+#     a licence gone makes the install refused, even when it goes while
+#     the install waits to be queued (the check is in the enqueue's
+#     transaction).
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -248,6 +250,51 @@ expect_eq "$("$CTL" --db "$DB" show "$serial1" | jq -c .vpp)" "[]" \
     "purge --token: no vpp list left"
 api POST "/api/v1/enqueue/$udid1" -H 'Content-Type: application/json' --data-binary "$ins"
 expect_api_error 409 "install: refused once the licence is gone" "serial $serial1"
+
+# --- the licence check and the enqueue are one transaction ------------------------------
+# The licence goes while an install is under way: picomdm-vpp token
+# remove --purge holds LMDB's write lock through the 2 s of its commit's
+# sync (tests/integration/syncshim.c, preloaded, makes it slow), its
+# removal not yet seen by readers, when the install is sent. A check in
+# a read transaction of its own would still see the licence, and the
+# enqueue, waiting for the lock, would then queue the install; checked
+# in the enqueue's write transaction, it runs after the removal and
+# refuses.
+shim=$IT_DIR/syncshim.so
+cc -shared -fPIC -O2 -o "$shim" "$IT_LIB_DIR/syncshim.c" ||
+    it_abort "setup: cc syncshim.c"
+vdb token import campus "$VPP_TOKEN"
+((RC == 0)) || it_abort "setup: token import campus again" "$(cat "$IT_DIR/err")"
+start_mock --assets 5 --assignments 0 --users 0
+control /mock/change "{\"assignments\":[{\"adamId\":\"100000003\",\"pricingParam\":\"STDQ\",\"serialNumber\":\"$serial1\"}]}"
+vdb sync campus
+((RC == 0)) || it_abort "setup: sync campus again" "$(cat "$IT_DIR/err")"
+api POST "/api/v1/enqueue/$udid1" -H 'Content-Type: application/json' --data-binary "$ins"
+expect_status 200 "install: the licence synced again: queued"
+q1=$(queued "$udid1")
+synclog=$IT_DIR/remove.syncs
+: >"$synclog"
+LD_PRELOAD="$shim" SYNCSHIM_LOG="$synclog" SYNCSHIM_DELAY_MS=2000 \
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+    "$VPP" --db "$DB" token remove campus --purge >"$IT_DIR/remove.out" 2>&1 &
+rmpid=$!
+# The removal's commit has begun its sync: the lock is held.
+for ((i = 0; i < 200; i++)); do
+	[[ -s $synclog ]] && break
+	sleep 0.02
+done
+t0=$(date +%s%N)
+api POST "/api/v1/enqueue/$udid1" -H 'Content-Type: application/json' --data-binary "$ins"
+ms=$((($(date +%s%N) - t0) / 1000000))
+RC=0
+wait "$rmpid" || RC=$?
+expect_eq "$RC:$(stat -c %s "$synclog")" "0:1" \
+    "install race: token remove --purge made one commit, slowed by its sync"
+((ms >= 500)) && pass "install race: the enqueue waited for the removal (${ms} ms)" ||
+    fail "install race: the enqueue waited for the removal" "answered in ${ms} ms"
+expect_api_error 409 "install race: the licence removed during the enqueue: 409" \
+    "serial $serial1 holds no Apps and Books licence of adamId 100000003"
+expect_eq "$(queued "$udid1")" "$q1" "install race: nothing queued"
 
 kill -TERM "$MOCK_PID" 2>/dev/null || true
 it_done

@@ -855,6 +855,14 @@ op_count(struct store_txn *t, void *arg)
 	return store_queue_iter(t, "dev-a", count_cb, arg);
 }
 
+/* command_enqueue_push's check: enrols its argument (a write, so it
+ * must be given the enqueue's write transaction) or refuses with 409. */
+static int
+check_enroll(struct store_txn *t, void *arg)
+{
+	return arg != NULL ? op_enroll(t, arg) : 409;
+}
+
 static void
 test_enqueue(void)
 {
@@ -868,6 +876,8 @@ test_enqueue(void)
 	char		gh[] = "ghost";
 	char	       *ids[3] = {a, n, b};
 	char	       *none[1] = {gh};
+	char		cc[] = "dev-c";
+	char	       *newc[1] = {cc};
 	struct get_args g;
 	size_t		nq = 99;
 
@@ -909,6 +919,30 @@ test_enqueue(void)
 	CHECK_EQ(store_read(s, op_get, &g), 0);
 	CHECK_EQ(g.rc, STORE_ENOTFOUND);
 	CHECK_EQ(command_enqueue(s, c, ids, 1, 256, 0, oc, &nq), STORE_EINVAL);
+	command_free(c);
+
+	/* The caller's check runs first in the enqueue's own write
+	 * transaction: what it writes, the enqueue sees (dev-c, enrolled
+	 * by the check, gets the command); its refusal is returned and
+	 * nothing is stored. */
+	c = json_ok("{\"request_type\": \"ProfileList\", \"command_uuid\": "
+		    "\"Q3\"}");
+	CHECK_EQ(command_enqueue_push(s, c, newc, 1, 0, 0, 1, check_enroll,
+	    newc[0], oc, NULL, &nq), 0);
+	CHECK_EQ(nq, 1);
+	CHECK_EQ(oc[0], COMMAND_QUEUED);
+	command_free(c);
+	c = json_ok("{\"request_type\": \"ProfileList\", \"command_uuid\": "
+		    "\"Q4\"}");
+	CHECK_EQ(command_enqueue_push(s, c, ids, 1, 0, 0, 1, check_enroll,
+	    NULL, oc, NULL, &nq), 409);
+	CHECK_EQ(nq, 0);
+	g.uuid = "Q4";
+	g.queued = 0;
+	CHECK_EQ(store_read(s, op_get, &g), 0);
+	CHECK_EQ(g.rc, STORE_ENOTFOUND);
+	CHECK_EQ(store_read(s, op_count, &g), 0);
+	CHECK_EQ(g.queued, 0);
 	command_free(c);
 	store_close(s);
 	/* An LMDB environment is these two files. */
