@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +115,9 @@ api_vpp_licence_run(struct store_txn *t, void *arg)
 /*
  * The iTunesStoreID of an InstallApplication command as text in out, 1;
  * 0 when the command is not one or has none; -1 when its plist does not
- * parse (it did when it was checked: out of memory).
+ * parse (it did when it was checked: out of memory); -2 when it is not
+ * an adamId: 0 or negative (a negative integer reads back as one of 2^63
+ * or more, which no adamId is either).
  */
 static int
 store_id_of(const struct command *cmd, char *out, size_t n)
@@ -135,7 +138,7 @@ store_id_of(const struct command *cmd, char *out, size_t n)
 	if (id != NULL && plist_get_node_type(id) == PLIST_UINT) {
 		plist_get_uint_val(id, &u);
 		snprintf(out, n, "%" PRIu64, u);
-		r = 1;
+		r = u == 0 || u > INT64_MAX ? -2 : 1;
 	}
 	plist_free(root);
 	return r;
@@ -165,6 +168,13 @@ api_vpp_licence_new(struct api *a, const struct command *cmd,
 			return 0;
 		api_fail(a, 400, "bad request", "vpp_token: only for an "
 		    "InstallApplication with an iTunesStoreID");
+		return -1;
+	}
+	if (rc == -2) {
+		free(op);
+		api_fail(a, 400, "invalid command", "iTunesStoreID: want the "
+		    "app's adamId, a whole number from 1 to %" PRId64,
+		    INT64_MAX);
 		return -1;
 	}
 	if (rc < 0) {

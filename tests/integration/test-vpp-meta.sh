@@ -220,6 +220,19 @@ api PUT "/api/v1/enqueue/$udid2" --data-binary "@$(cmd_plist \
     '<key>iTunesStoreID</key><integer>100000003</integer>' \
     '<key>ManagementFlags</key><integer>1</integer>')"
 expect_api_error 409 "install: the plist form is checked too" "serial $serial2"
+# An iTunesStoreID that is no adamId (negative, 0) is the request's
+# fault: 400, not a 409 naming an adamId read as unsigned.
+for id in -1 0 -9223372036854775808; do
+	api POST "/api/v1/enqueue/$udid1" -H 'Content-Type: application/json' \
+	    --data-binary "${ins/100000003/$id}"
+	expect_api_error 400 "install: iTunesStoreID $id: 400" \
+	    "iTunesStoreID: want the app's adamId, a whole number from 1 to 9223372036854775807"
+done
+api PUT "/api/v1/enqueue/$udid1" --data-binary "@$(cmd_plist \
+    22222222-3333-4444-8555-666666666662 InstallApplication \
+    '<key>iTunesStoreID</key><integer>-361309726</integer>')"
+expect_api_error 400 "install: a negative iTunesStoreID in a plist: 400" \
+    "iTunesStoreID: want the app's adamId"
 expect_eq "$(queued "$udid1"):$(queued "$udid2")" "$q1:$q2" \
     "install: nothing queued by any refusal"
 api POST "/api/v1/enqueue/$udid2" -H 'Content-Type: application/json' \
