@@ -135,6 +135,11 @@ api_enqueue(struct api *a)
 	    api_num(a, "push_wait", qv[3], 0, PUSH_WAIT_MAX_MS, 0, &wait_ms) ==
 		-1)
 		goto out;
+	if (nopush && wait_ms > 0) {
+		api_fail(a, 400, "bad request", "push_wait: nopush=1 queues "
+		    "no push to wait for");
+		goto out;
+	}
 	since = time_now_us();
 	if (qv[1] != NULL &&
 	    command_expires_parse(qv[1], time_now_us(), &expires) == -1) {
@@ -223,7 +228,7 @@ api_enqueue(struct api *a)
 				  command_outcome_name(oc[i]))) == -1)
 			goto oom;
 	}
-	if (rc == 0 && wait_ms > 0 && !nopush)
+	if (rc == 0 && wait_ms > 0)
 		push_wait(a, st, ids, push, nids, since, wait_ms);
 	if (rc == 0)
 		status = nq == nids ? 200 : 207;

@@ -423,6 +423,18 @@ expect_api_error 400 "unknown enqueue parameter: 400" "push"
 api POST "/api/v1/enqueue/$udid1?nopush=1&expires=3600&priority=0" \
     --data-binary '{"request_type": "ProfileList", "command_uuid": "exp-1"}'
 expect_status 200 "nopush, expires and priority accepted"
+# push_wait with nopush=1 would wait for a push never queued: refused,
+# nothing queued.
+api POST "/api/v1/enqueue/$udid1?nopush=1&push_wait=1000" \
+    --data-binary '{"request_type": "ProfileList", "command_uuid": "nopush-wait"}'
+expect_api_error 400 "push_wait with nopush=1: 400" \
+    "push_wait: nopush=1 queues no push to wait for"
+api GET /api/v1/commands/nopush-wait
+expect_status 404 "  and nothing was queued"
+api POST "/api/v1/enqueue/NOSUCH?nopush=1&push_wait=0" \
+    --data-binary '{"request_type": "ProfileList"}'
+expect_api_error 404 "push_wait=0 (no wait) with nopush=1 is taken" \
+    "queued to no enrollment"
 
 head -c $((1024 * 1024 + 1)) /dev/zero | tr '\0' ' ' >"$(it_file big.json)"
 api POST "/api/v1/enqueue/$udid1" --data-binary "@$(it_file big.json)"
