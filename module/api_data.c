@@ -144,8 +144,9 @@ api_enqueue(struct api *a)
 	if (qv[1] != NULL &&
 	    command_expires_parse(qv[1], time_now_us(), &expires) == -1) {
 		api_fail(a, 400, "bad request",
-		    "expires: want a future RFC "
-		    "3339 time or seconds from now (1 to ten years)");
+		    "expires: want an RFC 3339 time or a number of seconds "
+		    "from now, after now and at most ten years (%lld s) ahead",
+		    COMMAND_EXPIRES_MAX);
 		goto out;
 	}
 	if (api_ids(a, &ids, &nids) == -1)

@@ -37,9 +37,6 @@
 /* Seconds from the Unix epoch to Apple's (2001-01-01T00:00:00Z). */
 #define APPLE_EPOCH 978307200LL
 
-/* Expiry in seconds from now: at most ten years. */
-#define EXPIRES_SECS_MAX (10LL * 366 * 86400)
-
 /* A conversion or check in progress: where we are, what went wrong. */
 struct conv {
 	char	   *err;
@@ -879,12 +876,14 @@ command_expires_parse(const char *s, uint64_t now, uint64_t *out)
 	if (s == NULL || *s == '\0')
 		return -1;
 	if (*s >= '0' && *s <= '9' && strchr(s, '-') == NULL) {
-		if (num_parse(s, 1, EXPIRES_SECS_MAX, &secs) == -1)
+		if (num_parse(s, 1, COMMAND_EXPIRES_MAX, &secs) == -1)
 			return -1;
 		*out = now + (uint64_t)secs * 1000000u;
 		return 0;
 	}
-	if (time_parse_rfc3339(s, &us) == -1 || us <= now)
+	/* A time, as far ahead at most as a number of seconds may go. */
+	if (time_parse_rfc3339(s, &us) == -1 || us <= now ||
+	    us - now > (uint64_t)COMMAND_EXPIRES_MAX * 1000000u)
 		return -1;
 	*out = us;
 	return 0;

@@ -237,8 +237,9 @@ ctl_enqueue(struct ctl *c)
 	if (vals[1] != NULL &&
 	    command_expires_parse(vals[1], time_now_us(), &expires) == -1) {
 		fprintf(stderr,
-		    "picomdmctl: --expires: want a future RFC "
-		    "3339 time or seconds from now\n");
+		    "picomdmctl: --expires: want an RFC 3339 time or a "
+		    "number of seconds from now, after now and at most ten "
+		    "years ahead\n");
 		return EXIT_USAGE;
 	}
 	if (split_ids(pos[0], &ids, &nids) == -1) {

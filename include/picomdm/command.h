@@ -76,9 +76,11 @@ void command_free(struct command *);
 int command_uuid_new(char out[37]);
 
 /*
- * Parse an expiry: RFC 3339, or a number of seconds from now (1 to ten
- * years). Times not after now are refused. 0 with *out (µs), or -1.
+ * Parse an expiry: RFC 3339, or a number of seconds from now. Either
+ * must be after now and at most COMMAND_EXPIRES_MAX seconds (ten years)
+ * ahead; anything else is refused. 0 with *out (µs), or -1.
  */
+#define COMMAND_EXPIRES_MAX (10LL * 366 * 86400)
 int command_expires_parse(const char *, uint64_t now_us, uint64_t *out);
 
 /* What became of one enrollment ID of an enqueue. */

@@ -414,6 +414,13 @@ done
 api POST "/api/v1/enqueue/$udid1?expires=2001-01-01T00:00:00Z" \
     --data-binary '{"request_type": "ProfileList"}'
 expect_api_error 400 "expiry in the past: 400" "expires"
+# One rule for both forms: after now, at most ten years ahead.
+for e in 9999-12-31T23:59:59Z "$(date -u -d '+3661 days' +%Y-%m-%dT%H:%M:%SZ)" 316224001; do
+	api POST "/api/v1/enqueue/$udid1?expires=$e" \
+	    --data-binary '{"request_type": "ProfileList"}'
+	expect_api_error 400 "expires=$e, over ten years ahead: 400" \
+	    "at most ten years (316224000 s) ahead"
+done
 api POST "/api/v1/enqueue/$udid1?expires=soon" --data-binary \
     '{"request_type": "ProfileList"}'
 expect_api_error 400 "expiry not a time: 400" "expires"

@@ -626,6 +626,13 @@ test_expires(void)
 	CHECK_EQ(command_expires_parse("10s", now, &out), -1);
 	CHECK_EQ(command_expires_parse("", now, &out), -1);
 	CHECK_EQ(command_expires_parse("999999999999", now, &out), -1);
+	/* One rule for both forms: at most ten years ahead. */
+	CHECK_EQ(command_expires_parse("316224000", now, &out), 0);
+	CHECK_EQ(command_expires_parse("316224001", now, &out), -1);
+	CHECK_EQ(command_expires_parse("2036-12-04T10:53:10Z", now, &out), 0);
+	CHECK_EQ(out, now + 316224000ULL * 1000000u);
+	CHECK_EQ(command_expires_parse("2036-12-04T10:53:11Z", now, &out), -1);
+	CHECK_EQ(command_expires_parse("9999-12-31T23:59:59Z", now, &out), -1);
 }
 
 /* Read $PICOMDM_TEST_DATA/rel; caller frees. */
