@@ -1013,9 +1013,11 @@ api_results(struct api *a)
 	if (a->nseg > 2) {
 		if (api_query(a, NULL, 0, NULL) == -1)
 			return;
+		/* A malformed path is 400 (picomdm-api(7), Errors). */
 		if (num_parse(a->seg[2], 1, INT64_MAX, &v) == -1) {
-			api_fail(a, 404, "not found",
-			    "a result is named by its seq, a number");
+			api_fail(a, 400, "bad request", "path: a result is "
+			    "named by its seq, a whole number from 1 to %lld",
+			    (long long)INT64_MAX);
 			return;
 		}
 		op.seq = (uint64_t)v;

@@ -544,10 +544,14 @@ expect_body_jq '.raw | contains("<string>MCMDMErrorDomain</string>")' true \
 expect_body_jq .request_type ProfileList "RequestType of the command"
 api GET "/api/v1/results/$udid1/999999"
 expect_api_error 404 "unknown seq: 404"
-api GET "/api/v1/results/$udid1/abc"
-expect_api_error 404 "non-numeric seq: 404"
-api GET "/api/v1/results/$udid1/%0a$seq_err"
-expect_api_error 404 "seq after a newline is not a seq: 404" "seq"
+# A seq that is no whole number from 1 up is a malformed path: 400.
+for s in abc 0 -1 "%0a$seq_err" 99999999999999999999; do
+	api GET "/api/v1/results/$udid1/$s"
+	expect_api_error 400 "seq $s: 400, a malformed path" \
+	    "path: a result is named by its seq, a whole number from 1"
+done
+api GET "/api/v1/results/NOSUCH/abc"
+expect_api_error 400 "seq abc of an unknown enrollment: 400 too"
 api GET /api/v1/results/NOSUCH
 expect_api_error 404 "results of an unknown enrollment: 404"
 api GET "/api/v1/results/$udid1?before=0"
