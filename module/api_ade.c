@@ -101,13 +101,13 @@ is_devices(struct api *a)
 }
 
 /*
- * GET /api/v1/ade/devices: token, profile_status (Apple's value, e.g.
- * "empty", "assigned", "pushed", "removed"), enrolled (true or false:
- * whether a device of that serial has checked in), limit (default 100,
- * at most 1000) and after (a serial). "next" is the after of the next
- * page, null at the end; a page may hold fewer than limit devices when
- * the filters skip many (the scan per request is bounded), so only a
- * null next means the end.
+ * GET /api/v1/ade/devices: token (an empty one is 400), profile_status
+ * (Apple's value, e.g. "empty", "assigned", "pushed", "removed"),
+ * enrolled (true or false: whether a device of that serial has checked
+ * in), limit (default 100, at most 1000) and after (a serial). "next" is
+ * the after of the next page, null at the end; a page may hold fewer
+ * than limit devices when the filters skip many (the scan per request is
+ * bounded), so only a null next means the end.
  */
 void
 api_ade_devices(struct api *a)
@@ -122,6 +122,11 @@ api_ade_devices(struct api *a)
 	if (!is_devices(a) || api_query(a, qn, 5, qv) == -1)
 		return;
 	memset(&op, 0, sizeof(op));
+	/* No token has an empty name: refused, as vpp/ lists refuse it. */
+	if (qv[0] != NULL && *qv[0] == '\0') {
+		api_fail(a, 400, "bad request", "token: empty");
+		goto out;
+	}
 	op.token = qv[0];
 	op.status = qv[1];
 	op.after = qv[4];

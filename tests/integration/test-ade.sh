@@ -400,6 +400,8 @@ api GET "/api/v1/ade/devices?enrolled=maybe"
 expect_api_error 400 "API: enrolled must be true or false" enrolled
 api GET "/api/v1/ade/devices?token=nosuch"
 expect_body_jq '[(.devices|length), .next] | @csv' '0,' "API: token filter"
+api GET "/api/v1/ade/devices?token="
+expect_api_error 400 "API: an empty token filter is 400, as on vpp/" "token: empty"
 total=0 after="" pages=0
 while :; do
 	api GET "/api/v1/ade/devices?limit=1000&token=abm-main${after:+&after=$after}"

@@ -732,6 +732,8 @@ api GET '/api/v1/vpp/users?token=campus'
 expect_body_jq '.users | map(.client_user_id) | length' 4 "api: users of one token"
 api GET '/api/v1/vpp/users?token=nosuch'
 expect_body_jq '.users | length' 0 "api: no users for a token that does not exist"
+api GET '/api/v1/vpp/assets?token='
+expect_api_error 400 "api: an empty token filter is 400, as on ade/devices" "token: empty"
 api GET "/api/v1/vpp/assets?token=$(printf 'a%.0s' $(seq 600))"
 expect_api_error 400 "api: a token name too long for any token is 400, naming token" \
     "token: longer than any"
