@@ -266,7 +266,7 @@ expect_api_error 409 "install: refused once the licence is gone" "serial $serial
 
 # --- the licence check and the enqueue are one transaction ------------------------------
 # The licence goes while an install is under way: picomdm-vpp token
-# remove --purge holds LMDB's write lock through the 2 s of its commit's
+# remove --purge holds LMDB's write lock through the 3 s of its commit's
 # sync (tests/integration/syncshim.c, preloaded, makes it slow), its
 # removal not yet seen by readers, when the install is sent. A check in
 # a read transaction of its own would still see the licence, and the
@@ -287,7 +287,7 @@ expect_status 200 "install: the licence synced again: queued"
 q1=$(queued "$udid1")
 synclog=$IT_DIR/remove.syncs
 : >"$synclog"
-LD_PRELOAD="$shim" SYNCSHIM_LOG="$synclog" SYNCSHIM_DELAY_MS=2000 \
+LD_PRELOAD="$shim" SYNCSHIM_LOG="$synclog" SYNCSHIM_DELAY_MS=3000 \
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
     "$VPP" --db "$DB" token remove campus --purge >"$IT_DIR/remove.out" 2>&1 &
 rmpid=$!
