@@ -102,7 +102,7 @@ int store_rc(int mdb_rc); /* LMDB rc -> store_err */
 
 /* ---- keys ---- */
 
-#define KEY_MAX 511
+#define KEY_MAX STORE_KEY_MAX
 
 struct key {
 	unsigned char b[KEY_MAX];

@@ -32,7 +32,6 @@
 #define MSG_REASON_MAX 128
 #define MSG_STR_MAX    4096  /* any other string value */
 #define MSG_DATA_MAX   65536 /* any other data value */
-#define MSG_TOPIC_MAX  255
 #define MSG_TOKEN_MAX  256 /* APNs device token */
 #define MSG_MAGIC_MAX  255 /* PushMagic */
 #define MSG_UUID_MAX   255 /* CommandUUID */

@@ -55,6 +55,8 @@ enum cmd_status {
 #define MSG_ID_MAX 481
 /* Longest identity key (UDID, EnrollmentID, UserID, short name, ...). */
 #define MSG_IDENT_MAX 240
+/* Longest Topic a check-in may carry: no enrollment's is longer. */
+#define MSG_TOPIC_MAX 255
 
 struct mdm_msg {
 	enum msg_kind    kind;

@@ -67,6 +67,10 @@ const char *store_strerror(int);
 #define STORE_SCHEMA_VERSION 3
 #define STORE_SCHEMA_OLDEST  1
 
+/* The longest key, LMDB's limit: nothing the store finds by key (a
+ * serial number, a token's records) has a longer one. */
+#define STORE_KEY_MAX 511
+
 struct store_opts {
 	size_t   map_size;    /* initial map size, bytes (default 64 MiB) */
 	size_t   map_max;     /* the map grows up to this (default 16 GiB) */

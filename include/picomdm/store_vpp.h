@@ -21,6 +21,12 @@ enum store_vpp_list {
 	STORE_VPP__MAX
 };
 
+/* The longest token name a list can hold records of (store_vpp_page):
+ * their keys start with the name's 2-byte length and the name. */
+#define STORE_VPP_NAME_MAX (STORE_KEY_MAX - 2)
+/* The longest cursor of store_vpp_page: a key in hex. */
+#define STORE_VPP_CURSOR_MAX (2 * STORE_KEY_MAX)
+
 /* A token record (fields by the registry's names: name, stoken, org,
  * expires, location, ...), written whole; its "name" is the key.
  * STORE_EINVAL when it lacks a name or stoken or a field does not fit. */
