@@ -177,13 +177,16 @@ api_auth(struct api *a)
 /* ---- query strings ---- */
 
 /*
- * Parse the query string into vals[i] for each names[i] (NULL when not
+ * Parse the query string into vals[i] for each p[i].name (NULL when not
  * given; caller frees). Names and values are percent-decoded ('+' stays
  * '+', so an RFC 3339 offset may be sent as is). An unknown or repeated
- * name or a bad escape is a 400. Returns 0, or -1 with the reply set.
+ * name or a bad escape is a 400; so is an empty value (no parameter
+ * takes one: a filter matching nothing, or no filter, would answer it)
+ * and one longer than p[i].max, that nothing in the store could match
+ * (picomdm-api(7), Errors). Returns 0, or -1 with the reply set.
  */
 int
-api_query(struct api *a, const char *const *names, size_t n, char **vals)
+api_query(struct api *a, const struct api_param *p, size_t n, char **vals)
 {
 	const char *q = a->req->query, *amp, *eq;
 	char	   *name = NULL, *val = NULL;
@@ -209,7 +212,7 @@ api_query(struct api *a, const char *const *names, size_t n, char **vals)
 			goto fail;
 		}
 		for (i = 0; i < n; i++)
-			if (strcmp(name, names[i]) == 0)
+			if (strcmp(name, p[i].name) == 0)
 				break;
 		if (i == n) {
 			api_fail(a, 400, "bad request",
@@ -218,7 +221,17 @@ api_query(struct api *a, const char *const *names, size_t n, char **vals)
 		}
 		if (vals[i] != NULL) {
 			api_fail(a, 400, "bad request",
-			    "query parameter \"%s\" given twice", names[i]);
+			    "query parameter \"%s\" given twice", p[i].name);
+			goto fail;
+		}
+		if (*val == '\0') {
+			api_fail(a, 400, "bad request", "%s: empty", p[i].name);
+			goto fail;
+		}
+		if (p[i].max > 0 && strlen(val) > p[i].max) {
+			api_fail(a, 400, "bad request",
+			    "%s: longer than %s (%zu bytes)", p[i].name,
+			    p[i].what, p[i].max);
 			goto fail;
 		}
 		vals[i] = val;

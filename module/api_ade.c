@@ -101,7 +101,7 @@ is_devices(struct api *a)
 }
 
 /*
- * GET /api/v1/ade/devices: token (an empty one is 400), profile_status
+ * GET /api/v1/ade/devices: token (a token's name), profile_status
  * (Apple's value, e.g. "empty", "assigned", "pushed", "removed"),
  * enrolled (true or false: whether a device of that serial has checked
  * in), limit (default 100, at most 1000) and after (a serial). "next" is
@@ -112,8 +112,12 @@ is_devices(struct api *a)
 void
 api_ade_devices(struct api *a)
 {
-	static const char *const qn[] = {
-	    "token", "profile_status", "enrolled", "limit", "after"};
+	static const struct api_param qn[] = {
+	    {"token", STORE_ADE_NAME_MAX, "any token's name"},
+	    {"profile_status", 0, NULL},
+	    {"enrolled", 0, NULL},
+	    {"limit", 0, NULL},
+	    {"after", STORE_KEY_MAX, "any serial number"}};
 	struct ade_list_op op;
 	char		  *qv[5];
 	long long	   limit;
@@ -122,11 +126,6 @@ api_ade_devices(struct api *a)
 	if (!is_devices(a) || api_query(a, qn, 5, qv) == -1)
 		return;
 	memset(&op, 0, sizeof(op));
-	/* No token has an empty name: refused, as vpp/ lists refuse it. */
-	if (qv[0] != NULL && *qv[0] == '\0') {
-		api_fail(a, 400, "bad request", "token: empty");
-		goto out;
-	}
 	op.token = qv[0];
 	op.status = qv[1];
 	op.after = qv[4];

@@ -151,7 +151,7 @@ pushcert_put_run(struct store_txn *t, void *arg)
 void
 api_pushcert_put(struct api *a)
 {
-	static const char *const qn[] = {"force"};
+	static const struct api_param qn[] = {{"force", 0, NULL}};
 	struct pushcert_put_op	 op;
 	struct pushcert		*pc = NULL;
 	json_t			*j = NULL, *o, *v;

@@ -33,6 +33,7 @@
 #include "picomdm/pushcert.h"
 #include "picomdm/store.h"
 #include "picomdm/store_enroll.h"
+#include "picomdm/store_vpp.h"
 #include "picomdm/util.h"
 
 #include "api_int.h"
@@ -114,8 +115,9 @@ out:
 void
 api_enqueue(struct api *a)
 {
-	static const char *const qn[] = {"priority", "expires", "nopush",
-	    "push_wait", "vpp_token"};
+	static const struct api_param qn[] = {{"priority", 0, NULL},
+	    {"expires", 0, NULL}, {"nopush", 0, NULL}, {"push_wait", 0, NULL},
+	    {"vpp_token", STORE_VPP_NAME_MAX, "any token's name"}};
 	enum command_outcome	*oc = NULL;
 	struct command		*cmd = NULL;
 	struct api_licence	*lic = NULL;
@@ -467,8 +469,12 @@ type_parse(const char *s)
 void
 api_enrollments(struct api *a)
 {
-	static const char *const qn[] = {"enabled", "type", "topic",
-	    "seen_since", "serial", "limit", "after"};
+	static const struct api_param qn[] = {{"enabled", 0, NULL},
+	    {"type", 0, NULL}, {"topic", MSG_TOPIC_MAX, "any APNs topic"},
+	    {"seen_since", 0, NULL},
+	    {"serial", STORE_KEY_MAX, "any serial number"},
+	    {"limit", 0, NULL},
+	    {"after", MSG_ID_MAX, "any enrollment ID"}};
 	struct list_op		 op;
 	char			*qv[7];
 	json_t			*o;
@@ -864,7 +870,8 @@ raw_json(json_t *o, const unsigned char *p, size_t n)
 void
 api_command(struct api *a)
 {
-	static const char *const qn[] = {"limit", "after"};
+	static const struct api_param qn[] = {{"limit", 0, NULL},
+	    {"after", MSG_ID_MAX, "any enrollment ID"}};
 	struct cmd_op op;
 	plist_t	      root = NULL;
 	json_t	     *o = NULL;
@@ -1001,7 +1008,8 @@ result_op_run(struct store_txn *t, void *arg)
 void
 api_results(struct api *a)
 {
-	static const char *const qn[] = {"limit", "before"};
+	static const struct api_param qn[] = {{"limit", 0, NULL},
+	    {"before", 0, NULL}};
 	struct results_op	 op;
 	char			*qv[2] = {NULL, NULL};
 	json_t			*o;

@@ -40,9 +40,22 @@ void api_store_fail(struct api *, int rc);
 void api_reply(struct api *, int status, json_t *o);
 /* json_object_set_new that tells about a NULL value or no memory: -1. */
 int  api_set(json_t *o, const char *key, json_t *v);
-/* The query parameters names[0..n) into vals (NULL when absent): 0, or
- * -1 answered. Free with api_query_free. */
-int  api_query(struct api *, const char *const *names, size_t n, char **vals);
+/*
+ * A query parameter an endpoint takes: its name and the longest value
+ * the store can hold for it, what in "longer than WHAT (MAX bytes)";
+ * max 0 when only the value's parser bounds it (a number, a time, a
+ * word of a set) or nothing the store holds does.
+ */
+struct api_param {
+	const char *name;
+	size_t	    max;
+	const char *what;
+};
+/* The query parameters p[0..n) into vals (NULL when absent): 0, or -1
+ * answered (400 for an unknown or repeated name, an empty value or one
+ * over its max). Free with api_query_free. */
+int  api_query(struct api *, const struct api_param *p, size_t n,
+    char **vals);
 void api_query_free(char **vals, size_t n);
 /* A number parameter within [min, max], dflt when absent: 0, or -1
  * answered (400). */

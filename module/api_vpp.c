@@ -52,7 +52,10 @@ vpp_run(struct store_txn *t, void *arg)
 void
 api_vpp(struct api *a)
 {
-	static const char *const qn[] = {"token", "limit", "after"};
+	static const struct api_param qn[] = {
+	    {"token", STORE_VPP_NAME_MAX, "any token's name"},
+	    {"limit", 0, NULL},
+	    {"after", STORE_VPP_CURSOR_MAX, "any cursor"}};
 	static const char *const lists[STORE_VPP__MAX] = {
 	    [STORE_VPP_ASSETS] = "assets",
 	    [STORE_VPP_ASSIGNMENTS] = "assignments",
@@ -77,20 +80,11 @@ api_vpp(struct api *a)
 	if (api_num(a, "limit", qv[1], 1, API_LIMIT_MAX, API_LIMIT_DEF,
 		&limit) == -1)
 		goto out;
-	if (qv[0] != NULL && *qv[0] == '\0') {
-		api_fail(a, 400, "bad request", "token: empty");
-		goto out;
-	}
 	op.token = qv[0];
 	op.after = qv[2];
 	op.pg.limit = (size_t)limit;
 	rc = store_read(a->srv->store, vpp_run, &op);
-	if (rc == STORE_EINVAL && op.after == NULL) {
-		/* Only a token too long for a key is refused without one. */
-		api_fail(a, 400, "bad request",
-		    "token: longer than any token's name");
-		goto out;
-	}
+	/* The token's length was checked (api_query): the cursor's fault. */
 	if (rc == STORE_EINVAL) {
 		api_fail(a, 400, "bad request",
 		    "after: not a cursor of this list%s (give the \"next\" "

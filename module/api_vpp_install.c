@@ -154,10 +154,6 @@ api_vpp_licence_new(struct api *a, const struct command *cmd,
 	int		    rc;
 
 	*out = NULL;
-	if (token != NULL && *token == '\0') {
-		api_fail(a, 400, "bad request", "vpp_token: empty");
-		return -1;
-	}
 	if ((op = calloc(1, sizeof(*op))) == NULL) {
 		api_fail(a, 500, "internal error", "out of memory");
 		return -1;

@@ -402,6 +402,24 @@ api GET "/api/v1/ade/devices?token=nosuch"
 expect_body_jq '[(.devices|length), .next] | @csv' '0,' "API: token filter"
 api GET "/api/v1/ade/devices?token="
 expect_api_error 400 "API: an empty token filter is 400, as on vpp/" "token: empty"
+# One rule for every query parameter (picomdm-api(7), Errors): empty is
+# 400 naming it, as is longer than the store holds; at the bound a filter.
+for q in profile_status enrolled limit after; do
+	api GET "/api/v1/ade/devices?$q="
+	expect_api_error 400 "API: an empty $q is 400" "$q: empty"
+done
+api GET "/api/v1/ade/devices?token=$(printf 'a%.0s' $(seq 600))"
+expect_api_error 400 "API: a token of 600 bytes is 400, as on vpp/" \
+    "token: longer than any token's name (64 bytes)"
+api GET "/api/v1/ade/devices?token=$(printf 'a%.0s' $(seq 64))"
+expect_body_jq '[(.devices|length), .next] | @csv' '0,' \
+    "API: a token of 64 bytes is a filter"
+api GET "/api/v1/ade/devices?after=$(printf 'Z%.0s' $(seq 512))"
+expect_api_error 400 "API: an after of 512 bytes is 400, not the first page" \
+    "after: longer than any serial number (511 bytes)"
+api GET "/api/v1/ade/devices?after=$(printf 'Z%.0s' $(seq 511))"
+expect_body_jq '[(.devices|length), .next] | @csv' '0,' \
+    "API: an after of 511 bytes is a cursor (past every serial)"
 total=0 after="" pages=0
 while :; do
 	api GET "/api/v1/ade/devices?limit=1000&token=abm-main${after:+&after=$after}"

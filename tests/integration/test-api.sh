@@ -244,6 +244,33 @@ api GET "/api/v1/enrollments?colour=blue"
 expect_api_error 400 "unknown parameter: 400" "colour"
 api GET "/api/v1/enrollments?limit=1&limit=2"
 expect_api_error 400 "repeated parameter: 400" "twice"
+# One rule for every query parameter (picomdm-api(7), Errors): an empty
+# value is 400 naming it, as is one longer than the store holds for it;
+# a value at that bound is still a filter.
+for q in enabled type topic seen_since serial limit after; do
+	api GET "/api/v1/enrollments?$q="
+	expect_api_error 400 "enrollments: an empty $q is 400" "$q: empty"
+done
+api GET "/api/v1/enrollments?serial"
+expect_api_error 400 "enrollments: serial without = is empty: 400" \
+    "serial: empty"
+api GET "/api/v1/enrollments?topic=$(printf 't%.0s' {1..256})"
+expect_api_error 400 "enrollments: a topic of 256 bytes is 400" \
+    "topic: longer than any APNs topic (255 bytes)"
+api GET "/api/v1/enrollments?topic=$(printf 't%.0s' {1..255})"
+expect_body_jq '.enrollments | length' 0 \
+    "enrollments: a topic of 255 bytes is a filter"
+api GET "/api/v1/enrollments?serial=$(printf 's%.0s' {1..512})"
+expect_api_error 400 "enrollments: a serial of 512 bytes is 400" \
+    "serial: longer than any serial number (511 bytes)"
+api GET "/api/v1/enrollments?serial=$(printf 's%.0s' {1..511})"
+expect_body_jq '.enrollments | length' 0 \
+    "enrollments: a serial of 511 bytes is a filter"
+api GET "/api/v1/enrollments?after=$(printf 'A%.0s' {1..482})"
+expect_api_error 400 "enrollments: an after of 482 bytes is 400" \
+    "after: longer than any enrollment ID (481 bytes)"
+api GET "/api/v1/enrollments?after=$(printf 'A%.0s' {1..481})"
+expect_status 200 "enrollments: an after of 481 bytes is a cursor"
 
 api GET "/api/v1/enrollments/$udid1"
 expect_status 200 "one enrollment"
@@ -427,6 +454,13 @@ expect_api_error 400 "expiry not a time: 400" "expires"
 api POST "/api/v1/enqueue/$udid1?push=1" --data-binary \
     '{"request_type": "ProfileList"}'
 expect_api_error 400 "unknown enqueue parameter: 400" "push"
+for q in priority expires nopush push_wait vpp_token; do
+	api POST "/api/v1/enqueue/$udid1?$q=" --data-binary \
+	    '{"request_type": "ProfileList"}'
+	expect_api_error 400 "enqueue: an empty $q is 400" "$q: empty"
+done
+api PUT "/api/v1/pushcert?force=" --data-binary '{}'
+expect_api_error 400 "pushcert: an empty force is 400" "force: empty"
 api POST "/api/v1/enqueue/$udid1?nopush=1&expires=3600&priority=0" \
     --data-binary '{"request_type": "ProfileList", "command_uuid": "exp-1"}'
 expect_status 200 "nopush, expires and priority accepted"
@@ -499,6 +533,13 @@ api GET "/api/v1/commands/$u2?limit=0"
 expect_api_error 400 "limit=0: 400"
 api GET "/api/v1/commands/$u2?page=2"
 expect_api_error 400 "unknown query parameter: 400"
+for q in limit after; do
+	api GET "/api/v1/commands/$u2?$q="
+	expect_api_error 400 "commands: an empty $q is 400" "$q: empty"
+done
+api GET "/api/v1/commands/$u2?after=$(printf 'A%.0s' {1..482})"
+expect_api_error 400 "commands: an after of 482 bytes is 400" \
+    "after: longer than any enrollment ID (481 bytes)"
 
 # ---- results ----
 
@@ -556,6 +597,10 @@ api GET /api/v1/results/NOSUCH
 expect_api_error 404 "results of an unknown enrollment: 404"
 api GET "/api/v1/results/$udid1?before=0"
 expect_api_error 400 "before=0: 400" "before"
+for q in limit before; do
+	api GET "/api/v1/results/$udid1?$q="
+	expect_api_error 400 "results: an empty $q is 400" "$q: empty"
+done
 
 api GET "/api/v1/commands/$u2"
 expect_body_jq ".targets[] | select(.enrollment_id == \"$udid1\") | .status" \

@@ -737,6 +737,19 @@ expect_api_error 400 "api: an empty token filter is 400, as on ade/devices" "tok
 api GET "/api/v1/vpp/assets?token=$(printf 'a%.0s' $(seq 600))"
 expect_api_error 400 "api: a token name too long for any token is 400, naming token" \
     "token: longer than any"
+api GET "/api/v1/vpp/assets?token=$(printf 'a%.0s' $(seq 509))"
+expect_body_jq '[(.assets|length), .next] | @csv' '0,' \
+    "api: a token name of 509 bytes is a filter"
+api GET "/api/v1/vpp/assets?token=$(printf 'a%.0s' $(seq 510))"
+expect_api_error 400 "api: a token name of 510 bytes is 400" \
+    "token: longer than any token's name (509 bytes)"
+for q in limit after; do
+	api GET "/api/v1/vpp/users?$q="
+	expect_api_error 400 "api: an empty $q is 400" "$q: empty"
+done
+api GET "/api/v1/vpp/users?after=$(printf '0%.0s' $(seq 1024))"
+expect_api_error 400 "api: an after longer than any cursor is 400" \
+    "after: longer than any cursor (1022 bytes)"
 api GET /api/v1/vpp/licences
 expect_api_error 404 "api: vpp/ of nothing is 404"
 api GET '/api/v1/vpp/assets?limit=0'
