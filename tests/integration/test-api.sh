@@ -459,6 +459,10 @@ for q in priority expires nopush push_wait vpp_token; do
 	    '{"request_type": "ProfileList"}'
 	expect_api_error 400 "enqueue: an empty $q is 400" "$q: empty"
 done
+api POST "/api/v1/enqueue/$udid1?vpp_token=$(printf 'a%.0s' {1..510})" \
+    --data-binary '{"request_type": "ProfileList"}'
+expect_api_error 400 "enqueue: a vpp_token of 510 bytes is 400" \
+    "vpp_token: longer than any token's name (509 bytes)"
 api PUT "/api/v1/pushcert?force=" --data-binary '{}'
 expect_api_error 400 "pushcert: an empty force is 400" "force: empty"
 api POST "/api/v1/enqueue/$udid1?nopush=1&expires=3600&priority=0" \
