@@ -114,10 +114,8 @@ api_ade_devices(struct api *a)
 {
 	static const struct api_param qn[] = {
 	    {"token", STORE_ADE_NAME_MAX, "any token's name"},
-	    {"profile_status", 0, NULL},
-	    {"enrolled", 0, NULL},
-	    {"limit", 0, NULL},
-	    {"after", STORE_KEY_MAX, "any serial number"}};
+	    {"profile_status", 0, NULL}, {"enrolled", 0, NULL},
+	    {"limit", 0, NULL}, {"after", STORE_KEY_MAX, "any serial number"}};
 	struct ade_list_op op;
 	char		  *qv[5];
 	long long	   limit;

@@ -472,8 +472,7 @@ api_enrollments(struct api *a)
 	static const struct api_param qn[] = {{"enabled", 0, NULL},
 	    {"type", 0, NULL}, {"topic", MSG_TOPIC_MAX, "any APNs topic"},
 	    {"seen_since", 0, NULL},
-	    {"serial", STORE_KEY_MAX, "any serial number"},
-	    {"limit", 0, NULL},
+	    {"serial", STORE_KEY_MAX, "any serial number"}, {"limit", 0, NULL},
 	    {"after", MSG_ID_MAX, "any enrollment ID"}};
 	struct list_op		 op;
 	char			*qv[7];
@@ -870,8 +869,8 @@ raw_json(json_t *o, const unsigned char *p, size_t n)
 void
 api_command(struct api *a)
 {
-	static const struct api_param qn[] = {{"limit", 0, NULL},
-	    {"after", MSG_ID_MAX, "any enrollment ID"}};
+	static const struct api_param qn[] = {
+	    {"limit", 0, NULL}, {"after", MSG_ID_MAX, "any enrollment ID"}};
 	struct cmd_op op;
 	plist_t	      root = NULL;
 	json_t	     *o = NULL;
@@ -1008,8 +1007,8 @@ result_op_run(struct store_txn *t, void *arg)
 void
 api_results(struct api *a)
 {
-	static const struct api_param qn[] = {{"limit", 0, NULL},
-	    {"before", 0, NULL}};
+	static const struct api_param qn[] = {
+	    {"limit", 0, NULL}, {"before", 0, NULL}};
 	struct results_op	 op;
 	char			*qv[2] = {NULL, NULL};
 	json_t			*o;

@@ -54,8 +54,7 @@ struct api_param {
 /* The query parameters p[0..n) into vals (NULL when absent): 0, or -1
  * answered (400 for an unknown or repeated name, an empty value or one
  * over its max). Free with api_query_free. */
-int  api_query(struct api *, const struct api_param *p, size_t n,
-    char **vals);
+int  api_query(struct api *, const struct api_param *p, size_t n, char **vals);
 void api_query_free(char **vals, size_t n);
 /* A number parameter within [min, max], dflt when absent: 0, or -1
  * answered (400). */

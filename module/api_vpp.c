@@ -54,8 +54,7 @@ api_vpp(struct api *a)
 {
 	static const struct api_param qn[] = {
 	    {"token", STORE_VPP_NAME_MAX, "any token's name"},
-	    {"limit", 0, NULL},
-	    {"after", STORE_VPP_CURSOR_MAX, "any cursor"}};
+	    {"limit", 0, NULL}, {"after", STORE_VPP_CURSOR_MAX, "any cursor"}};
 	static const char *const lists[STORE_VPP__MAX] = {
 	    [STORE_VPP_ASSETS] = "assets",
 	    [STORE_VPP_ASSIGNMENTS] = "assignments",
