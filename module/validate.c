@@ -95,6 +95,9 @@ static const struct msg_limit msg_limits[] = {
     {"UserLongName", 1, MSG_IDENT_MAX, 1},
     {"EnrollmentUserID", 1, MSG_IDENT_MAX, 1},
     {"Topic", 1, MSG_TOPIC_MAX, 1},
+    /* A key of the serial index (store_device.c): absent in a User
+     * Enrollment, never longer than an identity key. */
+    {"SerialNumber", 0, MSG_IDENT_MAX, 1},
     {"Token", 1, MSG_TOKEN_MAX, 0},
     {"PushMagic", 1, MSG_MAGIC_MAX, 1},
     {"CommandUUID", 1, MSG_UUID_MAX, 1},

@@ -1314,6 +1314,22 @@ test_hostile(void)
 	    "</string>");
 	checkin_refused(s, "Topic: too long");
 	free(s);
+	/* SerialNumber becomes a key of the serial index: an identity key's
+	 * limit, and no control characters. */
+	s = build3(MT("Authenticate") TOPIC_KV UDID_KV
+	    "<key>SerialNumber</key><string>",
+	    'S', MSG_IDENT_MAX, "</string>");
+	CHECK_EQ(checkin_inline(s, &m, &r), 0);
+	msg_free(m);
+	free(s);
+	s = build3(MT("Authenticate") TOPIC_KV UDID_KV
+	    "<key>SerialNumber</key><string>",
+	    'S', MSG_IDENT_MAX + 1, "</string>");
+	checkin_refused(s, "SerialNumber: too long");
+	free(s);
+	checkin_refused(MT("Authenticate") TOPIC_KV UDID_KV
+	    "<key>SerialNumber</key><string>C02\nX</string>",
+	    "SerialNumber: contains a control character");
 	s = build3(MT("TokenUpdate") TOPIC_KV UDID_KV TOKEN_KV
 	    "<key>PushMagic</key><string>",
 	    'p', 256, "</string>");
