@@ -252,6 +252,10 @@ db_delv(struct store_txn *t, enum store_dbi d, const void *k, size_t n)
 	MDB_val kv;
 	int	rc;
 
+	if (t->count_only) {
+		rc = db_has(t, d, k, n);
+		return rc == 1 ? 0 : rc == 0 ? STORE_ENOTFOUND : rc;
+	}
 	kv.mv_data = (void *)(uintptr_t)k;
 	kv.mv_size = n;
 	rc = mdb_del(t->txn, t->s->dbi[d], &kv, NULL);
@@ -269,7 +273,8 @@ be64(unsigned char *b, uint64_t v)
 
 /*
  * Visit every entry of a sub-database. fn returns 0 to keep the entry, 1
- * to delete it (through the cursor), <0 to stop with that error. Key and
+ * to delete it (through the cursor; with t->count_only it is counted and
+ * stays), <0 to stop with that error. Key and
  * value are borrowed until fn returns; fn may write to other
  * sub-databases.
  */
@@ -291,7 +296,7 @@ db_visit(struct store_txn *t, enum store_dbi d, visit_fn fn, void *arg,
 		}
 		if (r == 1) {
 			/* MDB_NEXT after a delete yields the next entry. */
-			if ((rc = mdb_cursor_del(c, 0)) != 0)
+			if (!t->count_only && (rc = mdb_cursor_del(c, 0)) != 0)
 				break;
 			if (deleted != NULL)
 				(*deleted)++;
@@ -302,7 +307,8 @@ db_visit(struct store_txn *t, enum store_dbi d, visit_fn fn, void *arg,
 }
 
 /* Delete every entry whose key starts with pfx; fn (may be NULL) sees each
- * first, as in db_visit (its return value is ignored unless < 0). */
+ * first, as in db_visit (its return value is ignored unless < 0). With
+ * t->count_only each is counted and stays. */
 int
 db_del_prefix(struct store_txn *t, enum store_dbi d, const void *pfx, size_t n,
     visit_fn fn, void *arg, uint64_t *deleted)
@@ -313,11 +319,10 @@ db_del_prefix(struct store_txn *t, enum store_dbi d, const void *pfx, size_t n,
 
 	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[d], &c)) != 0)
 		return store_rc(rc);
-	for (;;) {
-		k.mv_data = (void *)(uintptr_t)pfx;
-		k.mv_size = n;
-		if ((rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)) != 0)
-			break;
+	k.mv_data = (void *)(uintptr_t)pfx;
+	k.mv_size = n;
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	while (rc == 0) {
 		if (k.mv_size < n || memcmp(k.mv_data, pfx, n) != 0) {
 			rc = MDB_NOTFOUND;
 			break;
@@ -326,10 +331,17 @@ db_del_prefix(struct store_txn *t, enum store_dbi d, const void *pfx, size_t n,
 			mdb_cursor_close(c);
 			return r;
 		}
-		if ((rc = mdb_cursor_del(c, 0)) != 0)
+		if (!t->count_only && (rc = mdb_cursor_del(c, 0)) != 0)
 			break;
 		if (deleted != NULL)
 			(*deleted)++;
+		if (t->count_only) {
+			rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+			continue;
+		}
+		k.mv_data = (void *)(uintptr_t)pfx;
+		k.mv_size = n;
+		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 	}
 	mdb_cursor_close(c);
 	return rc == MDB_NOTFOUND ? 0 : store_rc(rc);

@@ -79,7 +79,9 @@ int  rec_putv(struct store_txn *, enum store_dbi, const void *k, size_t kn,
 void be64(unsigned char *b, uint64_t v);
 /*
  * Call fn for every entry of d; fn returns 0 to keep the entry, 1 to
- * delete it (counted in *deleted when not NULL), or a store_err.
+ * delete it (counted in *deleted when not NULL), or a store_err. With
+ * t->count_only (a purge's count, store_purge.c) db_visit, db_del_prefix
+ * and db_delv count what they would delete and delete nothing.
  */
 int db_visit(
     struct store_txn *, enum store_dbi, visit_fn, void *arg, uint64_t *deleted);

@@ -96,6 +96,10 @@ struct store_txn {
 	MDB_txn      *txn;
 	uint64_t      now;
 	int           rdonly;
+	/* A purge's count in a read transaction (store_purge.c): db_delv,
+	 * db_del_prefix and db_visit count what they would delete and
+	 * delete nothing. */
+	int           count_only;
 };
 
 int store_rc(int mdb_rc); /* LMDB rc -> store_err */

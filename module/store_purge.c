@@ -235,8 +235,12 @@ purge_uchan(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	struct purge_ctx *pc = arg;
 
-	(void)t;
 	(void)v;
+	/* A count (store_admin.h) still sees those under the first number:
+	 * counted with their prefix. */
+	if (t->count_only && k->mv_size == 16 &&
+	    u64set_has(&pc->eids, key_get_u64(k->mv_data)))
+		return 0;
 	return k->mv_size == 16 &&
 	    (u64set_has(&pc->eids, key_get_u64(k->mv_data)) ||
 		u64set_has(
@@ -294,9 +298,11 @@ purge_binding(
 	return strset_has(&pc->devs, v->mv_data, v->mv_size);
 }
 
-/* Does any enrollment still hold a status for this command? */
+/* Does any enrollment but those being purged (eids) hold a status for
+ * this command? Theirs are gone by now, but not in a count. */
 static int
-command_referenced(struct store_txn *t, const char *uuid)
+command_referenced(
+    struct store_txn *t, const struct u64set *eids, const char *uuid)
 {
 	MDB_cursor *c;
 	MDB_val	    k, v;
@@ -311,7 +317,15 @@ command_referenced(struct store_txn *t, const char *uuid)
 		return store_rc(rc);
 	k.mv_data = pk.b;
 	k.mv_size = pk.len;
-	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != pk.len + 8 ||
+		    memcmp(k.mv_data, pk.b, pk.len) != 0)
+			break;
+		if (!u64set_has(
+			eids, key_get_u64((unsigned char *)k.mv_data + pk.len)))
+			break;
+	}
 	mdb_cursor_close(c);
 	if (rc == MDB_NOTFOUND)
 		return 0;
@@ -340,6 +354,8 @@ purge_uncount(struct store_txn *t, struct purge_ctx *pc)
 	size_t	i;
 	int	rc;
 
+	if (t->count_only) /* they are not entries: not in the report */
+		return 0;
 	for (i = 0; i < pc->found.n; i++) {
 		rc = db_getv(t, DBI_ENROLL, pc->found.v[i],
 		    strlen(pc->found.v[i]), &v);
@@ -450,7 +466,8 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 			continue;
 		d = (int)store_kinds[j].dbi;
 		for (i = 0; i < pc->uuids.n; i++) {
-			if ((rc = command_referenced(t, pc->uuids.v[i])) < 0)
+			if ((rc = command_referenced(
+				 t, &pc->eids, pc->uuids.v[i])) < 0)
 				return rc;
 			if (rc == 1)
 				continue;
@@ -516,6 +533,11 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 			return rc;
 	}
 
+	/* Each key once: a count (store_admin.h) would find it again. */
+	strset_sort(&pc->topics);
+	strset_sort(&pc->serials);
+	strset_sort(&pc->tokens);
+	strset_sort(&pc->dev_serials);
 	/* What is keyed by a topic being purged (push certificates). */
 	for (j = 0; j < DBI__MAX; j++) {
 		k = &store_kinds[j];
@@ -558,7 +580,6 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 		    &r->removed[DBI_VPPASSIGN])) != 0)
 			return rc;
 	/* And the write events that name them lose them. */
-	strset_sort(&pc->dev_serials);
 	if ((rc = vpp_event_forget_serials(t, &pc->dev_serials,
 	    &r->removed[DBI_VPPEVENT])) != 0)
 		return rc;
@@ -577,6 +598,19 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 	return total == 0 ? STORE_ENOTFOUND : 0;
 }
 
+/* purge_run; in a read transaction (store.h) a count that changes
+ * nothing. */
+static int
+purge_run_in(struct store_txn *t, struct purge_ctx *pc)
+{
+	int rc, saved = t->count_only;
+
+	t->count_only = t->rdonly;
+	rc = purge_run(t, pc);
+	t->count_only = saved;
+	return rc;
+}
+
 /* See store.h. */
 int
 store_purge_devices(struct store_txn *t, const char *const *ids, size_t n,
@@ -592,7 +626,7 @@ store_purge_devices(struct store_txn *t, const char *const *ids, size_t n,
 	for (i = 0; i < n && rc == 0; i++)
 		rc = strset_add(&pc.devs, ids[i], strlen(ids[i]));
 	if (rc == 0)
-		rc = purge_run(t, &pc);
+		rc = purge_run_in(t, &pc);
 	purge_ctx_free(&pc);
 	return rc;
 }
@@ -634,7 +668,7 @@ store_purge_enrollments(struct store_txn *t, const char *const *ids, size_t n,
 		free(dev);
 	}
 	if (rc == 0)
-		rc = purge_run(t, &pc);
+		rc = purge_run_in(t, &pc);
 	purge_ctx_free(&pc);
 	return rc;
 }
@@ -765,7 +799,7 @@ store_purge_source(struct store_txn *t, enum store_source src, const char *name,
 	struct purge_ctx  pc;
 	struct source_ctx sc;
 	size_t		  i, matched = 0;
-	int		  rc = 0;
+	int		  rc = 0, saved;
 
 	purge_report_init(r);
 	if (name == NULL || *name == '\0' || src >= STORE_SOURCE__MAX)
@@ -783,10 +817,13 @@ store_purge_source(struct store_txn *t, enum store_source src, const char *name,
 		rc = db_visit(t, store_kinds[i].dbi, source_visit, &sc, NULL);
 		matched += sc.matched;
 	}
+	saved = t->count_only;
+	t->count_only = t->rdonly;
 	if (rc == 0 && src == STORE_SOURCE_VPP_TOKEN)
 		rc = purge_vpp_token(t, name, r, &matched);
 	if (rc == 0)
 		rc = matched == 0 ? STORE_ENOTFOUND : purge_run(t, &pc);
+	t->count_only = saved;
 	purge_ctx_free(&pc);
 	return rc;
 }

@@ -614,6 +614,13 @@ struct store_purge_report {
 void store_purge_report_free(struct store_purge_report *);
 
 /*
+ * The purges below, given a read transaction (store_read), change
+ * nothing and report what they would remove, with the numbers the same
+ * purge in a write transaction on that data gives: the count a
+ * confirmation names, made without LMDB's write lock.
+ */
+
+/*
  * Remove everything about these devices in the caller's transaction: the
  * device channels and user channels, their numbers, raw messages, queue
  * entries and positions, results, per-command status, commands no other
