@@ -156,16 +156,22 @@ store_check_schema(struct store *s, const char *dir, uint64_t *found)
 	struct store_txn t = { s, NULL, 0, 0, 0 };
 	struct key       k;
 	MDB_val          v;
-	int              rc;
+	int              rc, wr = 0;
 
 	*found = STORE_SCHEMA_VERSION;
-	if ((rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0,
+	/* Read first: the usual open does not wait for LMDB's write lock. */
+again:
+	if ((rc = mdb_txn_begin(s->env, NULL, wr ? 0 : MDB_RDONLY,
 	    &t.txn)) != 0)
 		return store_rc(rc);
 	key_init(&k);
 	key_raw(&k, "schema_version", 14);
 	rc = db_get(&t, DBI_META, &k, &v);
-	if (rc == STORE_ENOTFOUND && !s->readonly) {
+	if (rc == STORE_ENOTFOUND && !s->readonly && !wr) {
+		mdb_txn_abort(t.txn);
+		wr = 1;
+		goto again;
+	} else if (rc == STORE_ENOTFOUND && !s->readonly) {
 		if ((rc = store_schema_put(&t)) != 0)
 			goto out;
 		if ((rc = mdb_txn_commit(t.txn)) != 0)
@@ -300,6 +306,29 @@ again:
 	return rc;
 }
 
+/* Open every named sub-database in a read transaction, none created; 0,
+ * MDB_NOTFOUND when one is missing (nothing kept), or an LMDB error.
+ * Handles opened in a read transaction that commits stay the
+ * environment's. */
+static int
+store_dbi_open_existing(struct store *s)
+{
+	MDB_txn *txn;
+	int      rc, i;
+
+	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+		return rc;
+	for (i = 0; i < DBI__MAX; i++)
+		if ((rc = mdb_dbi_open(txn, store_dbi_names[i], 0,
+		    &s->dbi[i])) != 0)
+			break;
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	return mdb_txn_commit(txn);
+}
+
 /* store_open's work; OPEN_AGAIN: a read-only open found a sub-database
  * missing and has added it (upgraded: it tried already). */
 static int
@@ -361,32 +390,41 @@ store_open1(const char *dir, const struct store_opts *o, struct store **out,
 	}
 	/* Reader slots left by processes that died are reclaimed now. */
 	(void)mdb_reader_check(s->env, &i);
-	if ((rc = mdb_txn_begin(s->env, NULL, o->readonly ? MDB_RDONLY : 0,
-	    &txn)) != 0)
+	/* The usual open of a store that can be written: every sub-database
+	 * exists, and opening them in a read transaction does not wait for
+	 * LMDB's write lock (a writer elsewhere, the responder's). */
+	rc = o->readonly ? MDB_NOTFOUND : store_dbi_open_existing(s);
+	if (rc != 0 && rc != MDB_NOTFOUND)
 		goto fail_mdb;
-	for (i = 0; i < DBI__MAX; i++) {
-		rc = mdb_dbi_open(txn, store_dbi_names[i],
-		    o->readonly ? 0 : MDB_CREATE, &s->dbi[i]);
-		if (rc == MDB_NOTFOUND && o->readonly) {
-			mdb_txn_abort(txn);
-			if (i == DBI_META || upgraded) {
-				log_error("store: %s: not a picomdm store",
-				    dir);
-				rc = STORE_ENOTFOUND;
-				goto fail;
-			}
-			store_close(s);
-			s = NULL;
-			rc = store_add_missing(dir, store_dbi_names[i]);
-			return rc == 0 ? OPEN_AGAIN : rc;
-		}
-		if (rc != 0) {
-			mdb_txn_abort(txn);
+	if (rc == MDB_NOTFOUND) {
+		if ((rc = mdb_txn_begin(s->env, NULL,
+		    o->readonly ? MDB_RDONLY : 0, &txn)) != 0)
 			goto fail_mdb;
+		for (i = 0; i < DBI__MAX; i++) {
+			rc = mdb_dbi_open(txn, store_dbi_names[i],
+			    o->readonly ? 0 : MDB_CREATE, &s->dbi[i]);
+			if (rc == MDB_NOTFOUND && o->readonly) {
+				mdb_txn_abort(txn);
+				if (i == DBI_META || upgraded) {
+					log_error("store: %s: not a picomdm "
+					    "store", dir);
+					rc = STORE_ENOTFOUND;
+					goto fail;
+				}
+				store_close(s);
+				s = NULL;
+				rc = store_add_missing(dir,
+				    store_dbi_names[i]);
+				return rc == 0 ? OPEN_AGAIN : rc;
+			}
+			if (rc != 0) {
+				mdb_txn_abort(txn);
+				goto fail_mdb;
+			}
 		}
+		if ((rc = mdb_txn_commit(txn)) != 0)
+			goto fail_mdb;
 	}
-	if ((rc = mdb_txn_commit(txn)) != 0)
-		goto fail_mdb;
 	if ((rc = store_check_schema(s, dir, &found)) != 0 ||
 	    (!o->readonly && ((rc = enroll_count_ensure(s)) != 0 ||
 	    (rc = queue_pos_upgrade(s)) != 0 ||
