@@ -6,9 +6,11 @@
  * The inventory itself is built by inventory_device() (module/
  * inventory.c) from the stored messages and records, labelled with the
  * data catalogue; this file prints it. Secrets appear as length and
- * SHA-256 only, never their value. Purges run once as a dry run (a write
- * transaction that is discarded) so that the confirmation names exactly
- * what will go, then for real in one transaction.
+ * SHA-256 only, never their value. Purges run once as a count in a read
+ * transaction (which changes nothing and never waits for LMDB's write
+ * lock) so that the confirmation names exactly what will go, then for
+ * real in one write transaction, which removes no device or enrollment
+ * the count did not name: it refuses and changes nothing instead.
  */
 #include "config.h"
 
@@ -254,29 +256,36 @@ static const struct {
 	    "no such Apps and Books token"},
 };
 
-/* Returned by a dry run so that store_write discards its changes. */
-#define PURGE_DRY_RUN 1
 /* --token NAME names both an ADE and a VPP token (nothing is changed). */
 #define PURGE_AMBIGUOUS 2
+/* The purge would remove a device or enrollment the count did not name
+ * (one enrolled since): its transaction is discarded. */
+#define PURGE_CHANGED 3
+/* picomdmctl's exit status then: run the purge again. */
+#define EXIT_CHANGED 3
 
 struct purge_ctx {
 	enum purge_mode		  mode;
 	const char		 *arg;
 	char			 *device_id;
 	int			  dry;
+	int			  verify;
 	/* A token of the other service has the same name: --verify does
 	 * not look for the name, which that token's records still hold. */
 	int			  shared_name;
 	struct store_purge_report r;
+	/* The count's devices and enrollments, sorted: all the purge may
+	 * remove. */
+	struct store_purge_report counted;
 	/* identifiers to look for afterwards (--verify) */
 	char **needle;
 	size_t nneedle, cap;
 };
 
 /*
- * In a dry run: does a token of the other service have the same name?
- * Found by purging it in this transaction too, which a dry run discards.
- * Sets p->shared_name.
+ * In the count: does a token of the other service have the same name?
+ * Found by counting its purge in this read transaction too. Sets
+ * p->shared_name.
  */
 static int
 token_shared(struct store_txn *t, struct purge_ctx *p, enum store_source other)
@@ -295,7 +304,45 @@ token_shared(struct store_txn *t, struct purge_ctx *p, enum store_source other)
 	return 0;
 }
 
-/* The purge (or its dry run) in one write transaction. */
+static int needles_op(struct store_txn *, void *);
+
+static int
+id_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Is s one of the n sorted strings of v? */
+static int
+id_counted(char *const *v, size_t n, const char *s)
+{
+	return n > 0 && bsearch(&s, v, n, sizeof(*v), id_cmp) != NULL;
+}
+
+/* Did the purge just run remove only devices and enrollments the count
+ * named? */
+static int
+purge_as_counted(const struct purge_ctx *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->r.ndevices; i++)
+		if (!id_counted(p->counted.devices, p->counted.ndevices,
+			p->r.devices[i]))
+			return 0;
+	for (i = 0; i < p->r.nenrollments; i++)
+		if (!id_counted(p->counted.enrollments, p->counted.nenrollments,
+			p->r.enrollments[i]))
+			return 0;
+	return 1;
+}
+
+/*
+ * The purge: with p->dry its count, in a read transaction (the
+ * identifiers --verify looks for afterwards are read from the same
+ * view); else in one write transaction, discarded (PURGE_CHANGED) when
+ * it removes a device or enrollment the count did not name.
+ */
 static int
 purge_op(struct store_txn *t, void *arg)
 {
@@ -333,7 +380,11 @@ purge_op(struct store_txn *t, void *arg)
 			rc = PURGE_AMBIGUOUS;
 		break;
 	}
-	return rc == 0 && p->dry ? PURGE_DRY_RUN : rc;
+	if (rc != 0)
+		return rc;
+	if (p->dry)
+		return p->verify ? needles_op(t, p) : 0;
+	return purge_as_counted(p) ? 0 : PURGE_CHANGED;
 }
 
 static int
@@ -431,12 +482,6 @@ verify_hit(
 	return 0;
 }
 
-static int
-needle_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Scan for the identifiers of what was purged; 1 when any is left. */
 static int
 verify_op(struct store_txn *t, void *arg)
@@ -448,7 +493,7 @@ verify_op(struct store_txn *t, void *arg)
 
 	/* Each once: a MachineInfo's UDID is often the device's ID. */
 	if (p->nneedle > 1) {
-		qsort(p->needle, p->nneedle, sizeof(*p->needle), needle_cmp);
+		qsort(p->needle, p->nneedle, sizeof(*p->needle), id_cmp);
 		for (i = j = 1; i < p->nneedle; i++) {
 			if (strcmp(p->needle[i], p->needle[j - 1]) == 0)
 				free(p->needle[i]);
@@ -511,7 +556,10 @@ static const char purge_help[] =
     "device whose data came through that APNs topic. --token removes an\n"
     "ADE or Apps and Books (VPP) token and every record that came through\n"
     "it, and no device; --ade-token and --vpp-token say which service's\n"
-    "token, when both have one of that name. Prints what it removed.\n"
+    "token, when both have one of that name. Asks about a count made\n"
+    "first, and removes no device or enrollment that count did not name:\n"
+    "when one appeared since, nothing changes and it exits 3. Prints what\n"
+    "it removed.\n"
     "  --yes      do not ask (required when stdin is not a terminal)\n"
     "  --verify   then scan every key and value of every sub-database for\n"
     "             the device ID, UDID, EnrollmentID, serial number and\n"
@@ -528,8 +576,8 @@ static const char purge_help[] =
 /*
  * purge ID|SERIAL | --topic TOPIC | --token NAME | --ade-token NAME |
  * --vpp-token NAME [--yes] [--verify]:
- * resolve, dry run (which also names the identifiers to verify), ask,
- * purge, verify.
+ * resolve, count (which also names the identifiers to verify), ask,
+ * purge as counted, verify.
  */
 int
 ctl_purge(struct ctl *c)
@@ -594,9 +642,10 @@ ctl_purge(struct ctl *c)
 		ex = ctl_exit(rc, p.arg);
 		goto out;
 	}
-	/* A dry run (discarded) says exactly what will go. */
+	/* The count, without the write lock, says exactly what will go. */
 	p.dry = 1;
-	rc = store_write(c->store, purge_op, &p);
+	p.verify = verify;
+	rc = store_read(c->store, purge_op, &p);
 	if (rc == STORE_ENOTFOUND) {
 		fprintf(stderr, "picomdmctl: purge: %s: %s\n", p.arg,
 		    purge_modes[p.mode].none);
@@ -612,11 +661,7 @@ ctl_purge(struct ctl *c)
 		ex = EXIT_USAGE;
 		goto out;
 	}
-	if (rc != PURGE_DRY_RUN) {
-		ex = ctl_exit(rc, "purge");
-		goto out;
-	}
-	if (verify && (rc = store_read(c->store, needles_op, &p)) != 0) {
+	if (rc != 0) {
 		ex = ctl_exit(rc, "purge");
 		goto out;
 	}
@@ -641,7 +686,22 @@ ctl_purge(struct ctl *c)
 		}
 	}
 	p.dry = 0;
-	if ((rc = store_write(c->store, purge_op, &p)) != 0) {
+	p.counted = p.r;
+	memset(&p.r, 0, sizeof(p.r));
+	qsort(p.counted.devices, p.counted.ndevices, sizeof(char *), id_cmp);
+	qsort(p.counted.enrollments, p.counted.nenrollments, sizeof(char *),
+	    id_cmp);
+	rc = store_write(c->store, purge_op, &p);
+	if (rc == PURGE_CHANGED) {
+		fprintf(stderr,
+		    "picomdmctl: purge: %s: the store changed since the "
+		    "count (a device or enrollment it did not name would go); "
+		    "nothing purged, run purge again\n",
+		    p.arg);
+		ex = EXIT_CHANGED;
+		goto out;
+	}
+	if (rc != 0) {
 		ex = ctl_exit(rc, "purge");
 		goto out;
 	}
@@ -657,6 +717,7 @@ out:
 	free(p.needle);
 	free(p.device_id);
 	store_purge_report_free(&p.r);
+	store_purge_report_free(&p.counted);
 	return ex;
 }
 
