@@ -90,6 +90,10 @@ int ctl_push(struct ctl *);
 /* ctl_privacy.c: inventory, purge, prune */
 int ctl_inventory(struct ctl *);
 int ctl_purge(struct ctl *);
+/* purge's arguments, for its --help and for picomdmctl's usage. */
+#define CTL_PURGE_SYNOPSIS                                                 \
+	"ID|SERIAL | --topic TOPIC | --token NAME | --ade-token NAME | "     \
+	"--vpp-token NAME [--yes] [--verify]"
 int ctl_prune(struct ctl *);
 
 #endif

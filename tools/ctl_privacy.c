@@ -569,10 +569,6 @@ static const char purge_help[] =
     "Freed pages of the live file may still hold old bytes until reused;\n"
     "a backup (compacting) holds none of them.\n";
 
-#define PURGE_SYNOPSIS                                                     \
-	"ID|SERIAL | --topic TOPIC | --token NAME | --ade-token NAME | " \
-	"--vpp-token NAME [--yes] [--verify]"
-
 /*
  * purge ID|SERIAL | --topic TOPIC | --token NAME | --ade-token NAME |
  * --vpp-token NAME [--yes] [--verify]:
@@ -611,7 +607,7 @@ ctl_purge(struct ctl *c)
 		case 'V':
 			if (p.arg != NULL)
 				return ctl_usage(
-				    "purge", PURGE_SYNOPSIS, NULL, 0);
+				    "purge", CTL_PURGE_SYNOPSIS, NULL, 0);
 			p.mode = ch == 't' ? PURGE_TOPIC
 			    : ch == 'T'	   ? PURGE_TOKEN
 			    : ch == 'A'	   ? PURGE_ADE_TOKEN
@@ -620,15 +616,15 @@ ctl_purge(struct ctl *c)
 			break;
 		default:
 			return ctl_usage(
-			    "purge", PURGE_SYNOPSIS, purge_help, ch == 'h');
+			    "purge", CTL_PURGE_SYNOPSIS, purge_help, ch == 'h');
 		}
 	}
 	if (p.mode == PURGE_DEVICE) {
 		if (optind != c->argc - 1)
-			return ctl_usage("purge", PURGE_SYNOPSIS, NULL, 0);
+			return ctl_usage("purge", CTL_PURGE_SYNOPSIS, NULL, 0);
 		p.arg = c->argv[optind];
 	} else if (optind != c->argc || *p.arg == '\0')
-		return ctl_usage("purge", PURGE_SYNOPSIS, NULL, 0);
+		return ctl_usage("purge", CTL_PURGE_SYNOPSIS, NULL, 0);
 	if (!yes && !isatty(STDIN_FILENO)) {
 		fprintf(stderr,
 		    "picomdmctl: purge: not purging without --yes "
