@@ -119,8 +119,9 @@ enum kind_owner {
 	OWN_EID_SUFFIX, /* key ends with the enrollment's number */
 	OWN_EID_INDEX,	/* key is seq . eid, an enrollment's entries listed
 			 * through its range of DBI_RESULTIX (results:
-			 * result_each_of); purge finds them by the eid
-			 * half of the key, index or not */
+			 * result_each_of); purge walks that, and finds
+			 * by the eid half of the key those the index
+			 * lacks (purge_unindexed_possible) */
 	OWN_COMMAND,	/* shared by enrollments: removed with the last
 			 * entry that refers to it */
 	OWN_TOPIC,	/* keyed by an APNs topic: removed by purge --topic

@@ -211,22 +211,150 @@ purge_note(struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 	return purge_note_ref(t, na->kind, k, v, na->pc);
 }
 
+/* OWN_EID_INDEX: the entries of enrollment eid that its index names
+ * (result_each_of, which knows the store's layout), noted, then removed;
+ * *n counts them. */
+struct indexed_arg {
+	struct note_arg *na;
+	unsigned char  (*keys)[16];
+	size_t		 n, cap;
+};
+
+static int
+purge_indexed_each(
+    struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
+{
+	struct indexed_arg *ia = arg;
+	unsigned char(*nk)[16];
+	int rc;
+
+	if (k->mv_size != 16)
+		return 0;
+	if (ia->na->kind->ref != REF_NONE &&
+	    (rc = purge_note(t, k, v, ia->na)) != 0)
+		return rc;
+	if (ia->n == ia->cap) {
+		ia->cap = ia->cap ? ia->cap * 2 : 64;
+		if ((nk = reallocarray(ia->keys, ia->cap, 16)) == NULL)
+			return STORE_ENOMEM;
+		ia->keys = nk;
+	}
+	memcpy(ia->keys[ia->n++], k->mv_data, 16);
+	return 0;
+}
+
+static int
+purge_indexed(
+    struct store_txn *t, uint64_t eid, struct note_arg *na, uint64_t *n)
+{
+	struct indexed_arg ia;
+	size_t		   i;
+	int		   rc;
+
+	memset(&ia, 0, sizeof(ia));
+	ia.na = na;
+	/* Noted while walking, removed after: no write under the walk. */
+	rc = result_each_of(t, eid, purge_indexed_each, &ia);
+	for (i = 0; rc == 0 && i < ia.n; i++) {
+		if ((rc = db_delv(t, na->kind->dbi, ia.keys[i], 16)) == 0)
+			(*n)++;
+		else if (rc == STORE_ENOTFOUND)
+			rc = 0;
+	}
+	free(ia.keys);
+	return rc;
+}
+
 /* OWN_EID_INDEX (results): an entry whose key's enrollment number is one
  * of the numbers, noted. Found by its key, not through its index: an
- * entry the index lacks (check reports one) goes too. */
+ * entry the index lacks (check reports one) goes too. Those the index
+ * names went with purge_indexed; a count, which removed nothing, still
+ * sees them here and counted them there. */
 static int
 purge_eid_half(
     struct store_txn *t, const MDB_val *k, const MDB_val *v, void *arg)
 {
 	struct note_arg *na = arg;
+	unsigned char	 ik[16];
 	uint64_t	 eid;
 	int		 rc;
 
 	if (result_key_eid(t, k, &eid) != 0 || !u64set_has(&na->pc->eids, eid))
 		return 0;
+	if (t->count_only) {
+		result_key_swap(k->mv_data, ik);
+		if ((rc = db_has(t, DBI_RESULTIX, ik, 16)) != 0)
+			return rc < 0 ? rc : 0;
+	}
 	if (na->kind->ref != REF_NONE && (rc = purge_note(t, k, v, na)) != 0)
 		return rc;
 	return 1;
+}
+
+/* The entries of sub-database d in t (O(1)). */
+static int
+db_entries(struct store_txn *t, enum store_dbi d, uint64_t *n)
+{
+	MDB_stat st;
+	int	 rc;
+
+	if ((rc = mdb_stat(t->txn, t->s->dbi[d], &st)) != 0)
+		return store_rc(rc);
+	*n = st.ms_entries;
+	return 0;
+}
+
+/*
+ * Can a result of the numbers being purged be left after purge_indexed
+ * (and the index entries' removal with the numbers' keys)? Only one that
+ * result_index does not name, which check reports. Whole-scanning the
+ * results for one would cost every purge (every batch of a prune) a pass
+ * over the largest sub-database; instead the two are counted, which LMDB
+ * keeps (O(1)): every result named by exactly one index entry and every
+ * index entry naming a result makes the counts equal, so when they differ
+ * the scan (purge_eid_half) runs. The counts are taken before the purge
+ * and what it removed from each is subtracted: a count, which removes
+ * nothing, decides as the purge does.
+ *
+ * Equal counts can still hide one: as many index entries naming no
+ * result (of enrollments not purged) as unindexed results. That takes
+ * two kinds of damage at once, each of which check reports ("not in
+ * result_index", "names no result"); after the purge check reports the
+ * result left as one of an enrollment that does not exist, --repair
+ * removes it, and purge --verify finds it by the identifiers its raw
+ * message holds. A store in that state is one to check and repair, not
+ * one for the purge to pay a whole scan for in every transaction.
+ *
+ * In a store of format 1 or 2 results are keyed by their enrollment's
+ * number first: result_each_of walks them by key, none is missed.
+ */
+struct eid_index_counts {
+	uint64_t results, index;     /* entries before the purge */
+	uint64_t rm_results, rm_index; /* the report's counts then */
+};
+
+static int
+purge_index_counts(struct store_txn *t, const struct store_kind *k,
+    const struct store_purge_report *r, struct eid_index_counts *ec)
+{
+	int rc;
+
+	if ((rc = db_entries(t, k->dbi, &ec->results)) != 0 ||
+	    (rc = db_entries(t, DBI_RESULTIX, &ec->index)) != 0)
+		return rc;
+	ec->rm_results = r->removed[k->dbi];
+	ec->rm_index = r->removed[DBI_RESULTIX];
+	return 0;
+}
+
+static int
+purge_unindexed_possible(const struct store_txn *t, const struct store_kind *k,
+    const struct store_purge_report *r, const struct eid_index_counts *ec)
+{
+	if (t->s->format < STORE_FORMAT_RESULT_SEQ)
+		return 0;
+	return ec->results - (r->removed[k->dbi] - ec->rm_results) !=
+	    ec->index - (r->removed[DBI_RESULTIX] - ec->rm_index);
 }
 
 /* UCHAN: entries naming one of the numbers as the user channel. */
@@ -376,6 +504,7 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 	struct store_purge_report *r = pc->r;
 	const struct store_kind	  *k;
 	struct note_arg		   na;
+	struct eid_index_counts	   ec = {0, 0, 0, 0};
 	unsigned char		   eb[8];
 	MDB_val			   v;
 	size_t			   i, j, n, total = 0;
@@ -393,8 +522,23 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 	if ((rc = purge_uncount(t, pc)) != 0)
 		return rc;
 
-	/* What the enrollments' numbers own: keys starting with one. */
+	/* What the enrollments' numbers own: entries found through an
+	 * index (before the index goes with the keys below), then keys
+	 * starting with one. */
+	if (pc->eids.n > 0 && (rc = purge_index_counts(t,
+	    &store_kinds[DBI_RESULT], r, &ec)) != 0)
+		return rc;
 	for (i = 0; i < pc->eids.n; i++) {
+		for (j = 0; j < DBI__MAX; j++) {
+			k = &store_kinds[j];
+			if (k->owner != OWN_EID_INDEX)
+				continue;
+			na.kind = k;
+			na.pc = pc;
+			if ((rc = purge_indexed(t, pc->eids.v[i], &na,
+			    &r->removed[k->dbi])) != 0)
+				return rc;
+		}
 		be64(eb, pc->eids.v[i]);
 		for (j = 0; j < DBI__MAX; j++) {
 			k = &store_kinds[j];
@@ -429,10 +573,12 @@ purge_run(struct store_txn *t, struct purge_ctx *pc)
 			rc = db_visit(
 			    t, k->dbi, purge_cmdq, pc, &r->removed[k->dbi]);
 			break;
-		case OWN_EID_INDEX: /* a scan: only with numbers to find */
+		case OWN_EID_INDEX: /* a scan: only when one can be left */
 			na.kind = k;
 			na.pc = pc;
-			rc = pc->eids.n == 0 ? 0
+			rc = pc->eids.n == 0 ||
+				!purge_unindexed_possible(t, k, r, &ec)
+			    ? 0
 			    : db_visit(t, k->dbi, purge_eid_half, &na,
 				  &r->removed[k->dbi]);
 			break;

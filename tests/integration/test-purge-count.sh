@@ -7,7 +7,8 @@
 #
 #   - the count names what the purge then removes, entry for entry, for a
 #     device (its user channel, ADE record, licences, write event and the
-#     command only it was sent go with it), a
+#     command only it was sent go with it; one of its results missing
+#     from result_index, found by its key, counted once), a
 #     topic, an ADE token and an Apps and Books token;
 #   - the count takes no write lock: while another process holds LMDB's
 #     write lock (picomdm-gen committing, its sync made slow by
@@ -119,6 +120,22 @@ counted "a device" "$S1"
 has "purge a device: its user channel, ADE record, licence, write event and command counted" \
     "$IT_DIR/count.out" '^removed	ade_device	1$' '^removed	vpp_assignment	1$' \
     '^removed	vpp_event	1$' '^removed	cmd	1$' '^removed	uchan	1$'
+# One of the device's results not in result_index (check reports it):
+# the purge takes it by its key, the other through the index; the count
+# names each once.
+cp -r "$IT_DIR/base" "$IT_DIR/base.keep"
+"$CTL" --db "$IT_DIR/base" dump --secrets | grep -v '"end"' |
+    awk '/"db":"result_index","key":\[1,/ && !dropped { dropped = 1; next } 1' \
+    >"$IT_DIR/noix.jsonl"
+echo "{\"end\":true,\"records\":$(($(wc -l <"$IT_DIR/noix.jsonl") - 1))}" >>"$IT_DIR/noix.jsonl"
+rm -rf "$IT_DIR/base"
+"$CTL" --db "$IT_DIR/base" restore "$IT_DIR/noix.jsonl" >/dev/null 2>&1 ||
+    it_abort "setup: restore of the store with a result not in result_index failed"
+counted "a device, one result not in result_index" "$S1"
+has "purge a device: both its results counted, one index entry" \
+    "$IT_DIR/count.out" '^removed	result	2$' '^removed	result_index	1$'
+rm -rf "$IT_DIR/base"
+mv "$IT_DIR/base.keep" "$IT_DIR/base"
 counted "--topic" --topic "$TOPIC"
 has "purge --topic: two devices counted and removed" "$IT_DIR/count.out" \
     '^removed	device	2$'

@@ -29,7 +29,8 @@
 #   - purge --verify looks for what else identified the device (IMEI,
 #     push token, ...) but a value other devices share;
 #   - prune of a device checked out long ago: its MDM data goes, its ADE
-#     record and licences (Apple's current records) stay;
+#     record and licences (Apple's current records) stay; its results go
+#     when result_index lacks them too;
 #   - check is clean after each.
 
 set -euo pipefail
@@ -315,5 +316,17 @@ expect_exit 1 "  its device record went" "$CTL" --db "$DB" show "$D2"
 same "  its ADE record and licence stayed (Apple's current records)" \
     "$ALL" "$(svc)"
 clean "prune"
+# The same with device 2's results missing from result_index: prune
+# (whose batches find results through the index) takes them too.
+grep -v '"db":"result_index","key":\[2,' "$IT_DIR/co.jsonl" >"$IT_DIR/co-noix.jsonl"
+finish "$IT_DIR/co-noix.jsonl" "$IT_DIR/co-noix-full.jsonl"
+DB=$IT_DIR/prune-noix
+"$CTL" --db "$DB" restore "$IT_DIR/co-noix-full.jsonl" >/dev/null 2>&1 ||
+    it_abort "setup: restore of the checked-out store without result_index entries failed"
+expect_exit 0 "prune: a device checked out in 2020, its results not in result_index" \
+    "$CTL" --db "$DB" prune
+same "  its results went, the other devices' stayed" 4 \
+    "$("$CTL" --db "$DB" dump | jq -s '[.[] | select(.db == "result")] | length')"
+clean "prune of a device whose results are not in result_index"
 
 it_done
