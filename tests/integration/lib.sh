@@ -112,15 +112,26 @@ it_abort() {
 	it_done
 }
 
+# it_workdir: the test's directory IT_DIR, removed when the test exits
+# (kept if a case failed), and the sanitizer reports of every process
+# started from here on collected in it; 1777: some tests run programs as
+# nobody. it_start begins with it; a test with no server calls it alone.
+it_workdir() {
+	IT_MAIN_PID=$BASHPID
+	IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
+	trap it_cleanup EXIT
+	mkdir -p "$IT_DIR/san" && chmod 1777 "$IT_DIR/san" && chmod 0711 "$IT_DIR"
+	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$IT_DIR/san/asan:exitcode=86"
+	export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$IT_DIR/san/ubsan"
+}
+
 # it_start: make certificates, a store directory, start picomdm-fcgi
 # (with the extra arguments in the array IT_RESPONDER_ARGS) and nginx. Everything is
 # stopped and removed when the test exits (kept if a case failed).
 it_start() {
 	local port
 
-	IT_MAIN_PID=$BASHPID
-	IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
-	trap it_cleanup EXIT
+	it_workdir
 	IT_CERTS=${PICOMDM_IT_CERTS:-$IT_DIR/certs}
 	"$PM_ROOT/scripts/mkcerts" "$IT_CERTS" ||
 	    it_abort "setup: scripts/mkcerts $IT_CERTS"
@@ -130,11 +141,6 @@ it_start() {
 	IT_DB=$IT_DIR/db
 	IT_SOCK=$IT_DIR/fcgi.sock
 	mkdir -p "$IT_DB" "$IT_DIR/nginx"
-	# Sanitizer reports of every process started from here on; 1777:
-	# some tests run programs as nobody.
-	mkdir -p "$IT_DIR/san" && chmod 1777 "$IT_DIR/san" && chmod 0711 "$IT_DIR"
-	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$IT_DIR/san/asan:exitcode=86"
-	export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$IT_DIR/san/ubsan"
 	(umask 077 && openssl rand -hex 32 >"$IT_DIR/api.key")
 
 	if [[ ${PICOMDM_IT_RESPONDER-} == null ]]; then

@@ -27,12 +27,7 @@ set -euo pipefail
 CTL=$PM_BUILD/picomdmctl
 GEN=$PM_BUILD/tools/picomdm-gen
 ANSWER=$IT_LIB_DIR/ptyanswer.py
-IT_MAIN_PID=$BASHPID
-IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
-trap it_cleanup EXIT
-mkdir -p "$IT_DIR/san" && chmod 1777 "$IT_DIR/san"
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$IT_DIR/san/asan:exitcode=86"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$IT_DIR/san/ubsan"
+it_workdir
 [[ -x $CTL && -x $GEN ]] || it_abort "setup: picomdmctl or picomdm-gen not built"
 
 T=2026-12-06T11:57:59.190724Z

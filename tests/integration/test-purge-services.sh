@@ -40,12 +40,7 @@ set -euo pipefail
 CTL=$PM_BUILD/picomdmctl
 DEP=$PM_BUILD/picomdm-dep
 GEN=$PM_BUILD/tools/picomdm-gen
-IT_MAIN_PID=$BASHPID
-IT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/picomdm-it.$IT_NAME.XXXXXX")
-trap it_cleanup EXIT
-mkdir -p "$IT_DIR/san" && chmod 1777 "$IT_DIR/san"
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$IT_DIR/san/asan:exitcode=86"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$IT_DIR/san/ubsan"
+it_workdir
 [[ -x $CTL && -x $DEP && -x $GEN ]] ||
     it_abort "setup: picomdmctl, picomdm-dep or picomdm-gen not built"
 
