@@ -402,14 +402,11 @@ static int
 needle_add(struct purge_ctx *p, const char *s)
 {
 	char **nv;
-	size_t i;
 
+	/* Repeats (a device's ID and UDID are usually one string) are
+	 * dropped once, before the scan (verify_op). */
 	if (s == NULL || *s == '\0')
 		return 0;
-	/* A device's ID and UDID are usually the same string. */
-	for (i = p->nneedle; i > 0 && i + 4 > p->nneedle; i--)
-		if (strcmp(p->needle[i - 1], s) == 0)
-			return 0;
 	if (p->nneedle == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 64;
 
