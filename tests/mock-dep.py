@@ -181,6 +181,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 body = json.dumps(body)
             data = body.encode()
             ctype = "text/plain;charset=UTF8"
+        # Logged before the answer goes out: a client that has its answer
+        # and exits must find its request in the log already.
+        entry = dict(self.entry)
+        entry.update(status=status, code=code,
+                     new_session=(extra or {}).get("X-ADM-Auth-Session"))
+        st.record(entry)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -188,10 +194,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
-        entry = dict(self.entry)
-        entry.update(status=status, code=code,
-                     new_session=(extra or {}).get("X-ADM-Auth-Session"))
-        st.record(entry)
 
     def error(self, status, code, extra=None):
         self.reply(status, code, extra, code=code)

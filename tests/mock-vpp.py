@@ -301,6 +301,13 @@ class H(BaseHTTPRequestHandler):
 
     def answer(self, status, body, number=0, retry_after=None, auth=False):
         data = json.dumps(body).encode()
+        # Logged before the answer goes out: a client that has its answer
+        # and exits must find its request in the log already.
+        u = urllib.parse.urlsplit(self.path)
+        LOG.write(json.dumps({"t": time.time(), "method": self.command,
+                              "path": u.path, "query": u.query,
+                              "auth": auth, "status": status,
+                              "errorNumber": number}) + "\n")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -308,11 +315,6 @@ class H(BaseHTTPRequestHandler):
             self.send_header("Retry-After", str(retry_after))
         self.end_headers()
         self.wfile.write(data)
-        u = urllib.parse.urlsplit(self.path)
-        LOG.write(json.dumps({"t": time.time(), "method": self.command,
-                              "path": u.path, "query": u.query,
-                              "auth": auth, "status": status,
-                              "errorNumber": number}) + "\n")
 
     def error(self, status, number, msg, retry_after=None, auth=False):
         self.answer(status, {"errorNumber": number, "errorMessage": msg},
