@@ -72,7 +72,6 @@ api_vpp_licence_run(struct store_txn *t, void *arg)
 	struct api_licence *op = arg;
 	json_t		   *tok;
 	char		   *serial;
-	char		    name[128];
 	size_t		    i;
 	int		    rc;
 
@@ -96,8 +95,8 @@ api_vpp_licence_run(struct store_txn *t, void *arg)
 		if (rc != 0)
 			return rc;
 		rc = serial == NULL ? 0 :
-		    store_vpp_licensed(t, serial, op->adam_id, op->token, name,
-			sizeof(name));
+		    store_vpp_licensed(t, serial, op->adam_id, op->token, NULL,
+			0);
 		if (rc < 0) {
 			free(serial);
 			return rc;
