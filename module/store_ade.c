@@ -287,9 +287,12 @@ store_ade_device_each(
 	MDB_cursor_op		 op = MDB_FIRST;
 	int			 rc, r = 0;
 
+	/* LMDB compares a longer one as it is: no error, no page. */
+	if (after != NULL && strlen(after) > KEY_MAX)
+		return STORE_EINVAL;
 	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_ADEDEVICE], &cur)) != 0)
 		return store_rc(rc);
-	if (after != NULL && *after != '\0' && strlen(after) <= KEY_MAX) {
+	if (after != NULL && *after != '\0') {
 		k.mv_data = (void *)(uintptr_t)after;
 		k.mv_size = strlen(after);
 		op = MDB_SET_RANGE;

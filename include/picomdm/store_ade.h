@@ -102,8 +102,9 @@ int store_ade_device_get(
 int  store_ade_device_put(struct store_txn *, const struct store_ade_device *);
 void store_ade_device_free(struct store_ade_device *);
 typedef int (*store_ade_device_fn)(const struct store_ade_device *, void *);
-/* Devices in serial order from after (NULL: the first); fn returns 0 to
- * go on, 1 to stop, <0 to stop with it. */
+/* Devices in serial order strictly after after (NULL or "": from the
+ * first; longer than a key can be: STORE_EINVAL, fn not called); fn
+ * returns 0 to go on, 1 to stop, <0 to stop with it. */
 int store_ade_device_each(
     struct store_txn *, const char *after, store_ade_device_fn, void *);
 

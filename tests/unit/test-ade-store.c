@@ -132,6 +132,63 @@ test_apply(struct store *s)
 	CHECK_STR(model_of(s, "S1", b, sizeof(b)), "m4");
 }
 
+struct each_op {
+	const char *after;
+	char	    seen[64];
+};
+
+static int
+each_cb(const struct store_ade_device *d, void *arg)
+{
+	struct each_op *o = arg;
+	size_t		n = strlen(o->seen);
+
+	snprintf(o->seen + n, sizeof(o->seen) - n, "%s,", d->f[ADE_SERIAL]);
+	return 0;
+}
+
+static int
+op_each(struct store_txn *t, void *arg)
+{
+	struct each_op *o = arg;
+
+	o->seen[0] = '\0';
+	return store_ade_device_each(t, o->after, each_cb, o);
+}
+
+/* Serial order, strictly after "after"; one too long to be a key is
+ * refused rather than read as "from the first". */
+static void
+test_each(struct store *s)
+{
+	struct ev	a = {"S3", "tokA", "added", "2026-01-02T00:00:00Z", "m",
+	    0, 0, 0};
+	struct ev	b = {"S2", "tokA", "added", "2026-01-02T00:00:00Z", "m",
+	    0, 0, 0};
+	struct each_op	o;
+	char		long_after[600];
+
+	apply(s, &a);
+	apply(s, &b);
+	o.after = NULL;
+	CHECK_EQ(store_read(s, op_each, &o), 0);
+	CHECK_STR(o.seen, "S1,S2,S3,");
+	o.after = "";
+	CHECK_EQ(store_read(s, op_each, &o), 0);
+	CHECK_STR(o.seen, "S1,S2,S3,");
+	o.after = "S1";
+	CHECK_EQ(store_read(s, op_each, &o), 0);
+	CHECK_STR(o.seen, "S2,S3,");
+	o.after = "S25";
+	CHECK_EQ(store_read(s, op_each, &o), 0);
+	CHECK_STR(o.seen, "S3,");
+	memset(long_after, 'S', sizeof(long_after) - 1);
+	long_after[sizeof(long_after) - 1] = '\0';
+	o.after = long_after;
+	CHECK_EQ(store_read(s, op_each, &o), STORE_EINVAL);
+	CHECK_STR(o.seen, "");
+}
+
 struct tok_op {
 	const char *name;
 };
@@ -328,6 +385,7 @@ main(void)
 	o.nosync = 1;
 	CHECK_EQ(store_open(dir, &o, &s), 0);
 	test_apply(s);
+	test_each(s);
 	test_prune(s);
 	test_purge(s);
 	store_close(s);
