@@ -156,37 +156,37 @@ op_each(struct store_txn *t, void *arg)
 	return store_ade_device_each(t, o->after, each_cb, o);
 }
 
+/* The page after "after": rc from the read, the serials seen in want. */
+static void
+check_each(struct store *s, const char *after, int rc, const char *want)
+{
+	struct each_op o;
+
+	o.after = after;
+	CHECK_EQ(store_read(s, op_each, &o), rc);
+	CHECK_STR(o.seen, want);
+}
+
 /* Serial order, strictly after "after"; one too long to be a key is
  * refused rather than read as "from the first". */
 static void
 test_each(struct store *s)
 {
-	struct ev	a = {"S3", "tokA", "added", "2026-01-02T00:00:00Z", "m",
+	struct ev a = {"S3", "tokA", "added", "2026-01-02T00:00:00Z", "m",
 	    0, 0, 0};
-	struct ev	b = {"S2", "tokA", "added", "2026-01-02T00:00:00Z", "m",
+	struct ev b = {"S2", "tokA", "added", "2026-01-02T00:00:00Z", "m",
 	    0, 0, 0};
-	struct each_op	o;
-	char		long_after[600];
+	char	  long_after[600];
 
 	apply(s, &a);
 	apply(s, &b);
-	o.after = NULL;
-	CHECK_EQ(store_read(s, op_each, &o), 0);
-	CHECK_STR(o.seen, "S1,S2,S3,");
-	o.after = "";
-	CHECK_EQ(store_read(s, op_each, &o), 0);
-	CHECK_STR(o.seen, "S1,S2,S3,");
-	o.after = "S1";
-	CHECK_EQ(store_read(s, op_each, &o), 0);
-	CHECK_STR(o.seen, "S2,S3,");
-	o.after = "S25";
-	CHECK_EQ(store_read(s, op_each, &o), 0);
-	CHECK_STR(o.seen, "S3,");
+	check_each(s, NULL, 0, "S1,S2,S3,");
+	check_each(s, "", 0, "S1,S2,S3,");
+	check_each(s, "S1", 0, "S2,S3,");
+	check_each(s, "S25", 0, "S3,");
 	memset(long_after, 'S', sizeof(long_after) - 1);
 	long_after[sizeof(long_after) - 1] = '\0';
-	o.after = long_after;
-	CHECK_EQ(store_read(s, op_each, &o), STORE_EINVAL);
-	CHECK_STR(o.seen, "");
+	check_each(s, long_after, STORE_EINVAL, "");
 }
 
 struct tok_op {
