@@ -153,7 +153,7 @@ store_schema_put(struct store_txn *t)
 static int
 store_check_schema(struct store *s, const char *dir, uint64_t *found)
 {
-	struct store_txn t = { s, NULL, 0, 0, 0 };
+	struct store_txn t = { .s = s };
 	struct key       k;
 	MDB_val          v;
 	int              rc, wr = 0;
@@ -206,7 +206,7 @@ out:
 static int
 store_schema_upgrade(struct store *s, const char *dir, uint64_t found)
 {
-	struct store_txn t = { s, NULL, 0, 0, 0 };
+	struct store_txn t = { .s = s };
 	int              rc;
 
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &t.txn)) != 0)

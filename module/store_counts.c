@@ -150,7 +150,7 @@ count_both(struct store_txn *t)
 int
 enroll_count_ensure(struct store *s)
 {
-	struct store_txn t = {s, NULL, 0, 0, 0};
+	struct store_txn t = {.s = s};
 	int		 rc;
 
 	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t.txn)) != 0)

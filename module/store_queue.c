@@ -1187,7 +1187,7 @@ results_upgrade_txn(struct store_txn *t, uint64_t *n)
 int
 results_upgrade(struct store *s)
 {
-	struct store_txn t = {s, NULL, 0, 0, 0};
+	struct store_txn t = {.s = s};
 	uint64_t         n;
 	int              rc;
 
@@ -1270,7 +1270,7 @@ queue_pos_upgrade_txn(struct store_txn *t, uint64_t *moved)
 int
 queue_pos_upgrade(struct store *s)
 {
-	struct store_txn t = {s, NULL, 0, 0, 0};
+	struct store_txn t = {.s = s};
 	MDB_stat         st;
 	uint64_t         moved;
 	int              rc;
