@@ -285,22 +285,23 @@ store_ade_device_each(
 	MDB_cursor		*cur;
 	MDB_val			 k, v;
 	MDB_cursor_op		 op = MDB_FIRST;
+	size_t			 alen = after != NULL ? strlen(after) : 0;
 	int			 rc, r = 0;
 
 	/* LMDB compares a longer one as it is: no error, no page. */
-	if (after != NULL && strlen(after) > KEY_MAX)
+	if (alen > KEY_MAX)
 		return STORE_EINVAL;
 	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[DBI_ADEDEVICE], &cur)) != 0)
 		return store_rc(rc);
-	if (after != NULL && *after != '\0') {
+	if (alen > 0) {
 		k.mv_data = (void *)(uintptr_t)after;
-		k.mv_size = strlen(after);
+		k.mv_size = alen;
 		op = MDB_SET_RANGE;
 	}
 	for (rc = mdb_cursor_get(cur, &k, &v, op); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (op == MDB_SET_RANGE && k.mv_size == strlen(after) &&
-		    memcmp(k.mv_data, after, k.mv_size) == 0)
+		if (op == MDB_SET_RANGE && k.mv_size == alen &&
+		    memcmp(k.mv_data, after, alen) == 0)
 			continue; /* strictly after */
 		if ((r = device_decode(&v, &d)) != 0)
 			break;
