@@ -45,6 +45,7 @@ config_defaults(struct config *c)
 	c->workers = config_default_workers();
 	c->worker_nice = 5;
 	c->max_inflight = 256;
+	c->commit_delay = 200;
 	c->checkin_max = 64 * 1024;
 	c->connect_max = 4 * 1024 * 1024;
 	c->api_max = 8 * 1024 * 1024;
@@ -154,6 +155,7 @@ static const struct {
 	{ "workers", "1 to 256" },
 	{ "worker_nice", "0 to 19" },
 	{ "max_inflight", "1 to 65536" },
+	{ "commit_delay", "microseconds, 0 to 100000" },
 	{ "checkin_max", "a size up to 2g, e.g. 64k" },
 	{ "connect_max", "a size up to 2g, e.g. 4m" },
 	{ "api_max", "a size up to 2g, e.g. 8m" },
@@ -310,6 +312,10 @@ config_set(struct config *c, const char *key, const char *val)
 		if (num_parse(val, 1, 65536, &n) == -1)
 			goto bad_val;
 		c->max_inflight = (int)n;
+	} else if (strcmp(k, "commit_delay") == 0) {
+		if (num_parse(val, 0, 100000, &n) == -1)
+			goto bad_val;
+		c->commit_delay = (unsigned)n;
 	} else if (strcmp(k, "checkin_max") == 0) {
 		if (size_parse(val, &c->checkin_max) == -1 ||
 		    c->checkin_max > 0x7fffffff)

@@ -43,6 +43,7 @@ struct config {
 	int      workers;         /* worker threads */
 	int      worker_nice;     /* workers' nice above the process's */
 	int      max_inflight;    /* requests accepted, not yet answered */
+	unsigned commit_delay;    /* us the writer may wait (store_opts) */
 	size_t   checkin_max;     /* body cap, check-in */
 	size_t   connect_max;     /* body cap, command reports */
 	size_t   api_max;         /* body cap, operator API */

@@ -62,9 +62,9 @@ usage(void)
 	    "[--config FILE]\n"
 	    "                    [--workers N] [--worker-nice N] "
 	    "[--max-inflight N]\n"
-	    "                    [--api-key-file FILE] "
-	    "[--log-level LEVEL] [--map-size SIZE]\n"
-	    "                    [--map-max SIZE] "
+	    "                    [--commit-delay USEC] "
+	    "[--api-key-file FILE] [--log-level LEVEL]\n"
+	    "                    [--map-size SIZE] [--map-max SIZE] "
 	    "[--checkin-max SIZE] [--connect-max SIZE]\n"
 	    "                    [--allow-retro] "
 	    "[--socket-owner USER] [--socket-group GROUP]\n"
@@ -615,6 +615,10 @@ serve(struct exchange *x)
 	case ROUTE_HEALTH:
 		return api_health(&srv, req, resp);
 	}
+	/* The writer waits for device requests only (store_request_begin):
+	 * an API call may read for long and mostly writes nothing. */
+	if (rt == ROUTE_API || rt == ROUTE_ENROLL)
+		store_request_end(srv.store);
 	if (rt != ROUTE_API && rt != ROUTE_ENROLL &&
 	    strcmp(req->method, "PUT") != 0) {
 		response_set(resp, 405, "device endpoints take PUT");
@@ -682,7 +686,7 @@ static void *
 worker_main(void *arg)
 {
 	struct exchange *x;
-	int              fd;
+	int              fd, rc;
 
 	(void)arg;
 	worker_lower_priority();
@@ -695,13 +699,18 @@ worker_main(void *arg)
 			break;
 		}
 		/* See "Connections" above. */
+		/* A request is coming that may bring a write (store.c). */
+		store_request_begin(srv.store);
 		if (fcgi_accept(&x->fr, fd) == -1) {
 			/* Closed with no request (fcgi_accept closed it). */
+			store_request_end(srv.store);
 			pool_put(x);
 			continue;
 		}
 		metrics_inflight(1);
-		if (serve(x) == HANDLED)
+		rc = serve(x);
+		store_request_end(srv.store);
+		if (rc == HANDLED)
 			exchange_finish(x);
 	}
 	return NULL;
@@ -873,6 +882,7 @@ main(int argc, char *argv[])
 		{ "workers", required_argument, NULL, 'w' },
 		{ "worker-nice", required_argument, NULL, 'W' },
 		{ "max-inflight", required_argument, NULL, 'i' },
+		{ "commit-delay", required_argument, NULL, 'D' },
 		{ "api-key-file", required_argument, NULL, 'k' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "map-size", required_argument, NULL, 'm' },
@@ -978,6 +988,7 @@ main(int argc, char *argv[])
 	so.map_size = cfg.map_size;
 	so.map_max = cfg.map_max;
 	so.nosync = cfg.nosync;
+	so.commit_delay = cfg.commit_delay;
 	so.max_readers = (unsigned)cfg.workers + 126;
 	if ((rc = store_open(cfg.db, &so, &srv.store)) != 0) {
 		log_error("store: cannot open %s: %s", cfg.db,

@@ -77,6 +77,10 @@ struct store {
 	pthread_cond_t    cv_work;
 	pthread_cond_t    cv_done;
 	struct store_job *head, *tail;
+	size_t            queued;     /* jobs from head to tail */
+	unsigned          commit_delay; /* us; store_opts */
+	int               reading;    /* requests being read (atomic) */
+	int               gathering;  /* the writer waits for them (atomic) */
 	int               running;
 	int               stop;
 	pthread_t         thread;

@@ -77,6 +77,9 @@ struct store_opts {
 	unsigned max_readers; /* default 126 */
 	int      readonly;    /* open read-only (CLI inspection) */
 	int      nosync;      /* tests and bench only: no fsync; NOT durable */
+	unsigned commit_delay; /* us the writer may wait for requests being
+				* read to join its batch (store_request_begin);
+				* 0: commit at once */
 };
 
 /*
@@ -141,6 +144,19 @@ int store_submit(struct store *, store_op_fn, void *arg, store_done_fn,
 void store_set_batch_done(struct store *, void (*fn)(void));
 /* Run op in a read-only transaction (a consistent snapshot). */
 int store_read(struct store *, store_op_fn, void *arg);
+
+/*
+ * A thread has begun reading a request that may bring a write, or is done
+ * with it. While any request is being read, a writer with a commit_delay
+ * that finds fewer than STORE_GATHER_MIN writes queued waits for them, up
+ * to commit_delay us, so that one commit (two flushes) serves more
+ * requests. The request stops counting when its thread hands its first
+ * write over (store_submit, store_write) or calls store_request_end,
+ * whichever comes first; both are no-ops for a thread not counted.
+ */
+#define STORE_GATHER_MIN 32
+void store_request_begin(struct store *);
+void store_request_end(struct store *);
 
 /* Start / stop the group-commit writer thread (the responder does). Stop
  * first runs every queued operation and calls its completion. */

@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -765,6 +766,246 @@ test_group_commit_batch(void)
 }
 
 /*
+ * The commit delay (store_opts.commit_delay): while a request is being
+ * read on another thread (store_request_begin), a write submitted alone
+ * waits for it, and the two share one commit; the reader's own write, or
+ * its end without one, or STORE_GATHER_MIN queued writes commit at once,
+ * and the delay bounds the wait. A delay far longer than any commit
+ * tells "waited for the delay" from "was woken" without a close timing.
+ */
+#define CD_LONG_US  5000000 /* 5 s: "at once" is anything under 2.5 s */
+#define CD_SHORT_US 300000
+
+enum { CD_BEGIN = 1, CD_SUBMIT, CD_END, CD_EXIT };
+
+struct cd_reader {
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	struct store   *s;
+	int             cmd, acked;
+	pthread_t       th;
+};
+
+struct cd_job {
+	char   id[32];
+	int    rc, done;
+	double at; /* seconds, monotonic, when done ran */
+};
+
+static double
+cd_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+op_cd_job(struct store_txn *t, void *arg)
+{
+	struct cd_job     *j = arg;
+	struct enroll_args a = { j->id, j->id, ENROLL_DEVICE };
+
+	return op_enroll(t, &a);
+}
+
+static void
+cd_done(int rc, void *arg)
+{
+	struct cd_job *j = arg;
+
+	j->rc = rc;
+	j->at = cd_now();
+	__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+}
+
+static struct cd_job cd_reader_job;
+
+static void *
+cd_reader_main(void *arg)
+{
+	struct cd_reader *r = arg;
+	int               cmd;
+
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		while (r->cmd == 0)
+			pthread_cond_wait(&r->cv, &r->mu);
+		cmd = r->cmd;
+		r->cmd = 0;
+		pthread_mutex_unlock(&r->mu);
+		if (cmd == CD_BEGIN)
+			store_request_begin(r->s);
+		else if (cmd == CD_SUBMIT)
+			CHECK_EQ(store_submit(r->s, op_cd_job, &cd_reader_job,
+			    cd_done, &cd_reader_job), 0);
+		else if (cmd == CD_END)
+			store_request_end(r->s);
+		pthread_mutex_lock(&r->mu);
+		r->acked++;
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		if (cmd == CD_EXIT)
+			return NULL;
+	}
+}
+
+/* Have the reader thread do cmd, and wait until it has. */
+static void
+cd_tell(struct cd_reader *r, int cmd)
+{
+	int want;
+
+	pthread_mutex_lock(&r->mu);
+	want = r->acked + 1;
+	r->cmd = cmd;
+	pthread_cond_broadcast(&r->cv);
+	while (r->acked < want)
+		pthread_cond_wait(&r->cv, &r->mu);
+	pthread_mutex_unlock(&r->mu);
+}
+
+static struct store *
+cd_open(unsigned delay, struct cd_reader *r)
+{
+	struct store_opts o;
+	struct store     *s = NULL;
+
+	memset(&o, 0, sizeof(o));
+	o.commit_delay = delay;
+	CHECK_EQ(store_open(dir, &o, &s), 0);
+	CHECK_EQ(store_writer_start(s), 0);
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->s = s;
+	CHECK(pthread_create(&r->th, NULL, cd_reader_main, r) == 0);
+	return s;
+}
+
+static void
+cd_close(struct cd_reader *r)
+{
+	cd_tell(r, CD_EXIT);
+	pthread_join(r->th, NULL);
+	store_close(r->s);
+}
+
+static void
+cd_wait(struct cd_job *j)
+{
+	while (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	CHECK_EQ(j->rc, 0);
+}
+
+static void
+cd_submit(struct store *s, struct cd_job *j, const char *id)
+{
+	memset(j, 0, sizeof(*j));
+	snprintf(j->id, sizeof(j->id), "%s", id);
+	CHECK_EQ(store_submit(s, op_cd_job, j, cd_done, j), 0);
+}
+
+static void
+test_commit_delay(void)
+{
+	static struct cd_job jobs[STORE_GATHER_MIN];
+	struct cd_reader     r;
+	struct store        *s;
+	uint64_t             b0, o0, b1, o1;
+	double               t0;
+	char                 id[32];
+	int                  i;
+
+	fresh_dir("delay");
+	s = cd_open(CD_LONG_US, &r);
+
+	/* No request being read: committed at once. */
+	t0 = cd_now();
+	cd_submit(s, &jobs[0], "alone");
+	cd_wait(&jobs[0]);
+	CHECK(jobs[0].at - t0 < 2.5);
+
+	/* A request being read: the write waits for it, then both share
+	 * one commit as soon as the reader hands its own write over. */
+	store_writer_stats(s, &b0, &o0);
+	cd_tell(&r, CD_BEGIN);
+	t0 = cd_now();
+	cd_submit(s, &jobs[0], "waits");
+	usleep(200000);
+	CHECK_EQ(__atomic_load_n(&jobs[0].done, __ATOMIC_ACQUIRE), 0);
+	memset(&cd_reader_job, 0, sizeof(cd_reader_job));
+	snprintf(cd_reader_job.id, sizeof(cd_reader_job.id), "reader");
+	cd_tell(&r, CD_SUBMIT);
+	cd_wait(&jobs[0]);
+	cd_wait(&cd_reader_job);
+	store_writer_stats(s, &b1, &o1);
+	CHECK_EQ(o1 - o0, 2);
+	CHECK_EQ(b1 - b0, 1);
+	CHECK(jobs[0].at - t0 < 2.5);
+	/* The reader's write ended its count: the next is not held. */
+	t0 = cd_now();
+	cd_submit(s, &jobs[0], "after");
+	cd_wait(&jobs[0]);
+	CHECK(jobs[0].at - t0 < 2.5);
+
+	/* The request ends without a write: the waiting one commits. */
+	cd_tell(&r, CD_BEGIN);
+	t0 = cd_now();
+	cd_submit(s, &jobs[0], "ended");
+	usleep(200000);
+	CHECK_EQ(__atomic_load_n(&jobs[0].done, __ATOMIC_ACQUIRE), 0);
+	cd_tell(&r, CD_END);
+	cd_wait(&jobs[0]);
+	CHECK(jobs[0].at - t0 < 2.5);
+
+	/* STORE_GATHER_MIN writes queued: one commit, not held longer. */
+	cd_tell(&r, CD_BEGIN);
+	store_writer_stats(s, &b0, &o0);
+	t0 = cd_now();
+	for (i = 0; i < STORE_GATHER_MIN; i++) {
+		snprintf(id, sizeof(id), "many-%d", i);
+		cd_submit(s, &jobs[i], id);
+		if (i > 0)
+			continue;
+		/* The writer holds the first: the others reach it waiting. */
+		usleep(200000);
+		CHECK_EQ(__atomic_load_n(&jobs[0].done, __ATOMIC_ACQUIRE), 0);
+	}
+	for (i = 0; i < STORE_GATHER_MIN; i++)
+		cd_wait(&jobs[i]);
+	store_writer_stats(s, &b1, &o1);
+	CHECK_EQ(o1 - o0, STORE_GATHER_MIN);
+	CHECK_EQ(b1 - b0, 1);
+	CHECK(jobs[STORE_GATHER_MIN - 1].at - t0 < 2.5);
+	cd_tell(&r, CD_END);
+	cd_close(&r);
+
+	/* The delay bounds the wait for a request that never ends. */
+	s = cd_open(CD_SHORT_US, &r);
+	cd_tell(&r, CD_BEGIN);
+	t0 = cd_now();
+	cd_submit(s, &jobs[0], "bounded");
+	cd_wait(&jobs[0]);
+	CHECK(jobs[0].at - t0 >= CD_SHORT_US / 1e6);
+	CHECK(jobs[0].at - t0 < 2.5);
+	cd_tell(&r, CD_END);
+	cd_close(&r);
+
+	/* Without a delay, a request being read holds nothing. */
+	s = cd_open(0, &r);
+	cd_tell(&r, CD_BEGIN);
+	t0 = cd_now();
+	cd_submit(s, &jobs[0], "nodelay");
+	cd_wait(&jobs[0]);
+	CHECK(jobs[0].at - t0 < 2.5);
+	cd_tell(&r, CD_END);
+	cd_close(&r);
+}
+
+/*
  * One group commit holding an operation that fails after writing: its
  * writes vanish, the others' stay, and they share the commit. The first
  * job holds the writer until the three others are queued behind it.
@@ -1169,6 +1410,7 @@ main(void)
 	test_batch_refuse();
 	test_group_commit();
 	test_group_commit_batch();
+	test_commit_delay();
 	test_map_full();
 	test_growth_concurrent();
 	test_corrupt();

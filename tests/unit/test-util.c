@@ -193,6 +193,14 @@ test_config(void)
 	CHECK_EQ(c.max_inflight, 2);
 	CHECK_EQ(config_set(&c, "max_inflight", "0"), -1);
 	CHECK_EQ(config_set(&c, "max_inflight", "65537"), -1);
+	CHECK_EQ(c.commit_delay, 200);
+	CHECK_EQ(config_set(&c, "commit-delay", "0"), 0);
+	CHECK_EQ(c.commit_delay, 0);
+	CHECK_EQ(config_set(&c, "commit_delay", "100000"), 0);
+	CHECK_EQ(c.commit_delay, 100000);
+	CHECK_EQ(config_set(&c, "commit_delay", "100001"), -1);
+	CHECK_EQ(config_set(&c, "commit_delay", "-1"), -1);
+	CHECK_EQ(c.commit_delay, 100000);
 	CHECK_EQ(config_set(&c, "checkin-max", "128k"), 0);
 	CHECK_EQ(c.checkin_max, 128 * 1024);
 	CHECK_EQ(config_set(&c, "map_max", "2g"), 0);
