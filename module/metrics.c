@@ -79,6 +79,8 @@ static struct {
 	struct hist batch;
 	struct hist sync;
 	uint64_t    commits;
+	uint64_t    delays;   /* commits held back (commit_delay) */
+	uint64_t    delay_us; /* and for how long in all */
 	int64_t     inflight;
 	int         full;     /* the last write found the map full */
 	int         bad_rc;   /* the last write's store error, 0 when fine */
@@ -192,6 +194,13 @@ void
 metrics_commit_time(uint64_t us)
 {
 	hist_add(&m.sync, sync_le, SYNC_N, us);
+}
+
+void
+metrics_commit_delay(uint64_t us)
+{
+	ADD(&m.delays, 1);
+	ADD(&m.delay_us, us);
 }
 
 void
@@ -375,7 +384,16 @@ counters_render(struct buf *b, int max_inflight)
 	    "Time of each group commit's mdb_txn_commit: page writes and "
 	    "fdatasync.") == -1 ||
 	    hist_render(b, "picomdm_commit_duration_seconds", "", &m.sync,
-	    sync_le, SYNC_N, 1) == -1)
+	    sync_le, SYNC_N, 1) == -1 ||
+	    family(b, "picomdm_commit_delays_total", "counter",
+	    "Group commits the writer held back for device requests still "
+	    "being read (commit_delay).") == -1 ||
+	    buf_printf(b, "picomdm_commit_delays_total %llu\n",
+	    (unsigned long long)LOAD(&m.delays)) == -1 ||
+	    family(b, "picomdm_commit_delay_seconds_total", "counter",
+	    "Time the writer held commits back, in all.") == -1 ||
+	    buf_printf(b, "picomdm_commit_delay_seconds_total %.6f\n",
+	    (double)LOAD(&m.delay_us) / 1e6) == -1)
 		return -1;
 	if (family(b, "picomdm_requests_inflight", "gauge",
 	    "Requests accepted and not yet answered (this scrape included).") ==

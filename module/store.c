@@ -834,11 +834,13 @@ static void
 gather(struct store *s)
 {
 	struct timespec until;
+	uint64_t        t0;
 
 	if (s->commit_delay == 0 || s->queued >= STORE_GATHER_MIN)
 		return;
 	__atomic_store_n(&s->gathering, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&s->reading, __ATOMIC_SEQ_CST) > 0) {
+		t0 = time_mono_us();
 		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_nsec += (long)s->commit_delay * 1000;
 		until.tv_sec += until.tv_nsec / 1000000000;
@@ -847,6 +849,7 @@ gather(struct store *s)
 		    __atomic_load_n(&s->reading, __ATOMIC_SEQ_CST) > 0 &&
 		    pthread_cond_timedwait(&s->cv_work, &s->mu, &until) == 0)
 			;
+		metrics_commit_delay(time_mono_us() - t0);
 	}
 	__atomic_store_n(&s->gathering, 0, __ATOMIC_SEQ_CST);
 }

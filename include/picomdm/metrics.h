@@ -38,6 +38,9 @@ void metrics_commit(size_t n);
  * its pages and fdatasync (also counted in processes without a writer,
  * such as picomdmctl, where nothing reads it). */
 void metrics_commit_time(uint64_t us);
+/* The writer held a commit back us microseconds for requests still being
+ * read (store_opts.commit_delay). */
+void metrics_commit_delay(uint64_t us);
 /* The final result of one queued write: a full map or a store that cannot
  * be written makes the process unhealthy until a write succeeds. */
 void metrics_store_rc(int rc);

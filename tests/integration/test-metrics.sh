@@ -190,6 +190,18 @@ expect_eq "$(metric 'picomdm_identity_refusals_total{reason="certificate not bou
 expect_eq "$(metric 'picomdm_requests_total{endpoint="checkin",status="403",type="TokenUpdate"}')" \
     2 "the 403s by type and status"
 expect_eq "$PARSED" ok "the whole exposition parses with refusals"
+# Every request so far came alone: none was being read beside another,
+# so the writer held no commit back (--commit-delay), refusals and API
+# calls included (a request that ends without a write stops counting).
+expect_eq "$(metric 'picomdm_commit_delays_total{}')/$(metric 'picomdm_commit_delay_seconds_total{}')" \
+    0/0 "requests one at a time: no commit held back"
+if grep -q '^picomdm_commit_delays_total{} ' "$IT_DIR/metrics.flat" &&
+    grep -q '^picomdm_commit_delay_seconds_total{} ' "$IT_DIR/metrics.flat"; then
+	pass "the commit delay counters are shown"
+else
+	fail "the commit delay counters are shown" \
+	    "$(grep commit_delay "$IT_DIR/metrics.flat")"
+fi
 
 # ---- the enrollment counters: a purge, and a store without them ----
 # The gauges are two counters in meta that every write keeps
