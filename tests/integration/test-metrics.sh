@@ -212,6 +212,21 @@ expect_status 200 "Authenticate and TokenUpdate again after the CheckOut"
 scrape
 expect_eq "$(metric 'picomdm_enrollments{state="enabled"}')/$(metric 'picomdm_enrollments{state="disabled"}')" \
     1/0 "re-enrolled: the disabled enrollment is enabled again"
+# A refused request ends without a write (store_request_end after
+# serve): ten refusals, each followed by a TokenUpdate, one at a time,
+# hold no commit back either. (Sent one at a time they mostly reach the
+# same worker, whose next request would end a count left behind; a
+# leak would show only under concurrency.)
+for ((i = 0; i < 10; i++)); do
+	checkin "$(token_plist "$udid" "$token")" none
+	[[ $STATUS == 400 ]] || break
+	checkin "$(token_plist "$udid" "$token")" device1
+	[[ $STATUS == 200 ]] || break
+done
+expect_status 200 "ten refusals, each followed by a TokenUpdate"
+scrape
+expect_eq "$(metric 'picomdm_commit_delays_total{}')" 0 \
+    "  no commit held back after them"
 ctl purge "$udid" --yes >/dev/null || fail "purge of the device"
 scrape
 expect_eq "$(metric 'picomdm_enrollments{state="enabled"}')/$(metric 'picomdm_enrollments{state="disabled"}')" \
