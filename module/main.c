@@ -698,9 +698,9 @@ worker_main(void *arg)
 			pool_put(x);
 			break;
 		}
-		/* See "Connections" above. */
 		/* A request is coming that may bring a write (store.c). */
 		store_request_begin(srv.store);
+		/* See "Connections" above. */
 		if (fcgi_accept(&x->fr, fd) == -1) {
 			/* Closed with no request (fcgi_accept closed it). */
 			store_request_end(srv.store);

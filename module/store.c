@@ -773,6 +773,17 @@ store_request_begin(struct store *s)
 	__atomic_add_fetch(&s->reading, 1, __ATOMIC_SEQ_CST);
 }
 
+/* This thread's request stops counting: the requests still being read
+ * after it, or -1 when it was not counted. */
+static int
+reading_leave(struct store *s)
+{
+	if (reading_here != s)
+		return -1;
+	reading_here = NULL;
+	return __atomic_sub_fetch(&s->reading, 1, __ATOMIC_SEQ_CST);
+}
+
 /*
  * The last request being read is done without a write: a writer waiting
  * for it commits now. The writer sets gathering before it looks at
@@ -784,10 +795,7 @@ store_request_begin(struct store *s)
 void
 store_request_end(struct store *s)
 {
-	if (reading_here != s)
-		return;
-	reading_here = NULL;
-	if (__atomic_sub_fetch(&s->reading, 1, __ATOMIC_SEQ_CST) == 0 &&
+	if (reading_leave(s) == 0 &&
 	    __atomic_load_n(&s->gathering, __ATOMIC_SEQ_CST)) {
 		pthread_mutex_lock(&s->mu);
 		pthread_cond_signal(&s->cv_work);
@@ -812,12 +820,8 @@ enqueue_job(struct store *s, struct store_job *j)
 		s->head = j;
 	s->tail = j;
 	s->queued++;
-	reading = __atomic_load_n(&s->reading, __ATOMIC_SEQ_CST);
-	if (reading_here == s) {
-		reading_here = NULL;
-		reading = __atomic_sub_fetch(&s->reading, 1,
-		    __ATOMIC_SEQ_CST);
-	}
+	if ((reading = reading_leave(s)) == -1)
+		reading = __atomic_load_n(&s->reading, __ATOMIC_SEQ_CST);
 	if (!__atomic_load_n(&s->gathering, __ATOMIC_SEQ_CST) ||
 	    s->queued >= STORE_GATHER_MIN || reading == 0)
 		pthread_cond_signal(&s->cv_work);
@@ -834,17 +838,16 @@ static void
 gather(struct store *s)
 {
 	struct timespec until;
-	uint64_t        t0;
+	uint64_t        t0, end;
 
 	if (s->commit_delay == 0 || s->queued >= STORE_GATHER_MIN)
 		return;
 	__atomic_store_n(&s->gathering, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&s->reading, __ATOMIC_SEQ_CST) > 0) {
-		t0 = time_mono_us();
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += (long)s->commit_delay * 1000;
-		until.tv_sec += until.tv_nsec / 1000000000;
-		until.tv_nsec %= 1000000000;
+		t0 = time_mono_us(); /* CLOCK_MONOTONIC, as cv_work's */
+		end = t0 + s->commit_delay;
+		until.tv_sec = (time_t)(end / 1000000);
+		until.tv_nsec = (long)(end % 1000000) * 1000;
 		while (!s->stop && s->queued < STORE_GATHER_MIN &&
 		    __atomic_load_n(&s->reading, __ATOMIC_SEQ_CST) > 0 &&
 		    pthread_cond_timedwait(&s->cv_work, &s->mu, &until) == 0)
