@@ -227,6 +227,31 @@ expect_status 200 "ten refusals, each followed by a TokenUpdate"
 scrape
 expect_eq "$(metric 'picomdm_commit_delays_total{}')" 0 \
     "  no commit held back after them"
+# The same under concurrency: 256 refusals (a body that is no plist) over
+# 16 connections at once (tests/loadgen) reach several workers, and every
+# one must stop counting when it has answered; a count left behind by any
+# of them would hold the next TokenUpdate's commit back.
+refused=$IT_DIR/refused.body
+printf 'not a property list\n' >"$refused"
+"$PM_BUILD/tests/loadgen" --port "$IT_PORT" --tls \
+    --cacert "$IT_CERTS/server-ca.pem" --servername localhost \
+    --cert "$IT_CERTS/devices/device1.pem" \
+    --key "$IT_CERTS/devices/device1.key" \
+    --body "$refused" --path /mdm/checkin --method PUT \
+    --content-type "$IT_CHECKIN_TYPE" --connections 16 --threads 2 \
+    --requests 256 >"$IT_DIR/refusals.json" 2>"$IT_DIR/refusals.err" ||
+    fail "loadgen: refusals at once" "$(head -c 300 "$IT_DIR/refusals.err")"
+if grep -q '"status":{"400":256}' "$IT_DIR/refusals.json"; then
+	pass "256 refusals at once, all 400"
+else
+	fail "256 refusals at once, all 400" "$(head -c 300 "$IT_DIR/refusals.json")"
+fi
+sleep 0.3
+checkin "$(token_plist "$udid" "$token")" device1
+expect_status 200 "a TokenUpdate after them"
+scrape
+expect_eq "$(metric 'picomdm_commit_delays_total{}')" 0 \
+    "  its commit is not held back"
 ctl purge "$udid" --yes >/dev/null || fail "purge of the device"
 scrape
 expect_eq "$(metric 'picomdm_enrollments{state="enabled"}')/$(metric 'picomdm_enrollments{state="disabled"}')" \
