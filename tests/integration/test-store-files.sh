@@ -57,8 +57,11 @@ pmctl --db "$D/fix" check >"$D/check.out" 2>&1 ||
 # store-upgraded.json: no qpos entry, each position in its cmdq record,
 # each result under [sequence, eid] with its result_index entry.
 pmctl --db "$D/upg" restore "$FIX/store.raw" >/dev/null
-pmctl --db "$D/upg" check --repair >"$D/check.out" 2>&1 ||
+pmctl --verbose --db "$D/upg" check --repair >"$D/check.out" 2>&1 ||
     fail "check --repair of the restored fixture" "$(tail -n 3 "$D/check.out")"
+# The upgrade says so in the log, once: no way back for an older picomdm.
+expect_eq "$(grep -c 'upgraded from store format 1 to 3; an older picomdm refuses it now' "$D/check.out")" \
+    1 "the upgrade says in the log that an older picomdm refuses the store"
 pmctl --db "$D/upg" dump --secrets -o "$D/upg.json"
 same "a writable open moves the fixture's queue positions over" \
     "$FIX/store-upgraded.json" "$D/upg.json"
