@@ -615,12 +615,12 @@ serve(struct exchange *x)
 	case ROUTE_HEALTH:
 		return api_health(&srv, req, resp);
 	}
-	/* The writer waits for device requests only (store_request_begin):
-	 * an API call may read for long and mostly writes nothing. */
-	if (rt == ROUTE_API || rt == ROUTE_ENROLL)
+	if (rt == ROUTE_API || rt == ROUTE_ENROLL) {
+		/* The writer waits for device requests only
+		 * (store_request_begin): an API call may read for long and
+		 * mostly writes nothing. */
 		store_request_end(srv.store);
-	if (rt != ROUTE_API && rt != ROUTE_ENROLL &&
-	    strcmp(req->method, "PUT") != 0) {
+	} else if (strcmp(req->method, "PUT") != 0) {
 		response_set(resp, 405, "device endpoints take PUT");
 		strlcpy(resp->allow, "PUT", sizeof(resp->allow));
 		return HANDLED;

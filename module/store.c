@@ -336,13 +336,14 @@ static int
 store_open1(const char *dir, const struct store_opts *o, struct store **out,
     int upgraded)
 {
-	struct store *s;
-	MDB_txn      *txn = NULL;
-	struct stat   st;
-	unsigned      flags = MDB_NOTLS;
-	size_t        want;
-	uint64_t      found;
-	int           rc, i;
+	struct store      *s;
+	MDB_txn           *txn = NULL;
+	struct stat        st;
+	pthread_condattr_t ca;
+	unsigned           flags = MDB_NOTLS;
+	size_t             want;
+	uint64_t           found;
+	int                rc, i;
 
 	*out = NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
@@ -355,14 +356,11 @@ store_open1(const char *dir, const struct store_opts *o, struct store **out,
 	pthread_rwlock_init(&s->resize_lock, NULL);
 	s->commit_delay = o->commit_delay;
 	pthread_mutex_init(&s->mu, NULL);
-	{
-		pthread_condattr_t ca; /* the writer's timed wait: monotonic */
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&s->cv_work, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	/* The writer's timed wait (gather) runs on the monotonic clock. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv_work, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&s->cv_done, NULL);
 
 	if (!o->readonly && stat(dir, &st) == -1 && errno == ENOENT &&
