@@ -246,6 +246,8 @@ if grep -q '"status":{"400":256}' "$IT_DIR/refusals.json"; then
 else
 	fail "256 refusals at once, all 400" "$(head -c 300 "$IT_DIR/refusals.json")"
 fi
+# A worker leaves the count just after its reply goes out: give the last
+# ones that moment before the TokenUpdate.
 sleep 0.3
 checkin "$(token_plist "$udid" "$token")" device1
 expect_status 200 "a TokenUpdate after them"
